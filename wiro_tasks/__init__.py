@@ -1,0 +1,72 @@
+"""A typed client for Wiro's HTTP API, and a local emulator of it (`wiro_tasks.emulator`).
+
+The client modules here depend on httpx alone; Prefect appears only in `wiro_tasks.prefect_tasks`.
+"""
+
+from ._auth import NonceSource, WiroAuth, sign
+from ._config import DEFAULT_BASE_URL, Credentials
+from ._exceptions import (
+    APIError,
+    AuthenticationError,
+    ConcurrencyLimitError,
+    InputValidationError,
+    InsufficientBalanceError,
+    InvalidRequestError,
+    NotFoundError,
+    RateLimitedError,
+    SubmitOutcomeUnknownError,
+    TaskStateError,
+    TransientError,
+    WiroConnectionError,
+    WiroError,
+)
+from ._retry import PollSchedule, RetryPolicy
+from .client import AsyncWiroClient, Download, DownloadError, WaitTimeoutError, WiroClient
+from .inputs import (
+    IMAGE_TO_VIDEO,
+    TEXT_TO_VIDEO,
+    ImageToVideoInput,
+    ModelSpec,
+    TextToVideoInput,
+    model_spec,
+)
+from .types import TERMINAL_STATUSES, Submission, Task, TaskOutput, TaskStatus
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "IMAGE_TO_VIDEO",
+    "TERMINAL_STATUSES",
+    "TEXT_TO_VIDEO",
+    "APIError",
+    "AsyncWiroClient",
+    "AuthenticationError",
+    "ConcurrencyLimitError",
+    "Credentials",
+    "Download",
+    "DownloadError",
+    "ImageToVideoInput",
+    "InputValidationError",
+    "InsufficientBalanceError",
+    "InvalidRequestError",
+    "ModelSpec",
+    "NonceSource",
+    "NotFoundError",
+    "PollSchedule",
+    "RateLimitedError",
+    "RetryPolicy",
+    "Submission",
+    "SubmitOutcomeUnknownError",
+    "Task",
+    "TaskOutput",
+    "TaskStateError",
+    "TaskStatus",
+    "TextToVideoInput",
+    "TransientError",
+    "WaitTimeoutError",
+    "WiroAuth",
+    "WiroClient",
+    "WiroConnectionError",
+    "WiroError",
+    "model_spec",
+    "sign",
+]

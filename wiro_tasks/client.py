@@ -1,0 +1,462 @@
+"""Sync and async clients for Wiro's task API.
+
+    with WiroClient() as wiro:                      # WIRO_API_KEY / WIRO_API_SECRET / WIRO_BASE_URL
+        submitted = wiro.run(TextToVideoInput(prompt="a red fox in snow", seed="7"))
+        task = wiro.wait(submitted.task_id)
+        if task.succeeded:
+            wiro.download(task.outputs[0], "fox.mp4")
+
+Both clients share request building, answer parsing and the retry rule (`_retry.py`); only the
+loops that send and sleep differ. Downloads use a separate client without credentials, so the API
+key never travels to the file host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+
+from ._auth import WiroAuth
+from ._config import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    Credentials,
+    resolve_base_url,
+)
+from ._exceptions import (
+    APIError,
+    NotFoundError,
+    SubmitOutcomeUnknownError,
+    TransientError,
+    WiroConnectionError,
+    WiroError,
+)
+from ._retry import PollSchedule, RetryPolicy
+from .inputs import TEXT_TO_VIDEO, ModelInput, Value, model_spec
+from .types import Submission, Task, TaskOutput, TaskStatus
+
+logger = logging.getLogger("wiro_tasks")
+
+Kind = Literal["run", "read"]
+DEFAULT_ERROR_GRACE = 60.0
+_CHUNK = 1 << 16
+
+
+class DownloadError(WiroError):
+    """A download ended early or did not match the size the API announced; safe to retry."""
+
+    retryable = True
+
+
+class WaitTimeoutError(WiroError, TimeoutError):
+    """`wait` gave up before the task finished; `task` is the last state seen."""
+
+    def __init__(self, task: Task, seconds: float) -> None:
+        self.task = task
+        super().__init__(f"task {task.id} still {task.raw_status} after {seconds:.0f} s")
+
+
+@dataclass(frozen=True)
+class Download:
+    """A file saved from a task output: where, how many bytes, and their sha256."""
+
+    path: Path
+    size: int
+    sha256: str
+
+
+class _BaseClient:
+    def __init__(
+        self,
+        api_key: str | None = None,
+        api_secret: str | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.credentials = Credentials.resolve(api_key, api_secret)
+        self.base_url = resolve_base_url(base_url)
+        self.retry = retry or RetryPolicy(max_retries=max_retries)
+        self._timeout = httpx.Timeout(timeout, connect=min(10.0, timeout))
+        self._auth = WiroAuth(self.credentials)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r}, credentials={self.credentials!r})"
+
+    # Request bodies and answer decoding, shared by both clients.
+
+    @staticmethod
+    def _run_body(inputs: ModelInput | Mapping[str, object], model: str) -> tuple[str, dict[str, Value]]:
+        if isinstance(inputs, Mapping):
+            spec = model_spec(model)
+            checked = spec.validate(inputs)
+            return f"/Run/{spec.slug}", checked
+        return f"/Run/{inputs.MODEL}", inputs.to_wire()
+
+    @staticmethod
+    def _task_ref(task_id: str | None, socket_token: str | None) -> dict[str, str]:
+        if task_id:
+            return {"taskid": str(task_id)}
+        if socket_token:
+            # Current docs name it `socketaccesstoken`, older ones `tasktoken`: send both.
+            return {"socketaccesstoken": socket_token, "tasktoken": socket_token}
+        raise ValueError("give a task_id or a socket_token")
+
+    @staticmethod
+    def _list_body(start: int, limit: int) -> dict[str, Any]:
+        return {"type": "model", "sort": "id", "order": "DESC", "start": start, "limit": limit}
+
+    @staticmethod
+    def _submission(payload: Mapping[str, Any], endpoint: str) -> Submission:
+        task_id = payload.get("taskid")
+        if not task_id:
+            raise SubmitOutcomeUnknownError(f"{endpoint}: answer holds no taskid")
+        return Submission(task_id=str(task_id), socket_token=str(payload.get("socketaccesstoken", "")))
+
+    @staticmethod
+    def _tasks(payload: Mapping[str, Any]) -> list[Task]:
+        tasklist = payload.get("tasklist") or []
+        return [Task.from_api(raw) for raw in tasklist if isinstance(raw, Mapping)]
+
+    @classmethod
+    def _one_task(cls, payload: Mapping[str, Any], endpoint: str) -> Task:
+        tasks = cls._tasks(payload)
+        if not tasks:
+            raise NotFoundError("There is no task yet.", code=1, endpoint=endpoint)
+        return tasks[0]
+
+    @staticmethod
+    def _decode(response: httpx.Response, endpoint: str, kind: Kind) -> dict[str, Any]:
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if response.status_code >= 400 or not isinstance(payload, dict) or payload.get("result") is False:
+            error = APIError.from_response(response, endpoint, payload)
+            if not isinstance(payload, dict) and response.status_code < 400:
+                error = TransientError(
+                    "answer is not Wiro JSON", status_code=response.status_code, endpoint=endpoint
+                )
+            if kind == "run" and isinstance(error, TransientError) and error.status_code != 429:
+                raise SubmitOutcomeUnknownError(f"{error}; the task may have been created") from error
+            raise error
+        return payload
+
+    @staticmethod
+    def _transport_error(exc: httpx.TransportError, endpoint: str, kind: Kind) -> WiroError:
+        nothing_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+        if kind == "run" and not nothing_sent:
+            return SubmitOutcomeUnknownError(
+                f"{endpoint}: {type(exc).__name__} after sending; the task may have been created"
+            )
+        return WiroConnectionError(f"{endpoint}: {type(exc).__name__}: {exc}")
+
+    def _log(self, endpoint: str, started: float, outcome: object) -> None:
+        logger.debug("POST %s -> %s in %.0f ms", endpoint, outcome, (time.monotonic() - started) * 1000)
+
+
+class WiroClient(_BaseClient):
+    """Blocking client. Arguments fall back to `WIRO_API_KEY`, `WIRO_API_SECRET`, `WIRO_BASE_URL`."""
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        api_secret: str | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        retry: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(
+            api_key, api_secret, base_url=base_url, timeout=timeout, max_retries=max_retries, retry=retry
+        )
+        self._http = httpx.Client(
+            base_url=self.base_url, auth=self._auth, timeout=self._timeout, transport=transport
+        )
+        self._files = httpx.Client(timeout=self._timeout, transport=transport, follow_redirects=True)
+
+    def __enter__(self) -> WiroClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+        self._files.close()
+
+    def _call(self, endpoint: str, body: Mapping[str, Any], kind: Kind = "read") -> dict[str, Any]:
+        attempt = 0
+        while True:
+            started = time.monotonic()
+            try:
+                response = self._http.post(endpoint, json=body)
+                self._log(endpoint, started, response.status_code)
+                return self._decode(response, endpoint, kind)
+            except httpx.TransportError as exc:
+                self._log(endpoint, started, type(exc).__name__)
+                error = self._transport_error(exc, endpoint, kind)
+            except WiroError as exc:
+                error = exc
+            if kind == "run" or not self.retry.should_retry(error, attempt):
+                raise error
+            time.sleep(self.retry.delay(error, attempt))
+            attempt += 1
+
+    def run(self, inputs: ModelInput | Mapping[str, object], *, model: str = TEXT_TO_VIDEO) -> Submission:
+        """Submit one task. Validates first; never retried (see `SubmitOutcomeUnknownError`)."""
+        endpoint, body = self._run_body(inputs, model)
+        return self._submission(self._call(endpoint, body, "run"), endpoint)
+
+    def detail(self, task_id: str | None = None, *, socket_token: str | None = None) -> Task:
+        """The task's current state, by id or by socket token."""
+        body = {"taskid": task_id} if task_id else {"tasktoken": socket_token or ""}
+        return self._one_task(self._call("/Task/Detail", body), "/Task/Detail")
+
+    def list_tasks(self, *, start: int = 0, limit: int = 50) -> list[Task]:
+        """The account's tasks, newest first."""
+        return self._tasks(self._call("/Task/List", self._list_body(start, limit)))
+
+    def cancel(self, task_id: str) -> Task:
+        """Cancel a task that is still queued (nothing is billed)."""
+        return self._one_task(self._call("/Task/Cancel", {"taskid": task_id}), "/Task/Cancel")
+
+    def kill(self, task_id: str | None = None, *, socket_token: str | None = None) -> Task:
+        """Stop a running task; time already used may be billed."""
+        body = self._task_ref(task_id, socket_token)
+        return self._one_task(self._call("/Task/Kill", body), "/Task/Kill")
+
+    def wait(
+        self,
+        task_id: str,
+        *,
+        schedule: PollSchedule | None = None,
+        timeout: float | None = None,
+        error_grace: float = DEFAULT_ERROR_GRACE,
+    ) -> Task:
+        """Poll until the task is final, or has sat in `task_error` for `error_grace` seconds."""
+        started = time.monotonic()
+        delays = (schedule or PollSchedule()).delays()
+        error_since: float | None = None
+        while True:
+            task = self.detail(task_id)
+            now = time.monotonic()
+            error_since = _error_clock(task, error_since, now)
+            if task.is_terminal or (error_since is not None and now - error_since >= error_grace):
+                return task
+            if timeout is not None and now - started >= timeout:
+                raise WaitTimeoutError(task, now - started)
+            time.sleep(next(delays))
+
+    def download(self, output: TaskOutput | str, dest: str | os.PathLike[str]) -> Download:
+        """Stream a task output to `dest` (atomically), checking its size and hashing it."""
+        url, expected = _target(output)
+        path = Path(dest)
+        attempt = 0
+        while True:
+            try:
+                with self._files.stream("GET", url) as response:
+                    _check_status(response, url)
+                    with _PartFile(path) as part:
+                        for chunk in response.iter_bytes(_CHUNK):
+                            part.write(chunk)
+                        return part.commit(expected)
+            except httpx.TransportError as exc:
+                error: WiroError = DownloadError(f"{url}: {type(exc).__name__}: {exc}")
+            except WiroError as exc:
+                error = exc
+            if not self.retry.should_retry(error, attempt):
+                raise error
+            time.sleep(self.retry.delay(error, attempt))
+            attempt += 1
+
+
+class AsyncWiroClient(_BaseClient):
+    """The asyncio twin of `WiroClient`; one instance per event loop."""
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        api_secret: str | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = 100,
+    ) -> None:
+        super().__init__(
+            api_key, api_secret, base_url=base_url, timeout=timeout, max_retries=max_retries, retry=retry
+        )
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, auth=self._auth, timeout=self._timeout, transport=transport, limits=limits
+        )
+        self._files = httpx.AsyncClient(
+            timeout=self._timeout, transport=transport, limits=limits, follow_redirects=True
+        )
+
+    async def __aenter__(self) -> AsyncWiroClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+        await self._files.aclose()
+
+    async def _call(self, endpoint: str, body: Mapping[str, Any], kind: Kind = "read") -> dict[str, Any]:
+        attempt = 0
+        while True:
+            started = time.monotonic()
+            try:
+                response = await self._http.post(endpoint, json=body)
+                self._log(endpoint, started, response.status_code)
+                return self._decode(response, endpoint, kind)
+            except httpx.TransportError as exc:
+                self._log(endpoint, started, type(exc).__name__)
+                error = self._transport_error(exc, endpoint, kind)
+            except WiroError as exc:
+                error = exc
+            if kind == "run" or not self.retry.should_retry(error, attempt):
+                raise error
+            await asyncio.sleep(self.retry.delay(error, attempt))
+            attempt += 1
+
+    async def run(
+        self, inputs: ModelInput | Mapping[str, object], *, model: str = TEXT_TO_VIDEO
+    ) -> Submission:
+        """Submit one task. Validates first; never retried (see `SubmitOutcomeUnknownError`)."""
+        endpoint, body = self._run_body(inputs, model)
+        return self._submission(await self._call(endpoint, body, "run"), endpoint)
+
+    async def detail(self, task_id: str | None = None, *, socket_token: str | None = None) -> Task:
+        """The task's current state, by id or by socket token."""
+        body = {"taskid": task_id} if task_id else {"tasktoken": socket_token or ""}
+        return self._one_task(await self._call("/Task/Detail", body), "/Task/Detail")
+
+    async def list_tasks(self, *, start: int = 0, limit: int = 50) -> list[Task]:
+        """The account's tasks, newest first."""
+        return self._tasks(await self._call("/Task/List", self._list_body(start, limit)))
+
+    async def cancel(self, task_id: str) -> Task:
+        """Cancel a task that is still queued (nothing is billed)."""
+        return self._one_task(await self._call("/Task/Cancel", {"taskid": task_id}), "/Task/Cancel")
+
+    async def kill(self, task_id: str | None = None, *, socket_token: str | None = None) -> Task:
+        """Stop a running task; time already used may be billed."""
+        body = self._task_ref(task_id, socket_token)
+        return self._one_task(await self._call("/Task/Kill", body), "/Task/Kill")
+
+    async def wait(
+        self,
+        task_id: str,
+        *,
+        schedule: PollSchedule | None = None,
+        timeout: float | None = None,
+        error_grace: float = DEFAULT_ERROR_GRACE,
+    ) -> Task:
+        """Poll until the task is final, or has sat in `task_error` for `error_grace` seconds."""
+        started = time.monotonic()
+        delays = (schedule or PollSchedule()).delays()
+        error_since: float | None = None
+        while True:
+            task = await self.detail(task_id)
+            now = time.monotonic()
+            error_since = _error_clock(task, error_since, now)
+            if task.is_terminal or (error_since is not None and now - error_since >= error_grace):
+                return task
+            if timeout is not None and now - started >= timeout:
+                raise WaitTimeoutError(task, now - started)
+            await asyncio.sleep(next(delays))
+
+    async def download(self, output: TaskOutput | str, dest: str | os.PathLike[str]) -> Download:
+        """Stream a task output to `dest` (atomically), checking its size and hashing it."""
+        url, expected = _target(output)
+        path = Path(dest)
+        attempt = 0
+        while True:
+            try:
+                async with self._files.stream("GET", url) as response:
+                    _check_status(response, url)
+                    with _PartFile(path) as part:
+                        async for chunk in response.aiter_bytes(_CHUNK):
+                            part.write(chunk)
+                        return part.commit(expected)
+            except httpx.TransportError as exc:
+                error: WiroError = DownloadError(f"{url}: {type(exc).__name__}: {exc}")
+            except WiroError as exc:
+                error = exc
+            if not self.retry.should_retry(error, attempt):
+                raise error
+            await asyncio.sleep(self.retry.delay(error, attempt))
+            attempt += 1
+
+
+def _error_clock(task: Task, since: float | None, now: float) -> float | None:
+    """When the task entered its current run of `task_error` polls (None when not in one)."""
+    if task.status is not TaskStatus.ERROR:
+        return None
+    return now if since is None else since
+
+
+def _target(output: TaskOutput | str) -> tuple[str, int | None]:
+    if isinstance(output, TaskOutput):
+        return output.url, output.size or None
+    return output, None
+
+
+def _check_status(response: httpx.Response, url: str) -> None:
+    if response.status_code >= 400:
+        kind = TransientError if response.status_code >= 500 or response.status_code == 429 else APIError
+        raise kind(f"download failed: {url}", status_code=response.status_code, endpoint="GET")
+
+
+class _PartFile:
+    """Writes to `<dest>.part`, then renames into place only when the size is right."""
+
+    def __init__(self, dest: Path) -> None:
+        self.dest = dest
+        self.part = dest.with_name(dest.name + ".part")
+        self.size = 0
+        self._hash = hashlib.sha256()
+        self._file: Any = None
+
+    def __enter__(self) -> _PartFile:
+        self.dest.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.part, "wb")
+        return self
+
+    def write(self, chunk: bytes) -> None:
+        self._file.write(chunk)
+        self._hash.update(chunk)
+        self.size += len(chunk)
+
+    def commit(self, expected: int | None) -> Download:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        if expected is not None and self.size != expected:
+            raise DownloadError(f"{self.dest.name}: got {self.size} bytes, the API announced {expected}")
+        os.replace(self.part, self.dest)
+        return Download(path=self.dest, size=self.size, sha256=self._hash.hexdigest())
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self.part.unlink(missing_ok=True)

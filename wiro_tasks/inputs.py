@@ -1,0 +1,311 @@
+"""Inputs of the two Wan 2.2 TI2V-5B models, with the model page's defaults and rules.
+
+One `ModelSpec` per model lists its parameters; `ModelSpec.validate` coerces a mapping of Wiro
+names (strings or numbers, as Wiro accepts) into typed values or raises `InputValidationError`
+naming the field and the rule. The client validates before sending; the emulator answers the same
+rules with Wiro's error messages. `TextToVideoInput` and `ImageToVideoInput` are the typed forms.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import ClassVar, Literal
+from urllib.parse import urlsplit
+
+from ._exceptions import InputValidationError
+
+TEXT_TO_VIDEO = "Wan-AI/Wan2.2-TI2V-5B-text-to-video"
+IMAGE_TO_VIDEO = "Wan-AI/Wan2.2-TI2V-5B-image-to-video"
+
+T2V_NEGATIVE_PROMPT = "bad quality, low detail, unrealistic water movement, washed-out colors"
+I2V_NEGATIVE_PROMPT = "bad quality, blurry"
+SIZES = ("832*480", "480*832")
+MAX_PROMPT_CHARS = 2000
+MAX_SEED = 2**32 - 1
+
+Kind = Literal["text", "int", "float", "choice", "url", "seed"]
+Value = str | int | float
+
+
+@dataclass(frozen=True)
+class Param:
+    """One model parameter: its Wiro name, type, default and limits."""
+
+    name: str
+    kind: Kind
+    default: Value | None = None
+    required: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+    frames_rule: bool = False
+    allow_zero: bool = False
+    multiple_of: int | None = None
+
+    def coerce(self, raw: object) -> Value:
+        """The typed value of `raw`, or `InputValidationError` with the broken rule."""
+        if self.kind in ("text", "choice", "url", "seed"):
+            return self._coerce_text(raw)
+        number = _number(self.name, raw, integer=self.kind == "int")
+        if self.allow_zero and number == 0:
+            return number
+        lo, hi = self.minimum, self.maximum
+        if lo is not None and hi is not None and not lo <= number <= hi:
+            extra = " (or 0)" if self.allow_zero else ""
+            raise InputValidationError(self.name, f"must be between {_fmt(lo)} and {_fmt(hi)}{extra}", raw)
+        if self.frames_rule and (int(number) - 1) % 4:
+            raise InputValidationError(self.name, "must be 4n+1 (5, 9, ..., 81, ..., 121, ...)", raw)
+        if self.multiple_of and int(number) % self.multiple_of:
+            raise InputValidationError(self.name, f"must be a multiple of {self.multiple_of}", raw)
+        return number
+
+    def _coerce_text(self, raw: object) -> str:
+        if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+            raise InputValidationError(self.name, "must be text", raw)
+        if isinstance(raw, float) and not raw.is_integer():
+            raise InputValidationError(self.name, "must be text", raw)
+        text = str(int(raw)) if isinstance(raw, float) else str(raw)
+        if self.kind == "choice":
+            if text not in self.choices:
+                raise InputValidationError(self.name, f"must be one of {', '.join(self.choices)}", raw)
+            return text
+        if self.kind == "seed":
+            if not re.fullmatch(r"\s*\d+\s*", text) or int(text) > MAX_SEED:
+                raise InputValidationError(self.name, f"must be an integer between 0 and {MAX_SEED}", raw)
+            return str(int(text))
+        if self.kind == "url":
+            parts = urlsplit(text.strip())
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise InputValidationError(self.name, "must be an http(s) URL", raw)
+            return text.strip()
+        bad = _bad_character(text)
+        if bad is not None:
+            raise InputValidationError(self.name, f"must not contain control character {bad}", raw)
+        if self.required and not text.strip():
+            raise InputValidationError(self.name, "required", raw)
+        if len(text) > MAX_PROMPT_CHARS:
+            raise InputValidationError(
+                self.name, f"must be at most {MAX_PROMPT_CHARS} characters (has {len(text)})", None
+            )
+        return text
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A Wiro model ("tool"): its slug and parameters, in the model page's order."""
+
+    slug: str
+    params: tuple[Param, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    def param(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def validate(self, raw: Mapping[str, object], *, allow_unknown: bool = False) -> dict[str, Value]:
+        """Typed values for every parameter, defaults filled in; the first broken rule raises."""
+        if not allow_unknown:
+            unknown = sorted(set(raw) - set(self.names) - {"projectid"})
+            if unknown:
+                raise InputValidationError(unknown[0], f"is not an input of {self.slug}", raw[unknown[0]])
+        values: dict[str, Value] = {}
+        for p in self.params:
+            given = raw.get(p.name)
+            if _missing(given, p):
+                if p.required:
+                    raise InputValidationError(p.name, "required", None)
+                if p.default is None:
+                    continue
+                given = p.default
+            values[p.name] = p.coerce(given)
+        return values
+
+
+def _missing(value: object, param: Param) -> bool:
+    """None, NaN (an empty cell of a DataFrame), or an empty string where text is not free."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return True
+    return isinstance(value, str) and not value.strip() and param.kind != "text"
+
+
+def _text(name: str, default: str | None = None, *, required: bool = False) -> Param:
+    return Param(name, "text", default=default, required=required)
+
+
+_COMMON_TAIL = (
+    Param("numFrames", "int", 121, minimum=5, maximum=241, frames_rule=True),
+    Param("scale", "float", 5.0, minimum=0.0, maximum=20.0),
+    Param("steps", "int", 25, minimum=1, maximum=100),
+    Param("fps", "int", 16, minimum=1, maximum=60),
+)
+
+TEXT_TO_VIDEO_SPEC = ModelSpec(
+    TEXT_TO_VIDEO,
+    (
+        _text("prompt", required=True),
+        _text("negativePrompt", T2V_NEGATIVE_PROMPT),
+        Param("size", "choice", SIZES[0], choices=SIZES),
+        *_COMMON_TAIL,
+        Param("seed", "seed", "42"),
+        Param("callbackUrl", "url"),
+    ),
+)
+
+IMAGE_TO_VIDEO_SPEC = ModelSpec(
+    IMAGE_TO_VIDEO,
+    (
+        Param("inputImageUrl", "url", required=True),
+        _text("prompt", required=True),
+        _text("negativePrompt", I2V_NEGATIVE_PROMPT),
+        Param("width", "int", 0, minimum=256, maximum=1280, allow_zero=True, multiple_of=32),
+        Param("height", "int", 0, minimum=256, maximum=1280, allow_zero=True, multiple_of=32),
+        *_COMMON_TAIL,
+        Param("seed", "seed", "42"),
+        Param("callbackUrl", "url"),
+    ),
+)
+
+MODELS: dict[str, ModelSpec] = {s.slug: s for s in (TEXT_TO_VIDEO_SPEC, IMAGE_TO_VIDEO_SPEC)}
+
+
+def model_spec(slug: str) -> ModelSpec:
+    """The spec of a known model, or `InputValidationError` naming the ones that exist."""
+    try:
+        return MODELS[slug]
+    except KeyError:
+        raise InputValidationError("model", f"must be one of {', '.join(MODELS)}", slug) from None
+
+
+class _WireInput:
+    """Shared behaviour of the typed inputs: validation on creation, and the wire form."""
+
+    MODEL: ClassVar[str]
+    _WIRE: ClassVar[dict[str, str]]
+
+    def __post_init__(self) -> None:
+        checked = model_spec(self.MODEL).validate(self._raw())
+        for attr, wire in self._WIRE.items():
+            if wire in checked:
+                object.__setattr__(self, attr, checked[wire])
+
+    def _raw(self) -> dict[str, Value]:
+        raw = {wire: getattr(self, attr) for attr, wire in self._WIRE.items()}
+        return {k: v for k, v in raw.items() if v is not None}
+
+    def to_wire(self) -> dict[str, Value]:
+        """The JSON body of a Run request: Wiro's names; numbers as numbers, text as text."""
+        return self._raw()
+
+    @classmethod
+    def from_wire(cls, raw: Mapping[str, object]) -> _WireInput:
+        """Build from Wiro names (strings or numbers); unknown names are refused."""
+        model_spec(cls.MODEL).validate(raw)
+        by_wire = {wire: attr for attr, wire in cls._WIRE.items()}
+        return cls(**{by_wire[k]: v for k, v in raw.items() if k in by_wire})
+
+
+@dataclass(frozen=True)
+class TextToVideoInput(_WireInput):
+    """Inputs of `Wan-AI/Wan2.2-TI2V-5B-text-to-video`, validated on creation."""
+
+    MODEL: ClassVar[str] = TEXT_TO_VIDEO
+
+    prompt: str
+    negative_prompt: str = T2V_NEGATIVE_PROMPT
+    size: str = SIZES[0]
+    num_frames: int = 121
+    scale: float = 5.0
+    steps: int = 25
+    fps: int = 16
+    seed: str = "42"
+    callback_url: str | None = None
+
+    @property
+    def width(self) -> int:
+        return int(self.size.split("*")[0])
+
+    @property
+    def height(self) -> int:
+        return int(self.size.split("*")[1])
+
+    @property
+    def duration(self) -> float:
+        """Seconds of video: numFrames / fps."""
+        return self.num_frames / self.fps
+
+
+@dataclass(frozen=True)
+class ImageToVideoInput(_WireInput):
+    """Inputs of `Wan-AI/Wan2.2-TI2V-5B-image-to-video`; width/height 0 follow the image."""
+
+    MODEL: ClassVar[str] = IMAGE_TO_VIDEO
+
+    input_image_url: str
+    prompt: str
+    negative_prompt: str = I2V_NEGATIVE_PROMPT
+    width: int = 0
+    height: int = 0
+    num_frames: int = 121
+    scale: float = 5.0
+    steps: int = 25
+    fps: int = 16
+    seed: str = "42"
+    callback_url: str | None = None
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+TextToVideoInput._WIRE = {f.name: _camel(f.name) for f in fields(TextToVideoInput)}
+ImageToVideoInput._WIRE = {f.name: _camel(f.name) for f in fields(ImageToVideoInput)}
+ImageToVideoInput._WIRE["input_image_url"] = "inputImageUrl"
+
+ModelInput = TextToVideoInput | ImageToVideoInput
+
+
+def _number(name: str, raw: object, *, integer: bool) -> int | float:
+    rule = "must be integer" if integer else "must be integer or float"
+    if isinstance(raw, bool):
+        raise InputValidationError(name, rule, raw)
+    value: float
+    if isinstance(raw, (int, float)):
+        value = float(raw)
+    elif isinstance(raw, str):
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise InputValidationError(name, rule, raw) from None
+    else:
+        raise InputValidationError(name, rule, raw)
+    if not math.isfinite(value):
+        raise InputValidationError(name, rule, raw)
+    if integer:
+        if not value.is_integer():
+            raise InputValidationError(name, rule, raw)
+        return int(value)
+    return value
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def _bad_character(text: str) -> str | None:
+    for ch in text:
+        if ch in "\t\n\r":
+            continue
+        category = unicodedata.category(ch)
+        if category in ("Cc", "Cs") or ch in "\u2028\u2029":
+            return f"U+{ord(ch):04X}"
+    return None
