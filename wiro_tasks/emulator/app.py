@@ -1,0 +1,422 @@
+"""The emulator's HTTP face: Wiro's endpoints on Starlette, with auth, validation and faults.
+
+Endpoints (all under `/v1`, all POST): `Run/{owner}/{model}`, `Task/Detail`, `Task/List`,
+`Task/Cancel`, `Task/Kill`, `Tool/Detail`. Outputs are served from `GET /files/{uuid}/{name}`.
+`/_emulator/stats`, `/_emulator/tasks` and `POST /_emulator/faults` are for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from email.parser import BytesParser
+from email.policy import HTTP
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from .._auth import sign
+from .._exceptions import InputValidationError
+from ..inputs import MODELS, Value
+from .config import EmulatorConfig, FaultKind
+from .state import Account, EmulatedTask
+from .video import preview_dimensions, render_mp4
+
+logger = logging.getLogger("wiro_tasks.emulator")
+Handler = Callable[[Request], Awaitable[Response]]
+
+NOT_FOUNDED = "Project authorization is not founded."
+NOT_VALID = "Project authorization is not valid."
+NEEDS_SIGNATURE = "Project requires signature authentication. x-signature and x-nonce headers are required."
+NO_TASK = "There is no task yet."
+
+
+class DroppedConnection(Exception):
+    """Raised after a response has started, so the server closes the connection mid-answer."""
+
+
+class _Drop(Response):
+    """Starts a response, then drops the connection: the client never reads a whole answer."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=200)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b'{"errors": [], "ta', "more_body": True})
+        raise DroppedConnection
+
+
+class _QuietDrops(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], DroppedConnection))
+
+
+def wiro_error(message: str, code: int = 0, status: int = 200) -> JSONResponse:
+    return JSONResponse({"result": False, "errors": [{"code": code, "message": message}]}, status)
+
+
+class Renderer:
+    """Renders each distinct output once into a private folder, and remembers where."""
+
+    def __init__(self, directory: Path, preview: bool) -> None:
+        self.directory = directory
+        self.preview = preview
+        self.files: dict[str, Path] = {}
+        self.public_base = ""
+
+    def attach(self, task: EmulatedTask) -> None:
+        """Render a finished task's video, if it has none yet."""
+        if task.output is None:
+            name, size, path = self.render(task)
+            self.files[task.uuid] = path
+            task.output = (name, size)
+
+    def render(self, task: EmulatedTask) -> tuple[str, int, Path]:
+        p = task.parameters
+        if "size" in p:
+            width, height = (int(x) for x in str(p["size"]).split("*"))
+        else:
+            width, height = int(p.get("width") or 832), int(p.get("height") or 480)
+        if self.preview:
+            width, height = preview_dimensions(width, height)
+        args: dict[str, Any] = {
+            "width": width,
+            "height": height,
+            "num_frames": int(p["numFrames"]),
+            "fps": int(p["fps"]),
+            "prompt": str(p["prompt"]),
+            "seed": str(p["seed"]),
+            "label": f"steps {p['steps']}  scale {p['scale']}  {width}x{height}",
+        }
+        key = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:32]
+        path = self.directory / f"{key}.mp4"
+        if not path.exists():
+            part = path.with_suffix(".part")
+            part.write_bytes(render_mp4(**args))
+            part.replace(path)
+        return "output.mp4", path.stat().st_size, path
+
+
+def create_app(config: EmulatorConfig, *, storage: Path | None = None) -> Starlette:
+    """A fresh emulated account behind Wiro's endpoints; `app.state.account` exposes it."""
+    account = Account(config)
+    owned = storage is None
+    directory = Path(tempfile.mkdtemp(prefix="wiro-emulator-")) if storage is None else storage
+    directory.mkdir(parents=True, exist_ok=True)
+    renderer = Renderer(directory, config.preview)
+    logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
+
+    def authenticate(request: Request) -> Response | None:
+        key = request.headers.get("x-api-key", "")
+        if not key or not hmac.compare_digest(key, config.api_key):
+            return wiro_error(NOT_FOUNDED, status=401)
+        if not config.api_secret:
+            return None
+        nonce = request.headers.get("x-nonce", "")
+        signature = request.headers.get("x-signature", "")
+        if not nonce or not signature:
+            return wiro_error(NEEDS_SIGNATURE, status=401)
+        expected = sign(config.api_key, config.api_secret, nonce)
+        with account.lock:
+            if not hmac.compare_digest(expected, signature.lower()) or nonce in account.seen_nonces:
+                account.count("auth_refused")
+                return wiro_error(NOT_VALID, status=401)
+            account.seen_nonces.add(nonce)
+        return None
+
+    def next_fault(run: bool) -> FaultKind:
+        faults = account.faults
+        with account.lock:
+            if run and faults.run_script:
+                account.faults = faults.updated({"run_script": faults.run_script[1:]})
+                return faults.run_script[0]
+            if faults.script:
+                account.faults = faults.updated({"script": faults.script[1:]})
+                return faults.script[0]
+            draw = account.random.random()
+        for kind, rate in (
+            ("503", faults.error_5xx_rate),
+            ("429", faults.rate_429),
+            ("drop", faults.drop_rate),
+            ("slow", faults.slow_rate),
+        ):
+            if draw < rate:
+                return kind  # type: ignore[return-value]
+            draw -= rate
+        if run and account.random.random() < faults.lost_run_rate:
+            return "lost"
+        return "ok"
+
+    def api(name: str, *, run: bool = False) -> Callable[[Handler], Handler]:
+        """Wraps an endpoint with counting, injected faults and authentication."""
+
+        def wrap(handler: Handler) -> Handler:
+            async def endpoint(request: Request) -> Response:
+                account.count(name)
+                fault = next_fault(run)
+                if fault != "ok":
+                    account.count(f"fault_{fault}")
+                if fault in ("500", "503"):
+                    return PlainTextResponse("<html>Service Unavailable</html>", int(fault))
+                if fault == "429":
+                    retry_after = f"{account.faults.retry_after:g}"
+                    response = wiro_error("Too many requests.", status=429)
+                    response.headers["Retry-After"] = retry_after
+                    return response
+                if fault == "drop":
+                    return _Drop()
+                if fault == "slow":
+                    await asyncio.sleep(account.faults.slow_seconds)
+                refused = authenticate(request)
+                if refused is not None:
+                    return refused
+                request.state.lost = fault == "lost"
+                renderer.public_base = renderer.public_base or file_base(request)
+                return await handler(request)
+
+            return endpoint
+
+        return wrap
+
+    def file_base(request: Request) -> str:
+        return str(request.base_url).rstrip("/") + "/files"
+
+    async def describe(request: Request, task: EmulatedTask) -> dict[str, Any]:
+        now = account.clock()
+        if task.output is None and task.succeeded_at(now):
+            await asyncio.to_thread(renderer.attach, task)
+        return account.describe(task, now, file_base(request))
+
+    @api("run", run=True)
+    async def run(request: Request) -> Response:
+        slug = f"{request.path_params['owner']}/{request.path_params['model']}"
+        spec = MODELS.get(slug)
+        if spec is None:
+            return wiro_error("Tool is not found.", code=1)
+        body = await read_body(request)
+        if body is None:
+            return wiro_error("Request body could not be parsed.")
+        try:
+            parameters: dict[str, Value] = spec.validate(body, allow_unknown=True)
+        except InputValidationError as exc:
+            account.count("run_invalid")
+            return wiro_error(f"Request parameter [{exc.field}] {exc.rule}")
+        now = account.clock()
+        with account.lock:
+            balance = account.balance(now)
+            if balance <= 0:
+                account.count("run_refused_97")
+                return wiro_error("Insufficient balance. Please add funds to run more tasks.", code=97)
+            limit = config.limit_for(balance)
+            if limit is not None and account.in_flight(now) >= limit:
+                account.count("run_refused_96")
+                return wiro_error(
+                    "You have reached your concurrent task limit. With your current balance of "
+                    f"${balance:.2f}, you can run up to {limit} tasks at the same time.",
+                    code=96,
+                )
+            task = account.create(slug, parameters)
+        if request.state.lost:
+            return _Drop()
+        return JSONResponse(
+            {"errors": [], "taskid": str(task.id), "socketaccesstoken": task.token, "result": True}
+        )
+
+    @api("detail")
+    async def detail(request: Request) -> Response:
+        body = await read_body(request) or {}
+        task = account.find(body.get("taskid"), body.get("tasktoken") or body.get("socketaccesstoken"))
+        if task is None:
+            return wiro_error(NO_TASK, code=1)
+        described = await describe(request, task)
+        return JSONResponse({"total": "1", "errors": [], "tasklist": [described], "result": True})
+
+    @api("list")
+    async def task_list(request: Request) -> Response:
+        body = await read_body(request) or {}
+        try:
+            start = max(0, int(str(body.get("start", 0))))
+            limit = min(1000, max(1, int(str(body.get("limit", 20)))))
+        except ValueError:
+            return wiro_error("Request parameter [start] must be integer")
+        with account.lock:
+            ids = sorted(account.tasks, reverse=str(body.get("order", "DESC")).upper() != "ASC")
+            page = [account.tasks[i] for i in ids[start : start + limit]]
+            total = len(ids)
+        described = [await describe(request, t) for t in page]
+        return JSONResponse({"total": str(total), "errors": [], "tasklist": described, "result": True})
+
+    async def stop(request: Request, *, queued_only: bool) -> Response:
+        body = await read_body(request) or {}
+        token = body.get("socketaccesstoken") or body.get("tasktoken")
+        task = account.find(body.get("taskid"), token)
+        if task is None:
+            return wiro_error(NO_TASK, code=1)
+        reason = account.stop(task, queued_only=queued_only)
+        if reason is not None:
+            message = (
+                "Task is not in a cancellable state."
+                if queued_only
+                else f"Task could not be killed: {reason}"
+            )
+            return wiro_error(message, code=1)
+        described = await describe(request, task)
+        return JSONResponse({"errors": [], "tasklist": [described], "result": True})
+
+    @api("cancel")
+    async def cancel(request: Request) -> Response:
+        return await stop(request, queued_only=True)
+
+    @api("kill")
+    async def kill(request: Request) -> Response:
+        return await stop(request, queued_only=False)
+
+    @api("tool_detail")
+    async def tool_detail(request: Request) -> Response:
+        body = await read_body(request) or {}
+        slug = f"{body.get('slugowner', '')}/{body.get('slugproject', '')}"
+        spec = MODELS.get(slug)
+        if spec is None:
+            return wiro_error("Tool is not found.", code=1)
+        params = [
+            {
+                "id": p.name,
+                "type": p.kind,
+                "default": "" if p.default is None else str(p.default),
+                "required": p.required,
+                "choices": list(p.choices),
+            }
+            for p in spec.params
+        ]
+        tool = {
+            "slugowner": slug.split("/")[0],
+            "slugproject": slug.split("/")[1],
+            "cps": str(config.cps),
+            "parameters": params,
+        }
+        return JSONResponse({"errors": [], "tool": [tool], "result": True})
+
+    async def files(request: Request) -> Response:
+        account.count("download")
+        path = renderer.files.get(request.path_params["uuid"])
+        if path is None or request.path_params["name"] != "output.mp4":
+            return PlainTextResponse("Not Found", 404)
+        if account.random.random() < account.faults.download_fault_rate:
+            account.count("fault_download")
+            return PlainTextResponse("Bad Gateway", 502)
+        return FileResponse(path, media_type="video/mp4")
+
+    async def stats(request: Request) -> Response:
+        return JSONResponse(account.stats())
+
+    async def tasks(request: Request) -> Response:
+        return JSONResponse(account.intervals())
+
+    async def faults(request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                changes = await request.json()
+                with account.lock:
+                    account.faults = account.faults.updated(dict(changes))
+            except (ValueError, TypeError) as exc:
+                return JSONResponse({"error": str(exc)}, 400)
+        return JSONResponse(dict(vars(account.faults).items()))
+
+    async def unknown(request: Request) -> Response:
+        return wiro_error("Error parsing url.", status=404)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        ticker = asyncio.create_task(deliver_callbacks(account, renderer))
+        try:
+            yield
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            if owned:
+                shutil.rmtree(directory, ignore_errors=True)
+
+    routes = [
+        Route("/v1/Run/{owner}/{model}", run, methods=["POST"]),
+        Route("/v1/Task/Detail", detail, methods=["POST"]),
+        Route("/v1/Task/List", task_list, methods=["POST"]),
+        Route("/v1/Task/Cancel", cancel, methods=["POST"]),
+        Route("/v1/Task/Kill", kill, methods=["POST"]),
+        Route("/v1/Tool/Detail", tool_detail, methods=["POST"]),
+        Route("/files/{uuid}/{name}", files, methods=["GET", "HEAD"]),
+        Route("/_emulator/stats", stats),
+        Route("/_emulator/tasks", tasks),
+        Route("/_emulator/faults", faults, methods=["GET", "POST"]),
+        Route("/{path:path}", unknown, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.account = account
+    app.state.renderer = renderer
+    return app
+
+
+async def read_body(request: Request) -> dict[str, object] | None:
+    """JSON, multipart or urlencoded bodies, as Wiro accepts; None when unreadable."""
+    content_type = request.headers.get("content-type", "")
+    raw = await request.body()
+    if content_type.startswith("multipart/form-data"):
+        head = f"Content-Type: {content_type}\r\n\r\n".encode()
+        message = BytesParser(policy=HTTP).parsebytes(head + raw)
+        form: dict[str, object] = {}
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            if isinstance(name, str):
+                payload = part.get_payload(decode=True)
+                form[name] = payload.decode() if isinstance(payload, bytes) else ""
+        return form
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        return dict(parse_qsl(raw.decode()))
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+async def deliver_callbacks(account: Account, renderer: Renderer) -> None:
+    """POSTs each finished task with a `callbackUrl` to it, once (unsigned, like Wiro)."""
+    async with httpx.AsyncClient(timeout=5.0) as http:
+        while True:
+            await asyncio.sleep(0.05)
+            now = account.clock()
+            with account.lock:
+                due = [account.tasks[i] for i in account.callbacks if account.tasks[i].terminal_at(now)]
+                account.callbacks.difference_update(t.id for t in due)
+            for task in due:
+                if task.succeeded_at(now):
+                    await asyncio.to_thread(renderer.attach, task)
+                described = account.describe(task, now, renderer.public_base)
+                body = {"errors": [], "tasklist": [described], "result": True}
+                try:
+                    await http.post(task.callback_url, json=body)
+                    account.count("callbacks_sent")
+                except httpx.HTTPError as exc:
+                    account.count("callbacks_failed")
+                    logger.warning("callback to %s failed: %s", task.callback_url, type(exc).__name__)

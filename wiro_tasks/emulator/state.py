@@ -1,0 +1,318 @@
+"""The emulated account: its tasks, their lifecycle, the bill and the concurrency limit.
+
+A task's whole future is drawn when it is created (a timeline of statuses, an outcome) and its
+status at any moment is read off that timeline, so no background worker moves tasks along.
+Prompts may carry directives for tests: `[emulator:fail]`, `[emulator:hang]`,
+`[emulator:error]` (a `task_error` interim, then recovery), `[emulator:stuck]` (stays in
+`task_error`) and `[emulator:seconds=N]` (model seconds from accept to end).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from ..inputs import Value
+from .config import EmulatorConfig, Faults
+
+_DIRECTIVE = re.compile(r"\[emulator:(fail|hang|error|stuck|seconds=(\d+(?:\.\d+)?))\]")
+FOREVER = float("inf")
+FAILURE_REASONS = (
+    "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB",
+    "ValueError: NaN detected in latents at step 17",
+    "Worker lost: the GPU node stopped responding",
+)
+# Share of the accept-to-end time spent in each phase after `task_accept`.
+_PHASES = (
+    ("task_preprocess_start", 0.0),
+    ("task_preprocess_end", 0.04),
+    ("task_assign", 0.06),
+    ("task_start", 0.10),
+    ("task_output", 0.15),
+)
+_MONEY = Decimal("0.000000000001")
+_SECONDS = Decimal("0.0001")
+
+
+@dataclass
+class EmulatedTask:
+    """One task and its drawn future (offsets are real seconds after creation)."""
+
+    id: int
+    model: str
+    parameters: dict[str, Value]
+    created: float
+    queue: float
+    run: float
+    fail: bool = False
+    hang: bool = False
+    error_interim: bool = False
+    stuck: bool = False
+    uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(22))
+    stopped_at: float | None = None
+    output: tuple[str, int] | None = None
+
+    @property
+    def callback_url(self) -> str:
+        return str(self.parameters.get("callbackUrl") or "")
+
+    @property
+    def accept_at(self) -> float:
+        return FOREVER if self.stuck else self.created + self.queue
+
+    @property
+    def end_at(self) -> float:
+        return FOREVER if self.hang or self.stuck else self.accept_at + self.run
+
+    def status_at(self, now: float) -> str:
+        if self.stopped_at is not None and now >= self.stopped_at:
+            return "task_cancel"
+        if now >= self.end_at:
+            return "task_postprocess_end"
+        if now < self.accept_at:
+            in_error = self.stuck or (self.error_interim and now >= self.created + self.queue * 0.3)
+            return "task_error" if in_error and now >= self.created + self.queue * 0.3 else "task_queue"
+        status = "task_accept"
+        for name, share in _PHASES:
+            if now >= self.accept_at + self.run * share:
+                status = name
+        return status
+
+    def terminal_at(self, now: float) -> bool:
+        return self.status_at(now) in ("task_cancel", "task_postprocess_end")
+
+    def succeeded_at(self, now: float) -> bool:
+        return self.status_at(now) == "task_postprocess_end" and not self.fail
+
+
+class Account:
+    """Everything the emulator knows, behind one lock (the app and tests may share it)."""
+
+    def __init__(self, config: EmulatorConfig, clock: Any = time.monotonic) -> None:
+        self.config = config
+        self.faults: Faults = config.faults
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.tasks: dict[int, EmulatedTask] = {}
+        self.by_token: dict[str, int] = {}
+        self.random = random.Random(config.seed)
+        self.seen_nonces: set[str] = set()
+        self.counters: dict[str, int] = {}
+        self.max_in_flight = 0
+        self.live: set[int] = set()
+        self.callbacks: set[int] = set()
+        self.settled = Decimal(0)
+        self._next_id = 1000
+        self._wall_offset = time.time() - clock()
+
+    # Time and money.
+
+    def wall(self, at: float) -> int:
+        return int(self._wall_offset + at)
+
+    def model_seconds(self, real: float) -> Decimal:
+        scale = self.config.time_scale or 1.0
+        return (Decimal(str(real)) / Decimal(str(scale))).quantize(_SECONDS)
+
+    def elapsed(self, task: EmulatedTask, now: float) -> Decimal:
+        """Model seconds from accept to the end (or to now, or to the kill); queue time is free."""
+        end = min(now, task.end_at, task.stopped_at if task.stopped_at is not None else FOREVER)
+        return self.model_seconds(max(0.0, end - task.accept_at)) if end > task.accept_at else Decimal(0)
+
+    def cost(self, task: EmulatedTask, now: float) -> Decimal:
+        """`elapsedseconds * cps` for finished successes and for kills of running tasks."""
+        status = task.status_at(now)
+        billed = (status == "task_postprocess_end" and not task.fail) or (
+            status == "task_cancel" and task.stopped_at is not None and task.stopped_at > task.accept_at
+        )
+        return (self.elapsed(task, now) * self.config.cps).quantize(_MONEY) if billed else Decimal(0)
+
+    def _settle(self, now: float) -> None:
+        """Move tasks that have finished out of the live set, adding their cost to the bill."""
+        for task_id in [i for i in self.live if self.tasks[i].terminal_at(now)]:
+            self.live.discard(task_id)
+            self.settled += self.cost(self.tasks[task_id], now)
+
+    def balance(self, now: float) -> Decimal:
+        """What is left: the starting balance less every finished task's bill."""
+        with self.lock:
+            self._settle(now)
+            return self.config.balance - self.settled
+
+    def in_flight(self, now: float) -> int:
+        with self.lock:
+            self._settle(now)
+            return len(self.live)
+
+    def count(self, name: str) -> None:
+        with self.lock:
+            self.counters[name] = self.counters.get(name, 0) + 1
+
+    # Lifecycle.
+
+    def create(self, model: str, parameters: dict[str, Value]) -> EmulatedTask:
+        """A new task, with its future drawn from the config, the prompt's directives and the RNG."""
+        cfg = self.config
+        prompt = str(parameters.get("prompt", ""))
+        directives = {m.group(1).split("=")[0]: m.group(2) for m in _DIRECTIVE.finditer(prompt)}
+        seconds = cfg.task_seconds
+        if cfg.task_seconds_max is not None:
+            seconds = self.random.uniform(cfg.task_seconds, cfg.task_seconds_max)
+        if directives.get("seconds"):
+            seconds = float(directives["seconds"])
+        scale = cfg.time_scale
+        with self.lock:
+            self._next_id += 1
+            task = EmulatedTask(
+                id=self._next_id,
+                model=model,
+                parameters=dict(parameters),
+                created=self.clock(),
+                queue=cfg.queue_seconds * scale,
+                run=seconds * scale,
+                fail="fail" in directives or self.random.random() < cfg.fail_rate,
+                hang="hang" in directives or self.random.random() < cfg.hang_rate,
+                error_interim="error" in directives or self.random.random() < cfg.error_interim_rate,
+                stuck="stuck" in directives,
+            )
+            self.tasks[task.id] = task
+            self.by_token[task.token] = task.id
+            self.live.add(task.id)
+            if task.callback_url:
+                self.callbacks.add(task.id)
+            self.max_in_flight = max(self.max_in_flight, self.in_flight(task.created))
+            self.count("tasks_created")
+        return task
+
+    def find(self, task_id: object = None, token: object = None) -> EmulatedTask | None:
+        with self.lock:
+            if task_id not in (None, ""):
+                try:
+                    return self.tasks.get(int(str(task_id)))
+                except ValueError:
+                    return None
+            if token:
+                found = self.by_token.get(str(token))
+                return self.tasks.get(found) if found is not None else None
+            return None
+
+    def stop(self, task: EmulatedTask, *, queued_only: bool) -> str | None:
+        """Cancel (queued only) or kill; the reason it cannot, or None when it is stopped."""
+        with self.lock:
+            now = self.clock()
+            status = task.status_at(now)
+            if status in ("task_cancel", "task_postprocess_end"):
+                return "task is already finished"
+            if queued_only and status not in ("task_queue", "task_error"):
+                return "not queued"
+            task.stopped_at = now
+            return None
+
+    def describe(self, task: EmulatedTask, now: float, file_url: str) -> dict[str, Any]:
+        """The task as Task/Detail answers it: every value a string."""
+        status = task.status_at(now)
+        done = status == "task_postprocess_end"
+        failed = done and task.fail
+        stopped = status == "task_cancel"
+        accept = task.accept_at if now >= task.accept_at else None
+        start = task.accept_at + task.run * 0.10 if now >= task.accept_at + task.run * 0.10 else None
+        end = task.end_at if done else (task.stopped_at if stopped else None)
+        outputs = []
+        if done and not failed and task.output is not None:
+            name, size = task.output
+            outputs.append(
+                {
+                    "id": str(task.id * 10),
+                    "name": name,
+                    "contenttype": "video/mp4",
+                    "parentid": str(task.id),
+                    "uuid": task.uuid,
+                    "size": str(size),
+                    "addedtime": str(self.wall(task.end_at)),
+                    "modifiedtime": str(self.wall(task.end_at)),
+                    "accesskey": task.token[:12],
+                    "url": f"{file_url}/{task.uuid}/{name}",
+                }
+            )
+        debugerror = ""
+        if failed:
+            debugerror = FAILURE_REASONS[task.id % len(FAILURE_REASONS)]
+        elif status == "task_error":
+            debugerror = "ConnectionError: could not fetch model weights; waiting for recovery"
+
+        def stamp(at: float | None) -> str:
+            return str(self.wall(at)) if at is not None else "0"
+
+        return {
+            "id": str(task.id),
+            "uuid": task.uuid,
+            "name": "",
+            "socketaccesstoken": task.token,
+            "parameters": {k: str(v) for k, v in task.parameters.items()},
+            "debugoutput": "" if not done else "Generated video in model time",
+            "debugerror": debugerror,
+            "starttime": stamp(start),
+            "endtime": stamp(end),
+            "elapsedseconds": str(self.elapsed(task, now)),
+            "status": status,
+            "cps": str(self.config.cps),
+            "totalcost": str(self.cost(task, now)) if self.cost(task, now) else "0",
+            "createtime": stamp(task.created),
+            "assigntime": stamp(task.accept_at + task.run * 0.06 if start else None),
+            "accepttime": stamp(accept),
+            "preprocessstarttime": stamp(accept),
+            "preprocessendtime": stamp(task.accept_at + task.run * 0.04 if start else None),
+            "postprocessstarttime": stamp(end if done else None),
+            "postprocessendtime": stamp(end if done else None),
+            "pexit": ("1" if failed else "0") if done else ("-1" if stopped else ""),
+            "canceltime": stamp(task.stopped_at) if stopped else "0",
+            "callbackurl": task.callback_url,
+            "outputs": outputs,
+            "size": str(outputs[0]["size"]) if outputs else "0",
+        }
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for tests and benchmarks (GET /_emulator/stats)."""
+        with self.lock:
+            now = self.clock()
+            statuses: dict[str, int] = {}
+            for t in self.tasks.values():
+                s = t.status_at(now)
+                statuses[s] = statuses.get(s, 0) + 1
+            return {
+                "counters": dict(self.counters),
+                "tasks": len(self.tasks),
+                "statuses": statuses,
+                "in_flight": self.in_flight(now),
+                "max_in_flight": self.max_in_flight,
+                "concurrency_limit": self.config.limit_for(self.balance(now)),
+                "balance": str(self.balance(now)),
+                "billed": str(self.config.balance - self.balance(now)),
+            }
+
+    def intervals(self) -> list[dict[str, Any]]:
+        """Each task's life in real monotonic seconds, for utilisation and lag measurements."""
+        with self.lock:
+            now = self.clock()
+            rows = []
+            for t in self.tasks.values():
+                end = t.stopped_at if t.stopped_at is not None else t.end_at
+                rows.append(
+                    {
+                        "id": str(t.id),
+                        "created": t.created,
+                        "ended": end if end <= now else None,
+                        "status": t.status_at(now),
+                        "prompt": str(t.parameters.get("prompt", "")),
+                        "seed": str(t.parameters.get("seed", "")),
+                    }
+                )
+            return rows
