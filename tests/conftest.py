@@ -1,0 +1,59 @@
+"""Shared fixtures: no real credentials ever, and emulators on loopback ports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from wiro_tasks import PollSchedule, RetryPolicy, WiroClient
+from wiro_tasks.emulator import EmulatorConfig, EmulatorServer
+
+API_KEY = "test-key-0001"
+API_SECRET = "test-secret-do-not-leak-7f3a9c"
+FAST_POLL = PollSchedule(first=0.02, factor=1.5, cap=0.1)
+NO_WAIT = RetryPolicy(max_retries=4, backoff=0.0)
+
+
+@pytest.fixture(autouse=True)
+def _no_real_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never see the credentials of whoever runs them."""
+    for name in ("WIRO_API_KEY", "WIRO_API_SECRET", "WIRO_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+EmulatorFactory = Callable[..., EmulatorServer]
+
+
+@pytest.fixture
+def make_emulator() -> Iterator[EmulatorFactory]:
+    """Start emulators with fast defaults; every one is stopped after the test."""
+    started: list[EmulatorServer] = []
+
+    def make(**overrides: Any) -> EmulatorServer:
+        settings: dict[str, Any] = {
+            "api_key": API_KEY,
+            "api_secret": API_SECRET,
+            "queue_seconds": 0.05,
+            "task_seconds": 0.2,
+        }
+        settings.update(overrides)
+        server = EmulatorServer(EmulatorConfig(**settings)).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def emulator(make_emulator: EmulatorFactory) -> EmulatorServer:
+    return make_emulator()
+
+
+@pytest.fixture
+def client(emulator: EmulatorServer) -> Iterator[WiroClient]:
+    with WiroClient(API_KEY, API_SECRET, base_url=emulator.base_url, retry=NO_WAIT) as wiro:
+        yield wiro

@@ -1,0 +1,91 @@
+"""The `wiro-sweep` command and the quickstart script, run as a user would run them."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from flows.cli import main
+
+from .conftest import API_KEY, API_SECRET
+from .mp4 import decode_mp4
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def emulator_process() -> Iterator[tuple[str, dict[str, str]]]:
+    """`wiro-sweep emulator` in a subprocess, credentials from its environment."""
+    port = free_port()
+    env = {**os.environ, "WIRO_API_KEY": API_KEY, "WIRO_API_SECRET": API_SECRET}
+    command = [sys.executable, "-m", "flows", "emulator", "--port", str(port), "--task-seconds", "0.3"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            httpx.get(f"{base}/_emulator/stats")
+            break
+        except httpx.ConnectError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(process.stdout.read().decode() if process.stdout else "") from None
+            time.sleep(0.05)
+    yield f"{base}/v1", {**env, "WIRO_BASE_URL": f"{base}/v1"}
+    process.terminate()
+    process.wait(timeout=10)
+    if process.stdout:
+        process.stdout.close()
+
+
+def test_quickstart_script_saves_a_playable_mp4(
+    emulator_process: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    _, env = emulator_process
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart.py")],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "saved fox.mp4" in done.stdout
+    assert API_SECRET not in done.stdout + done.stderr
+    lumas, stream, complaints = decode_mp4((tmp_path / "fox.mp4").read_bytes())
+    assert complaints == [] and len(lumas) == 121
+    assert stream.codec_context.width == 832
+
+
+def test_emulator_refuses_other_credentials(emulator_process: tuple[str, dict[str, str]]) -> None:
+    base_url, _ = emulator_process
+    answer = httpx.post(f"{base_url}/Task/List", json={}, headers={"x-api-key": "someone-else"})
+    assert answer.status_code == 401
+
+
+def test_help_lists_the_emulator() -> None:
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    assert "emulator" in result.output
+
+
+def test_bad_emulator_option_exits_2() -> None:
+    result = CliRunner().invoke(main, ["emulator", "--balance", "lots"])
+    assert result.exit_code == 2
+    assert "--balance" in result.output
