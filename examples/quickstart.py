@@ -1,4 +1,4 @@
-"""Submit one text-to-video task, wait for it, save the MP4. Reads WIRO_API_KEY, WIRO_API_SECRET, WIRO_BASE_URL."""
+"""Submit one text-to-video task, wait for it, save the MP4 (reads the WIRO_* environment)."""
 
 from wiro_tasks import PollSchedule, TextToVideoInput, WiroClient
 
@@ -8,4 +8,4 @@ with WiroClient() as wiro:
     if not task.succeeded:
         raise SystemExit(f"task {task.id} failed: {task.error_message}")
     saved = wiro.download(task.outputs[0], "fox.mp4")
-    print(f"saved {saved.path} ({saved.size} bytes), cost ${task.total_cost:.6f} for {task.elapsed_seconds} s")
+    print(f"saved {saved.path} ({saved.size} bytes), ${task.total_cost:.6f} for {task.elapsed_seconds} s")

@@ -69,7 +69,8 @@ def test_quickstart_script_saves_a_playable_mp4(
     assert "saved fox.mp4" in done.stdout
     assert API_SECRET not in done.stdout + done.stderr
     lumas, stream, complaints = decode_mp4((tmp_path / "fox.mp4").read_bytes())
-    assert complaints == [] and len(lumas) == 121
+    assert complaints == []
+    assert len(lumas) == 121
     assert stream.codec_context.width == 832
 
 
