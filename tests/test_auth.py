@@ -8,7 +8,7 @@ import threading
 import httpx
 import pytest
 
-from wiro_tasks import Credentials, NonceSource, WiroAuth, WiroClient, sign
+from wiro_tasks import Credentials, NonceSource, WiroAuth, WiroClient, WiroError, sign
 
 from .conftest import API_KEY, API_SECRET
 
@@ -39,10 +39,9 @@ def _headers_seen(auth: WiroAuth) -> httpx.Headers:
 
 
 def test_signature_mode_sends_key_nonce_and_signature() -> None:
-    headers = _headers_seen(WiroAuth(Credentials("k", "s")))
-    assert headers["x-api-key"] == "k"
-    assert headers["x-signature"] == sign("k", "s", headers["x-nonce"])
-    assert API_SECRET not in str(headers)
+    headers = _headers_seen(WiroAuth(Credentials(API_KEY, API_SECRET)))
+    assert headers["x-api-key"] == API_KEY
+    assert headers["x-signature"] == sign(API_KEY, API_SECRET, headers["x-nonce"])
 
 
 def test_key_only_mode_sends_the_key_alone() -> None:
@@ -118,3 +117,48 @@ def test_credentials_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) 
 def test_missing_key_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="WIRO_API_KEY"):
         WiroClient()
+
+
+def test_nonces_differ_between_a_parent_and_its_fork() -> None:
+    import os
+
+    source = NonceSource()
+    for _ in range(200):
+        source.next()  # run ahead of the clock, as after a burst
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its nonces and leave at once
+        os.write(write, " ".join(source.next() for _ in range(50)).encode())
+        os._exit(0)
+    os.close(write)
+    parent = {source.next() for _ in range(50)}
+    os.waitpid(pid, 0)
+    child = set(os.read(read, 1 << 16).decode().split())
+    os.close(read)
+    assert len(child) == 50
+    assert parent.isdisjoint(child)
+
+
+def test_credentials_refuse_to_be_pickled() -> None:
+    import pickle
+
+    with pytest.raises(TypeError, match="never be persisted"):
+        pickle.dumps(Credentials(API_KEY, API_SECRET))
+
+
+def test_secret_stays_out_of_logs_and_errors(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, json={"result": False, "errors": [{"code": 0, "message": "nope"}]})
+
+    caplog.set_level(logging.DEBUG)
+    transport = httpx.MockTransport(refuse)
+    with (
+        WiroClient(API_KEY, API_SECRET, base_url="https://api.test/v1", transport=transport) as client,
+        pytest.raises(WiroError) as caught,
+    ):
+        client.detail("1")
+    assert caplog.records, "the client logs its requests at DEBUG"
+    text = caplog.text + str(caught.value) + repr(caught.value)
+    assert API_SECRET not in text

@@ -22,6 +22,7 @@ from wiro_tasks import (
     NotFoundError,
     RateLimitedError,
     SubmitOutcomeUnknownError,
+    TaskStalledError,
     TaskStateError,
     TaskStatus,
     TextToVideoInput,
@@ -147,7 +148,7 @@ def test_server_accepts_strings_numbers_and_multipart(emulator: EmulatorServer) 
     multipart = httpx.post(
         f"{emulator.base_url}{path}",
         data={"prompt": "a multipart prompt", "numFrames": "81", "seed": "3"},
-        files={"unused": ("empty.txt", b"")},
+        files={"unused": ("frame.png", bytes(range(256)))},
         headers={"x-api-key": API_KEY, "x-nonce": nonce, "x-signature": sign(API_KEY, API_SECRET, nonce)},
     )
     assert multipart.json()["result"] is True, multipart.text
@@ -197,15 +198,12 @@ def test_task_error_interim_then_success(make_emulator: EmulatorFactory) -> None
     assert task.succeeded
 
 
-def test_stuck_in_task_error_returns_after_the_grace_period(client: WiroClient) -> None:
-    task = client.wait(
-        client.run(TextToVideoInput(prompt="z [emulator:stuck]")).task_id,
-        schedule=FAST_POLL,
-        error_grace=0.3,
-    )
-    assert task.status is TaskStatus.ERROR
-    assert not task.is_terminal
-    assert task.debug_error
+def test_stuck_in_task_error_is_reported_after_the_grace_period(client: WiroClient) -> None:
+    submitted = client.run(TextToVideoInput(prompt="z [emulator:stuck]"))
+    with pytest.raises(TaskStalledError, match="stuck in task_error") as caught:
+        client.wait(submitted.task_id, schedule=FAST_POLL, error_grace=0.3)
+    assert caught.value.task.status is TaskStatus.ERROR
+    assert caught.value.task.debug_error
 
 
 def test_wait_times_out_on_a_hung_task(client: WiroClient) -> None:
@@ -216,12 +214,16 @@ def test_wait_times_out_on_a_hung_task(client: WiroClient) -> None:
 
 
 def test_cancel_a_queued_task_costs_nothing(make_emulator: EmulatorFactory) -> None:
-    emulator = make_emulator(queue_seconds=30)
+    emulator = make_emulator(queue_seconds=0.3)
     with WiroClient(API_KEY, API_SECRET, base_url=emulator.base_url) as c:
         submitted = c.run(FOX)
         cancelled = c.cancel(submitted.task_id)
         assert cancelled.cancelled
         assert cancelled.total_cost == 0
+        time.sleep(0.5)
+        later = raw_post(emulator, "/Task/Detail", {"taskid": submitted.task_id}).json()["tasklist"][0]
+        assert later["status"] == "task_cancel"
+        assert later["accepttime"] == later["starttime"] == later["assigntime"] == "0", "it never ran"
         with pytest.raises(TaskStateError, match="Task could not be killed"):
             c.kill(submitted.task_id)
         with pytest.raises(NotFoundError, match="There is no task yet"):
@@ -345,24 +347,38 @@ def test_download_faults_are_retried(emulator: EmulatorServer, client: WiroClien
     emulator.account.faults = emulator.account.faults.updated({"download_fault_rate": 1.0})
     with pytest.raises(TransientError):
         client.download(task.outputs[0], tmp_path / "a.mp4")
+    assert emulator.account.stats()["counters"]["fault_download"] == NO_WAIT.max_retries + 1
     assert not (tmp_path / "a.mp4").exists()
     emulator.account.faults = emulator.account.faults.updated({"download_fault_rate": 0.0})
     assert client.download(task.outputs[0], tmp_path / "a.mp4").size == task.outputs[0].size
 
 
-def test_credentials_never_travel_to_the_file_host(client: WiroClient, tmp_path: Path) -> None:
-    task = client.wait(client.run(FOX).task_id, schedule=FAST_POLL)
-    seen: list[httpx.Headers] = []
+def test_credentials_never_travel_to_the_file_host(tmp_path: Path) -> None:
+    seen: dict[str, httpx.Headers] = {}
 
     def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request.headers)
-        return httpx.Response(200, content=b"x" * task.outputs[0].size)
+        seen[request.url.host] = request.headers
+        if request.url.host == "api.test":
+            return httpx.Response(200, json={"result": True, "errors": [], "tasklist": []})
+        return httpx.Response(200, content=b"video")
 
-    client._files.close()
-    client._files = httpx.Client(transport=httpx.MockTransport(handler))
-    client.download(task.outputs[0], tmp_path / "out.mp4")
-    assert "x-api-key" not in seen[0]
-    assert "x-signature" not in seen[0]
+    with WiroClient("k", "s", base_url="https://api.test/v1", transport=httpx.MockTransport(handler)) as c:
+        c.list_tasks()
+        c.download("https://cdn.test/x/0.mp4", tmp_path / "out.mp4")
+    assert "x-api-key" in seen["api.test"]
+    assert "x-api-key" not in seen["cdn.test"]
+    assert "x-signature" not in seen["cdn.test"]
+
+
+def test_concurrent_polls_of_a_finished_task_render_once(client: WiroClient) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    submitted = [client.run(FOX).task_id for _ in range(2)]  # identical inputs: one file
+    time.sleep(0.5)
+    with ThreadPoolExecutor(8) as pool:
+        tasks = list(pool.map(lambda n: client.detail(submitted[n % 2]), range(16)))
+    assert all(t.succeeded for t in tasks)
+    assert len({t.outputs[0].size for t in tasks}) == 1
 
 
 def test_invalid_run_on_the_wire_is_invalid_request(emulator: EmulatorServer) -> None:

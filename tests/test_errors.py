@@ -85,7 +85,7 @@ def make_client() -> Iterator[Callable[[Script], WiroClient]]:
         (wiro_error(99, "Bearer token invalid."), AuthenticationError),
         (wiro_error(0, "Project authorization is not valid.", 401), AuthenticationError),
         (httpx.Response(403, text="Forbidden"), AuthenticationError),
-        (wiro_error(0, "Error parsing url.", 404), InvalidRequestError),
+        (wiro_error(0, "Error parsing url.", 404), NotFoundError),
         (httpx.Response(404, text="Not Found"), NotFoundError),
         (httpx.Response(400, text="Bad Request"), InvalidRequestError),
         (wiro_error(42, "something new"), APIError),
@@ -206,6 +206,20 @@ def test_kill_by_token_sends_both_field_names(make_client: Callable[[Script], Wi
     script = Script(httpx.Response(200, json={"result": True, "errors": [], "tasklist": [TASK]}))
     make_client(script).kill(socket_token="tok")
     assert json.loads(script.requests[0].content) == {"socketaccesstoken": "tok", "tasktoken": "tok"}
+
+
+@pytest.mark.parametrize(
+    ("base_url", "key"),
+    [("localhost:8765/v1", "k"), ("https://api.test/v1", "k\n"), ("https://api.test/v1", "kéy")],
+)
+def test_misconfiguration_is_a_value_error_not_a_lost_answer(base_url: str, key: str) -> None:
+    with pytest.raises(ValueError, match=r"base URL|whitespace or non-ASCII"):
+        WiroClient(key, "s", base_url=base_url)
+
+
+def test_detail_needs_an_id_or_a_token(make_client: Callable[[Script], WiroClient]) -> None:
+    with pytest.raises(ValueError, match="task_id or a socket_token"):
+        make_client(Script(ok_task())).detail()
 
 
 def test_errors_read_well() -> None:

@@ -21,7 +21,14 @@ from ._exceptions import (
     WiroError,
 )
 from ._retry import PollSchedule, RetryPolicy
-from .client import AsyncWiroClient, Download, DownloadError, WaitTimeoutError, WiroClient
+from .client import (
+    AsyncWiroClient,
+    Download,
+    DownloadError,
+    TaskStalledError,
+    WaitTimeoutError,
+    WiroClient,
+)
 from .inputs import (
     IMAGE_TO_VIDEO,
     TEXT_TO_VIDEO,
@@ -58,6 +65,7 @@ __all__ = [
     "SubmitOutcomeUnknownError",
     "Task",
     "TaskOutput",
+    "TaskStalledError",
     "TaskStateError",
     "TaskStatus",
     "TextToVideoInput",

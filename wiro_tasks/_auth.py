@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import secrets
 import threading
 import time
+import weakref
 from collections.abc import Generator
 
 import httpx
@@ -26,19 +28,25 @@ def sign(api_key: str, api_secret: str, nonce: str) -> str:
 class NonceSource:
     """Strictly increasing nonces, safe across threads and event loops of one process.
 
-    A nonce is the unix time in milliseconds followed by three digits of the process id, so two
-    processes signing in the same millisecond still differ; within a process each nonce is at least
-    1000 above the last, so hundreds of requests in one millisecond never repeat one.
+    A nonce is the unix time in milliseconds followed by three random digits chosen per process
+    (and again after `fork`), so processes signing in the same millisecond almost surely differ;
+    within a process each nonce is at least 1000 above the last, so hundreds of requests in one
+    millisecond never repeat one. Nonces stay below 2**53, safe for servers that parse numbers.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._last = 0
-        self._salt = os.getpid() % 1000
+        self._salt = secrets.randbelow(1000)
+        _SOURCES.add(self)
 
     def _reseed_after_fork(self) -> None:
         self._lock = threading.Lock()
-        self._salt = os.getpid() % 1000
+        salt = secrets.randbelow(1000)
+        while salt == self._salt:
+            salt = secrets.randbelow(1000)
+        self._salt = salt
+        self._last = self._last // 1000 * 1000 + salt
 
     def next(self) -> str:
         with self._lock:
@@ -47,9 +55,14 @@ class NonceSource:
             return str(self._last)
 
 
+def _reseed_all() -> None:
+    for source in list(_SOURCES):
+        source._reseed_after_fork()
+
+
+_SOURCES: weakref.WeakSet[NonceSource] = weakref.WeakSet()
+os.register_at_fork(after_in_child=_reseed_all)
 NONCES = NonceSource()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=NONCES._reseed_after_fork)
 
 
 class WiroAuth(httpx.Auth):

@@ -42,12 +42,22 @@ class Credentials:
                 f"No Wiro API key: pass api_key= or set {ENV_API_KEY} "
                 f"(and {ENV_API_SECRET} for signature mode)."
             )
+        for name, value in (("API key", key), ("API secret", api_secret or "")):
+            if value != value.strip() or any(ord(c) < 32 or ord(c) > 126 for c in value):
+                raise ValueError(
+                    f"The Wiro {name} holds whitespace or non-ASCII characters: check how it was set."
+                )
         return cls(api_key=key, api_secret=api_secret or None)
+
+    def __reduce__(self) -> str | tuple[object, ...]:
+        raise TypeError("Credentials are not picklable: they must never be persisted")
 
 
 def resolve_base_url(base_url: str | None = None) -> str:
     """Argument, else `WIRO_BASE_URL`, else the public API; always without a trailing slash."""
-    url = base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL
+    url = (base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL).strip()
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"The Wiro base URL must start with http:// or https:// (got {url!r}).")
     return url.rstrip("/")
 
 

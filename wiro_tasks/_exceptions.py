@@ -186,6 +186,8 @@ def _classify(status: int, code: int | None) -> type[APIError]:
         return TransientError
     if status in (401, 403) or code in (98, 99):
         return AuthenticationError
+    if status == 404:
+        return NotFoundError
     by_code: dict[int | None, type[APIError]] = {
         0: InvalidRequestError,
         1: NotFoundError,
@@ -194,8 +196,6 @@ def _classify(status: int, code: int | None) -> type[APIError]:
     }
     if code in by_code:
         return by_code[code]
-    if status == 404:
-        return NotFoundError
     if status == 400:
         return InvalidRequestError
     return APIError

@@ -57,6 +57,15 @@ class DownloadError(WiroError):
     retryable = True
 
 
+class TaskStalledError(WiroError):
+    """`wait` saw the task sit in `task_error` past the grace period: record it as failed."""
+
+    def __init__(self, task: Task, seconds: float) -> None:
+        self.task = task
+        reason = task.error_message or "no reason given"
+        super().__init__(f"task {task.id} stuck in task_error for {seconds:.0f} s: {reason}")
+
+
 class WaitTimeoutError(WiroError, TimeoutError):
     """`wait` gave up before the task finished; `task` is the last state seen."""
 
@@ -114,6 +123,14 @@ class _BaseClient:
         raise ValueError("give a task_id or a socket_token")
 
     @staticmethod
+    def _detail_ref(task_id: str | None, socket_token: str | None) -> dict[str, str]:
+        if task_id:
+            return {"taskid": str(task_id)}
+        if socket_token:
+            return {"tasktoken": socket_token}
+        raise ValueError("give a task_id or a socket_token")
+
+    @staticmethod
     def _list_body(start: int, limit: int) -> dict[str, Any]:
         return {"type": "model", "sort": "id", "order": "DESC", "start": start, "limit": limit}
 
@@ -154,7 +171,9 @@ class _BaseClient:
         return payload
 
     @staticmethod
-    def _transport_error(exc: httpx.TransportError, endpoint: str, kind: Kind) -> WiroError:
+    def _transport_error(exc: httpx.HTTPError, endpoint: str, kind: Kind) -> WiroError:
+        if isinstance(exc, (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.InvalidURL)):
+            raise ValueError(f"{endpoint}: the request could not be built: {exc}") from exc
         nothing_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
         if kind == "run" and not nothing_sent:
             return SubmitOutcomeUnknownError(
@@ -206,7 +225,7 @@ class WiroClient(_BaseClient):
                 response = self._http.post(endpoint, json=body)
                 self._log(endpoint, started, response.status_code)
                 return self._decode(response, endpoint, kind)
-            except httpx.TransportError as exc:
+            except httpx.HTTPError as exc:
                 self._log(endpoint, started, type(exc).__name__)
                 error = self._transport_error(exc, endpoint, kind)
             except WiroError as exc:
@@ -223,7 +242,7 @@ class WiroClient(_BaseClient):
 
     def detail(self, task_id: str | None = None, *, socket_token: str | None = None) -> Task:
         """The task's current state, by id or by socket token."""
-        body = {"taskid": task_id} if task_id else {"tasktoken": socket_token or ""}
+        body = self._detail_ref(task_id, socket_token)
         return self._one_task(self._call("/Task/Detail", body), "/Task/Detail")
 
     def list_tasks(self, *, start: int = 0, limit: int = 50) -> list[Task]:
@@ -247,7 +266,7 @@ class WiroClient(_BaseClient):
         timeout: float | None = None,
         error_grace: float = DEFAULT_ERROR_GRACE,
     ) -> Task:
-        """Poll until the task is final, or has sat in `task_error` for `error_grace` seconds."""
+        """Poll until the task is final; `TaskStalledError` after `error_grace` s in `task_error`."""
         started = time.monotonic()
         delays = (schedule or PollSchedule()).delays()
         error_since: float | None = None
@@ -255,11 +274,13 @@ class WiroClient(_BaseClient):
             task = self.detail(task_id)
             now = time.monotonic()
             error_since = _error_clock(task, error_since, now)
-            if task.is_terminal or (error_since is not None and now - error_since >= error_grace):
+            if task.is_terminal:
                 return task
+            if error_since is not None and now - error_since >= error_grace:
+                raise TaskStalledError(task, now - error_since)
             if timeout is not None and now - started >= timeout:
                 raise WaitTimeoutError(task, now - started)
-            time.sleep(next(delays))
+            time.sleep(_clamp(next(delays), started, timeout))
 
     def download(self, output: TaskOutput | str, dest: str | os.PathLike[str]) -> Download:
         """Stream a task output to `dest` (atomically), checking its size and hashing it."""
@@ -274,7 +295,7 @@ class WiroClient(_BaseClient):
                         for chunk in response.iter_bytes(_CHUNK):
                             part.write(chunk)
                         return part.commit(expected)
-            except httpx.TransportError as exc:
+            except httpx.HTTPError as exc:
                 error: WiroError = DownloadError(f"{url}: {type(exc).__name__}: {exc}")
             except WiroError as exc:
                 error = exc
@@ -328,7 +349,7 @@ class AsyncWiroClient(_BaseClient):
                 response = await self._http.post(endpoint, json=body)
                 self._log(endpoint, started, response.status_code)
                 return self._decode(response, endpoint, kind)
-            except httpx.TransportError as exc:
+            except httpx.HTTPError as exc:
                 self._log(endpoint, started, type(exc).__name__)
                 error = self._transport_error(exc, endpoint, kind)
             except WiroError as exc:
@@ -347,7 +368,7 @@ class AsyncWiroClient(_BaseClient):
 
     async def detail(self, task_id: str | None = None, *, socket_token: str | None = None) -> Task:
         """The task's current state, by id or by socket token."""
-        body = {"taskid": task_id} if task_id else {"tasktoken": socket_token or ""}
+        body = self._detail_ref(task_id, socket_token)
         return self._one_task(await self._call("/Task/Detail", body), "/Task/Detail")
 
     async def list_tasks(self, *, start: int = 0, limit: int = 50) -> list[Task]:
@@ -371,7 +392,7 @@ class AsyncWiroClient(_BaseClient):
         timeout: float | None = None,
         error_grace: float = DEFAULT_ERROR_GRACE,
     ) -> Task:
-        """Poll until the task is final, or has sat in `task_error` for `error_grace` seconds."""
+        """Poll until the task is final; `TaskStalledError` after `error_grace` s in `task_error`."""
         started = time.monotonic()
         delays = (schedule or PollSchedule()).delays()
         error_since: float | None = None
@@ -379,11 +400,13 @@ class AsyncWiroClient(_BaseClient):
             task = await self.detail(task_id)
             now = time.monotonic()
             error_since = _error_clock(task, error_since, now)
-            if task.is_terminal or (error_since is not None and now - error_since >= error_grace):
+            if task.is_terminal:
                 return task
+            if error_since is not None and now - error_since >= error_grace:
+                raise TaskStalledError(task, now - error_since)
             if timeout is not None and now - started >= timeout:
                 raise WaitTimeoutError(task, now - started)
-            await asyncio.sleep(next(delays))
+            await asyncio.sleep(_clamp(next(delays), started, timeout))
 
     async def download(self, output: TaskOutput | str, dest: str | os.PathLike[str]) -> Download:
         """Stream a task output to `dest` (atomically), checking its size and hashing it."""
@@ -398,7 +421,7 @@ class AsyncWiroClient(_BaseClient):
                         async for chunk in response.aiter_bytes(_CHUNK):
                             part.write(chunk)
                         return part.commit(expected)
-            except httpx.TransportError as exc:
+            except httpx.HTTPError as exc:
                 error: WiroError = DownloadError(f"{url}: {type(exc).__name__}: {exc}")
             except WiroError as exc:
                 error = exc
@@ -406,6 +429,12 @@ class AsyncWiroClient(_BaseClient):
                 raise error
             await asyncio.sleep(self.retry.delay(error, attempt))
             attempt += 1
+
+
+def _clamp(delay: float, started: float, timeout: float | None) -> float:
+    if timeout is None:
+        return delay
+    return max(0.0, min(delay, started + timeout - time.monotonic()))
 
 
 def _error_clock(task: Task, since: float | None, now: float) -> float | None:

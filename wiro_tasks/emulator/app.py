@@ -15,6 +15,7 @@ import json
 import logging
 import shutil
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -84,13 +85,18 @@ class Renderer:
         self.preview = preview
         self.files: dict[str, Path] = {}
         self.public_base = ""
+        self._lock = threading.Lock()
+        self._rendering: dict[str, threading.Lock] = {}
 
     def attach(self, task: EmulatedTask) -> None:
-        """Render a finished task's video, if it has none yet."""
-        if task.output is None:
-            name, size, path = self.render(task)
-            self.files[task.uuid] = path
-            task.output = (name, size)
+        """Render a finished task's video, if it has none yet (once, whoever asks first)."""
+        with self._lock:
+            task_lock = self._rendering.setdefault(task.uuid, threading.Lock())
+        with task_lock:
+            if task.output is None:
+                name, size, path = self.render(task)
+                self.files[task.uuid] = path
+                task.output = (name, size)
 
     def render(self, task: EmulatedTask) -> tuple[str, int, Path]:
         p = task.parameters
@@ -112,7 +118,7 @@ class Renderer:
         key = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:32]
         path = self.directory / f"{key}.mp4"
         if not path.exists():
-            part = path.with_suffix(".part")
+            part = path.with_name(f"{key}.{threading.get_ident()}.part")
             part.write_bytes(render_mp4(**args))
             part.replace(path)
         return "output.mp4", path.stat().st_size, path
@@ -129,7 +135,7 @@ def create_app(config: EmulatorConfig, *, storage: Path | None = None) -> Starle
 
     def authenticate(request: Request) -> Response | None:
         key = request.headers.get("x-api-key", "")
-        if not key or not hmac.compare_digest(key, config.api_key):
+        if not key or not hmac.compare_digest(key.encode(), config.api_key.encode()):
             return wiro_error(NOT_FOUNDED, status=401)
         if not config.api_secret:
             return None
@@ -139,7 +145,8 @@ def create_app(config: EmulatorConfig, *, storage: Path | None = None) -> Starle
             return wiro_error(NEEDS_SIGNATURE, status=401)
         expected = sign(config.api_key, config.api_secret, nonce)
         with account.lock:
-            if not hmac.compare_digest(expected, signature.lower()) or nonce in account.seen_nonces:
+            valid = hmac.compare_digest(expected.encode(), signature.lower().encode())
+            if not valid or nonce in account.seen_nonces:
                 account.count("auth_refused")
                 return wiro_error(NOT_VALID, status=401)
             account.seen_nonces.add(nonce)
@@ -387,9 +394,11 @@ async def read_body(request: Request) -> dict[str, object] | None:
         form: dict[str, object] = {}
         for part in message.iter_parts():
             name = part.get_param("name", header="content-disposition")
+            if part.get_filename() is not None:
+                continue  # an uploaded file: the models here take URLs, not files
             if isinstance(name, str):
                 payload = part.get_payload(decode=True)
-                form[name] = payload.decode() if isinstance(payload, bytes) else ""
+                form[name] = payload.decode(errors="replace") if isinstance(payload, bytes) else ""
         return form
     if content_type.startswith("application/x-www-form-urlencoded"):
         return dict(parse_qsl(raw.decode()))

@@ -26,6 +26,7 @@ def _config(app: Any, log_level: str) -> uvicorn.Config:
         access_log=False,
         lifespan="on",
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        timeout_graceful_shutdown=2,
     )
 
 
@@ -76,6 +77,8 @@ class EmulatorServer:
         return env
 
     def start(self, timeout: float = 10.0) -> EmulatorServer:
+        if self._thread is not None:
+            raise RuntimeError("an EmulatorServer starts once; make a new one")
         self._thread = threading.Thread(
             target=lambda: asyncio.run(self._server.serve(sockets=[self._socket])),
             name=f"wiro-emulator:{self.port}",
@@ -92,7 +95,10 @@ class EmulatorServer:
     def stop(self) -> None:
         self._server.should_exit = True
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=15)
+            if self._thread.is_alive():
+                self._server.force_exit = True
+                self._thread.join(timeout=5)
         self._socket.close()
 
     def __enter__(self) -> EmulatorServer:

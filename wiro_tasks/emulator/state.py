@@ -222,8 +222,15 @@ class Account:
         done = status == "task_postprocess_end"
         failed = done and task.fail
         stopped = status == "task_cancel"
-        accept = task.accept_at if now >= task.accept_at else None
-        start = task.accept_at + task.run * 0.10 if now >= task.accept_at + task.run * 0.10 else None
+        horizon = min(now, task.stopped_at) if task.stopped_at is not None else now
+
+        def reached(share: float) -> float | None:
+            """When the task reached a phase (a share of its run after accept), if it did."""
+            at = task.accept_at + task.run * share
+            return at if at <= horizon else None
+
+        accept = reached(0.0)
+        start = reached(0.10)
         end = task.end_at if done else (task.stopped_at if stopped else None)
         outputs = []
         if done and not failed and task.output is not None:
@@ -266,10 +273,10 @@ class Account:
             "cps": str(self.config.cps),
             "totalcost": str(self.cost(task, now)) if self.cost(task, now) else "0",
             "createtime": stamp(task.created),
-            "assigntime": stamp(task.accept_at + task.run * 0.06 if start else None),
+            "assigntime": stamp(reached(0.06)),
             "accepttime": stamp(accept),
             "preprocessstarttime": stamp(accept),
-            "preprocessendtime": stamp(task.accept_at + task.run * 0.04 if start else None),
+            "preprocessendtime": stamp(reached(0.04)),
             "postprocessstarttime": stamp(end if done else None),
             "postprocessendtime": stamp(end if done else None),
             "pexit": ("1" if failed else "0") if done else ("-1" if stopped else ""),
