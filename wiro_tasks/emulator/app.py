@@ -188,19 +188,20 @@ def create_app(config: EmulatorConfig, *, storage: Path | None = None) -> Starle
                     return PlainTextResponse("<html>Service Unavailable</html>", int(fault))
                 if fault == "429":
                     retry_after = f"{account.faults.retry_after:g}"
-                    response = wiro_error("Too many requests.", status=429)
-                    response.headers["Retry-After"] = retry_after
-                    return response
+                    limited = wiro_error("Too many requests.", status=429)
+                    limited.headers["Retry-After"] = retry_after
+                    return limited
                 if fault == "drop":
                     return _Drop()
-                if fault == "slow":
-                    await asyncio.sleep(account.faults.slow_seconds)
                 refused = authenticate(request)
                 if refused is not None:
                     return refused
                 request.state.lost = fault == "lost"
                 renderer.public_base = renderer.public_base or file_base(request)
-                return await handler(request)
+                response = await handler(request)
+                if fault == "slow":  # the work is done; only the answer is late
+                    await asyncio.sleep(account.faults.slow_seconds)
+                return response
 
             return endpoint
 
@@ -246,9 +247,7 @@ def create_app(config: EmulatorConfig, *, storage: Path | None = None) -> Starle
             task = account.create(slug, parameters)
         if request.state.lost:
             return _Drop()
-        return JSONResponse(
-            {"errors": [], "taskid": str(task.id), "socketaccesstoken": task.token, "result": True}
-        )
+        return JSONResponse({"errors": [], "taskid": str(task.id), "socketaccesstoken": task.token, "result": True})
 
     @api("detail")
     async def detail(request: Request) -> Response:
@@ -282,11 +281,7 @@ def create_app(config: EmulatorConfig, *, storage: Path | None = None) -> Starle
             return wiro_error(NO_TASK, code=1)
         reason = account.stop(task, queued_only=queued_only)
         if reason is not None:
-            message = (
-                "Task is not in a cancellable state."
-                if queued_only
-                else f"Task could not be killed: {reason}"
-            )
+            message = "Task is not in a cancellable state." if queued_only else f"Task could not be killed: {reason}"
             return wiro_error(message, code=1)
         described = await describe(request, task)
         return JSONResponse({"errors": [], "tasklist": [described], "result": True})

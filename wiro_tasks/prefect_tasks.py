@@ -1,0 +1,267 @@
+"""Prefect tasks over the async client: submit one combination, wait for one task.
+
+Only plain data crosses these task boundaries (inputs as a dict, ids, paths, dataclasses). The
+client itself is looked up per event loop inside the tasks, built from `WIRO_*` in the
+environment, so it is never a parameter, a cache key or a result. Retry rules:
+
+- `submit` is never retried by Prefect. Inside, it submits again only when Wiro said no task was
+  created (code 96, HTTP 429, a connection that never opened). A lost answer comes back as
+  `unknown`, for the caller to look for the task before anything else.
+- `wait` is retried by Prefect on transient errors only: polling and downloading are safe to
+  repeat. It cancels (queued) or kills (running) a task past its deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+from prefect import Task, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State, TaskRun
+
+from . import (
+    APIError,
+    AsyncWiroClient,
+    AuthenticationError,
+    ConcurrencyLimitError,
+    Credentials,
+    InsufficientBalanceError,
+    NotFoundError,
+    RateLimitedError,
+    SubmitOutcomeUnknownError,
+    TaskStateError,
+    TransientError,
+    WiroConnectionError,
+    WiroError,
+)
+from ._retry import PollSchedule
+from .inputs import Value, model_spec
+from .types import Task as WiroTask
+from .types import TaskStatus
+
+SubmitKind = Literal["submitted", "unknown", "refused", "auth", "balance", "gave_up"]
+Outcome = Literal["succeeded", "failed", "timed_out", "cancelled"]
+_clients: dict[int, AsyncWiroClient] = {}
+_credentials: list[Credentials] = []
+
+
+def use_credentials(credentials: Credentials) -> None:
+    """Credentials for the clients made from now on in this process (else the environment's)."""
+    _credentials[:] = [credentials]
+
+
+def wiro_client() -> AsyncWiroClient:
+    """This event loop's client, made on first use."""
+    loop = asyncio.get_running_loop()
+    client = _clients.get(id(loop))
+    if client is None or client._http.is_closed:
+        creds = _credentials[0] if _credentials else Credentials.resolve()
+        client = _clients[id(loop)] = AsyncWiroClient(creds.api_key, creds.api_secret)
+    return client
+
+
+async def close_wiro_client() -> None:
+    """Close this event loop's client (at the end of a flow)."""
+    client = _clients.pop(id(asyncio.get_running_loop()), None)
+    if client is not None:
+        await client.aclose()
+
+
+@dataclass(frozen=True)
+class SubmitOutcome:
+    """How a submission ended: `submitted` with a task id, or why not."""
+
+    kind: SubmitKind
+    task_id: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class WaitOutcome:
+    """A finished task as the manifest needs it, plus the saved file when it succeeded."""
+
+    status: Outcome
+    task_id: str
+    error: str = ""
+    cost: Decimal = Decimal(0)
+    elapsed: Decimal | None = None
+    output_url: str = ""
+    output_bytes: int | None = None
+    path: str = ""
+    sha256: str = ""
+    saved_bytes: int | None = None
+    download_error: str = ""
+
+
+@task(name="submit", task_run_name="submit {label}", cache_policy=NO_CACHE, persist_result=False)
+async def submit(model: str, inputs: dict[str, Value], label: str, limit_wait: float = 3600.0) -> SubmitOutcome:
+    """Send one Run request; resend only when Wiro said no task was created."""
+    client = wiro_client()
+    started = time.monotonic()
+    refusals = 0
+    while True:
+        try:
+            submitted = await client.run(inputs, model=model)
+            return SubmitOutcome("submitted", submitted.task_id)
+        except SubmitOutcomeUnknownError as exc:
+            return SubmitOutcome("unknown", message=str(exc))
+        except InsufficientBalanceError as exc:
+            return SubmitOutcome("balance", message=exc.message)
+        except AuthenticationError as exc:
+            return SubmitOutcome("auth", message=str(exc))
+        except (ConcurrencyLimitError, RateLimitedError, WiroConnectionError) as exc:
+            refusals += 1
+            if time.monotonic() - started > limit_wait:
+                return SubmitOutcome("gave_up", message=f"no slot within {limit_wait:.0f} s: {exc}")
+            delay = exc.retry_after if isinstance(exc, APIError) and exc.retry_after else min(10.0, refusals)
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+        except WiroError as exc:
+            return SubmitOutcome("refused", message=str(exc))
+
+
+def _transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
+    try:
+        state.result()
+    except (WiroConnectionError, TransientError):
+        return True
+    except BaseException:
+        return False
+    return False
+
+
+@task(
+    name="wait",
+    task_run_name="wait {label}",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    retries=3,
+    retry_delay_seconds=[2, 10, 30],
+    retry_condition_fn=_transient,
+)
+async def wait(
+    task_id: str,
+    label: str,
+    dest: str,
+    deadline: datetime,
+    poll_interval: float = 3.0,
+    poll_cap: float = 30.0,
+    error_grace: float = 120.0,
+) -> WaitOutcome:
+    """Poll a task to its end (or its deadline, then stop it) and save its output to `dest`."""
+    client = wiro_client()
+    delays = PollSchedule(first=poll_interval, cap=max(poll_interval, poll_cap)).delays()
+    error_since: float | None = None
+    while True:
+        await asyncio.sleep(_until(deadline, next(delays)))
+        try:
+            current = await client.detail(task_id)
+        except NotFoundError:
+            return WaitOutcome("failed", task_id, error=f"task {task_id} not found: another account or base URL?")
+        if current.is_terminal:
+            return await _finish(client, current, dest)
+        if current.status is TaskStatus.ERROR:
+            error_since = error_since or time.monotonic()
+            if time.monotonic() - error_since >= error_grace:
+                stopped = await _stop(client, current)
+                reason = current.error_message or "task_error"
+                return _outcome(stopped, "failed", f"stuck in task_error for {error_grace:.0f} s: {reason}")
+        else:
+            error_since = None
+        if datetime.now(deadline.tzinfo) >= deadline:
+            stopped = await _stop(client, current)
+            if stopped.succeeded or stopped.failed:
+                return await _finish(client, stopped, dest)
+            return _outcome(stopped, "timed_out", f"timed out in {current.raw_status}; stopped")
+
+
+def _until(deadline: datetime, delay: float) -> float:
+    left = (deadline - datetime.now(deadline.tzinfo)).total_seconds()
+    return max(0.0, min(delay, left + 0.01))
+
+
+async def _stop(client: AsyncWiroClient, current: WiroTask) -> WiroTask:
+    """Cancel a queued task, kill any other; a task that ends meanwhile is returned as it ended."""
+    try:
+        if current.status in (TaskStatus.QUEUE, TaskStatus.ERROR):
+            try:
+                return await client.cancel(current.id)
+            except TaskStateError:
+                pass
+        return await client.kill(current.id)
+    except TaskStateError:
+        return await client.detail(current.id)
+
+
+async def _finish(client: AsyncWiroClient, final: WiroTask, dest: str) -> WaitOutcome:
+    if not final.succeeded:
+        status: Outcome = "cancelled" if final.cancelled else "failed"
+        return _outcome(final, status, final.error_message or f"ended in {final.raw_status}")
+    outcome = _outcome(final, "succeeded", "")
+    if not final.outputs:
+        return _outcome(final, "failed", "succeeded without outputs")
+    try:
+        saved = await client.download(final.outputs[0], dest)
+    except WiroError as exc:
+        return _replace(outcome, download_error=f"download failed: {exc}")
+    return _replace(outcome, path=str(saved.path), sha256=saved.sha256, saved_bytes=saved.size)
+
+
+def _outcome(task: WiroTask, status: Outcome, error: str) -> WaitOutcome:
+    output = task.outputs[0] if task.outputs else None
+    return WaitOutcome(
+        status=status,
+        task_id=task.id,
+        error=error,
+        cost=task.total_cost,
+        elapsed=task.elapsed_seconds if task.elapsed_seconds or task.is_terminal else None,
+        output_url=output.url if output else "",
+        output_bytes=output.size if output else None,
+    )
+
+
+def _replace(outcome: WaitOutcome, **changes: Any) -> WaitOutcome:
+    return replace(outcome, **changes)
+
+
+@task(name="find-task", task_run_name="find {label}", cache_policy=NO_CACHE, persist_result=False, retries=2,
+      retry_delay_seconds=5, retry_condition_fn=_transient)  # fmt: skip
+async def find_task(
+    model: str, inputs: dict[str, Value], label: str, since: datetime, exclude: list[str]
+) -> str | None:
+    """The task a lost Run answer created, if any: same inputs, created after `since`.
+
+    Scans Task/List newest first until tasks are older than `since` less a clock-skew margin.
+    """
+    client = wiro_client()
+    spec = model_spec(model)
+    wanted = spec.validate(inputs, allow_unknown=True)
+    wanted.pop("callbackUrl", None)
+    oldest = since - timedelta(minutes=2)
+    found: list[WiroTask] = []
+    start, limit = 0, 100
+    while start < 5000:
+        page = await client.list_tasks(start=start, limit=limit)
+        for candidate in page:
+            if candidate.id in exclude or not candidate.parameters:
+                continue
+            if candidate.created_at is not None and candidate.created_at < oldest:
+                continue
+            try:
+                have = spec.validate(dict(candidate.parameters), allow_unknown=True)
+            except WiroError:
+                continue
+            have.pop("callbackUrl", None)
+            if have == wanted:
+                found.append(candidate)
+        if len(page) < limit or all(t.created_at is not None and t.created_at < oldest for t in page):
+            break
+        start += limit
+    if not found:
+        return None
+    return min(found, key=lambda t: (t.created_at or since, int(t.id) if t.id.isdigit() else 0)).id
