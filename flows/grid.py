@@ -1,0 +1,250 @@
+"""Prompt grids: read CSV/Parquet files, expand list cells and axes, validate, give each row an id.
+
+Pure functions over DataFrames, with file reading at the edge. Every problem is a `GridError`
+naming the file, row and field, found before anything is submitted.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import hashlib
+import itertools
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from wiro_tasks import TEXT_TO_VIDEO, InputValidationError, model_spec
+from wiro_tasks.inputs import Value
+
+INPUTS = ("prompt", "negativePrompt", "size", "numFrames", "scale", "steps", "fps", "seed")
+GRID_SUFFIXES = (".csv", ".parquet", ".pq")
+DEFAULT_MAX_COMBINATIONS = 100_000
+MAX_FILE_BYTES = 256 * 1024 * 1024
+SOURCE = "source"
+
+
+@dataclass
+class GridError(Exception):
+    """Bad grid input. Prints as `FILE, row N, field F: rule`; the command exits with 2."""
+
+    file: str
+    rule: str
+    row: int | None = None
+    field: str | None = None
+    exit_code: int = 2
+
+    def __str__(self) -> str:
+        where = [self.file] if self.file else []
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.field:
+            where.append(f"field {self.field}")
+        return f"{', '.join(where)}: {self.rule}" if where else self.rule
+
+
+def grid_files(paths: Iterable[str | Path]) -> list[Path]:
+    """The grid files named, with each directory standing for its CSV and Parquet files."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in GRID_SUFFIXES and p.is_file())
+            if not found:
+                raise GridError(str(path), "directory holds no .csv or .parquet file")
+            files.extend(found)
+        elif not path.exists():
+            raise GridError(str(path), "no such file")
+        else:
+            files.append(path)
+    if not files:
+        raise GridError("", "no grid files given")
+    return files
+
+
+def read_grid_file(path: Path) -> pd.DataFrame:
+    """One file's rows as given (strings, numbers or lists), plus a `source` column `file:row`."""
+    name = str(path)
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise GridError(name, f"file is {size:,} bytes, more than the {MAX_FILE_BYTES:,} allowed")
+    if size == 0:
+        raise GridError(name, "file is empty")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        frame = _read_csv(path)
+    elif suffix in (".parquet", ".pq"):
+        frame = _read_parquet(path)
+    else:
+        raise GridError(name, f"unsupported file type {suffix!r}: use .csv or .parquet")
+    if frame.empty:
+        raise GridError(name, "file has a header but no rows")
+    _check_columns(name, list(frame.columns))
+    frame[SOURCE] = [f"{name}:{n}" for n in range(1, len(frame) + 1)]
+    return frame
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    name = str(path)
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle, strict=True)
+            header = next(reader, None)
+            if header is None or not any(h.strip() for h in header):
+                raise GridError(name, "no header row: the first line must name the columns")
+            columns = [h.strip() for h in header]
+            rows: list[list[str]] = []
+            for record in reader:
+                if not record or all(not cell.strip() for cell in record):
+                    continue
+                if len(record) != len(columns):
+                    raise GridError(
+                        name,
+                        f"has {len(record)} fields, the header has {len(columns)} (line {reader.line_num})",
+                        row=len(rows) + 1,
+                    )
+                rows.append(record)
+    except UnicodeDecodeError as exc:
+        raise GridError(name, f"is not UTF-8 text (byte {exc.start})") from None
+    except csv.Error as exc:
+        raise GridError(name, f"malformed CSV: {exc}") from None
+    duplicates = sorted({c for c in columns if columns.count(c) > 1})
+    if duplicates:
+        raise GridError(name, f"column {duplicates[0]!r} appears twice in the header")
+    frame = pd.DataFrame(rows, columns=columns, dtype=object)
+    return frame.map(lambda v: None if isinstance(v, str) and not v.strip() else v)
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    name = str(path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise GridError(name, f"not a readable Parquet file ({type(exc).__name__})") from None
+    if not table.column_names:
+        raise GridError(name, "Parquet file has no columns")
+    for column in table.schema:
+        kind = column.type
+        if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+            kind = kind.value_type
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
+                or pa.types.is_floating(kind) or pa.types.is_null(kind)):  # fmt: skip
+            raise GridError(name, f"column type {column.type} is not text, a number or a list of those",
+                            field=column.name)  # fmt: skip
+    rows = table.to_pylist()
+    return pd.DataFrame(rows, columns=table.column_names, dtype=object)
+
+
+def _check_columns(name: str, columns: Sequence[str]) -> None:
+    for column in columns:
+        if column in INPUTS:
+            continue
+        close = difflib.get_close_matches(column, INPUTS, n=1, cutoff=0.6)
+        by_case = [i for i in INPUTS if i.lower() == str(column).lower()]
+        hint = by_case or close
+        suggestion = f" (did you mean {hint[0]}?)" if hint else ""
+        raise GridError(name, f"unknown column {column!r}{suggestion}; columns are {', '.join(INPUTS)}")
+    if "prompt" not in columns:
+        raise GridError(name, "no prompt column")
+
+
+def parse_axes(specs: Iterable[str]) -> dict[str, list[str]]:
+    """`NAME=V1,V2,...` options into a mapping; each name once, each value non-empty."""
+    axes: dict[str, list[str]] = {}
+    for spec in specs:
+        name, sep, values = spec.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise GridError("--axis", f"{spec!r} is not NAME=V1,V2,...")
+        if name not in INPUTS:
+            raise GridError("--axis", f"unknown input {name!r}; inputs are {', '.join(INPUTS)}")
+        if name in axes:
+            raise GridError("--axis", f"{name} is given twice")
+        items = [v.strip() for v in values.split(",")]
+        if not items or any(not v for v in items):
+            raise GridError("--axis", f"{name} has an empty value in {values!r}")
+        axes[name] = items
+    return axes
+
+
+def _cell_values(value: Any) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        return list(value) if value else [None]
+    if hasattr(value, "tolist") and not isinstance(value, str):
+        return _cell_values(value.tolist())
+    return [value]
+
+
+def expand_grid(
+    raw: pd.DataFrame,
+    axes: Mapping[str, Sequence[object]] | None = None,
+    *,
+    model: str = TEXT_TO_VIDEO,
+    max_combinations: int = DEFAULT_MAX_COMBINATIONS,
+) -> pd.DataFrame:
+    """Every combination of every row (list cells x axes), validated, with ids, duplicates merged.
+
+    Axes replace the column of the same name. Returns one row per distinct combination:
+    `row_id`, the eight inputs with defaults filled in, and `source` (where it came from).
+    """
+    axes = dict(axes or {})
+    spec = model_spec(model)
+    records = raw.to_dict("records")
+    total = 0
+    for record in records:
+        count = 1
+        for column in INPUTS:
+            count *= len(axes.get(column) or _cell_values(record.get(column)))
+        total += count
+    if total > max_combinations:
+        raise GridError("grid", f"expands to {total:,} combinations, more than the maximum {max_combinations:,}"
+                        " (raise it with --max-combinations)")  # fmt: skip
+    out: dict[str, dict[str, Any]] = {}
+    for record in records:
+        source = str(record.get(SOURCE, "?"))
+        file, _, row = source.rpartition(":")
+        choices = [axes.get(c) or _cell_values(record.get(c)) for c in INPUTS]
+        for combo in itertools.product(*choices):
+            given = {c: v for c, v in zip(INPUTS, combo, strict=True) if not _is_missing(v)}
+            try:
+                values = spec.validate(given)
+            except InputValidationError as exc:
+                raise GridError(file, f"{exc.rule} (got {exc.value!r})", int(row), exc.field) from None
+            values.pop("callbackUrl", None)
+            key = row_id(model, values)
+            if key in out:
+                out[key][SOURCE] += f" {source}"
+            else:
+                out[key] = {"row_id": key, **values, SOURCE: source}
+    frame = pd.DataFrame(list(out.values()), columns=["row_id", *INPUTS, SOURCE])
+    return frame.astype({"numFrames": "int64", "steps": "int64", "fps": "int64", "scale": "float64"})
+
+
+def _is_missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def row_id(model: str, values: Mapping[str, Value]) -> str:
+    """A stable id from the model and the resolved inputs: reordering a file keeps it."""
+    canonical = json.dumps({"model": model, "inputs": dict(values)}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def load_grid(
+    paths: Iterable[str | Path],
+    axes: Mapping[str, Sequence[object]] | None = None,
+    *,
+    model: str = TEXT_TO_VIDEO,
+    max_combinations: int = DEFAULT_MAX_COMBINATIONS,
+) -> pd.DataFrame:
+    """Read every grid file and expand them together into one validated frame."""
+    frames = [read_grid_file(p) for p in grid_files(paths)]
+    raw = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return expand_grid(raw, axes, model=model, max_combinations=max_combinations)
