@@ -1,0 +1,162 @@
+"""The sweep's memory on disk: what was asked of Wiro, what it answered, what was saved.
+
+An append-only file of JSON lines, `OUT/journal.jsonl`. A line is written with one `write()` to
+a file opened for appending before the step it records goes ahead (an `intent` before every
+Run request), so a process killed at any moment leaves a journal that says which rows may have
+a task. A torn last line is ignored. Folding the lines gives each row's `RowState`.
+
+    intent      a Run request is about to be sent for the row
+    submitted   Wiro answered with a task id          adopted   a lost answer's task was found
+    no_task     no task exists for the last intent (refused, or looked for and not found)
+    unknown     the Run answer was lost: look for the task before submitting again
+    finished    the task ended (succeeded | failed | timed_out | cancelled), with its cost
+    downloaded  the output is saved under OUT          skipped   not submitted (budget, balance)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+JOURNAL = "journal.jsonl"
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class RowState:
+    """Where one row stands, folded from its journal lines."""
+
+    row_id: str
+    phase: str = "new"  # new | intent | unknown | submitted | finished | skipped
+    task_id: str = ""
+    task_ids: list[str] = field(default_factory=list)
+    intent_at: str = ""
+    submitted_at: str = ""
+    status: str = ""
+    error: str = ""
+    costs: dict[str, Decimal] = field(default_factory=dict)
+    elapsed_seconds: Decimal | None = None
+    output_url: str = ""
+    output_bytes_expected: int | None = None
+    finished_at: str = ""
+    output_path: str = ""
+    output_sha256: str = ""
+    output_bytes: int | None = None
+    attempts: int = 0
+
+    @property
+    def cost(self) -> Decimal:
+        """What every task of this row cost together (a resubmitted row may have two)."""
+        return sum(self.costs.values(), Decimal(0))
+
+    @property
+    def has_live_task(self) -> bool:
+        """A task exists that has not been seen to finish: wait for it, never submit again."""
+        return self.phase == "submitted"
+
+    @property
+    def downloaded(self) -> bool:
+        return bool(self.output_path)
+
+    def apply(self, event: dict[str, Any]) -> None:
+        kind = event["event"]
+        if kind == "intent":
+            self.phase, self.intent_at = "intent", event["at"]
+            self.attempts += 1
+        elif kind == "unknown":
+            self.phase = "unknown"
+        elif kind in ("submitted", "adopted"):
+            self.phase, self.task_id = "submitted", str(event["task_id"])
+            self.submitted_at = event.get("at", "")
+            if self.task_id not in self.task_ids:
+                self.task_ids.append(self.task_id)
+            self.status = self.error = ""
+        elif kind == "no_task":
+            self.phase = "new"
+            self.error = event.get("reason", "")
+        elif kind == "finished":
+            self.phase, self.status = "finished", event["status"]
+            self.task_id = str(event.get("task_id", self.task_id))
+            self.error = event.get("error", "")
+            self.costs[self.task_id] = Decimal(event.get("cost", "0"))
+            elapsed = event.get("elapsed")
+            self.elapsed_seconds = Decimal(elapsed) if elapsed not in (None, "") else None
+            self.output_url = event.get("output_url", "")
+            self.output_bytes_expected = event.get("output_bytes")
+            self.finished_at = event.get("at", "")
+            self.output_path = self.output_sha256 = ""
+            self.output_bytes = None
+        elif kind == "downloaded":
+            self.output_path = event["path"]
+            self.output_sha256 = event["sha256"]
+            self.output_bytes = int(event["bytes"])
+        elif kind in ("download_failed", "note"):
+            self.error = event.get("error", "")
+        elif kind == "skipped":
+            self.phase, self.status, self.error = "skipped", "skipped", event.get("reason", "")
+
+
+class Journal:
+    """Appends events for rows and folds them back; safe to share between threads."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = Path(out) / JOURNAL
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._repair_torn_tail()
+
+    def _repair_torn_tail(self) -> None:
+        """A kill mid-write can leave a last line without its newline; end it so the next is whole."""
+        size = self.path.stat().st_size
+        if size:
+            with self.path.open("rb") as handle:
+                handle.seek(size - 1)
+                if handle.read(1) != b"\n":
+                    os.write(self._fd, b"\n")
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def append(self, event: str, row_id: str, **fields: Any) -> dict[str, Any]:
+        record = {"event": event, "row_id": row_id, "at": fields.pop("at", None) or utcnow(), **fields}
+        line = (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode()
+        with self._lock:
+            os.write(self._fd, line)
+        return record
+
+    def load(self) -> dict[str, RowState]:
+        """Every row's state; lines that do not parse (a torn write) are skipped."""
+        return fold(read_events(self.path))
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    if not path.exists():
+        return events
+    with path.open("rb") as handle:
+        for raw in handle:
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and "event" in record and "row_id" in record:
+                events.append(record)
+    return events
+
+
+def fold(events: list[dict[str, Any]]) -> dict[str, RowState]:
+    states: dict[str, RowState] = {}
+    for record in events:
+        row = record["row_id"]
+        states.setdefault(row, RowState(row)).apply(record)
+    return states

@@ -1,0 +1,114 @@
+"""The journal folds back into row states, survives torn writes, and drives the manifest."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pandas as pd
+
+from flows.budget import Budget, work_units
+from flows.grid import expand_grid
+from flows.journal import Journal
+from flows.manifest import MANIFEST_CSV, build_manifest, read_manifest, row_status, write_manifest
+from flows.runner import needs_work, video_name
+
+
+def test_fold_follows_a_row_through_its_life(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    journal.append("intent", "r1")
+    journal.append("unknown", "r1", error="lost")
+    journal.append("adopted", "r1", task_id="7")
+    journal.append("finished", "r1", task_id="7", status="succeeded", cost="0.0036", elapsed="3.0", output_url="u")
+    journal.append("downloaded", "r1", path="videos/x.mp4", sha256="ab", bytes=10)
+    journal.close()
+    state = Journal(tmp_path).load()["r1"]
+    assert (state.phase, state.status, state.task_ids, state.attempts) == ("finished", "succeeded", ["7"], 1)
+    assert state.cost == Decimal("0.0036")
+    assert row_status(state) == ("succeeded", "")
+    assert not needs_work(state, retry_failed=True)
+
+
+def test_a_torn_last_line_is_ignored_and_sealed(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    journal.append("intent", "r1")
+    journal.append("submitted", "r1", task_id="5")
+    journal.close()
+    with (tmp_path / "journal.jsonl").open("ab") as handle:
+        handle.write(b'{"event": "finished", "row_id": "r1", "sta')  # killed mid-write
+    reopened = Journal(tmp_path)
+    reopened.append("note", "r2", error="after the tear")
+    states = reopened.load()
+    assert states["r1"].has_live_task, "the torn 'finished' never happened"
+    assert "r2" in states
+
+
+def test_states_decide_what_a_rerun_does(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    journal.append("intent", "failed")
+    journal.append("submitted", "failed", task_id="1")
+    journal.append("finished", "failed", task_id="1", status="failed", error="OOM", cost="0")
+    journal.append("intent", "paid-not-saved")
+    journal.append("submitted", "paid-not-saved", task_id="2")
+    journal.append("finished", "paid-not-saved", task_id="2", status="succeeded", cost="0.5")
+    journal.append("download_failed", "paid-not-saved", error="disk full")
+    states = journal.load()
+    assert not needs_work(states["failed"], retry_failed=False)
+    assert needs_work(states["failed"], retry_failed=True)
+    assert needs_work(states["paid-not-saved"], retry_failed=False), "a paid output is always fetched"
+    assert row_status(states["paid-not-saved"]) == ("failed", "disk full")
+
+
+def test_resubmitted_rows_add_up_their_costs(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    for task_id, status, cost in (("1", "cancelled", "0.25"), ("2", "succeeded", "0.5")):
+        journal.append("intent", "r")
+        journal.append("submitted", "r", task_id=task_id)
+        journal.append("finished", "r", task_id=task_id, status=status, cost=cost)
+    state = journal.load()["r"]
+    assert state.cost == Decimal("0.75")
+    assert state.task_ids == ["1", "2"]
+
+
+def test_manifest_round_trips_exact_money_and_iso_times(tmp_path: Path) -> None:
+    grid = expand_grid(pd.DataFrame({"prompt": ["a", "b"], "source": ["g.csv:1", "g.csv:2"]}, dtype=object))
+    first = grid["row_id"].iloc[0]
+    journal = Journal(tmp_path)
+    journal.append("intent", first, at="2026-01-02T03:04:05.678Z")
+    journal.append("submitted", first, task_id="9", at="2026-01-02T03:04:06.000Z")
+    journal.append("finished", first, task_id="9", status="succeeded", cost="0.000000000001", elapsed="1.5")
+    journal.append("downloaded", first, path="videos/a.mp4", sha256="cd", bytes=3)
+    write_manifest(tmp_path, build_manifest(grid, journal.load()))
+    back = read_manifest(tmp_path)
+    assert back["cost_usd"].tolist() == [Decimal("1E-12"), Decimal("0")]
+    assert back["status"].tolist() == ["succeeded", "pending"]
+    csv_text = (tmp_path / MANIFEST_CSV).read_text()
+    assert "0.000000000001" in csv_text
+    assert "2026-01-02T03:04:06.000Z" in csv_text
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_video_names_stay_inside_videos() -> None:
+    name = video_name({"prompt": "../../etc/passwd; rm -rf / ÄÖ", "seed": "7", "row_id": "abc"})
+    assert name == "etc-passwd-rm-rf-seed7-abc.mp4"
+    assert "/" not in video_name({"prompt": "////", "seed": "1", "row_id": "x"})
+
+
+def test_budget_counts_tasks_in_flight_and_learns_the_rate() -> None:
+    budget = Budget(Decimal("1.00"), estimate_usd=Decimal("0.30"))
+    unit = work_units({})
+    assert unit == 1
+    assert budget.reserve("a", unit) == "ok"
+    assert budget.reserve("b", unit) == "wait", "until a first bill, one task at a time"
+    budget.settle("a", Decimal("0.20"), unit)
+    assert budget.estimate(unit) == Decimal("0.240"), "highest billed rate plus 20%"
+    assert [budget.reserve(r, unit) for r in "bcd"] == ["ok", "ok", "ok"]
+    assert budget.reserve("e", unit) == "wait", "0.2 spent + 3 x 0.24 in flight leaves no room"
+    for row in "bcd":
+        budget.settle(row, Decimal("0.24"), unit)
+    assert budget.reserve("e", unit) == "over"
+    assert budget.spent == Decimal("0.92")
+
+
+def test_work_units_scale_with_frames_steps_and_pixels() -> None:
+    assert work_units({"numFrames": 61, "steps": 50, "size": "480*832"}) == Decimal(61 * 50) / Decimal(121 * 25)
