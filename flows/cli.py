@@ -6,11 +6,23 @@ Subcommands import what they need when they run, so `wiro-sweep emulator` starts
 
 from __future__ import annotations
 
-from decimal import Decimal
+import os
+import secrets
+import sys
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
 
 import click
 
 from wiro_tasks.emulator.config import EmulatorConfig, Faults
+
+from .grid import DEFAULT_MAX_COMBINATIONS, GridError, load_grid, parse_axes
+
+PREFECT_DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -99,3 +111,115 @@ def emulator(
     )
     click.echo(f"Point a client at it: export WIRO_BASE_URL=http://{host}:{port}/v1")
     serve(config, host=host, port=port)
+
+
+def _money(value: str | None, option: str) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise click.BadParameter(f"{value!r} is not an amount in USD", param_hint=option) from None
+    if not amount.is_finite() or amount <= 0:
+        raise click.BadParameter("must be more than 0", param_hint=option)
+    return amount
+
+
+@main.command()
+@click.argument("grid", nargs=-1, required=True, type=click.Path())
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Videos, manifest and journal.")
+@click.option("--axis", "axes", multiple=True, metavar="NAME=V1,V2,...", help="Sweep an input (repeatable).")
+@click.option("--max-concurrency", default=4, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--poll-interval", default=3.0, show_default=True, type=click.FloatRange(min=0.01))
+@click.option("--timeout", default=3600.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Seconds from submission until a task is cancelled or killed.")  # fmt: skip
+@click.option("--budget", help="USD not to pass, counting tasks in flight.")
+@click.option("--estimate-usd", default="0.10", show_default=True, help="Estimated cost of a default task.")
+@click.option("--error-grace", default=120.0, show_default=True, type=click.FloatRange(min=0))
+@click.option("--max-combinations", default=DEFAULT_MAX_COMBINATIONS, show_default=True, type=click.IntRange(1))
+@click.option("--dry-run", is_flag=True, help="Count combinations and estimate the cost; submit nothing.")
+@click.option("--retry-failed", is_flag=True, help="Submit again rows that failed or timed out.")
+@click.option("--emulator", is_flag=True, help="Run against the bundled emulator on a free loopback port.")
+@click.option("-v", "--verbose", is_flag=True, help="Show Prefect's logs.")
+def run(
+    grid: tuple[str, ...],
+    out: str,
+    axes: tuple[str, ...],
+    max_concurrency: int,
+    poll_interval: float,
+    timeout: float,
+    budget: str | None,
+    estimate_usd: str,
+    error_grace: float,
+    max_combinations: int,
+    dry_run: bool,
+    retry_failed: bool,
+    emulator: bool,
+    verbose: bool,
+) -> None:
+    """Submit every combination of the GRID files (CSV or Parquet, or directories of them).
+
+    Rerun with the same --out to resume: nothing is paid for twice. Exit codes: 0 all rows
+    succeeded, 1 some did not, 2 bad input or configuration.
+    """
+    limit = _money(budget, "--budget")
+    estimate = _money(estimate_usd, "--estimate-usd")
+    assert estimate is not None
+    try:
+        parsed_axes = parse_axes(axes)
+        frame = load_grid(grid, parsed_axes, max_combinations=max_combinations)
+    except GridError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    if dry_run:
+        from .console import dry_run_report
+
+        click.echo(dry_run_report(frame, Path(out), estimate, limit))
+        return
+    if not emulator and not os.environ.get("WIRO_API_KEY"):
+        click.echo("error: set WIRO_API_KEY (and WIRO_API_SECRET), or pass --emulator", err=True)
+        sys.exit(2)
+    for name, value in PREFECT_DEFAULTS.items():
+        if name == "PREFECT_LOGGING_LEVEL" and verbose:
+            continue
+        os.environ.setdefault(name, value)
+    server = _start_emulator() if emulator else None
+    try:
+        from .console import run_with_progress
+
+        code = run_with_progress(
+            {
+                "grid": list(grid),
+                "out": out,
+                "axes": parsed_axes or None,
+                "max_concurrency": max_concurrency,
+                "poll_interval": poll_interval,
+                "timeout": timeout,
+                "budget": float(limit) if limit is not None else None,
+                "retry_failed": retry_failed,
+                "error_grace": error_grace,
+                "estimate_usd": float(estimate),
+                "max_combinations": max_combinations,
+            },
+            total=len(frame),
+        )
+    finally:
+        if server is not None:
+            server.stop()
+    sys.exit(code)
+
+
+def _start_emulator() -> Any:
+    from wiro_tasks.emulator import EmulatorServer
+
+    config = EmulatorConfig(
+        api_key=f"emu-{secrets.token_hex(8)}",
+        api_secret=secrets.token_hex(16),
+        queue_seconds=0.5,
+        task_seconds=2.0,
+        task_seconds_max=4.0,
+    )
+    server = EmulatorServer(config).start()
+    os.environ.update(server.env())
+    click.echo(f"Using the bundled Wiro emulator at {server.base_url}", err=True)
+    return server

@@ -57,3 +57,48 @@ def emulator(make_emulator: EmulatorFactory) -> EmulatorServer:
 def client(emulator: EmulatorServer) -> Iterator[WiroClient]:
     with WiroClient(API_KEY, API_SECRET, base_url=emulator.base_url, retry=NO_WAIT) as wiro:
         yield wiro
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """One Prefect test server for the whole session (it takes ~15 s to start)."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield str(PREFECT_API_URL.value())
+
+
+@pytest.fixture
+def wiro_env(monkeypatch: pytest.MonkeyPatch) -> Callable[[EmulatorServer], None]:
+    """Point this process's client (as a flow run reads it) at an emulator."""
+
+    def point(server: EmulatorServer) -> None:
+        for name, value in server.env().items():
+            monkeypatch.setenv(name, value)
+
+    return point
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _prefect_result_storage_lookup_closes_its_client() -> Iterator[None]:
+    """Prefect 3.9.1 opens a sync API client to read the server's default result storage and
+    never closes it, so every flow run leaks a socket (a ResourceWarning, an error under
+    `filterwarnings = error`). Same lookup, client closed; everything else stays Prefect's."""
+    import httpx
+    import prefect.results as results
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    original = results._read_server_default_result_storage_block_id
+
+    def read_and_close() -> Any:
+        try:
+            with get_client(sync_client=True) as client:
+                return client.read_server_default_result_storage().default_result_storage_block_id
+        except (PrefectHTTPStatusError, httpx.HTTPError, RuntimeError, ValueError):
+            return None
+
+    results._read_server_default_result_storage_block_id = read_and_close
+    yield
+    results._read_server_default_result_storage_block_id = original

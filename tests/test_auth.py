@@ -21,9 +21,7 @@ def test_signature_matches_openssl_vector() -> None:
 
 def test_signature_of_non_ascii_secret_is_utf8() -> None:
     # echo -n "s3cr3t-ÄÖ42" | openssl dgst -sha256 -hmac "key"
-    assert (
-        sign("key", "s3cr3t-ÄÖ", "42") == "105d3d5fb0188f50857accb552557f5e827ec4c42d2043393eebe89e1738ae58"
-    )
+    assert sign("key", "s3cr3t-ÄÖ", "42") == "105d3d5fb0188f50857accb552557f5e827ec4c42d2043393eebe89e1738ae58"
 
 
 def _headers_seen(auth: WiroAuth) -> httpx.Headers:

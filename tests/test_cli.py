@@ -53,9 +53,7 @@ def emulator_process() -> Iterator[tuple[str, dict[str, str]]]:
         process.stdout.close()
 
 
-def test_quickstart_script_saves_a_playable_mp4(
-    emulator_process: tuple[str, dict[str, str]], tmp_path: Path
-) -> None:
+def test_quickstart_script_saves_a_playable_mp4(emulator_process: tuple[str, dict[str, str]], tmp_path: Path) -> None:
     _, env = emulator_process
     done = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "quickstart.py")],

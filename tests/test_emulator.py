@@ -300,9 +300,7 @@ def test_callback_receives_the_finished_task(client: WiroClient) -> None:
 
 def test_read_faults_are_retried_by_the_client(emulator: EmulatorServer, client: WiroClient) -> None:
     submitted = client.run(FOX)
-    emulator.account.faults = emulator.account.faults.updated(
-        {"script": ["503", "429", "drop"], "retry_after": 0}
-    )
+    emulator.account.faults = emulator.account.faults.updated({"script": ["503", "429", "drop"], "retry_after": 0})
     assert client.detail(submitted.task_id).id == submitted.task_id
     counters = emulator.account.stats()["counters"]
     assert (counters["fault_503"], counters["fault_429"], counters["fault_drop"]) == (1, 1, 1)
@@ -391,9 +389,7 @@ def test_invalid_run_on_the_wire_is_invalid_request(emulator: EmulatorServer) ->
 
 
 @pytest.mark.anyio
-async def test_async_client_many_concurrent_signed_requests(
-    make_emulator: EmulatorFactory, tmp_path: Path
-) -> None:
+async def test_async_client_many_concurrent_signed_requests(make_emulator: EmulatorFactory, tmp_path: Path) -> None:
     import asyncio
 
     emulator = make_emulator(concurrency_limit=200)

@@ -28,9 +28,7 @@ def test_defaults_are_the_model_pages() -> None:
     }
     assert (t.width, t.height) == (832, 480)
     assert t.duration == pytest.approx(7.5625)
-    assert ImageToVideoInput(input_image_url="https://x/y.png", prompt="p").negative_prompt == (
-        "bad quality, blurry"
-    )
+    assert ImageToVideoInput(input_image_url="https://x/y.png", prompt="p").negative_prompt == ("bad quality, blurry")
 
 
 def test_strings_and_numbers_are_coerced_like_wiro_does() -> None:

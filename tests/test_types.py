@@ -56,9 +56,7 @@ def test_success_is_postprocess_end_with_pexit_zero() -> None:
 
 
 def test_failure_also_ends_in_postprocess_end() -> None:
-    task = Task.from_api(
-        raw_task(pexit="1", outputs=[], totalcost="0", debugerror="CUDA out of memory\n  at step 3")
-    )
+    task = Task.from_api(raw_task(pexit="1", outputs=[], totalcost="0", debugerror="CUDA out of memory\n  at step 3"))
     assert task.is_terminal
     assert task.failed
     assert not task.succeeded

@@ -39,14 +39,11 @@ class Credentials:
             api_secret = os.environ.get(ENV_API_SECRET) if api_key is None else None
         if not key:
             raise ValueError(
-                f"No Wiro API key: pass api_key= or set {ENV_API_KEY} "
-                f"(and {ENV_API_SECRET} for signature mode)."
+                f"No Wiro API key: pass api_key= or set {ENV_API_KEY} (and {ENV_API_SECRET} for signature mode)."
             )
         for name, value in (("API key", key), ("API secret", api_secret or "")):
             if value != value.strip() or any(ord(c) < 32 or ord(c) > 126 for c in value):
-                raise ValueError(
-                    f"The Wiro {name} holds whitespace or non-ASCII characters: check how it was set."
-                )
+                raise ValueError(f"The Wiro {name} holds whitespace or non-ASCII characters: check how it was set.")
         return cls(api_key=key, api_secret=api_secret or None)
 
     def __reduce__(self) -> str | tuple[object, ...]:

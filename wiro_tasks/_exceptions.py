@@ -78,11 +78,7 @@ class APIError(WiroError):
         if message is None:
             message = _reason(response)
         kind = _classify(status, code)
-        if (
-            kind is NotFoundError
-            and endpoint in ("/Task/Cancel", "/Task/Kill")
-            and "no task" not in message.lower()
-        ):
+        if kind is NotFoundError and endpoint in ("/Task/Cancel", "/Task/Kill") and "no task" not in message.lower():
             kind = TaskStateError
         return kind(message, code=code, status_code=status, endpoint=endpoint, retry_after=retry_after)
 

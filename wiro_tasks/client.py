@@ -162,9 +162,7 @@ class _BaseClient:
         if response.status_code >= 400 or not isinstance(payload, dict) or payload.get("result") is False:
             error = APIError.from_response(response, endpoint, payload)
             if not isinstance(payload, dict) and response.status_code < 400:
-                error = TransientError(
-                    "answer is not Wiro JSON", status_code=response.status_code, endpoint=endpoint
-                )
+                error = TransientError("answer is not Wiro JSON", status_code=response.status_code, endpoint=endpoint)
             if kind == "run" and isinstance(error, TransientError) and error.status_code != 429:
                 raise SubmitOutcomeUnknownError(f"{error}; the task may have been created") from error
             raise error
@@ -199,12 +197,8 @@ class WiroClient(_BaseClient):
         retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        super().__init__(
-            api_key, api_secret, base_url=base_url, timeout=timeout, max_retries=max_retries, retry=retry
-        )
-        self._http = httpx.Client(
-            base_url=self.base_url, auth=self._auth, timeout=self._timeout, transport=transport
-        )
+        super().__init__(api_key, api_secret, base_url=base_url, timeout=timeout, max_retries=max_retries, retry=retry)
+        self._http = httpx.Client(base_url=self.base_url, auth=self._auth, timeout=self._timeout, transport=transport)
         self._files = httpx.Client(timeout=self._timeout, transport=transport, follow_redirects=True)
 
     def __enter__(self) -> WiroClient:
@@ -320,9 +314,7 @@ class AsyncWiroClient(_BaseClient):
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 100,
     ) -> None:
-        super().__init__(
-            api_key, api_secret, base_url=base_url, timeout=timeout, max_retries=max_retries, retry=retry
-        )
+        super().__init__(api_key, api_secret, base_url=base_url, timeout=timeout, max_retries=max_retries, retry=retry)
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._http = httpx.AsyncClient(
             base_url=self.base_url, auth=self._auth, timeout=self._timeout, transport=transport, limits=limits
@@ -359,9 +351,7 @@ class AsyncWiroClient(_BaseClient):
             await asyncio.sleep(self.retry.delay(error, attempt))
             attempt += 1
 
-    async def run(
-        self, inputs: ModelInput | Mapping[str, object], *, model: str = TEXT_TO_VIDEO
-    ) -> Submission:
+    async def run(self, inputs: ModelInput | Mapping[str, object], *, model: str = TEXT_TO_VIDEO) -> Submission:
         """Submit one task. Validates first; never retried (see `SubmitOutcomeUnknownError`)."""
         endpoint, body = self._run_body(inputs, model)
         return self._submission(await self._call(endpoint, body, "run"), endpoint)

@@ -39,9 +39,7 @@ class Faults:
         unknown = set(changes) - names
         if unknown:
             raise ValueError(f"unknown fault settings: {', '.join(sorted(unknown))}")
-        clean: dict[str, Any] = {
-            k: tuple(v) if k in ("script", "run_script") else float(v) for k, v in changes.items()
-        }
+        clean: dict[str, Any] = {k: tuple(v) if k in ("script", "run_script") else float(v) for k, v in changes.items()}
         return replace(self, **clean)
 
 

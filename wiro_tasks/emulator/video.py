@@ -123,9 +123,7 @@ def render_mp4(
 # ----------------------------------------------------------------- layout
 
 
-def _make_plan(
-    width: int, height: int, num_frames: int, fps: int, prompt: str, seed: str, label: str
-) -> _Plan:
+def _make_plan(width: int, height: int, num_frames: int, fps: int, prompt: str, seed: str, label: str) -> _Plan:
     for name, value in (("width", width), ("height", height)):
         if value < 16 or value % 2:
             raise ValueError(f"{name} must be an even integer >= 16, got {value}")
@@ -453,9 +451,7 @@ def _mp4(plan: _Plan, fps: int, sps: bytes, pps: bytes, nals: list[bytes]) -> by
     minf = _box(b"minf", _full(b"vmhd", 1, bytes(8)), dinf, stbl)
     mdhd = _full(b"mdhd", 0, struct.pack(">IIIIHH", 0, 0, timescale, duration, 0x55C4, 0))  # 'und'
     hdlr = _full(b"hdlr", 0, bytes(4), b"vide", bytes(12), b"VideoHandler\0")
-    tkhd = _full(
-        b"tkhd", 3, struct.pack(">5I16x", 0, 0, 1, 0, duration), _MATRIX, struct.pack(">II", w << 16, h << 16)
-    )
+    tkhd = _full(b"tkhd", 3, struct.pack(">5I16x", 0, 0, 1, 0, duration), _MATRIX, struct.pack(">II", w << 16, h << 16))
     mvhd = struct.pack(">IIIIiH10x", 0, 0, timescale, duration, 0x10000, 0x100)
     mvhd = _full(b"mvhd", 0, mvhd, _MATRIX, struct.pack(">24xI", 2))  # next track id 2
     ftyp = _box(b"ftyp", b"isom", struct.pack(">I", 512), b"isomiso2avc1mp41")

@@ -1,0 +1,87 @@
+"""What `wiro-sweep run` shows: the dry-run estimate, a live progress bar, the closing summary."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect.client.schemas.objects import State
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as Bar
+
+from .budget import Budget, work_units
+from .journal import JOURNAL, fold, read_events
+from .manifest import MANIFEST_CSV, MANIFEST_PARQUET, read_manifest
+from .progress import Progress, listening
+from .runner import VIDEOS, needs_work, records
+from .summary import summarize
+
+console = Console(stderr=True, highlight=False)
+
+
+def dry_run_report(frame: pd.DataFrame, out: Path, estimate_usd: Decimal, limit: Decimal | None) -> str:
+    """How many combinations, how many are left to submit in OUT, and what they may cost."""
+    states = fold(read_events(out / JOURNAL))
+    rows = records(frame)
+    left = [r for r in rows if needs_work(states.get(r["row_id"]), retry_failed=False)]
+    rates = [s.cost / work_units(r) for r in rows
+             if (s := states.get(r["row_id"])) is not None and s.cost > 0]  # fmt: skip
+    budget = Budget(None, estimate_usd=estimate_usd, observed_rates=rates)
+    estimates = [budget.estimate(work_units(r)) for r in left]
+    total = sum(estimates, Decimal(0))
+    basis = "the highest rate billed so far in OUT" if rates else f"${estimate_usd} per default-sized task"
+    lines = [
+        f"{len(frame)} combinations; {len(frame) - len(left)} already done in {out}, {len(left)} to submit.",
+        f"Estimated cost: ${total:.4f} (at {basis}; set --estimate-usd to change the prior).",
+    ]
+    if limit is not None:
+        running, fits = Decimal(0), 0
+        for e in estimates:
+            if running + e > limit:
+                break
+            running, fits = running + e, fits + 1
+        lines.append(f"Budget ${limit}: about {fits} of {len(left)} would be submitted, the rest skipped.")
+    lines.append("Nothing was submitted (--dry-run).")
+    return "\n".join(lines)
+
+
+def run_with_progress(params: dict[str, Any], total: int) -> int:
+    """Run the sweep flow in this process under a progress bar; the exit code to use."""
+    from .sweep import kill_in_flight, sweep
+
+    out = Path(params["out"])
+    columns = (TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[detail]}"),
+               TimeElapsedColumn())  # fmt: skip
+    with Bar(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("sweep", total=total, detail="starting Prefect…")
+
+        def show(progress: Progress) -> None:
+            counts = " ".join(f"{k} {v}" for k, v in sorted(progress.by_status.items()) if k != "pending")
+            bar.update(task, completed=progress.done, detail=f"${progress.cost:.4f} · {counts}")
+
+        try:
+            with listening(show):
+                state: State[Any] = asyncio.run(sweep(**params, return_state=True))  # type: ignore[arg-type]
+        except KeyboardInterrupt:
+            bar.stop()
+            stopped = kill_in_flight(out)
+            console.print(f"Interrupted: stopped {stopped} running Wiro task(s). Rerun the same command to resume.")
+            return 130
+    error = state.result(raise_on_failure=False) if state.is_failed() else None
+    if isinstance(error, BaseException) or not (out / MANIFEST_PARQUET).exists():
+        console.print(f"[red]error:[/red] {error or state.message}")
+        return int(getattr(error, "exit_code", 1))
+    manifest = read_manifest(out)
+    summary = summarize(manifest)
+    console.print(("[green]" if summary.all_succeeded else "[yellow]") + summary.message)
+    console.print(f"Videos:   {out / VIDEOS}/")
+    console.print(f"Manifest: {out / MANIFEST_PARQUET}  {out / MANIFEST_CSV}")
+    for failure in summary.failures[:10]:
+        console.print(f"  {failure['row_id'][:8]} seed {failure['seed']}: {failure['status']}: {failure['error']}")
+    if len(summary.failures) > 10:
+        console.print(f"  …and {len(summary.failures) - 10} more (see the manifest)")
+    return 0 if summary.all_succeeded else 1

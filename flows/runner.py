@@ -1,0 +1,310 @@
+"""One sweep, row by row: submit, wait, download, journal, within the concurrency and budget.
+
+Every row runs the same small state machine, driven by its journal state so a resumed sweep
+picks up where the last one stopped:
+
+    new --intent--> submit --submitted--> wait --finished--> (downloaded)
+                      |  \\--unknown--> find the task --adopted--> wait
+                      |                        \\--no_task--> new (submit again)
+                      \\--refused / no balance / over budget--> failed / skipped
+
+A row holds a concurrency slot from before its Run request until its task is final, so the
+Wiro tasks in flight never exceed `max_concurrency`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, cast
+
+import pandas as pd
+
+from wiro_tasks import TEXT_TO_VIDEO
+from wiro_tasks.inputs import Value
+from wiro_tasks.prefect_tasks import SubmitOutcome, WaitOutcome, find_task, submit, wait
+
+from .budget import Budget, work_units
+from .grid import INPUTS
+from .journal import Journal, RowState
+from .manifest import build_manifest, row_status, write_manifest
+from .progress import Progress, publish
+
+VIDEOS = "videos"
+MAX_SUBMIT_ATTEMPTS = 5
+LOST_ANSWER_SETTLE_SECONDS = 1.0
+SLOT_WAIT_SECONDS = 6 * 3600.0  # how long code 96 (account full) is waited out before a row gives up
+
+logger = logging.getLogger("flows.sweep")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How a sweep runs; every field is a flow parameter too."""
+
+    max_concurrency: int = 4
+    poll_interval: float = 3.0
+    timeout: float = 3600.0
+    budget: Decimal | None = None
+    retry_failed: bool = False
+    error_grace: float = 120.0
+    estimate_usd: Decimal = Decimal("0.10")
+    manifest_interval: float = 1.0
+    model: str = TEXT_TO_VIDEO
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A frame's rows as dicts keyed by column name."""
+    return cast(list[dict[str, Any]], frame.to_dict("records"))
+
+
+def video_name(row: Mapping[str, Any]) -> str:
+    """The file name of a row's video: from its prompt, seed and id only, never the server's."""
+    slug = re.sub(r"[^a-z0-9]+", "-", str(row["prompt"]).lower()).strip("-")[:40].strip("-") or "video"
+    return f"{slug}-seed{row['seed']}-{row['row_id']}.mp4"
+
+
+def row_label(row: Mapping[str, Any]) -> str:
+    """How a row is named in the Prefect UI: short id, prompt start, seed."""
+    prompt = " ".join(str(row["prompt"]).split())
+    prompt = prompt if len(prompt) <= 32 else prompt[:31] + "…"
+    return f"{row['row_id'][:8]} · {prompt} · seed {row['seed']}"
+
+
+def needs_work(state: RowState | None, retry_failed: bool) -> bool:
+    """Whether a row has anything left to do in this run."""
+    if state is None or state.phase != "finished":
+        return True
+    if state.status == "succeeded":
+        return not state.downloaded
+    if state.status == "cancelled":
+        return True
+    return retry_failed and state.status in ("failed", "timed_out")
+
+
+class SweepRunner:
+    """Runs the rows of one grid into one OUT directory."""
+
+    def __init__(self, grid: pd.DataFrame, out: Path, journal: Journal, settings: Settings) -> None:
+        self.grid = grid
+        self.rows = records(grid)
+        self.out = out
+        self.journal = journal
+        self.settings = settings
+        self.states: dict[str, RowState] = journal.load()
+        self.status = {r["row_id"]: row_status(self.states.get(r["row_id"]))[0] for r in self.rows}
+        self.counts = Counter(self.status.values())
+        self.slots = asyncio.Semaphore(settings.max_concurrency)
+        self.stop_reason = ""
+        self.billed = asyncio.Condition()
+        self._dirty = asyncio.Event()
+        self._version = 0
+        self._written = -1
+        self._write_lock = threading.Lock()
+        self._work = {r["row_id"]: work_units(r) for r in self.rows}
+        rates = [
+            s.cost / self._work[k]
+            for k, s in self.states.items()
+            if k in self._work and s.cost > 0 and s.phase == "finished"
+        ]
+        spent = sum((s.cost for s in self.states.values()), Decimal(0))
+        self.budget = Budget(settings.budget, spent=spent, estimate_usd=settings.estimate_usd, observed_rates=rates)
+        (out / VIDEOS).mkdir(parents=True, exist_ok=True)
+        for stale in [*out.glob(".manifest.*.tmp"), *(out / VIDEOS).glob("*.part")]:
+            stale.unlink(missing_ok=True)  # left by a process killed mid-write
+
+    # Journal and bookkeeping.
+
+    def record(self, event: str, row_id: str, **fields: Any) -> None:
+        """Append to the journal first, then update the in-memory state from the same record."""
+        entry = self.journal.append(event, row_id, **fields)
+        state = self.states.setdefault(row_id, RowState(row_id))
+        state.apply(entry)
+        if row_id in self.status:
+            self.counts[self.status[row_id]] -= 1
+            self.status[row_id] = row_status(state)[0]
+            self.counts[self.status[row_id]] += 1
+        self._version += 1
+        self._dirty.set()
+
+    def state(self, row_id: str) -> RowState:
+        return self.states.setdefault(row_id, RowState(row_id))
+
+    def progress(self, row_id: str = "", status: str = "") -> Progress:
+        counts = {k: v for k, v in self.counts.items() if v}
+        return Progress(
+            total=len(self.rows),
+            done=sum(v for k, v in counts.items() if k not in ("pending", "running")),
+            by_status=counts,
+            cost=self.budget.spent,
+            last_row=row_id,
+            last_status=status,
+        )
+
+    def write(self) -> pd.DataFrame:
+        """Write the manifest as the journal stands now."""
+        manifest = build_manifest(self.grid, self.states)
+        self._write(manifest, self._version)
+        return manifest
+
+    def _write(self, manifest: pd.DataFrame, version: int) -> None:
+        # A slow background write must never land after a newer one.
+        with self._write_lock:
+            if version >= self._written:
+                write_manifest(self.out, manifest)
+                self._written = version
+
+    async def keep_manifest_fresh(self) -> None:
+        """Rewrite the manifest at most every `manifest_interval` seconds while rows change."""
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            manifest = build_manifest(self.grid, self.states)
+            await asyncio.to_thread(self._write, manifest, self._version)
+            await asyncio.sleep(self.settings.manifest_interval)
+
+    # The run.
+
+    async def run(self) -> pd.DataFrame:
+        todo = [r for r in self.rows if needs_work(self.states.get(r["row_id"]), self.settings.retry_failed)]
+        for row in todo:
+            state = self.states.get(row["row_id"])
+            if state is not None and state.phase == "submitted":
+                self.budget.reserve(row["row_id"], self._work[row["row_id"]])
+        self.write()
+        publish(self.progress())
+        writer = asyncio.create_task(self.keep_manifest_fresh())
+        try:
+            await asyncio.gather(*(self.process(row) for row in todo))
+        finally:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+        return self.write()
+
+    async def process(self, row: dict[str, Any]) -> None:
+        row_id = row["row_id"]
+        try:
+            async with self.slots:
+                await self._drive(row)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a row's failure must not stop the others
+            logger.exception("row %s: %s", row_id, exc)
+            self.record("download_failed" if self.state(row_id).phase == "finished" else "note", row_id,
+                        error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+        finally:
+            if self.state(row_id).phase != "submitted":
+                self.budget.release(row_id)
+            async with self.billed:  # a reservation ended: rows waiting on the budget look again
+                self.billed.notify_all()
+            publish(self.progress(row_id, self.status.get(row_id, "")))
+
+    async def _drive(self, row: dict[str, Any]) -> None:
+        row_id = row["row_id"]
+        inputs: dict[str, Value] = {c: row[c] for c in INPUTS}
+        label = row_label(row)
+        submissions = 0
+        while True:
+            state = self.state(row_id)
+            if state.phase == "submitted" or (state.phase == "finished" and state.status == "succeeded"):
+                await self._wait(row, state)
+                return
+            if state.phase in ("intent", "unknown"):
+                await self._find(row, inputs, label, state)
+                continue
+            if submissions >= MAX_SUBMIT_ATTEMPTS:
+                self.record("finished", row_id, status="failed", error=f"no task after {submissions} tries")
+                return
+            submissions += 1
+            if not await self._admit(row):
+                return
+            await self._submit(row, inputs, label)
+            if self.state(row_id).phase in ("finished", "skipped"):
+                return
+
+    async def _admit(self, row: dict[str, Any]) -> bool:
+        """Whether this row may be submitted now: no stop, and within the budget."""
+        row_id = row["row_id"]
+        while True:
+            if self.stop_reason:
+                self.record("skipped", row_id, reason=self.stop_reason)
+                return False
+            verdict = self.budget.reserve(row_id, self._work[row_id])
+            if verdict == "ok":
+                return True
+            if verdict == "over":
+                estimate = self.budget.estimate(self._work[row_id])
+                self.record("skipped", row_id, reason=f"budget: ${self.budget.spent:.4f} spent, next task "
+                            f"estimated ${estimate:.4f}, budget ${self.settings.budget}")  # fmt: skip
+                return False
+            async with self.billed:
+                await self.billed.wait()
+
+    async def _submit(self, row: dict[str, Any], inputs: dict[str, Value], label: str) -> None:
+        row_id = row["row_id"]
+        self.record("intent", row_id)
+        outcome: SubmitOutcome = await submit(self.settings.model, inputs, label, limit_wait=SLOT_WAIT_SECONDS)
+        if outcome.kind == "submitted":
+            self.record("submitted", row_id, task_id=outcome.task_id)
+        elif outcome.kind == "unknown":
+            self.record("unknown", row_id, error=outcome.message)
+            await asyncio.sleep(LOST_ANSWER_SETTLE_SECONDS)
+        else:
+            self.record("no_task", row_id, reason=outcome.message)
+            self.budget.release(row_id)
+            if outcome.kind in ("balance", "auth"):
+                self.stop_reason = f"not submitted: {outcome.message}"
+                self.record("skipped", row_id, reason=self.stop_reason)
+            else:
+                self.record("finished", row_id, status="failed", error=outcome.message, task_id="")
+
+    async def _find(self, row: dict[str, Any], inputs: dict[str, Value], label: str, state: RowState) -> None:
+        """A Run answer was lost (or the process died around one): adopt its task if it exists."""
+        since = datetime.fromisoformat(state.intent_at.replace("Z", "+00:00"))
+        claimed = [t for s in self.states.values() for t in s.task_ids]
+        found = await find_task(self.settings.model, inputs, label, since, claimed)
+        if found:
+            self.record("adopted", row["row_id"], task_id=found)
+        else:
+            self.record("no_task", row["row_id"], reason="the lost Run answer created no task")
+
+    async def _wait(self, row: dict[str, Any], state: RowState) -> None:
+        row_id = row["row_id"]
+        started = datetime.fromisoformat(state.submitted_at.replace("Z", "+00:00")) if state.submitted_at else None
+        deadline = (started or datetime.now(UTC)) + timedelta(seconds=self.settings.timeout)
+        dest = self.out / VIDEOS / video_name(row)
+        outcome: WaitOutcome = await wait(
+            state.task_id,
+            row_label(row),
+            str(dest),
+            deadline,
+            poll_interval=self.settings.poll_interval,
+            error_grace=self.settings.error_grace,
+        )
+        self.record(
+            "finished",
+            row_id,
+            task_id=outcome.task_id,
+            status=outcome.status,
+            error=outcome.error,
+            cost=str(outcome.cost),
+            elapsed=str(outcome.elapsed) if outcome.elapsed is not None else "",
+            output_url=outcome.output_url,
+            output_bytes=outcome.output_bytes,
+        )
+        if outcome.path:
+            relative = Path(outcome.path).resolve().relative_to(self.out)
+            self.record("downloaded", row_id, path=str(relative), sha256=outcome.sha256, bytes=outcome.saved_bytes)
+        elif outcome.download_error:
+            self.record("download_failed", row_id, error=outcome.download_error)
+        self.budget.settle(row_id, outcome.cost, self._work[row_id])
+        async with self.billed:
+            self.billed.notify_all()

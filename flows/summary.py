@@ -1,0 +1,83 @@
+"""What a finished sweep comes to: counts by status, money, time, and the rows that failed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .manifest import FINAL_STATUSES, MANIFEST_CSV, MANIFEST_PARQUET
+
+
+@dataclass(frozen=True)
+class Summary:
+    counts: dict[str, int]
+    total: int
+    cost: Decimal
+    p50: float | None
+    p95: float | None
+    failures: list[dict[str, str]]
+
+    @property
+    def all_succeeded(self) -> bool:
+        return self.counts.get("succeeded", 0) == self.total
+
+    @property
+    def message(self) -> str:
+        """One line, e.g. `18 of 20 rows succeeded; 1 failed, 1 timed_out; $0.0430 billed`."""
+        others = ", ".join(f"{n} {s}" for s, n in self.counts.items() if s != "succeeded" and n)
+        head = f"{self.counts.get('succeeded', 0)} of {self.total} rows succeeded"
+        return f"{head}{'; ' + others if others else ''}; ${self.cost:.4f} billed"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"counts": self.counts, "total": self.total, "cost_usd": str(self.cost),
+                "elapsed_p50": self.p50, "elapsed_p95": self.p95}  # fmt: skip
+
+    def markdown(self, out: Path) -> str:
+        lines = [
+            "# wiro-sweep",
+            "",
+            self.message + ".",
+            "",
+            "| status | rows |",
+            "| --- | ---: |",
+            *(f"| {s} | {n} |" for s, n in self.counts.items()),
+            "",
+            f"Billed: **${self.cost:.6f}**. Elapsed per task: p50 {_s(self.p50)}, p95 {_s(self.p95)}.",
+            "",
+            f"Manifest: `{out / MANIFEST_PARQUET}` and `{out / MANIFEST_CSV}`; videos in `{out / 'videos'}`.",
+        ]
+        if self.failures:
+            lines += ["", "## Rows that did not succeed", "", "| row | prompt | seed | status | reason |",
+                      "| --- | --- | --- | --- | --- |"]  # fmt: skip
+            for f in self.failures[:50]:
+                reason = f["error"].replace("|", "\\|")
+                lines.append(f"| `{f['row_id']}` | {f['prompt'][:40]} | {f['seed']} | {f['status']} | {reason} |")
+            if len(self.failures) > 50:
+                lines.append(f"\n…and {len(self.failures) - 50} more in the manifest.")
+        return "\n".join(lines)
+
+
+def _s(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f} s"
+
+
+def summarize(manifest: pd.DataFrame) -> Summary:
+    counts = {s: int((manifest["status"] == s).sum()) for s in (*FINAL_STATUSES, "pending", "running")}
+    counts = {s: n for s, n in counts.items() if n}
+    elapsed = manifest.loc[manifest["status"] == "succeeded", "elapsed_seconds"].dropna()
+    failed = manifest[manifest["status"] != "succeeded"]
+    failures = [
+        {k: str(r[k] or "") for k in ("row_id", "prompt", "seed", "status", "error")} for r in failed.to_dict("records")
+    ]
+    return Summary(
+        counts=counts,
+        total=len(manifest),
+        cost=sum(manifest["cost_usd"], Decimal(0)),
+        p50=float(elapsed.quantile(0.5)) if len(elapsed) else None,
+        p95=float(elapsed.quantile(0.95)) if len(elapsed) else None,
+        failures=failures,
+    )

@@ -1,0 +1,204 @@
+"""The `wiro-sweep` flow: every combination of a prompt grid, as videos and a manifest under OUT.
+
+    python -m flows.sweep prompts/ --out out        # or: wiro-sweep run prompts/ --out out
+
+Credentials come from the environment of whoever runs the flow (`WIRO_API_KEY`, `WIRO_API_SECRET`,
+`WIRO_BASE_URL`), or from the Prefect Secret blocks `wiro-api-key` / `wiro-api-secret`; never
+from parameters. Running it again with the same `out` resumes: finished rows are kept, rows with
+a task are waited for, and no combination is paid for twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import Flow, flow, get_run_logger
+from prefect.artifacts import (
+    acreate_link_artifact,
+    acreate_markdown_artifact,
+    acreate_progress_artifact,
+    acreate_table_artifact,
+    aupdate_progress_artifact,
+)
+from prefect.client.schemas.objects import FlowRun, State
+from prefect.logging.loggers import flow_run_logger
+from prefect.states import Failed
+
+from wiro_tasks import Credentials, TaskStateError, WiroClient, WiroError
+from wiro_tasks.prefect_tasks import close_wiro_client
+
+from .budget import DEFAULT_ESTIMATE_USD
+from .credentials import load_credentials
+from .grid import DEFAULT_MAX_COMBINATIONS, GridError, load_grid
+from .journal import Journal
+from .manifest import MANIFEST_CSV, MANIFEST_PARQUET
+from .progress import Progress, listening
+from .runner import Settings, SweepRunner
+from .summary import summarize
+
+LOCK = ".lock"
+
+
+@contextmanager
+def out_lock(out: Path) -> Iterator[None]:
+    """One sweep at a time per OUT: a second one would submit the same rows again."""
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise GridError(str(out), "another sweep is running with this --out; wait for it") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def kill_in_flight(out: Path, credentials: Credentials | None = None) -> int:
+    """Kill (or cancel) every Wiro task of OUT's journal that has not finished; returns how many."""
+    journal = Journal(out)
+    try:
+        live = {s.row_id: s.task_id for s in journal.load().values() if s.has_live_task}
+        if not live:
+            return 0
+        creds = credentials or Credentials.resolve()
+        with WiroClient(creds.api_key, creds.api_secret) as client:
+            for row_id, task_id in live.items():
+                try:
+                    try:
+                        stopped = client.cancel(task_id)
+                    except TaskStateError:
+                        stopped = client.kill(task_id)
+                except WiroError as exc:
+                    journal.append("note", row_id, error=f"could not stop task {task_id}: {exc}")
+                    continue
+                if stopped.is_terminal:
+                    journal.append("finished", row_id, task_id=task_id, status="cancelled",
+                                   error="sweep cancelled", cost=str(stopped.total_cost),
+                                   elapsed=str(stopped.elapsed_seconds))  # fmt: skip
+        return len(live)
+    finally:
+        journal.close()
+
+
+def _kill_on_cancel(flow: Flow[Any, Any], flow_run: FlowRun, state: State[Any]) -> None:
+    """Cancelling the flow run (Prefect UI or CLI) stops the Wiro tasks it left running."""
+    out = flow_run.parameters.get("out")
+    if out and Path(out).exists():
+        count = kill_in_flight(Path(out), load_credentials())
+        flow_run_logger(flow_run, flow).warning("flow run cancelled: stopped %d Wiro task(s)", count)
+
+
+@flow(name="wiro-sweep", persist_result=False, on_cancellation=[_kill_on_cancel])
+async def sweep(
+    grid: list[str],
+    out: str = "out",
+    axes: dict[str, list[str]] | None = None,
+    max_concurrency: int = 4,
+    poll_interval: float = 3.0,
+    timeout: float = 3600.0,
+    budget: float | None = None,
+    retry_failed: bool = False,
+    error_grace: float = 120.0,
+    estimate_usd: float = float(DEFAULT_ESTIMATE_USD),
+    max_combinations: int = DEFAULT_MAX_COMBINATIONS,
+) -> dict[str, Any] | State[Any]:
+    """Submit every combination of `grid` x `axes` to Wan2.2-TI2V-5B on Wiro; save videos and a manifest.
+
+    Args:
+        grid: CSV or Parquet files (or directories of them) whose columns are Wiro's input names.
+        out: Directory for videos/, manifest.parquet, manifest.csv and the journal; reuse it to resume.
+        axes: Extra values to sweep, e.g. {"seed": ["1", "2"]}: a cartesian product over every row.
+        max_concurrency: Most Wiro tasks in flight at once.
+        poll_interval: Seconds before the first status poll; later polls back off.
+        timeout: Seconds from submission after which a task is cancelled or killed.
+        budget: USD not to pass, counting tasks in flight at an estimate.
+        retry_failed: Submit again the rows that failed or timed out.
+        error_grace: Seconds a task may stay in task_error before it is recorded as failed.
+        estimate_usd: Cost estimate of a default-sized task until the first bill arrives.
+        max_combinations: Refuse grids that expand past this.
+    """
+    logger = get_run_logger()
+    load_credentials()
+    frame = load_grid(grid, axes, max_combinations=max_combinations)
+    out_dir = Path(out).resolve()
+    settings = Settings(
+        max_concurrency=max_concurrency,
+        poll_interval=poll_interval,
+        timeout=timeout,
+        budget=Decimal(str(budget)) if budget is not None else None,
+        retry_failed=retry_failed,
+        error_grace=error_grace,
+        estimate_usd=Decimal(str(estimate_usd)),
+    )
+    logger.info("%d combinations -> %s", len(frame), out_dir)
+    with out_lock(out_dir):
+        journal = Journal(out_dir)
+        try:
+            runner = SweepRunner(frame, out_dir, journal, settings)
+            artifact = await acreate_progress_artifact(0.0, description=f"wiro-sweep into {out_dir}")
+            shown = ProgressArtifact(artifact)
+            with listening(shown.update):
+                manifest = await runner.run()
+            await shown.flush()
+        finally:
+            await close_wiro_client()
+            journal.close()
+    return await _report(manifest, out_dir)
+
+
+class ProgressArtifact:
+    """Keeps the run's progress artifact current, at most one update in flight at a time."""
+
+    def __init__(self, artifact_id: Any) -> None:
+        self.artifact_id = artifact_id
+        self.share = 0.0
+        self._sent = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def update(self, progress: Progress) -> None:
+        self.share = 100.0 * progress.done / max(1, progress.total)
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._send())
+
+    async def _send(self) -> None:
+        while True:
+            share = self.share
+            await aupdate_progress_artifact(self.artifact_id, share)
+            self._sent = share
+            if self._sent == self.share:
+                return
+            await asyncio.sleep(1.0)
+
+    async def flush(self) -> None:
+        if self._task is not None:
+            await self._task
+        if self._sent != self.share:
+            await aupdate_progress_artifact(self.artifact_id, self.share)
+
+
+async def _report(manifest: pd.DataFrame, out: Path) -> dict[str, Any] | State[Any]:
+    summary = summarize(manifest)
+    await acreate_markdown_artifact(summary.markdown(out), key="sweep-summary", description="wiro-sweep summary")
+    if summary.failures:
+        await acreate_table_artifact(summary.failures, key="sweep-failures", description="rows that did not succeed")
+    await acreate_link_artifact((out / MANIFEST_PARQUET).as_uri(), link_text=MANIFEST_PARQUET, key="sweep-manifest",
+                                description=f"manifest: {out / MANIFEST_PARQUET} and {out / MANIFEST_CSV}")  # fmt: skip
+    if not summary.all_succeeded:
+        return Failed(message=summary.message)
+    return summary.as_dict()
+
+
+if __name__ == "__main__":
+    from .cli import main
+
+    main(["run", *sys.argv[1:]])

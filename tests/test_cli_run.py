@@ -1,0 +1,171 @@
+"""`wiro-sweep run` as a user meets it: bad input, dry runs, SIGKILL and resume, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from flows.cli import main
+from flows.journal import read_events
+from flows.manifest import read_manifest
+from wiro_tasks.emulator import EmulatorServer
+
+from .conftest import EmulatorFactory
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+def bad_inputs(tmp: Path) -> list[tuple[list[str], str]]:
+    """(arguments, words the message must hold): each is exit 2 with no Run request."""
+    good = write(tmp / "good.csv", "prompt\na fox\n")
+    pq.write_table(pa.table({"prompt": ["a"], "steps": [[10, 500]]}), tmp / "steps.parquet")
+    return [
+        ([str(write(tmp / "unknown.csv", "prompt,frames\na,81\n"))], "unknown column 'frames'"),
+        ([str(write(tmp / "frames.csv", "prompt,numFrames\na,81\nb,80\n"))], "row 2, field numFrames: must be 4n+1"),
+        ([str(write(tmp / "empty.csv", ""))], "file is empty"),
+        ([str(write(tmp / "header.csv", "prompt,seed\n"))], "header but no rows"),
+        ([str(write(tmp / "ragged.csv", "prompt,seed\na,1,2\n"))], "has 3 fields"),
+        ([str(write(tmp / "latin1.csv", b"prompt\ncaf\xe9\n"))], "is not UTF-8"),
+        ([str(write(tmp / "ctrl.csv", "prompt\nbell\x07here\n"))], "control character U+0007"),
+        ([str(tmp / "steps.parquet")], "row 1, field steps: must be between 1 and 100"),
+        ([str(write(tmp / "junk.parquet", b"PAR1junk"))], "not a readable Parquet file"),
+        ([str(tmp / "missing.csv")], "no such file"),
+        ([str(good), "--axis", "seed=1,,2"], "empty value"),
+        ([str(good), "--axis", "size=1024*1024"], "field size: must be one of 832*480, 480*832"),
+        (
+            [str(good), "--axis", "seed=" + ",".join(map(str, range(50))), "--max-combinations", "10"],
+            "expands to 50 combinations",
+        ),
+        ([str(good), "--budget", "-3"], "must be more than 0"),
+        ([str(good), "--max-concurrency", "0"], "--max-concurrency"),
+    ]
+
+
+def test_bad_input_exits_2_and_costs_no_run_request(
+    emulator: EmulatorServer, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
+) -> None:
+    wiro_env(emulator)
+    out = tmp_path / "out"
+    for arguments, words in bad_inputs(tmp_path):
+        result = CliRunner().invoke(main, ["run", *arguments, "--out", str(out)])
+        assert result.exit_code == 2, (arguments, result.output)
+        assert words in result.output, (arguments, result.output)
+    assert "run" not in emulator.account.stats()["counters"]
+    assert not out.exists(), "bad input never touches OUT"
+
+
+def test_missing_credentials_exit_2(tmp_path: Path) -> None:
+    good = write(tmp_path / "good.csv", "prompt\na fox\n")
+    result = CliRunner().invoke(main, ["run", str(good), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "WIRO_API_KEY" in result.output
+
+
+def test_dry_run_counts_and_estimates(tmp_path: Path) -> None:
+    grid = write(tmp_path / "g.csv", "prompt,numFrames\na,121\nb,61\n")
+    result = CliRunner().invoke(
+        main, ["run", str(grid), "--out", str(tmp_path / "out"), "--axis", "seed=1,2,3", "--dry-run",
+               "--budget", "0.5"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "6 combinations; 0 already done" in result.output
+    # 3 x $0.10 for 121 frames + 3 x $0.10 x 61/121 for 61 frames
+    assert "Estimated cost: $0.4512" in result.output
+    assert "Budget $0.5: about" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def cli_env(prefect_api: str) -> Callable[[EmulatorServer], dict[str, str]]:
+    def env(emulator: EmulatorServer) -> dict[str, str]:
+        return {**os.environ, **emulator.env(), "PREFECT_API_URL": prefect_api, "PREFECT_LOGGING_LEVEL": "WARNING"}
+
+    return env
+
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as handle:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "flows", "run", *args], env=env, stdout=handle, stderr=handle, start_new_session=True
+        )
+
+
+def wait_until(check: Callable[[], bool], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+def test_sigkill_at_any_moment_then_resume_pays_once(
+    make_emulator: EmulatorFactory, cli_env: Callable[[EmulatorServer], dict[str, str]], tmp_path: Path
+) -> None:
+    emulator = make_emulator(queue_seconds=0.1, task_seconds=1.5)
+    grid = tmp_path / "grid.csv"
+    pd.DataFrame({"prompt": [f"scene {n}" for n in range(8)], "numFrames": 9}).to_csv(grid, index=False)
+    out, log = tmp_path / "out", tmp_path / "log.txt"
+    args = [str(grid), "--out", str(out), "--max-concurrency", "3", "--poll-interval", "0.1"]
+    env = cli_env(emulator)
+    stats = emulator.account.stats
+
+    # 1: killed while tasks run.
+    first = start(args, env, log)
+    wait_until(lambda: stats()["tasks"] >= 3)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+
+    # 2: killed between sending a Run request and reading its answer.
+    emulator.account.faults = emulator.account.faults.updated({"run_script": ["slow"], "slow_seconds": 1.0})
+    runs_before = stats()["counters"]["run"]
+    second = start(args, env, log)
+    wait_until(lambda: stats()["counters"]["run"] > runs_before)
+    os.killpg(second.pid, signal.SIGKILL)
+    second.wait()
+    assert stats()["counters"]["fault_slow"] == 1, "the server made that task; its answer was never read"
+
+    # 3: runs to the end.
+    third = start(args, env, log)
+    assert third.wait(timeout=120) == 0, log.read_text()
+    manifest = read_manifest(out)
+    assert (manifest["status"] == "succeeded").all()
+    per_prompt = Counter(t["prompt"] for t in emulator.account.intervals())
+    assert per_prompt == Counter({f"scene {n}": 1 for n in range(8)}), "one Wiro task per row, never two"
+    events = [e["event"] for e in read_events(out / "journal.jsonl")]
+    assert "adopted" in events, "the task whose answer was lost was found and adopted"
+    assert all(p.stat().st_size > 0 for p in (out / "videos").iterdir())
+    assert not list((out / "videos").glob("*.part"))
+
+
+def test_ctrl_c_stops_the_running_wiro_tasks(
+    make_emulator: EmulatorFactory, cli_env: Callable[[EmulatorServer], dict[str, str]], tmp_path: Path
+) -> None:
+    emulator = make_emulator(queue_seconds=0.05)
+    grid = write(tmp_path / "g.csv", "prompt\nlong one [emulator:hang]\nlong two [emulator:hang]\n")
+    out, log = tmp_path / "out", tmp_path / "log.txt"
+    process = start([str(grid), "--out", str(out), "--poll-interval", "0.1"], cli_env(emulator), log)
+    wait_until(lambda: emulator.account.stats()["tasks"] == 2)
+    time.sleep(0.3)
+    os.killpg(process.pid, signal.SIGINT)
+    assert process.wait(timeout=60) == 130, log.read_text()
+    assert emulator.account.stats()["statuses"] == {"task_cancel": 2}
+    finished = [e for e in read_events(out / "journal.jsonl") if e["event"] == "finished"]
+    assert sorted(e["status"] for e in finished) == ["cancelled", "cancelled"]
+    assert json.dumps(finished)  # plain data

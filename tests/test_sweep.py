@@ -1,0 +1,238 @@
+"""The sweep flow end to end: a real Prefect engine, the emulator over loopback, real MP4s."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import Counter
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import pandas as pd
+import pytest
+
+from flows.manifest import FINAL_STATUSES, MANIFEST_CSV, read_manifest
+from flows.runner import records
+from flows.sweep import sweep
+from wiro_tasks.emulator import EmulatorServer
+
+from .conftest import API_KEY, API_SECRET, EmulatorFactory
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+def grid_file(tmp_path: Path, prompts: list[str], name: str = "grid.csv") -> Path:
+    path = tmp_path / name
+    pd.DataFrame({"prompt": prompts, "numFrames": 9}).to_csv(path, index=False)
+    return path
+
+
+def run_sweep(grid: Path, out: Path, **params: Any) -> Any:
+    params.setdefault("poll_interval", 0.05)
+    return asyncio.run(sweep(grid=[str(grid)], out=str(out), return_state=True, **params))  # type: ignore[arg-type]
+
+
+def manifest_rows(out: Path) -> dict[str, dict[str, Any]]:
+    """The manifest as plain dicts keyed by prompt."""
+    return {r["prompt"]: r for r in records(read_manifest(out))}
+
+
+def tasks_per_combination(emulator: EmulatorServer) -> Counter[tuple[str, str]]:
+    return Counter((t["prompt"], t["seed"]) for t in emulator.account.intervals())
+
+
+def test_a_clean_sweep(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
+) -> None:
+    emulator = make_emulator()
+    wiro_env(emulator)
+    grid = grid_file(tmp_path, ["a red fox", "a blue whale"])
+    state = run_sweep(grid, tmp_path / "out", axes={"seed": ["1", "2"]})
+    assert state.is_completed(), state.message
+    manifest = read_manifest(tmp_path / "out")
+    assert len(manifest) == 4
+    assert set(manifest["status"]) == {"succeeded"}
+    for row in records(manifest):
+        video = tmp_path / "out" / row["output_path"]
+        assert video.parent == tmp_path / "out" / "videos"
+        assert hashlib.sha256(video.read_bytes()).hexdigest() == row["output_sha256"]
+        assert video.stat().st_size == row["output_bytes"]
+    assert sum(manifest["cost_usd"], Decimal(0)) == Decimal(emulator.account.stats()["billed"])
+    assert set(tasks_per_combination(emulator).values()) == {1}
+
+
+def test_faults_every_row_accounted_for_one_task_each(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
+) -> None:
+    emulator = make_emulator(concurrency_limit=2, task_seconds=0.3)
+    emulator.account.faults = emulator.account.faults.updated(
+        {"error_5xx_rate": 0.1, "rate_429": 0.05, "retry_after": 0, "lost_run_rate": 0.25, "drop_rate": 0.03}
+    )
+    wiro_env(emulator)
+    prompts = [f"scene {n}" for n in range(8)] + [
+        "broken [emulator:fail]",
+        "also broken [emulator:fail]",
+        "never ends [emulator:hang]",
+        "wobbly [emulator:error]",
+        "stuck [emulator:stuck]",
+    ]
+    grid = grid_file(tmp_path, prompts)
+    state = run_sweep(grid, tmp_path / "out", max_concurrency=4, timeout=2.0, error_grace=0.5)
+    assert state.is_failed()
+    assert "8 of 13 rows succeeded" in state.message or "9 of 13 rows succeeded" in state.message
+    rows = manifest_rows(tmp_path / "out")
+    assert {r["status"] for r in rows.values()} <= set(FINAL_STATUSES)
+    assert rows["broken [emulator:fail]"]["status"] == "failed"
+    assert rows["broken [emulator:fail]"]["cost_usd"] == 0
+    assert rows["never ends [emulator:hang]"]["status"] == "timed_out"
+    assert rows["never ends [emulator:hang]"]["cost_usd"] > 0, "a killed running task is billed"
+    assert rows["stuck [emulator:stuck]"]["status"] == "failed"
+    assert "task_error" in rows["stuck [emulator:stuck]"]["error"]
+    assert rows["wobbly [emulator:error]"]["status"] == "succeeded"
+    assert all(rows[f"scene {n}"]["status"] == "succeeded" for n in range(8))
+    per_combination = tasks_per_combination(emulator)
+    assert len(per_combination) == 13
+    assert set(per_combination.values()) == {1}, "exactly one Wiro task per row"
+    stats = emulator.account.stats()
+    assert stats["max_in_flight"] <= 2
+    counters = stats["counters"]
+    assert counters.get("run_refused_96", 0) > 0, "the account limit was hit and waited out"
+    assert counters.get("fault_lost", 0) > 0, "some Run answers were lost and their tasks adopted"
+    assert sum((r["cost_usd"] for r in rows.values()), Decimal(0)) == Decimal(stats["billed"])
+
+
+def test_artifacts_show_progress_summary_failures_and_the_manifest(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    wiro_env(make_emulator())
+    state = run_sweep(grid_file(tmp_path, ["ok", "bad [emulator:fail]"]), tmp_path / "out")
+    assert state.is_failed()
+    assert state.message.startswith("1 of 2 rows succeeded; 1 failed; $")
+
+    async def artifacts() -> dict[str, Any]:
+        async with get_client() as client:
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+                )
+            )
+            return {str(a.key or a.type): a for a in found}
+
+    found = asyncio.run(artifacts())
+    assert found["progress"].data == 100.0
+    assert "1 of 2 rows succeeded" in found["sweep-summary"].data
+    assert "| failed | 1 |" in found["sweep-summary"].data
+    assert "bad [emulator:fail]" in found["sweep-failures"].data
+    assert found["sweep-manifest"].data.endswith("/out/manifest.parquet)")
+
+
+def test_resume_keeps_finished_rows_and_retry_failed_resubmits_only_failures(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
+) -> None:
+    emulator = make_emulator()
+    wiro_env(emulator)
+    grid = grid_file(tmp_path, ["fine", "fails [emulator:fail]"])
+    out = tmp_path / "out"
+    assert run_sweep(grid, out).is_failed()
+    first = manifest_rows(out)
+    assert emulator.account.stats()["tasks"] == 2
+    assert run_sweep(grid, out).is_failed()
+    assert emulator.account.stats()["tasks"] == 2, "a plain rerun submits nothing new"
+    assert run_sweep(grid, out, retry_failed=True).is_failed()
+    again = manifest_rows(out)
+    assert emulator.account.stats()["tasks"] == 3, "only the failed row went again"
+    assert again["fine"]["task_id"] == first["fine"]["task_id"]
+    assert again["fails [emulator:fail]"]["attempts"] == 2
+
+
+def test_budget_skips_what_would_pass_it(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
+) -> None:
+    emulator = make_emulator(cps=Decimal("0.01"), task_seconds=0.2)
+    wiro_env(emulator)
+    grid = grid_file(tmp_path, [f"p{n}" for n in range(6)])
+    # Each task bills 0.2 s x $0.01 = $0.002; estimates then run 20% above the highest bill.
+    state = run_sweep(grid, tmp_path / "out", budget=0.0075, estimate_usd=0.002, max_concurrency=3)
+    assert state.is_failed()
+    manifest = read_manifest(tmp_path / "out")
+    counts = Counter(manifest["status"])
+    assert counts["succeeded"] >= 2
+    assert counts["skipped"] == 6 - counts["succeeded"]
+    assert sum(manifest["cost_usd"], Decimal(0)) <= Decimal("0.0075")
+    assert manifest.loc[manifest["status"] == "skipped", "error"].str.contains("budget").all()
+    assert emulator.account.stats()["tasks"] == counts["succeeded"]
+
+
+def test_insufficient_balance_stops_submitting(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
+) -> None:
+    emulator = make_emulator(balance=Decimal("0.001"), cps=Decimal("0.01"), concurrency_limit=1)
+    wiro_env(emulator)
+    grid = grid_file(tmp_path, [f"p{n}" for n in range(4)])
+    state = run_sweep(grid, tmp_path / "out", max_concurrency=1)
+    assert state.is_failed()
+    manifest = read_manifest(tmp_path / "out")
+    assert manifest["status"].tolist().count("succeeded") == 1
+    assert manifest["status"].tolist().count("skipped") == 3
+    assert manifest.loc[manifest["status"] == "skipped", "error"].str.contains("nsufficient balance").all()
+
+
+def test_nothing_secret_is_written(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    import logging
+
+    from prefect.client.orchestration import get_client
+
+    caplog.set_level(logging.DEBUG)
+    emulator = make_emulator()
+    wiro_env(emulator)
+    state = run_sweep(grid_file(tmp_path, ["p [emulator:fail]", "q"]), tmp_path / "out")
+    written = b"".join(p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file())
+
+    async def from_prefect() -> str:
+        async with get_client() as client:
+            run = await client.read_flow_run(state.state_details.flow_run_id)
+            artifacts = await client.read_artifacts()
+            return repr(run.parameters) + repr([a.data for a in artifacts]) + repr(run.state)
+
+    recorded = asyncio.run(from_prefect())
+    for secret in (API_SECRET, API_KEY):
+        assert secret.encode() not in written
+        assert secret not in caplog.text
+        assert secret not in recorded
+    assert (tmp_path / "out" / MANIFEST_CSV).exists()
+
+
+def test_cancelling_the_flow_run_stops_its_wiro_tasks(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
+) -> None:
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.states import Cancelled
+
+    from flows.journal import Journal, read_events
+    from flows.sweep import _kill_on_cancel
+    from wiro_tasks import TextToVideoInput, WiroClient
+
+    emulator = make_emulator()
+    wiro_env(emulator)
+    out = tmp_path / "out"
+    journal = Journal(out)
+    with WiroClient() as client:
+        for n in range(2):
+            submitted = client.run(TextToVideoInput(prompt=f"running {n} [emulator:hang]"))
+            journal.append("intent", f"row{n}")
+            journal.append("submitted", f"row{n}", task_id=submitted.task_id)
+    journal.close()
+    run = FlowRun(flow_id=uuid4(), name="cancelled-run", parameters={"grid": [], "out": str(out)})
+    _kill_on_cancel(sweep, run, Cancelled())
+    assert emulator.account.stats()["statuses"] == {"task_cancel": 2}
+    finished = [e for e in read_events(out / "journal.jsonl") if e["event"] == "finished"]
+    assert [e["status"] for e in finished] == ["cancelled", "cancelled"]
