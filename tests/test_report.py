@@ -1,0 +1,437 @@
+"""The report: a contact sheet of OUT, read as a person reads it (parsed HTML) and played in Chromium."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from flows.grid import expand_grid
+from flows.journal import Journal, fold
+from flows.manifest import build_manifest, write_manifest
+from flows.report import REPORT, build_report, report_command, write_report
+from wiro_tasks.emulator.video import render_mp4
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Locator, Page
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+SCREENSHOT_COPY = Path("/tmp/report-screenshot.png")
+AT = "2026-01-02T03:04:05.000Z"
+
+# ------------------------------------------------------------- sweeps, as the journal records them
+
+Outcome = tuple[str, str, str, str]  # status, error, cost, elapsed
+
+
+def succeeded(cost: str = "0.0036", elapsed: str = "3.0") -> Outcome:
+    return "succeeded", "", cost, elapsed
+
+
+def events_for(grid: pd.DataFrame, outcome: Callable[[dict[str, Any]], Outcome]) -> list[dict[str, Any]]:
+    """What a sweep would journal for each row: intent, submitted, finished, and downloaded on success."""
+    events: list[dict[str, Any]] = []
+    for n, row in enumerate(cast(list[dict[str, Any]], grid.to_dict("records"))):
+        rid, task = row["row_id"], str(1000 + n)
+        status, error, cost, elapsed = outcome(row)
+        events += [{"event": "intent", "row_id": rid, "at": AT},
+                   {"event": "submitted", "row_id": rid, "task_id": task, "at": AT},
+                   {"event": "finished", "row_id": rid, "task_id": task, "status": status, "error": error,
+                    "cost": cost, "elapsed": elapsed, "output_url": "", "at": AT}]  # fmt: skip
+        if status == "succeeded":
+            events.append(
+                {"event": "downloaded", "row_id": rid, "path": f"videos/{rid}.mp4", "sha256": "0", "bytes": 1}
+            )
+    return events
+
+
+def sweep(prompts: list[str], axes: Mapping[str, list[str]],
+          outcome: Callable[[dict[str, Any]], Outcome] = lambda row: succeeded()) -> pd.DataFrame:  # fmt: skip
+    """The manifest a finished sweep of `prompts` x `axes` would write."""
+    raw = pd.DataFrame({"prompt": prompts, "source": [f"grid.csv:{n + 1}" for n in range(len(prompts))]})
+    grid = expand_grid(raw, axes)
+    return build_manifest(grid, fold(events_for(grid, outcome)))
+
+
+# ------------------------------------------------------------- reading the page back
+
+
+@dataclass
+class Node:
+    tag: str
+    attrs: dict[str, str]
+    children: list[Node | str] = field(default_factory=list)
+
+    def text(self) -> str:
+        parts = [c if isinstance(c, str) else c.text() for c in self.children]
+        return " ".join(" ".join(parts).split())
+
+    def find_all(self, tag: str, cls: str = "") -> list[Node]:
+        found = []
+        for child in self.children:
+            if isinstance(child, Node):
+                if child.tag == tag and (not cls or cls in child.attrs.get("class", "").split()):
+                    found.append(child)
+                found += child.find_all(tag, cls)
+        return found
+
+
+class _Tree(HTMLParser):
+    VOID = frozenset({"meta", "input", "br", "img", "link", "source", "hr", "wbr"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.root = Node("#document", {})
+        self.stack = [self.root]
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        node = Node(tag, {k: v or "" for k, v in attrs})
+        self.stack[-1].children.append(node)
+        if tag not in self.VOID:
+            self.stack.append(node)
+
+    def handle_endtag(self, tag: str) -> None:
+        if any(n.tag == tag for n in self.stack[1:]):
+            while self.stack.pop().tag != tag:
+                pass
+
+    def handle_data(self, data: str) -> None:
+        self.stack[-1].children.append(data)
+
+
+def parse(page: str) -> Node:
+    tree = _Tree()
+    tree.feed(page)
+    tree.close()
+    return tree.root
+
+
+@dataclass
+class Sheet:
+    """One table of the page as a reader sees it: column labels, row labels, cards by (row, column)."""
+
+    heading: str
+    columns: list[str]
+    rows: list[str]
+    cards: dict[tuple[int, int], list[Node]]
+
+
+def sheets(page: str) -> list[Sheet]:
+    found = []
+    for section in parse(page).find_all("section"):
+        table = section.find_all("table")[0]
+        heads = table.find_all("thead")[0].find_all("th")
+        columns: dict[int, list[str]] = {}
+        for th in heads:
+            for col in th.attrs.get("data-cols", "").split():
+                columns.setdefault(int(col), []).append(th.text())
+        rows, cards = [], {}
+        for r, tr in enumerate(table.find_all("tbody")[0].find_all("tr")):
+            head = tr.find_all("th", "rowhead")[0]
+            tally = head.find_all("div", "tally")[0]
+            rows.append(head.text().removesuffix(tally.text()).strip())
+            for td in tr.find_all("td"):
+                cards[(r, int(td.attrs["data-col"]))] = td.find_all("article", "cell")
+        labels = [" · ".join(columns[c]) for c in sorted(columns)]
+        heading = " ".join(h.text() for h in section.find_all("h2"))
+        found.append(Sheet(heading, labels, rows, cards))
+    return found
+
+
+def video_src(card: Node) -> str | None:
+    videos = card.find_all("video")
+    return videos[0].attrs["src"] if videos else None
+
+
+# ------------------------------------------------------------- layout
+
+FOX, BOAT = "a red fox in fresh snow", "a paper boat in the rain"
+
+
+def test_prompts_go_down_and_the_swept_inputs_across() -> None:
+    manifest = sweep([FOX, BOAT], {"seed": ["2", "1"], "steps": ["30", "20"]})
+    [sheet] = sheets(build_report(manifest))
+    assert sheet.rows == [FOX, BOAT], "prompts in grid order, in full"
+    assert sheet.columns == ["steps 20 · seed 1", "steps 20 · seed 2", "steps 30 · seed 1", "steps 30 · seed 2"]
+    assert sum(len(c) for c in sheet.cards.values()) == len(manifest) == 8
+    for row in manifest.to_dict("records"):
+        r = sheet.rows.index(row["prompt"])
+        c = sheet.columns.index(f"steps {row['steps']} · seed {row['seed']}")
+        [card] = sheet.cards[(r, c)]
+        assert card.attrs["data-row-id"] == row["row_id"]
+        assert video_src(card) == row["output_path"]
+
+
+def test_a_chosen_layout_makes_a_sheet_per_prompt_with_seeds_down_and_steps_across() -> None:
+    manifest = sweep([FOX, BOAT], {"seed": ["1", "2"], "steps": ["20", "30"]})
+    fox, boat = sheets(build_report(manifest, rows="seed", cols="steps"))
+    assert (fox.heading, boat.heading) == (FOX, BOAT)
+    assert fox.rows == ["seed 1", "seed 2"]
+    assert fox.columns == ["steps 20", "steps 30"]
+    [card] = boat.cards[(1, 0)]
+    expected = manifest[(manifest["prompt"] == BOAT) & (manifest["seed"] == "2") & (manifest["steps"] == 20)]
+    assert card.attrs["data-row-id"] == expected["row_id"].item()
+
+
+def test_only_the_prompt_swept_gives_one_column_and_the_fixed_inputs_in_the_header() -> None:
+    manifest = sweep([FOX, BOAT], {"seed": ["7"]})
+    page = build_report(manifest)
+    [sheet] = sheets(page)
+    assert (sheet.rows, sheet.columns) == ([FOX, BOAT], ["video"])
+    fixed = parse(page).find_all("p", "fixed")[0].text()
+    assert "seed 7" in fixed
+    assert "size 832*480" in fixed
+
+
+@pytest.mark.parametrize(
+    ("rows", "cols", "message"),
+    [("sed", None, "unknown --rows input 'sed' (did you mean seed?)"), ("prompt", "steps,bogus", "'bogus'"),
+     ("seed", "seed", "seed cannot be both"), ("", None, "names no input")],
+)  # fmt: skip
+def test_unknown_or_clashing_layout_names_are_a_clear_value_error(rows: str, cols: str | None, message: str) -> None:
+    manifest = sweep([FOX], {"seed": ["1", "2"]})
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build_report(manifest, rows=rows, cols=cols)
+
+
+# ------------------------------------------------------------- content
+
+
+def test_everything_from_the_manifest_is_escaped() -> None:
+    nasty = "a <script>alert(\"x\")</script> & 'quoted' café 🎬 </td></table>"
+    error = '<img src=x onerror="alert(1)"> & broke'
+    manifest = sweep([nasty, FOX], {"seed": ["1"]},
+                     lambda row: ("failed", error, "0", "1.0") if "café" in row["prompt"] else succeeded())  # fmt: skip
+    page = build_report(manifest, title="<b>my</b> sweep")
+    for raw in ("<script>alert", "<img", "<b>my", "</td></table>"):
+        assert raw not in page
+    assert page.count("<script>") == 1, "only the page's own filter script"
+    [sheet] = sheets(page)
+    assert sheet.rows == [nasty, FOX], "the prompt reads back exactly, unicode and all"
+    [card] = sheet.cards[(0, 0)]
+    assert error in card.text()
+    assert parse(page).find_all("title")[0].text() == "<b>my</b> sweep"
+
+
+def test_failures_show_their_reason_and_no_video() -> None:
+    reasons = {"1": "RuntimeError: CUDA out of memory", "3": "task ran past --timeout (600 s)"}
+    statuses = {"1": "failed", "3": "timed_out"}
+    manifest = sweep([FOX], {"seed": ["1", "2", "3"]},
+                     lambda row: (statuses[row["seed"]], reasons[row["seed"]], "0.001", "9.0")
+                     if row["seed"] in reasons else succeeded())  # fmt: skip
+    [sheet] = sheets(build_report(manifest))
+    by_seed = {sheet.columns[c].removeprefix("seed "): cards[0] for (_, c), cards in sheet.cards.items()}
+    for seed, reason in reasons.items():
+        card = by_seed[seed]
+        assert video_src(card) is None
+        assert card.attrs["data-status"] == statuses[seed]
+        assert f"st-{statuses[seed]}" in card.attrs["class"].split(), "marked with its status colour"
+        assert reason in card.text()
+        assert statuses[seed].replace("_", " ") in card.text()
+    assert video_src(by_seed["2"]) is not None
+    assert "CUDA" not in by_seed["2"].text()
+
+
+def test_the_header_totals_counts_cost_and_elapsed_percentiles() -> None:
+    outcomes = {"1": succeeded("0.0010", "2.0"), "2": succeeded("0.0020", "4.0"), "3": succeeded("0.0035", "10.0"),
+                "4": ("failed", "boom", "0.0005", "1.0")}  # fmt: skip
+    manifest = sweep([FOX], {"seed": list(outcomes)}, lambda row: outcomes[row["seed"]])
+    header = parse(build_report(manifest)).find_all("header")[0]
+    stats = {s.find_all("span")[0].text(): s.find_all("b")[0].text() for s in header.find_all("div", "stat")}
+    assert stats == {"cells": "4", "succeeded": "3", "failed": "1", "billed": "$0.0070",
+                     "p50 elapsed": "4.0 s", "p95 elapsed": "9.4 s"}  # fmt: skip
+
+
+def test_each_cell_shows_its_inputs_status_cost_and_time() -> None:
+    manifest = sweep([FOX], {"seed": ["1", "2"]}, lambda row: succeeded("0.0046", "3.84"))
+    [sheet] = sheets(build_report(manifest))
+    card = sheet.cards[(0, 1)][0]
+    text = card.text()
+    for shown in ("succeeded", "$0.0046", "3.8 s", "seed 2"):
+        assert shown in text
+    details = card.find_all("dl")[0]
+    assert [dt.text() for dt in details.find_all("dt")][:8] == [
+        "prompt", "negativePrompt", "size", "numFrames", "scale", "steps", "fps", "seed"]  # fmt: skip
+    assert FOX in details.text()
+    video = card.find_all("video")[0]
+    assert video.attrs.get("preload") == "metadata"
+    assert "controls" in video.attrs
+
+
+def test_the_page_needs_no_network() -> None:
+    page = build_report(sweep([FOX], {"seed": ["1", "2"]}))
+    tree = parse(page)
+    links = [n.attrs.get(a, "") for tag in ("script", "link", "img", "video", "a", "source", "iframe")
+             for n in tree.find_all(tag) for a in ("src", "href")]  # fmt: skip
+    assert [link for link in links if link and not link.startswith("videos/")] == []
+    for remote in ("http:", "https:", "@import", "url("):
+        assert remote not in page
+
+
+# ------------------------------------------------------------- files and the command
+
+
+def test_write_report_and_the_command_write_out_report_html(tmp_path: Path) -> None:
+    write_manifest(tmp_path, sweep([FOX, BOAT], {"seed": ["1", "2"]}))
+    path = write_report(tmp_path, rows="seed", cols="prompt")
+    assert path == tmp_path / REPORT
+    assert len(sheets(path.read_text(encoding="utf-8"))[0].columns) == 2
+    result = CliRunner().invoke(report_command, [str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == str(tmp_path / REPORT)
+    assert sheets((tmp_path / REPORT).read_text(encoding="utf-8"))[0].rows == [FOX, BOAT]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.csv", "manifest.parquet", REPORT], "no temp left"
+
+
+def test_the_command_exits_2_without_a_manifest_or_with_an_unknown_input(tmp_path: Path) -> None:
+    result = CliRunner().invoke(report_command, [str(tmp_path)])
+    assert result.exit_code == 2
+    assert "has no manifest.parquet" in result.output
+    assert not (tmp_path / REPORT).exists()
+    write_manifest(tmp_path, sweep([FOX], {"seed": ["1", "2"]}))
+    result = CliRunner().invoke(report_command, [str(tmp_path), "--cols", "sede"])
+    assert result.exit_code == 2
+    assert "unknown --cols input 'sede' (did you mean seed?)" in result.output
+    with pytest.raises(ValueError, match="sede"):
+        write_report(tmp_path, cols="sede")
+
+
+# ------------------------------------------------------------- in a real browser
+
+CLIPS = {"numFrames": ["17", "33"], "fps": ["16", "8"]}  # 1.06 s, 2.06 s, 2.13 s and 4.13 s
+WIDTH, HEIGHT = 160, 96
+
+
+def real_out(out: Path) -> pd.DataFrame:
+    """A finished sweep on disk, the real way: grid, journal, rendered MP4s, manifest; one row failed."""
+    raw = pd.DataFrame({"prompt": [FOX, 'a <b>bold</b> "boat" — ünïcode'], "source": ["grid.csv:1", "grid.csv:2"]})
+    grid = expand_grid(raw, {**CLIPS, "seed": ["5"]})
+    journal = Journal(out)
+    (out / "videos").mkdir()
+    for n, row in enumerate(cast(list[dict[str, Any]], grid.to_dict("records"))):
+        rid, task = row["row_id"], str(2000 + n)
+        journal.append("intent", rid)
+        journal.append("submitted", rid, task_id=task)
+        if n == 5:
+            journal.append("finished", rid, task_id=task, status="failed", cost="0", elapsed="2.5",
+                           error="RuntimeError: CUDA out of memory <GPU 0>")  # fmt: skip
+            continue
+        journal.append("finished", rid, task_id=task, status="succeeded", cost=f"0.00{n + 1}", elapsed=str(2 + n))
+        data = render_mp4(width=WIDTH, height=HEIGHT, num_frames=row["numFrames"], fps=row["fps"],
+                          prompt=row["prompt"], seed=row["seed"])  # fmt: skip
+        name = f"videos/{rid}.mp4"
+        (out / name).write_bytes(data)
+        journal.append("downloaded", rid, path=name, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+    states = journal.load()
+    journal.close()
+    manifest = build_manifest(grid, states)
+    write_manifest(out, manifest)
+    return manifest
+
+
+@dataclass
+class Opened:
+    page: Page
+    out: Path
+    rows: list[dict[str, Any]]
+
+    def cell(self, row: Mapping[str, Any]) -> Locator:
+        return self.page.locator(f'article.cell[data-row-id="{row["row_id"]}"]')
+
+    def with_status(self, status: str) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["status"] == status]
+
+
+@pytest.fixture(scope="module")
+def opened(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Opened]:
+    """A real OUT's report open in Debian's Chromium, after every video has loaded; screenshot taken."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("Playwright for Python is missing: pip install -e .[dev] "
+                    "(it drives Debian's Chromium; never run `playwright install`)")  # fmt: skip
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get update && apt-get install -y chromium")
+    out = tmp_path_factory.mktemp("out")
+    manifest = real_out(out)
+    report = write_report(out)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})  # the whole sheet: every video paints
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("requestfailed", lambda request: errors.append(f"failed to load {request.url}"))
+            page.goto(report.as_uri())
+            loaded = "v => v.readyState >= 2 && v.networkState !== HTMLMediaElement.NETWORK_LOADING"
+            page.wait_for_function(f"[...document.querySelectorAll('video')].every({loaded})", timeout=10_000)
+            page.screenshot(path=str(out / "report.png"), full_page=True)
+            shutil.copyfile(out / "report.png", SCREENSHOT_COPY)
+            yield Opened(page, out, cast(list[dict[str, Any]], manifest.to_dict("records")))
+            assert errors == [], "the page loaded everything without a script error"
+        finally:
+            browser.close()
+
+
+def test_every_row_has_a_cell_and_every_video_loads_at_its_size_and_length(opened: Opened) -> None:
+    for row in opened.rows:
+        assert opened.cell(row).count() == 1, row
+    assert len(opened.with_status("succeeded")) == 7
+    for row in opened.with_status("succeeded"):
+        video = opened.cell(row).locator("video")
+        seen = video.evaluate("v => [v.readyState, v.duration, v.videoWidth, v.videoHeight, v.currentSrc]")
+        ready, duration, width, height, src = cast(list[Any], seen)
+        assert ready >= 1, seen
+        assert (width, height) == (WIDTH, HEIGHT), seen
+        assert abs(duration - row["numFrames"] / row["fps"]) <= 1 / row["fps"], (seen, row)
+        assert src == (opened.out / row["output_path"]).as_uri()
+    heads = opened.page.locator("th.rowhead .prompt").all_inner_texts()
+    assert heads == [FOX, opened.rows[-1]["prompt"]], "prompts in full, as written"
+
+
+def test_the_failed_cell_shows_its_reason_in_red_and_no_video(opened: Opened) -> None:
+    [bad] = opened.with_status("failed")
+    cell = opened.cell(bad)
+    assert cell.is_visible()
+    assert cell.locator("video").count() == 0
+    assert "CUDA out of memory <GPU 0>" in cell.inner_text()
+    assert cell.evaluate("c => getComputedStyle(c).borderTopColor") == "rgb(207, 34, 46)"
+
+
+def test_clicking_a_video_plays_it(opened: Opened) -> None:
+    video = opened.cell(opened.with_status("succeeded")[-1]).locator("video")
+    video.click()
+    opened.page.wait_for_function("v => !v.paused && v.currentTime > 0.2", arg=video.element_handle(), timeout=5_000)
+    video.evaluate("v => v.pause()")
+
+
+def test_filters_hide_cells_by_status_and_by_parameter_value(opened: Opened) -> None:
+    page = opened.page
+    [bad] = opened.with_status("failed")
+    good = opened.with_status("succeeded")[0]
+    page.get_by_role("checkbox", name="failed").uncheck()
+    assert not opened.cell(bad).is_visible()
+    assert opened.cell(good).is_visible()
+    assert page.locator("#shown").inner_text() == "7 of 8 cells shown"
+    page.get_by_role("checkbox", name="failed").check()
+    page.get_by_role("checkbox", name="succeeded").uncheck()
+    assert opened.cell(bad).is_visible()
+    assert not opened.cell(good).is_visible()
+    assert page.locator("tbody tr:visible").count() == 1, "the prompt without a failure is hidden"
+    page.get_by_role("checkbox", name="succeeded").check()
+    page.get_by_label("fps").select_option("8")
+    visible = {r["row_id"] for r in opened.rows if opened.cell(r).is_visible()}
+    assert visible == {r["row_id"] for r in opened.rows if r["fps"] == 8}
+    page.get_by_label("fps").select_option("")
+    assert page.locator("#shown").inner_text() == "8 of 8 cells shown"
