@@ -18,6 +18,7 @@ import click
 from wiro_tasks.emulator.config import EmulatorConfig, Faults
 
 from .grid import DEFAULT_MAX_COMBINATIONS, GridError, load_grid, parse_axes
+from .report import report_command
 
 PREFECT_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -137,6 +138,16 @@ def _money(value: str | None, option: str) -> Decimal | None:
 @click.option("--estimate-usd", default="0.10", show_default=True, help="Estimated cost of a default task.")
 @click.option("--error-grace", default=120.0, show_default=True, type=click.FloatRange(min=0))
 @click.option("--max-combinations", default=DEFAULT_MAX_COMBINATIONS, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--shards",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Split into child runs of the sweep-shard deployment (needs a Prefect server and workers).",
+)
+@click.option(
+    "--shared-limit", metavar="NAME", help="Prefect global concurrency limit shared by all runs on the account."
+)
 @click.option("--dry-run", is_flag=True, help="Count combinations and estimate the cost; submit nothing.")
 @click.option("--retry-failed", is_flag=True, help="Submit again rows that failed or timed out.")
 @click.option("--emulator", is_flag=True, help="Run against the bundled emulator on a free loopback port.")
@@ -152,6 +163,8 @@ def run(
     estimate_usd: str,
     error_grace: float,
     max_combinations: int,
+    shards: int,
+    shared_limit: str | None,
     dry_run: bool,
     retry_failed: bool,
     emulator: bool,
@@ -179,6 +192,9 @@ def run(
     if not emulator and not os.environ.get("WIRO_API_KEY"):
         click.echo("error: set WIRO_API_KEY (and WIRO_API_SECRET), or pass --emulator", err=True)
         sys.exit(2)
+    if shards > 1 and (emulator or not os.environ.get("PREFECT_API_URL")):
+        click.echo("error: --shards needs a Prefect server with workers (set PREFECT_API_URL; no --emulator)", err=True)
+        sys.exit(2)
     for name, value in PREFECT_DEFAULTS.items():
         if name == "PREFECT_LOGGING_LEVEL" and verbose:
             continue
@@ -200,6 +216,8 @@ def run(
                 "error_grace": error_grace,
                 "estimate_usd": float(estimate),
                 "max_combinations": max_combinations,
+                "shards": shards,
+                "concurrency_limit_name": shared_limit,
             },
             total=len(frame),
         )
@@ -223,3 +241,6 @@ def _start_emulator() -> Any:
     os.environ.update(server.env())
     click.echo(f"Using the bundled Wiro emulator at {server.base_url}", err=True)
     return server
+
+
+main.add_command(report_command)

@@ -78,8 +78,10 @@ def run_with_progress(params: dict[str, Any], total: int) -> int:
     manifest = read_manifest(out)
     summary = summarize(manifest)
     console.print(("[green]" if summary.all_succeeded else "[yellow]") + summary.message)
-    console.print(f"Videos:   {out / VIDEOS}/")
+    folders = sorted({str((out / p).parent) for p in manifest["output_path"] if p}) or [str(out / VIDEOS)]
+    console.print(f"Videos:   {', '.join(f + '/' for f in folders)}")
     console.print(f"Manifest: {out / MANIFEST_PARQUET}  {out / MANIFEST_CSV}")
+    console.print(f"Report:   {out / 'report.html'}")
     for failure in summary.failures[:10]:
         console.print(f"  {failure['row_id'][:8]} seed {failure['seed']}: {failure['status']}: {failure['error']}")
     if len(summary.failures) > 10:

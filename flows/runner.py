@@ -20,6 +20,7 @@ import re
 import threading
 from collections import Counter
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pandas as pd
+from prefect.concurrency.asyncio import concurrency
 
 from wiro_tasks import TEXT_TO_VIDEO
 from wiro_tasks.inputs import Value
@@ -59,6 +61,7 @@ class Settings:
     estimate_usd: Decimal = Decimal("0.10")
     manifest_interval: float = 1.0
     model: str = TEXT_TO_VIDEO
+    concurrency_limit_name: str | None = None
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -192,7 +195,7 @@ class SweepRunner:
     async def process(self, row: dict[str, Any]) -> None:
         row_id = row["row_id"]
         try:
-            async with self.slots:
+            async with self.slots, self._account_slot():
                 await self._drive(row)
         except asyncio.CancelledError:
             raise
@@ -206,6 +209,13 @@ class SweepRunner:
             async with self.billed:  # a reservation ended: rows waiting on the budget look again
                 self.billed.notify_all()
             publish(self.progress(row_id, self.status.get(row_id, "")))
+
+    def _account_slot(self) -> AbstractAsyncContextManager[object]:
+        """A slot of the global concurrency limit shared by every run on this Wiro account."""
+        name = self.settings.concurrency_limit_name
+        if not name:
+            return nullcontext()
+        return concurrency(name, occupy=1, strict=True)
 
     async def _drive(self, row: dict[str, Any]) -> None:
         row_id = row["row_id"]

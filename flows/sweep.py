@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -40,12 +41,15 @@ from .budget import DEFAULT_ESTIMATE_USD
 from .credentials import load_credentials
 from .grid import DEFAULT_MAX_COMBINATIONS, GridError, load_grid
 from .journal import Journal
-from .manifest import MANIFEST_CSV, MANIFEST_PARQUET
-from .progress import Progress, listening
+from .manifest import FINAL_STATUSES, MANIFEST_CSV, MANIFEST_PARQUET, build_manifest, write_manifest
+from .progress import Progress, listening, publish
+from .report import write_report
 from .runner import Settings, SweepRunner
+from .shards import ShardBook, merged_states, run_children, select_shard, shard_dir, sweep_key
 from .summary import summarize
 
 LOCK = ".lock"
+ACCOUNT_LIMIT = "wiro-account"
 
 
 @contextmanager
@@ -93,9 +97,15 @@ def kill_in_flight(out: Path, credentials: Credentials | None = None) -> int:
 def _kill_on_cancel(flow: Flow[Any, Any], flow_run: FlowRun, state: State[Any]) -> None:
     """Cancelling the flow run (Prefect UI or CLI) stops the Wiro tasks it left running."""
     out = flow_run.parameters.get("out")
-    if out and Path(out).exists():
-        count = kill_in_flight(Path(out), load_credentials())
-        flow_run_logger(flow_run, flow).warning("flow run cancelled: stopped %d Wiro task(s)", count)
+    if not out:
+        return
+    root = Path(str(out).replace("{date}", flow_run.expected_start_time.strftime("%Y-%m-%d")
+                                  if flow_run.expected_start_time else "")).resolve()  # fmt: skip
+    shard = flow_run.parameters.get("shard")
+    directories = [shard_dir(root, shard)] if shard is not None else [root, *sorted(root.glob("shards/*"))]
+    credentials = load_credentials()
+    count = sum(kill_in_flight(d, credentials) for d in directories if (d / "journal.jsonl").exists())
+    flow_run_logger(flow_run, flow).warning("flow run cancelled: stopped %d Wiro task(s)", count)
 
 
 @flow(name="wiro-sweep", persist_result=False, on_cancellation=[_kill_on_cancel])
@@ -111,26 +121,62 @@ async def sweep(
     error_grace: float = 120.0,
     estimate_usd: float = float(DEFAULT_ESTIMATE_USD),
     max_combinations: int = DEFAULT_MAX_COMBINATIONS,
+    shards: int = 1,
+    shard: int | None = None,
+    concurrency_limit_name: str | None = None,
 ) -> dict[str, Any] | State[Any]:
     """Submit every combination of `grid` x `axes` to Wan2.2-TI2V-5B on Wiro; save videos and a manifest.
 
     Args:
         grid: CSV or Parquet files (or directories of them) whose columns are Wiro's input names.
-        out: Directory for videos/, manifest.parquet, manifest.csv and the journal; reuse it to resume.
+        out: Directory for videos/, the manifests and the journal; reuse it to resume. `{date}` in
+            it becomes the run's scheduled date (UTC), e.g. runs/nightly-{date}.
         axes: Extra values to sweep, e.g. {"seed": ["1", "2"]}: a cartesian product over every row.
-        max_concurrency: Most Wiro tasks in flight at once.
+        max_concurrency: Most Wiro tasks in flight at once (per shard when sharded).
         poll_interval: Seconds before the first status poll; later polls back off.
         timeout: Seconds from submission after which a task is cancelled or killed.
-        budget: USD not to pass, counting tasks in flight at an estimate.
+        budget: USD not to pass, counting tasks in flight at an estimate (split evenly over shards).
         retry_failed: Submit again the rows that failed or timed out.
         error_grace: Seconds a task may stay in task_error before it is recorded as failed.
         estimate_usd: Cost estimate of a default-sized task until the first bill arrives.
         max_combinations: Refuse grids that expand past this.
+        shards: Split the grid by row_id into this many child runs of the `sweep-shard` deployment.
+        shard: Set by the parent run: which part this child run sweeps.
+        concurrency_limit_name: A Prefect global concurrency limit that every run sharing the Wiro
+            account takes a slot of per task in flight (created with `max_concurrency` if missing).
     """
     logger = get_run_logger()
-    load_credentials()
     frame = load_grid(grid, axes, max_combinations=max_combinations)
-    out_dir = Path(out).resolve()
+    out_dir = resolve_out(out)
+    if shards > 1 and shard is None:
+        logger.info("%d combinations in %d shards -> %s", len(frame), shards, out_dir)
+        limit_name = concurrency_limit_name or ACCOUNT_LIMIT
+        children: dict[str, Any] = {
+            "grid": [str(Path(g).resolve()) for g in grid],
+            "out": str(out_dir),
+            "axes": axes,
+            "max_concurrency": max_concurrency,
+            "poll_interval": poll_interval,
+            "timeout": timeout,
+            "budget": budget / shards if budget is not None else None,
+            "retry_failed": retry_failed,
+            "error_grace": error_grace,
+            "estimate_usd": estimate_usd,
+            "max_combinations": max_combinations,
+            "concurrency_limit_name": limit_name,
+        }
+        await ensure_concurrency_limit(limit_name, max_concurrency)
+        with out_lock(out_dir):
+            manifest = await _run_shards(frame, out_dir, shards, children)
+        return await _report(manifest, out_dir)
+
+    credentials = load_credentials()
+    work_dir = out_dir
+    if shard is not None:
+        frame = select_shard(frame, shard, shards)
+        work_dir = shard_dir(out_dir, shard)
+    if concurrency_limit_name:
+        await ensure_concurrency_limit(concurrency_limit_name, max_concurrency)
     settings = Settings(
         max_concurrency=max_concurrency,
         poll_interval=poll_interval,
@@ -139,13 +185,14 @@ async def sweep(
         retry_failed=retry_failed,
         error_grace=error_grace,
         estimate_usd=Decimal(str(estimate_usd)),
+        concurrency_limit_name=concurrency_limit_name,
     )
-    logger.info("%d combinations -> %s", len(frame), out_dir)
-    with out_lock(out_dir):
-        journal = Journal(out_dir)
+    logger.info("%d combinations -> %s (%s auth)", len(frame), work_dir, "signed" if credentials.signed else "key")
+    with out_lock(work_dir):
+        journal = Journal(work_dir)
         try:
-            runner = SweepRunner(frame, out_dir, journal, settings)
-            artifact = await acreate_progress_artifact(0.0, description=f"wiro-sweep into {out_dir}")
+            runner = SweepRunner(frame, work_dir, journal, settings)
+            artifact = await acreate_progress_artifact(0.0, description=f"wiro-sweep into {work_dir}")
             shown = ProgressArtifact(artifact)
             with listening(shown.update):
                 manifest = await runner.run()
@@ -153,7 +200,56 @@ async def sweep(
         finally:
             await close_wiro_client()
             journal.close()
-    return await _report(manifest, out_dir)
+    return await _report(manifest, work_dir)
+
+
+def resolve_out(out: str) -> Path:
+    """OUT as an absolute path, with `{date}` replaced by the run's scheduled date (UTC)."""
+    if "{date}" in out:
+        from prefect.runtime import flow_run
+
+        when = flow_run.scheduled_start_time or datetime.now(UTC)
+        out = out.replace("{date}", when.astimezone(UTC).strftime("%Y-%m-%d"))
+    return Path(out).resolve()
+
+
+async def ensure_concurrency_limit(name: str, limit: int) -> None:
+    """Create the global concurrency limit `name` with `limit` slots unless it exists."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectNotFound
+
+    async with get_client() as client:
+        try:
+            await client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            await client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=limit))
+            get_run_logger().info("created global concurrency limit %r with %d slots", name, limit)
+
+
+async def _run_shards(frame: pd.DataFrame, out: Path, count: int, children: dict[str, Any]) -> pd.DataFrame:
+    from prefect.runtime import flow_run
+
+    book = ShardBook.open(out, count, sweep_key(out, frame))
+    book.restart()
+    artifact = await acreate_progress_artifact(0.0, description=f"wiro-sweep into {out} ({count} shards)")
+
+    def merge() -> pd.DataFrame:
+        manifest = build_manifest(frame, merged_states(out, count))
+        write_manifest(out, manifest)
+        return manifest
+
+    async def progress() -> None:
+        manifest = await asyncio.to_thread(merge)
+        counts = {str(k): int(v) for k, v in manifest["status"].value_counts().items()}
+        done = sum(n for k, n in counts.items() if k in FINAL_STATUSES)
+        publish(Progress(len(manifest), done, counts, sum(manifest["cost_usd"], Decimal(0))))
+        await aupdate_progress_artifact(artifact, 100.0 * done / max(1, len(manifest)))
+
+    states = await run_children(book, children, str(flow_run.name or "wiro-sweep"), on_poll=progress)
+    get_run_logger().info("shards finished: %s", ", ".join(f"{k}: {v}" for k, v in sorted(states.items())))
+    await progress()
+    return merge()
 
 
 class ProgressArtifact:
@@ -188,6 +284,9 @@ class ProgressArtifact:
 
 async def _report(manifest: pd.DataFrame, out: Path) -> dict[str, Any] | State[Any]:
     summary = summarize(manifest)
+    page = await asyncio.to_thread(write_report, out)
+    await acreate_link_artifact(page.as_uri(), link_text="report.html", key="sweep-report",
+                                description="contact sheet of the grid: every video with its inputs")  # fmt: skip
     await acreate_markdown_artifact(summary.markdown(out), key="sweep-summary", description="wiro-sweep summary")
     if summary.failures:
         await acreate_table_artifact(summary.failures, key="sweep-failures", description="rows that did not succeed")
