@@ -30,7 +30,11 @@ def work_units(inputs: Mapping[str, object]) -> Decimal:
 
 
 class Budget:
-    """Reserves an estimate per task in flight; `limit=None` never refuses."""
+    """Holds the work of every task in flight, priced at the current estimate; `limit=None` never refuses.
+
+    Reservations are kept as work, not money, so when a first bill teaches the real rate every
+    task already in flight is re-priced at once.
+    """
 
     def __init__(
         self,
@@ -44,7 +48,8 @@ class Budget:
         self.spent = spent
         self.prior = estimate_usd
         self.rate: Decimal | None = max(observed_rates, default=None)
-        self.reserved: dict[str, Decimal] = {}
+        self.reserved: dict[str, Decimal] = {}  # row id -> work units in flight
+        self.orphans: set[str] = set()
 
     def estimate(self, work: Decimal) -> Decimal:
         """What a task of `work` units may cost: the prior, or the highest billed rate plus margin."""
@@ -53,24 +58,34 @@ class Budget:
     @property
     def committed(self) -> Decimal:
         """Billed so far plus the estimates of everything in flight."""
-        return self.spent + sum(self.reserved.values(), Decimal(0))
+        return self.spent + self.estimate(sum(self.reserved.values(), Decimal(0)))
+
+    def hold(self, row_id: str, work: Decimal) -> None:
+        """Count a task that is already in flight (found on resume), whatever the limit."""
+        self.reserved[row_id] = work
 
     def reserve(self, row_id: str, work: Decimal) -> Verdict:
         """Hold an estimate for a submission: `ok`; `wait` until a task in flight is billed (the
         estimate may then fit, or a first bill sets the rate); `over` when nothing in flight
         could make it fit."""
-        estimate = self.estimate(work)
         if self.limit is not None:
-            others = sum((v for k, v in self.reserved.items() if k != row_id), Decimal(0))
-            if self.spent + others + estimate > self.limit:
-                return "wait" if others else "over"
-            if self.rate is None and others:
+            others = sum((w for k, w in self.reserved.items() if k != row_id), Decimal(0))
+            settling = any(k != row_id and k not in self.orphans for k in self.reserved)
+            if self.spent + self.estimate(others + work) > self.limit:
+                return "wait" if settling else "over"
+            if self.rate is None and settling:
                 return "wait"
-        self.reserved[row_id] = estimate
+        self.reserved[row_id] = work
         return "ok"
 
     def release(self, row_id: str) -> None:
         self.reserved.pop(row_id, None)
+        self.orphans.discard(row_id)
+
+    def orphan(self, row_id: str) -> None:
+        """A task still runs but nobody waits for it here: keep its estimate, expect no bill."""
+        if row_id in self.reserved:
+            self.orphans.add(row_id)
 
     def settle(self, row_id: str, cost: Decimal, work: Decimal) -> None:
         """A task ended: its real cost replaces its estimate and teaches the rate."""

@@ -219,7 +219,7 @@ def run(
                 "shards": shards,
                 "concurrency_limit_name": shared_limit,
             },
-            total=len(frame),
+            frame,
         )
     finally:
         if server is not None:

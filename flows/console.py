@@ -15,9 +15,10 @@ from rich.progress import Progress as Bar
 
 from .budget import Budget, work_units
 from .journal import JOURNAL, fold, read_events
-from .manifest import MANIFEST_CSV, MANIFEST_PARQUET, read_manifest
+from .manifest import MANIFEST_CSV, MANIFEST_PARQUET, build_manifest, read_manifest, write_manifest
 from .progress import Progress, listening
 from .runner import VIDEOS, needs_work, records
+from .shards import cancel_children
 from .summary import summarize
 
 console = Console(stderr=True, highlight=False)
@@ -49,15 +50,16 @@ def dry_run_report(frame: pd.DataFrame, out: Path, estimate_usd: Decimal, limit:
     return "\n".join(lines)
 
 
-def run_with_progress(params: dict[str, Any], total: int) -> int:
+def run_with_progress(params: dict[str, Any], frame: pd.DataFrame) -> int:
     """Run the sweep flow in this process under a progress bar; the exit code to use."""
-    from .sweep import kill_in_flight, sweep
+    from .runner import kill_in_flight
+    from .sweep import sweep
 
     out = Path(params["out"])
     columns = (TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[detail]}"),
                TimeElapsedColumn())  # fmt: skip
     with Bar(*columns, console=console, transient=False) as bar:
-        task = bar.add_task("sweep", total=total, detail="starting Prefect…")
+        task = bar.add_task("sweep", total=len(frame), detail="starting Prefect…")
 
         def show(progress: Progress) -> None:
             counts = " ".join(f"{k} {v}" for k, v in sorted(progress.by_status.items()) if k != "pending")
@@ -68,7 +70,12 @@ def run_with_progress(params: dict[str, Any], total: int) -> int:
                 state: State[Any] = asyncio.run(sweep(**params, return_state=True))  # type: ignore[arg-type]
         except KeyboardInterrupt:
             bar.stop()
+            if params.get("shards", 1) > 1:
+                children = asyncio.run(cancel_children(out))
+                console.print(f"Interrupted: cancelled {children} shard run(s); their workers stop their tasks.")
+                return 130
             stopped = kill_in_flight(out)
+            write_manifest(out, build_manifest(frame, fold(read_events(out / JOURNAL)), final=True))
             console.print(f"Interrupted: stopped {stopped} running Wiro task(s). Rerun the same command to resume.")
             return 130
     error = state.result(raise_on_failure=False) if state.is_failed() else None

@@ -72,6 +72,13 @@ def grid_files(paths: Iterable[str | Path]) -> list[Path]:
 def read_grid_file(path: Path) -> pd.DataFrame:
     """One file's rows as given (strings, numbers or lists), plus a `source` column `file:row`."""
     name = str(path)
+    try:
+        return _read_grid_file(path, name)
+    except OSError as exc:
+        raise GridError(name, f"cannot be read: {exc.strerror or exc}") from None
+
+
+def _read_grid_file(path: Path, name: str) -> pd.DataFrame:
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
         raise GridError(name, f"file is {size:,} bytes, more than the {MAX_FILE_BYTES:,} allowed")
@@ -174,6 +181,19 @@ def parse_axes(specs: Iterable[str]) -> dict[str, list[str]]:
     return axes
 
 
+def check_axes(axes: Mapping[str, object] | None) -> dict[str, list[str]]:
+    """Axes given as a mapping (a flow parameter): known inputs, each a non-empty list of values."""
+    checked: dict[str, list[str]] = {}
+    for name, values in (axes or {}).items():
+        if name not in INPUTS:
+            raise GridError("axes", f"unknown input {name!r}; inputs are {', '.join(INPUTS)}")
+        items = list(values) if isinstance(values, (list, tuple)) else [values]
+        if not items or any(v is None or str(v).strip() == "" for v in items):
+            raise GridError("axes", f"{name} needs one or more non-empty values (got {values!r})")
+        checked[name] = [str(v).strip() for v in items]
+    return checked
+
+
 def _cell_values(value: Any) -> list[Any]:
     if isinstance(value, (list, tuple)):
         return list(value) if value else [None]
@@ -245,6 +265,7 @@ def load_grid(
     max_combinations: int = DEFAULT_MAX_COMBINATIONS,
 ) -> pd.DataFrame:
     """Read every grid file and expand them together into one validated frame."""
+    checked = check_axes(axes)
     frames = [read_grid_file(p) for p in grid_files(paths)]
     raw = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    return expand_grid(raw, axes, model=model, max_combinations=max_combinations)
+    return expand_grid(raw, checked, model=model, max_combinations=max_combinations)

@@ -132,6 +132,8 @@ class Journal:
         line = (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode()
         with self._lock:
             os.write(self._fd, line)
+            if event == "intent":  # survives a power cut too, not just a killed process
+                os.fsync(self._fd)
         return record
 
     def load(self) -> dict[str, RowState]:

@@ -26,7 +26,8 @@ from .journal import RowState
 MANIFEST_PARQUET = "manifest.parquet"
 MANIFEST_CSV = "manifest.csv"
 FINAL_STATUSES = ("succeeded", "failed", "timed_out", "cancelled", "skipped")
-COST_TYPE = pa.decimal128(20, 12)
+COST_TYPE = pa.decimal128(38, 18)
+_COST_QUANTUM = Decimal("1e-18")
 _WRITING = threading.Lock()
 
 SCHEMA = pa.schema(
@@ -59,11 +60,21 @@ SCHEMA = pa.schema(
 COLUMNS = SCHEMA.names
 
 
-def row_status(state: RowState | None) -> tuple[str, str]:
-    """The manifest status and error of a row; `pending` and `running` only while a sweep runs."""
+def row_status(state: RowState | None, final: bool = False) -> tuple[str, str]:
+    """The manifest status and error of a row; `pending` and `running` only while a sweep runs.
+
+    In the manifest a finished run leaves (`final`), a row it could not bring to an end is
+    `failed`, with what to do about it; the journal still knows its task and a rerun waits for it.
+    """
     if state is None or state.phase in ("new", "intent"):
-        return "pending", state.error if state else ""
+        error = state.error if state else ""
+        if final:
+            return "failed", f"not submitted: {error or 'the sweep stopped first'}"
+        return "pending", error
     if state.phase in ("submitted", "unknown"):
+        if final:
+            task = f"task {state.task_id}" if state.task_id else "a task whose Run answer was lost"
+            return "failed", f"{task} not seen to finish ({state.error or 'stopped'}); rerun with the same --out"
         return "running", state.error
     if state.phase == "skipped":
         return "skipped", state.error
@@ -75,12 +86,12 @@ def row_status(state: RowState | None) -> tuple[str, str]:
     return state.status, state.error
 
 
-def build_manifest(grid: pd.DataFrame, states: Mapping[str, RowState]) -> pd.DataFrame:
+def build_manifest(grid: pd.DataFrame, states: Mapping[str, RowState], *, final: bool = False) -> pd.DataFrame:
     """One row per grid combination, in grid order, with what the journal knows of it."""
     rows = []
     for record in grid.to_dict("records"):
         state = states.get(record["row_id"])
-        status, error = row_status(state)
+        status, error = row_status(state, final)
         row = {c: record[c] for c in ("row_id", *INPUTS)}
         row.update(
             task_id=state.task_id if state else "",
@@ -90,7 +101,7 @@ def build_manifest(grid: pd.DataFrame, states: Mapping[str, RowState]) -> pd.Dat
             output_path=state.output_path if state else "",
             output_sha256=state.output_sha256 if state else "",
             output_bytes=state.output_bytes if state else None,
-            cost_usd=state.cost if state else Decimal(0),
+            cost_usd=(state.cost if state else Decimal(0)).quantize(_COST_QUANTUM),
             elapsed_seconds=float(state.elapsed_seconds) if state and state.elapsed_seconds is not None else None,
             submitted_at=_time(state.submitted_at if state else ""),
             finished_at=_time(state.finished_at if state else ""),

@@ -30,9 +30,9 @@ from typing import Any, cast
 import pandas as pd
 from prefect.concurrency.asyncio import concurrency
 
-from wiro_tasks import TEXT_TO_VIDEO
+from wiro_tasks import TEXT_TO_VIDEO, Credentials, TaskStateError, WiroClient, WiroError
 from wiro_tasks.inputs import Value
-from wiro_tasks.prefect_tasks import SubmitOutcome, WaitOutcome, find_task, submit, wait
+from wiro_tasks.prefect_tasks import FindOutcome, SubmitOutcome, WaitOutcome, find_task, submit, wait
 
 from .budget import Budget, work_units
 from .grid import INPUTS
@@ -43,7 +43,9 @@ from .progress import Progress, publish
 VIDEOS = "videos"
 MAX_SUBMIT_ATTEMPTS = 5
 LOST_ANSWER_SETTLE_SECONDS = 1.0
+FIND_RETRY_DELAYS = (5.0, 15.0)  # seconds between the Task/List scans that look for a lost answer's task
 SLOT_WAIT_SECONDS = 6 * 3600.0  # how long code 96 (account full) is waited out before a row gives up
+CANCEL_POLL_SECONDS = 2.0
 
 logger = logging.getLogger("flows.sweep")
 
@@ -107,6 +109,8 @@ class SweepRunner:
         self.counts = Counter(self.status.values())
         self.slots = asyncio.Semaphore(settings.max_concurrency)
         self.stop_reason = ""
+        self.cancelled_by_user: str | None = None
+        self.credentials: Credentials | None = None
         self.billed = asyncio.Condition()
         self._dirty = asyncio.Event()
         self._version = 0
@@ -152,9 +156,9 @@ class SweepRunner:
             last_status=status,
         )
 
-    def write(self) -> pd.DataFrame:
+    def write(self, final: bool = False) -> pd.DataFrame:
         """Write the manifest as the journal stands now."""
-        manifest = build_manifest(self.grid, self.states)
+        manifest = build_manifest(self.grid, self.states, final=final)
         self._write(manifest, self._version)
         return manifest
 
@@ -171,26 +175,68 @@ class SweepRunner:
             await self._dirty.wait()
             self._dirty.clear()
             manifest = build_manifest(self.grid, self.states)
-            await asyncio.to_thread(self._write, manifest, self._version)
+            try:
+                await asyncio.to_thread(self._write, manifest, self._version)
+            except Exception:  # the next change tries again; the journal is the record
+                logger.exception("could not write the manifest")
             await asyncio.sleep(self.settings.manifest_interval)
 
     # The run.
 
     async def run(self) -> pd.DataFrame:
         todo = [r for r in self.rows if needs_work(self.states.get(r["row_id"]), self.settings.retry_failed)]
+        # Rows whose task may already exist go first: they hold slots before any new submission,
+        # and their estimates count against the budget from the start.
+        todo.sort(key=lambda r: not self._maybe_live(r["row_id"]))
         for row in todo:
-            state = self.states.get(row["row_id"])
-            if state is not None and state.phase == "submitted":
-                self.budget.reserve(row["row_id"], self._work[row["row_id"]])
+            if self._maybe_live(row["row_id"]):
+                self.budget.hold(row["row_id"], self._work[row["row_id"]])
         self.write()
         publish(self.progress())
         writer = asyncio.create_task(self.keep_manifest_fresh())
+        rows = [asyncio.create_task(self.process(row)) for row in todo]
+        watcher = asyncio.create_task(self._watch_cancellation(rows))
         try:
-            await asyncio.gather(*(self.process(row) for row in todo))
+            await asyncio.gather(*rows)
+        except asyncio.CancelledError:
+            if not self.cancelled_by_user:
+                raise
         finally:
-            writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
-        return self.write()
+            for helper in (writer, watcher):
+                helper.cancel()
+            await asyncio.gather(writer, watcher, return_exceptions=True)
+        if self.cancelled_by_user:
+            await asyncio.gather(*rows, return_exceptions=True)
+            stopped = await asyncio.to_thread(kill_in_flight, self.out, self.credentials, self.journal)
+            logger.warning("flow run cancelled: stopped %d Wiro task(s)", stopped)
+            self.states = self.journal.load()
+        return self.write(final=True)
+
+    async def _watch_cancellation(self, rows: list[asyncio.Task[None]]) -> None:
+        """Cancel in the Prefect UI reaches a run started outside a worker only if it looks."""
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.objects import StateType
+        from prefect.runtime import flow_run
+
+        run_id = flow_run.id
+        if not run_id:
+            return
+        async with get_client() as client:
+            while True:
+                await asyncio.sleep(CANCEL_POLL_SECONDS)
+                try:
+                    run = await client.read_flow_run(run_id)
+                except Exception:  # the API may blink; cancellation can wait a poll
+                    continue
+                if run.state is not None and run.state.type in (StateType.CANCELLING, StateType.CANCELLED):
+                    self.cancelled_by_user = run.state.message or "cancelled in Prefect"
+                    for row in rows:
+                        row.cancel()
+                    return
+
+    def _maybe_live(self, row_id: str) -> bool:
+        state = self.states.get(row_id)
+        return state is not None and state.phase in ("submitted", "intent", "unknown")
 
     async def process(self, row: dict[str, Any]) -> None:
         row_id = row["row_id"]
@@ -204,7 +250,9 @@ class SweepRunner:
             self.record("download_failed" if self.state(row_id).phase == "finished" else "note", row_id,
                         error=f"{type(exc).__name__}: {exc}")  # fmt: skip
         finally:
-            if self.state(row_id).phase != "submitted":
+            if self.state(row_id).phase in ("submitted", "unknown"):
+                self.budget.orphan(row_id)  # its task may still run and bill; nobody here waits for it
+            else:
                 self.budget.release(row_id)
             async with self.billed:  # a reservation ended: rows waiting on the budget look again
                 self.billed.notify_all()
@@ -277,14 +325,23 @@ class SweepRunner:
                 self.record("finished", row_id, status="failed", error=outcome.message, task_id="")
 
     async def _find(self, row: dict[str, Any], inputs: dict[str, Value], label: str, state: RowState) -> None:
-        """A Run answer was lost (or the process died around one): adopt its task if it exists."""
+        """A Run answer was lost (or the process died around one): adopt its task if it exists.
+
+        Only several complete Task/List scans, spread over a while, count as proof that no task
+        was created; until then the row is never submitted again.
+        """
         since = datetime.fromisoformat(state.intent_at.replace("Z", "+00:00"))
-        claimed = [t for s in self.states.values() for t in s.task_ids]
-        found = await find_task(self.settings.model, inputs, label, since, claimed)
-        if found:
-            self.record("adopted", row["row_id"], task_id=found)
-        else:
-            self.record("no_task", row["row_id"], reason="the lost Run answer created no task")
+        for delay in (0.0, *FIND_RETRY_DELAYS):
+            await asyncio.sleep(delay)
+            claimed = [t for s in self.states.values() for t in s.task_ids]
+            found: FindOutcome = await find_task(self.settings.model, inputs, label, since, claimed)
+            if found.task_id:
+                self.record("adopted", row["row_id"], task_id=found.task_id)
+                return
+            if not found.complete:
+                self.record("note", row["row_id"], error="Task/List too long to prove no task exists; not resubmitted")
+                raise LookupError(f"could not scan back to {state.intent_at}")
+        self.record("no_task", row["row_id"], reason="the lost Run answer created no task")
 
     async def _wait(self, row: dict[str, Any], state: RowState) -> None:
         row_id = row["row_id"]
@@ -299,6 +356,7 @@ class SweepRunner:
             poll_interval=self.settings.poll_interval,
             error_grace=self.settings.error_grace,
         )
+        already = state.costs.get(outcome.task_id, Decimal(0))  # billed in an earlier run, counted already
         self.record(
             "finished",
             row_id,
@@ -315,6 +373,35 @@ class SweepRunner:
             self.record("downloaded", row_id, path=str(relative), sha256=outcome.sha256, bytes=outcome.saved_bytes)
         elif outcome.download_error:
             self.record("download_failed", row_id, error=outcome.download_error)
-        self.budget.settle(row_id, outcome.cost, self._work[row_id])
+        self.budget.settle(row_id, outcome.cost - already, self._work[row_id])
         async with self.billed:
             self.billed.notify_all()
+
+
+def kill_in_flight(out: Path, credentials: Credentials | None = None, journal: Journal | None = None) -> int:
+    """Kill (or cancel) every Wiro task of OUT's journal that has not finished; returns how many."""
+    own = journal is None
+    journal = journal or Journal(out)
+    try:
+        live = {s.row_id: s.task_id for s in journal.load().values() if s.has_live_task}
+        if not live:
+            return 0
+        creds = credentials or Credentials.resolve()
+        with WiroClient(creds.api_key, creds.api_secret) as client:
+            for row_id, task_id in live.items():
+                try:
+                    try:
+                        stopped = client.cancel(task_id)
+                    except TaskStateError:
+                        stopped = client.kill(task_id)
+                except WiroError as exc:
+                    journal.append("note", row_id, error=f"could not stop task {task_id}: {exc}")
+                    continue
+                if stopped.is_terminal:
+                    journal.append("finished", row_id, task_id=task_id, status="cancelled",
+                                   error="sweep cancelled", cost=str(stopped.total_cost),
+                                   elapsed=str(stopped.elapsed_seconds))  # fmt: skip
+        return len(live)
+    finally:
+        if own:
+            journal.close()

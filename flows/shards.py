@@ -153,3 +153,21 @@ def merged_states(out: Path, count: int) -> dict[str, RowState]:
                 state.output_path = str((directory / state.output_path).relative_to(out))
             merged[row_id] = state
     return merged
+
+
+async def cancel_children(out: Path) -> int:
+    """Ask Prefect to cancel the child runs of OUT's sharded sweep; their workers stop their tasks."""
+    from prefect.states import Cancelling
+
+    path = out / SHARDS_FILE
+    if not path.exists():
+        return 0
+    runs = [e["flow_run_id"] for e in json.loads(path.read_text()).get("runs", {}).values() if e.get("flow_run_id")]
+    cancelled = 0
+    async with get_client() as client:
+        for run_id in runs:
+            child = await client.read_flow_run(run_id)
+            if child.state is not None and child.state.type not in FINAL:
+                await client.set_flow_run_state(run_id, Cancelling(message="parent sweep interrupted"))
+                cancelled += 1
+    return cancelled

@@ -32,9 +32,8 @@ from prefect.artifacts import (
 )
 from prefect.client.schemas.objects import FlowRun, State
 from prefect.logging.loggers import flow_run_logger
-from prefect.states import Failed
+from prefect.states import Cancelled, Failed
 
-from wiro_tasks import Credentials, TaskStateError, WiroClient, WiroError
 from wiro_tasks.prefect_tasks import close_wiro_client
 
 from .budget import DEFAULT_ESTIMATE_USD
@@ -44,7 +43,7 @@ from .journal import Journal
 from .manifest import FINAL_STATUSES, MANIFEST_CSV, MANIFEST_PARQUET, build_manifest, write_manifest
 from .progress import Progress, listening, publish
 from .report import write_report
-from .runner import Settings, SweepRunner
+from .runner import Settings, SweepRunner, kill_in_flight
 from .shards import ShardBook, merged_states, run_children, select_shard, shard_dir, sweep_key
 from .summary import summarize
 
@@ -65,33 +64,6 @@ def out_lock(out: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
-def kill_in_flight(out: Path, credentials: Credentials | None = None) -> int:
-    """Kill (or cancel) every Wiro task of OUT's journal that has not finished; returns how many."""
-    journal = Journal(out)
-    try:
-        live = {s.row_id: s.task_id for s in journal.load().values() if s.has_live_task}
-        if not live:
-            return 0
-        creds = credentials or Credentials.resolve()
-        with WiroClient(creds.api_key, creds.api_secret) as client:
-            for row_id, task_id in live.items():
-                try:
-                    try:
-                        stopped = client.cancel(task_id)
-                    except TaskStateError:
-                        stopped = client.kill(task_id)
-                except WiroError as exc:
-                    journal.append("note", row_id, error=f"could not stop task {task_id}: {exc}")
-                    continue
-                if stopped.is_terminal:
-                    journal.append("finished", row_id, task_id=task_id, status="cancelled",
-                                   error="sweep cancelled", cost=str(stopped.total_cost),
-                                   elapsed=str(stopped.elapsed_seconds))  # fmt: skip
-        return len(live)
-    finally:
-        journal.close()
 
 
 def _kill_on_cancel(flow: Flow[Any, Any], flow_run: FlowRun, state: State[Any]) -> None:
@@ -192,6 +164,7 @@ async def sweep(
         journal = Journal(work_dir)
         try:
             runner = SweepRunner(frame, work_dir, journal, settings)
+            runner.credentials = credentials
             artifact = await acreate_progress_artifact(0.0, description=f"wiro-sweep into {work_dir}")
             shown = ProgressArtifact(artifact)
             with listening(shown.update):
@@ -200,6 +173,9 @@ async def sweep(
         finally:
             await close_wiro_client()
             journal.close()
+    if runner.cancelled_by_user:
+        await _report(manifest, work_dir)
+        return Cancelled(message=f"{runner.cancelled_by_user}; stopped its Wiro tasks")
     return await _report(manifest, work_dir)
 
 
@@ -234,8 +210,8 @@ async def _run_shards(frame: pd.DataFrame, out: Path, count: int, children: dict
     book.restart()
     artifact = await acreate_progress_artifact(0.0, description=f"wiro-sweep into {out} ({count} shards)")
 
-    def merge() -> pd.DataFrame:
-        manifest = build_manifest(frame, merged_states(out, count))
+    def merge(final: bool = False) -> pd.DataFrame:
+        manifest = build_manifest(frame, merged_states(out, count), final=final)
         write_manifest(out, manifest)
         return manifest
 
@@ -249,7 +225,7 @@ async def _run_shards(frame: pd.DataFrame, out: Path, count: int, children: dict
     states = await run_children(book, children, str(flow_run.name or "wiro-sweep"), on_poll=progress)
     get_run_logger().info("shards finished: %s", ", ".join(f"{k}: {v}" for k, v in sorted(states.items())))
     await progress()
-    return merge()
+    return merge(final=True)
 
 
 class ProgressArtifact:

@@ -153,3 +153,23 @@ def test_bad_axes(specs: list[str], message: str) -> None:
 
 def test_axes_parse() -> None:
     assert parse_axes(["seed=1, 2", "scale=4.5,6"]) == {"seed": ["1", "2"], "scale": ["4.5", "6"]}
+
+
+def test_axes_given_as_a_flow_parameter_are_checked(tmp_path: Path) -> None:
+    path = write(tmp_path, "g.csv", "prompt\na\n")
+    with pytest.raises(GridError, match="unknown input 'sed'"):
+        load_grid([path], {"sed": ["1"]})
+    with pytest.raises(GridError, match="seed needs one or more non-empty values"):
+        load_grid([path], {"seed": []})
+    assert sorted(load_grid([path], {"seed": [1, "2"]})["seed"]) == ["1", "2"]
+
+
+def test_an_unreadable_file_is_a_grid_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, "locked.csv", "prompt\na\n")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "open", refuse)
+    with pytest.raises(GridError, match=r"locked\.csv: cannot be read: Permission denied"):
+        read_grid_file(path)

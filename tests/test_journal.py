@@ -112,3 +112,24 @@ def test_budget_counts_tasks_in_flight_and_learns_the_rate() -> None:
 
 def test_work_units_scale_with_frames_steps_and_pixels() -> None:
     assert work_units({"numFrames": 61, "steps": 50, "size": "480*832"}) == Decimal(61 * 50) / Decimal(121 * 25)
+
+
+def test_costs_with_more_decimals_than_wiro_sends_still_write(tmp_path: Path) -> None:
+    grid = expand_grid(pd.DataFrame({"prompt": ["a"], "source": ["g.csv:1"]}, dtype=object))
+    row = grid["row_id"].iloc[0]
+    journal = Journal(tmp_path)
+    journal.append("submitted", row, task_id="1")
+    journal.append("finished", row, task_id="1", status="failed", cost="0.0070199999999999993")
+    write_manifest(tmp_path, build_manifest(grid, journal.load(), final=True))
+    assert read_manifest(tmp_path)["cost_usd"].tolist() == [Decimal("0.007019999999999999")]
+
+
+def test_a_final_manifest_never_says_pending_or_running(tmp_path: Path) -> None:
+    grid = expand_grid(pd.DataFrame({"prompt": ["a", "b"], "source": ["g.csv:1", "g.csv:2"]}, dtype=object))
+    journal = Journal(tmp_path)
+    journal.append("submitted", grid["row_id"].iloc[0], task_id="77")
+    manifest = build_manifest(grid, journal.load(), final=True)
+    assert manifest["status"].tolist() == ["failed", "failed"]
+    assert "task 77 not seen to finish" in manifest["error"].iloc[0]
+    assert manifest["error"].iloc[1].startswith("not submitted")
+    assert needs_work(journal.load()[grid["row_id"].iloc[0]], retry_failed=False), "a rerun re-attaches"

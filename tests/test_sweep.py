@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections import Counter
 from collections.abc import Callable
 from decimal import Decimal
@@ -236,3 +237,112 @@ def test_cancelling_the_flow_run_stops_its_wiro_tasks(
     assert emulator.account.stats()["statuses"] == {"task_cancel": 2}
     finished = [e for e in read_events(out / "journal.jsonl") if e["event"] == "finished"]
     assert [e["status"] for e in finished] == ["cancelled", "cancelled"]
+
+
+def test_prefect_retries_the_wait_after_the_client_gives_up(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
+) -> None:
+    import threading
+
+    emulator = make_emulator(queue_seconds=0.3, task_seconds=0.5)
+    wiro_env(emulator)
+
+    def break_polling() -> None:
+        while emulator.account.stats()["tasks"] == 0:
+            time.sleep(0.01)
+        # Six 503s in a row outlast the client's own retries (five attempts): only Prefect's
+        # retry of the wait task can bring the row home.
+        emulator.account.faults = emulator.account.faults.updated({"script": ["503"] * 6})
+
+    watcher = threading.Thread(target=break_polling)
+    watcher.start()
+    state = run_sweep(grid_file(tmp_path, ["flaky polls"]), tmp_path / "out", poll_interval=0.05)
+    watcher.join()
+    assert state.is_completed(), state.message
+    assert emulator.account.stats()["counters"]["fault_503"] == 6
+    assert emulator.account.stats()["tasks"] == 1
+
+
+def test_a_lost_run_answer_with_no_task_behind_it_is_submitted_again_once(
+    make_emulator: EmulatorFactory,
+    wiro_env: Callable[[EmulatorServer], None],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import flows.runner
+
+    monkeypatch.setattr(flows.runner, "FIND_RETRY_DELAYS", (0.1, 0.1))
+    emulator = make_emulator()
+    emulator.account.faults = emulator.account.faults.updated({"run_script": ["drop"]})  # dropped before creating
+    wiro_env(emulator)
+    state = run_sweep(grid_file(tmp_path, ["dropped once"]), tmp_path / "out")
+    assert state.is_completed(), state.message
+    stats = emulator.account.stats()
+    assert (stats["counters"]["run"], stats["tasks"]) == (2, 1)
+    assert stats["counters"]["list"] >= 3, "three scans found nothing before the second Run"
+
+
+def test_resume_puts_live_rows_first_within_concurrency_and_budget(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
+) -> None:
+    from flows.grid import load_grid
+    from flows.journal import Journal
+    from wiro_tasks import TextToVideoInput, WiroClient
+
+    emulator = make_emulator(queue_seconds=0.05, task_seconds=0.8, cps=Decimal("0.01"))
+    wiro_env(emulator)
+    grid = grid_file(tmp_path, ["new one", "new two", "running a", "running b"])
+    rows = {r["prompt"]: r for r in records(load_grid([grid]))}
+    out = tmp_path / "out"
+    journal = Journal(out)
+    with WiroClient() as client:  # a previous run submitted these two, then died
+        for prompt in ("running a", "running b"):
+            task = client.run(TextToVideoInput(prompt=prompt, num_frames=9))
+            journal.append("intent", rows[prompt]["row_id"])
+            if prompt == "running a":
+                journal.append("submitted", rows[prompt]["row_id"], task_id=task.task_id)
+    journal.close()
+    # Each task bills 0.8 s x $0.01 = $0.008 and is then estimated at 20% more, $0.0096: the two
+    # running ones are held first, then one new row fits in $0.026 and the last does not.
+    state = run_sweep(grid, out, max_concurrency=2, budget=0.026, estimate_usd=0.008)
+    manifest = manifest_rows(out)
+    assert manifest["running a"]["status"] == manifest["running b"]["status"] == "succeeded"
+    assert emulator.account.stats()["max_in_flight"] <= 2, "resumed tasks held their slots first"
+    assert {manifest["new one"]["status"], manifest["new two"]["status"]} == {"succeeded", "skipped"}
+    assert sum((r["cost_usd"] for r in manifest.values()), Decimal(0)) <= Decimal("0.026")
+    assert state.is_failed()
+    assert Counter(t["prompt"] for t in emulator.account.intervals())["running b"] == 1, "adopted, not resubmitted"
+
+
+def test_cancel_in_the_prefect_ui_stops_a_run_started_from_the_command_line(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
+) -> None:
+    import threading
+
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelling
+
+    emulator = make_emulator()
+    wiro_env(emulator)
+    grid = grid_file(tmp_path, ["forever a [emulator:hang]", "forever b [emulator:hang]"])
+    finished: list[Any] = []
+    runner = threading.Thread(target=lambda: finished.append(run_sweep(grid, tmp_path / "out", timeout=600)))
+    runner.start()
+    deadline = time.monotonic() + 60
+    while emulator.account.stats()["in_flight"] < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    async def cancel() -> None:
+        async with get_client() as client:
+            runs = await client.read_flow_runs(limit=50)
+            [run] = [r for r in runs if r.parameters.get("out") == str(tmp_path / "out")]
+            await client.set_flow_run_state(run.id, Cancelling(message="stopped from the UI"), force=True)
+
+    asyncio.run(cancel())
+    runner.join(timeout=60)
+    assert not runner.is_alive()
+    assert finished[0].is_cancelled(), finished[0]
+    assert emulator.account.stats()["statuses"] == {"task_cancel": 2}
+    rows = manifest_rows(tmp_path / "out")
+    assert {r["status"] for r in rows.values()} == {"cancelled"}

@@ -125,14 +125,14 @@ async def submit(model: str, inputs: dict[str, Value], label: str, limit_wait: f
             return SubmitOutcome("refused", message=str(exc))
 
 
-def _transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
-    try:
-        state.result()
-    except (WiroConnectionError, TransientError):
-        return True
-    except BaseException:
-        return False
-    return False
+async def _transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry a task only for errors that another attempt can cure (Prefect awaits this)."""
+    error = await state.aresult(raise_on_failure=False)
+    return isinstance(error, (WiroConnectionError, TransientError))
+
+
+NOT_FOUND_GRACE = 60.0
+STOP_GRACE = 300.0
 
 
 @task(
@@ -153,31 +153,48 @@ async def wait(
     poll_cap: float = 30.0,
     error_grace: float = 120.0,
 ) -> WaitOutcome:
-    """Poll a task to its end (or its deadline, then stop it) and save its output to `dest`."""
+    """Poll a task to its end (or its deadline, then stop it) and save its output to `dest`.
+
+    A task is only ever recorded once Wiro says it is final: after a Cancel or Kill the polling
+    goes on until it is, so what it cost (and any output it still produced) is never lost.
+    """
     client = wiro_client()
     delays = PollSchedule(first=poll_interval, cap=max(poll_interval, poll_cap)).delays()
     error_since: float | None = None
+    missing_since: float | None = None
+    stopped: tuple[Outcome, str] | None = None
+    stopped_at = 0.0
     while True:
-        await asyncio.sleep(_until(deadline, next(delays)))
+        await asyncio.sleep(0.5 if stopped else _until(deadline, next(delays)))
         try:
             current = await client.detail(task_id)
         except NotFoundError:
+            # A task Wiro just named may not be visible everywhere yet: give it a while.
+            missing_since = missing_since or time.monotonic()
+            if time.monotonic() - missing_since < NOT_FOUND_GRACE:
+                continue
             return WaitOutcome("failed", task_id, error=f"task {task_id} not found: another account or base URL?")
+        missing_since = None
         if current.is_terminal:
+            if stopped and not (current.succeeded or current.failed):
+                return _outcome(current, *stopped)
             return await _finish(client, current, dest)
+        if stopped:
+            if time.monotonic() - stopped_at > STOP_GRACE:
+                raise WiroConnectionError(f"task {task_id} still {current.raw_status} {STOP_GRACE:.0f} s after Kill")
+            continue
         if current.status is TaskStatus.ERROR:
             error_since = error_since or time.monotonic()
             if time.monotonic() - error_since >= error_grace:
-                stopped = await _stop(client, current)
                 reason = current.error_message or "task_error"
-                return _outcome(stopped, "failed", f"stuck in task_error for {error_grace:.0f} s: {reason}")
+                stopped = ("failed", f"stuck in task_error for {error_grace:.0f} s: {reason}")
         else:
             error_since = None
-        if datetime.now(deadline.tzinfo) >= deadline:
-            stopped = await _stop(client, current)
-            if stopped.succeeded or stopped.failed:
-                return await _finish(client, stopped, dest)
-            return _outcome(stopped, "timed_out", f"timed out in {current.raw_status}; stopped")
+        if not stopped and datetime.now(deadline.tzinfo) >= deadline:
+            stopped = ("timed_out", f"timed out in {current.raw_status}; stopped")
+        if stopped:
+            stopped_at = time.monotonic()
+            await _stop(client, current)
 
 
 def _until(deadline: datetime, delay: float) -> float:
@@ -185,17 +202,18 @@ def _until(deadline: datetime, delay: float) -> float:
     return max(0.0, min(delay, left + 0.01))
 
 
-async def _stop(client: AsyncWiroClient, current: WiroTask) -> WiroTask:
-    """Cancel a queued task, kill any other; a task that ends meanwhile is returned as it ended."""
+async def _stop(client: AsyncWiroClient, current: WiroTask) -> None:
+    """Cancel a queued task, kill any other; one that ended meanwhile is left as it ended."""
     try:
         if current.status in (TaskStatus.QUEUE, TaskStatus.ERROR):
             try:
-                return await client.cancel(current.id)
+                await client.cancel(current.id)
+                return
             except TaskStateError:
                 pass
-        return await client.kill(current.id)
+        await client.kill(current.id)
     except TaskStateError:
-        return await client.detail(current.id)
+        pass
 
 
 async def _finish(client: AsyncWiroClient, final: WiroTask, dest: str) -> WaitOutcome:
@@ -229,14 +247,26 @@ def _replace(outcome: WaitOutcome, **changes: Any) -> WaitOutcome:
     return replace(outcome, **changes)
 
 
+@dataclass(frozen=True)
+class FindOutcome:
+    """What a Task/List scan found: the task's id, and whether the scan reached back far enough."""
+
+    task_id: str | None
+    complete: bool
+
+
+MAX_SCAN = 20_000
+
+
 @task(name="find-task", task_run_name="find {label}", cache_policy=NO_CACHE, persist_result=False, retries=2,
       retry_delay_seconds=5, retry_condition_fn=_transient)  # fmt: skip
 async def find_task(
     model: str, inputs: dict[str, Value], label: str, since: datetime, exclude: list[str]
-) -> str | None:
+) -> FindOutcome:
     """The task a lost Run answer created, if any: same inputs, created after `since`.
 
     Scans Task/List newest first until tasks are older than `since` less a clock-skew margin.
+    A scan that stops short of that (more than `MAX_SCAN` newer tasks) proves nothing.
     """
     client = wiro_client()
     spec = model_spec(model)
@@ -244,8 +274,8 @@ async def find_task(
     wanted.pop("callbackUrl", None)
     oldest = since - timedelta(minutes=2)
     found: list[WiroTask] = []
-    start, limit = 0, 100
-    while start < 5000:
+    start, limit, complete = 0, 100, False
+    while start < MAX_SCAN:
         page = await client.list_tasks(start=start, limit=limit)
         for candidate in page:
             if candidate.id in exclude or not candidate.parameters:
@@ -260,8 +290,10 @@ async def find_task(
             if have == wanted:
                 found.append(candidate)
         if len(page) < limit or all(t.created_at is not None and t.created_at < oldest for t in page):
+            complete = True
             break
         start += limit
     if not found:
-        return None
-    return min(found, key=lambda t: (t.created_at or since, int(t.id) if t.id.isdigit() else 0)).id
+        return FindOutcome(None, complete)
+    first = min(found, key=lambda t: (t.created_at or since, int(t.id) if t.id.isdigit() else 0))
+    return FindOutcome(first.id, True)
