@@ -104,8 +104,24 @@ def cli_env(prefect_api: str) -> Callable[[EmulatorServer], dict[str, str]]:
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as handle:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
-            [sys.executable, "-m", "flows", "run", *args], env=env, stdout=handle, stderr=handle, start_new_session=True
+            [sys.executable, "-m", "flows", "run", *args],
+            env=env,
+            stdout=handle,
+            stderr=handle,
+            start_new_session=True,
+            # A shell's background jobs inherit SIGINT ignored; a user's terminal never does.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
+
+
+def finish(process: subprocess.Popen[bytes], log: Path, timeout: float) -> int:
+    """The exit code; a process still running after `timeout` is killed and its log shown."""
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise AssertionError(f"still running after {timeout} s:\n{log.read_text()[-3000:]}") from None
 
 
 def wait_until(check: Callable[[], bool], seconds: float = 60) -> None:
@@ -143,7 +159,7 @@ def test_sigkill_at_any_moment_then_resume_pays_once(
 
     # 3: runs to the end.
     third = start(args, env, log)
-    assert third.wait(timeout=120) == 0, log.read_text()
+    assert finish(third, log, 120) == 0, log.read_text()
     manifest = read_manifest(out)
     assert (manifest["status"] == "succeeded").all()
     per_prompt = Counter(t["prompt"] for t in emulator.account.intervals())
@@ -164,7 +180,7 @@ def test_ctrl_c_stops_the_running_wiro_tasks(
     wait_until(lambda: emulator.account.stats()["tasks"] == 2)
     time.sleep(0.3)
     os.killpg(process.pid, signal.SIGINT)
-    assert process.wait(timeout=60) == 130, log.read_text()
+    assert finish(process, log, 60) == 130, log.read_text()
     assert emulator.account.stats()["statuses"] == {"task_cancel": 2}
     finished = [e for e in read_events(out / "journal.jsonl") if e["event"] == "finished"]
     assert sorted(e["status"] for e in finished) == ["cancelled", "cancelled"]
