@@ -411,3 +411,37 @@ async def test_async_client_many_concurrent_signed_requests(make_emulator: Emula
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_the_task_socket_pushes_each_status_to_the_end(emulator: EmulatorServer) -> None:
+    async with AsyncWiroClient(API_KEY, API_SECRET, base_url=emulator.base_url, socket_url=emulator.socket_url) as c:
+        submitted = await c.run(FOX)
+        events = [e async for e in c.events(submitted.socket_token)]
+        [missing] = [e async for e in c.events("no-such-token")]
+    assert events[0].type == "task_queue"
+    assert events[-1].status is TaskStatus.POSTPROCESS_END
+    assert events[-1].task_id == submitted.task_id
+    assert events[-1].message[0]["url"].endswith("/output.mp4"), "the final event carries the outputs"
+    assert len({e.type for e in events}) == len(events), "each status once"
+    assert not missing.result
+
+
+@pytest.mark.anyio
+async def test_a_dropped_socket_is_a_connection_error(emulator: EmulatorServer) -> None:
+    emulator.account.faults = emulator.account.faults.updated({"socket_drop_rate": 1.0})
+    async with AsyncWiroClient(API_KEY, API_SECRET, base_url=emulator.base_url, socket_url=emulator.socket_url) as c:
+        submitted = await c.run(FOX)
+        with pytest.raises(WiroConnectionError):
+            [e async for e in c.events(submitted.socket_token)]
+
+
+def test_socket_url_defaults_only_for_wiro_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wiro_tasks._config import resolve_socket_url
+
+    assert resolve_socket_url(None, "https://api.wiro.ai/v1") == "wss://socket.wiro.ai/v1"
+    assert resolve_socket_url(None, "http://127.0.0.1:9/v1") is None
+    monkeypatch.setenv("WIRO_SOCKET_URL", "")
+    assert resolve_socket_url(None, "https://api.wiro.ai/v1") is None, "an empty value turns it off"
+    with pytest.raises(ValueError, match="ws:// or wss://"):
+        resolve_socket_url("http://x", "https://api.wiro.ai/v1")

@@ -346,3 +346,35 @@ def test_cancel_in_the_prefect_ui_stops_a_run_started_from_the_command_line(
     assert emulator.account.stats()["statuses"] == {"task_cancel": 2}
     rows = manifest_rows(tmp_path / "out")
     assert {r["status"] for r in rows.values()} == {"cancelled"}
+
+
+@pytest.mark.parametrize("socket", ["pushed", "dropped"])
+def test_the_task_socket_pushes_the_end_and_a_broken_one_falls_back_to_polls(
+    socket: str, make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
+) -> None:
+    from datetime import datetime
+
+    from flows.journal import read_events
+
+    emulator = make_emulator(queue_seconds=0.05, task_seconds=3.0)
+    wiro_env(emulator)
+    if socket == "dropped":
+        emulator.account.faults = emulator.account.faults.updated({"socket_drop_rate": 1.0})
+    grid = grid_file(tmp_path, [f"socket {n}" for n in range(3)])
+    state = run_sweep(grid, tmp_path / "out", poll_interval=0.05)
+    assert state.is_completed(), state.message
+    ended = {t["prompt"]: t["ended_wall"] for t in emulator.account.intervals()}
+    prompts = {r["row_id"]: r["prompt"] for r in manifest_rows(tmp_path / "out").values()}
+    noticed = {
+        prompts[e["row_id"]]: datetime.fromisoformat(e["at"].replace("Z", "+00:00")).timestamp()
+        for e in read_events(tmp_path / "out" / "journal.jsonl")
+        if e["event"] == "finished"
+    }
+    lags = [noticed[p] - ended[p] for p in ended]
+    polls = emulator.account.stats()["counters"]["detail"] / 3
+    if socket == "pushed":
+        assert max(lags) < 0.5, lags
+        assert polls <= 8, polls
+    else:
+        assert emulator.account.stats()["counters"]["fault_socket_drop"] >= 3
+        assert polls >= 8, "without events the schedule polls on"

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 
 DEFAULT_BASE_URL = "https://api.wiro.ai/v1"
+DEFAULT_SOCKET_URL = "wss://socket.wiro.ai/v1"
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 4
 DEFAULT_BACKOFF = 0.5
@@ -14,6 +15,7 @@ DEFAULT_MAX_BACKOFF = 30.0
 ENV_API_KEY = "WIRO_API_KEY"
 ENV_API_SECRET = "WIRO_API_SECRET"
 ENV_BASE_URL = "WIRO_BASE_URL"
+ENV_SOCKET_URL = "WIRO_SOCKET_URL"
 
 
 @dataclass(frozen=True)
@@ -60,3 +62,15 @@ def resolve_base_url(base_url: str | None = None) -> str:
 
 def _mask(value: str) -> str:
     return value[:4] + "..." if len(value) > 8 else "***"
+
+
+def resolve_socket_url(socket_url: str | None, base_url: str) -> str | None:
+    """Argument, else `WIRO_SOCKET_URL`, else Wiro's socket for Wiro's API; no socket for other servers
+    unless one is named (an empty value turns it off)."""
+    url = socket_url if socket_url is not None else os.environ.get(ENV_SOCKET_URL)
+    if url is None:
+        return DEFAULT_SOCKET_URL if base_url == DEFAULT_BASE_URL else None
+    url = url.strip()
+    if url and not url.startswith(("ws://", "wss://")):
+        raise ValueError(f"The Wiro socket URL must start with ws:// or wss:// (got {url!r}).")
+    return url or None

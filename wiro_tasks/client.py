@@ -18,7 +18,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -29,8 +29,10 @@ from ._auth import WiroAuth
 from ._config import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
+    ENV_SOCKET_URL,
     Credentials,
     resolve_base_url,
+    resolve_socket_url,
 )
 from ._exceptions import (
     APIError,
@@ -42,6 +44,7 @@ from ._exceptions import (
 )
 from ._retry import PollSchedule, RetryPolicy
 from .inputs import TEXT_TO_VIDEO, ModelInput, Value, model_spec
+from .socket import TaskEvent, task_events
 from .types import Submission, Task, TaskOutput, TaskStatus
 
 logger = logging.getLogger("wiro_tasks")
@@ -313,8 +316,10 @@ class AsyncWiroClient(_BaseClient):
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 100,
+        socket_url: str | None = None,
     ) -> None:
         super().__init__(api_key, api_secret, base_url=base_url, timeout=timeout, max_retries=max_retries, retry=retry)
+        self.socket_url = resolve_socket_url(socket_url, self.base_url)
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._http = httpx.AsyncClient(
             base_url=self.base_url, auth=self._auth, timeout=self._timeout, transport=transport, limits=limits
@@ -360,6 +365,12 @@ class AsyncWiroClient(_BaseClient):
         """The task's current state, by id or by socket token."""
         body = self._detail_ref(task_id, socket_token)
         return self._one_task(await self._call("/Task/Detail", body), "/Task/Detail")
+
+    def events(self, socket_token: str) -> AsyncIterator[TaskEvent]:
+        """A task's pushed status events (see `wiro_tasks.socket`); needs a `socket_url`."""
+        if not self.socket_url:
+            raise ValueError(f"no socket URL: pass socket_url= or set {ENV_SOCKET_URL}")
+        return task_events(self.socket_url, socket_token)
 
     async def list_tasks(self, *, start: int = 0, limit: int = 50) -> list[Task]:
         """The account's tasks, newest first."""

@@ -14,6 +14,7 @@ environment, so it is never a parameter, a cache key or a result. Retry rules:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from dataclasses import dataclass, replace
@@ -40,7 +41,6 @@ from . import (
     WiroConnectionError,
     WiroError,
 )
-from ._retry import PollSchedule
 from .inputs import Value, model_spec
 from .types import Task as WiroTask
 from .types import TaskStatus
@@ -132,6 +132,7 @@ async def _transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any])
 
 
 NOT_FOUND_GRACE = 60.0
+SOCKET_POLL_FACTOR = 10.0  # with events pushed, polls only guard against a lost one
 STOP_GRACE = 300.0
 
 
@@ -155,17 +156,70 @@ async def wait(
 ) -> WaitOutcome:
     """Poll a task to its end (or its deadline, then stop it) and save its output to `dest`.
 
-    A task is only ever recorded once Wiro says it is final: after a Cancel or Kill the polling
-    goes on until it is, so what it cost (and any output it still produced) is never lost.
+    With Wiro's task socket the wait is pushed: polls back off far (they only guard against a
+    lost event) and an event wakes the wait at once. A task is only ever recorded once Wiro
+    says it is final: after a Cancel or Kill the polling goes on until it is, so what it cost
+    (and any output it still produced) is never lost.
     """
     client = wiro_client()
-    delays = PollSchedule(first=poll_interval, cap=max(poll_interval, poll_cap)).delays()
+    wakeups = _Wakeups(client, poll_interval, max(poll_interval, poll_cap))
+    try:
+        return await _wait(client, wakeups, task_id, dest, deadline, error_grace)
+    finally:
+        wakeups.close()
+
+
+class _Wakeups:
+    """When to look at a task next: a backed-off poll, or at once when the socket says it ended."""
+
+    def __init__(self, client: AsyncWiroClient, first: float, cap: float) -> None:
+        self.client = client
+        self.delay = first
+        self.cap = cap
+        self.ended = asyncio.Event()
+        self.watcher: asyncio.Task[None] | None = None
+
+    def listen(self, socket_token: str) -> None:
+        if self.watcher is None and self.client.socket_url and socket_token:
+            self.watcher = asyncio.ensure_future(self._watch(socket_token))
+
+    async def _watch(self, socket_token: str) -> None:
+        try:
+            async for event in self.client.events(socket_token):
+                if event.status.is_terminal:
+                    self.ended.set()
+        except WiroError:
+            pass  # the socket is a hint; polling carries on at its usual pace
+
+    @property
+    def pushed(self) -> bool:
+        return self.watcher is not None and not self.watcher.done()
+
+    async def sleep(self, deadline: datetime, stopping: bool) -> None:
+        delay = 0.5 if stopping else _until(deadline, self.delay * random.uniform(0.9, 1.1))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.ended.wait(), delay)
+        if self.ended.is_set():  # told it ended: look now, and again soon if Task/Detail lags
+            self.ended.clear()
+            self.delay = min(self.delay, 0.5)
+            return
+        cap = self.cap * SOCKET_POLL_FACTOR if self.pushed else self.cap
+        self.delay = min(cap, self.delay * (2.0 if self.pushed else 1.5))
+
+    def close(self) -> None:
+        if self.watcher is not None:
+            self.watcher.cancel()
+
+
+async def _wait(
+    client: AsyncWiroClient, wakeups: _Wakeups, task_id: str, dest: str, deadline: datetime, error_grace: float
+) -> WaitOutcome:
     error_since: float | None = None
     missing_since: float | None = None
     stopped: tuple[Outcome, str] | None = None
     stopped_at = 0.0
     while True:
-        await asyncio.sleep(0.5 if stopped else _until(deadline, next(delays)))
+        await wakeups.sleep(deadline, stopping=stopped is not None)
         try:
             current = await client.detail(task_id)
         except NotFoundError:
@@ -175,6 +229,7 @@ async def wait(
                 continue
             return WaitOutcome("failed", task_id, error=f"task {task_id} not found: another account or base URL?")
         missing_since = None
+        wakeups.listen(current.socket_token)
         if current.is_terminal:
             if stopped and not (current.succeeded or current.failed):
                 return _outcome(current, *stopped)

@@ -27,8 +27,9 @@ import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .._auth import sign
 from .._exceptions import InputValidationError
@@ -329,6 +330,44 @@ def create_app(config: EmulatorConfig, *, storage: Path | None = None) -> Starle
             return PlainTextResponse("Bad Gateway", 502)
         return FileResponse(path, media_type="video/mp4")
 
+    async def socket(websocket: WebSocket) -> None:
+        """Wiro's task websocket: one `task_info` subscription, then each new status as it happens."""
+        await websocket.accept()
+        account.count("socket")
+        if account.random.random() < account.faults.socket_drop_rate:
+            account.count("fault_socket_drop")
+            await websocket.close(code=1011)
+            return
+        try:
+            asked = await websocket.receive_json()
+        except (WebSocketDisconnect, ValueError, KeyError):
+            return
+        token = asked.get("tasktoken") or asked.get("socketaccesstoken") if isinstance(asked, dict) else None
+        task = account.find(token=token)
+        if task is None or asked.get("type") != "task_info":
+            await websocket.send_json({"type": "task_info", "id": "", "message": NO_TASK, "result": False})
+            await websocket.close()
+            return
+        last = ""
+        try:
+            while True:
+                now = account.clock()
+                status = task.status_at(now)
+                if status != last:
+                    message: Any = status
+                    if status == "task_postprocess_end":
+                        if task.succeeded_at(now):
+                            await asyncio.to_thread(renderer.attach, task)
+                        message = account.describe(task, now, renderer.public_base)["outputs"]
+                    await websocket.send_json({"type": status, "id": str(task.id), "message": message, "result": True})
+                    last = status
+                    if status in ("task_postprocess_end", "task_cancel"):
+                        break
+                await asyncio.sleep(max(0.001, min(0.25, task.next_change(now) - account.clock())))
+            await websocket.close()
+        except WebSocketDisconnect:
+            return
+
     async def stats(request: Request) -> Response:
         return JSONResponse(account.stats())
 
@@ -368,6 +407,7 @@ def create_app(config: EmulatorConfig, *, storage: Path | None = None) -> Starle
         Route("/v1/Task/Kill", kill, methods=["POST"]),
         Route("/v1/Tool/Detail", tool_detail, methods=["POST"]),
         Route("/files/{uuid}/{name}", files, methods=["GET", "HEAD"]),
+        WebSocketRoute("/socket/v1", socket),
         Route("/_emulator/stats", stats),
         Route("/_emulator/tasks", tasks),
         Route("/_emulator/faults", faults, methods=["GET", "POST"]),

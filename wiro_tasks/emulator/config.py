@@ -31,6 +31,7 @@ class Faults:
     slow_rate: float = 0.0
     slow_seconds: float = 2.0
     download_fault_rate: float = 0.0
+    socket_drop_rate: float = 0.0
     script: tuple[FaultKind, ...] = ()
     run_script: tuple[FaultKind, ...] = ()
 

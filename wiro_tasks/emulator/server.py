@@ -11,7 +11,7 @@ from typing import Any
 
 import uvicorn
 
-from .._config import ENV_API_KEY, ENV_API_SECRET, ENV_BASE_URL
+from .._config import ENV_API_KEY, ENV_API_SECRET, ENV_BASE_URL, ENV_SOCKET_URL
 from .app import create_app
 from .config import EmulatorConfig
 from .state import Account
@@ -27,6 +27,7 @@ def _config(app: Any, log_level: str) -> uvicorn.Config:
         lifespan="on",
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         timeout_graceful_shutdown=2,
+        ws="websockets-sansio",
     )
 
 
@@ -65,13 +66,18 @@ class EmulatorServer:
         return f"{self.root_url}/v1"
 
     @property
+    def socket_url(self) -> str:
+        """What a client's `socket_url` (or `WIRO_SOCKET_URL`) should be."""
+        return f"ws://{self.host}:{self.port}/socket/v1"
+
+    @property
     def account(self) -> Account:
         account: Account = self.app.state.account
         return account
 
     def env(self) -> dict[str, str]:
         """Environment variables that point a client (or a subprocess) at this emulator."""
-        env = {ENV_API_KEY: self.config.api_key, ENV_BASE_URL: self.base_url}
+        env = {ENV_API_KEY: self.config.api_key, ENV_BASE_URL: self.base_url, ENV_SOCKET_URL: self.socket_url}
         if self.config.api_secret:
             env[ENV_API_SECRET] = self.config.api_secret
         return env

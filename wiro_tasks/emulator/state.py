@@ -86,6 +86,12 @@ class EmulatedTask:
                 status = name
         return status
 
+    def next_change(self, now: float) -> float:
+        """When the status will next change by itself (`inf` for never)."""
+        marks = [self.created + self.queue * 0.3, self.accept_at, self.end_at]
+        marks += [self.accept_at + self.run * share for _, share in _PHASES]
+        return min((m for m in marks if m > now), default=FOREVER)
+
     def terminal_at(self, now: float) -> bool:
         return self.status_at(now) in ("task_cancel", "task_postprocess_end")
 
@@ -317,6 +323,7 @@ class Account:
                         "id": str(t.id),
                         "created": t.created,
                         "ended": end if end <= now else None,
+                        "ended_wall": self._wall_offset + end if end <= now else None,
                         "status": t.status_at(now),
                         "prompt": str(t.parameters.get("prompt", "")),
                         "seed": str(t.parameters.get("seed", "")),
