@@ -132,6 +132,13 @@ def _money(value: str | None, option: str) -> Decimal | None:
 @click.option("--axis", "axes", multiple=True, metavar="NAME=V1,V2,...", help="Sweep an input (repeatable).")
 @click.option("--max-concurrency", default=4, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--poll-interval", default=3.0, show_default=True, type=click.FloatRange(min=0.01))
+@click.option(
+    "--poll-cap",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0.01),
+    help="Longest pause between polls (x10 while Wiro's task socket is connected).",
+)
 @click.option("--timeout", default=3600.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Seconds from submission until a task is cancelled or killed.")  # fmt: skip
 @click.option("--budget", help="USD not to pass, counting tasks in flight.")
@@ -158,6 +165,7 @@ def run(
     axes: tuple[str, ...],
     max_concurrency: int,
     poll_interval: float,
+    poll_cap: float,
     timeout: float,
     budget: str | None,
     estimate_usd: str,
@@ -210,6 +218,7 @@ def run(
                 "axes": parsed_axes or None,
                 "max_concurrency": max_concurrency,
                 "poll_interval": poll_interval,
+                "poll_cap": poll_cap,
                 "timeout": timeout,
                 "budget": float(limit) if limit is not None else None,
                 "retry_failed": retry_failed,

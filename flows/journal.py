@@ -11,10 +11,12 @@ a task. A torn last line is ignored. Folding the lines gives each row's `RowStat
     unknown     the Run answer was lost: look for the task before submitting again
     finished    the task ended (succeeded | failed | timed_out | cancelled), with its cost
     downloaded  the output is saved under OUT          skipped   not submitted (budget, balance)
+    file_missing  a saved output is gone or changed size: fetch it again
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import threading
@@ -99,6 +101,10 @@ class RowState:
             self.output_path = event["path"]
             self.output_sha256 = event["sha256"]
             self.output_bytes = int(event["bytes"])
+        elif kind == "file_missing":
+            self.output_path = self.output_sha256 = ""
+            self.output_bytes = None
+            self.error = event.get("error", "")
         elif kind in ("download_failed", "note"):
             self.error = event.get("error", "")
         elif kind == "skipped":
@@ -106,12 +112,23 @@ class RowState:
 
 
 class Journal:
-    """Appends events for rows and folds them back; safe to share between threads."""
+    """Appends events for rows and folds them back; safe to share between threads.
+
+    Lines are buffered and written in batches: `commit(durable=True)` writes everything pending
+    and fsyncs, and concurrent callers share one write (group commit). The runner commits
+    durably after every `intent`, before its Run request; other events may trail by a moment,
+    which a resume tolerates: a lost `submitted` is found again in Task/List, a lost
+    `finished` or `downloaded` means one more poll or download, never a second task.
+    """
 
     def __init__(self, out: Path) -> None:
         self.path = Path(out) / JOURNAL
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._pending: list[bytes] = []
+        self._appended = 0  # events queued so far
+        self._synced = 0  # events known to be on disk, fsynced
+        self._committing: asyncio.Lock | None = None
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._repair_torn_tail()
 
@@ -125,19 +142,42 @@ class Journal:
                     os.write(self._fd, b"\n")
 
     def close(self) -> None:
+        self.flush()
         os.close(self._fd)
 
     def append(self, event: str, row_id: str, **fields: Any) -> dict[str, Any]:
+        """Queue one event; it reaches the file at the next `flush`/`commit` (or `load`, `close`)."""
         record = {"event": event, "row_id": row_id, "at": fields.pop("at", None) or utcnow(), **fields}
         line = (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode()
         with self._lock:
-            os.write(self._fd, line)
-            if event == "intent":  # survives a power cut too, not just a killed process
-                os.fsync(self._fd)
+            self._pending.append(line)
+            self._appended += 1
         return record
+
+    def flush(self, durable: bool = False) -> None:
+        """Write what is pending in one `write()`; with `durable`, fsync as well."""
+        with self._lock:
+            lines, self._pending, written = b"".join(self._pending), [], self._appended
+            if lines:
+                os.write(self._fd, lines)
+            if durable:
+                os.fsync(self._fd)
+                self._synced = written
+
+    async def commit(self, durable: bool = False) -> None:
+        """`flush` off the event loop; callers arriving meanwhile share the next one."""
+        if self._committing is None:
+            self._committing = asyncio.Lock()
+        target = self._appended
+        async with self._committing:
+            if durable and self._synced >= target:
+                return  # someone else's fsync covered this caller's events
+            if self._pending or durable:
+                await asyncio.to_thread(self.flush, durable)
 
     def load(self) -> dict[str, RowState]:
         """Every row's state; lines that do not parse (a torn write) are skipped."""
+        self.flush()
         return fold(read_events(self.path))
 
 

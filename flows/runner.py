@@ -18,6 +18,7 @@ import asyncio
 import logging
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager, nullcontext
@@ -46,6 +47,7 @@ LOST_ANSWER_SETTLE_SECONDS = 1.0
 FIND_RETRY_DELAYS = (5.0, 15.0)  # seconds between the Task/List scans that look for a lost answer's task
 SLOT_WAIT_SECONDS = 6 * 3600.0  # how long code 96 (account full) is waited out before a row gives up
 CANCEL_POLL_SECONDS = 2.0
+JOURNAL_FLUSH_SECONDS = 0.1
 
 logger = logging.getLogger("flows.sweep")
 
@@ -56,6 +58,7 @@ class Settings:
 
     max_concurrency: int = 4
     poll_interval: float = 3.0
+    poll_cap: float = 30.0
     timeout: float = 3600.0
     budget: Decimal | None = None
     retry_failed: bool = False
@@ -174,16 +177,24 @@ class SweepRunner:
         while True:
             await self._dirty.wait()
             self._dirty.clear()
+            started = time.perf_counter()
             manifest = build_manifest(self.grid, self.states)
             try:
                 await asyncio.to_thread(self._write, manifest, self._version)
             except Exception:  # the next change tries again; the journal is the record
                 logger.exception("could not write the manifest")
-            await asyncio.sleep(self.settings.manifest_interval)
+            # Big grids take longer to rebuild: never spend more than ~5% of the time on it.
+            spent = time.perf_counter() - started
+            await asyncio.sleep(max(self.settings.manifest_interval, 20 * spent))
 
     # The run.
 
     async def run(self) -> pd.DataFrame:
+        for state in self.states.values():
+            if state.downloaded and not self._saved_intact(state):
+                self.record(
+                    "file_missing", state.row_id, error=f"{state.output_path} is missing or changed: fetching again"
+                )
         todo = [r for r in self.rows if needs_work(self.states.get(r["row_id"]), self.settings.retry_failed)]
         # Rows whose task may already exist go first: they hold slots before any new submission,
         # and their estimates count against the budget from the start.
@@ -194,6 +205,7 @@ class SweepRunner:
         self.write()
         publish(self.progress())
         writer = asyncio.create_task(self.keep_manifest_fresh())
+        flusher = asyncio.create_task(self._flush_journal())
         rows = [asyncio.create_task(self.process(row)) for row in todo]
         watcher = asyncio.create_task(self._watch_cancellation(rows))
         try:
@@ -202,15 +214,22 @@ class SweepRunner:
             if not self.cancelled_by_user:
                 raise
         finally:
-            for helper in (writer, watcher):
+            for helper in (writer, watcher, flusher):
                 helper.cancel()
-            await asyncio.gather(writer, watcher, return_exceptions=True)
+            await asyncio.gather(writer, watcher, flusher, return_exceptions=True)
+            self.journal.flush()
         if self.cancelled_by_user:
             await asyncio.gather(*rows, return_exceptions=True)
             stopped = await asyncio.to_thread(kill_in_flight, self.out, self.credentials, self.journal)
             logger.warning("flow run cancelled: stopped %d Wiro task(s)", stopped)
             self.states = self.journal.load()
         return self.write(final=True)
+
+    async def _flush_journal(self) -> None:
+        """Events other than intents reach the file in batches, a tenth of a second apart."""
+        while True:
+            await asyncio.sleep(JOURNAL_FLUSH_SECONDS)
+            await self.journal.commit()
 
     async def _watch_cancellation(self, rows: list[asyncio.Task[None]]) -> None:
         """Cancel in the Prefect UI reaches a run started outside a worker only if it looks."""
@@ -233,6 +252,10 @@ class SweepRunner:
                     for row in rows:
                         row.cancel()
                     return
+
+    def _saved_intact(self, state: RowState) -> bool:
+        path = self.out / state.output_path
+        return path.is_file() and path.stat().st_size == state.output_bytes
 
     def _maybe_live(self, row_id: str) -> bool:
         state = self.states.get(row_id)
@@ -309,6 +332,7 @@ class SweepRunner:
     async def _submit(self, row: dict[str, Any], inputs: dict[str, Value], label: str) -> None:
         row_id = row["row_id"]
         self.record("intent", row_id)
+        await self.journal.commit(durable=True)  # on disk before the request that may cost money
         outcome: SubmitOutcome = await submit(self.settings.model, inputs, label, limit_wait=SLOT_WAIT_SECONDS)
         if outcome.kind == "submitted":
             self.record("submitted", row_id, task_id=outcome.task_id)
@@ -354,6 +378,7 @@ class SweepRunner:
             str(dest),
             deadline,
             poll_interval=self.settings.poll_interval,
+            poll_cap=self.settings.poll_cap,
             error_grace=self.settings.error_grace,
         )
         already = state.costs.get(outcome.task_id, Decimal(0))  # billed in an earlier run, counted already

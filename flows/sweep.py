@@ -87,6 +87,7 @@ async def sweep(
     axes: dict[str, list[str]] | None = None,
     max_concurrency: int = 4,
     poll_interval: float = 3.0,
+    poll_cap: float = 30.0,
     timeout: float = 3600.0,
     budget: float | None = None,
     retry_failed: bool = False,
@@ -106,6 +107,7 @@ async def sweep(
         axes: Extra values to sweep, e.g. {"seed": ["1", "2"]}: a cartesian product over every row.
         max_concurrency: Most Wiro tasks in flight at once (per shard when sharded).
         poll_interval: Seconds before the first status poll; later polls back off.
+        poll_cap: Longest pause between polls (ten times longer while Wiro's task socket pushes events).
         timeout: Seconds from submission after which a task is cancelled or killed.
         budget: USD not to pass, counting tasks in flight at an estimate (split evenly over shards).
         retry_failed: Submit again the rows that failed or timed out.
@@ -129,6 +131,7 @@ async def sweep(
             "axes": axes,
             "max_concurrency": max_concurrency,
             "poll_interval": poll_interval,
+            "poll_cap": poll_cap,
             "timeout": timeout,
             "budget": budget / shards if budget is not None else None,
             "retry_failed": retry_failed,
@@ -152,6 +155,7 @@ async def sweep(
     settings = Settings(
         max_concurrency=max_concurrency,
         poll_interval=poll_interval,
+        poll_cap=poll_cap,
         timeout=timeout,
         budget=Decimal(str(budget)) if budget is not None else None,
         retry_failed=retry_failed,
@@ -229,7 +233,7 @@ async def _run_shards(frame: pd.DataFrame, out: Path, count: int, children: dict
 
 
 class ProgressArtifact:
-    """Keeps the run's progress artifact current, at most one update in flight at a time."""
+    """Keeps the run's progress artifact current: at most one update a second, one at a time."""
 
     def __init__(self, artifact_id: Any) -> None:
         self.artifact_id = artifact_id
@@ -243,19 +247,19 @@ class ProgressArtifact:
             self._task = asyncio.ensure_future(self._send())
 
     async def _send(self) -> None:
-        while True:
+        await asyncio.sleep(1.0)  # gathers the rows that finish meanwhile into one update
+        if self.share != self._sent:
             share = self.share
             await aupdate_progress_artifact(self.artifact_id, share)
             self._sent = share
-            if self._sent == self.share:
-                return
-            await asyncio.sleep(1.0)
 
     async def flush(self) -> None:
         if self._task is not None:
-            await self._task
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
         if self._sent != self.share:
             await aupdate_progress_artifact(self.artifact_id, self.share)
+            self._sent = self.share
 
 
 async def _report(manifest: pd.DataFrame, out: Path) -> dict[str, Any] | State[Any]:

@@ -378,3 +378,18 @@ def test_the_task_socket_pushes_the_end_and_a_broken_one_falls_back_to_polls(
     else:
         assert emulator.account.stats()["counters"]["fault_socket_drop"] >= 3
         assert polls >= 8, "without events the schedule polls on"
+
+
+def test_a_deleted_video_is_fetched_again_without_a_new_task(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
+) -> None:
+    emulator = make_emulator()
+    wiro_env(emulator)
+    grid, out = grid_file(tmp_path, ["keep me"]), tmp_path / "out"
+    assert run_sweep(grid, out).is_completed()
+    [row] = manifest_rows(out).values()
+    (out / row["output_path"]).unlink()
+    assert run_sweep(grid, out).is_completed()
+    assert (out / row["output_path"]).stat().st_size == row["output_bytes"]
+    assert emulator.account.stats()["tasks"] == 1
+    assert emulator.account.stats()["counters"]["download"] == 2

@@ -229,11 +229,11 @@ async def _wait(
                 continue
             return WaitOutcome("failed", task_id, error=f"task {task_id} not found: another account or base URL?")
         missing_since = None
-        wakeups.listen(current.socket_token)
         if current.is_terminal:
             if stopped and not (current.succeeded or current.failed):
                 return _outcome(current, *stopped)
             return await _finish(client, current, dest)
+        wakeups.listen(current.socket_token)
         if stopped:
             if time.monotonic() - stopped_at > STOP_GRACE:
                 raise WiroConnectionError(f"task {task_id} still {current.raw_status} {STOP_GRACE:.0f} s after Kill")

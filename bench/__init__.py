@@ -1,0 +1,1 @@
+"""Benchmarks of the sweep against plain-asyncio and Prefect baselines: `python -m bench.run`."""

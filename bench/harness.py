@@ -1,0 +1,181 @@
+"""What every benchmark scenario needs: an emulator in its own process, a Prefect API, timings.
+
+The emulator runs as `wiro-sweep emulator` in a separate process, so its work (timelines,
+video rendering) is not billed to the process being measured. The Prefect API is the one in
+`PREFECT_API_URL` if set, else a `prefect server start` of the benchmark's own, backed by
+PostgreSQL when one answers on 127.0.0.1:5432 (as in production), else SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+CLI = [sys.executable, "-m", "flows"]
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_for(url: str, process: subprocess.Popen[bytes], seconds: float = 180) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not come up")
+        time.sleep(0.2)
+
+
+@dataclass
+class Emulator:
+    """A `wiro-sweep emulator` process and the environment that points clients at it."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    env: dict[str, str]
+
+    @property
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = httpx.get(f"{self.root}/_emulator/stats", timeout=30).json()
+        return stats
+
+    def tasks(self) -> list[dict[str, Any]]:
+        tasks: list[dict[str, Any]] = httpx.get(f"{self.root}/_emulator/tasks", timeout=120).json()
+        return tasks
+
+
+@contextmanager
+def emulator(*options: str) -> Iterator[Emulator]:
+    """An emulator process with fresh credentials; `options` are `wiro-sweep emulator` flags."""
+    port = free_port()
+    env = {
+        "WIRO_API_KEY": f"bench-{secrets.token_hex(6)}",
+        "WIRO_API_SECRET": secrets.token_hex(16),
+        "WIRO_BASE_URL": f"http://127.0.0.1:{port}/v1",
+        "WIRO_SOCKET_URL": f"ws://127.0.0.1:{port}/socket/v1",
+    }
+    with open(os.devnull, "wb") as quiet:
+        process = subprocess.Popen(
+            [*CLI, "emulator", "--port", str(port), *options], env={**os.environ, **env}, stdout=quiet, stderr=quiet
+        )
+    try:
+        wait_for(f"http://127.0.0.1:{port}/_emulator/stats", process, 60)
+        yield Emulator(process, port, env)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@contextmanager
+def pointed_at(env: dict[str, str]) -> Iterator[None]:
+    """This process's environment, for the duration, says what `env` says."""
+    before = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextmanager
+def prefect_api() -> Iterator[str]:
+    """The Prefect API to run flows against (see the module docstring); yields a note on it."""
+    if os.environ.get("PREFECT_API_URL"):
+        yield f"the given Prefect API ({os.environ['PREFECT_API_URL']})"
+        return
+    home = Path(tempfile.mkdtemp(prefix="wiro-bench-prefect-"))
+    port = free_port()
+    database, note = _database(home)
+    env = {
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_API_DATABASE_CONNECTION_URL": database,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+    }
+    with (home / "server.log").open("wb") as log:
+        server = subprocess.Popen(
+            [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=log,
+        )
+    try:
+        wait_for(f"http://127.0.0.1:{port}/api/health", server)
+        with pointed_at(env):
+            yield f"a `prefect server` of its own on {note}"
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def _database(home: Path) -> tuple[str, str]:
+    import asyncpg
+
+    name = f"wiro_sweep_bench_{secrets.token_hex(4)}"
+
+    async def create() -> None:
+        connection = await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres", database="postgres", timeout=3)
+        try:
+            await connection.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await connection.close()
+
+    try:
+        asyncio.run(create())
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return f"sqlite+aiosqlite:///{home / 'prefect.db'}", "SQLite (no PostgreSQL answered)"
+    return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}", "PostgreSQL"
+
+
+def in_flight_profile(tasks: list[dict[str, Any]], limit: int) -> dict[str, float]:
+    """From the emulator's task intervals: the share of the busy span spent at the account limit,
+    and the mean number in flight."""
+    events = sorted([(t["created"], 1) for t in tasks] + [(t["ended"], -1) for t in tasks if t["ended"]])
+    if not events:
+        return {"at_limit": 0.0, "mean_in_flight": 0.0}
+    start, end = events[0][0], events[-1][0]
+    level, last, at_limit, area = 0, start, 0.0, 0.0
+    for at, step in events:
+        span = at - last
+        area += level * span
+        if level >= limit:
+            at_limit += span
+        level, last = level + step, at
+    busy = max(end - start, 1e-9)
+    return {"at_limit": at_limit / busy, "mean_in_flight": area / busy}
+
+
+def peak_rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
