@@ -207,6 +207,7 @@ def run(
         if name == "PREFECT_LOGGING_LEVEL" and verbose:
             continue
         os.environ.setdefault(name, value)
+    saved = dict(os.environ)
     server = _start_emulator() if emulator else None
     try:
         from .console import run_with_progress
@@ -233,6 +234,8 @@ def run(
     finally:
         if server is not None:
             server.stop()
+            os.environ.clear()  # the emulator's credentials were for this run only
+            os.environ.update(saved)
     sys.exit(code)
 
 

@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import pyarrow as pa
@@ -100,6 +100,7 @@ def _read_grid_file(path: Path, name: str) -> pd.DataFrame:
 
 def _read_csv(path: Path) -> pd.DataFrame:
     name = str(path)
+    csv.field_size_limit(MAX_FILE_BYTES)  # long prompts get their own, clearer rule
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle, strict=True)
@@ -140,6 +141,8 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     for column in table.schema:
         kind = column.type
         if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+            kind = kind.value_type
+        if pa.types.is_dictionary(kind):  # e.g. a pandas categorical: its values are what count
             kind = kind.value_type
         if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
                 or pa.types.is_floating(kind) or pa.types.is_null(kind)):  # fmt: skip
@@ -196,10 +199,23 @@ def check_axes(axes: Mapping[str, object] | None) -> dict[str, list[str]]:
 
 def _cell_values(value: Any) -> list[Any]:
     if isinstance(value, (list, tuple)):
+        if any(_is_missing(v) for v in value):
+            raise ValueError("a list cell holds an empty value")
         return list(value) if value else [None]
     if hasattr(value, "tolist") and not isinstance(value, str):
         return _cell_values(value.tolist())
     return [value]
+
+
+def _options(record: Mapping[str, Any], column: str, axes: Mapping[str, Sequence[object]]) -> list[Any]:
+    """The values one row takes for one input: the axis if there is one, else its cell (or list)."""
+    if axes.get(column):
+        return list(axes[column])
+    try:
+        return _cell_values(record.get(column))
+    except ValueError as exc:
+        file, _, row = str(record.get(SOURCE, "?")).rpartition(":")
+        raise GridError(file, str(exc), int(row) if row.isdigit() else None, column) from None
 
 
 def expand_grid(
@@ -216,12 +232,12 @@ def expand_grid(
     """
     axes = dict(axes or {})
     spec = model_spec(model)
-    records = raw.to_dict("records")
+    records = cast(list[dict[str, Any]], raw.to_dict("records"))
     total = 0
     for record in records:
         count = 1
         for column in INPUTS:
-            count *= len(axes.get(column) or _cell_values(record.get(column)))
+            count *= len(_options(record, column, axes))
         total += count
     if total > max_combinations:
         raise GridError("grid", f"expands to {total:,} combinations, more than the maximum {max_combinations:,}"
@@ -230,13 +246,16 @@ def expand_grid(
     for record in records:
         source = str(record.get(SOURCE, "?"))
         file, _, row = source.rpartition(":")
-        choices = [axes.get(c) or _cell_values(record.get(c)) for c in INPUTS]
+        choices = [_options(record, c, axes) for c in INPUTS]
         for combo in itertools.product(*choices):
             given = {c: v for c, v in zip(INPUTS, combo, strict=True) if not _is_missing(v)}
             try:
                 values = spec.validate(given)
             except InputValidationError as exc:
-                raise GridError(file, f"{exc.rule} (got {exc.value!r})", int(row), exc.field) from None
+                got = "" if exc.value is None else f" (got {exc.value!r})"
+                if exc.field in axes:
+                    raise GridError("--axis", f"{exc.rule}{got}", field=exc.field) from None
+                raise GridError(file, f"{exc.rule}{got}", int(row), exc.field) from None
             values.pop("callbackUrl", None)
             key = row_id(model, values)
             if key in out:

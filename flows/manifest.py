@@ -156,5 +156,6 @@ def _atomic(path: Path, write: Callable[[str], None]) -> None:
 
 def read_manifest(out: Path) -> pd.DataFrame:
     """The Parquet manifest as a DataFrame (cost_usd as Decimal)."""
-    frame: pd.DataFrame = pq.read_table(out / MANIFEST_PARQUET).to_pandas()
+    with (out / MANIFEST_PARQUET).open("rb") as handle:  # one open file: a rewrite cannot mix in
+        frame: pd.DataFrame = pq.read_table(handle).to_pandas()
     return frame

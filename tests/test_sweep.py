@@ -66,11 +66,24 @@ def test_a_clean_sweep(
 
 
 def test_faults_every_row_accounted_for_one_task_each(
-    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
+    make_emulator: EmulatorFactory,
+    wiro_env: Callable[[EmulatorServer], None],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    import flows.runner
+
+    monkeypatch.setattr(flows.runner, "FIND_RETRY_DELAYS", (0.2, 0.4))  # dropped Runs are looked for quickly
     emulator = make_emulator(concurrency_limit=2, task_seconds=0.3)
     emulator.account.faults = emulator.account.faults.updated(
-        {"error_5xx_rate": 0.1, "rate_429": 0.05, "retry_after": 0, "lost_run_rate": 0.25, "drop_rate": 0.03}
+        {
+            "error_5xx_rate": 0.1,
+            "rate_429": 0.05,
+            "retry_after": 0,
+            "lost_run_rate": 0.25,
+            "drop_rate": 0.03,
+            "run_script": ["ok", "lost"],
+        }  # at least one lost answer, whatever the dice say
     )
     wiro_env(emulator)
     prompts = [f"scene {n}" for n in range(8)] + [

@@ -39,7 +39,7 @@ class InputValidationError(WiroError, ValueError):
         self.field = field
         self.rule = rule
         self.value = value
-        super().__init__(f"{field}: {rule} (got {value!r})")
+        super().__init__(f"{field}: {rule}" + ("" if value is None else f" (got {value!r})"))
 
 
 class APIError(WiroError):

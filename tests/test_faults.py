@@ -1,0 +1,486 @@
+"""Faults and load: nothing is lost, nothing is paid twice, the manifest is readable at every instant.
+
+Two tests against the emulator, sized for CI (each well under a minute on two cores):
+
+- `test_fault_matrix_every_row_accounted_for_one_task_each`: the real `sweep` flow in this
+  process against 10% 5xx, 5% 429 (with Retry-After), 5% dropped connections, 3% lost Run answers,
+  10% failed tasks, task_error interims and hung tasks killed at the timeout; then a second sweep
+  with `retry_failed=True`. A background thread reads `OUT/manifest.parquet` (pyarrow) and
+  `OUT/manifest.csv` (pandas) over and over for the whole time.
+- `test_random_sigkills_then_resume_lose_nothing_and_pay_once`: `python -m flows run ...` as a
+  subprocess (with the lost-answer scans spread over a second instead of 20 s, see `FLOWS_MAIN`),
+  killed with SIGKILL at random moments (some right after a Run request reached the emulator) at
+  least five times in one sweep, resumed each time with the same command.
+- `test_read_manifest_survives_a_concurrent_rewrite`: the product's own manifest reader against a
+  writer rewriting the manifest as fast as it can.
+
+The long soak: set `WIRO_SOAK=N` (a whole number, N >= 1) and both tests scale up, N times the
+rows in the fault matrix and N times the rows and kills in the SIGKILL test (the random
+moments stay reproducible: the kill schedule is drawn from a fixed seed, plus N):
+
+    WIRO_SOAK=20 ./scripts/test.sh tests/test_faults.py
+
+Without it they use the CI sizes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from flows.journal import JOURNAL, read_events
+from flows.manifest import FINAL_STATUSES, MANIFEST_CSV, MANIFEST_PARQUET, read_manifest
+from flows.runner import records
+from flows.sweep import sweep
+from wiro_tasks.emulator import EmulatorServer
+from wiro_tasks.emulator.config import Faults
+
+from .conftest import EmulatorFactory
+
+
+def soak_factor() -> int:
+    """N from WIRO_SOAK (1 when unset): how many times the CI sizes to run."""
+    raw = os.environ.get("WIRO_SOAK", "").strip()
+    if not raw:
+        return 1
+    try:
+        factor = int(raw)
+    except ValueError:
+        raise pytest.UsageError(f"WIRO_SOAK must be a whole number >= 1 (got {raw!r})") from None
+    if factor < 1:
+        raise pytest.UsageError(f"WIRO_SOAK must be a whole number >= 1 (got {raw!r})")
+    return factor
+
+
+SOAK = soak_factor()
+
+
+# Helpers shared by both tests.
+
+
+class ManifestReader(threading.Thread):
+    """Reads both manifests over and over while a sweep runs; every read must parse whole.
+
+    A manifest that exists must have exactly one row per combination (the expected row ids),
+    whatever moment it is read at. Failures are collected, never raised in the thread.
+    """
+
+    def __init__(self, out: Path, row_ids: set[str]) -> None:
+        super().__init__(name="manifest-reader", daemon=True)
+        self.out = out
+        self.row_ids = row_ids
+        self.reads: Counter[str] = Counter()
+        self.failures: list[str] = []
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.is_set():
+            self.check(MANIFEST_PARQUET, parquet_row_ids)
+            self.check(MANIFEST_CSV, lambda p: pd.read_csv(p, dtype=str, keep_default_na=False)["row_id"].tolist())
+            time.sleep(0.002)
+
+    def check(self, name: str, read_ids: Callable[[Path], list[Any]]) -> None:
+        path = self.out / name
+        if not path.exists():
+            return
+        try:
+            ids = read_ids(path)
+        except Exception as exc:  # any exception is a torn or unreadable manifest
+            self.failures.append(f"{name}: {type(exc).__name__}: {exc}")
+            return
+        self.reads[name] += 1
+        if len(ids) != len(self.row_ids) or set(ids) != self.row_ids:
+            self.failures.append(f"{name}: {len(ids)} rows, {len(set(ids) & self.row_ids)} of the expected ids")
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join(timeout=10)
+
+    def assert_readable_throughout(self, at_least: int) -> None:
+        assert not self.failures, f"{len(self.failures)} bad reads, first ones: {self.failures[:5]}"
+        for name in (MANIFEST_PARQUET, MANIFEST_CSV):
+            assert self.reads[name] >= at_least, f"{name} read only {self.reads[name]} times: {dict(self.reads)}"
+
+
+def parquet_row_ids(path: Path) -> list[Any]:
+    """The row ids of a Parquet manifest, read through one open file (one version of it).
+
+    `pq.read_table(path)` opens the path more than once (footer, then pages), so a rename
+    between the two mixes two versions however atomic the writer is: see
+    `test_read_manifest_survives_a_concurrent_rewrite`.
+    """
+    with path.open("rb") as handle:
+        ids: list[Any] = pq.read_table(handle, columns=["row_id"]).column("row_id").to_pylist()
+    return ids
+
+
+def tasks_by_combination(emulator: EmulatorServer) -> dict[tuple[str, str], list[str]]:
+    """Every Wiro task the emulator created, by (prompt, seed)."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for task in emulator.account.intervals():
+        found.setdefault((task["prompt"], task["seed"]), []).append(task["id"])
+    return found
+
+
+def assert_outputs_match_the_manifest(out: Path, rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        if row["status"] != "succeeded":
+            continue
+        video = out / row["output_path"]
+        assert video.is_file(), row
+        data = video.read_bytes()
+        assert hashlib.sha256(data).hexdigest() == row["output_sha256"], row["row_id"]
+        assert len(data) == row["output_bytes"], row["row_id"]
+
+
+def leftovers(out: Path) -> list[Path]:
+    """Partial downloads and temporary manifests that a finished sweep must not leave."""
+    return [p for p in out.rglob("*") if p.name.endswith((".part", ".tmp"))]
+
+
+# 1. The fault matrix, in process.
+
+
+def write_grid(path: Path, rows: list[tuple[str, str]]) -> Path:
+    pd.DataFrame({"prompt": [p for p, _ in rows], "seed": [s for _, s in rows], "numFrames": 9}).to_csv(
+        path, index=False
+    )
+    return path
+
+
+def run_sweep(grid: Path, out: Path, **params: Any) -> Any:
+    return asyncio.run(sweep(grid=[str(grid)], out=str(out), return_state=True, **params))  # type: ignore[arg-type]
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_fault_matrix_every_row_accounted_for_one_task_each(
+    make_emulator: EmulatorFactory,
+    wiro_env: Callable[[EmulatorServer], None],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import flows.runner
+    from flows.grid import load_grid
+
+    # The emulator's Task/List is consistent at once: the scans that prove a lost Run answer
+    # created no task need not be spread over 20 s here (the rule, three scans, is unchanged).
+    monkeypatch.setattr(flows.runner, "FIND_RETRY_DELAYS", (0.2, 0.4))
+    faults = Faults(
+        error_5xx_rate=0.10,
+        rate_429=0.05,
+        retry_after=0.1,
+        drop_rate=0.05,
+        lost_run_rate=0.03,
+        # The rates are dice; these make sure every kind of fault meets a Run request at least once.
+        run_script=("lost", "503", "drop", "429", "lost", "500"),
+    )
+    emulator = make_emulator(
+        queue_seconds=0.3,  # task_error interims show for the last 70% of the queue time
+        task_seconds=0.2,
+        preview=True,
+        fail_rate=0.10,
+        error_interim_rate=0.2,
+        seed=5,
+        faults=faults,
+    )
+    wiro_env(emulator)
+    rows = [(f"scene {n}", str(seed)) for n in range(16 * SOAK) for seed in (1, 2, 3, 4)]
+    rows += [(f"hung {n} [emulator:hang]", "7") for n in range(3)]
+    rows += [(f"wobbly {n} [emulator:error]", "7") for n in range(3)]
+    grid = write_grid(tmp_path / "grid.csv", rows)
+    out = tmp_path / "out"
+    expected = load_grid([grid])
+    row_ids = set(expected["row_id"])
+    assert len(row_ids) == len(rows)
+    params: dict[str, Any] = {"max_concurrency": 8, "poll_interval": 0.05, "timeout": 3.0, "error_grace": 3.0}
+
+    reader = ManifestReader(out, row_ids)
+    reader.start()
+    try:
+        first_state = run_sweep(grid, out, **params)
+        first = {r["row_id"]: r for r in records(read_manifest(out))}
+        after_first = tasks_by_combination(emulator)
+        retried_state = run_sweep(grid, out, retry_failed=True, **params)
+    finally:
+        reader.stop()
+
+    # After the first sweep: every row final, exactly one Wiro task per row.
+    assert first_state.is_failed(), "hung rows time out, so not every row succeeded"
+    assert set(first) == row_ids
+    statuses = Counter(r["status"] for r in first.values())
+    assert set(statuses) <= set(FINAL_STATUSES), statuses
+    doubled = {k: v for k, v in after_first.items() if len(v) != 1}
+    assert not doubled, f"more than one Wiro task for a row: {doubled}"
+    assert len(after_first) == len(rows), "every row got its one task"
+    hung = [r for r in first.values() if "[emulator:hang]" in r["prompt"]]
+    assert {r["status"] for r in hung} == {"timed_out"}
+    assert all(r["cost_usd"] > 0 for r in hung), "a killed running task is billed"
+    assert statuses["failed"] >= 1, f"10% failed tasks, yet none failed: {statuses}"
+    retried = {k for k, r in first.items() if r["status"] in ("failed", "timed_out")}
+
+    # After the retry: the failed and timed-out rows have exactly two tasks, the rest still one.
+    assert retried_state.is_failed(), "the hung rows hang again"
+    final = records(read_manifest(out))
+    assert len(final) == len(rows)
+    assert {r["row_id"] for r in final} == row_ids
+    assert {r["status"] for r in final} <= set(FINAL_STATUSES)
+    tasks = tasks_by_combination(emulator)
+    with_two = set()
+    for row in final:
+        ids = tasks[(row["prompt"], row["seed"])]
+        assert sorted(row["task_ids"].split()) == sorted(ids), ("the manifest knows every task of its row", row)
+        if row["row_id"] in retried:
+            assert len(ids) == 2, ("a retried row has its first task and one more", row)
+            with_two.add(row["row_id"])
+        else:
+            assert len(ids) == 1, ("a row not retried kept its one task", row)
+            assert row["task_id"] == first[row["row_id"]]["task_id"]
+    assert len(with_two) == len(retried) > len(hung)
+    assert sum(len(ids) for ids in tasks.values()) == len(rows) + len(retried)
+
+    # Money and files.
+    stats = emulator.account.stats()
+    assert set(stats["statuses"]) <= {"task_postprocess_end", "task_cancel"}, stats["statuses"]
+    hung_tasks = [t for t in emulator.account.intervals() if "[emulator:hang]" in t["prompt"]]
+    assert len(hung_tasks) == 2 * len(hung)
+    assert {t["status"] for t in hung_tasks} == {"task_cancel"}, "every hung task was stopped at the timeout"
+    assert sum((r["cost_usd"] for r in final), Decimal(0)) == Decimal(stats["billed"])
+    assert_outputs_match_the_manifest(out, final)
+    assert stats["max_in_flight"] <= params["max_concurrency"]
+    assert not leftovers(out)
+
+    # The faults really happened.
+    counters = stats["counters"]
+    for kind in ("fault_503", "fault_500", "fault_429", "fault_drop", "fault_lost"):
+        assert counters.get(kind, 0) > 0, (kind, counters)
+    events = Counter(e["event"] for e in read_events(out / JOURNAL))
+    assert events["adopted"] >= 2, "the tasks behind lost Run answers were found and adopted"
+    assert events["unknown"] >= events["adopted"]
+
+    reader.assert_readable_throughout(at_least=50)
+
+
+def test_read_manifest_survives_a_concurrent_rewrite(tmp_path: Path) -> None:
+    """`read_manifest` (what `wiro-sweep report OUT` and the CLI summary use) while a sweep
+    rewrites the manifest: every read must give one whole version, as the manifest promises."""
+    from flows.grid import load_grid
+    from flows.journal import RowState
+    from flows.manifest import build_manifest, write_manifest
+
+    grid_path = tmp_path / "grid.csv"
+    pd.DataFrame({"prompt": [f"p{n}" for n in range(70)], "numFrames": 9}).to_csv(grid_path, index=False)
+    grid = load_grid([grid_path])
+    ids = list(grid["row_id"])
+    out = tmp_path / "out"
+    out.mkdir()
+    write_manifest(out, build_manifest(grid, {}))
+    done = threading.Event()
+    writes = [0]
+
+    def rewrite() -> None:  # as a sweep does while rows finish, only faster
+        while not done.is_set():
+            n = writes[0] = writes[0] + 1
+            states = {
+                k: RowState(k, phase="finished", status="failed", error="x" * (n % 40), task_id=str(n))
+                for k in ids[: n % len(ids)]
+            }
+            write_manifest(out, build_manifest(grid, states))
+
+    writer = threading.Thread(target=rewrite, name="manifest-writer")
+    writer.start()
+    failures: list[str] = []
+    reads = 0
+    deadline = time.monotonic() + 3.0 * SOAK
+    try:
+        while time.monotonic() < deadline:
+            try:
+                frame = read_manifest(out)
+            except Exception as exc:  # a torn read is the failure looked for
+                failures.append(f"{type(exc).__name__}: {exc}")
+                continue
+            reads += 1
+            assert len(frame) == len(ids)
+    finally:
+        done.set()
+        writer.join()
+    assert reads > 100, reads
+    assert writes[0] > 100, writes[0]
+    assert not failures, f"{len(failures)} of {reads + len(failures)} reads failed, e.g. {sorted(set(failures))[:3]}"
+
+
+# 2. SIGKILL at random moments, through the command line.
+
+
+@pytest.fixture
+def subprocess_env(prefect_api: str) -> Callable[[EmulatorServer], dict[str, str]]:
+    def env(emulator: EmulatorServer) -> dict[str, str]:
+        return {**os.environ, **emulator.env(), "PREFECT_API_URL": prefect_api, "PREFECT_LOGGING_LEVEL": "WARNING"}
+
+    return env
+
+
+# `python -m flows run ARGS`, with one constant changed: the emulator's Task/List is consistent at
+# once, so the three scans that prove a lost Run answer created no task are spread over about a
+# second instead of 20 s (the rule itself, three complete scans, stays). Everything else is the
+# command as a user runs it.
+FLOWS_MAIN = (
+    "import runpy, flows.runner; flows.runner.FIND_RETRY_DELAYS = (0.3, 0.6); "
+    "runpy.run_module('flows', run_name='__main__')"
+)
+
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as handle:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-c", FLOWS_MAIN, "run", *args],
+            env=env,
+            stdout=handle,
+            stderr=handle,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+
+
+def finish(process: subprocess.Popen[bytes], log: Path, timeout: float) -> int:
+    """The exit code; a process still running after `timeout` is killed and its log shown."""
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise AssertionError(f"still running after {timeout} s:\n{log.read_text()[-3000:]}") from None
+
+
+def requests_seen(emulator: EmulatorServer) -> int:
+    counters: dict[str, int] = emulator.account.stats()["counters"]
+    return sum(counters.get(k, 0) for k in ("run", "detail", "list", "cancel", "kill"))
+
+
+def runs_seen(emulator: EmulatorServer) -> int:
+    runs: int = emulator.account.stats()["counters"].get("run", 0)
+    return runs
+
+
+def grown(count: Callable[[], int], start: int) -> Callable[[], bool]:
+    """Whether `count()` has grown past `start`."""
+    return lambda: count() > start
+
+
+def wait_for(check: Callable[[], bool], process: subprocess.Popen[bytes], seconds: float) -> bool:
+    """Whether `check` came true before `seconds` passed or the process ended."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        if process.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Subprocesses of a test; any still running at its end are killed (by their own group)."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def test_random_sigkills_then_resume_lose_nothing_and_pay_once(
+    make_emulator: EmulatorFactory,
+    subprocess_env: Callable[[EmulatorServer], dict[str, str]],
+    processes: list[subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    from flows.grid import load_grid
+
+    kills_wanted = 5 * SOAK
+    emulator = make_emulator(
+        queue_seconds=0.1,
+        task_seconds=0.5,
+        task_seconds_max=1.5,
+        preview=True,
+        seed=11,
+        faults=Faults(
+            lost_run_rate=0.10, drop_rate=0.02, rate_429=0.02, retry_after=0.1, run_script=("ok", "lost", "ok", "drop")
+        ),
+    )
+    prompts = pd.DataFrame({"prompt": [f"take {n}" for n in range(12 * SOAK)], "numFrames": 9})
+    grid = tmp_path / "grid.csv"
+    prompts.to_csv(grid, index=False)
+    out, log = tmp_path / "out", tmp_path / "log.txt"
+    args = [str(grid), "--out", str(out), "--axis", "seed=1,2,3", "--max-concurrency", "4", "--poll-interval", "0.1"]
+    row_ids = set(load_grid([grid], {"seed": ["1", "2", "3"]})["row_id"])
+    env = subprocess_env(emulator)
+    dice = random.Random(20240601 + SOAK)
+    kills: list[str] = []
+
+    reader = ManifestReader(out, row_ids)
+    reader.start()
+    try:
+        while len(kills) < kills_wanted:
+            process = start(args, env, log)
+            processes.append(process)
+            before = requests_seen(emulator)
+            runs_before = runs_seen(emulator)
+            # Time starts when this run talks to Wiro: Prefect's start-up is not the interesting part.
+            assert wait_for(grown(lambda: requests_seen(emulator), before), process, 60), log.read_text()[-3000:]
+            if dice.random() < 0.35:
+                moment = "right after a Run request arrived"
+                wait_for(grown(lambda: runs_seen(emulator), runs_before), process, 10)
+            else:
+                delay = dice.uniform(0.3, 3.0)
+                moment = f"{delay:.2f} s in"
+                time.sleep(delay)
+            if process.poll() is not None:
+                raise AssertionError(f"the sweep finished before kill {len(kills) + 1}: make the grid bigger")
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            kills.append(moment)
+            events = read_events(out / JOURNAL)  # readable after every kill
+            lines = (out / JOURNAL).read_bytes().splitlines() if (out / JOURNAL).exists() else []
+            assert len(events) == len(lines), f"a journal line did not parse after a kill {moment}"
+        last = start(args, env, log)
+        processes.append(last)
+        code = finish(last, log, 240)
+    finally:
+        reader.stop()
+
+    assert len(kills) >= 5, kills
+    assert code == 0, log.read_text()[-3000:]
+    manifest = records(read_manifest(out))
+    assert {r["row_id"] for r in manifest} == row_ids, "no row lost"
+    assert len(manifest) == len(row_ids)
+    assert {r["status"] for r in manifest} == {"succeeded"}, Counter(r["status"] for r in manifest)
+    tasks = tasks_by_combination(emulator)
+    doubled = {k: v for k, v in tasks.items() if len(v) != 1}
+    assert not doubled, f"paid twice after kills {kills}: {doubled}"
+    assert len(tasks) == len(row_ids)
+    for row in manifest:
+        assert row["task_ids"].split() == tasks[(row["prompt"], row["seed"])]
+    stats = emulator.account.stats()
+    assert sum((r["cost_usd"] for r in manifest), Decimal(0)) == Decimal(stats["billed"])
+    assert_outputs_match_the_manifest(out, manifest)
+    assert not leftovers(out), leftovers(out)
+    events = read_events(out / JOURNAL)
+    assert len(events) == len((out / JOURNAL).read_bytes().splitlines())
+    assert Counter(e["event"] for e in events)["intent"] >= len(row_ids)
+    assert stats["counters"].get("fault_lost", 0) > 0, "some Run answers were lost on the way"
+    reader.assert_readable_throughout(at_least=20)

@@ -1,0 +1,394 @@
+"""The API key and secret are never written anywhere: scan everything the tool writes or stores.
+
+A sweep in signature mode (key and secret from `tests/conftest.py`) with failures, timeouts,
+lost answers and an authentication failure; then every place the credentials could end up is
+searched for them, in plain text and in the encodings a leak could hide in (UTF-16, base64):
+
+- every file under OUT: manifests (the Parquet one decoded too: its pages are compressed),
+  journal, report, videos;
+- the log records of the run, at DEBUG, caught by a handler on every logger that matters
+  (Prefect's `prefect.extra` and `prefect._internal` do not propagate), plus pytest's caplog;
+- what Prefect stored: the flow run, its states, task runs and their states, its logs and
+  artifacts (read back through the API), the test server's SQLite database itself, and any file
+  under PREFECT_HOME / PREFECT_LOCAL_STORAGE_PATH written during the test;
+- the output of `wiro-sweep run ... --emulator` and of a verbose run.
+
+`test_the_scanner_finds_a_planted_secret` proves the search can fail: the secret planted in a
+file, a compressed Parquet cell, a log record, a traceback and a Prefect run is found each time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from flows.manifest import FINAL_STATUSES, read_manifest
+from flows.runner import records
+from wiro_tasks.emulator import EmulatorServer
+from wiro_tasks.emulator.config import Faults
+
+from .conftest import API_KEY, API_SECRET, EmulatorFactory
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+LOGGERS = ("", "prefect", "prefect.extra", "prefect._internal", "flows", "wiro_tasks", "httpx", "httpcore")
+
+
+# The scanner.
+
+
+def encodings(needle: str) -> list[bytes]:
+    """How a string may sit in bytes: UTF-8, UTF-16, and base64 at each of the three alignments."""
+    raw = needle.encode()
+    found = [raw, needle.encode("utf-16-le")]
+    for shift in range(3):
+        encoded = base64.b64encode(b"\0" * shift + raw)
+        # Keep the characters made of the needle's bits only (each character holds 6 bits).
+        found.append(encoded[-(-8 * shift // 6) : 8 * (shift + len(raw)) // 6])
+    return found
+
+
+@dataclass
+class Scanner:
+    """Searches texts, bytes and files for needles; remembers where each one was found."""
+
+    needles: dict[str, str]  # label -> value
+    found: list[str] = field(default_factory=list)
+    places: int = 0
+
+    def text(self, where: str, text: str) -> None:
+        self.places += 1
+        for label, needle in self.needles.items():
+            if needle in text:
+                self.found.append(f"{label} in {where}")
+
+    def data(self, where: str, data: bytes) -> None:
+        self.places += 1
+        for label, needle in self.needles.items():
+            if any(form in data for form in encodings(needle)):
+                self.found.append(f"{label} in {where}")
+
+    def file(self, path: Path) -> None:
+        self.data(str(path), path.read_bytes())
+        if path.suffix in (".parquet", ".pq"):
+            with path.open("rb") as handle:
+                table = pq.read_table(handle)
+            self.text(f"{path} (decoded)", repr(table.schema.metadata) + repr(table.to_pylist()))
+
+    def tree(self, root: Path, since: float | None = None) -> int:
+        """Every file under `root` (modified at or after `since`, if given); how many there were."""
+        count = 0
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and (since is None or path.stat().st_mtime >= since):
+                self.file(path)
+                count += 1
+        return count
+
+
+class Collect(logging.Handler):
+    """Keeps every record, formatted with its traceback and arguments."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not any(record is seen for seen in self.records[-50:]):  # met again on a parent logger
+            self.records.append(record)
+
+    def texts(self) -> Iterator[str]:
+        for record in self.records:
+            yield f"{self.format(record)} {record.args!r} {record.__dict__!r}"
+
+
+@pytest.fixture
+def logs(caplog: pytest.LogCaptureFixture) -> Iterator[Collect]:
+    """Every log record at DEBUG from the loggers the tool and Prefect write to."""
+    handler = Collect()
+    for name in LOGGERS:
+        caplog.set_level(logging.DEBUG, logger=name or None)
+        logging.getLogger(name or None).addHandler(handler)
+    yield handler
+    for name in LOGGERS:
+        logging.getLogger(name or None).removeHandler(handler)
+
+
+def scan_logs(scanner: Scanner, handler: Collect, caplog: pytest.LogCaptureFixture) -> None:
+    for n, text in enumerate(handler.texts()):
+        scanner.text(f"log record {n}", text)
+    scanner.text("caplog", caplog.text)
+
+
+def flush_prefect_logs() -> None:
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=15)
+
+
+async def prefect_record(flow_run_id: UUID) -> dict[str, str]:
+    """Everything the Prefect API holds about one flow run, as text by place."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        FlowRunFilterId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+
+    found: dict[str, str] = {}
+    async with get_client() as client:
+        run = await client.read_flow_run(flow_run_id)
+        found["flow run"] = run.model_dump_json()
+        found["flow run states"] = repr([s.model_dump_json() for s in await client.read_flow_run_states(flow_run_id)])
+        task_runs = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])), limit=200
+        )
+        for task_run in task_runs:
+            states = await client.read_task_run_states(task_run.id)
+            found[f"task run {task_run.name}"] = task_run.model_dump_json() + repr(
+                [s.model_dump_json() for s in states]
+            )
+        logs: list[str] = []
+        offset = 0
+        while True:
+            page = await client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200, offset=offset
+            )
+            logs.extend(log.model_dump_json() for log in page)
+            offset += len(page)
+            if len(page) < 200:
+                break
+        found["logs"] = "\n".join(logs)
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+        found["artifacts"] = repr([a.model_dump_json() for a in artifacts])
+        found["counts"] = f"{len(task_runs)} task runs, {len(logs)} logs, {len(artifacts)} artifacts"
+    return found
+
+
+def prefect_database() -> list[Path]:
+    """The test server's SQLite files (database, write-ahead log)."""
+    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL
+
+    url = str(PREFECT_SERVER_DATABASE_CONNECTION_URL.value())
+    prefix = "sqlite+aiosqlite:///"
+    assert url.startswith(prefix), "the test server keeps its database in SQLite"
+    db = Path(url[len(prefix) :])
+    return [p for p in (db, db.with_name(db.name + "-wal")) if p.exists()]
+
+
+def scan_prefect(scanner: Scanner, flow_run_ids: list[UUID], since: float) -> dict[str, int]:
+    """The API's records of the runs, the server's database, and Prefect's storage on disk."""
+    from prefect.settings import PREFECT_HOME, PREFECT_LOCAL_STORAGE_PATH
+
+    flush_prefect_logs()
+    seen: dict[str, int] = {}
+    for run_id in flow_run_ids:
+        record = asyncio.run(prefect_record(run_id))
+        for place, text in record.items():
+            scanner.text(f"Prefect {place} of run {run_id}", text)
+        seen[str(run_id)] = len(record)
+    for path in prefect_database():
+        scanner.file(path)
+    seen["database files"] = len(prefect_database())
+    for root in {Path(PREFECT_HOME.value()), Path(PREFECT_LOCAL_STORAGE_PATH.value())}:
+        if root.exists():  # only what this test may have written: others' old runs are not ours
+            seen[str(root)] = scanner.tree(root, since=since)
+    return seen
+
+
+# The test itself.
+
+
+def grid_file(path: Path, prompts: list[str]) -> Path:
+    pd.DataFrame({"prompt": prompts, "numFrames": 9}).to_csv(path, index=False)
+    return path
+
+
+def run_sweep(grid: Path, out: Path, **params: Any) -> Any:
+    from flows.sweep import sweep
+
+    params.setdefault("poll_interval", 0.05)
+    return asyncio.run(sweep(grid=[str(grid)], out=str(out), return_state=True, **params))  # type: ignore[arg-type]
+
+
+def test_no_file_log_or_prefect_record_holds_the_api_key_or_secret(
+    make_emulator: EmulatorFactory,
+    wiro_env: Callable[[EmulatorServer], None],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    logs: Collect,
+) -> None:
+    import flows.runner
+
+    since = time.time() - 1
+    monkeypatch.setattr(flows.runner, "FIND_RETRY_DELAYS", (0.1, 0.2))
+    emulator = make_emulator(
+        preview=True,
+        faults=Faults(error_5xx_rate=0.1, drop_rate=0.05, rate_429=0.05, retry_after=0, run_script=("lost", "503")),
+    )
+    assert emulator.config.api_secret == API_SECRET, "signature mode"
+    wiro_env(emulator)
+    grid = grid_file(
+        tmp_path / "grid.csv",
+        ["a red fox", "a blue whale", "a green owl", "broken [emulator:fail]", "stuck [emulator:stuck]",
+         "never ends [emulator:hang]"],
+    )  # fmt: skip
+    out = tmp_path / "out"
+    state = run_sweep(grid, out, timeout=2.0, error_grace=0.3)
+    assert state.is_failed()
+    statuses = {r["prompt"]: r["status"] for r in records(read_manifest(out))}
+    assert set(statuses.values()) <= set(FINAL_STATUSES)
+    assert {statuses["broken [emulator:fail]"], statuses["stuck [emulator:stuck]"]} == {"failed"}
+    assert statuses["never ends [emulator:hang]"] == "timed_out"
+    assert emulator.account.stats()["counters"]["fault_lost"] >= 1
+
+    # The same credentials refused: the authentication failure's messages are written too.
+    refusing = make_emulator(api_key=API_KEY, api_secret="the-account-has-another-secret")
+    wiro_env(refusing)
+    monkeypatch.setenv("WIRO_API_SECRET", API_SECRET)  # what this client signs with
+    refused_out = tmp_path / "refused"
+    refused = run_sweep(grid_file(tmp_path / "refused.csv", ["a red fox", "a blue whale"]), refused_out)
+    assert refused.is_failed()
+    assert refusing.account.stats()["counters"].get("auth_refused", 0) >= 1
+    assert refusing.account.stats()["tasks"] == 0
+
+    scanner = Scanner({"API secret": API_SECRET, "API key": API_KEY})
+    written = scanner.tree(out) + scanner.tree(refused_out)
+    assert written >= 10, "manifests, journal, report and videos were all scanned"
+    scanner.text("the returned states", repr(state) + repr(refused) + repr(state.result(raise_on_failure=False)))
+    run_ids = [state.state_details.flow_run_id, refused.state_details.flow_run_id]
+    seen = scan_prefect(scanner, run_ids, since)
+    scan_logs(scanner, logs, caplog)
+    assert len(logs.records) > 100, "DEBUG records of the client, the flow and Prefect were caught"
+    assert seen["database files"] >= 1
+    assert not scanner.found, f"credentials leaked: {sorted(set(scanner.found))}"
+
+
+def test_the_command_line_never_prints_the_credentials(
+    make_emulator: EmulatorFactory,
+    wiro_env: Callable[[EmulatorServer], None],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    logs: Collect,
+) -> None:
+    import os
+
+    import flows.cli
+
+    started: list[EmulatorServer] = []
+    start_emulator = flows.cli._start_emulator
+
+    def remember() -> Any:
+        server = start_emulator()
+        started.append(server)
+        return server
+
+    monkeypatch.setattr(flows.cli, "_start_emulator", remember)
+    grid = grid_file(tmp_path / "grid.csv", ["a red fox", "broken [emulator:fail]"])
+    runner = CliRunner()
+
+    def as_now() -> dict[str, str | None]:
+        """The command sets WIRO_* and PREFECT_* in this process's environment: CliRunner puts
+        these back as they are now once it returns."""
+        names = ("WIRO_API_KEY", "WIRO_API_SECRET", "WIRO_BASE_URL", "PREFECT_LOGGING_LEVEL",
+                 "PREFECT_SERVER_ANALYTICS_ENABLED")  # fmt: skip
+        return {n: os.environ.get(n) for n in names}
+
+    bundled = runner.invoke(flows.cli.main, ["run", str(grid), "--out", str(tmp_path / "a"), "--emulator",
+                                             "--poll-interval", "0.1"], env=as_now())  # fmt: skip
+    assert bundled.exit_code == 1, bundled.output
+    [server] = started
+    assert server.config.api_secret
+
+    emulator = make_emulator(preview=True)
+    wiro_env(emulator)
+    verbose = runner.invoke(flows.cli.main, ["run", str(grid), "--out", str(tmp_path / "b"), "-v",
+                                             "--poll-interval", "0.1"], env=as_now())  # fmt: skip
+    assert verbose.exit_code == 1, verbose.output
+    assert "1 of 2 rows succeeded" in verbose.output
+
+    scanner = Scanner({"API secret": API_SECRET, "API key": API_KEY, "the bundled emulator's secret":
+                       server.config.api_secret, "the bundled emulator's key": server.config.api_key})  # fmt: skip
+    scanner.text("the --emulator run's output", bundled.output)
+    scanner.text("the verbose run's output", verbose.output)
+    scanner.tree(tmp_path / "a")
+    scanner.tree(tmp_path / "b")
+    scan_logs(scanner, logs, caplog)
+    assert not scanner.found, f"credentials leaked: {sorted(set(scanner.found))}"
+
+
+def test_the_scanner_finds_a_planted_secret(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, logs: Collect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The search above can fail: a secret planted in each kind of place is found there."""
+    from prefect import flow, get_run_logger
+    from prefect.artifacts import create_markdown_artifact
+
+    since = time.time() - 1
+    planted = f"planted-{uuid4().hex}"  # never the real test secret: the server's database is shared
+    scanner = Scanner({"planted": planted})
+
+    def found_in(where: str) -> bool:
+        return any(where in f for f in scanner.found)
+
+    (tmp_path / "plain.txt").write_text(f"x {planted} y")
+    (tmp_path / "wide.bin").write_bytes(b"\x00\x01" + f"[{planted}]".encode("utf-16-le"))
+    for shift in range(3):
+        (tmp_path / f"b64-{shift}.html").write_bytes(
+            b"data:" + base64.b64encode(b"ab"[:shift] + planted.encode() + b"!")
+        )
+    table = pa.table({"error": [f"token={planted} #{n}" for n in range(200)]})
+    pq.write_table(table, tmp_path / "m.parquet", compression="gzip", use_dictionary=False, write_statistics=False)
+    (tmp_path / "clean.txt").write_text("nothing here")
+    assert planted.encode() not in (tmp_path / "m.parquet").read_bytes(), "the Parquet cell is compressed"
+    assert scanner.tree(tmp_path) == 7
+    for name in ("plain.txt", "wide.bin", "b64-0.html", "b64-1.html", "b64-2.html", "m.parquet (decoded)"):
+        assert found_in(str(tmp_path / name)), (name, scanner.found)
+    assert not found_in("clean.txt")
+
+    scanner.found.clear()
+    logging.getLogger("wiro_tasks.client").debug("signing with %s", planted)
+    try:
+        raise RuntimeError(f"boom {planted}")
+    except RuntimeError:
+        logging.getLogger("prefect._internal").exception("failed")
+    scan_logs(scanner, logs, caplog)
+    assert sum("log record" in f for f in scanner.found) == 2, scanner.found
+
+    @flow(name="leaky", persist_result=False)
+    def leaky() -> None:
+        get_run_logger().warning("the key is %s", planted)
+        create_markdown_artifact(f"# {planted}", key="leaky")
+
+    state = leaky(return_state=True)
+    scanner.found.clear()
+    assert state.state_details.flow_run_id is not None
+    scan_prefect(scanner, [state.state_details.flow_run_id], since)
+    assert any("Prefect logs" in f for f in scanner.found), scanner.found
+    assert any("Prefect artifacts" in f for f in scanner.found), scanner.found
+    deadline = time.monotonic() + 10
+    while not any("prefect-test.db" in f for f in scanner.found):  # the server writes its database in batches
+        assert time.monotonic() < deadline, ("the planted log never reached the database", scanner.found)
+        time.sleep(0.2)
+        for path in prefect_database():
+            scanner.file(path)
