@@ -158,21 +158,31 @@ def _database(home: Path) -> tuple[str, str]:
 
 
 def in_flight_profile(tasks: list[dict[str, Any]], limit: int) -> dict[str, float]:
-    """From the emulator's task intervals: the share of the busy span spent at the account limit,
-    and the mean number in flight."""
+    """From the emulator's task intervals, over the steady state (from the first moment the
+    account is full to the last submission; the ramp and the tail cannot be full): the share of
+    time exactly at the limit, the share at 90% of it or more, and the mean in flight."""
+    created = sorted(t["created"] for t in tasks)
     events = sorted([(t["created"], 1) for t in tasks] + [(t["ended"], -1) for t in tasks if t["ended"]])
-    if not events:
-        return {"at_limit": 0.0, "mean_in_flight": 0.0}
-    start, end = events[0][0], events[-1][0]
-    level, last, at_limit, area = 0, start, 0.0, 0.0
+    level, full_at = 0, None
     for at, step in events:
-        span = at - last
-        area += level * span
-        if level >= limit:
-            at_limit += span
-        level, last = level + step, at
-    busy = max(end - start, 1e-9)
-    return {"at_limit": at_limit / busy, "mean_in_flight": area / busy}
+        level += step
+        if level >= limit and full_at is None:
+            full_at = at
+    if full_at is None or not created or created[-1] <= full_at:
+        return {"at_limit": 0.0, "near_limit": 0.0, "mean_in_flight": 0.0}
+    start, end = full_at, created[-1]
+    level, last, at_limit, near, area = 0, start, 0.0, 0.0, 0.0
+    for at, step in events:
+        if at > start:
+            span = min(at, end) - last
+            if span > 0:
+                area += level * span
+                at_limit += span if level >= limit else 0.0
+                near += span if level >= 0.9 * limit else 0.0
+                last = min(at, end)
+        level += step
+    steady = end - start
+    return {"at_limit": at_limit / steady, "near_limit": near / steady, "mean_in_flight": area / steady}
 
 
 def peak_rss_mib() -> float:

@@ -40,7 +40,7 @@ FULL = Plan(
     repeats=3,
     throughput={"rows": 500, "limit": 50, "task_seconds": 2.0},
     overhead={"rows": 1000, "concurrency": 50},
-    waiting={"rows": 200, "scale": 0.1, "shortest": 10.0, "longest": 300.0},
+    waiting={"rows": 200, "scale": 0.25, "shortest": 10.0, "longest": 300.0},
     scale_rows=(100, 1000, 10000),
 )
 SMOKE = Plan(  # the test suite's run: every code path, tiny sizes
@@ -151,17 +151,23 @@ def main() -> None:
 def throughput_section(runs: list[dict[str, float]], plan: Plan) -> str:
     p = plan.throughput
     ok = statistics.median(r["ratio"] for r in runs) <= 1.2
-    busy = statistics.median(r["at_limit"] for r in runs)
+    busy = statistics.median(r["near_limit"] for r in runs)
     return "\n".join([
         "", f"## 1. Throughput: {p['rows']} combinations, account limit {p['limit']}, {p['task_seconds']:g} s tasks",
         "", "| | sweep | plain | ratio | target |", "| --- | --- | --- | --- | --- |",
         f"| makespan (s) | {cell(runs, 'sweep_s')} | {cell(runs, 'plain_s')} | {cell(runs, 'ratio')} "
         f"| ≤ 1.2x: {verdict(ok)} |",
-        f"| time at the account limit | {cell(runs, 'at_limit', digits=2)} | | | most of the time: "
-        f"{verdict(busy >= 0.5)} |",
-        f"| mean tasks in flight | {cell(runs, 'mean_in_flight', digits=1)} | | | of {p['limit']} |",
+        f"| steady state: share of time with ≥ 90% of the limit in flight | {cell(runs, 'near_limit')} "
+        f"| {cell(runs, 'plain_near_limit')} | | most of the time: {verdict(busy >= 0.5)} |",
+        f"| steady state: share of time exactly at the limit | {cell(runs, 'at_limit')} "
+        f"| {cell(runs, 'plain_at_limit')} | | |",
+        f"| steady state: mean tasks in flight | {cell(runs, 'mean_in_flight', digits=1)} "
+        f"| {cell(runs, 'plain_mean_in_flight', digits=1)} | | of {p['limit']} |",
         "", f"The ideal makespan ({p['rows']} / {p['limit']} x {p['task_seconds']:g} s) is "
-        f"{runs[0]['ideal_s']:.0f} s; both add a queue of waiting and a tail.",
+        f"{runs[0]['ideal_s']:.0f} s. The steady state runs from the first moment the account is full to "
+        "the last submission (the ramp and the tail cannot be full). Every task ending leaves its slot "
+        f"empty for the moment it takes to notice and submit the next, so with {p['limit']} slots some are "
+        "almost always in that moment: exactly-full is rare for any client, the baseline included.",
     ])  # fmt: skip
 
 

@@ -27,7 +27,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.journal import read_events
 from flows.sweep import sweep
 from wiro_tasks import TEXT_TO_VIDEO, Credentials
-from wiro_tasks.prefect_tasks import close_wiro_client, submit, use_credentials, wait, wiro_client
+from wiro_tasks.prefect_tasks import close_wiro_client, fetch, submit, use_credentials, wait, wiro_client
 
 from .harness import Emulator, emulator, in_flight_profile, pointed_at
 
@@ -78,8 +78,9 @@ def timed_plain(grid: Path, out: Path, concurrency: int, poll_interval: float, p
                 submitted = await submit.fn(TEXT_TO_VIDEO, given, row["row_id"])
                 if submitted.kind != "submitted":
                     raise RuntimeError(submitted.message)
-                dest = str(out / "videos" / f"{row['row_id']}.mp4")
-                await wait.fn(submitted.task_id, row["row_id"], dest, deadline, poll_interval, poll_cap)
+                ended = await wait.fn(submitted.task_id, row["row_id"], deadline, poll_interval, poll_cap)
+            dest = str(out / "videos" / f"{row['row_id']}.mp4")  # like the sweep: after the slot is free
+            await fetch(ended.task_id, ended.output_url, ended.output_bytes, dest)
 
         try:
             await asyncio.gather(*(one(r) for r in rows))
@@ -130,8 +131,9 @@ def throughput(work: Path, rows: int, limit: int, task_seconds: float) -> dict[s
         profile = in_flight_profile(emu.tasks(), limit)
     with emulator(*options) as emu, pointed_at(emu.env):
         plain = timed_plain(grid, work / "plain", limit, 0.5)
+        plain_profile = {f"plain_{k}": v for k, v in in_flight_profile(emu.tasks(), limit).items()}
     ideal = rows / limit * task_seconds
-    return {"sweep_s": swept, "plain_s": plain, "ratio": swept / plain, "ideal_s": ideal, **profile}
+    return {"sweep_s": swept, "plain_s": plain, "ratio": swept / plain, "ideal_s": ideal, **profile, **plain_profile}
 
 
 def overhead(work: Path, rows: int, concurrency: int) -> dict[str, float]:

@@ -33,7 +33,7 @@ from prefect.concurrency.asyncio import concurrency
 
 from wiro_tasks import TEXT_TO_VIDEO, Credentials, TaskStateError, WiroClient, WiroError
 from wiro_tasks.inputs import Value
-from wiro_tasks.prefect_tasks import FindOutcome, SubmitOutcome, WaitOutcome, find_task, submit, wait
+from wiro_tasks.prefect_tasks import FindOutcome, Saved, SubmitOutcome, WaitOutcome, fetch, find_task, submit, wait
 
 from .budget import Budget, work_units
 from .grid import INPUTS
@@ -264,8 +264,11 @@ class SweepRunner:
     async def process(self, row: dict[str, Any]) -> None:
         row_id = row["row_id"]
         try:
-            async with self.slots, self._account_slot():
-                await self._drive(row)
+            if not self._paid_not_saved(row_id):
+                async with self.slots, self._account_slot():
+                    await self._drive(row)
+            if self._paid_not_saved(row_id):  # the download needs no Wiro slot: the next task starts
+                await self._download(row)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a row's failure must not stop the others
@@ -295,7 +298,7 @@ class SweepRunner:
         submissions = 0
         while True:
             state = self.state(row_id)
-            if state.phase == "submitted" or (state.phase == "finished" and state.status == "succeeded"):
+            if state.phase == "submitted":
                 await self._wait(row, state)
                 return
             if state.phase in ("intent", "unknown"):
@@ -371,11 +374,9 @@ class SweepRunner:
         row_id = row["row_id"]
         started = datetime.fromisoformat(state.submitted_at.replace("Z", "+00:00")) if state.submitted_at else None
         deadline = (started or datetime.now(UTC)) + timedelta(seconds=self.settings.timeout)
-        dest = self.out / VIDEOS / video_name(row)
         outcome: WaitOutcome = await wait(
             state.task_id,
             row_label(row),
-            str(dest),
             deadline,
             poll_interval=self.settings.poll_interval,
             poll_cap=self.settings.poll_cap,
@@ -392,15 +393,31 @@ class SweepRunner:
             elapsed=str(outcome.elapsed) if outcome.elapsed is not None else "",
             output_url=outcome.output_url,
             output_bytes=outcome.output_bytes,
+            at=_iso(outcome.noticed_at),
         )
-        if outcome.path:
-            relative = Path(outcome.path).resolve().relative_to(self.out)
-            self.record("downloaded", row_id, path=str(relative), sha256=outcome.sha256, bytes=outcome.saved_bytes)
-        elif outcome.download_error:
-            self.record("download_failed", row_id, error=outcome.download_error)
         self.budget.settle(row_id, outcome.cost - already, self._work[row_id])
         async with self.billed:
             self.billed.notify_all()
+
+    def _paid_not_saved(self, row_id: str) -> bool:
+        state = self.state(row_id)
+        return state.phase == "finished" and state.status == "succeeded" and not state.downloaded
+
+    async def _download(self, row: dict[str, Any]) -> None:
+        """Save a succeeded task's output under OUT/videos, by a name from the row."""
+        row_id = row["row_id"]
+        state = self.state(row_id)
+        dest = self.out / VIDEOS / video_name(row)
+        saved: Saved = await fetch(state.task_id, state.output_url, state.output_bytes_expected, str(dest))
+        if saved.path:
+            relative = Path(saved.path).resolve().relative_to(self.out)
+            self.record("downloaded", row_id, path=str(relative), sha256=saved.sha256, bytes=saved.size)
+        else:
+            self.record("download_failed", row_id, error=saved.error)
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def kill_in_flight(out: Path, credentials: Credentials | None = None, journal: Journal | None = None) -> int:

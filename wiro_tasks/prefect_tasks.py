@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import random
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -43,7 +43,7 @@ from . import (
 )
 from .inputs import Value, model_spec
 from .types import Task as WiroTask
-from .types import TaskStatus
+from .types import TaskOutput, TaskStatus
 
 SubmitKind = Literal["submitted", "unknown", "refused", "auth", "balance", "gave_up"]
 Outcome = Literal["succeeded", "failed", "timed_out", "cancelled"]
@@ -84,7 +84,7 @@ class SubmitOutcome:
 
 @dataclass(frozen=True)
 class WaitOutcome:
-    """A finished task as the manifest needs it, plus the saved file when it succeeded."""
+    """A final task as the manifest needs it, and when the wait noticed it was final."""
 
     status: Outcome
     task_id: str
@@ -93,10 +93,17 @@ class WaitOutcome:
     elapsed: Decimal | None = None
     output_url: str = ""
     output_bytes: int | None = None
+    noticed_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Saved:
+    """An output saved to disk, or why it could not be."""
+
     path: str = ""
     sha256: str = ""
-    saved_bytes: int | None = None
-    download_error: str = ""
+    size: int | None = None
+    error: str = ""
 
 
 @task(name="submit", task_run_name="submit {label}", cache_policy=NO_CACHE, persist_result=False)
@@ -148,13 +155,12 @@ STOP_GRACE = 300.0
 async def wait(
     task_id: str,
     label: str,
-    dest: str,
     deadline: datetime,
     poll_interval: float = 3.0,
     poll_cap: float = 30.0,
     error_grace: float = 120.0,
 ) -> WaitOutcome:
-    """Poll a task to its end (or its deadline, then stop it) and save its output to `dest`.
+    """Poll a task to its end (or its deadline, then stop it); `fetch` saves its output after.
 
     With Wiro's task socket the wait is pushed: polls back off far (they only guard against a
     lost event) and an event wakes the wait at once. A task is only ever recorded once Wiro
@@ -164,7 +170,7 @@ async def wait(
     client = wiro_client()
     wakeups = _Wakeups(client, poll_interval, max(poll_interval, poll_cap))
     try:
-        return await _wait(client, wakeups, task_id, dest, deadline, error_grace)
+        return await _wait(client, wakeups, task_id, deadline, error_grace)
     finally:
         wakeups.close()
 
@@ -212,7 +218,7 @@ class _Wakeups:
 
 
 async def _wait(
-    client: AsyncWiroClient, wakeups: _Wakeups, task_id: str, dest: str, deadline: datetime, error_grace: float
+    client: AsyncWiroClient, wakeups: _Wakeups, task_id: str, deadline: datetime, error_grace: float
 ) -> WaitOutcome:
     error_since: float | None = None
     missing_since: float | None = None
@@ -232,7 +238,7 @@ async def _wait(
         if current.is_terminal:
             if stopped and not (current.succeeded or current.failed):
                 return _outcome(current, *stopped)
-            return await _finish(client, current, dest)
+            return _finish(current)
         wakeups.listen(current.socket_token)
         if stopped:
             if time.monotonic() - stopped_at > STOP_GRACE:
@@ -271,18 +277,33 @@ async def _stop(client: AsyncWiroClient, current: WiroTask) -> None:
         pass
 
 
-async def _finish(client: AsyncWiroClient, final: WiroTask, dest: str) -> WaitOutcome:
+def _finish(final: WiroTask) -> WaitOutcome:
     if not final.succeeded:
         status: Outcome = "cancelled" if final.cancelled else "failed"
         return _outcome(final, status, final.error_message or f"ended in {final.raw_status}")
-    outcome = _outcome(final, "succeeded", "")
     if not final.outputs:
         return _outcome(final, "failed", "succeeded without outputs")
+    return _outcome(final, "succeeded", "")
+
+
+async def fetch(task_id: str, url: str, size: int | None, dest: str) -> Saved:
+    """Download a paid output to `dest` (atomically, size-checked, hashed). A plain coroutine, not a
+    task: it runs after the task's concurrency slot is free. A stale URL is refreshed from
+    Task/Detail once."""
+    client = wiro_client()
     try:
-        saved = await client.download(final.outputs[0], dest)
+        try:
+            saved = await client.download(TaskOutput(name="", url=url, size=size or 0), dest)
+        except APIError as exc:
+            if exc.retryable:
+                raise
+            outputs = (await client.detail(task_id)).outputs
+            if not outputs:
+                raise
+            saved = await client.download(outputs[0], dest)
     except WiroError as exc:
-        return _replace(outcome, download_error=f"download failed: {exc}")
-    return _replace(outcome, path=str(saved.path), sha256=saved.sha256, saved_bytes=saved.size)
+        return Saved(error=f"download failed: {exc}")
+    return Saved(str(saved.path), saved.sha256, saved.size)
 
 
 def _outcome(task: WiroTask, status: Outcome, error: str) -> WaitOutcome:
@@ -295,11 +316,8 @@ def _outcome(task: WiroTask, status: Outcome, error: str) -> WaitOutcome:
         elapsed=task.elapsed_seconds if task.elapsed_seconds or task.is_terminal else None,
         output_url=output.url if output else "",
         output_bytes=output.size if output else None,
+        noticed_at=time.time(),
     )
-
-
-def _replace(outcome: WaitOutcome, **changes: Any) -> WaitOutcome:
-    return replace(outcome, **changes)
 
 
 @dataclass(frozen=True)
