@@ -8,6 +8,7 @@ plain decimal text in CSV.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -17,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -66,6 +68,8 @@ def row_status(state: RowState | None, final: bool = False) -> tuple[str, str]:
     In the manifest a finished run leaves (`final`), a row it could not bring to an end is
     `failed`, with what to do about it; the journal still knows its task and a rerun waits for it.
     """
+    if state is not None and state.phase == "intent" and final:
+        return "failed", "its Run request was sent but not answered before the sweep stopped; rerun with the same --out"
     if state is None or state.phase in ("new", "intent"):
         error = state.error if state else ""
         if final:
@@ -86,63 +90,106 @@ def row_status(state: RowState | None, final: bool = False) -> tuple[str, str]:
     return state.status, state.error
 
 
+STATIC = ("row_id", *INPUTS, SOURCE)  # from the grid; every other column comes from the journal
+_DYNAMIC = tuple(c for c in COLUMNS if c not in STATIC)
+
+
 def build_manifest(grid: pd.DataFrame, states: Mapping[str, RowState], *, final: bool = False) -> pd.DataFrame:
     """One row per grid combination, in grid order, with what the journal knows of it."""
-    rows = []
-    for record in grid.to_dict("records"):
-        state = states.get(record["row_id"])
-        status, error = row_status(state, final)
-        row = {c: record[c] for c in ("row_id", *INPUTS)}
-        row.update(
-            task_id=state.task_id if state else "",
-            status=status,
-            error=error,
-            output_url=state.output_url if state else "",
-            output_path=state.output_path if state else "",
-            output_sha256=state.output_sha256 if state else "",
-            output_bytes=state.output_bytes if state else None,
-            cost_usd=(state.cost if state else Decimal(0)).quantize(_COST_QUANTUM),
-            elapsed_seconds=float(state.elapsed_seconds) if state and state.elapsed_seconds is not None else None,
-            submitted_at=_time(state.submitted_at if state else ""),
-            finished_at=_time(state.finished_at if state else ""),
-            attempts=state.attempts if state else 0,
-            task_ids=" ".join(state.task_ids) if state else "",
-            source=record[SOURCE],
-        )
-        rows.append(row)
-    frame = pd.DataFrame(rows, columns=COLUMNS)
-    return frame.astype({"output_bytes": "Int64"})
+    table = ManifestBuilder(grid).table(states, final=final)
+    frame: pd.DataFrame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    return frame.astype(dict.fromkeys(("numFrames", "steps", "fps", "attempts"), "int64"))
 
 
-def _time(value: str) -> pd.Timestamp | None:
-    return pd.Timestamp(value) if value else None
+class ManifestBuilder:
+    """Builds one grid's manifest again and again, cheaply, while a sweep runs: the grid's own
+    columns are converted once, and a row's journal-derived values are kept until it changes."""
+
+    def __init__(self, grid: pd.DataFrame) -> None:
+        static = pa.Table.from_pandas(grid[list(STATIC)], preserve_index=False)
+        self._static = {c: static.column(c).cast(SCHEMA.field(c).type) for c in STATIC}
+        self._row_ids: list[str] = grid["row_id"].tolist()
+        self._rows: dict[str, tuple[Any, ...]] = {}
+
+    def forget(self, row_id: str) -> None:
+        """The row's state changed: compute its values anew at the next build."""
+        self._rows.pop(row_id, None)
+
+    def table(self, states: Mapping[str, RowState], *, final: bool = False) -> pa.Table:
+        if final:  # computed afresh: a final manifest words unfinished rows differently
+            values = [_dynamic(states.get(r), final=True) for r in self._row_ids]
+        else:
+            cache, values = self._rows, []
+            for row_id in self._row_ids:
+                row = cache.get(row_id)
+                if row is None:
+                    row = cache[row_id] = _dynamic(states.get(row_id), final=False)
+                values.append(row)
+        columns = dict(zip(_DYNAMIC, zip(*values, strict=True), strict=True)) if values else dict.fromkeys(_DYNAMIC, ())
+        arrays = []
+        for name in COLUMNS:
+            if name in self._static:
+                arrays.append(self._static[name])
+            elif name in ("submitted_at", "finished_at"):  # ISO text -> timestamps, in one vectorised cast
+                arrays.append(pa.array(columns[name], pa.string()).cast(SCHEMA.field(name).type))
+            else:
+                arrays.append(pa.array(columns[name], SCHEMA.field(name).type))
+        return pa.Table.from_arrays(arrays, schema=_with_pandas_metadata())
+
+
+@functools.cache
+def _with_pandas_metadata() -> pa.Schema:
+    """SCHEMA with the pandas metadata a DataFrame's table carries, so that readers get the same
+    dtypes back (`output_bytes` as nullable Int64) however the file was built."""
+    empty = SCHEMA.empty_table().to_pandas().astype({"output_bytes": "Int64"})
+    return SCHEMA.with_metadata(to_table(empty).schema.metadata)
+
+
+def _dynamic(state: RowState | None, *, final: bool) -> tuple[Any, ...]:
+    """A row's journal-derived values, in the order of `_DYNAMIC`."""
+    status, error = row_status(state, final)
+    if state is None:
+        return ("", status, error, "", "", "", None, Decimal(0).quantize(_COST_QUANTUM), None, None, None, 0, "")
+    return (
+        state.task_id,
+        status,
+        error,
+        state.output_url,
+        state.output_path,
+        state.output_sha256,
+        state.output_bytes,
+        state.cost.quantize(_COST_QUANTUM),
+        float(state.elapsed_seconds) if state.elapsed_seconds is not None else None,
+        state.submitted_at or None,
+        state.finished_at or None,
+        state.attempts,
+        " ".join(state.task_ids),
+    )
 
 
 def to_table(manifest: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(manifest, schema=SCHEMA, preserve_index=False)
 
 
-def write_manifest(out: Path, manifest: pd.DataFrame) -> None:
+def write_manifest(out: Path, manifest: pd.DataFrame | pa.Table) -> None:
     """Replace both manifest files, each atomically; writers in several threads take turns."""
-    table = to_table(manifest)
+    table = manifest if isinstance(manifest, pa.Table) else to_table(manifest)
     csv_table = table
     for name in ("cost_usd", "submitted_at", "finished_at"):
-        text = [_money(v) if name == "cost_usd" else _iso(v) for v in manifest[name]]
-        csv_table = csv_table.set_column(COLUMNS.index(name), name, pa.array(text, pa.string()))
+        column = table.column(name)
+        if name == "cost_usd":  # plain decimal text: 0.00351, 0.00 (never 0E-18 nor 0.003510000000000000)
+            text = pa.array([_money(v) for v in column.to_pylist()], pa.string())
+        else:
+            text = pc.strftime(column, format="%Y-%m-%dT%H:%M:%SZ")  # milliseconds, as the unit is
+        csv_table = csv_table.set_column(COLUMNS.index(name), name, text)
     options = pacsv.WriteOptions(quoting_style="needed")
     with _WRITING:
         _atomic(out / MANIFEST_PARQUET, lambda path: pq.write_table(table, path))
         _atomic(out / MANIFEST_CSV, lambda path: pacsv.write_csv(csv_table, path, options))
 
 
-def _iso(value: Any) -> str | None:
-    if value is None or pd.isna(value):
-        return None
-    return pd.Timestamp(value).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _money(value: Decimal) -> str:
-    text = format(Decimal(value).normalize(), "f")
+    text = format(value.normalize(), "f")
     return text if "." in text else f"{text}.00"
 
 

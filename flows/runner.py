@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pandas as pd
+import pyarrow as pa
 from prefect.concurrency.asyncio import concurrency
 
 from wiro_tasks import TEXT_TO_VIDEO, Credentials, TaskStateError, WiroClient, WiroError
@@ -38,7 +39,7 @@ from wiro_tasks.prefect_tasks import FindOutcome, Saved, SubmitOutcome, WaitOutc
 from .budget import Budget, work_units
 from .grid import INPUTS
 from .journal import Journal, RowState
-from .manifest import build_manifest, row_status, write_manifest
+from .manifest import ManifestBuilder, build_manifest, row_status, write_manifest
 from .progress import Progress, publish
 
 VIDEOS = "videos"
@@ -108,6 +109,7 @@ class SweepRunner:
         self.journal = journal
         self.settings = settings
         self.states: dict[str, RowState] = journal.load()
+        self.manifest = ManifestBuilder(grid)
         self.status = {r["row_id"]: row_status(self.states.get(r["row_id"]))[0] for r in self.rows}
         self.counts = Counter(self.status.values())
         self.slots = asyncio.Semaphore(settings.max_concurrency)
@@ -138,6 +140,7 @@ class SweepRunner:
         entry = self.journal.append(event, row_id, **fields)
         state = self.states.setdefault(row_id, RowState(row_id))
         state.apply(entry)
+        self.manifest.forget(row_id)
         if row_id in self.status:
             self.counts[self.status[row_id]] -= 1
             self.status[row_id] = row_status(state)[0]
@@ -165,7 +168,7 @@ class SweepRunner:
         self._write(manifest, self._version)
         return manifest
 
-    def _write(self, manifest: pd.DataFrame, version: int) -> None:
+    def _write(self, manifest: pd.DataFrame | pa.Table, version: int) -> None:
         # A slow background write must never land after a newer one.
         with self._write_lock:
             if version >= self._written:
@@ -178,7 +181,7 @@ class SweepRunner:
             await self._dirty.wait()
             self._dirty.clear()
             started = time.perf_counter()
-            manifest = build_manifest(self.grid, self.states)
+            manifest = self.manifest.table(self.states)
             try:
                 await asyncio.to_thread(self._write, manifest, self._version)
             except Exception:  # the next change tries again; the journal is the record

@@ -125,11 +125,14 @@ def test_costs_with_more_decimals_than_wiro_sends_still_write(tmp_path: Path) ->
 
 
 def test_a_final_manifest_never_says_pending_or_running(tmp_path: Path) -> None:
-    grid = expand_grid(pd.DataFrame({"prompt": ["a", "b"], "source": ["g.csv:1", "g.csv:2"]}, dtype=object))
+    grid = expand_grid(pd.DataFrame({"prompt": ["a", "b", "c"], "source": ["g.csv:1", "g.csv:2", "g.csv:3"]},
+                                    dtype=object))  # fmt: skip
     journal = Journal(tmp_path)
     journal.append("submitted", grid["row_id"].iloc[0], task_id="77")
+    journal.append("intent", grid["row_id"].iloc[2])
     manifest = build_manifest(grid, journal.load(), final=True)
-    assert manifest["status"].tolist() == ["failed", "failed"]
+    assert manifest["status"].tolist() == ["failed", "failed", "failed"]
     assert "task 77 not seen to finish" in manifest["error"].iloc[0]
     assert manifest["error"].iloc[1].startswith("not submitted")
+    assert "Run request was sent but not answered" in manifest["error"].iloc[2], "it may have a task: never 'not submitted'"
     assert needs_work(journal.load()[grid["row_id"].iloc[0]], retry_failed=False), "a rerun re-attaches"
