@@ -16,6 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.journal import read_events
 from flows.sweep import sweep
 from wiro_tasks import TEXT_TO_VIDEO, Credentials
-from wiro_tasks.prefect_tasks import close_wiro_client, fetch, submit, use_credentials, wait, wiro_client
+from wiro_tasks.prefect_tasks import close_wiro_client, fetch, find_task, submit, use_credentials, wait, wiro_client
 
 from .harness import Emulator, emulator, in_flight_profile, pointed_at
 
@@ -136,22 +138,91 @@ def throughput(work: Path, rows: int, limit: int, task_seconds: float) -> dict[s
     return {"sweep_s": swept, "plain_s": plain, "ratio": swept / plain, "ideal_s": ideal, **profile, **plain_profile}
 
 
+@contextmanager
+def without_prefect_tasks() -> Iterator[None]:
+    """The sweep's runner with its Prefect tasks replaced by their bodies: what the sweep's own
+    bookkeeping (journal, manifest, budget, progress) costs, with no task runs around the calls."""
+    import flows.runner as runner
+
+    bodies = {"submit": submit.fn, "wait": wait.fn, "find_task": find_task.fn}
+    saved = {name: getattr(runner, name) for name in bodies}
+    for name, body in bodies.items():
+        setattr(runner, name, body)
+    try:
+        yield
+    finally:
+        for name, task in saved.items():
+            setattr(runner, name, task)
+
+
+def timed_runner(grid: Path, out: Path, concurrency: int, poll_interval: float) -> float:
+    """Seconds for the sweep's runner alone (no flow, no task runs) over the same rows."""
+    from flows.grid import load_grid
+    from flows.journal import Journal
+    from flows.runner import Settings, SweepRunner
+
+    async def everything() -> None:
+        use_credentials(Credentials.resolve())
+        journal = Journal(out)
+        try:
+            settings = Settings(max_concurrency=concurrency, poll_interval=poll_interval)
+            await SweepRunner(load_grid([str(grid)]), out, journal, settings).run()
+        finally:
+            await close_wiro_client()
+            journal.close()
+
+    cpu = time.process_time()
+    started = time.perf_counter()
+    with without_prefect_tasks():
+        asyncio.run(everything())
+    CPU["runner"] = time.process_time() - cpu
+    return time.perf_counter() - started
+
+
+_overhead_runs = [0]
+
+
 def overhead(work: Path, rows: int, concurrency: int) -> dict[str, float]:
-    """Orchestration time per combination against Prefect's two empty task runs."""
+    """Orchestration time per combination against Prefect's two empty task runs.
+
+    Four runs over the same rows, in an order that rotates from one repetition to the next so
+    that no kind always runs first or last on a machine whose speed drifts: the sweep flow, the
+    plain calls, the sweep's runner without Prefect's task runs, and two empty task runs."""
     options = ["--concurrency-limit", "100000", "--task-seconds", "0", "--queue-seconds", "0", "--preview"]
     grid = write_grid(work, rows, "overhead")
-    with emulator(*options) as emu, pointed_at(emu.env):
-        swept = timed_sweep(grid, work / "sweep", max_concurrency=concurrency, poll_interval=0.01)
-    with emulator(*options) as emu, pointed_at(emu.env):
-        plain = timed_plain(grid, work / "plain", concurrency, 0.01)
-    cpu_sweep, cpu_plain = CPU["sweep"], CPU["plain"]
-    floor = timed_empty(rows, concurrency)
-    ours = (swept - plain) / rows
-    ours_cpu = (cpu_sweep - cpu_plain) / rows
-    return {"sweep_s": swept, "plain_s": plain, "two_empty_s": floor, "ours_ms": 1000 * ours,
-            "prefect_ms": 1000 * floor / rows, "ratio": ours / (floor / rows),
-            "ours_cpu_ms": 1000 * ours_cpu, "prefect_cpu_ms": 1000 * CPU["empty"] / rows,
-            "cpu_ratio": ours_cpu / (CPU["empty"] / rows)}  # fmt: skip
+    wall: dict[str, float] = {}
+
+    def run_sweep() -> None:
+        with emulator(*options) as emu, pointed_at(emu.env):
+            wall["sweep"] = timed_sweep(grid, work / "sweep", max_concurrency=concurrency, poll_interval=0.01)
+
+    def run_plain() -> None:
+        with emulator(*options) as emu, pointed_at(emu.env):
+            wall["plain"] = timed_plain(grid, work / "plain", concurrency, 0.01)
+
+    def run_runner() -> None:
+        with emulator(*options) as emu, pointed_at(emu.env):
+            wall["runner"] = timed_runner(grid, work / "runner", concurrency, 0.01)
+
+    def run_empty() -> None:
+        wall["empty"] = timed_empty(rows, concurrency)
+
+    kinds = [run_sweep, run_plain, run_runner, run_empty]
+    turn = _overhead_runs[0] % len(kinds)
+    _overhead_runs[0] += 1
+    for run in kinds[turn:] + kinds[:turn]:
+        run()
+    ours = (wall["sweep"] - wall["plain"]) / rows
+    floor = wall["empty"] / rows
+    ours_cpu = (CPU["sweep"] - CPU["plain"]) / rows
+    floor_cpu = CPU["empty"] / rows
+    return {
+        "sweep_s": wall["sweep"], "plain_s": wall["plain"], "runner_s": wall["runner"], "two_empty_s": wall["empty"],
+        "ours_ms": 1000 * ours, "prefect_ms": 1000 * floor, "ratio": ours / floor,
+        "bookkeeping_ms": 1000 * (wall["runner"] - wall["plain"]) / rows,
+        "bookkeeping_cpu_ms": 1000 * (CPU["runner"] - CPU["plain"]) / rows,
+        "ours_cpu_ms": 1000 * ours_cpu, "prefect_cpu_ms": 1000 * floor_cpu, "cpu_ratio": ours_cpu / floor_cpu,
+    }  # fmt: skip
 
 
 def waiting(work: Path, rows: int, scale: float, shortest: float, longest: float) -> dict[str, float]:
