@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from wiro_tasks import ClientConfig, ConfigurationError
 from wiro_tasks.emulator.config import EmulatorConfig, Faults
 
 from .grid import DEFAULT_MAX_COMBINATIONS, GridError, load_grid, parse_axes
@@ -53,6 +54,11 @@ def main() -> None:
 @click.option("--slow-seconds", default=2.0, show_default=True, type=float)
 @click.option("--preview", is_flag=True, help="Small videos, for load tests.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the emulator's dice.")
+@click.option(
+    "--list-page-cap",
+    type=click.IntRange(1),
+    help="Answer Task/List with at most this many tasks per page, whatever the limit asked (default: no cap).",
+)
 def emulator(
     host: str,
     port: int,
@@ -75,6 +81,7 @@ def emulator(
     slow_seconds: float,
     preview: bool,
     seed: int,
+    list_page_cap: int | None,
 ) -> None:
     """Serve a local emulator of the Wiro API (credentials from WIRO_API_KEY / WIRO_API_SECRET)."""
     from wiro_tasks.emulator import serve
@@ -93,6 +100,7 @@ def emulator(
             hang_rate=hang_rate,
             preview=preview,
             seed=seed,
+            list_page_cap=list_page_cap,
             faults=Faults(
                 error_5xx_rate=error_5xx_rate,
                 rate_429=rate_429,
@@ -200,6 +208,12 @@ def run(
     if not emulator and not os.environ.get("WIRO_API_KEY"):
         click.echo("error: set WIRO_API_KEY (and WIRO_API_SECRET), or pass --emulator", err=True)
         sys.exit(2)
+    if not emulator:
+        try:  # every client setting, before Prefect starts, OUT is touched or anything is paid
+            ClientConfig.resolve()
+        except ConfigurationError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
     if shards > 1 and (emulator or not os.environ.get("PREFECT_API_URL")):
         click.echo("error: --shards needs a Prefect server with workers (set PREFECT_API_URL; no --emulator)", err=True)
         sys.exit(2)

@@ -348,7 +348,7 @@ class SweepRunner:
         else:
             self.record("no_task", row_id, reason=outcome.message)
             self.budget.release(row_id)
-            if outcome.kind in ("balance", "auth"):
+            if outcome.kind in ("balance", "auth", "unreachable"):
                 self.stop_reason = f"not submitted: {outcome.message}"
                 self.record("skipped", row_id, reason=self.stop_reason)
             else:

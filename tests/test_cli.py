@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -15,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from flows.cli import main
+from wiro_tasks import TextToVideoInput, WiroClient
 
 from .conftest import API_KEY, API_SECRET
 from .mp4 import decode_mp4
@@ -29,28 +31,36 @@ def free_port() -> int:
         return port
 
 
-@pytest.fixture
-def emulator_process() -> Iterator[tuple[str, dict[str, str]]]:
-    """`wiro-sweep emulator` in a subprocess, credentials from its environment."""
+@contextmanager
+def emulator_command(*flags: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """`wiro-sweep emulator FLAGS` in a subprocess, credentials from its environment."""
     port = free_port()
     env = {**os.environ, "WIRO_API_KEY": API_KEY, "WIRO_API_SECRET": API_SECRET}
-    command = [sys.executable, "-m", "flows", "emulator", "--port", str(port), "--task-seconds", "0.3"]
+    command = [sys.executable, "-m", "flows", "emulator", "--port", str(port), *flags]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
-    while True:
-        try:
-            httpx.get(f"{base}/_emulator/stats")
-            break
-        except httpx.ConnectError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(process.stdout.read().decode() if process.stdout else "") from None
-            time.sleep(0.05)
-    yield f"{base}/v1", {**env, "WIRO_BASE_URL": f"{base}/v1"}
-    process.terminate()
-    process.wait(timeout=10)
-    if process.stdout:
-        process.stdout.close()
+    try:
+        while True:
+            try:
+                httpx.get(f"{base}/_emulator/stats")
+                break
+            except httpx.ConnectError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(process.stdout.read().decode() if process.stdout else "") from None
+                time.sleep(0.05)
+        yield f"{base}/v1", {**env, "WIRO_BASE_URL": f"{base}/v1"}
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        if process.stdout:
+            process.stdout.close()
+
+
+@pytest.fixture
+def emulator_process() -> Iterator[tuple[str, dict[str, str]]]:
+    with emulator_command("--task-seconds", "0.3") as started:
+        yield started
 
 
 def test_quickstart_script_saves_a_playable_mp4(emulator_process: tuple[str, dict[str, str]], tmp_path: Path) -> None:
@@ -88,3 +98,15 @@ def test_bad_emulator_option_exits_2() -> None:
     result = CliRunner().invoke(main, ["emulator", "--balance", "lots"])
     assert result.exit_code == 2
     assert "--balance" in result.output
+
+
+def test_emulator_list_page_cap_flag() -> None:
+    with (
+        emulator_command("--list-page-cap", "2", "--queue-seconds", "60") as (base_url, _),
+        WiroClient(API_KEY, API_SECRET, base_url=base_url) as client,
+    ):
+        for n in range(3):
+            client.run(TextToVideoInput(prompt=f"p{n}", num_frames=5))
+        page = client.list_page(limit=100)
+    assert (len(page.tasks), page.total) == (2, 3)
+    assert CliRunner().invoke(main, ["emulator", "--list-page-cap", "0"]).exit_code == 2

@@ -19,8 +19,12 @@ import pytest
 from click.testing import CliRunner
 
 from flows.cli import main
-from flows.journal import read_events
+from flows.credentials import ConfigError, load_credentials
+from flows.grid import INPUTS, load_grid
+from flows.journal import Journal, read_events
 from flows.manifest import read_manifest
+from flows.runner import records
+from wiro_tasks import TEXT_TO_VIDEO, model_spec
 from wiro_tasks.emulator import EmulatorServer
 
 from .conftest import EmulatorFactory
@@ -77,6 +81,72 @@ def test_missing_credentials_exit_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["run", str(good), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2
     assert "WIRO_API_KEY" in result.output
+
+
+BAD_CONFIGURATIONS = [
+    ({"WIRO_BASE_URL": "ftp://example.com/v1"}, "WIRO_BASE_URL) must start with http:// or https://"),
+    ({"WIRO_BASE_URL": "http:///v1"}, "WIRO_BASE_URL) has no host"),
+    ({"WIRO_API_KEY": ""}, "set WIRO_API_KEY"),
+    ({"WIRO_API_KEY": "key with spaces "}, "WIRO_API_KEY) holds whitespace"),
+    ({"WIRO_API_SECRET": "s\u00e9cret"}, "WIRO_API_SECRET) holds whitespace or non-ASCII"),
+    ({"WIRO_SOCKET_URL": "https://127.0.0.1:9/socket/v1"}, "WIRO_SOCKET_URL) must start with ws:// or wss://"),
+]
+
+
+@pytest.mark.parametrize(("settings", "words"), BAD_CONFIGURATIONS)
+def test_bad_configuration_exits_2_before_prefect_or_any_cost(
+    emulator: EmulatorServer,
+    wiro_env: Callable[[EmulatorServer], None],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    settings: dict[str, str],
+    words: str,
+) -> None:
+    wiro_env(emulator)
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    good = write(tmp_path / "good.csv", "prompt\na fox\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["run", str(good), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert words in result.output
+    assert result.output.startswith("error: ")
+    assert result.output.count("\n") == 1, "one clean line"
+    assert not out.exists(), "nothing under OUT, not even a journal"
+    assert "run" not in emulator.account.stats()["counters"]
+
+
+@pytest.mark.parametrize(("settings", "words"), [c for c in BAD_CONFIGURATIONS if c[0].get("WIRO_API_KEY") != ""])
+def test_load_credentials_checks_every_setting(
+    monkeypatch: pytest.MonkeyPatch, settings: dict[str, str], words: str
+) -> None:
+    """What a flow run (from a deployment, without the CLI's check) calls before any row."""
+    monkeypatch.setenv("WIRO_API_KEY", "k")
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_credentials()
+    assert caught.value.exit_code == 2
+    assert words in str(caught.value)
+
+
+def test_the_flow_stops_on_bad_configuration_before_any_row(
+    prefect_api: str,
+    emulator: EmulatorServer,
+    wiro_env: Callable[[EmulatorServer], None],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Past the CLI's own check (as in a deployment's run), the flow exits 2 before the journal."""
+    from flows.console import run_with_progress
+
+    wiro_env(emulator)
+    monkeypatch.setenv("WIRO_BASE_URL", "ftp://example.com/v1")
+    good = write(tmp_path / "good.csv", "prompt\na fox\n")
+    out = tmp_path / "out"
+    assert run_with_progress({"grid": [str(good)], "out": str(out)}, load_grid([str(good)])) == 2
+    assert not out.exists()
+    assert "run" not in emulator.account.stats()["counters"]
 
 
 def test_dry_run_counts_and_estimates(tmp_path: Path) -> None:
@@ -185,3 +255,29 @@ def test_ctrl_c_stops_the_running_wiro_tasks(
     finished = [e for e in read_events(out / "journal.jsonl") if e["event"] == "finished"]
     assert sorted(e["status"] for e in finished) == ["cancelled", "cancelled"]
     assert json.dumps(finished)  # plain data
+
+
+def test_a_lost_answers_task_is_adopted_past_short_list_pages(
+    make_emulator: EmulatorFactory, cli_env: Callable[[EmulatorServer], dict[str, str]], tmp_path: Path
+) -> None:
+    """A server that caps Task/List pages (50 here, whatever the scan asks) must not end the scan
+    early: the task of a Run whose answer was lost, 61st newest, is adopted and never paid twice."""
+    emulator = make_emulator(list_page_cap=50, concurrency_limit=1000, preview=True)
+    grid = write(tmp_path / "g.csv", "prompt,numFrames\nthe one whose answer was lost,5\n")
+    out, log = tmp_path / "out", tmp_path / "log.txt"
+    [row] = records(load_grid([str(grid)]))
+    journal = Journal(out)  # the process died between its intent and the Run answer
+    journal.append("intent", row["row_id"])
+    journal.close()
+    spec = model_spec(TEXT_TO_VIDEO)
+    lost = emulator.account.create(TEXT_TO_VIDEO, spec.validate({c: row[c] for c in INPUTS}))
+    for n in range(60):  # newer tasks of the account push it to the second capped page
+        emulator.account.create(TEXT_TO_VIDEO, spec.validate({"prompt": f"someone else's {n} [emulator:hang]"}))
+
+    process = start([str(grid), "--out", str(out), "--poll-interval", "0.1"], cli_env(emulator), log)
+    assert finish(process, log, 120) == 0, log.read_text()
+    assert emulator.account.stats()["tasks"] == 61, "no second task for the row"
+    assert "run" not in emulator.account.stats()["counters"]
+    adopted = [e for e in read_events(out / "journal.jsonl") if e["event"] == "adopted"]
+    assert [e["task_id"] for e in adopted] == [str(lost.id)]
+    assert read_manifest(out)["status"].tolist() == ["succeeded"]

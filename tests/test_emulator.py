@@ -172,6 +172,34 @@ def test_list_tasks_newest_first(client: WiroClient) -> None:
     assert [t.id for t in client.list_tasks(start=2, limit=5)] == [ids[0]]
 
 
+def test_list_page_cap_shortens_pages_and_total_still_counts_the_list(make_emulator: EmulatorFactory) -> None:
+    emulator = make_emulator(list_page_cap=2)
+    with WiroClient(API_KEY, API_SECRET, base_url=emulator.base_url, retry=NO_WAIT) as c:
+        ids = [c.run(FOX).task_id for _ in range(3)]
+        first = c.list_page(limit=100)
+        assert ([t.id for t in first.tasks], first.total) == (ids[::-1][:2], 3)
+        assert [t.id for t in c.list_page(start=2, limit=100).tasks] == [ids[0]]
+        assert c.list_page(start=3, limit=100).tasks == ()
+
+
+def test_huge_numbers_are_validation_errors_not_500s(emulator: EmulatorServer) -> None:
+    path = "/Run/Wan-AI/Wan2.2-TI2V-5B-text-to-video"
+    cases = [
+        ({"prompt": "p", "numFrames": 10**400}, "Request parameter [numFrames] must be between 5 and 241"),
+        ({"prompt": "p", "numFrames": "9" * 400}, "Request parameter [numFrames] must be between 5 and 241"),
+        ({"prompt": "p", "scale": -(10**400)}, "Request parameter [scale] must be between 0 and 20"),
+        ({"prompt": "p", "steps": 1e308}, "Request parameter [steps] must be between 1 and 100"),
+        ({"prompt": "p", "seed": "9" * 5000}, "Request parameter [seed] must be an integer between 0 and 4294967295"),
+    ]
+    for body, message in cases:
+        answer = raw_post(emulator, path, body)
+        assert answer.status_code == 200, (body, answer.text)
+        assert answer.json()["errors"] == [{"code": 0, "message": message}]
+    too_long = raw_post(emulator, path, content=b'{"prompt": "p", "numFrames": ' + b"9" * 5000 + b"}")
+    assert too_long.json()["errors"] == [{"code": 0, "message": "Request body could not be parsed."}]
+    assert emulator.account.stats()["tasks"] == 0
+
+
 def test_failed_tasks_end_in_postprocess_end_with_pexit_and_no_cost(client: WiroClient) -> None:
     task = client.wait(client.run(TextToVideoInput(prompt="x [emulator:fail]")).task_id, schedule=FAST_POLL)
     assert task.status is TaskStatus.POSTPROCESS_END

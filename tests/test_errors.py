@@ -10,7 +10,9 @@ import pytest
 from wiro_tasks import (
     APIError,
     AuthenticationError,
+    ClientConfig,
     ConcurrencyLimitError,
+    ConfigurationError,
     InputValidationError,
     InsufficientBalanceError,
     InvalidRequestError,
@@ -215,6 +217,52 @@ def test_kill_by_token_sends_both_field_names(make_client: Callable[[Script], Wi
 def test_misconfiguration_is_a_value_error_not_a_lost_answer(base_url: str, key: str) -> None:
     with pytest.raises(ValueError, match=r"base URL|whitespace or non-ASCII"):
         WiroClient(key, "s", base_url=base_url)
+
+
+@pytest.mark.parametrize(
+    ("variables", "setting", "words"),
+    [
+        ({"WIRO_API_KEY": "k", "WIRO_BASE_URL": "ftp://example.com/v1"}, "WIRO_BASE_URL", "http:// or https://"),
+        ({"WIRO_API_KEY": "k", "WIRO_BASE_URL": "http://h:99999/v1"}, "WIRO_BASE_URL", "not a valid URL"),
+        ({"WIRO_API_KEY": "k", "WIRO_SOCKET_URL": "ws://"}, "WIRO_SOCKET_URL", "has no host"),
+        ({"WIRO_API_KEY": ""}, "WIRO_API_KEY", "No Wiro API key"),
+        ({"WIRO_API_KEY": "k", "WIRO_API_SECRET": "s\n"}, "WIRO_API_SECRET", "whitespace"),
+    ],
+)
+def test_client_config_names_the_bad_setting(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], setting: str, words: str
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError) as caught:
+        ClientConfig.resolve()
+    assert caught.value.setting == setting
+    assert setting in str(caught.value)
+    assert words in str(caught.value)
+
+
+def test_client_config_hides_a_password_in_the_url() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        ClientConfig.resolve("k", base_url="ftp://user:hunter2@example.com/v1")
+    assert "hunter2" not in str(caught.value)
+    assert caught.value.setting == "base_url"
+
+
+def test_client_config_resolves_everything_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WIRO_API_KEY", "k")
+    monkeypatch.setenv("WIRO_SOCKET_URL", "ws://127.0.0.1:9/socket/v1")
+    config = ClientConfig.resolve(base_url="http://127.0.0.1:9/v1/")
+    assert (config.base_url, config.socket_url) == ("http://127.0.0.1:9/v1", "ws://127.0.0.1:9/socket/v1")
+    assert config.credentials.api_key == "k"
+
+
+def test_list_page_reads_the_total_and_short_pages(make_client: Callable[[Script], WiroClient]) -> None:
+    answer = {"result": True, "errors": [], "total": "130", "tasklist": [TASK, {**TASK, "id": "0"}]}
+    page = make_client(Script(httpx.Response(200, json=answer))).list_page(limit=100)
+    assert ([t.id for t in page.tasks], page.total) == (["1", "0"], 130)
+    assert make_client(Script(ok_task())).list_page().total == 1
+    no_total = {"result": True, "errors": [], "total": "many", "tasklist": []}
+    assert make_client(Script(httpx.Response(200, json=no_total))).list_page().total is None
 
 
 def test_detail_needs_an_id_or_a_token(make_client: Callable[[Script], WiroClient]) -> None:

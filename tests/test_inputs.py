@@ -59,6 +59,16 @@ def test_strings_and_numbers_are_coerced_like_wiro_does() -> None:
         ("prompt", "bell\x07", "control character U+0007"),
         ("prompt", "x" * 2001, "at most 2000 characters"),
         ("negativePrompt", "nul\x00", "control character U+0000"),
+        pytest.param("numFrames", 10**400, "must be between 5 and 241", id="numFrames-int-400-digits"),
+        pytest.param("numFrames", "9" * 400, "must be between 5 and 241", id="numFrames-text-400-digits"),
+        pytest.param("numFrames", "9" * 5000, "must be integer", id="numFrames-text-5000-digits"),
+        pytest.param("numFrames", 10**5000, "must be between 5 and 241", id="numFrames-int-5000-digits"),
+        pytest.param("scale", 10**400, "must be between 0 and 20", id="scale-int-400-digits"),
+        pytest.param("scale", -(10**400), "must be between 0 and 20", id="scale-negative-400-digits"),
+        pytest.param("steps", 2**63, "must be between 1 and 100", id="steps-2**63"),
+        pytest.param("seed", 10**400, "must be an integer between 0", id="seed-int-400-digits"),
+        pytest.param("seed", "9" * 5000, "must be an integer between 0", id="seed-text-5000-digits"),
+        pytest.param("prompt", 10**5000, "must be text", id="prompt-int-5000-digits"),
     ],
 )
 def test_each_rule_names_field_and_rule(field: str, value: object, rule: str | None) -> None:
@@ -102,3 +112,17 @@ def test_image_to_video_rules() -> None:
 def test_typed_inputs_validate_on_creation() -> None:
     with pytest.raises(InputValidationError, match="numFrames"):
         TextToVideoInput(prompt="p", num_frames=8)
+
+
+def test_huge_numbers_are_validation_errors_with_short_messages() -> None:
+    with pytest.raises(InputValidationError, match="numFrames: must be between 5 and 241") as caught:
+        TextToVideoInput(prompt="a", num_frames=10**400)
+    assert len(str(caught.value)) < 160, "the value is cut short in the message"
+
+
+def test_numbers_keep_their_types() -> None:
+    t = TextToVideoInput.from_wire({"prompt": "p", "scale": 7, "numFrames": " 81 ", "steps": "30"})
+    assert isinstance(t, TextToVideoInput)
+    assert (t.scale, t.num_frames, t.steps) == (7.0, 81, 30)
+    assert type(t.scale) is float
+    assert type(t.num_frames) is int

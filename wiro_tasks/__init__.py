@@ -4,11 +4,12 @@ The client modules here depend on httpx alone; Prefect appears only in `wiro_tas
 """
 
 from ._auth import NonceSource, WiroAuth, sign
-from ._config import DEFAULT_BASE_URL, Credentials
+from ._config import DEFAULT_BASE_URL, ClientConfig, Credentials
 from ._exceptions import (
     APIError,
     AuthenticationError,
     ConcurrencyLimitError,
+    ConfigurationError,
     InputValidationError,
     InsufficientBalanceError,
     InvalidRequestError,
@@ -37,7 +38,7 @@ from .inputs import (
     TextToVideoInput,
     model_spec,
 )
-from .types import TERMINAL_STATUSES, Submission, Task, TaskOutput, TaskStatus
+from .types import TERMINAL_STATUSES, Submission, Task, TaskOutput, TaskPage, TaskStatus
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -47,7 +48,9 @@ __all__ = [
     "APIError",
     "AsyncWiroClient",
     "AuthenticationError",
+    "ClientConfig",
     "ConcurrencyLimitError",
+    "ConfigurationError",
     "Credentials",
     "Download",
     "DownloadError",
@@ -65,6 +68,7 @@ __all__ = [
     "SubmitOutcomeUnknownError",
     "Task",
     "TaskOutput",
+    "TaskPage",
     "TaskStalledError",
     "TaskStateError",
     "TaskStatus",

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import httpx
+
+from ._exceptions import ConfigurationError
 
 DEFAULT_BASE_URL = "https://api.wiro.ai/v1"
 DEFAULT_SOCKET_URL = "wss://socket.wiro.ai/v1"
@@ -37,26 +42,36 @@ class Credentials:
     def resolve(cls, api_key: str | None = None, api_secret: str | None = None) -> Credentials:
         """Arguments win; otherwise `WIRO_API_KEY` and `WIRO_API_SECRET` from the environment."""
         key = api_key if api_key is not None else os.environ.get(ENV_API_KEY, "")
+        key_setting = "api_key" if api_key is not None else ENV_API_KEY
+        secret_setting = "api_secret" if api_secret is not None else ENV_API_SECRET
         if api_secret is None:
             api_secret = os.environ.get(ENV_API_SECRET) if api_key is None else None
         if not key:
-            raise ValueError(
-                f"No Wiro API key: pass api_key= or set {ENV_API_KEY} (and {ENV_API_SECRET} for signature mode)."
+            raise ConfigurationError(
+                key_setting,
+                f"No Wiro API key: pass api_key= or set {ENV_API_KEY} (and {ENV_API_SECRET} for signature mode).",
             )
-        for name, value in (("API key", key), ("API secret", api_secret or "")):
-            if value != value.strip() or any(ord(c) < 32 or ord(c) > 126 for c in value):
-                raise ValueError(f"The Wiro {name} holds whitespace or non-ASCII characters: check how it was set.")
+        check_credential(key, f"The Wiro API key ({key_setting})", key_setting)
+        check_credential(api_secret or "", f"The Wiro API secret ({secret_setting})", secret_setting)
         return cls(api_key=key, api_secret=api_secret or None)
 
     def __reduce__(self) -> str | tuple[object, ...]:
         raise TypeError("Credentials are not picklable: they must never be persisted")
 
 
+def check_credential(value: str, what: str, setting: str) -> None:
+    """`ConfigurationError` for a key or secret that no HTTP header can carry as given."""
+    if value != value.strip() or any(ord(c) < 32 or ord(c) > 126 for c in value):
+        raise ConfigurationError(setting, f"{what} holds whitespace or non-ASCII characters: check how it was set.")
+
+
 def resolve_base_url(base_url: str | None = None) -> str:
     """Argument, else `WIRO_BASE_URL`, else the public API; always without a trailing slash."""
+    setting = "base_url" if base_url else ENV_BASE_URL
     url = (base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL).strip()
-    if not url.startswith(("http://", "https://")):
-        raise ValueError(f"The Wiro base URL must start with http:// or https:// (got {url!r}).")
+    problem = _url_problem(url, ("http", "https"))
+    if problem:
+        raise ConfigurationError(setting, f"The Wiro base URL ({setting}) {problem} (got {_shown_url(url)!r}).")
     return url.rstrip("/")
 
 
@@ -67,10 +82,64 @@ def _mask(value: str) -> str:
 def resolve_socket_url(socket_url: str | None, base_url: str) -> str | None:
     """Argument, else `WIRO_SOCKET_URL`, else Wiro's socket for Wiro's API; no socket for other servers
     unless one is named (an empty value turns it off)."""
+    setting = "socket_url" if socket_url is not None else ENV_SOCKET_URL
     url = socket_url if socket_url is not None else os.environ.get(ENV_SOCKET_URL)
     if url is None:
         return DEFAULT_SOCKET_URL if base_url == DEFAULT_BASE_URL else None
     url = url.strip()
-    if url and not url.startswith(("ws://", "wss://")):
-        raise ValueError(f"The Wiro socket URL must start with ws:// or wss:// (got {url!r}).")
+    problem = _url_problem(url, ("ws", "wss")) if url else None
+    if problem:
+        raise ConfigurationError(setting, f"The Wiro socket URL ({setting}) {problem} (got {_shown_url(url)!r}).")
     return url or None
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Everything a client is built from (key, secret, base URL, socket URL), resolved and checked
+    at once, so a bad setting stops a program before its first request rather than inside it."""
+
+    credentials: Credentials
+    base_url: str
+    socket_url: str | None
+
+    @classmethod
+    def resolve(
+        cls,
+        api_key: str | None = None,
+        api_secret: str | None = None,
+        *,
+        base_url: str | None = None,
+        socket_url: str | None = None,
+    ) -> ClientConfig:
+        """Arguments win over `WIRO_*`; `ConfigurationError` names the first bad setting."""
+        credentials = Credentials.resolve(api_key, api_secret)
+        base = resolve_base_url(base_url)
+        return cls(credentials, base, resolve_socket_url(socket_url, base))
+
+
+def _url_problem(url: str, schemes: tuple[str, ...]) -> str | None:
+    """What is wrong with `url` as an address of one of `schemes`, or None."""
+    if not url.lower().startswith(tuple(f"{s}://" for s in schemes)):
+        return "must start with " + " or ".join(f"{s}://" for s in schemes)
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        return "must not contain whitespace"
+    try:
+        parts = urlsplit(url)
+        if parts.port == 0:  # `.port` itself raises on one that is not a number up to 65535
+            raise ValueError("port 0")
+        if parts.scheme.lower() in ("http", "https"):
+            httpx.URL(url)  # what the client will have to parse
+    except (httpx.InvalidURL, ValueError):
+        return "is not a valid URL"
+    return None if parts.hostname else "has no host"
+
+
+def _shown_url(url: str) -> str:
+    """The URL for an error message, without any user:password it may carry."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(not a URL)" if "@" in url else url[:200]
+    if "@" not in parts.netloc:
+        return url[:200]
+    return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()[:200]

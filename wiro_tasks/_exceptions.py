@@ -1,6 +1,7 @@
 """One small error tree that tells a caller what to do next.
 
     WiroError
+    ├── ConfigurationError       a setting (argument or WIRO_* variable) is missing or malformed
     ├── InputValidationError     a value breaks the model's rules; found before anything is sent
     ├── APIError                 Wiro answered `result: false` or an HTTP error
     │   ├── InvalidRequestError      code 0, HTTP 400: fix the input, never resend as is
@@ -32,6 +33,17 @@ class WiroError(Exception):
     retryable: ClassVar[bool] = False
 
 
+class ConfigurationError(WiroError, ValueError):
+    """A client setting is missing or malformed; `setting` names the argument or variable.
+
+    Raised when a client is built (or its settings are resolved up front), never after a request.
+    """
+
+    def __init__(self, setting: str, message: str) -> None:
+        self.setting = setting
+        super().__init__(message)
+
+
 class InputValidationError(WiroError, ValueError):
     """An input breaks a rule of the model; `field` and `rule` say which."""
 
@@ -39,7 +51,20 @@ class InputValidationError(WiroError, ValueError):
         self.field = field
         self.rule = rule
         self.value = value
-        super().__init__(f"{field}: {rule}" + ("" if value is None else f" (got {value!r})"))
+        super().__init__(f"{field}: {rule}" + ("" if value is None else f" (got {shown(value)})"))
+
+
+MAX_SHOWN = 80
+
+
+def shown(value: object) -> str:
+    """A value's repr for a message, cut short: a 400-digit number or a long text stays readable
+    (and an int past Python's 4300-digit limit cannot make building the message fail)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"<an integer of {value.bit_length() if isinstance(value, int) else '?'} bits>"
+    return text if len(text) <= MAX_SHOWN else f"{text[: MAX_SHOWN - 12]}… ({len(text)} chars)"
 
 
 class APIError(WiroError):

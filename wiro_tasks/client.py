@@ -45,7 +45,7 @@ from ._exceptions import (
 from ._retry import PollSchedule, RetryPolicy
 from .inputs import TEXT_TO_VIDEO, ModelInput, Value, model_spec
 from .socket import TaskEvent, task_events
-from .types import Submission, Task, TaskOutput, TaskStatus
+from .types import Submission, Task, TaskOutput, TaskPage, TaskStatus
 
 logger = logging.getLogger("wiro_tasks")
 
@@ -244,7 +244,12 @@ class WiroClient(_BaseClient):
 
     def list_tasks(self, *, start: int = 0, limit: int = 50) -> list[Task]:
         """The account's tasks, newest first."""
-        return self._tasks(self._call("/Task/List", self._list_body(start, limit)))
+        return list(self.list_page(start=start, limit=limit).tasks)
+
+    def list_page(self, *, start: int = 0, limit: int = 50) -> TaskPage:
+        """One page of the account's tasks, newest first, with the list's `total` when Wiro gives it.
+        The page may hold fewer than `limit` tasks before the end: advance `start` by what came."""
+        return TaskPage.from_api(self._call("/Task/List", self._list_body(start, limit)))
 
     def cancel(self, task_id: str) -> Task:
         """Cancel a task that is still queued (nothing is billed)."""
@@ -374,7 +379,12 @@ class AsyncWiroClient(_BaseClient):
 
     async def list_tasks(self, *, start: int = 0, limit: int = 50) -> list[Task]:
         """The account's tasks, newest first."""
-        return self._tasks(await self._call("/Task/List", self._list_body(start, limit)))
+        return list((await self.list_page(start=start, limit=limit)).tasks)
+
+    async def list_page(self, *, start: int = 0, limit: int = 50) -> TaskPage:
+        """One page of the account's tasks, newest first, with the list's `total` when Wiro gives it.
+        The page may hold fewer than `limit` tasks before the end: advance `start` by what came."""
+        return TaskPage.from_api(await self._call("/Task/List", self._list_body(start, limit)))
 
     async def cancel(self, task_id: str) -> Task:
         """Cancel a task that is still queued (nothing is billed)."""

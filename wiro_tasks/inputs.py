@@ -52,7 +52,7 @@ class Param:
             return self._coerce_text(raw)
         number = _number(self.name, raw, integer=self.kind == "int")
         if self.allow_zero and number == 0:
-            return number
+            return float(number) if self.kind == "float" else number
         lo, hi = self.minimum, self.maximum
         if lo is not None and hi is not None and not lo <= number <= hi:
             extra = " (or 0)" if self.allow_zero else ""
@@ -61,6 +61,11 @@ class Param:
             raise InputValidationError(self.name, "must be 4n+1 (5, 9, ..., 81, ..., 121, ...)", raw)
         if self.multiple_of and int(number) % self.multiple_of:
             raise InputValidationError(self.name, f"must be a multiple of {self.multiple_of}", raw)
+        if self.kind == "float":
+            try:
+                return float(number)  # an int in range (checked above, exactly) always fits
+            except OverflowError:
+                raise InputValidationError(self.name, "must be integer or float", raw) from None
         return number
 
     def _coerce_text(self, raw: object) -> str:
@@ -68,13 +73,16 @@ class Param:
             raise InputValidationError(self.name, "must be text", raw)
         if isinstance(raw, float) and not raw.is_integer():
             raise InputValidationError(self.name, "must be text", raw)
-        text = str(int(raw)) if isinstance(raw, float) else str(raw)
+        try:
+            text = str(int(raw)) if isinstance(raw, float) else str(raw)
+        except ValueError:  # an int past Python's 4300-digit limit for str()
+            raise InputValidationError(self.name, "must be text", raw) from None
         if self.kind == "choice":
             if text not in self.choices:
                 raise InputValidationError(self.name, f"must be one of {', '.join(self.choices)}", raw)
             return text
         if self.kind == "seed":
-            if not re.fullmatch(r"\s*\d+\s*", text) or int(text) > MAX_SEED:
+            if not re.fullmatch(r"\s*\d{1,20}\s*", text) or int(text) > MAX_SEED:
                 raise InputValidationError(self.name, f"must be an integer between 0 and {MAX_SEED}", raw)
             return str(int(text))
         if self.kind == "url":
@@ -275,19 +283,27 @@ ModelInput = TextToVideoInput | ImageToVideoInput
 
 
 def _number(name: str, raw: object, *, integer: bool) -> int | float:
+    """`raw` as an exact number: ints stay ints however long (a float() of a 400-digit int
+    overflows), so the range check compares exactly and says what is wrong."""
     rule = "must be integer" if integer else "must be integer or float"
     if isinstance(raw, bool):
         raise InputValidationError(name, rule, raw)
-    value: float
+    value: int | float
     if isinstance(raw, (int, float)):
-        value = float(raw)
+        value = raw
     elif isinstance(raw, str):
+        text = raw.strip()
         try:
-            value = float(raw.strip())
+            value = int(text)  # past 4300 digits this raises too, and float() says inf
         except ValueError:
-            raise InputValidationError(name, rule, raw) from None
+            try:
+                value = float(text)
+            except ValueError:
+                raise InputValidationError(name, rule, raw) from None
     else:
         raise InputValidationError(name, rule, raw)
+    if isinstance(value, int):
+        return value
     if not math.isfinite(value):
         raise InputValidationError(name, rule, raw)
     if integer:

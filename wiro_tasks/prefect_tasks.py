@@ -6,7 +6,9 @@ environment, so it is never a parameter, a cache key or a result. Retry rules:
 
 - `submit` is never retried by Prefect. Inside, it submits again only when Wiro said no task was
   created (code 96, HTTP 429, a connection that never opened). A lost answer comes back as
-  `unknown`, for the caller to look for the task before anything else.
+  `unknown`, for the caller to look for the task before anything else. A connection that keeps
+  failing to open comes back as `unreachable` after `CONNECT_WAIT_SECONDS`: a wrong
+  `WIRO_BASE_URL` or an outage, which waiting out like code 96 would only hide.
 - `wait` is retried by Prefect on transient errors only: polling and downloading are safe to
   repeat. It cancels (queued) or kills (running) a task past its deadline.
 """
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import logging
 import random
 import time
 from dataclasses import dataclass
@@ -22,9 +26,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from prefect import Task, task
+from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
+from prefect.exceptions import MissingContextError
 
 from . import (
     APIError,
@@ -41,11 +46,15 @@ from . import (
     WiroConnectionError,
     WiroError,
 )
-from .inputs import Value, model_spec
+from .inputs import ModelSpec, Value, model_spec
 from .types import Task as WiroTask
 from .types import TaskOutput, TaskStatus
 
-SubmitKind = Literal["submitted", "unknown", "refused", "auth", "balance", "gave_up"]
+SubmitKind = Literal["submitted", "unknown", "refused", "auth", "balance", "unreachable", "gave_up"]
+"""How `submit` ended: `submitted` (a task id); `unknown` (sent, answer lost: look for the task);
+`refused` (Wiro said no, e.g. code 0); `auth` (key refused); `balance` (code 97); `unreachable` (no
+connection to the API opened for `connect_wait` s: no task was created, stop submitting new rows);
+`gave_up` (no free slot, code 96 or 429, within `limit_wait`)."""
 Outcome = Literal["succeeded", "failed", "timed_out", "cancelled"]
 _clients: dict[int, AsyncWiroClient] = {}
 _credentials: list[Credentials] = []
@@ -106,12 +115,36 @@ class Saved:
     error: str = ""
 
 
+CONNECT_WAIT_SECONDS = 120.0  # how long a Run whose connection never opens is retried
+CONNECT_WARN_SECONDS = 30.0  # ... and when to say so in the log
+
+
 @task(name="submit", task_run_name="submit {label}", cache_policy=NO_CACHE, persist_result=False)
-async def submit(model: str, inputs: dict[str, Value], label: str, limit_wait: float = 3600.0) -> SubmitOutcome:
+async def submit(
+    model: str,
+    inputs: dict[str, Value],
+    label: str,
+    limit_wait: float = 3600.0,
+    connect_wait: float = CONNECT_WAIT_SECONDS,
+) -> SubmitOutcome:
     """Send one Run request; resend only when Wiro said no task was created."""
-    client = wiro_client()
+    return await submit_with(wiro_client(), model, inputs, limit_wait=limit_wait, connect_wait=connect_wait)
+
+
+async def submit_with(
+    client: AsyncWiroClient,
+    model: str,
+    inputs: dict[str, Value],
+    *,
+    limit_wait: float = 3600.0,
+    connect_wait: float = CONNECT_WAIT_SECONDS,
+) -> SubmitOutcome:
+    """`submit`'s body, on a given client. Code 96 and 429 are waited out for `limit_wait` s; a
+    connection that never opens (no task can exist) is retried for `connect_wait` s of its own."""
     started = time.monotonic()
     refusals = 0
+    unreachable_since: float | None = None
+    warned = False
     while True:
         try:
             submitted = await client.run(inputs, model=model)
@@ -124,12 +157,39 @@ async def submit(model: str, inputs: dict[str, Value], label: str, limit_wait: f
             return SubmitOutcome("auth", message=str(exc))
         except (ConcurrencyLimitError, RateLimitedError, WiroConnectionError) as exc:
             refusals += 1
-            if time.monotonic() - started > limit_wait:
+            now = time.monotonic()
+            if now - started > limit_wait:
                 return SubmitOutcome("gave_up", message=f"no slot within {limit_wait:.0f} s: {exc}")
             delay = exc.retry_after if isinstance(exc, APIError) and exc.retry_after else min(10.0, refusals)
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay *= random.uniform(0.8, 1.2)
+            if not isinstance(exc, WiroConnectionError):
+                unreachable_since = None
+            else:
+                unreachable_since = unreachable_since or now
+                down = now - unreachable_since
+                if down >= connect_wait:
+                    return SubmitOutcome(
+                        "unreachable",
+                        message=f"could not connect to the Wiro API at {client.base_url} for {down:.0f} s "
+                        f"(check WIRO_BASE_URL): {exc}",
+                    )
+                warn_at = min(CONNECT_WARN_SECONDS, connect_wait / 2)
+                if down >= warn_at and not warned:
+                    warned = True
+                    _logger().warning("no connection to %s for %.0f s; retrying until %.0f s: %s",
+                                      client.base_url, down, connect_wait, exc)  # fmt: skip
+                delay = min(delay, (connect_wait if warned else warn_at) - down)
+            await asyncio.sleep(max(0.0, delay))
         except WiroError as exc:
             return SubmitOutcome("refused", message=str(exc))
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The task run's logger (shown in the Prefect UI), or the package's outside a run."""
+    try:
+        return get_run_logger()
+    except MissingContextError:  # called as a plain coroutine (tests, benchmarks)
+        return logging.getLogger("wiro_tasks")
 
 
 async def _transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -329,6 +389,8 @@ class FindOutcome:
 
 
 MAX_SCAN = 20_000
+SCAN_PAGE = 100
+CLOCK_SKEW = timedelta(minutes=2)
 
 
 @task(name="find-task", task_run_name="find {label}", cache_policy=NO_CACHE, persist_result=False, retries=2,
@@ -336,37 +398,81 @@ MAX_SCAN = 20_000
 async def find_task(
     model: str, inputs: dict[str, Value], label: str, since: datetime, exclude: list[str]
 ) -> FindOutcome:
-    """The task a lost Run answer created, if any: same inputs, created after `since`.
+    """The task a lost Run answer created, if any: same inputs, created after `since`."""
+    return await scan_for_task(wiro_client(), model, inputs, since, exclude)
 
-    Scans Task/List newest first until tasks are older than `since` less a clock-skew margin.
-    A scan that stops short of that (more than `MAX_SCAN` newer tasks) proves nothing.
+
+async def scan_for_task(
+    client: AsyncWiroClient,
+    model: str,
+    inputs: dict[str, Value],
+    since: datetime,
+    exclude: list[str],
+    *,
+    page_size: int = SCAN_PAGE,
+    max_scan: int = MAX_SCAN,
+) -> FindOutcome:
+    """`find_task`'s body, on a given client: scan Task/List newest first for the task.
+
+    `complete` says the scan saw every task that could be it, and only then may "no task" let a
+    row be paid for again. So the end of the list is never inferred from a short page (a server
+    may cap pages below `page_size`): `start` moves on by the tasks received, and the end is an
+    empty page, or having seen as many tasks as a `total` that has shown itself to count the
+    whole list (more than one page's tasks), or a page of tasks all older than `since` less a
+    clock-skew margin (trusted only on a page in newest-first order). A scan that stops short
+    of that (more than `max_scan` tasks, or a server that answers the first page whatever the
+    `start`) proves nothing.
     """
-    client = wiro_client()
     spec = model_spec(model)
     wanted = spec.validate(inputs, allow_unknown=True)
     wanted.pop("callbackUrl", None)
-    oldest = since - timedelta(minutes=2)
+    oldest = since - CLOCK_SKEW
     found: list[WiroTask] = []
-    start, limit, complete = 0, 100, False
-    while start < MAX_SCAN:
-        page = await client.list_tasks(start=start, limit=limit)
-        for candidate in page:
-            if candidate.id in exclude or not candidate.parameters:
-                continue
-            if candidate.created_at is not None and candidate.created_at < oldest:
-                continue
-            try:
-                have = spec.validate(dict(candidate.parameters), allow_unknown=True)
-            except WiroError:
-                continue
-            have.pop("callbackUrl", None)
-            if have == wanted:
-                found.append(candidate)
-        if len(page) < limit or all(t.created_at is not None and t.created_at < oldest for t in page):
+    seen: set[str] = set()
+    whole_list_total = False
+    first_page: list[str] = []
+    start, complete = 0, False
+    while start < max_scan:
+        page = await client.list_page(start=start, limit=page_size)
+        if not page.tasks:
             complete = True
             break
-        start += limit
+        ids = [t.id for t in page.tasks]
+        fresh = [t for t in page.tasks if t.id not in seen]
+        # A page of tasks already seen is normal: tasks created meanwhile push the list down
+        # (the scan goes on to an empty page). The first page again means `start` is ignored.
+        if start and not fresh and ids == first_page:
+            break
+        first_page = first_page or ids
+        seen.update(ids)
+        found.extend(t for t in fresh if t.id not in exclude and _same_inputs(spec, t, wanted, oldest))
+        start += len(page.tasks)
+        whole_list_total = whole_list_total or (page.total is not None and page.total > len(page.tasks))
+        if whole_list_total and page.total is not None and len(seen) >= page.total:
+            complete = True
+            break
+        if _newest_first(page.tasks) and all(t.created_at is not None and t.created_at < oldest for t in page.tasks):
+            complete = True
+            break
     if not found:
         return FindOutcome(None, complete)
     first = min(found, key=lambda t: (t.created_at or since, int(t.id) if t.id.isdigit() else 0))
     return FindOutcome(first.id, True)
+
+
+def _same_inputs(spec: ModelSpec, candidate: WiroTask, wanted: dict[str, Value], oldest: datetime) -> bool:
+    """Whether a listed task was made from `wanted` (defaults filled in) no earlier than `oldest`."""
+    if not candidate.parameters or (candidate.created_at is not None and candidate.created_at < oldest):
+        return False
+    try:
+        have = spec.validate(dict(candidate.parameters), allow_unknown=True)
+    except WiroError:
+        return False
+    have.pop("callbackUrl", None)
+    return have == wanted
+
+
+def _newest_first(tasks: tuple[WiroTask, ...]) -> bool:
+    """Whether a page is in the order asked for (ids descending), so nothing after it is newer."""
+    ids = [int(t.id) if t.id.isdigit() else None for t in tasks]
+    return all(a is not None and b is not None and a > b for a, b in itertools.pairwise(ids))

@@ -156,6 +156,25 @@ class Task:
         )
 
 
+@dataclass(frozen=True)
+class TaskPage:
+    """One page of Task/List: its tasks (newest first when asked so), and the `total` the answer
+    gave, when it gave one that reads as a number. A short page is not the end of the list: a
+    server may cap pages below the `limit` asked for."""
+
+    tasks: tuple[Task, ...]
+    total: int | None = None
+
+    @classmethod
+    def from_api(cls, payload: Mapping[str, Any]) -> TaskPage:
+        tasklist = _sequence(payload.get("tasklist"))
+        total = _int(payload.get("total"))
+        return cls(
+            tasks=tuple(Task.from_api(raw) for raw in tasklist if isinstance(raw, Mapping)),
+            total=total if total is not None and total >= 0 else None,
+        )
+
+
 def _sequence(value: object) -> Sequence[object]:
     if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
         return value

@@ -267,6 +267,8 @@ def create_app(config: EmulatorConfig, *, storage: Path | None = None) -> Starle
             limit = min(1000, max(1, int(str(body.get("limit", 20)))))
         except ValueError:
             return wiro_error("Request parameter [start] must be integer")
+        if config.list_page_cap is not None:
+            limit = min(limit, max(1, config.list_page_cap))
         with account.lock:
             ids = sorted(account.tasks, reverse=str(body.get("order", "DESC")).upper() != "ASC")
             page = [account.tasks[i] for i in ids[start : start + limit]]

@@ -52,6 +52,8 @@ class EmulatorConfig:
     100 s task in one real second while `elapsedseconds` and the bill still say 100 s).
     `task_seconds` is the time from accept to the end of post-processing; with
     `task_seconds_max` each task draws its own duration uniformly between the two.
+    `list_page_cap` makes Task/List answer at most that many tasks per page whatever `limit`
+    asks (Wiro's own cap is undocumented), so clients are tested against short pages.
     """
 
     api_key: str = DEMO_API_KEY
@@ -68,6 +70,7 @@ class EmulatorConfig:
     hang_rate: float = 0.0
     preview: bool = False
     seed: int = 0
+    list_page_cap: int | None = None
     faults: Faults = Faults()
 
     @classmethod

@@ -1,0 +1,191 @@
+"""The Prefect tasks' bodies on a given client: looking for a lost answer's task in Task/List
+(against fake servers on `httpx.MockTransport` that page the way a real one might), and a Run
+whose connection never opens (against a closed loopback port)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from wiro_tasks import TEXT_TO_VIDEO, AsyncWiroClient, RetryPolicy, model_spec
+from wiro_tasks.inputs import Value
+from wiro_tasks.prefect_tasks import FindOutcome, scan_for_task, submit_with
+
+INPUTS: dict[str, Value] = {"prompt": "the one whose answer was lost", "seed": "7", "numFrames": 33}
+SINCE = datetime.now(UTC) - timedelta(seconds=30)  # when the row's intent was journaled
+NO_RETRY = RetryPolicy(max_retries=0, backoff=0.0)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def stored(inputs: dict[str, Value]) -> dict[str, str]:
+    """A task's `parameters` as Wiro lists them: the validated inputs, as strings."""
+    return {k: str(v) for k, v in model_spec(TEXT_TO_VIDEO).validate(inputs).items()}
+
+
+@dataclass
+class TaskListServer:
+    """Task/List over `count` tasks, newest first, the lost one at `lost_at` (0-based; None: no
+    such task). Its pages can be capped, carry a `total` of the list or of the page, or ignore
+    `start` or `order`; tasks from `old_from` on were created an hour ago; `inserted[n]` new tasks
+    arrive after the n-th answer (other rows being submitted meanwhile)."""
+
+    count: int
+    lost_at: int | None = None
+    cap: int | None = None
+    total: str = "list"  # "list", "page" or "none"
+    ignore_start: bool = False
+    ascending: bool = False
+    old_from: int | None = None
+    inserted: tuple[int, ...] = ()
+    asked: list[dict[str, Any]] = field(default_factory=list)
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.tasks = [
+            self.task(5000 - i, old=self.old_from is not None and i >= self.old_from) for i in range(self.count)
+        ]
+        if self.lost_at is not None:
+            self.tasks[self.lost_at]["parameters"] = stored(INPUTS)
+
+    @property
+    def lost_id(self) -> str:
+        assert self.lost_at is not None
+        return str(5000 - self.lost_at)
+
+    @staticmethod
+    def task(task_id: int, old: bool = False) -> dict[str, Any]:
+        created = datetime.now(UTC) - (timedelta(hours=1) if old else timedelta(seconds=1))
+        return {
+            "id": str(task_id),
+            "status": "task_queue",
+            "parameters": stored({"prompt": f"another row {task_id}"}),
+            "createtime": str(int(created.timestamp())),
+        }
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/v1/Task/List"
+        body = json.loads(request.content)
+        self.asked.append(body)
+        start = 0 if self.ignore_start else int(body["start"])
+        limit = min(int(body["limit"]), self.cap or int(body["limit"]))
+        listed = self.tasks[::-1] if self.ascending else self.tasks
+        page = listed[start : start + limit]
+        answer: dict[str, Any] = {"errors": [], "tasklist": page, "result": True}
+        if self.total != "none":
+            answer["total"] = str(len(self.tasks) if self.total == "list" else len(page))
+        arriving = self.inserted[len(self.asked) - 1] if len(self.asked) <= len(self.inserted) else 0
+        newest = int(self.tasks[0]["id"]) if self.tasks else 5000
+        self.tasks[:0] = [self.task(newest + n) for n in range(arriving, 0, -1)]
+        return httpx.Response(200, json=answer)
+
+
+async def scan(server: TaskListServer, **options: Any) -> FindOutcome:
+    transport = httpx.MockTransport(server)
+    async with AsyncWiroClient("k", "s", base_url="https://api.test/v1", transport=transport, retry=NO_RETRY) as c:
+        return await scan_for_task(c, TEXT_TO_VIDEO, INPUTS, SINCE, [], **options)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("total", ["list", "none", "page"])
+async def test_short_pages_are_not_the_end_of_the_list(total: str) -> None:
+    """The review's case: pages capped at 50 when 100 are asked, the lost task 61st newest."""
+    server = TaskListServer(count=130, lost_at=60, cap=50, total=total)
+    assert await scan(server) == FindOutcome(server.lost_id, True)
+    assert [a["start"] for a in server.asked[:2]] == [0, 50], "start moves by what came, not by the limit"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("total", "requests"),
+    [("list", 3), ("none", 4), ("page", 4)],  # 50 + 50 + 30 tasks, then an empty page unless a total ends it
+)
+async def test_no_task_is_proven_only_at_the_real_end(total: str, requests: int) -> None:
+    server = TaskListServer(count=130, cap=50, total=total)
+    assert await scan(server) == FindOutcome(None, True)
+    assert len(server.asked) == requests
+    assert server.asked[-1]["start"] == (130 if requests == 4 else 100)
+
+
+@pytest.mark.anyio
+async def test_a_server_that_ignores_start_proves_nothing() -> None:
+    server = TaskListServer(count=130, lost_at=60, cap=50, ignore_start=True)
+    assert await scan(server) == FindOutcome(None, False)
+    assert len(server.asked) == 2, "the first page, then the first page again"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("total", ["list", "none", "page"])
+async def test_tasks_pushed_down_by_new_ones_are_no_reason_to_stop(total: str) -> None:
+    """Other rows submitted during the scan shift the list: a page may hold only tasks already seen."""
+    busy = TaskListServer(count=130, lost_at=120, cap=50, total=total, inserted=(40,) * 100)
+    assert await scan(busy) == FindOutcome(busy.lost_id, True)
+    # 90 tasks on the first page, 20 new ones after it: the second page holds the 20 oldest again.
+    server = TaskListServer(count=90, total=total, inserted=(20,))
+    assert await scan(server) == FindOutcome(None, True)
+    assert [a["start"] for a in server.asked] == [0, 90, 110], "on past the page of old ones, to the end"
+
+
+@pytest.mark.anyio
+async def test_old_tasks_end_the_scan_only_in_newest_first_order() -> None:
+    history = TaskListServer(count=1000, cap=50, old_from=80)
+    assert await scan(history) == FindOutcome(None, True)
+    assert len(history.asked) == 3, "stops at the first page of tasks older than the intent"
+    # A server that lists oldest first shows old tasks first: that is no proof, page on.
+    backwards = TaskListServer(count=300, lost_at=10, cap=50, ascending=True, old_from=80)
+    assert await scan(backwards) == FindOutcome(backwards.lost_id, True)
+
+
+@pytest.mark.anyio
+async def test_a_scan_longer_than_max_scan_proves_nothing() -> None:
+    server = TaskListServer(count=500, cap=50, total="none")
+    assert await scan(server, max_scan=200) == FindOutcome(None, False)
+    assert len(server.asked) == 4
+
+
+def closed_port() -> int:
+    """A loopback port where nothing listens: connecting is refused at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+@pytest.mark.anyio
+async def test_a_run_that_never_connects_ends_unreachable(caplog: pytest.LogCaptureFixture) -> None:
+    base_url = f"http://127.0.0.1:{closed_port()}/v1"
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="wiro_tasks"):
+        async with AsyncWiroClient("k", "s", base_url=base_url, retry=NO_RETRY) as c:
+            outcome = await submit_with(c, TEXT_TO_VIDEO, INPUTS, limit_wait=3600.0, connect_wait=0.6)
+    assert outcome.kind == "unreachable"
+    assert base_url in outcome.message
+    assert time.monotonic() - started < 5, "bounded by connect_wait, not by limit_wait"
+    assert any(base_url in r.getMessage() for r in caplog.records), "a warning while it lasts"
+
+
+@pytest.mark.anyio
+async def test_a_connection_that_opens_again_submits() -> None:
+    calls: list[httpx.Request] = []
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) == 1:
+            raise httpx.ConnectError("connection refused")
+        return httpx.Response(200, json={"errors": [], "taskid": "31", "socketaccesstoken": "t", "result": True})
+
+    transport = httpx.MockTransport(flaky)
+    async with AsyncWiroClient("k", "s", base_url="https://api.test/v1", transport=transport, retry=NO_RETRY) as c:
+        outcome = await submit_with(c, TEXT_TO_VIDEO, INPUTS, connect_wait=0.3)
+    assert (outcome.kind, outcome.task_id, len(calls)) == ("submitted", "31", 2)
