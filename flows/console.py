@@ -15,6 +15,7 @@ from rich.progress import Progress as Bar
 
 from .budget import Budget, work_units
 from .journal import JOURNAL, fold, read_events
+from .local_prefect import prefect_api
 from .manifest import MANIFEST_CSV, MANIFEST_PARQUET, build_manifest, read_manifest, write_manifest
 from .progress import Progress, listening
 from .runner import VIDEOS, needs_work, records
@@ -24,11 +25,13 @@ from .summary import summarize
 console = Console(stderr=True, highlight=False)
 
 
-def dry_run_report(frame: pd.DataFrame, out: Path, estimate_usd: Decimal, limit: Decimal | None) -> str:
+def dry_run_report(
+    frame: pd.DataFrame, out: Path, estimate_usd: Decimal, limit: Decimal | None, retry_failed: bool = False
+) -> str:
     """How many combinations, how many are left to submit in OUT, and what they may cost."""
     states = fold(read_events(out / JOURNAL))
     rows = records(frame)
-    left = [r for r in rows if needs_work(states.get(r["row_id"]), retry_failed=False)]
+    left = [r for r in rows if needs_work(states.get(r["row_id"]), retry_failed=retry_failed)]
     rates = [s.cost / work_units(r) for r in rows
              if (s := states.get(r["row_id"])) is not None and s.cost > 0]  # fmt: skip
     budget = Budget(None, estimate_usd=estimate_usd, observed_rates=rates)
@@ -66,7 +69,7 @@ def run_with_progress(params: dict[str, Any], frame: pd.DataFrame) -> int:
             bar.update(task, completed=progress.done, detail=f"${progress.cost:.4f} · {counts}")
 
         try:
-            with listening(show):
+            with prefect_api(), listening(show):
                 state: State[Any] = asyncio.run(sweep(**params, return_state=True))  # type: ignore[arg-type]
         except KeyboardInterrupt:
             bar.stop()

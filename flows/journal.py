@@ -5,7 +5,7 @@ a file opened for appending before the step it records goes ahead (an `intent` b
 Run request), so a process killed at any moment leaves a journal that says which rows may have
 a task. A torn last line is ignored. Folding the lines gives each row's `RowState`.
 
-    intent      a Run request is about to be sent for the row
+    intent      a Run request is about to be sent for the row, with its inputs
     submitted   Wiro answered with a task id          adopted   a lost answer's task was found
     no_task     no task exists for the last intent (refused, or looked for and not found)
     unknown     the Run answer was lost: look for the task before submitting again
@@ -54,6 +54,7 @@ class RowState:
     output_sha256: str = ""
     output_bytes: int | None = None
     attempts: int = 0
+    inputs: dict[str, Any] | None = None  # what the last Run request asked for
 
     @property
     def cost(self) -> Decimal:
@@ -73,6 +74,7 @@ class RowState:
         kind = event["event"]
         if kind == "intent":
             self.phase, self.intent_at = "intent", event["at"]
+            self.inputs = event.get("inputs", self.inputs)
             self.attempts += 1
         elif kind == "unknown":
             self.phase = "unknown"

@@ -21,6 +21,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,9 +33,19 @@ import pandas as pd
 import pyarrow as pa
 from prefect.concurrency.asyncio import concurrency
 
-from wiro_tasks import TEXT_TO_VIDEO, Credentials, TaskStateError, WiroClient, WiroError
+from wiro_tasks import TEXT_TO_VIDEO, AsyncWiroClient, Credentials, TaskStateError, WiroClient, WiroError
 from wiro_tasks.inputs import Value
-from wiro_tasks.prefect_tasks import FindOutcome, Saved, SubmitOutcome, WaitOutcome, fetch, find_task, submit, wait
+from wiro_tasks.prefect_tasks import (
+    FindOutcome,
+    Saved,
+    SubmitOutcome,
+    WaitOutcome,
+    fetch,
+    find_task,
+    scan_for_task,
+    submit,
+    wait,
+)
 
 from .budget import Budget, work_units
 from .grid import INPUTS
@@ -337,7 +348,7 @@ class SweepRunner:
 
     async def _submit(self, row: dict[str, Any], inputs: dict[str, Value], label: str) -> None:
         row_id = row["row_id"]
-        self.record("intent", row_id)
+        self.record("intent", row_id, inputs=inputs)
         await self.journal.commit(durable=True)  # on disk before the request that may cost money
         outcome: SubmitOutcome = await submit(self.settings.model, inputs, label, limit_wait=SLOT_WAIT_SECONDS)
         if outcome.kind == "submitted":
@@ -424,14 +435,25 @@ def _iso(epoch: float) -> str:
 
 
 def kill_in_flight(out: Path, credentials: Credentials | None = None, journal: Journal | None = None) -> int:
-    """Kill (or cancel) every Wiro task of OUT's journal that has not finished; returns how many."""
+    """Kill (or cancel) every Wiro task of OUT's journal that has not finished; returns how many.
+
+    That includes the task of a row whose Run request went unanswered (the sweep stopped while
+    it was in flight): it is looked for once in Task/List, and adopted to be stopped.
+    """
     own = journal is None
     journal = journal or Journal(out)
     try:
-        live = {s.row_id: s.task_id for s in journal.load().values() if s.has_live_task}
-        if not live:
+        states = journal.load().values()
+        live = {s.row_id: s.task_id for s in states if s.has_live_task}
+        unanswered = [s for s in states if s.phase in ("intent", "unknown") and s.inputs]
+        if not live and not unanswered:
             return 0
         creds = credentials or Credentials.resolve()
+        if unanswered:
+            claimed = [t for s in states for t in s.task_ids]
+            for row_id, task_id in _find_unanswered(unanswered, claimed, creds).items():
+                journal.append("adopted", row_id, task_id=task_id)
+                live[row_id] = task_id
         with WiroClient(creds.api_key, creds.api_secret) as client:
             for row_id, task_id in live.items():
                 try:
@@ -450,3 +472,28 @@ def kill_in_flight(out: Path, credentials: Credentials | None = None, journal: J
     finally:
         if own:
             journal.close()
+
+
+def _find_unanswered(rows: list[RowState], claimed: list[str], credentials: Credentials) -> dict[str, str]:
+    """The tasks that unanswered Run requests created, by row; one Task/List scan each.
+
+    Runs on an event loop of its own in a thread of its own: callers may be inside a loop."""
+
+    async def scan() -> dict[str, str]:
+        found: dict[str, str] = {}
+        await asyncio.sleep(LOST_ANSWER_SETTLE_SECONDS)  # a task may show in Task/List a moment late
+        async with AsyncWiroClient(credentials.api_key, credentials.api_secret) as client:
+            for state in rows:
+                since = datetime.fromisoformat(state.intent_at.replace("Z", "+00:00"))
+                try:
+                    outcome = await scan_for_task(client, TEXT_TO_VIDEO, dict(state.inputs or {}), since, claimed)
+                except WiroError as exc:
+                    logger.warning("row %s: could not look for its task: %s", state.row_id, exc)
+                    continue
+                if outcome.task_id:
+                    found[state.row_id] = outcome.task_id
+                    claimed.append(outcome.task_id)
+        return found
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, scan()).result()

@@ -257,6 +257,31 @@ def test_ctrl_c_stops_the_running_wiro_tasks(
     assert json.dumps(finished)  # plain data
 
 
+def test_ctrl_c_with_no_prefect_api_stops_every_task_even_one_whose_run_answer_is_in_flight(
+    make_emulator: EmulatorFactory, tmp_path: Path
+) -> None:
+    """A terminal with no Prefect server configured: the sweep runs its own, which Ctrl-C must not
+    kill (the run would hang on it while its tasks bill on). The Run request in flight at the
+    interrupt created a task too: it is found in Task/List and stopped with the other."""
+    emulator = make_emulator(queue_seconds=0.05)
+    emulator.account.faults = emulator.account.faults.updated({"run_script": ["ok", "slow"], "slow_seconds": 60.0})
+    grid = write(tmp_path / "g.csv", "prompt\nlong one [emulator:hang]\nlong two [emulator:hang]\n")
+    out, log = tmp_path / "out", tmp_path / "log.txt"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(emulator.env(), PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_LOGGING_LEVEL="WARNING")
+    process = start([str(grid), "--out", str(out), "--poll-interval", "0.1"], env, log)
+    wait_until(lambda: emulator.account.stats()["tasks"] == 2, seconds=240)  # after the server starts
+    time.sleep(0.5)
+    assert emulator.account.stats()["counters"].get("fault_slow") == 1, "one Run answer is still held back"
+    os.killpg(process.pid, signal.SIGINT)
+    assert finish(process, log, 90) == 130, log.read_text()
+    assert emulator.account.stats()["statuses"] == {"task_cancel": 2}, "neither task runs on"
+    events = read_events(out / "journal.jsonl")
+    assert [e["event"] for e in events].count("adopted") == 1, "the unanswered Run's task was found"
+    manifest = read_manifest(out)
+    assert sorted(manifest["status"]) == ["cancelled", "cancelled"]
+
+
 def test_a_lost_answers_task_is_adopted_past_short_list_pages(
     make_emulator: EmulatorFactory, cli_env: Callable[[EmulatorServer], dict[str, str]], tmp_path: Path
 ) -> None:

@@ -134,5 +134,7 @@ def test_a_final_manifest_never_says_pending_or_running(tmp_path: Path) -> None:
     assert manifest["status"].tolist() == ["failed", "failed", "failed"]
     assert "task 77 not seen to finish" in manifest["error"].iloc[0]
     assert manifest["error"].iloc[1].startswith("not submitted")
-    assert "Run request was sent but not answered" in manifest["error"].iloc[2], "it may have a task: never 'not submitted'"
+    assert "Run request was sent but not answered" in manifest["error"].iloc[2], (
+        "it may have a task: never 'not submitted'"
+    )
     assert needs_work(journal.load()[grid["row_id"].iloc[0]], retry_failed=False), "a rerun re-attaches"
