@@ -203,7 +203,7 @@ def run(
     if dry_run:
         from .console import dry_run_report
 
-        click.echo(dry_run_report(frame, Path(out), estimate, limit))
+        click.echo(dry_run_report(frame, Path(out), estimate, limit, retry_failed))
         return
     if not emulator and not os.environ.get("WIRO_API_KEY"):
         click.echo("error: set WIRO_API_KEY (and WIRO_API_SECRET), or pass --emulator", err=True)

@@ -163,6 +163,21 @@ def test_dry_run_counts_and_estimates(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_dry_run_counts_failed_rows_only_with_retry_failed(tmp_path: Path) -> None:
+    grid = write(tmp_path / "g.csv", "prompt\na\nb\n")
+    out = tmp_path / "out"
+    failed, succeeded = load_grid([str(grid)])["row_id"]
+    journal = Journal(out)
+    journal.append("finished", failed, task_id="1", status="failed", cost="0")
+    journal.append("finished", succeeded, task_id="2", status="succeeded", cost="0.01")
+    journal.append("downloaded", succeeded, path="videos/b.mp4", sha256="0" * 64, bytes=1)
+    journal.close()
+    plain = CliRunner().invoke(main, ["run", str(grid), "--out", str(out), "--dry-run"])
+    assert "2 combinations; 2 already done" in plain.output, plain.output
+    again = CliRunner().invoke(main, ["run", str(grid), "--out", str(out), "--dry-run", "--retry-failed"])
+    assert "2 combinations; 1 already done" in again.output, again.output
+
+
 @pytest.fixture
 def cli_env(prefect_api: str) -> Callable[[EmulatorServer], dict[str, str]]:
     def env(emulator: EmulatorServer) -> dict[str, str]:
