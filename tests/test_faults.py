@@ -50,6 +50,7 @@ from flows.runner import records
 from flows.sweep import sweep
 from wiro_tasks.emulator import EmulatorServer
 from wiro_tasks.emulator.config import Faults
+from wiro_tasks.emulator.state import FAILURE_REASONS, EmulatedTask
 
 from .conftest import EmulatorFactory
 
@@ -154,6 +155,52 @@ def leftovers(out: Path) -> list[Path]:
     return [p for p in out.rglob("*") if p.name.endswith((".part", ".tmp"))]
 
 
+class ErrorAnswers:
+    """Which tasks the emulator answered as `task_error` (Task/Detail, Task/List, Cancel, Kill)."""
+
+    def __init__(self, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.task_ids: set[int] = set()
+        account = emulator.account
+        describe = account.describe
+
+        def recording(task: EmulatedTask, now: float, file_url: str) -> dict[str, Any]:
+            described = describe(task, now, file_url)
+            if described["status"] == "task_error":
+                self.task_ids.add(task.id)
+            return described
+
+        monkeypatch.setattr(account, "describe", recording)
+
+
+def assert_task_error_interims_were_survived(
+    emulator: EmulatorServer, answered: set[int], first: dict[str, dict[str, Any]]
+) -> None:
+    """Every row whose one task went through a `task_error` interim ended as that task ended:
+    succeeded (or failed with the task's own reason, or timed out if it hung), never failed for
+    the interim and never given a second task. Some interims were answered to the sweep."""
+    tasks = emulator.account.tasks
+    assert answered <= {i for i, t in tasks.items() if t.error_interim}, "only tasks with an interim show task_error"
+    by_task = {int(r["task_id"]): r for r in first.values()}
+    interim = {i: t for i, t in tasks.items() if t.error_interim and i in by_task}
+    wobbly = {i for i, t in interim.items() if "[emulator:error]" in str(t.parameters["prompt"])}
+    assert len(wobbly) == 3, "every [emulator:error] row's task had an interim"
+    assert len(interim) > len(wobbly), "error_interim_rate=0.2 gave some scene rows one too"
+    seen = answered & set(interim)
+    assert seen, "the emulator never answered the first sweep task_error: the interims went unseen"
+    for task_id, task in interim.items():
+        row = by_task[task_id]
+        assert row["task_ids"].split() == [str(task_id)], ("one task for a row through task_error", row)
+        assert "task_error" not in row["error"], ("an interim is not a failure", row)
+        if task.hang:
+            assert row["status"] == "timed_out", row
+        elif task.fail:
+            assert row["status"] == "failed", row
+            assert row["error"] in FAILURE_REASONS, ("the task's own failure, not the interim", row)
+        else:
+            assert row["status"] == "succeeded", ("recovered from task_error, so succeeded", row)
+            assert row["output_sha256"], row
+
+
 # 1. The fault matrix, in process.
 
 
@@ -200,6 +247,7 @@ def test_fault_matrix_every_row_accounted_for_one_task_each(
         faults=faults,
     )
     wiro_env(emulator)
+    in_error = ErrorAnswers(emulator, monkeypatch)
     rows = [(f"scene {n}", str(seed)) for n in range(16 * SOAK) for seed in (1, 2, 3, 4)]
     rows += [(f"hung {n} [emulator:hang]", "7") for n in range(3)]
     rows += [(f"wobbly {n} [emulator:error]", "7") for n in range(3)]
@@ -232,6 +280,8 @@ def test_fault_matrix_every_row_accounted_for_one_task_each(
     assert {r["status"] for r in hung} == {"timed_out"}
     assert all(r["cost_usd"] > 0 for r in hung), "a killed running task is billed"
     assert statuses["failed"] >= 1, f"10% failed tasks, yet none failed: {statuses}"
+    # task_error interims happened, the sweep was told about them, and they were not final.
+    assert_task_error_interims_were_survived(emulator, in_error.task_ids, first)
     retried = {k for k, r in first.items() if r["status"] in ("failed", "timed_out")}
 
     # After the retry: the failed and timed-out rows have exactly two tasks, the rest still one.

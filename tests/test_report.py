@@ -15,11 +15,13 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from flows.grid import expand_grid
+from flows.grid import INPUTS, expand_grid
 from flows.journal import Journal, fold
 from flows.manifest import build_manifest, write_manifest
 from flows.report import REPORT, build_report, report_command, write_report
-from wiro_tasks.emulator.video import render_mp4
+from wiro_tasks.emulator.app import Renderer
+from wiro_tasks.emulator.state import EmulatedTask
+from wiro_tasks.inputs import TEXT_TO_VIDEO, model_spec
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
@@ -310,12 +312,30 @@ def test_the_command_exits_2_without_a_manifest_or_with_an_unknown_input(tmp_pat
 # ------------------------------------------------------------- in a real browser
 
 CLIPS = {"numFrames": ["17", "33"], "fps": ["16", "8"]}  # 1.06 s, 2.06 s, 2.13 s and 4.13 s
-WIDTH, HEIGHT = 160, 96
+LANDSCAPE, PORTRAIT = "832*480", "480*832"  # Wiro's `size` is width*height
 
 
-def real_out(out: Path) -> pd.DataFrame:
-    """A finished sweep on disk, the real way: grid, journal, rendered MP4s, manifest; one row failed."""
-    raw = pd.DataFrame({"prompt": [FOX, 'a <b>bold</b> "boat" — ünïcode'], "source": ["grid.csv:1", "grid.csv:2"]})
+def frame_size(row: Mapping[str, Any]) -> tuple[int, int]:
+    """The picture a row asked for, read off its manifest `size` (width*height)."""
+    width, height = str(row["size"]).split("*")
+    return int(width), int(height)
+
+
+def render_like_the_emulator(renders: Path, row: Mapping[str, Any]) -> bytes:
+    """The MP4 the emulator serves for a row: its Run body validated, then its renderer (no --preview)."""
+    parameters = model_spec(TEXT_TO_VIDEO).validate({name: row[name] for name in INPUTS}, allow_unknown=True)
+    task = EmulatedTask(id=1, model=TEXT_TO_VIDEO, parameters=parameters, created=0.0, queue=0.0, run=0.0)
+    _, size, path = Renderer(renders, preview=False).render(task)
+    data = path.read_bytes()
+    assert len(data) == size
+    return data
+
+
+def real_out(out: Path, renders: Path) -> pd.DataFrame:
+    """A finished sweep on disk, the real way: grid, journal, MP4s as the emulator renders them,
+    manifest; one row failed. The fox is landscape, the boat portrait."""
+    raw = pd.DataFrame({"prompt": [FOX, 'a <b>bold</b> "boat" — ünïcode'], "size": [LANDSCAPE, PORTRAIT],
+                        "source": ["grid.csv:1", "grid.csv:2"]})  # fmt: skip
     grid = expand_grid(raw, {**CLIPS, "seed": ["5"]})
     journal = Journal(out)
     (out / "videos").mkdir()
@@ -328,8 +348,7 @@ def real_out(out: Path) -> pd.DataFrame:
                            error="RuntimeError: CUDA out of memory <GPU 0>")  # fmt: skip
             continue
         journal.append("finished", rid, task_id=task, status="succeeded", cost=f"0.00{n + 1}", elapsed=str(2 + n))
-        data = render_mp4(width=WIDTH, height=HEIGHT, num_frames=row["numFrames"], fps=row["fps"],
-                          prompt=row["prompt"], seed=row["seed"])  # fmt: skip
+        data = render_like_the_emulator(renders, row)
         name = f"videos/{rid}.mp4"
         (out / name).write_bytes(data)
         journal.append("downloaded", rid, path=name, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
@@ -364,12 +383,12 @@ def opened(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Opened]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get update && apt-get install -y chromium")
     out = tmp_path_factory.mktemp("out")
-    manifest = real_out(out)
+    manifest = real_out(out, tmp_path_factory.mktemp("renders"))
     report = write_report(out)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1440, "height": 1000})  # the whole sheet: every video paints
+            page = browser.new_page(viewport={"width": 2560, "height": 1000})  # the whole sheet: every video paints
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.on("requestfailed", lambda request: errors.append(f"failed to load {request.url}"))
@@ -388,13 +407,15 @@ def test_every_row_has_a_cell_and_every_video_loads_at_its_size_and_length(opene
     for row in opened.rows:
         assert opened.cell(row).count() == 1, row
     assert len(opened.with_status("succeeded")) == 7
+    sizes = {str(row["size"]) for row in opened.with_status("succeeded")}
+    assert sizes == {LANDSCAPE, PORTRAIT}, "landscape and portrait videos, so a swapped width/height shows"
     for row in opened.with_status("succeeded"):
         video = opened.cell(row).locator("video")
         seen = video.evaluate("v => [v.readyState, v.duration, v.videoWidth, v.videoHeight, v.currentSrc]")
         ready, duration, width, height, src = cast(list[Any], seen)
         assert ready >= 1, seen
-        assert (width, height) == (WIDTH, HEIGHT), seen
-        assert abs(duration - row["numFrames"] / row["fps"]) <= 1 / row["fps"], (seen, row)
+        assert (width, height) == frame_size(row), ("the picture its row's size asked for", seen, row)
+        assert duration == pytest.approx(row["numFrames"] / row["fps"], abs=1e-3), ("numFrames / fps", seen, row)
         assert src == (opened.out / row["output_path"]).as_uri()
     heads = opened.page.locator("th.rowhead .prompt").all_inner_texts()
     assert heads == [FOX, opened.rows[-1]["prompt"]], "prompts in full, as written"

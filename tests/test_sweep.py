@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+from uuid import UUID, uuid4
 
 import pandas as pd
 import pytest
 
-from flows.manifest import FINAL_STATUSES, MANIFEST_CSV, read_manifest
+from flows.manifest import FINAL_STATUSES, MANIFEST_CSV, MANIFEST_PARQUET, read_manifest
+from flows.report import REPORT
 from flows.runner import records
 from flows.sweep import sweep
 from wiro_tasks.emulator import EmulatorServer
@@ -45,6 +50,63 @@ def tasks_per_combination(emulator: EmulatorServer) -> Counter[tuple[str, str]]:
     return Counter((t["prompt"], t["seed"]) for t in emulator.account.intervals())
 
 
+def flow_run_artifacts(flow_run_id: UUID | None) -> dict[str, Any]:
+    """A flow run's artifacts as the Prefect API has them, by key (by type when they have none)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    assert flow_run_id is not None
+
+    async def read() -> dict[str, Any]:
+        async with get_client() as client:
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+            )
+        by_key: dict[str, Any] = {}
+        for artifact in found:
+            name = str(artifact.key or artifact.type)
+            assert name not in by_key, f"two {name} artifacts"
+            by_key[name] = artifact
+        return by_key
+
+    return asyncio.run(read())
+
+
+def task_run_names(flow_run_id: UUID | None) -> list[str]:
+    """The names of a flow run's task runs, as the Prefect UI lists them."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    assert flow_run_id is not None
+
+    async def read() -> list[str]:
+        async with get_client() as client:
+            runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        return [run.name for run in runs]
+
+    return asyncio.run(read())
+
+
+def linked_file(markdown_link: str) -> Path:
+    """The local file a link artifact (`[text](file:///...)`) points at."""
+    match = re.fullmatch(r"\[[^\]]*\]\((file://[^)]+)\)", markdown_link)
+    assert match, markdown_link
+    return Path(url2pathname(urlparse(match.group(1)).path))
+
+
+def report_cells(page: str) -> dict[str, str]:
+    """The report's cells: each card's row id and the status it shows."""
+    cells: dict[str, str] = {}
+    for tag in re.findall(r"<article\b[^>]*>", page):
+        row_id = re.search(r'data-row-id="([^"]*)"', tag)
+        status = re.search(r'data-status="([^"]*)"', tag)
+        assert row_id, tag
+        assert status, tag
+        assert row_id.group(1) not in cells, f"two cells for {row_id.group(1)}"
+        cells[row_id.group(1)] = status.group(1)
+    return cells
+
+
 def test_a_clean_sweep(
     make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
 ) -> None:
@@ -63,6 +125,13 @@ def test_a_clean_sweep(
         assert video.stat().st_size == row["output_bytes"]
     assert sum(manifest["cost_usd"], Decimal(0)) == Decimal(emulator.account.stats()["billed"])
     assert set(tasks_per_combination(emulator).values()) == {1}
+    found = flow_run_artifacts(state.state_details.flow_run_id)
+    assert set(found) == {"progress", "sweep-summary", "sweep-manifest", "sweep-report"}, "no failures table"
+    assert "4 of 4 rows succeeded" in found["sweep-summary"].data
+    assert linked_file(found["sweep-report"].data) == (tmp_path / "out" / REPORT).resolve()
+    assert report_cells((tmp_path / "out" / REPORT).read_text(encoding="utf-8")) == dict.fromkeys(
+        manifest["row_id"], "succeeded"
+    )
 
 
 def test_faults_every_row_accounted_for_one_task_each(
@@ -74,7 +143,8 @@ def test_faults_every_row_accounted_for_one_task_each(
     import flows.runner
 
     monkeypatch.setattr(flows.runner, "FIND_RETRY_DELAYS", (0.2, 0.4))  # dropped Runs are looked for quickly
-    emulator = make_emulator(concurrency_limit=2, task_seconds=0.3)
+    # The account would take 10 tasks at once: only the flow's own max_concurrency holds it to 4.
+    emulator = make_emulator(concurrency_limit=10, task_seconds=0.5)
     emulator.account.faults = emulator.account.faults.updated(
         {
             "error_5xx_rate": 0.1,
@@ -86,12 +156,14 @@ def test_faults_every_row_accounted_for_one_task_each(
         }  # at least one lost answer, whatever the dice say
     )
     wiro_env(emulator)
-    prompts = [f"scene {n}" for n in range(8)] + [
+    # The long-lived rows first (rows take slots in grid order): they overlap the short ones.
+    prompts = [
+        "never ends [emulator:hang]",
+        "stuck [emulator:stuck]",
+        *(f"scene {n}" for n in range(8)),
         "broken [emulator:fail]",
         "also broken [emulator:fail]",
-        "never ends [emulator:hang]",
         "wobbly [emulator:error]",
-        "stuck [emulator:stuck]",
     ]
     grid = grid_file(tmp_path, prompts)
     state = run_sweep(grid, tmp_path / "out", max_concurrency=4, timeout=2.0, error_grace=0.5)
@@ -111,39 +183,67 @@ def test_faults_every_row_accounted_for_one_task_each(
     assert len(per_combination) == 13
     assert set(per_combination.values()) == {1}, "exactly one Wiro task per row"
     stats = emulator.account.stats()
-    assert stats["max_in_flight"] <= 2
+    assert stats["max_in_flight"] <= 4, "never more Wiro tasks in flight than max_concurrency"
+    assert stats["max_in_flight"] == 4, "max_concurrency tasks did run at once: the rows were not serialised"
     counters = stats["counters"]
-    assert counters.get("run_refused_96", 0) > 0, "the account limit was hit and waited out"
+    assert counters.get("run_refused_96", 0) == 0, "the account limit was never what held the flow back"
     assert counters.get("fault_lost", 0) > 0, "some Run answers were lost and their tasks adopted"
     assert sum((r["cost_usd"] for r in rows.values()), Decimal(0)) == Decimal(stats["billed"])
 
 
-def test_artifacts_show_progress_summary_failures_and_the_manifest(
+def test_a_full_account_code_96_is_waited_out_and_each_row_submitted_again(
     make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
 ) -> None:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    emulator = make_emulator(concurrency_limit=1, task_seconds=0.5)  # the account runs one task at a time
+    wiro_env(emulator)
+    state = run_sweep(grid_file(tmp_path, ["one", "two"]), tmp_path / "out", max_concurrency=2)
+    assert state.is_completed(), state.message
+    assert {r["status"] for r in manifest_rows(tmp_path / "out").values()} == {"succeeded"}
+    stats = emulator.account.stats()
+    assert stats["counters"].get("run_refused_96", 0) > 0, "the flow tried a second task and was told code 96"
+    assert set(tasks_per_combination(emulator).values()) == {1}, "a code 96 created no task: one task per row"
+    assert len(tasks_per_combination(emulator)) == 2
 
+
+LONG = "a red fox trotting through fresh snow at first light"  # 52 characters
+
+
+def test_artifacts_show_progress_summary_failures_the_manifest_and_the_report(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
+) -> None:
     wiro_env(make_emulator())
-    state = run_sweep(grid_file(tmp_path, ["ok", "bad [emulator:fail]"]), tmp_path / "out")
+    out = tmp_path / "out"
+    state = run_sweep(grid_file(tmp_path, ["ok", "bad [emulator:fail]", LONG]), out)
     assert state.is_failed()
-    assert state.message.startswith("1 of 2 rows succeeded; 1 failed; $")
+    assert state.message.startswith("2 of 3 rows succeeded; 1 failed; $")
+    rows = manifest_rows(out)
+    flow_run_id = state.state_details.flow_run_id
 
-    async def artifacts() -> dict[str, Any]:
-        async with get_client() as client:
-            found = await client.read_artifacts(
-                artifact_filter=ArtifactFilter(
-                    flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
-                )
-            )
-            return {str(a.key or a.type): a for a in found}
-
-    found = asyncio.run(artifacts())
+    found = flow_run_artifacts(flow_run_id)
+    assert set(found) == {"progress", "sweep-summary", "sweep-failures", "sweep-manifest", "sweep-report"}
     assert found["progress"].data == 100.0
-    assert "1 of 2 rows succeeded" in found["sweep-summary"].data
+    assert "2 of 3 rows succeeded" in found["sweep-summary"].data
     assert "| failed | 1 |" in found["sweep-summary"].data
-    assert "bad [emulator:fail]" in found["sweep-failures"].data
-    assert found["sweep-manifest"].data.endswith("/out/manifest.parquet)")
+    failures = json.loads(found["sweep-failures"].data)
+    assert [(f["row_id"], f["prompt"], f["status"]) for f in failures] == [
+        (rows["bad [emulator:fail]"]["row_id"], "bad [emulator:fail]", "failed")
+    ]
+    assert failures[0]["error"] == rows["bad [emulator:fail]"]["error"] != ""
+    assert linked_file(found["sweep-manifest"].data) == (out / MANIFEST_PARQUET).resolve()
+
+    # The sweep ended by writing OUT/report.html, after the last manifest, and links to it.
+    report = out / REPORT
+    assert linked_file(found["sweep-report"].data) == report.resolve()
+    assert report.stat().st_mtime_ns >= (out / MANIFEST_PARQUET).stat().st_mtime_ns
+    cells = report_cells(report.read_text(encoding="utf-8"))
+    assert cells == {r["row_id"]: r["status"] for r in rows.values()}, "one cell per row, at its final status"
+
+    # Task runs are named after their rows: short row id, prompt (cut to 31 characters and "…"), seed.
+    shown = {"ok": "ok", "bad [emulator:fail]": "bad [emulator:fail]", LONG: "a red fox trotting through fres…"}
+    names = [f"{row['row_id'][:8]} · {shown[prompt]} · seed 42" for prompt, row in rows.items()]
+    expected = sorted(f"{verb} {name}" for name in names for verb in ("submit", "wait"))
+    assert {row["seed"] for row in rows.values()} == {"42"}, "the model page's default seed"
+    assert sorted(task_run_names(flow_run_id)) == expected
 
 
 def test_resume_keeps_finished_rows_and_retry_failed_resubmits_only_failures(
