@@ -18,6 +18,7 @@ from .journal import JOURNAL, fold, read_events
 from .local_prefect import prefect_api
 from .manifest import MANIFEST_CSV, MANIFEST_PARQUET, build_manifest, read_manifest, write_manifest
 from .progress import Progress, listening
+from .report import write_report
 from .runner import VIDEOS, needs_work, records
 from .shards import cancel_children
 from .summary import summarize
@@ -79,6 +80,7 @@ def run_with_progress(params: dict[str, Any], frame: pd.DataFrame) -> int:
                 return 130
             stopped = kill_in_flight(out)
             write_manifest(out, build_manifest(frame, fold(read_events(out / JOURNAL)), final=True))
+            write_report(out)
             console.print(f"Interrupted: stopped {stopped} running Wiro task(s). Rerun the same command to resume.")
             return 130
     error = state.result(raise_on_failure=False) if state.is_failed() else None

@@ -295,6 +295,7 @@ def test_ctrl_c_with_no_prefect_api_stops_every_task_even_one_whose_run_answer_i
     assert [e["event"] for e in events].count("adopted") == 1, "the unanswered Run's task was found"
     manifest = read_manifest(out)
     assert sorted(manifest["status"]) == ["cancelled", "cancelled"]
+    assert (out / "report.html").read_text().count('data-status="cancelled"') == 2, "the report says so too"
 
 
 def test_a_lost_answers_task_is_adopted_past_short_list_pages(
