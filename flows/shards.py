@@ -2,30 +2,61 @@
 
 Children are started through the `sweep-shard` deployment (`run_deployment`), so any worker of the
 pool can take one: K workers on K machines share one sweep. Each child sweeps its part into
-`OUT/shards/<k>/` with its own journal, so every guarantee of a plain sweep holds per shard.
+`OUT/shards/<k>/` with its own journal, holding the flock `OUT/shards/<k>/.lock` while it sweeps,
+so every guarantee of a plain sweep holds per shard.
 
 What makes it safe to restart the parent: the shard of a row is `int(row_id, 16) % K` and K is
 fixed per OUT (`OUT/shards.json`), so a row never moves to another shard; each child is started
 with an idempotency key written to `shards.json` *before* the request, so a parent that dies
-around `run_deployment` finds the same child run again; and a child that crashed or was
-cancelled is started anew (a new key) and resumes from its journal.
+around `run_deployment` finds the same child run again.
+
+One OUT, one mode: an OUT swept in K shards is never swept unsharded or in another K (and the
+reverse), since the other mode keeps its own journals and would pay for every row again
+(`check_out_mode`, before any Run request).
+
+Which children run again, the rule:
+
+- Within one parent run, only a child that ended CRASHED is started anew (a new key; it resumes
+  from its journal), at most `MAX_LAUNCHES` launches per shard. A CANCELLED child is final:
+  somebody stopped it (Cancel in the UI, or this parent while it is itself being cancelled),
+  and starting it again would pay for the rows its cancel just stopped.
+- A new parent run (a rerun after a crash, a Ctrl-C or a cancel) starts every child it finds
+  final again, cancelled ones included: rerunning the sweep is how a user resumes it. A child
+  still CANCELLING when the new parent starts counts as stopped by the previous one.
+- A RUNNING child whose shard lock nobody has held for `STALE_LOCK_SECONDS` (over at least
+  `STALE_LOCK_POLLS` polls) lost its worker: the parent marks it Crashed and starts it anew.
+  Children not yet RUNNING hold no lock and are left alone, and a child's lock is not probed in
+  its first `LOCK_SETTLE_SECONDS` of running, while it takes it. The lock alone keeps two runs
+  of one shard apart, so OUT must be on storage whose flock every worker sees.
+
+A parent that sees its own run Cancelling or Cancelled (Cancel in the UI, also for a parent
+started from the command line) cancels its children, whose workers kill their Wiro tasks, and
+waits up to `STOP_WAIT_SECONDS` for them to end; meanwhile it kills the tasks of every shard
+whose lock is free (a child already gone, before its worker's hook does). A parent cancelled on
+a worker does the same from its cancellation hook (`flows.sweep._kill_on_cancel`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Awaitable, Callable, Mapping
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pandas as pd
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import StateType
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import arun_deployment
+from prefect.states import Cancelling, Crashed
 
 from .grid import GridError
 from .journal import JOURNAL, RowState, fold, read_events
@@ -33,9 +64,15 @@ from .journal import JOURNAL, RowState, fold, read_events
 SHARDS_FILE = "shards.json"
 SHARDS_DIR = "shards"
 SHARD_DEPLOYMENT = "wiro-sweep/sweep-shard"
-MAX_LAUNCHES = 3
+LOCK = ".lock"  # the file `flows.sweep.out_lock` holds
+MAX_LAUNCHES = 3  # per shard and parent run
+STALE_LOCK_SECONDS = 60.0  # a RUNNING child's lock free this long: its worker is gone
+STALE_LOCK_POLLS = 3  # ...and seen free at this many polls in a row
+LOCK_SETTLE_SECONDS = 15.0  # a child's lock is not probed until it has been RUNNING this long
+STOP_WAIT_SECONDS = 120.0  # how long a cancelled parent waits for its children to stop
 FINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED}
-RELAUNCH = {StateType.CANCELLED, StateType.CRASHED}
+RELAUNCH = {StateType.CRASHED}
+CANCELLED_BY_PARENT = "parent sweep stopped"
 
 
 def shard_of(row_id: str, count: int) -> int:
@@ -54,12 +91,130 @@ def shard_dir(out: Path, index: int) -> Path:
     return out / SHARDS_DIR / str(index)
 
 
+def shard_dirs(out: Path) -> list[Path]:
+    """Every `OUT/shards/<k>/` that exists, in shard order."""
+    root = out / SHARDS_DIR
+    if not root.is_dir():
+        return []
+    return sorted((d for d in root.iterdir() if d.is_dir() and d.name.isdigit()), key=lambda d: int(d.name))
+
+
 def sweep_key(out: Path, grid: pd.DataFrame) -> str:
     """Names one sweep: its OUT and its rows. Keys of child runs derive from it."""
     digest = hashlib.sha256(str(out).encode())
     for row_id in sorted(grid["row_id"]):
         digest.update(row_id.encode())
     return digest.hexdigest()[:16]
+
+
+# One OUT, one mode.
+
+
+def _has_events(journal: Path) -> bool:
+    try:
+        return journal.stat().st_size > 0
+    except FileNotFoundError:
+        return False
+
+
+def _saved_count(out: Path) -> int | None:
+    path = out / SHARDS_FILE
+    if not path.exists():
+        return None
+    return int(json.loads(path.read_text())["count"])
+
+
+def check_out_mode(out: Path, shards: int, shard: int | None) -> None:
+    """Refuse to sweep OUT in another mode than it was swept in: its rows would be paid for again.
+
+    An unsharded sweep keeps `OUT/journal.jsonl`, a sharded one `OUT/shards/<k>/journal.jsonl`
+    and the shard count in `OUT/shards.json`; neither reads the other's journals. A child run
+    that finds no `shards.json` (one started by hand) records its count there, so the next run
+    in another mode is refused too. A few stat calls and one small file: cheap, and before any Run.
+    """
+    sharded = shards > 1 or shard is not None
+    again = "would pay for every row again"
+    count = _saved_count(out)
+    if not sharded:
+        if count is not None:
+            raise GridError(str(out), f"was swept in {count} shards ({SHARDS_FILE}); resume it with "
+                            f"--shards {count}, or use a new --out (an unsharded sweep {again})")  # fmt: skip
+        swept = [d.name for d in shard_dirs(out) if _has_events(d / JOURNAL)]
+        if swept:
+            raise GridError(str(out), f"holds the journals of shards {', '.join(swept)} ({SHARDS_DIR}/); resume "
+                            f"it with the --shards it was swept with, or use a new --out (an unsharded sweep "
+                            f"{again})")  # fmt: skip
+        return
+    if _has_events(out / JOURNAL):
+        raise GridError(str(out), f"was swept without --shards ({JOURNAL}); resume it without --shards, or use "
+                        f"a new --out (a sharded sweep {again})")  # fmt: skip
+    if count is None and shard is not None:
+        count = _claim_count(out, shards)
+    if count is not None and count != shards:
+        raise GridError(str(out), f"was swept in {count} shards; use --shards {count}, or a new --out "
+                        "(rows would move between shards and be paid for twice)")  # fmt: skip
+
+
+def _claim_count(out: Path, count: int) -> int:
+    """Write `shards.json` with `count` unless someone else has; the count that holds."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / SHARDS_FILE
+    temporary = out / f".{SHARDS_FILE}.{os.getpid()}.{time.monotonic_ns()}.tmp"
+    temporary.write_text(json.dumps({"count": count, "key": None, "runs": {}}, indent=2))
+    try:
+        os.link(temporary, path)  # atomic, and fails if the file exists: the first writer wins
+    except FileExistsError:
+        pass
+    except OSError:  # storage without hard links: create-if-absent, then write
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(temporary.read_text())
+    finally:
+        temporary.unlink()
+    saved = _saved_count(out)
+    return count if saved is None else saved
+
+
+# Shard locks.
+
+
+@contextmanager
+def shard_lock(directory: Path, wait: float = 0.0) -> Iterator[bool]:
+    """Hold `directory/.lock` if no sweep does (waiting up to `wait` s); yields whether it is held.
+
+    A directory that does not exist yields True without a lock: nobody sweeps there.
+    """
+    if not directory.is_dir():
+        yield True
+        return
+    fd = os.open(directory / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + wait
+        held = False
+        while not held:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held = True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.1)
+        yield held
+    finally:
+        os.close(fd)
+
+
+def lock_is_held(directory: Path) -> bool:
+    """Whether a sweep holds `directory/.lock` now (taking it for an instant to find out)."""
+    with shard_lock(directory) as free:
+        return not free
+
+
+# The book of child runs.
 
 
 @dataclass
@@ -73,12 +228,10 @@ class ShardBook:
 
     @classmethod
     def open(cls, out: Path, count: int, key: str) -> ShardBook:
+        check_out_mode(out, count, None)
         path = out / SHARDS_FILE
         if path.exists():
             saved = json.loads(path.read_text())
-            if saved["count"] != count:
-                raise GridError(str(out), f"was swept in {saved['count']} shards; use --shards {saved['count']} "
-                                "(rows would move between shards and be paid for twice)")  # fmt: skip
             return cls(path, count, key, saved.get("runs", {}) if saved.get("key") == key else {})
         out.mkdir(parents=True, exist_ok=True)
         return cls(path, count, key)
@@ -97,28 +250,90 @@ class ShardBook:
         return self.runs.setdefault(str(index), {"launch": 1, "flow_run_id": None})
 
 
+@dataclass
+class ShardOutcome:
+    """How the children ended, and whether the parent stopped them."""
+
+    states: dict[int, str] = field(default_factory=dict)
+    cancelled: str = ""  # why the parent run was cancelled; empty when it was not
+    stopped: list[int] = field(default_factory=list)  # shards whose child runs the parent cancelled
+    crashed: list[int] = field(default_factory=list)  # shards the parent found without a worker
+
+
+@dataclass
+class _LockWatch:
+    """Per shard, since when (and at how many polls in a row) its RUNNING child held no lock."""
+
+    running_since: dict[str, float] = field(default_factory=dict)  # flow run id -> first seen RUNNING
+    free_since: dict[str, float] = field(default_factory=dict)
+    free_polls: Counter[str] = field(default_factory=Counter)
+
+    def stale(self, run_id: str, directory: Path) -> bool:
+        now = time.monotonic()
+        seen = self.running_since.setdefault(run_id, now)
+        if now - seen < LOCK_SETTLE_SECONDS:
+            return False  # a child takes its lock a moment after it starts running: never race it
+        if lock_is_held(directory):
+            self.forget(run_id, keep_running=True)
+            return False
+        self.free_since.setdefault(run_id, now)
+        self.free_polls[run_id] += 1
+        return self.free_polls[run_id] >= STALE_LOCK_POLLS and now - self.free_since[run_id] >= STALE_LOCK_SECONDS
+
+    def forget(self, run_id: str, keep_running: bool = False) -> None:
+        if not keep_running:
+            self.running_since.pop(run_id, None)
+        self.free_since.pop(run_id, None)
+        self.free_polls.pop(run_id, None)
+
+
 async def run_children(
     book: ShardBook,
     parameters: Mapping[str, Any],
     flow_run_name: str,
     poll: float = 2.0,
     on_poll: Callable[[], Awaitable[None]] | None = None,
-) -> dict[int, str]:
+    parent_run_id: UUID | str | None = None,
+    on_stopping: Callable[[], Awaitable[None]] | None = None,
+) -> ShardOutcome:
     """Start (or find again) one child run per shard and wait until all are final.
 
-    Returns each shard's final state name. A crashed or cancelled child is started again
-    (it resumes from its journal), at most `MAX_LAUNCHES` times in all.
+    A crashed child, or a RUNNING one whose worker is gone (its shard lock free), is started
+    again; a cancelled one is not (see the module docstring). When `parent_run_id` turns
+    Cancelling or Cancelled, every child is cancelled and waited for, at most `STOP_WAIT_SECONDS`,
+    calling `on_stopping` at each poll meanwhile.
     """
+    outcome = ShardOutcome()
+    out = book.path.parent
+    launches: Counter[int] = Counter()
+    watch = _LockWatch()
+    stop_by = 0.0
     async with get_client() as client:
-        states: dict[int, str] = {}
         pending = set(range(book.count))
         while pending:
+            if parent_run_id is not None and not outcome.cancelled:
+                reason = await _cancel_requested(client, parent_run_id)
+                if reason:
+                    outcome.cancelled = reason
+                    book.save()
+                    outcome.stopped = await asyncio.to_thread(stop_children, out)
+                    stop_by = time.monotonic() + STOP_WAIT_SECONDS
+            if outcome.cancelled and time.monotonic() > stop_by:
+                for index in pending:
+                    outcome.states[index] = "still stopping"
+                break
             for index in sorted(pending):
                 entry = book.entry(index)
                 if entry["flow_run_id"] is None:
+                    if outcome.cancelled:
+                        outcome.states[index] = "not started"
+                        pending.discard(index)
+                        continue
+                    launches[index] += 1
                     book.save()  # the key is on disk before the request that uses it
                     run = await arun_deployment(
                         SHARD_DEPLOYMENT,
+                        client=client,
                         parameters={**parameters, "shard": index, "shards": book.count},
                         idempotency_key=f"{book.key}-{index}-{entry['launch']}",
                         flow_run_name=f"{flow_run_name}-shard-{index}",
@@ -128,19 +343,80 @@ async def run_children(
                     book.save()
                 child = await client.read_flow_run(entry["flow_run_id"])
                 kind = child.state.type if child.state else None
-                if entry.pop("relaunch_if_final", False) and kind in FINAL:
-                    entry.update(launch=entry["launch"] + 1, flow_run_id=None)
+                # A child still CANCELLING when this parent started was stopped by the last one.
+                restarted = kind != StateType.CANCELLING and entry.pop("relaunch_if_final", False)
+                if restarted and kind in FINAL and not outcome.cancelled:
+                    _relaunch(entry)
                     continue
-                if kind in RELAUNCH and entry["launch"] < MAX_LAUNCHES:
-                    entry.update(launch=entry["launch"] + 1, flow_run_id=None)
+                if kind in RELAUNCH and not outcome.cancelled and launches[index] < MAX_LAUNCHES:
+                    _relaunch(entry)
                 elif kind in FINAL:
-                    states[index] = str(child.state.name if child.state else "?")
+                    outcome.states[index] = str(child.state.name if child.state else "?")
                     pending.discard(index)
+                elif kind == StateType.RUNNING and not outcome.cancelled:
+                    if watch.stale(str(child.id), shard_dir(out, index)):
+                        await _mark_crashed(client, child, index)
+                        outcome.crashed.append(index)
+                        watch.forget(str(child.id))
+                else:
+                    watch.forget(str(child.id))
             if pending:
                 if on_poll is not None:
                     await on_poll()
+                if outcome.cancelled and on_stopping is not None:
+                    await on_stopping()
                 await asyncio.sleep(poll)
-        return states
+        return outcome
+
+
+def _relaunch(entry: dict[str, Any]) -> None:
+    entry.update(launch=entry["launch"] + 1, flow_run_id=None)
+
+
+async def _cancel_requested(client: PrefectClient, run_id: UUID | str) -> str:
+    """Why the run was cancelled, if it is Cancelling or Cancelled; empty otherwise."""
+    try:
+        run = await client.read_flow_run(UUID(str(run_id)))
+    except Exception:  # the API may blink; a cancel can wait a poll
+        return ""
+    if run.state is not None and run.state.type in (StateType.CANCELLING, StateType.CANCELLED):
+        return run.state.message or "cancelled in Prefect"
+    return ""
+
+
+async def _mark_crashed(client: PrefectClient, child: FlowRun, index: int) -> None:
+    message = (f"shard {index}: its lock was free for {STALE_LOCK_SECONDS:g} s while the run was RUNNING "
+               "(its worker is gone); the parent run starts it again")  # fmt: skip
+    await client.set_flow_run_state(child.id, Crashed(message=message), force=True)
+
+
+def stop_children(out: Path) -> list[int]:
+    """Cancel the child runs of OUT's sharded sweep (sync: cancellation hooks call it)."""
+    path = out / SHARDS_FILE
+    if not path.exists():
+        return []
+    runs: dict[str, dict[str, Any]] = json.loads(path.read_text()).get("runs", {})
+    cancelled = []
+    with get_client(sync_client=True) as client:
+        for index, entry in sorted(runs.items(), key=lambda item: int(item[0])):
+            run_id = entry.get("flow_run_id")
+            if not run_id:
+                continue
+            try:
+                child = client.read_flow_run(UUID(run_id))
+                if child.state is not None and child.state.type not in FINAL:
+                    # Scheduled runs go straight to Cancelled (the server's rule); running ones
+                    # are stopped by their worker, which kills their Wiro tasks.
+                    client.set_flow_run_state(child.id, Cancelling(message=CANCELLED_BY_PARENT))
+                    cancelled.append(int(index))
+            except Exception:  # one child the API cannot reach must not keep the others running
+                continue
+    return cancelled
+
+
+async def cancel_children(out: Path) -> int:
+    """Ask Prefect to cancel the child runs of OUT's sharded sweep; their workers stop their tasks."""
+    return len(await asyncio.to_thread(stop_children, out))
 
 
 def merged_states(out: Path, count: int) -> dict[str, RowState]:
@@ -153,21 +429,3 @@ def merged_states(out: Path, count: int) -> dict[str, RowState]:
                 state.output_path = str((directory / state.output_path).relative_to(out))
             merged[row_id] = state
     return merged
-
-
-async def cancel_children(out: Path) -> int:
-    """Ask Prefect to cancel the child runs of OUT's sharded sweep; their workers stop their tasks."""
-    from prefect.states import Cancelling
-
-    path = out / SHARDS_FILE
-    if not path.exists():
-        return 0
-    runs = [e["flow_run_id"] for e in json.loads(path.read_text()).get("runs", {}).values() if e.get("flow_run_id")]
-    cancelled = 0
-    async with get_client() as client:
-        for run_id in runs:
-            child = await client.read_flow_run(run_id)
-            if child.state is not None and child.state.type not in FINAL:
-                await client.set_flow_run_state(run_id, Cancelling(message="parent sweep interrupted"))
-                cancelled += 1
-    return cancelled

@@ -39,12 +39,23 @@ from wiro_tasks.prefect_tasks import close_wiro_client
 from .budget import DEFAULT_ESTIMATE_USD
 from .credentials import load_credentials
 from .grid import DEFAULT_MAX_COMBINATIONS, GridError, load_grid
-from .journal import Journal
+from .journal import JOURNAL, Journal, fold, read_events
 from .manifest import FINAL_STATUSES, MANIFEST_CSV, MANIFEST_PARQUET, build_manifest, write_manifest
 from .progress import Progress, listening, publish
 from .report import write_report
 from .runner import Settings, SweepRunner, kill_in_flight
-from .shards import ShardBook, merged_states, run_children, select_shard, shard_dir, sweep_key
+from .shards import (
+    ShardBook,
+    check_out_mode,
+    merged_states,
+    run_children,
+    select_shard,
+    shard_dir,
+    shard_dirs,
+    shard_lock,
+    stop_children,
+    sweep_key,
+)
 from .summary import summarize
 
 LOCK = ".lock"
@@ -67,17 +78,53 @@ def out_lock(out: Path) -> Iterator[None]:
 
 
 def _kill_on_cancel(flow: Flow[Any, Any], flow_run: FlowRun, state: State[Any]) -> None:
-    """Cancelling the flow run (Prefect UI or CLI) stops the Wiro tasks it left running."""
+    """Cancelling the flow run (Prefect UI or CLI) stops the Wiro tasks it left running.
+
+    A child run stops its shard's tasks; a parent run cancels its children (their workers stop
+    their tasks) and stops the tasks of shards nobody sweeps any more (their lock is free).
+    """
     out = flow_run.parameters.get("out")
     if not out:
         return
     root = Path(str(out).replace("{date}", flow_run.expected_start_time.strftime("%Y-%m-%d")
                                   if flow_run.expected_start_time else "")).resolve()  # fmt: skip
+    logger = flow_run_logger(flow_run, flow)
     shard = flow_run.parameters.get("shard")
-    directories = [shard_dir(root, shard)] if shard is not None else [root, *sorted(root.glob("shards/*"))]
-    credentials = load_credentials()
-    count = sum(kill_in_flight(d, credentials) for d in directories if (d / "journal.jsonl").exists())
-    flow_run_logger(flow_run, flow).warning("flow run cancelled: stopped %d Wiro task(s)", count)
+    if shard is not None:
+        # This run's process is gone by now (or letting go of the lock): a lock still held after
+        # a while is another run's, sweeping the shard again, and its tasks are not ours to stop.
+        with shard_lock(shard_dir(root, int(shard)), wait=10.0) as held:
+            if not held:
+                logger.warning("flow run cancelled: shard %s is swept by another run; its tasks are left to it", shard)
+                return
+            count = _stop_tasks(shard_dir(root, int(shard)))
+    elif int(flow_run.parameters.get("shards") or 1) > 1:
+        children = stop_children(root)
+        logger.warning("flow run cancelled: cancelled shard run(s) %s", ", ".join(map(str, children)) or "none")
+        count = _stop_unattended(root)
+    else:
+        count = _stop_tasks(root)
+    logger.warning("flow run cancelled: stopped %d Wiro task(s)", count)
+
+
+def _stop_tasks(directory: Path) -> int:
+    """Kill the Wiro tasks still running in one journal's directory."""
+    if not any(s.has_live_task for s in fold(read_events(directory / JOURNAL)).values()):
+        return 0
+    return kill_in_flight(directory, load_credentials())
+
+
+def _stop_unattended(out: Path) -> int:
+    """Kill the Wiro tasks of every shard that no run sweeps (its lock is free), under its lock.
+
+    Shards whose lock is held belong to a live child run, which stops its own tasks when cancelled.
+    """
+    count = 0
+    for directory in shard_dirs(out):
+        with shard_lock(directory) as free:
+            if free:
+                count += _stop_tasks(directory)
+    return count
 
 
 @flow(name="wiro-sweep", persist_result=False, on_cancellation=[_kill_on_cancel])
@@ -122,6 +169,7 @@ async def sweep(
     logger = get_run_logger()
     frame = load_grid(grid, axes, max_combinations=max_combinations)
     out_dir = resolve_out(out)
+    check_out_mode(out_dir, shards, shard)  # an OUT swept in another mode would pay for its rows again
     if shards > 1 and shard is None:
         logger.info("%d combinations in %d shards -> %s", len(frame), shards, out_dir)
         limit_name = concurrency_limit_name or ACCOUNT_LIMIT
@@ -142,8 +190,9 @@ async def sweep(
         }
         await ensure_concurrency_limit(limit_name, max_concurrency)
         with out_lock(out_dir):
-            manifest = await _run_shards(frame, out_dir, shards, children)
-        return await _report(manifest, out_dir)
+            manifest, cancelled = await _run_shards(frame, out_dir, shards, children)
+        reported = await _report(manifest, out_dir)
+        return Cancelled(message=cancelled) if cancelled else reported
 
     credentials = load_credentials()
     work_dir = out_dir
@@ -207,7 +256,8 @@ async def ensure_concurrency_limit(name: str, limit: int) -> None:
             get_run_logger().info("created global concurrency limit %r with %d slots", name, limit)
 
 
-async def _run_shards(frame: pd.DataFrame, out: Path, count: int, children: dict[str, Any]) -> pd.DataFrame:
+async def _run_shards(frame: pd.DataFrame, out: Path, count: int, children: dict[str, Any]) -> tuple[pd.DataFrame, str]:
+    """Run the children to their end; the merged manifest, and why the run was cancelled (or "")."""
     from prefect.runtime import flow_run
 
     book = ShardBook.open(out, count, sweep_key(out, frame))
@@ -226,10 +276,44 @@ async def _run_shards(frame: pd.DataFrame, out: Path, count: int, children: dict
         publish(Progress(len(manifest), done, counts, sum(manifest["cost_usd"], Decimal(0))))
         await aupdate_progress_artifact(artifact, 100.0 * done / max(1, len(manifest)))
 
-    states = await run_children(book, children, str(flow_run.name or "wiro-sweep"), on_poll=progress)
-    get_run_logger().info("shards finished: %s", ", ".join(f"{k}: {v}" for k, v in sorted(states.items())))
+    logger = get_run_logger()
+    stopped = 0
+
+    async def stop_unattended() -> None:
+        # A cancelled child's process dies well before its worker's hook (a new process) kills its
+        # tasks: once its lock is free, stopping them here saves that wait.
+        nonlocal stopped
+        try:
+            stopped += await asyncio.to_thread(_stop_unattended, out)
+        except Exception as exc:  # the children's own hooks stop them too
+            logger.warning("could not stop the Wiro tasks of stopped shards: %s", exc)
+
+    outcome = await run_children(
+        book,
+        children,
+        str(flow_run.name or "wiro-sweep"),
+        on_poll=progress,
+        parent_run_id=flow_run.id or None,
+        on_stopping=stop_unattended,
+    )
+    logger.info("shards finished: %s", ", ".join(f"{k}: {v}" for k, v in sorted(outcome.states.items())))
+    if outcome.crashed:
+        logger.warning("shard run(s) %s lost their worker (their lock was free): marked Crashed, started again",
+                       sorted(set(outcome.crashed)))  # fmt: skip
+    cancelled = ""
+    if not outcome.cancelled:
+        others = sorted(k for k, v in outcome.states.items() if v == "Cancelled")
+        if others:
+            logger.warning("shard run(s) %s were cancelled, so not started again; rerun the sweep to resume them",
+                           others)  # fmt: skip
+    else:
+        await stop_unattended()
+        shards = ", ".join(map(str, outcome.stopped)) or "none running"
+        cancelled = (f"{outcome.cancelled}; cancelled shard run(s) {shards} (their workers stop their Wiro tasks)"
+                     f" and stopped {stopped} Wiro task(s) of shards no run was sweeping any more")  # fmt: skip
+        logger.warning("flow run cancelled: %s", cancelled)
     await progress()
-    return merge(final=True)
+    return merge(final=True), cancelled
 
 
 class ProgressArtifact:
