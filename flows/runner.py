@@ -126,6 +126,7 @@ class SweepRunner:
         self.slots = asyncio.Semaphore(settings.max_concurrency)
         self.stop_reason = ""
         self.cancelled_by_user: str | None = None
+        self.stopped = 0  # Wiro tasks killed or cancelled because the run was
         self.credentials: Credentials | None = None
         self.billed = asyncio.Condition()
         self._dirty = asyncio.Event()
@@ -234,8 +235,8 @@ class SweepRunner:
             self.journal.flush()
         if self.cancelled_by_user:
             await asyncio.gather(*rows, return_exceptions=True)
-            stopped = await asyncio.to_thread(kill_in_flight, self.out, self.credentials, self.journal)
-            logger.warning("flow run cancelled: stopped %d Wiro task(s)", stopped)
+            self.stopped += await asyncio.to_thread(kill_in_flight, self.out, self.credentials, self.journal)
+            logger.warning("flow run cancelled: stopped %d Wiro task(s)", self.stopped)
             self.states = self.journal.load()
         return self.write(final=True)
 
@@ -263,6 +264,9 @@ class SweepRunner:
                     continue
                 if run.state is not None and run.state.type in (StateType.CANCELLING, StateType.CANCELLED):
                     self.cancelled_by_user = run.state.message or "cancelled in Prefect"
+                    # Stop the tasks while their rows still hold their slots: cancelled first, the
+                    # rows would hand the account's slots to other runs with these tasks still live.
+                    self.stopped += await asyncio.to_thread(kill_in_flight, self.out, self.credentials, self.journal)
                     for row in rows:
                         row.cancel()
                     return
@@ -332,6 +336,8 @@ class SweepRunner:
         """Whether this row may be submitted now: no stop, and within the budget."""
         row_id = row["row_id"]
         while True:
+            if self.cancelled_by_user:
+                return False
             if self.stop_reason:
                 self.record("skipped", row_id, reason=self.stop_reason)
                 return False
@@ -350,6 +356,9 @@ class SweepRunner:
         row_id = row["row_id"]
         self.record("intent", row_id, inputs=inputs)
         await self.journal.commit(durable=True)  # on disk before the request that may cost money
+        if self.cancelled_by_user:
+            self.record("no_task", row_id, reason="the sweep was cancelled before its Run request")
+            return
         outcome: SubmitOutcome = await submit(self.settings.model, inputs, label, limit_wait=SLOT_WAIT_SECONDS)
         if outcome.kind == "submitted":
             self.record("submitted", row_id, task_id=outcome.task_id)

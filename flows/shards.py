@@ -64,7 +64,7 @@ from .journal import JOURNAL, RowState, fold, read_events
 SHARDS_FILE = "shards.json"
 SHARDS_DIR = "shards"
 SHARD_DEPLOYMENT = "wiro-sweep/sweep-shard"
-LOCK = ".lock"  # the file `flows.sweep.out_lock` holds
+LOCK = ".lock"  # in OUT (or a shard's directory) while a sweep runs there: see `flows.sweep.out_lock`
 MAX_LAUNCHES = 3  # per shard and parent run
 STALE_LOCK_SECONDS = 60.0  # a RUNNING child's lock free this long: its worker is gone
 STALE_LOCK_POLLS = 3  # ...and seen free at this many polls in a row
@@ -183,7 +183,7 @@ def _claim_count(out: Path, count: int) -> int:
 
 
 @contextmanager
-def shard_lock(directory: Path, wait: float = 0.0) -> Iterator[bool]:
+def directory_lock(directory: Path, wait: float = 0.0) -> Iterator[bool]:
     """Hold `directory/.lock` if no sweep does (waiting up to `wait` s); yields whether it is held.
 
     A directory that does not exist yields True without a lock: nobody sweeps there.
@@ -210,7 +210,7 @@ def shard_lock(directory: Path, wait: float = 0.0) -> Iterator[bool]:
 
 def lock_is_held(directory: Path) -> bool:
     """Whether a sweep holds `directory/.lock` now (taking it for an instant to find out)."""
-    with shard_lock(directory) as free:
+    with directory_lock(directory) as free:
         return not free
 
 

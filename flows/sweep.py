@@ -11,8 +11,6 @@ a task are waited for, and no combination is paid for twice.
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,34 +45,30 @@ from .runner import Settings, SweepRunner, kill_in_flight
 from .shards import (
     ShardBook,
     check_out_mode,
+    directory_lock,
     merged_states,
     run_children,
     select_shard,
     shard_dir,
     shard_dirs,
-    shard_lock,
     stop_children,
     sweep_key,
 )
 from .summary import summarize
 
-LOCK = ".lock"
+LOCK_WAIT_SECONDS = 2.0
 ACCOUNT_LIMIT = "wiro-account"
 
 
 @contextmanager
 def out_lock(out: Path) -> Iterator[None]:
-    """One sweep at a time per OUT: a second one would submit the same rows again."""
+    """One sweep at a time per OUT: a second one would submit the same rows again. It waits a
+    moment for the lock: a sharded parent probing whether a child is alive holds it an instant."""
     out.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise GridError(str(out), "another sweep is running with this --out; wait for it") from None
+    with directory_lock(out, wait=LOCK_WAIT_SECONDS) as held:
+        if not held:
+            raise GridError(str(out), "another sweep is running with this --out; wait for it")
         yield
-    finally:
-        os.close(fd)
 
 
 def _kill_on_cancel(flow: Flow[Any, Any], flow_run: FlowRun, state: State[Any]) -> None:
@@ -93,7 +87,7 @@ def _kill_on_cancel(flow: Flow[Any, Any], flow_run: FlowRun, state: State[Any]) 
     if shard is not None:
         # This run's process is gone by now (or letting go of the lock): a lock still held after
         # a while is another run's, sweeping the shard again, and its tasks are not ours to stop.
-        with shard_lock(shard_dir(root, int(shard)), wait=10.0) as held:
+        with directory_lock(shard_dir(root, int(shard)), wait=10.0) as held:
             if not held:
                 logger.warning("flow run cancelled: shard %s is swept by another run; its tasks are left to it", shard)
                 return
@@ -121,7 +115,7 @@ def _stop_unattended(out: Path) -> int:
     """
     count = 0
     for directory in shard_dirs(out):
-        with shard_lock(directory) as free:
+        with directory_lock(directory) as free:
             if free:
                 count += _stop_tasks(directory)
     return count
