@@ -127,6 +127,7 @@ class SweepRunner:
         self.stop_reason = ""
         self.cancelled_by_user: str | None = None
         self.stopped = 0  # Wiro tasks killed or cancelled because the run was
+        self._socket_tokens: dict[str, str] = {}
         self.credentials: Credentials | None = None
         self.billed = asyncio.Condition()
         self._dirty = asyncio.Event()
@@ -362,6 +363,7 @@ class SweepRunner:
         outcome: SubmitOutcome = await submit(self.settings.model, inputs, label, limit_wait=SLOT_WAIT_SECONDS)
         if outcome.kind == "submitted":
             self.record("submitted", row_id, task_id=outcome.task_id)
+            self._socket_tokens[row_id] = outcome.socket_token  # never journaled: a capability
         elif outcome.kind == "unknown":
             self.record("unknown", row_id, error=outcome.message)
             await asyncio.sleep(LOST_ANSWER_SETTLE_SECONDS)
@@ -404,6 +406,7 @@ class SweepRunner:
             poll_interval=self.settings.poll_interval,
             poll_cap=self.settings.poll_cap,
             error_grace=self.settings.error_grace,
+            socket_token=self._socket_tokens.pop(row_id, ""),
         )
         already = state.costs.get(outcome.task_id, Decimal(0))  # billed in an earlier run, counted already
         self.record(

@@ -431,7 +431,7 @@ class AsyncWiroClient(_BaseClient):
                     with _PartFile(path) as part:
                         async for chunk in response.aiter_bytes(_CHUNK):
                             part.write(chunk)
-                        return part.commit(expected)
+                        return await asyncio.to_thread(part.commit, expected)  # fsync off the event loop
             except httpx.HTTPError as exc:
                 error: WiroError = DownloadError(f"{url}: {type(exc).__name__}: {exc}")
             except WiroError as exc:

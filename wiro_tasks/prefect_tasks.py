@@ -16,12 +16,11 @@ environment, so it is never a parameter, a cache key or a result. Retry rules:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -89,6 +88,7 @@ class SubmitOutcome:
     kind: SubmitKind
     task_id: str = ""
     message: str = ""
+    socket_token: str = field(default="", repr=False)  # for `wait`, in memory only: a capability
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ async def submit_with(
     while True:
         try:
             submitted = await client.run(inputs, model=model)
-            return SubmitOutcome("submitted", submitted.task_id)
+            return SubmitOutcome("submitted", submitted.task_id, socket_token=submitted.socket_token)
         except SubmitOutcomeUnknownError as exc:
             return SubmitOutcome("unknown", message=str(exc))
         except InsufficientBalanceError as exc:
@@ -219,6 +219,7 @@ async def wait(
     poll_interval: float = 3.0,
     poll_cap: float = 30.0,
     error_grace: float = 120.0,
+    socket_token: str = "",
 ) -> WaitOutcome:
     """Poll a task to its end (or its deadline, then stop it); `fetch` saves its output after.
 
@@ -229,6 +230,7 @@ async def wait(
     """
     client = wiro_client()
     wakeups = _Wakeups(client, poll_interval, max(poll_interval, poll_cap))
+    wakeups.listen(socket_token)  # from the Run answer; else from the first Task/Detail
     try:
         return await _wait(client, wakeups, task_id, deadline, error_grace)
     finally:
@@ -236,13 +238,22 @@ async def wait(
 
 
 class _Wakeups:
-    """When to look at a task next: a backed-off poll, or at once when the socket says it ended."""
+    """When to look at a task next: a backed-off poll, or at once when the socket has news.
+
+    While the socket delivers events, polls only guard against a lost one: the first waits at
+    least `cap` and they back off x2 up to `cap * SOCKET_POLL_FACTOR`. An end or a `task_error`
+    pushed over the socket wakes the wait at once (a `task_error` is then polled at the usual
+    pace, to time its grace); without a socket, polls back off x1.5 up to `cap`.
+    """
 
     def __init__(self, client: AsyncWiroClient, first: float, cap: float) -> None:
         self.client = client
         self.delay = first
         self.cap = cap
-        self.ended = asyncio.Event()
+        self.woken = asyncio.Event()  # the socket went live, or has news
+        self.news = False  # an end or a task_error was pushed
+        self.soon = False  # look again shortly: Task/Detail may lag what the socket said
+        self.live = False  # the socket has delivered an event and is still open
         self.watcher: asyncio.Task[None] | None = None
 
     def listen(self, socket_token: str) -> None:
@@ -252,25 +263,46 @@ class _Wakeups:
     async def _watch(self, socket_token: str) -> None:
         try:
             async for event in self.client.events(socket_token):
-                if event.status.is_terminal:
-                    self.ended.set()
+                if not self.live:
+                    self.live = True
+                    self.woken.set()
+                if event.status.is_terminal or event.status is TaskStatus.ERROR:
+                    self.news = True
+                    self.woken.set()
         except WiroError:
             pass  # the socket is a hint; polling carries on at its usual pace
+        finally:
+            self.live = False
 
-    @property
-    def pushed(self) -> bool:
-        return self.watcher is not None and not self.watcher.done()
-
-    async def sleep(self, deadline: datetime, stopping: bool) -> None:
-        delay = 0.5 if stopping else _until(deadline, self.delay * random.uniform(0.9, 1.1))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.ended.wait(), delay)
-        if self.ended.is_set():  # told it ended: look now, and again soon if Task/Detail lags
-            self.ended.clear()
-            self.delay = min(self.delay, 0.5)
+    async def sleep(self, deadline: datetime, *, stopping: bool, in_error: bool) -> None:
+        if stopping or self.soon:
+            self.soon = False
+            await self._nap(0.5)
             return
-        cap = self.cap * SOCKET_POLL_FACTOR if self.pushed else self.cap
-        self.delay = min(cap, self.delay * (2.0 if self.pushed else 1.5))
+        loop = asyncio.get_running_loop()
+        started, jitter = loop.time(), random.uniform(0.9, 1.1)
+        while True:
+            guarding = self.live and not in_error
+            delay = max(self.delay, self.cap) if guarding else self.delay
+            left = _until(deadline, started + delay * jitter - loop.time())
+            if left <= 0 or not await self._nap(left):
+                break
+            if self.news:  # an end or a task_error: look now, and again soon
+                self.news, self.soon = False, True
+                return
+            # the socket went live meanwhile: sleep on, as long as a guard poll waits
+        guarding = self.live and not in_error
+        cap = self.cap * SOCKET_POLL_FACTOR if guarding else self.cap
+        self.delay = min(cap, max(self.delay, self.cap if guarding else 0.0) * (2.0 if guarding else 1.5))
+
+    async def _nap(self, seconds: float) -> bool:
+        """Sleep up to `seconds`; whether the socket woke it first."""
+        try:
+            await asyncio.wait_for(self.woken.wait(), seconds)
+        except TimeoutError:
+            return False
+        self.woken.clear()
+        return True
 
     def close(self) -> None:
         if self.watcher is not None:
@@ -284,8 +316,9 @@ async def _wait(
     missing_since: float | None = None
     stopped: tuple[Outcome, str] | None = None
     stopped_at = 0.0
+    in_error = False
     while True:
-        await wakeups.sleep(deadline, stopping=stopped is not None)
+        await wakeups.sleep(deadline, stopping=stopped is not None, in_error=in_error)
         try:
             current = await client.detail(task_id)
         except NotFoundError:
@@ -304,7 +337,8 @@ async def _wait(
             if time.monotonic() - stopped_at > STOP_GRACE:
                 raise WiroConnectionError(f"task {task_id} still {current.raw_status} {STOP_GRACE:.0f} s after Kill")
             continue
-        if current.status is TaskStatus.ERROR:
+        in_error = current.status is TaskStatus.ERROR
+        if in_error:
             error_since = error_since or time.monotonic()
             if time.monotonic() - error_since >= error_grace:
                 reason = current.error_message or "task_error"
