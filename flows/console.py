@@ -56,7 +56,7 @@ def dry_run_report(
 
 def run_with_progress(params: dict[str, Any], frame: pd.DataFrame) -> int:
     """Run the sweep flow in this process under a progress bar; the exit code to use."""
-    from .runner import kill_in_flight
+    from .stopping import kill_in_flight
     from .sweep import sweep
 
     out = Path(params["out"])

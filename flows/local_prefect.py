@@ -9,7 +9,10 @@ record how it ended. It is stopped when the command ends.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +23,7 @@ from contextlib import contextmanager
 import httpx
 
 STARTUP_SECONDS = 120.0
+PR_SET_PDEATHSIG = 1
 
 
 @contextmanager
@@ -35,7 +39,7 @@ def prefect_api() -> Iterator[str | None]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("WIRO_")},  # it needs no Wiro credentials
         **settings.to_environment_variables(exclude_unset=True),
         "PREFECT_UI_ENABLED": "0",  # as Prefect's own temporary server
         "PREFECT__SERVER_EPHEMERAL": "1",
@@ -43,7 +47,9 @@ def prefect_api() -> Iterator[str | None]:
     }
     command = [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
                "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"]  # fmt: skip
-    server = subprocess.Popen(command, env=env, start_new_session=True, stdin=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        command, env=env, start_new_session=True, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+    )
     url = f"http://127.0.0.1:{port}/api"
     try:
         _wait_until_healthy(url, server)
@@ -56,6 +62,12 @@ def prefect_api() -> Iterator[str | None]:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def _die_with_parent() -> None:
+    """In the server's process: be stopped when the sweep dies, even by SIGKILL (Linux only)."""
+    with contextlib.suppress(AttributeError, OSError):  # elsewhere it is stopped on the way out only
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _wait_until_healthy(url: str, server: subprocess.Popen[bytes]) -> None:

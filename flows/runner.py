@@ -21,7 +21,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 from prefect.concurrency.asyncio import concurrency
 
-from wiro_tasks import TEXT_TO_VIDEO, AsyncWiroClient, Credentials, TaskStateError, WiroClient, WiroError
+from wiro_tasks import TEXT_TO_VIDEO, Credentials
 from wiro_tasks.inputs import Value
 from wiro_tasks.prefect_tasks import (
     FindOutcome,
@@ -42,9 +41,9 @@ from wiro_tasks.prefect_tasks import (
     WaitOutcome,
     fetch,
     find_task,
-    scan_for_task,
     submit,
     wait,
+    wiro_client,
 )
 
 from .budget import Budget, work_units
@@ -52,6 +51,7 @@ from .grid import INPUTS
 from .journal import Journal, RowState
 from .manifest import ManifestBuilder, build_manifest, row_status, write_manifest
 from .progress import Progress, publish
+from .stopping import kill_in_flight, stop_tasks
 
 VIDEOS = "videos"
 MAX_SUBMIT_ATTEMPTS = 5
@@ -127,7 +127,6 @@ class SweepRunner:
         self.stop_reason = ""
         self.cancelled_by_user: str | None = None
         self.stopped = 0  # Wiro tasks killed or cancelled because the run was
-        self._socket_tokens: dict[str, str] = {}
         self.credentials: Credentials | None = None
         self.billed = asyncio.Condition()
         self._dirty = asyncio.Event()
@@ -222,20 +221,23 @@ class SweepRunner:
         publish(self.progress())
         writer = asyncio.create_task(self.keep_manifest_fresh())
         flusher = asyncio.create_task(self._flush_journal())
-        rows = [asyncio.create_task(self.process(row)) for row in todo]
+        rows = {row["row_id"]: asyncio.create_task(self.process(row)) for row in todo}
         watcher = asyncio.create_task(self._watch_cancellation(rows))
         try:
-            await asyncio.gather(*rows)
+            await asyncio.gather(*rows.values())
         except asyncio.CancelledError:
             if not self.cancelled_by_user:
                 raise
         finally:
+            if self.cancelled_by_user and not watcher.done():
+                await asyncio.wait({watcher})  # it stops the live tasks, then the rows that wait on them
             for helper in (writer, watcher, flusher):
                 helper.cancel()
             await asyncio.gather(writer, watcher, flusher, return_exceptions=True)
             self.journal.flush()
         if self.cancelled_by_user:
-            await asyncio.gather(*rows, return_exceptions=True)
+            await asyncio.gather(*rows.values(), return_exceptions=True)
+            # What is left: tasks that could not be stopped yet, and those of unanswered Runs.
             self.stopped += await asyncio.to_thread(kill_in_flight, self.out, self.credentials, self.journal)
             logger.warning("flow run cancelled: stopped %d Wiro task(s)", self.stopped)
             self.states = self.journal.load()
@@ -247,8 +249,13 @@ class SweepRunner:
             await asyncio.sleep(JOURNAL_FLUSH_SECONDS)
             await self.journal.commit()
 
-    async def _watch_cancellation(self, rows: list[asyncio.Task[None]]) -> None:
-        """Cancel in the Prefect UI reaches a run started outside a worker only if it looks."""
+    async def _watch_cancellation(self, rows: dict[str, asyncio.Task[None]]) -> None:
+        """Cancel in the Prefect UI reaches a run started outside a worker only if it looks.
+
+        Then nothing is submitted any more (rows without a live task stop at once, a Run being
+        sent included), the live tasks are stopped while their rows still hold their slots (freed
+        first, the account's slots would go to other runs while these tasks still bill), and
+        only then do those rows stop."""
         from prefect.client.orchestration import get_client
         from prefect.client.schemas.objects import StateType
         from prefect.runtime import flow_run
@@ -265,10 +272,12 @@ class SweepRunner:
                     continue
                 if run.state is not None and run.state.type in (StateType.CANCELLING, StateType.CANCELLED):
                     self.cancelled_by_user = run.state.message or "cancelled in Prefect"
-                    # Stop the tasks while their rows still hold their slots: cancelled first, the
-                    # rows would hand the account's slots to other runs with these tasks still live.
-                    self.stopped += await asyncio.to_thread(kill_in_flight, self.out, self.credentials, self.journal)
-                    for row in rows:
+                    live = {k: s.task_id for k, s in self.states.items() if s.has_live_task and k in rows}
+                    for row_id, row in rows.items():
+                        if row_id not in live:
+                            row.cancel()
+                    self.stopped += await stop_tasks(wiro_client(), live, self.record)
+                    for row in rows.values():
                         row.cancel()
                     return
 
@@ -363,7 +372,6 @@ class SweepRunner:
         outcome: SubmitOutcome = await submit(self.settings.model, inputs, label, limit_wait=SLOT_WAIT_SECONDS)
         if outcome.kind == "submitted":
             self.record("submitted", row_id, task_id=outcome.task_id)
-            self._socket_tokens[row_id] = outcome.socket_token  # never journaled: a capability
         elif outcome.kind == "unknown":
             self.record("unknown", row_id, error=outcome.message)
             await asyncio.sleep(LOST_ANSWER_SETTLE_SECONDS)
@@ -406,7 +414,6 @@ class SweepRunner:
             poll_interval=self.settings.poll_interval,
             poll_cap=self.settings.poll_cap,
             error_grace=self.settings.error_grace,
-            socket_token=self._socket_tokens.pop(row_id, ""),
         )
         already = state.costs.get(outcome.task_id, Decimal(0))  # billed in an earlier run, counted already
         self.record(
@@ -444,68 +451,3 @@ class SweepRunner:
 
 def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def kill_in_flight(out: Path, credentials: Credentials | None = None, journal: Journal | None = None) -> int:
-    """Kill (or cancel) every Wiro task of OUT's journal that has not finished; returns how many.
-
-    That includes the task of a row whose Run request went unanswered (the sweep stopped while
-    it was in flight): it is looked for once in Task/List, and adopted to be stopped.
-    """
-    own = journal is None
-    journal = journal or Journal(out)
-    try:
-        states = journal.load().values()
-        live = {s.row_id: s.task_id for s in states if s.has_live_task}
-        unanswered = [s for s in states if s.phase in ("intent", "unknown") and s.inputs]
-        if not live and not unanswered:
-            return 0
-        creds = credentials or Credentials.resolve()
-        if unanswered:
-            claimed = [t for s in states for t in s.task_ids]
-            for row_id, task_id in _find_unanswered(unanswered, claimed, creds).items():
-                journal.append("adopted", row_id, task_id=task_id)
-                live[row_id] = task_id
-        with WiroClient(creds.api_key, creds.api_secret) as client:
-            for row_id, task_id in live.items():
-                try:
-                    try:
-                        stopped = client.cancel(task_id)
-                    except TaskStateError:
-                        stopped = client.kill(task_id)
-                except WiroError as exc:
-                    journal.append("note", row_id, error=f"could not stop task {task_id}: {exc}")
-                    continue
-                if stopped.is_terminal:
-                    journal.append("finished", row_id, task_id=task_id, status="cancelled",
-                                   error="sweep cancelled", cost=str(stopped.total_cost),
-                                   elapsed=str(stopped.elapsed_seconds))  # fmt: skip
-        return len(live)
-    finally:
-        if own:
-            journal.close()
-
-
-def _find_unanswered(rows: list[RowState], claimed: list[str], credentials: Credentials) -> dict[str, str]:
-    """The tasks that unanswered Run requests created, by row; one Task/List scan each.
-
-    Runs on an event loop of its own in a thread of its own: callers may be inside a loop."""
-
-    async def scan() -> dict[str, str]:
-        found: dict[str, str] = {}
-        await asyncio.sleep(LOST_ANSWER_SETTLE_SECONDS)  # a task may show in Task/List a moment late
-        async with AsyncWiroClient(credentials.api_key, credentials.api_secret) as client:
-            for state in rows:
-                since = datetime.fromisoformat(state.intent_at.replace("Z", "+00:00"))
-                try:
-                    outcome = await scan_for_task(client, TEXT_TO_VIDEO, dict(state.inputs or {}), since, claimed)
-                except WiroError as exc:
-                    logger.warning("row %s: could not look for its task: %s", state.row_id, exc)
-                    continue
-                if outcome.task_id:
-                    found[state.row_id] = outcome.task_id
-                    claimed.append(outcome.task_id)
-        return found
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, scan()).result()

@@ -68,6 +68,7 @@ LOCK = ".lock"  # in OUT (or a shard's directory) while a sweep runs there: see 
 MAX_LAUNCHES = 3  # per shard and parent run
 STALE_LOCK_SECONDS = 60.0  # a RUNNING child's lock free this long: its worker is gone
 STALE_LOCK_POLLS = 3  # ...and seen free at this many polls in a row
+STALE_START_SECONDS = 600.0  # the same, for a shard whose first child never took its lock
 LOCK_SETTLE_SECONDS = 15.0  # a child's lock is not probed until it has been RUNNING this long
 STOP_WAIT_SECONDS = 120.0  # how long a cancelled parent waits for its children to stop
 FINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED}
@@ -278,7 +279,9 @@ class _LockWatch:
             return False
         self.free_since.setdefault(run_id, now)
         self.free_polls[run_id] += 1
-        return self.free_polls[run_id] >= STALE_LOCK_POLLS and now - self.free_since[run_id] >= STALE_LOCK_SECONDS
+        # A shard never swept yet has no lock file: its first child may be slow to start, not dead.
+        grace = STALE_LOCK_SECONDS if (directory / LOCK).exists() else STALE_START_SECONDS
+        return self.free_polls[run_id] >= STALE_LOCK_POLLS and now - self.free_since[run_id] >= grace
 
     def forget(self, run_id: str, keep_running: bool = False) -> None:
         if not keep_running:
@@ -344,7 +347,8 @@ async def run_children(
                 child = await client.read_flow_run(entry["flow_run_id"])
                 kind = child.state.type if child.state else None
                 # A child still CANCELLING when this parent started was stopped by the last one.
-                restarted = kind != StateType.CANCELLING and entry.pop("relaunch_if_final", False)
+                restart = entry.pop("relaunch_if_final", False)  # asked once, at this parent's first look
+                restarted = restart and kind != StateType.CANCELLING
                 if restarted and kind in FINAL and not outcome.cancelled:
                     _relaunch(entry)
                     continue

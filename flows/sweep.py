@@ -41,7 +41,7 @@ from .journal import JOURNAL, Journal, fold, read_events
 from .manifest import FINAL_STATUSES, MANIFEST_CSV, MANIFEST_PARQUET, build_manifest, write_manifest
 from .progress import Progress, listening, publish
 from .report import write_report
-from .runner import Settings, SweepRunner, kill_in_flight
+from .runner import Settings, SweepRunner
 from .shards import (
     ShardBook,
     check_out_mode,
@@ -54,6 +54,7 @@ from .shards import (
     stop_children,
     sweep_key,
 )
+from .stopping import kill_in_flight, unanswered
 from .summary import summarize
 
 LOCK_WAIT_SECONDS = 2.0
@@ -102,8 +103,9 @@ def _kill_on_cancel(flow: Flow[Any, Any], flow_run: FlowRun, state: State[Any]) 
 
 
 def _stop_tasks(directory: Path) -> int:
-    """Kill the Wiro tasks still running in one journal's directory."""
-    if not any(s.has_live_task for s in fold(read_events(directory / JOURNAL)).values()):
+    """Stop the Wiro tasks of one journal's directory (credentials are read only if there are any)."""
+    states = fold(read_events(directory / JOURNAL)).values()
+    if not any(s.has_live_task for s in states) and not unanswered(states):
         return 0
     return kill_in_flight(directory, load_credentials())
 
@@ -220,10 +222,10 @@ async def sweep(
         finally:
             await close_wiro_client()
             journal.close()
+        reported = await _report(manifest, work_dir)  # under the lock: a parent sees the child alive
     if runner.cancelled_by_user:
-        await _report(manifest, work_dir)
         return Cancelled(message=f"{runner.cancelled_by_user}; stopped its Wiro tasks")
-    return await _report(manifest, work_dir)
+    return reported
 
 
 def resolve_out(out: str) -> Path:

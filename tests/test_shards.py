@@ -293,6 +293,10 @@ def test_a_running_child_whose_lock_is_free_is_crashed_and_started_again(tmp_pat
             with holding(shard_dir(out, 0)):
                 for run_id in (alive, dead):  # both RUNNING; only child 0 holds its lock
                     await client.set_flow_run_state(run_id, Running(), force=True)
+                # Child 1 has not made its shard's directory yet: slow to start, not dead (yet).
+                await asyncio.sleep(1.0)  # more than the settle time and the grace together
+                assert child_id(book, 1) == dead, "a child that never took its lock gets a long grace"
+                shard_dir(out, 1).mkdir(parents=True)  # it had swept, and its lock is free: it died
 
                 async def relaunched() -> bool:
                     return child_id(book, 1) not in (None, dead)

@@ -344,12 +344,23 @@ def test_cancelling_the_flow_run_stops_its_wiro_tasks(
             submitted = client.run(TextToVideoInput(prompt=f"running {n} [emulator:hang]"))
             journal.append("intent", f"row{n}")
             journal.append("submitted", f"row{n}", task_id=submitted.task_id)
+        # A Run sent just before the cancel, its answer never read: its task is found and stopped.
+        journal.append("intent", "unanswered", inputs={"prompt": "unanswered [emulator:hang]"})
+        lost = client.run(TextToVideoInput(prompt="unanswered [emulator:hang]")).task_id
+        # Two tasks match this one (another sweep sent the same inputs): neither is ours to kill.
+        journal.append("intent", "ambiguous", inputs={"prompt": "twice [emulator:hang]"})
+        twins = [client.run(TextToVideoInput(prompt="twice [emulator:hang]")).task_id for _ in range(2)]
     journal.close()
     run = FlowRun(flow_id=uuid4(), name="cancelled-run", parameters={"grid": [], "out": str(out)})
     _kill_on_cancel(sweep, run, Cancelled())
-    assert emulator.account.stats()["statuses"] == {"task_cancel": 2}
-    finished = [e for e in read_events(out / "journal.jsonl") if e["event"] == "finished"]
-    assert [e["status"] for e in finished] == ["cancelled", "cancelled"]
+    statuses = {t["id"]: t["status"] for t in emulator.account.intervals()}
+    assert statuses[lost] == "task_cancel"
+    assert "task_cancel" not in [statuses[t] for t in twins], "an ambiguous match is left running"
+    assert Counter(statuses.values())["task_cancel"] == 3
+    events = read_events(out / "journal.jsonl")
+    assert [e["row_id"] for e in events if e["event"] == "adopted"] == ["unanswered"]
+    finished = [e for e in events if e["event"] == "finished"]
+    assert [e["status"] for e in finished] == ["cancelled"] * 3
 
 
 def test_prefect_retries_the_wait_after_the_client_gives_up(
@@ -464,6 +475,44 @@ def test_cancel_in_the_prefect_ui_stops_a_run_started_from_the_command_line(
     assert {r["status"] for r in rows.values()} == {"cancelled"}
 
 
+def test_after_cancel_no_row_waiting_for_a_slot_submits(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
+) -> None:
+    """The account is full (code 96) and rows wait for a slot when the run is cancelled: stopping
+    the running task frees the account's slot, and none of the waiting rows may take it."""
+    import threading
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.states import Cancelling
+
+    emulator = make_emulator(concurrency_limit=1)
+    wiro_env(emulator)
+    grid = grid_file(tmp_path, [f"forever {n} [emulator:hang]" for n in range(3)])
+    out = tmp_path / "out"
+    finished: list[Any] = []
+    runner = threading.Thread(target=lambda: finished.append(run_sweep(grid, out, max_concurrency=3, timeout=600)))
+    runner.start()
+    deadline = time.monotonic() + 60
+    while emulator.account.stats()["counters"].get("run_refused_96", 0) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    async def cancel() -> None:
+        async with get_client() as client:
+            runs = await client.read_flow_runs(sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=20)
+            [run] = [r for r in runs if r.parameters.get("out") == str(out)]
+            await client.set_flow_run_state(run.id, Cancelling(message="stopped from the UI"), force=True)
+
+    asyncio.run(cancel())
+    runner.join(timeout=60)
+    assert not runner.is_alive()
+    assert finished[0].is_cancelled(), finished[0]
+    time.sleep(3.0)  # longer than a code-96 retry waits
+    assert emulator.account.stats()["tasks"] == 1, "only the task that ran before the cancel"
+    assert emulator.account.stats()["statuses"] == {"task_cancel": 1}
+
+
 @pytest.mark.parametrize("socket", ["pushed", "dropped"])
 def test_the_task_socket_pushes_the_end_and_a_broken_one_falls_back_to_polls(
     socket: str, make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
@@ -494,6 +543,27 @@ def test_the_task_socket_pushes_the_end_and_a_broken_one_falls_back_to_polls(
     else:
         assert emulator.account.stats()["counters"]["fault_socket_drop"] >= 3
         assert polls >= 8, "without events the schedule polls on"
+
+
+def test_a_task_error_pushed_over_a_live_socket_keeps_its_grace(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
+) -> None:
+    """The socket is live, so polls are far apart (guards, 4 s, then 8 s); the task falls into
+    task_error 6 s in and stays. The pushed task_error must be polled at the usual pace, so the
+    task is stopped about --error-grace (1 s) later, not at the next guard poll (12 s and on)."""
+    emulator = make_emulator(queue_seconds=20.0)  # [emulator:stuck]: task_error from 0.3 x queue
+    wiro_env(emulator)
+    grid = grid_file(tmp_path, ["stuck late [emulator:stuck]"])
+    state = run_sweep(grid, tmp_path / "out", poll_interval=0.05, poll_cap=4.0, error_grace=1.0)
+    assert state.is_failed()
+    [row] = manifest_rows(tmp_path / "out").values()
+    assert row["status"] == "failed"
+    assert "stuck in task_error for 1 s" in row["error"]
+    [task] = emulator.account.intervals()
+    assert task["status"] == "task_cancel"
+    error_at = 0.3 * 20.0
+    assert task["ended"] - task["created"] < error_at + 1.0 + 2.5, "stopped within the grace, plus a poll or two"
+    assert emulator.account.stats()["counters"]["detail"] <= 12, "and the guard polls stayed few"
 
 
 def test_a_deleted_video_is_fetched_again_without_a_new_task(
