@@ -80,8 +80,7 @@ def timed_plain(grid: Path, out: Path, concurrency: int, poll_interval: float, p
                 submitted = await submit.fn(TEXT_TO_VIDEO, given, row["row_id"])
                 if submitted.kind != "submitted":
                     raise RuntimeError(submitted.message)
-                ended = await wait.fn(submitted.task_id, row["row_id"], deadline, poll_interval, poll_cap,
-                                      socket_token=submitted.socket_token)  # fmt: skip
+                ended = await wait.fn(submitted.task_id, row["row_id"], deadline, poll_interval, poll_cap)
             dest = str(out / "videos" / f"{row['row_id']}.mp4")  # like the sweep: after the slot is free
             await fetch(ended.task_id, ended.output_url, ended.output_bytes, dest)
 

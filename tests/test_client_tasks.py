@@ -102,20 +102,20 @@ async def scan(server: TaskListServer, **options: Any) -> FindOutcome:
 async def test_short_pages_are_not_the_end_of_the_list(total: str) -> None:
     """The review's case: pages capped at 50 when 100 are asked, the lost task 61st newest."""
     server = TaskListServer(count=130, lost_at=60, cap=50, total=total)
-    assert await scan(server) == FindOutcome(server.lost_id, True)
+    assert await scan(server) == FindOutcome(server.lost_id, True, matches=1)
     assert [a["start"] for a in server.asked[:2]] == [0, 50], "start moves by what came, not by the limit"
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize(
     ("total", "requests"),
-    [("list", 3), ("none", 4), ("page", 4)],  # 50 + 50 + 30 tasks, then an empty page unless a total ends it
+    [("list", 4), ("none", 4), ("page", 4)],  # 50 + 50 + 30 tasks, then an empty page: a total ends nothing
 )
 async def test_no_task_is_proven_only_at_the_real_end(total: str, requests: int) -> None:
     server = TaskListServer(count=130, cap=50, total=total)
     assert await scan(server) == FindOutcome(None, True)
     assert len(server.asked) == requests
-    assert server.asked[-1]["start"] == (130 if requests == 4 else 100)
+    assert server.asked[-1]["start"] == 130
 
 
 @pytest.mark.anyio
@@ -130,7 +130,7 @@ async def test_a_server_that_ignores_start_proves_nothing() -> None:
 async def test_tasks_pushed_down_by_new_ones_are_no_reason_to_stop(total: str) -> None:
     """Other rows submitted during the scan shift the list: a page may hold only tasks already seen."""
     busy = TaskListServer(count=130, lost_at=120, cap=50, total=total, inserted=(40,) * 100)
-    assert await scan(busy) == FindOutcome(busy.lost_id, True)
+    assert await scan(busy) == FindOutcome(busy.lost_id, True, matches=1)
     # 90 tasks on the first page, 20 new ones after it: the second page holds the 20 oldest again.
     server = TaskListServer(count=90, total=total, inserted=(20,))
     assert await scan(server) == FindOutcome(None, True)
@@ -144,7 +144,7 @@ async def test_old_tasks_end_the_scan_only_in_newest_first_order() -> None:
     assert len(history.asked) == 3, "stops at the first page of tasks older than the intent"
     # A server that lists oldest first shows old tasks first: that is no proof, page on.
     backwards = TaskListServer(count=300, lost_at=10, cap=50, ascending=True, old_from=80)
-    assert await scan(backwards) == FindOutcome(backwards.lost_id, True)
+    assert await scan(backwards) == FindOutcome(backwards.lost_id, True, matches=1)
 
 
 @pytest.mark.anyio

@@ -20,7 +20,7 @@ import itertools
 import logging
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -88,7 +88,6 @@ class SubmitOutcome:
     kind: SubmitKind
     task_id: str = ""
     message: str = ""
-    socket_token: str = field(default="", repr=False)  # for `wait`, in memory only: a capability
 
 
 @dataclass(frozen=True)
@@ -148,7 +147,7 @@ async def submit_with(
     while True:
         try:
             submitted = await client.run(inputs, model=model)
-            return SubmitOutcome("submitted", submitted.task_id, socket_token=submitted.socket_token)
+            return SubmitOutcome("submitted", submitted.task_id)
         except SubmitOutcomeUnknownError as exc:
             return SubmitOutcome("unknown", message=str(exc))
         except InsufficientBalanceError as exc:
@@ -219,18 +218,17 @@ async def wait(
     poll_interval: float = 3.0,
     poll_cap: float = 30.0,
     error_grace: float = 120.0,
-    socket_token: str = "",
 ) -> WaitOutcome:
     """Poll a task to its end (or its deadline, then stop it); `fetch` saves its output after.
 
-    With Wiro's task socket the wait is pushed: polls back off far (they only guard against a
-    lost event) and an event wakes the wait at once. A task is only ever recorded once Wiro
+    With Wiro's task socket the wait is pushed: the socket opens at the first poll that finds
+    the task still running (one that ends sooner costs no socket), then polls back off far
+    (they only guard against a lost event) and an event wakes the wait at once. A task is only ever recorded once Wiro
     says it is final: after a Cancel or Kill the polling goes on until it is, so what it cost
     (and any output it still produced) is never lost.
     """
     client = wiro_client()
     wakeups = _Wakeups(client, poll_interval, max(poll_interval, poll_cap))
-    wakeups.listen(socket_token)  # from the Run answer; else from the first Task/Detail
     try:
         return await _wait(client, wakeups, task_id, deadline, error_grace)
     finally:
@@ -248,6 +246,7 @@ class _Wakeups:
 
     def __init__(self, client: AsyncWiroClient, first: float, cap: float) -> None:
         self.client = client
+        self.first = first
         self.delay = first
         self.cap = cap
         self.woken = asyncio.Event()  # the socket went live, or has news
@@ -261,18 +260,21 @@ class _Wakeups:
             self.watcher = asyncio.ensure_future(self._watch(socket_token))
 
     async def _watch(self, socket_token: str) -> None:
+        last: TaskStatus | None = None
         try:
             async for event in self.client.events(socket_token):
                 if not self.live:
                     self.live = True
                     self.woken.set()
-                if event.status.is_terminal or event.status is TaskStatus.ERROR:
+                if event.status.is_terminal or (event.status is TaskStatus.ERROR and last is not TaskStatus.ERROR):
                     self.news = True
                     self.woken.set()
+                last = event.status
         except WiroError:
             pass  # the socket is a hint; polling carries on at its usual pace
         finally:
             self.live = False
+            self.woken.set()  # a wait sleeping as long as a guard poll must go back to its own pace
 
     async def sleep(self, deadline: datetime, *, stopping: bool, in_error: bool) -> None:
         if stopping or self.soon:
@@ -283,17 +285,18 @@ class _Wakeups:
         started, jitter = loop.time(), random.uniform(0.9, 1.1)
         while True:
             guarding = self.live and not in_error
-            delay = max(self.delay, self.cap) if guarding else self.delay
+            delay = max(self.delay, self.cap) if guarding else min(self.delay, self.cap)
             left = _until(deadline, started + delay * jitter - loop.time())
             if left <= 0 or not await self._nap(left):
                 break
             if self.news:  # an end or a task_error: look now, and again soon
                 self.news, self.soon = False, True
                 return
-            # the socket went live meanwhile: sleep on, as long as a guard poll waits
-        guarding = self.live and not in_error
-        cap = self.cap * SOCKET_POLL_FACTOR if guarding else self.cap
-        self.delay = min(cap, max(self.delay, self.cap if guarding else 0.0) * (2.0 if guarding else 1.5))
+            # the socket went live or closed meanwhile: sleep on at the pace that goes with it
+        if self.live and not in_error:
+            self.delay = min(self.cap * SOCKET_POLL_FACTOR, max(self.delay, self.cap) * 2.0)
+        else:
+            self.delay = min(self.cap, self.delay * 1.5)
 
     async def _nap(self, seconds: float) -> bool:
         """Sleep up to `seconds`; whether the socket woke it first."""
@@ -339,7 +342,8 @@ async def _wait(
             continue
         in_error = current.status is TaskStatus.ERROR
         if in_error:
-            error_since = error_since or time.monotonic()
+            if error_since is None:  # its grace is timed by polls at the usual pace, from the first
+                error_since, wakeups.delay = time.monotonic(), wakeups.first
             if time.monotonic() - error_since >= error_grace:
                 reason = current.error_message or "task_error"
                 stopped = ("failed", f"stuck in task_error for {error_grace:.0f} s: {reason}")
@@ -416,10 +420,12 @@ def _outcome(task: WiroTask, status: Outcome, error: str) -> WaitOutcome:
 
 @dataclass(frozen=True)
 class FindOutcome:
-    """What a Task/List scan found: the task's id, and whether the scan reached back far enough."""
+    """What a Task/List scan found: the task's id, whether the scan reached back far enough, and
+    how many unclaimed tasks matched (more than one: another sweep may have sent the same inputs)."""
 
     task_id: str | None
     complete: bool
+    matches: int = 0
 
 
 MAX_SCAN = 20_000
@@ -450,10 +456,10 @@ async def scan_for_task(
 
     `complete` says the scan saw every task that could be it, and only then may "no task" let a
     row be paid for again. So the end of the list is never inferred from a short page (a server
-    may cap pages below `page_size`): `start` moves on by the tasks received, and the end is an
-    empty page, or having seen as many tasks as a `total` that has shown itself to count the
-    whole list (more than one page's tasks), or a page of tasks all older than `since` less a
-    clock-skew margin (trusted only on a page in newest-first order). A scan that stops short
+    may cap pages below `page_size`), nor from a `total` (whose meaning Wiro does not document):
+    `start` moves on by the tasks received, and the end is an empty page, or a page of tasks all
+    older than `since` less a clock-skew margin (trusted only on a page in newest-first order).
+    A scan that stops short
     of that (more than `max_scan` tasks, or a server that answers the first page whatever the
     `start`) proves nothing.
     """
@@ -463,7 +469,6 @@ async def scan_for_task(
     oldest = since - CLOCK_SKEW
     found: list[WiroTask] = []
     seen: set[str] = set()
-    whole_list_total = False
     first_page: list[str] = []
     start, complete = 0, False
     while start < max_scan:
@@ -481,17 +486,13 @@ async def scan_for_task(
         seen.update(ids)
         found.extend(t for t in fresh if t.id not in exclude and _same_inputs(spec, t, wanted, oldest))
         start += len(page.tasks)
-        whole_list_total = whole_list_total or (page.total is not None and page.total > len(page.tasks))
-        if whole_list_total and page.total is not None and len(seen) >= page.total:
-            complete = True
-            break
         if _newest_first(page.tasks) and all(t.created_at is not None and t.created_at < oldest for t in page.tasks):
             complete = True
             break
     if not found:
         return FindOutcome(None, complete)
     first = min(found, key=lambda t: (t.created_at or since, int(t.id) if t.id.isdigit() else 0))
-    return FindOutcome(first.id, True)
+    return FindOutcome(first.id, True, len(found))
 
 
 def _same_inputs(spec: ModelSpec, candidate: WiroTask, wanted: dict[str, Value], oldest: datetime) -> bool:
