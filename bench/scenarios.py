@@ -221,6 +221,8 @@ def overhead(work: Path, rows: int, concurrency: int) -> dict[str, float]:
         "ours_ms": 1000 * ours, "prefect_ms": 1000 * floor, "ratio": ours / floor,
         "bookkeeping_ms": 1000 * (wall["runner"] - wall["plain"]) / rows,
         "bookkeeping_cpu_ms": 1000 * (CPU["runner"] - CPU["plain"]) / rows,
+        "task_runs_ms": 1000 * (wall["sweep"] - wall["runner"]) / rows,
+        "task_runs_cpu_ms": 1000 * (CPU["sweep"] - CPU["runner"]) / rows,
         "ours_cpu_ms": 1000 * ours_cpu, "prefect_cpu_ms": 1000 * floor_cpu, "cpu_ratio": ours_cpu / floor_cpu,
     }  # fmt: skip
 
