@@ -79,7 +79,7 @@ def test_quickstart_script_saves_a_playable_mp4(emulator_process: tuple[str, dic
     lumas, stream, complaints = decode_mp4((tmp_path / "fox.mp4").read_bytes())
     assert complaints == []
     assert len(lumas) == 121
-    assert stream.codec_context.width == 832
+    assert stream.width == 832
 
 
 def test_emulator_refuses_other_credentials(emulator_process: tuple[str, dict[str, str]]) -> None:

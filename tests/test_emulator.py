@@ -61,7 +61,7 @@ def test_submit_wait_download_a_playable_mp4(client: WiroClient, tmp_path: Path)
     assert saved.size == output.size == (tmp_path / "fox.mp4").stat().st_size
     lumas, stream, complaints = decode_mp4((tmp_path / "fox.mp4").read_bytes())
     assert complaints == []
-    assert (stream.codec_context.width, stream.codec_context.height) == (832, 480)
+    assert (stream.width, stream.height) == (832, 480)
     assert len(lumas) == 33
     assert stream.average_rate == 16
     assert not list(tmp_path.glob("*.part"))
