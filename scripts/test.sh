@@ -10,4 +10,7 @@ fi
 ruff check .
 ruff format --check .
 mypy
-pytest "$@"
+# Two workers, a test module each at a time (module fixtures such as test_server's stack start
+# once): most tests wait on emulator time and subprocesses, so two cores run two modules at once.
+# `./scripts/test.sh -n 0 ...` runs in this one process instead.
+pytest -n 2 --dist loadfile "$@"
