@@ -20,7 +20,7 @@ from .manifest import MANIFEST_CSV, MANIFEST_PARQUET, build_manifest, read_manif
 from .progress import Progress, listening
 from .report import write_report
 from .runner import VIDEOS, needs_work, records
-from .shards import cancel_children
+from .shards import cancel_children, recorded_states
 from .summary import summarize
 
 console = Console(stderr=True, highlight=False)
@@ -30,7 +30,7 @@ def dry_run_report(
     frame: pd.DataFrame, out: Path, estimate_usd: Decimal, limit: Decimal | None, retry_failed: bool = False
 ) -> str:
     """How many combinations, how many are left to submit in OUT, and what they may cost."""
-    states = fold(read_events(out / JOURNAL))
+    states = recorded_states(out)
     rows = records(frame)
     left = [r for r in rows if needs_work(states.get(r["row_id"]), retry_failed=retry_failed)]
     rates = [s.cost / work_units(r) for r in rows

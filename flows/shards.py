@@ -423,6 +423,13 @@ async def cancel_children(out: Path) -> int:
     return len(await asyncio.to_thread(stop_children, out))
 
 
+def recorded_states(out: Path) -> dict[str, RowState]:
+    """What OUT's journals say of its rows: the shards' when OUT was swept in shards."""
+    dirs = shard_dirs(out)
+    count = _saved_count(out) or (int(dirs[-1].name) + 1 if dirs else 0)
+    return merged_states(out, count) if count else fold(read_events(out / JOURNAL))
+
+
 def merged_states(out: Path, count: int) -> dict[str, RowState]:
     """Every shard's row states, with output paths made relative to OUT."""
     merged: dict[str, RowState] = {}

@@ -78,6 +78,8 @@ def test_an_out_swept_in_shards_is_never_swept_unsharded(
         assert run_sweep(grid, out, shards=2, shard=index).is_completed()
     assert run_requests(emulator) == len(PROMPTS)
     assert json.loads((out / SHARDS_FILE).read_text())["count"] == 2, "a child records the shard count"
+    dry = CliRunner().invoke(main, ["run", str(grid), "--out", str(out), "--dry-run"])
+    assert f"{len(PROMPTS)} combinations; {len(PROMPTS)} already done in {out}, 0 to submit." in dry.output, dry.output
 
     message = refusal(run_sweep(grid, out))
     assert str(out) in message
