@@ -138,8 +138,10 @@ def _money(value: str | None, option: str) -> Decimal | None:
 @click.argument("grid", nargs=-1, required=True, type=click.Path())
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Videos, manifest and journal.")
 @click.option("--axis", "axes", multiple=True, metavar="NAME=V1,V2,...", help="Sweep an input (repeatable).")
-@click.option("--max-concurrency", default=4, show_default=True, type=click.IntRange(1, 1000))
-@click.option("--poll-interval", default=3.0, show_default=True, type=click.FloatRange(min=0.01))
+@click.option("--max-concurrency", default=4, show_default=True, type=click.IntRange(1, 1000),
+              help="Wiro tasks in flight at once (per shard with --shards).")  # fmt: skip
+@click.option("--poll-interval", default=3.0, show_default=True, type=click.FloatRange(min=0.01),
+              help="Seconds before a task's first poll; later ones back off x1.5.")  # fmt: skip
 @click.option(
     "--poll-cap",
     default=30.0,
@@ -151,8 +153,10 @@ def _money(value: str | None, option: str) -> Decimal | None:
               help="Seconds from submission until a task is cancelled or killed.")  # fmt: skip
 @click.option("--budget", help="USD not to pass, counting tasks in flight.")
 @click.option("--estimate-usd", default="0.10", show_default=True, help="Estimated cost of a default task.")
-@click.option("--error-grace", default=120.0, show_default=True, type=click.FloatRange(min=0))
-@click.option("--max-combinations", default=DEFAULT_MAX_COMBINATIONS, show_default=True, type=click.IntRange(1))
+@click.option("--error-grace", default=120.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds a task may stay in task_error before it is stopped and failed.")  # fmt: skip
+@click.option("--max-combinations", default=DEFAULT_MAX_COMBINATIONS, show_default=True, type=click.IntRange(1),
+              help="Refuse (exit 2) a grid that expands past this many combinations.")  # fmt: skip
 @click.option(
     "--shards",
     default=1,

@@ -25,7 +25,7 @@ fi
 trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT INT TERM
 if [ -n "${EMULATOR:-}" ]; then
     export WIRO_API_KEY="${WIRO_API_KEY:-stack-key}" WIRO_API_SECRET="${WIRO_API_SECRET:-stack-secret}"
-    export WIRO_BASE_URL="http://127.0.0.1:8765/v1"
+    export WIRO_BASE_URL="http://127.0.0.1:8765/v1" WIRO_SOCKET_URL="ws://127.0.0.1:8765/socket/v1"
     wiro-sweep emulator --port 8765 >emulator.log 2>&1 &
 fi
 prefect server start --host 127.0.0.1 --port "$PORT" >prefect-server.log 2>&1 &
