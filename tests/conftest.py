@@ -19,7 +19,7 @@ NO_WAIT = RetryPolicy(max_retries=4, backoff=0.0)
 @pytest.fixture(autouse=True)
 def _no_real_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see the credentials of whoever runs them."""
-    for name in ("WIRO_API_KEY", "WIRO_API_SECRET", "WIRO_BASE_URL"):
+    for name in ("WIRO_API_KEY", "WIRO_API_SECRET", "WIRO_BASE_URL", "WIRO_SOCKET_URL"):
         monkeypatch.delenv(name, raising=False)
 
 
