@@ -20,7 +20,7 @@ from .manifest import MANIFEST_CSV, MANIFEST_PARQUET, build_manifest, read_manif
 from .progress import Progress, listening
 from .report import write_report
 from .runner import VIDEOS, needs_work, records
-from .shards import cancel_children, recorded_states
+from .shards import recorded_states, stop_children
 from .summary import summarize
 
 console = Console(stderr=True, highlight=False)
@@ -75,7 +75,7 @@ def run_with_progress(params: dict[str, Any], frame: pd.DataFrame) -> int:
         except KeyboardInterrupt:
             bar.stop()
             if params.get("shards", 1) > 1:
-                children = asyncio.run(cancel_children(out))
+                children = len(stop_children(out))
                 console.print(f"Interrupted: cancelled {children} shard run(s); their workers stop their tasks.")
                 return 130
             stopped = kill_in_flight(out)

@@ -36,19 +36,11 @@ def load_credentials() -> Credentials:
     with the base and socket URLs checked too; `ConfigError` (exit code 2) names a bad setting."""
     try:
         credentials = Credentials.resolve() if os.environ.get(ENV_API_KEY) else _from_blocks()
-        check_configuration(credentials)
+        ClientConfig.resolve(credentials.api_key, credentials.api_secret or "")  # the URLs too
     except ConfigurationError as exc:
         raise ConfigError(str(exc)) from None
     use_credentials(credentials)
     return credentials
-
-
-def check_configuration(credentials: Credentials | None = None) -> ClientConfig:
-    """Resolve every client setting as the run's clients will (credentials given, else from
-    `WIRO_API_KEY`/`WIRO_API_SECRET`); `wiro_tasks.ConfigurationError` names the first bad one."""
-    if credentials is None:
-        return ClientConfig.resolve()
-    return ClientConfig.resolve(credentials.api_key, credentials.api_secret or "")
 
 
 def _secret(name: str) -> str:

@@ -257,8 +257,9 @@ class SweepRunner:
         first, the account's slots would go to other runs while these tasks still bill), and
         only then do those rows stop."""
         from prefect.client.orchestration import get_client
-        from prefect.client.schemas.objects import StateType
         from prefect.runtime import flow_run
+
+        from .shards import cancel_requested
 
         run_id = flow_run.id
         if not run_id:
@@ -266,12 +267,9 @@ class SweepRunner:
         async with get_client() as client:
             while True:
                 await asyncio.sleep(CANCEL_POLL_SECONDS)
-                try:
-                    run = await client.read_flow_run(run_id)
-                except Exception:  # the API may blink; cancellation can wait a poll
-                    continue
-                if run.state is not None and run.state.type in (StateType.CANCELLING, StateType.CANCELLED):
-                    self.cancelled_by_user = run.state.message or "cancelled in Prefect"
+                reason = await cancel_requested(client, run_id)
+                if reason:
+                    self.cancelled_by_user = reason
                     live = {k: s.task_id for k, s in self.states.items() if s.has_live_task and k in rows}
                     for row_id, row in rows.items():
                         if row_id not in live:

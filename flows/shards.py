@@ -229,7 +229,6 @@ class ShardBook:
 
     @classmethod
     def open(cls, out: Path, count: int, key: str) -> ShardBook:
-        check_out_mode(out, count, None)
         path = out / SHARDS_FILE
         if path.exists():
             saved = json.loads(path.read_text())
@@ -279,8 +278,8 @@ class _LockWatch:
             return False
         self.free_since.setdefault(run_id, now)
         self.free_polls[run_id] += 1
-        # A shard never swept yet has no lock file: its first child may be slow to start, not dead.
-        grace = STALE_LOCK_SECONDS if (directory / LOCK).exists() else STALE_START_SECONDS
+        # A shard never swept yet has no directory: its first child may be slow to start, not dead.
+        grace = STALE_LOCK_SECONDS if directory.is_dir() else STALE_START_SECONDS
         return self.free_polls[run_id] >= STALE_LOCK_POLLS and now - self.free_since[run_id] >= grace
 
     def forget(self, run_id: str, keep_running: bool = False) -> None:
@@ -315,7 +314,7 @@ async def run_children(
         pending = set(range(book.count))
         while pending:
             if parent_run_id is not None and not outcome.cancelled:
-                reason = await _cancel_requested(client, parent_run_id)
+                reason = await cancel_requested(client, parent_run_id)
                 if reason:
                     outcome.cancelled = reason
                     book.save()
@@ -348,8 +347,7 @@ async def run_children(
                 kind = child.state.type if child.state else None
                 # A child still CANCELLING when this parent started was stopped by the last one.
                 restart = entry.pop("relaunch_if_final", False)  # asked once, at this parent's first look
-                restarted = restart and kind != StateType.CANCELLING
-                if restarted and kind in FINAL and not outcome.cancelled:
+                if restart and kind in FINAL and not outcome.cancelled:
                     _relaunch(entry)
                     continue
                 if kind in RELAUNCH and not outcome.cancelled and launches[index] < MAX_LAUNCHES:
@@ -377,7 +375,7 @@ def _relaunch(entry: dict[str, Any]) -> None:
     entry.update(launch=entry["launch"] + 1, flow_run_id=None)
 
 
-async def _cancel_requested(client: PrefectClient, run_id: UUID | str) -> str:
+async def cancel_requested(client: PrefectClient, run_id: UUID | str) -> str:
     """Why the run was cancelled, if it is Cancelling or Cancelled; empty otherwise."""
     try:
         run = await client.read_flow_run(UUID(str(run_id)))
@@ -416,11 +414,6 @@ def stop_children(out: Path) -> list[int]:
             except Exception:  # one child the API cannot reach must not keep the others running
                 continue
     return cancelled
-
-
-async def cancel_children(out: Path) -> int:
-    """Ask Prefect to cancel the child runs of OUT's sharded sweep; their workers stop their tasks."""
-    return len(await asyncio.to_thread(stop_children, out))
 
 
 def recorded_states(out: Path) -> dict[str, RowState]:

@@ -145,13 +145,8 @@ class _BaseClient:
         return Submission(task_id=str(task_id), socket_token=str(payload.get("socketaccesstoken", "")))
 
     @staticmethod
-    def _tasks(payload: Mapping[str, Any]) -> list[Task]:
-        tasklist = payload.get("tasklist") or []
-        return [Task.from_api(raw) for raw in tasklist if isinstance(raw, Mapping)]
-
-    @classmethod
-    def _one_task(cls, payload: Mapping[str, Any], endpoint: str) -> Task:
-        tasks = cls._tasks(payload)
+    def _one_task(payload: Mapping[str, Any], endpoint: str) -> Task:
+        tasks = TaskPage.from_api(payload).tasks
         if not tasks:
             raise NotFoundError("There is no task yet.", code=1, endpoint=endpoint)
         return tasks[0]
