@@ -109,4 +109,6 @@ def test_emulator_list_page_cap_flag() -> None:
             client.run(TextToVideoInput(prompt=f"p{n}", num_frames=5))
         page = client.list_page(limit=100)
     assert (len(page.tasks), page.total) == (2, 3)
-    assert CliRunner().invoke(main, ["emulator", "--list-page-cap", "0"]).exit_code == 2
+    refused = CliRunner().invoke(main, ["emulator", "--list-page-cap", "0"])
+    assert refused.exit_code == 2
+    assert "--list-page-cap" in refused.output, refused.output

@@ -342,15 +342,19 @@ def test_read_manifest_survives_a_concurrent_rewrite(tmp_path: Path) -> None:
     write_manifest(out, build_manifest(grid, {}))
     done = threading.Event()
     writes = [0]
+    crashed: list[BaseException] = []
 
     def rewrite() -> None:  # as a sweep does while rows finish, only faster
-        while not done.is_set():
-            n = writes[0] = writes[0] + 1
-            states = {
-                k: RowState(k, phase="finished", status="failed", error="x" * (n % 40), task_id=str(n))
-                for k in ids[: n % len(ids)]
-            }
-            write_manifest(out, build_manifest(grid, states))
+        try:
+            while not done.is_set():
+                n = writes[0] = writes[0] + 1
+                states = {
+                    k: RowState(k, phase="finished", status="failed", error="x" * (n % 40), task_id=str(n))
+                    for k in ids[: n % len(ids)]
+                }
+                write_manifest(out, build_manifest(grid, states))
+        except BaseException as exc:  # shown as itself, not as too few rewrites
+            crashed.append(exc)
 
     writer = threading.Thread(target=rewrite, name="manifest-writer")
     writer.start()
@@ -359,7 +363,7 @@ def test_read_manifest_survives_a_concurrent_rewrite(tmp_path: Path) -> None:
     wanted = 150 * SOAK  # reads and rewrites each: counted, not timed, so a slow machine only takes longer
     deadline = time.monotonic() + 120.0 * SOAK
     try:
-        while reads + len(failures) < wanted or writes[0] < wanted:
+        while (reads + len(failures) < wanted or writes[0] < wanted) and not crashed:
             assert time.monotonic() < deadline, f"only {reads} reads and {writes[0]} rewrites in {120 * SOAK} s"
             try:
                 frame = read_manifest(out)
@@ -371,6 +375,7 @@ def test_read_manifest_survives_a_concurrent_rewrite(tmp_path: Path) -> None:
     finally:
         done.set()
         writer.join()
+    assert not crashed, f"the writer failed: {crashed[0]!r}"
     assert not failures, f"{len(failures)} of {reads + len(failures)} reads failed, e.g. {sorted(set(failures))[:3]}"
 
 

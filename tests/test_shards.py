@@ -202,15 +202,45 @@ async def children_started(book: ShardBook) -> None:
     await until(started)
 
 
+class Parent:
+    """A parent run's loop over `book`'s children (polling every 0.05 s), counting its polls."""
+
+    def __init__(self, book: ShardBook, parent_run_id: UUID | None = None) -> None:
+        self.book = book
+        self.polls = 0
+        self.task = asyncio.create_task(
+            run_children(book, {}, "test", poll=0.05, parent_run_id=parent_run_id, on_poll=self._polled)
+        )
+
+    async def _polled(self) -> None:
+        self.polls += 1
+
+    async def children(self) -> list[str]:
+        """The ids of the children it started, once all are."""
+        await children_started(self.book)
+        return [str(child_id(self.book, k)) for k in range(self.book.count)]
+
+    async def looked_long_enough(self) -> None:
+        """Long enough for the stale-lock rule to have acted: past the settle time and the grace
+        by polls counted (a loaded machine polls slower), not by the clock alone."""
+        start, wanted = self.polls, round((shards.LOCK_SETTLE_SECONDS + shards.STALE_LOCK_SECONDS) / 0.05)
+        wanted += shards.STALE_LOCK_POLLS + 2
+
+        async def enough() -> bool:
+            return self.polls - start >= wanted
+
+        await until(enough)
+        await asyncio.sleep(0.5)
+
+
 @pytest.mark.usefixtures("deployment", "fast")
 def test_a_cancelled_child_stays_cancelled_and_a_crashed_one_runs_again(tmp_path: Path) -> None:
     book = ShardBook.open(tmp_path / "out", 2, "cancel-vs-crash")
 
     async def scenario() -> shards.ShardOutcome:
         async with get_client() as client:
-            parent = asyncio.create_task(run_children(book, {}, "test", poll=0.05))
-            await children_started(book)
-            first = [str(child_id(book, k)) for k in (0, 1)]
+            parent = Parent(book)
+            first = await parent.children()
             await client.set_flow_run_state(first[0], Cancelled(message="cancelled in the UI"), force=True)
             await client.set_flow_run_state(first[1], Crashed(message="worker died"), force=True)
 
@@ -219,7 +249,7 @@ def test_a_cancelled_child_stays_cancelled_and_a_crashed_one_runs_again(tmp_path
 
             await until(relaunched)
             await client.set_flow_run_state(str(child_id(book, 1)), Completed(), force=True)
-            outcome = await parent
+            outcome = await parent.task
             assert child_id(book, 0) == first[0], "the cancelled child was not started again"
             assert book.runs["0"]["launch"] == 1
             assert book.runs["1"]["launch"] == 2
@@ -234,7 +264,7 @@ def test_a_cancelled_child_stays_cancelled_and_a_crashed_one_runs_again(tmp_path
 
     async def rerun() -> shards.ShardOutcome:
         async with get_client() as client:
-            parent = asyncio.create_task(run_children(book, {}, "test", poll=0.05))
+            parent = Parent(book)
 
             async def both_new() -> bool:
                 return book.runs["0"]["launch"] == 2 and book.runs["1"]["launch"] == 3 and bool(child_id(book, 0))
@@ -243,7 +273,7 @@ def test_a_cancelled_child_stays_cancelled_and_a_crashed_one_runs_again(tmp_path
             await children_started(book)
             for index in (0, 1):
                 await client.set_flow_run_state(str(child_id(book, index)), Completed(), force=True)
-            return await parent
+            return await parent.task
 
     assert asyncio.run(rerun()).states == {0: "Completed", 1: "Completed"}
 
@@ -256,9 +286,8 @@ def test_a_cancelled_parent_cancels_its_children_and_starts_none_again(tmp_path:
     async def scenario() -> shards.ShardOutcome:
         async with get_client() as client:
             parent_run = await client.create_flow_run(fake_parent, state=Running())
-            parent = asyncio.create_task(run_children(book, {}, "test", poll=0.05, parent_run_id=parent_run.id))
-            await children_started(book)
-            running, scheduled = str(child_id(book, 0)), str(child_id(book, 1))
+            parent = Parent(book, parent_run.id)
+            running, scheduled = await parent.children()
             with holding(shard_dir(out, 0)):  # child 0 runs on a worker; child 1 waits for one
                 await client.set_flow_run_state(running, Running(), force=True)
                 await client.set_flow_run_state(parent_run.id, Cancelling(message="cancelled in the UI"))
@@ -269,10 +298,16 @@ def test_a_cancelled_parent_cancels_its_children_and_starts_none_again(tmp_path:
                     return stopping == [StateType.CANCELLING, StateType.CANCELLED]
 
                 await until(asked_to_stop)
-                assert not parent.done(), "the parent waits for its children to stop"
+                polls = parent.polls
+
+                async def polled_on() -> bool:
+                    return parent.polls >= polls + 3
+
+                await until(polled_on)
+                assert not parent.task.done(), "the parent waits for its children to stop"
                 # The worker kills child 0, which stops its Wiro tasks and ends Cancelled.
                 await client.set_flow_run_state(running, Cancelled(), force=True)
-            outcome = await parent
+            outcome = await parent.task
             assert [book.runs[k]["launch"] for k in ("0", "1")] == [1, 1], "nothing started again"
             return outcome
 
@@ -289,14 +324,13 @@ def test_a_running_child_whose_lock_is_free_is_crashed_and_started_again(tmp_pat
 
     async def scenario() -> shards.ShardOutcome:
         async with get_client() as client:
-            parent = asyncio.create_task(run_children(book, {}, "test", poll=0.05))
-            await children_started(book)
-            alive, dead = str(child_id(book, 0)), str(child_id(book, 1))
+            parent = Parent(book)
+            alive, dead = await parent.children()
             with holding(shard_dir(out, 0)):
                 for run_id in (alive, dead):  # both RUNNING; only child 0 holds its lock
                     await client.set_flow_run_state(run_id, Running(), force=True)
                 # Child 1 has not made its shard's directory yet: slow to start, not dead (yet).
-                await asyncio.sleep(1.0)  # more than the settle time and the grace together
+                await parent.looked_long_enough()
                 assert child_id(book, 1) == dead, "a child that never took its lock gets a long grace"
                 shard_dir(out, 1).mkdir(parents=True)  # it had swept, and its lock is free: it died
 
@@ -313,12 +347,12 @@ def test_a_running_child_whose_lock_is_free_is_crashed_and_started_again(tmp_pat
                 # A child a worker has not started yet holds no lock, legitimately.
                 waiting = str(child_id(book, 1))
                 await client.set_flow_run_state(waiting, Pending(), force=True)
-                await asyncio.sleep(1.0)  # more than the settle time and the grace together
+                await parent.looked_long_enough()
                 assert child_id(book, 1) == waiting
                 assert await state_type(client, waiting) == StateType.PENDING
                 for run_id in (alive, waiting):
                     await client.set_flow_run_state(run_id, Completed(), force=True)
-            return await parent
+            return await parent.task
 
     outcome = asyncio.run(scenario())
     assert outcome.crashed == [1]

@@ -508,7 +508,8 @@ def test_after_cancel_no_row_waiting_for_a_slot_submits(
     runner.join(timeout=60)
     assert not runner.is_alive()
     assert finished[0].is_cancelled(), finished[0]
-    time.sleep(3.0)  # longer than a code-96 retry waits
+    refusals = emulator.account.stats()["counters"].get("run_refused_96", 0)
+    time.sleep(1.2 * min(10, refusals + 1) + 0.5)  # longer than the next code-96 retry would wait
     assert emulator.account.stats()["tasks"] == 1, "only the task that ran before the cancel"
     assert emulator.account.stats()["statuses"] == {"task_cancel": 1}
 

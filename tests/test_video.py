@@ -17,8 +17,6 @@ from wiro_tasks.emulator.video import (
 
 from .mp4 import decode_mp4 as _decode
 
-pytestmark = pytest.mark.xdist_group("test_video")  # one rendered video per module: its tests share it on one worker
-
 PROMPT = "A red fox jumping over a lazy dog in a misty forest at dawn, cinematic"
 
 
