@@ -32,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 from prefect.concurrency.asyncio import concurrency
 
-from wiro_tasks import TEXT_TO_VIDEO, Credentials
+from wiro_tasks import TEXT_TO_VIDEO
 from wiro_tasks.inputs import Value
 from wiro_tasks.prefect_tasks import (
     FindOutcome,
@@ -51,7 +51,7 @@ from .grid import INPUTS
 from .journal import Journal, RowState
 from .manifest import ManifestBuilder, build_manifest, row_status, write_manifest
 from .progress import Progress, publish
-from .stopping import kill_in_flight, stop_tasks
+from .stopping import stop_in_flight, stop_tasks
 
 VIDEOS = "videos"
 MAX_SUBMIT_ATTEMPTS = 5
@@ -127,7 +127,6 @@ class SweepRunner:
         self.stop_reason = ""
         self.cancelled_by_user: str | None = None
         self.stopped = 0  # Wiro tasks killed or cancelled because the run was
-        self.credentials: Credentials | None = None
         self.billed = asyncio.Condition()
         self._dirty = asyncio.Event()
         self._version = 0
@@ -238,9 +237,8 @@ class SweepRunner:
         if self.cancelled_by_user:
             await asyncio.gather(*rows.values(), return_exceptions=True)
             # What is left: tasks that could not be stopped yet, and those of unanswered Runs.
-            self.stopped += await asyncio.to_thread(kill_in_flight, self.out, self.credentials, self.journal)
+            self.stopped += await stop_in_flight(wiro_client(), self.states.values(), self.record)
             logger.warning("flow run cancelled: stopped %d Wiro task(s)", self.stopped)
-            self.states = self.journal.load()
         return self.write(final=True)
 
     async def _flush_journal(self) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 from wiro_tasks import TEXT_TO_VIDEO, AsyncWiroClient, Credentials, TaskStateError, WiroError
 from wiro_tasks.prefect_tasks import scan_for_task
 
-from .journal import Journal, RowState
+from .journal import JOURNAL, Journal, RowState, fold, read_events
 
 Record = Callable[..., Any]  # record(event, row_id, **fields): a journal line about the row
 LOOKS = (1.0, 5.0)  # seconds before each Task/List scan for an unanswered Run's task
@@ -79,33 +79,42 @@ async def find_unanswered(
     return found
 
 
-def kill_in_flight(out: Path, credentials: Credentials | None = None, journal: Journal | None = None) -> int:
-    """Stop every Wiro task of OUT's journal that has not finished, and those of its recent
-    unanswered Run requests; returns how many. Runs on an event loop of its own, in a thread of
-    its own, so any caller may use it (a cancellation hook, a thread, a running event loop)."""
-    own = journal is None
-    journal = journal or Journal(out)
+def in_flight(states: Iterable[RowState]) -> bool:
+    """Whether any row has a task still running or a recent Run request left unanswered."""
+    states = list(states)
+    return any(s.has_live_task for s in states) or bool(unanswered(states))
+
+
+async def stop_in_flight(client: AsyncWiroClient, states: Iterable[RowState], record: Record) -> int:
+    """Stop every task of `states` that has not finished, then those of its recent unanswered Run
+    requests (adopted first); returns how many were tried."""
+    states = list(states)
+    count = await stop_tasks(client, {s.row_id: s.task_id for s in states if s.has_live_task}, record)
+    lost = unanswered(states)
+    if lost:
+        found = await find_unanswered(client, lost, [t for s in states for t in s.task_ids])
+        for row_id, task_id in found.items():
+            record("adopted", row_id, task_id=task_id)
+        count += await stop_tasks(client, found, record)
+    return count
+
+
+def kill_in_flight(out: Path, credentials: Callable[[], Credentials] = Credentials.resolve) -> int:
+    """`stop_in_flight` for OUT's journal, from synchronous code (Ctrl-C, a cancellation hook):
+    on an event loop of its own, in a thread of its own. Credentials are read only when there is
+    something to stop, and the journal opened (made, where there is none) only then."""
+    if not in_flight(fold(read_events(out / JOURNAL)).values()):
+        return 0
+    creds = credentials()
+    journal = Journal(out)
     try:
         states = list(journal.load().values())
-        live = {s.row_id: s.task_id for s in states if s.has_live_task}
-        lost = unanswered(states)
-        if not live and not lost:
-            return 0
-        creds = credentials or Credentials.resolve()
 
         async def stop() -> int:
             async with AsyncWiroClient(creds.api_key, creds.api_secret) as client:
-                count = await stop_tasks(client, live, journal.append)
-                if lost:
-                    claimed = [t for s in states for t in s.task_ids]
-                    found = await find_unanswered(client, lost, claimed)
-                    for row_id, task_id in found.items():
-                        journal.append("adopted", row_id, task_id=task_id)
-                    count += await stop_tasks(client, found, journal.append)
-                return count
+                return await stop_in_flight(client, states, journal.append)
 
         with ThreadPoolExecutor(max_workers=1) as pool:
             return pool.submit(asyncio.run, stop()).result()
     finally:
-        if own:
-            journal.close()
+        journal.close()

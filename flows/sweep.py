@@ -37,7 +37,7 @@ from wiro_tasks.prefect_tasks import close_wiro_client
 from .budget import DEFAULT_ESTIMATE_USD
 from .credentials import load_credentials
 from .grid import DEFAULT_MAX_COMBINATIONS, GridError, load_grid
-from .journal import JOURNAL, Journal, fold, read_events
+from .journal import Journal
 from .manifest import FINAL_STATUSES, MANIFEST_CSV, MANIFEST_PARQUET, build_manifest, write_manifest
 from .progress import Progress, listening, publish
 from .report import write_report
@@ -54,7 +54,7 @@ from .shards import (
     stop_children,
     sweep_key,
 )
-from .stopping import kill_in_flight, unanswered
+from .stopping import kill_in_flight
 from .summary import summarize
 
 LOCK_WAIT_SECONDS = 2.0
@@ -92,22 +92,14 @@ def _kill_on_cancel(flow: Flow[Any, Any], flow_run: FlowRun, state: State[Any]) 
             if not held:
                 logger.warning("flow run cancelled: shard %s is swept by another run; its tasks are left to it", shard)
                 return
-            count = _stop_tasks(shard_dir(root, int(shard)))
+            count = kill_in_flight(shard_dir(root, int(shard)), load_credentials)
     elif int(flow_run.parameters.get("shards") or 1) > 1:
         children = stop_children(root)
         logger.warning("flow run cancelled: cancelled shard run(s) %s", ", ".join(map(str, children)) or "none")
         count = _stop_unattended(root)
     else:
-        count = _stop_tasks(root)
+        count = kill_in_flight(root, load_credentials)
     logger.warning("flow run cancelled: stopped %d Wiro task(s)", count)
-
-
-def _stop_tasks(directory: Path) -> int:
-    """Stop the Wiro tasks of one journal's directory (credentials are read only if there are any)."""
-    states = fold(read_events(directory / JOURNAL)).values()
-    if not any(s.has_live_task for s in states) and not unanswered(states):
-        return 0
-    return kill_in_flight(directory, load_credentials())
 
 
 def _stop_unattended(out: Path) -> int:
@@ -119,7 +111,7 @@ def _stop_unattended(out: Path) -> int:
     for directory in shard_dirs(out):
         with directory_lock(directory) as free:
             if free:
-                count += _stop_tasks(directory)
+                count += kill_in_flight(directory, load_credentials)
     return count
 
 
@@ -213,7 +205,6 @@ async def sweep(
         journal = Journal(work_dir)
         try:
             runner = SweepRunner(frame, work_dir, journal, settings)
-            runner.credentials = credentials
             artifact = await acreate_progress_artifact(0.0, description=f"wiro-sweep into {work_dir}")
             shown = ProgressArtifact(artifact)
             with listening(shown.update):
