@@ -248,7 +248,7 @@ def waiting(work: Path, rows: int, scale: float, shortest: float, longest: float
 def _noticed(journal: Path, grid: Path) -> dict[str, float]:
     prompts = {r["row_id"]: r["prompt"] for r in inputs_of(grid)}
     return {
-        prompts[e["row_id"]]: datetime.fromisoformat(e["at"].replace("Z", "+00:00")).timestamp()
+        prompts[e["row_id"]]: datetime.fromisoformat(e["at"]).timestamp()
         for e in read_events(journal)
         if e["event"] == "finished"
     }

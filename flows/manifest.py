@@ -68,10 +68,12 @@ def row_status(state: RowState | None, final: bool = False) -> tuple[str, str]:
     In the manifest a finished run leaves (`final`), a row it could not bring to an end is
     `failed`, with what to do about it; the journal still knows its task and a rerun waits for it.
     """
-    if state is not None and state.phase == "intent" and final:
-        return "failed", "its Run request was sent but not answered before the sweep stopped; rerun with the same --out"
     if state is None or state.phase in ("new", "intent"):
         error = state.error if state else ""
+        if final and state is not None and state.phase == "intent":
+            return "failed", (
+                "its Run request was sent but not answered before the sweep stopped; rerun with the same --out"
+            )
         if final:
             return "failed", f"not submitted: {error or 'the sweep stopped first'}"
         return "pending", error
@@ -96,7 +98,11 @@ _DYNAMIC = tuple(c for c in COLUMNS if c not in STATIC)
 
 def build_manifest(grid: pd.DataFrame, states: Mapping[str, RowState], *, final: bool = False) -> pd.DataFrame:
     """One row per grid combination, in grid order, with what the journal knows of it."""
-    table = ManifestBuilder(grid).table(states, final=final)
+    return manifest_frame(ManifestBuilder(grid).table(states, final=final))
+
+
+def manifest_frame(table: pa.Table) -> pd.DataFrame:
+    """A built manifest table as the DataFrame its readers get."""
     frame: pd.DataFrame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
     return frame.astype(dict.fromkeys(("numFrames", "steps", "fps", "attempts"), "int64"))
 

@@ -49,7 +49,7 @@ from wiro_tasks.prefect_tasks import (
 from .budget import Budget, work_units
 from .grid import INPUTS
 from .journal import Journal, RowState
-from .manifest import ManifestBuilder, build_manifest, row_status, write_manifest
+from .manifest import ManifestBuilder, manifest_frame, row_status, write_manifest
 from .progress import Progress, publish
 from .stopping import stop_in_flight, stop_tasks
 
@@ -175,9 +175,9 @@ class SweepRunner:
 
     def write(self, final: bool = False) -> pd.DataFrame:
         """Write the manifest as the journal stands now."""
-        manifest = build_manifest(self.grid, self.states, final=final)
-        self._write(manifest, self._version)
-        return manifest
+        table = self.manifest.table(self.states, final=final)
+        self._write(table, self._version)
+        return manifest_frame(table)
 
     def _write(self, manifest: pd.DataFrame | pa.Table, version: int) -> None:
         # A slow background write must never land after a newer one.
@@ -386,7 +386,7 @@ class SweepRunner:
         Only several complete Task/List scans, spread over a while, count as proof that no task
         was created; until then the row is never submitted again.
         """
-        since = datetime.fromisoformat(state.intent_at.replace("Z", "+00:00"))
+        since = datetime.fromisoformat(state.intent_at)
         for delay in (0.0, *FIND_RETRY_DELAYS):
             await asyncio.sleep(delay)
             claimed = [t for s in self.states.values() for t in s.task_ids]
@@ -401,7 +401,7 @@ class SweepRunner:
 
     async def _wait(self, row: dict[str, Any], state: RowState) -> None:
         row_id = row["row_id"]
-        started = datetime.fromisoformat(state.submitted_at.replace("Z", "+00:00")) if state.submitted_at else None
+        started = datetime.fromisoformat(state.submitted_at) if state.submitted_at else None
         deadline = (started or datetime.now(UTC)) + timedelta(seconds=self.settings.timeout)
         outcome: WaitOutcome = await wait(
             state.task_id,

@@ -50,9 +50,7 @@ def unanswered(states: Iterable[RowState], now: datetime | None = None) -> list[
     return [
         s
         for s in states
-        if s.phase in ("intent", "unknown")
-        and s.inputs
-        and datetime.fromisoformat(s.intent_at.replace("Z", "+00:00")) >= cutoff
+        if s.phase in ("intent", "unknown") and s.inputs and datetime.fromisoformat(s.intent_at) >= cutoff
     ]
 
 
@@ -66,7 +64,7 @@ async def find_unanswered(
         for state in rows:
             if state.row_id in found:
                 continue
-            since = datetime.fromisoformat(state.intent_at.replace("Z", "+00:00"))
+            since = datetime.fromisoformat(state.intent_at)
             try:
                 outcome = await scan_for_task(client, model, dict(state.inputs or {}), since, claimed)
             except WiroError:
