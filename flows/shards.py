@@ -318,7 +318,7 @@ async def run_children(
                 if reason:
                     outcome.cancelled = reason
                     book.save()
-                    outcome.stopped = await asyncio.to_thread(stop_children, out)
+                    outcome.stopped = await asyncio.to_thread(_stop_runs, book.runs)
                     stop_by = time.monotonic() + STOP_WAIT_SECONDS
             if outcome.cancelled and time.monotonic() > stop_by:
                 for index in pending:
@@ -397,7 +397,11 @@ def stop_children(out: Path) -> list[int]:
     path = out / SHARDS_FILE
     if not path.exists():
         return []
-    runs: dict[str, dict[str, Any]] = json.loads(path.read_text()).get("runs", {})
+    return _stop_runs(json.loads(path.read_text()).get("runs", {}))
+
+
+def _stop_runs(runs: Mapping[str, Mapping[str, Any]]) -> list[int]:
+    """Cancel these child runs (shard index -> its book entry) that have not ended; their indexes."""
     cancelled = []
     with get_client(sync_client=True) as client:
         for index, entry in sorted(runs.items(), key=lambda item: int(item[0])):
