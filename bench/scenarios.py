@@ -16,11 +16,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import pandas as pd
 from prefect import flow, task
@@ -50,13 +50,19 @@ def inputs_of(grid: Path) -> list[dict[str, Any]]:
 CPU: dict[str, float] = {}  # process CPU seconds of the last timed run of each kind
 
 
-def timed_sweep(grid: Path, out: Path, **params: Any) -> float:
-    """Seconds for one sweep flow run, which must end with every row succeeded."""
+def timed(kind: str, main: Coroutine[Any, Any, Any]) -> tuple[float, Any]:
+    """Wall seconds of `asyncio.run(main)`, and its result; its process CPU goes to CPU[kind]."""
     cpu = time.process_time()
     started = time.perf_counter()
-    state: Any = asyncio.run(sweep(grid=[str(grid)], out=str(out), return_state=True, **params))  # type: ignore[arg-type]
+    result = asyncio.run(main)
     elapsed = time.perf_counter() - started
-    CPU["sweep"] = time.process_time() - cpu
+    CPU[kind] = time.process_time() - cpu
+    return elapsed, result
+
+
+def timed_sweep(grid: Path, out: Path, **params: Any) -> float:
+    """Seconds for one sweep flow run, which must end with every row succeeded."""
+    elapsed, state = timed("sweep", sweep(grid=[str(grid)], out=str(out), return_state=True, **params))  # type: ignore[arg-type]
     if not state.is_completed():
         raise RuntimeError(f"benchmark sweep did not complete: {state.message}")
     return elapsed
@@ -89,11 +95,7 @@ def timed_plain(grid: Path, out: Path, concurrency: int, poll_interval: float, p
         finally:
             await close_wiro_client()
 
-    cpu = time.process_time()
-    started = time.perf_counter()
-    asyncio.run(everything())
-    CPU["plain"] = time.process_time() - cpu
-    return time.perf_counter() - started
+    return timed("plain", everything())[0]
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
@@ -115,11 +117,7 @@ async def two_empty_tasks(rows: int, concurrency: int) -> None:
 
 
 def timed_empty(rows: int, concurrency: int) -> float:
-    cpu = time.process_time()
-    started = time.perf_counter()
-    asyncio.run(two_empty_tasks(rows, concurrency))
-    CPU["empty"] = time.process_time() - cpu
-    return time.perf_counter() - started
+    return timed("empty", two_empty_tasks(rows, concurrency))[0]
 
 
 def throughput(work: Path, rows: int, limit: int, task_seconds: float) -> dict[str, float]:
@@ -138,21 +136,10 @@ def throughput(work: Path, rows: int, limit: int, task_seconds: float) -> dict[s
     return {"sweep_s": swept, "plain_s": plain, "ratio": swept / plain, "ideal_s": ideal, **profile, **plain_profile}
 
 
-@contextmanager
-def without_prefect_tasks() -> Iterator[None]:
+def without_prefect_tasks() -> Any:
     """The sweep's runner with its Prefect tasks replaced by their bodies: what the sweep's own
     bookkeeping (journal, manifest, budget, progress) costs, with no task runs around the calls."""
-    import flows.runner as runner
-
-    bodies = {"submit": submit.fn, "wait": wait.fn, "find_task": find_task.fn}
-    saved = {name: getattr(runner, name) for name in bodies}
-    for name, body in bodies.items():
-        setattr(runner, name, body)
-    try:
-        yield
-    finally:
-        for name, task in saved.items():
-            setattr(runner, name, task)
+    return patch.multiple("flows.runner", submit=submit.fn, wait=wait.fn, find_task=find_task.fn)
 
 
 def timed_runner(grid: Path, out: Path, concurrency: int, poll_interval: float) -> float:
@@ -171,12 +158,8 @@ def timed_runner(grid: Path, out: Path, concurrency: int, poll_interval: float) 
             await close_wiro_client()
             journal.close()
 
-    cpu = time.process_time()
-    started = time.perf_counter()
     with without_prefect_tasks():
-        asyncio.run(everything())
-    CPU["runner"] = time.process_time() - cpu
-    return time.perf_counter() - started
+        return timed("runner", everything())[0]
 
 
 _overhead_runs = [0]
