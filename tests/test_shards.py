@@ -130,6 +130,7 @@ def test_an_out_swept_unsharded_is_never_swept_in_shards(
 def test_a_fresh_or_matching_out_is_accepted(tmp_path: Path) -> None:
     check_out_mode(tmp_path / "new", 1, None)
     check_out_mode(tmp_path / "new", 3, None)
+    assert not (tmp_path / "new").exists(), "checking writes nothing; only a child claims a count"
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "journal.jsonl").touch()  # created, nothing written: still fresh
     check_out_mode(tmp_path / "empty", 2, None)
