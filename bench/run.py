@@ -1,7 +1,8 @@
 """Run every benchmark scenario and write docs/benchmarks.md.
 
     python -m bench.run                 # the full runs the issue asks for (about 20-30 minutes)
-    python -m bench.run --quick --out /tmp/b.md    # a small smoke run (the test suite does this)
+    python -m bench.run --quick --out /tmp/b.md    # a few minutes' version, small sizes
+    python -m bench.run --smoke --out /tmp/b.md    # tiny sizes, every code path (the test suite does this)
 
 Each scenario runs the sweep and its baseline in the same run, several times; the report gives
 medians with min and max, the ratios, the targets, and the machine and date they were taken on.
