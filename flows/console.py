@@ -85,7 +85,7 @@ def run_with_progress(params: dict[str, Any], frame: pd.DataFrame) -> int:
             return 130
     error = state.result(raise_on_failure=False) if state.is_failed() else None
     if isinstance(error, BaseException) or not (out / MANIFEST_PARQUET).exists():
-        console.print(f"[red]error:[/red] {error or state.message}")
+        console.print(f"[red]error:[/red] {error or state.message}", soft_wrap=True)  # one line, whatever the width
         return int(getattr(error, "exit_code", 1))
     manifest = read_manifest(out)
     summary = summarize(manifest)

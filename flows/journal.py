@@ -17,6 +17,8 @@ a task. A torn last line is ignored. Folding the lines gives each row's `RowStat
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import json
 import os
 import threading
@@ -27,6 +29,19 @@ from pathlib import Path
 from typing import Any
 
 JOURNAL = "journal.jsonl"
+
+
+class JournalWriteError(Exception):
+    """The journal could not be written (disk full, I/O error, read-only): nothing more may be submitted.
+
+    Prints as one line naming the file and the cause; `exit_code` is what the command exits with."""
+
+    exit_code = 1
+
+    def __init__(self, path: Path, cause: OSError) -> None:
+        self.path = path
+        self.cause = cause
+        super().__init__(f"cannot write {path}: {cause.strerror or cause}")
 
 
 def utcnow() -> str:
@@ -131,6 +146,7 @@ class Journal:
         self._appended = 0  # events queued so far
         self._synced = 0  # events known to be on disk, fsynced
         self._committing: asyncio.Lock | None = None
+        self._failed: OSError | None = None  # the first write or fsync that failed
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._repair_torn_tail()
 
@@ -141,11 +157,21 @@ class Journal:
             with self.path.open("rb") as handle:
                 handle.seek(size - 1)
                 if handle.read(1) != b"\n":
-                    os.write(self._fd, b"\n")
+                    try:
+                        _write_whole(self._fd, b"\n")
+                    except OSError as exc:
+                        raise JournalWriteError(self.path, exc) from exc
 
     def close(self) -> None:
-        self.flush()
-        os.close(self._fd)
+        """Write what is pending and close; a failure already raised is not raised again."""
+        failed_before = self._failed is not None
+        try:
+            self.flush()
+        except JournalWriteError:
+            if not failed_before:
+                raise
+        finally:
+            os.close(self._fd)
 
     def append(self, event: str, row_id: str, **fields: Any) -> dict[str, Any]:
         """Queue one event; it reaches the file at the next `flush`/`commit` (or `load`, `close`)."""
@@ -157,14 +183,28 @@ class Journal:
         return record
 
     def flush(self, durable: bool = False) -> None:
-        """Write what is pending in one `write()`; with `durable`, fsync as well."""
+        """Write what is pending, whole lines only; with `durable`, fsync as well.
+
+        A write that fails part-way (a full disk writes what fits) is cut back to the last whole
+        line and its lines stay pending; `JournalWriteError` says why. After an fsync fails the
+        kernel may have dropped the data, so a journal that failed once never claims to be
+        durable again: every later `flush(durable=True)` raises too.
+        """
         with self._lock:
-            lines, self._pending, written = b"".join(self._pending), [], self._appended
-            if lines:
-                os.write(self._fd, lines)
-            if durable:
-                os.fsync(self._fd)
-                self._synced = written
+            written = self._appended
+            lines = b"".join(self._pending)
+            try:
+                if lines:
+                    _write_whole(self._fd, lines)
+                    self._pending = []
+                if durable:
+                    if self._failed is not None:
+                        raise self._failed
+                    os.fsync(self._fd)
+                    self._synced = written
+            except OSError as exc:
+                self._failed = self._failed or exc
+                raise JournalWriteError(self.path, exc) from exc
 
     async def commit(self, durable: bool = False) -> None:
         """`flush` off the event loop; callers arriving meanwhile share the next one."""
@@ -181,6 +221,23 @@ class Journal:
         """Every row's state; lines that do not parse (a torn write) are skipped."""
         self.flush()
         return fold(read_events(self.path))
+
+
+def _write_whole(fd: int, data: bytes) -> None:
+    """Append all of `data`, or raise with the file cut back to where it was: never a torn line."""
+    start = os.fstat(fd).st_size
+    done = 0
+    try:
+        while done < len(data):
+            wrote = os.write(fd, data[done:])
+            if wrote <= 0:  # no progress and no error: treat as a full disk
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            done += wrote
+    except OSError:
+        if done:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)
+        raise
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:

@@ -201,10 +201,14 @@ def _money(value: Decimal) -> str:
 
 def _atomic(path: Path, write: Callable[[str], None]) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    write(str(temporary))
-    with open(temporary, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        write(str(temporary))
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:  # a full disk: the old file stays whole, and no partial copy is left behind
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def read_manifest(out: Path) -> pd.DataFrame:

@@ -48,8 +48,8 @@ from wiro_tasks.prefect_tasks import (
 
 from .budget import Budget, work_units
 from .grid import INPUTS
-from .journal import Journal, RowState
-from .manifest import ManifestBuilder, manifest_frame, row_status, write_manifest
+from .journal import Journal, JournalWriteError, RowState
+from .manifest import MANIFEST_PARQUET, ManifestBuilder, manifest_frame, row_status, write_manifest
 from .progress import Progress, publish
 from .stopping import stop_in_flight, stop_tasks
 
@@ -125,6 +125,7 @@ class SweepRunner:
         self.counts = Counter(self.status.values())
         self.slots = asyncio.Semaphore(settings.max_concurrency)
         self.stop_reason = ""
+        self.out_error: JournalWriteError | None = None  # OUT stopped taking writes: nothing more is submitted
         self.cancelled_by_user: str | None = None
         self.stopped = 0  # Wiro tasks killed or cancelled because the run was
         self.billed = asyncio.Condition()
@@ -195,7 +196,9 @@ class SweepRunner:
             manifest = self.manifest.table(self.states)
             try:
                 await asyncio.to_thread(self._write, manifest, self._version)
-            except Exception:  # the next change tries again; the journal is the record
+            except OSError as exc:  # the next change tries again; the journal is the record
+                logger.warning("could not write the manifest in %s: %s", self.out, exc.strerror or exc)
+            except Exception:
                 logger.exception("could not write the manifest")
             # Big grids take longer to rebuild: never spend more than ~5% of the time on it.
             spent = time.perf_counter() - started
@@ -233,19 +236,41 @@ class SweepRunner:
             for helper in (writer, watcher, flusher):
                 helper.cancel()
             await asyncio.gather(writer, watcher, flusher, return_exceptions=True)
-            self.journal.flush()
+            self._flush_or_stop()
         if self.cancelled_by_user:
             await asyncio.gather(*rows.values(), return_exceptions=True)
             # What is left: tasks that could not be stopped yet, and those of unanswered Runs.
             self.stopped += await stop_in_flight(wiro_client(), self.states.values(), self.record)
             logger.warning("flow run cancelled: stopped %d Wiro task(s)", self.stopped)
-        return self.write(final=True)
+            self._flush_or_stop()
+        try:
+            return self.write(final=True)
+        except OSError as exc:  # the old manifest stays whole; the journal (if it could be written) is the record
+            self._out_failed(JournalWriteError(self.out / MANIFEST_PARQUET, exc))
+            return manifest_frame(self.manifest.table(self.states, final=True))
+
+    def _flush_or_stop(self) -> None:
+        try:
+            self.journal.flush()
+        except JournalWriteError as exc:
+            self._out_failed(exc)
+
+    def _out_failed(self, error: JournalWriteError) -> None:
+        """OUT cannot be written: submit nothing more; the tasks in flight are still waited for."""
+        if self.out_error is None:
+            self.out_error = error
+            self.stop_reason = f"not submitted: {error}"
+            logger.warning("%s: nothing more is submitted; tasks in flight are waited for", error)
 
     async def _flush_journal(self) -> None:
         """Events other than intents reach the file in batches, a tenth of a second apart."""
         while True:
             await asyncio.sleep(JOURNAL_FLUSH_SECONDS)
-            await self.journal.commit()
+            try:
+                await self.journal.commit()
+            except JournalWriteError as exc:  # kept pending: tried again, in case space comes back
+                self._out_failed(exc)
+                await asyncio.sleep(1.0)
 
     async def _watch_cancellation(self, rows: dict[str, asyncio.Task[None]]) -> None:
         """Cancel in the Prefect UI reaches a run started outside a worker only if it looks.
@@ -361,7 +386,14 @@ class SweepRunner:
     async def _submit(self, row: dict[str, Any], inputs: dict[str, Value], label: str) -> None:
         row_id = row["row_id"]
         self.record("intent", row_id, inputs=inputs)
-        await self.journal.commit(durable=True)  # on disk before the request that may cost money
+        try:
+            await self.journal.commit(durable=True)  # whole and on disk before the request that may cost money
+        except JournalWriteError as exc:
+            self._out_failed(exc)
+            self.record("no_task", row_id, reason="its intent could not be written: no Run request was sent")
+            self.budget.release(row_id)
+            self.record("skipped", row_id, reason=self.stop_reason)
+            return
         if self.cancelled_by_user:
             self.record("no_task", row_id, reason="the sweep was cancelled before its Run request")
             return

@@ -58,6 +58,14 @@ from .stopping import kill_in_flight
 from .summary import summarize
 
 LOCK_WAIT_SECONDS = 2.0
+
+
+class OutNotWritableError(RuntimeError):
+    """OUT stopped taking writes mid-sweep (a full disk, an I/O error): the command exits with 1."""
+
+    exit_code = 1
+
+
 ACCOUNT_LIMIT = "wiro-account"
 
 
@@ -213,6 +221,10 @@ async def sweep(
         finally:
             await close_wiro_client()
             journal.close()
+        if runner.out_error is not None:
+            message = (f"{runner.out_error}; stopped submitting. Free space and rerun the same command"
+                       " (nothing is paid twice)")  # fmt: skip
+            return Failed(message=message, data=OutNotWritableError(message))
         reported = await _report(manifest, work_dir)  # under the lock: a parent sees the child alive
     if runner.cancelled_by_user:
         return Cancelled(message=f"{runner.cancelled_by_user}; stopped its Wiro tasks")

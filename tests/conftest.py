@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -102,3 +104,32 @@ def _prefect_result_storage_lookup_closes_its_client() -> Iterator[None]:
     results._read_server_default_result_storage_block_id = read_and_close
     yield
     results._read_server_default_result_storage_block_id = original
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Callable[[int], Path]]:
+    """Mount a real tmpfs of a given size (bytes) that fills up like any full disk.
+
+    Needs root (CI runs as root); elsewhere the test that asks for it says so and stops.
+    Every mount is unmounted after the test, whatever happened."""
+    mounted: list[Path] = []
+
+    def mount(size: int) -> Path:
+        point = tmp_path / f"disk{len(mounted)}"
+        point.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True, text=True
+        )
+        if done.returncode:
+            pytest.skip(f"a small tmpfs cannot be mounted here (needs root): {done.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in reversed(mounted):
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def resize_disk(point: Path, size: int) -> None:
+    """Give a `small_disk` mount more (or less) room, as freeing space on a full disk would."""
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(point)], check=True)

@@ -26,6 +26,7 @@ Without it they use the CI sizes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import random
@@ -539,3 +540,79 @@ def test_random_sigkills_then_resume_lose_nothing_and_pay_once(
     assert Counter(e["event"] for e in events)["intent"] >= len(row_ids)
     assert stats["counters"].get("fault_lost", 0) > 0, "some Run answers were lost on the way"
     reader.assert_readable_throughout(at_least=20)
+
+
+# 3. A disk that fills up in the middle of a sweep.
+
+
+def test_a_full_disk_stops_submitting_then_a_rerun_pays_once(
+    make_emulator: EmulatorFactory,
+    subprocess_env: Callable[[EmulatorServer], dict[str, str]],
+    processes: list[subprocess.Popen[bytes]],
+    small_disk: Callable[[int], Path],
+    tmp_path: Path,
+) -> None:
+    """OUT on a real 2 MiB tmpfs that another process fills up while the sweep runs: every Run
+    request had its whole intent on disk, the sweep says why it stopped in one line, and once
+    space is freed the same command finishes every row with exactly one Wiro task each."""
+    from flows.grid import load_grid
+
+    emulator = make_emulator(queue_seconds=0.05, task_seconds=0.2, task_seconds_max=0.6, preview=True, seed=3)
+    rows = 40 * SOAK
+    # Long prompts make intent lines of ~1.5 KB: a full disk tears them mid-line unless the writer refuses to.
+    prompts = pd.DataFrame({"prompt": [f"take {n} " + "slow pan over a misty lake " * 55 for n in range(rows)],
+                            "numFrames": 9})  # fmt: skip
+    grid = tmp_path / "grid.csv"
+    prompts.to_csv(grid, index=False)
+    row_ids = set(load_grid([grid])["row_id"])
+    out, log = small_disk(2 * 1024 * 1024) / "out", tmp_path / "log.txt"
+    args = [str(grid), "--out", str(out), "--max-concurrency", "4", "--poll-interval", "0.05"]
+    env = subprocess_env(emulator)
+
+    first = start(args, env, log)
+    processes.append(first)
+
+    def downloaded() -> int:
+        events = read_events(out / JOURNAL) if (out / JOURNAL).exists() else []
+        return sum(e["event"] == "downloaded" for e in events)
+
+    assert wait_for(lambda: downloaded() >= 6, first, 120), log.read_text()[-3000:]
+    filler = out.parent / "filler"  # another program takes every byte that is left
+    with contextlib.suppress(OSError), filler.open("wb") as handle:
+        while True:
+            handle.write(b"\0" * 4096)
+            handle.flush()
+    code = finish(first, log, 180)
+    output = log.read_text()
+
+    assert code == 1, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, output[-3000:]
+    assert str(out) in errors[0], errors
+    assert "No space left on device" in errors[0], errors
+    runs = runs_seen(emulator)
+    assert runs < rows, "the sweep stopped submitting when its journal could not be written"
+    tasks = tasks_by_combination(emulator)
+    assert all(len(ids) == 1 for ids in tasks.values()), tasks
+    lines = (out / JOURNAL).read_bytes().splitlines()
+    assert len(read_events(out / JOURNAL)) == len(lines), "no torn line: every line of the journal parses"
+    intents = {e["row_id"] for e in read_events(out / JOURNAL) if e["event"] == "intent"}
+    assert len(intents) >= len(tasks), "every Run request had its intent on disk first"
+    if (out / MANIFEST_PARQUET).exists():
+        assert set(parquet_row_ids(out / MANIFEST_PARQUET)) == row_ids, "the manifest is whole, never torn"
+
+    filler.unlink()
+    rerun = start(args, env, log)
+    processes.append(rerun)
+    assert finish(rerun, log, 240) == 0, log.read_text()[-3000:]
+    manifest = records(read_manifest(out))
+    assert {r["row_id"] for r in manifest} == row_ids
+    assert {r["status"] for r in manifest} == {"succeeded"}, Counter(r["status"] for r in manifest)
+    tasks = tasks_by_combination(emulator)
+    assert len(tasks) == rows, "every row has its task"
+    assert all(len(ids) == 1 for ids in tasks.values()), "one task per row, no more"
+    stats = emulator.account.stats()
+    assert sum((r["cost_usd"] for r in manifest), Decimal(0)) == Decimal(stats["billed"])
+    assert_outputs_match_the_manifest(out, manifest)
+    assert not leftovers(out), leftovers(out)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from flows.budget import Budget, work_units
 from flows.grid import expand_grid
-from flows.journal import Journal
+from flows.journal import Journal, JournalWriteError
 from flows.manifest import MANIFEST_CSV, build_manifest, read_manifest, row_status, write_manifest
 from flows.runner import needs_work, video_name
 
@@ -138,3 +142,36 @@ def test_a_final_manifest_never_says_pending_or_running(tmp_path: Path) -> None:
         "it may have a task: never 'not submitted'"
     )
     assert needs_work(journal.load()[grid["row_id"].iloc[0]], retry_failed=False), "a rerun re-attaches"
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """Fill `disk` until only about `leave` bytes are free; returns the filler file."""
+    filler = disk / "filler"
+    stat = os.statvfs(disk)
+    filler.write_bytes(b"\0" * max(0, stat.f_bavail * stat.f_frsize - leave))
+    return filler
+
+
+def test_a_full_disk_never_leaves_a_torn_intent_and_says_so(small_disk: Callable[[int], Path]) -> None:
+    disk = small_disk(64 * 1024)
+    journal = Journal(disk)
+    journal.append("intent", "r0", inputs={"prompt": "fits"})
+    journal.flush(durable=True)
+    filler = fill(disk, leave=0)
+    journal.append("intent", "r1", inputs={"prompt": "p" * 20_000})  # more than the last page holds
+    with pytest.raises(JournalWriteError) as caught:
+        journal.flush(durable=True)
+    assert "No space left on device" in str(caught.value)
+    assert str(disk / "journal.jsonl") in str(caught.value)
+    lines = (disk / "journal.jsonl").read_bytes().splitlines()
+    assert [json.loads(line)["row_id"] for line in lines] == ["r0"], "no torn line, only the whole first intent"
+    with pytest.raises(JournalWriteError):
+        journal.flush(durable=True)  # a journal that failed once never claims durability again
+    filler.unlink()
+    reopened = Journal(disk)
+    assert set(reopened.load()) == {"r0"}, "what failed to be written never happened"
+    reopened.append("intent", "r1", inputs={"prompt": "p" * 20_000})
+    reopened.flush(durable=True)
+    assert set(reopened.load()) == {"r0", "r1"}
+    reopened.close()
+    journal.close()  # its failure was raised already: closing does not raise it again

@@ -401,6 +401,8 @@ async def fetch(task_id: str, url: str, size: int | None, dest: str) -> Saved:
             saved = await client.download(outputs[0], dest)
     except WiroError as exc:
         return Saved(error=f"download failed: {exc}")
+    except OSError as exc:  # a full disk or an unwritable OUT: the paid output is fetched by a rerun
+        return Saved(error=f"download failed: cannot write {dest}: {exc.strerror or exc}")
     return Saved(str(saved.path), saved.sha256, saved.size)
 
 
