@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from wiro_tasks import TERMINAL_STATUSES, Task, TaskStatus
+from wiro_tasks.types import TaskPage
 
 
 def raw_task(**overrides: Any) -> dict[str, Any]:
@@ -104,3 +105,65 @@ def test_tolerates_missing_and_odd_fields() -> None:
 
 def test_socket_token_is_not_in_repr() -> None:
     assert "eDcCm5yy" not in repr(Task.from_api(raw_task()))
+
+
+GARBAGE_NUMBERS = ["NaN", "nan", "Infinity", "-Infinity", "1e10", "1e400", "-5", "12abc", [1], {"a": 1}, True, 1e308]
+
+
+@pytest.mark.parametrize("value", GARBAGE_NUMBERS)
+def test_an_unreadable_cost_is_named_never_trusted(value: object) -> None:
+    task = Task.from_api(raw_task(totalcost=value))
+    assert task.succeeded, "a paid output is still a success"
+    assert task.total_cost == 0
+    assert "totalcost" in task.unreadable
+    assert any(a.startswith("totalcost ") for a in task.anomalies), task.anomalies
+    assert task.total_cost.is_finite()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e30", 1e30, "-1", "99999999999999999999999"])
+def test_unreadable_times_are_none_and_named(value: object) -> None:
+    task = Task.from_api(raw_task(createtime=value, endtime=value, elapsedseconds=value, cps=value))
+    assert task.created_at is None
+    assert task.ended_at is None
+    assert task.elapsed_seconds == 0
+    assert task.cps == 0
+    assert {"createtime", "endtime", "elapsedseconds", "cps"} <= task.unreadable, task.anomalies
+
+
+def test_timestamps_in_milliseconds_are_read_as_such() -> None:
+    task = Task.from_api(raw_task(createtime="1734513800000"))
+    assert task.created_at == datetime.fromtimestamp(1734513800, UTC)
+    assert not task.anomalies
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"id": None},
+        {"id": {"x": 1}},
+        {"status": ["task_queue"]},
+        {"parameters": "not json"},
+        {"parameters": 7},
+        {"outputs": "x"},
+        {"outputs": [{"url": 5, "size": "-3"}, "junk", None]},
+        {"outputs": [{"url": "https://x/y.mp4", "size": "9" * 5000}]},
+        {"pexit": {"code": 0}},
+        {"socketaccesstoken": None},
+    ],
+)
+def test_no_field_value_can_make_parsing_raise(overrides: dict[str, Any]) -> None:
+    task = Task.from_api(raw_task(**overrides))
+    assert isinstance(task.id, str)
+    assert all(o.size >= 0 for o in task.outputs)
+
+
+def test_an_output_with_a_size_past_reason_is_unknown_size() -> None:
+    task = Task.from_api(raw_task(outputs=[{"url": "https://x/y.mp4", "size": "1e30"}]))
+    assert task.outputs[0].size == 0
+    assert any("size" in a for a in task.anomalies)
+
+
+def test_a_task_list_page_survives_one_odd_task() -> None:
+    page = TaskPage.from_api({"total": "NaN", "tasklist": [raw_task(id="3", createtime="nan"), 5, raw_task(id="2")]})
+    assert [t.id for t in page.tasks] == ["3", "2"]
+    assert page.total is None

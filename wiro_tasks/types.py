@@ -2,6 +2,11 @@
 
 Wiro sends every value as a string; `Task.from_api` turns them into numbers, `Decimal` money, UTC
 datetimes and a `TaskStatus`. Nothing past the client needs to touch the raw JSON.
+
+Parsing never raises, whatever the server sends: a value that is not what it should be (a cost of
+`NaN`, `Infinity`, a negative or an absurd amount; a time of `nan` or in the year 10^22; an output
+size past reason) reads as unknown (0, or None for times) and is named in `Task.anomalies`, so
+the caller can record which field held what instead of trusting or crashing on it.
 """
 
 from __future__ import annotations
@@ -66,13 +71,19 @@ class TaskOutput:
     id: str = ""
 
     @classmethod
-    def from_api(cls, raw: Mapping[str, Any]) -> TaskOutput:
+    def from_api(cls, raw: Mapping[str, Any], anomalies: list[str] | None = None) -> TaskOutput:
+        """One entry of `outputs`; a size that is not a plausible byte count reads as 0 (unknown)."""
+        size = _int(raw.get("size"))
+        if size is None or not 0 <= size <= MAX_FILE_BYTES:
+            if raw.get("size") not in (None, "") and anomalies is not None:
+                anomalies.append(f"outputs size {_shown(raw.get('size'))} is not a byte count")
+            size = 0
         return cls(
-            name=str(raw.get("name", "")),
-            url=str(raw.get("url", "")),
-            size=_int(raw.get("size")) or 0,
-            content_type=str(raw.get("contenttype", "")),
-            id=str(raw.get("id", "")),
+            name=_text(raw.get("name")),
+            url=_text(raw.get("url")),
+            size=size,
+            content_type=_text(raw.get("contenttype")),
+            id=_text(raw.get("id")),
         )
 
 
@@ -105,6 +116,10 @@ class Task:
     parameters: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     uuid: str = ""
     socket_token: str = field(default="", repr=False)
+    anomalies: tuple[str, ...] = ()
+    """What the answer held that could not be read, e.g. `totalcost 'NaN' is not an amount in USD`."""
+    unreadable: frozenset[str] = frozenset()
+    """The wire names of the fields in `anomalies` (`totalcost`, `createtime`, ...)."""
 
     @property
     def is_terminal(self) -> bool:
@@ -132,27 +147,33 @@ class Task:
 
     @classmethod
     def from_api(cls, raw: Mapping[str, Any]) -> Task:
-        raw_status = str(raw.get("status", ""))
+        """Parse one task as Wiro describes it; never raises (see `anomalies`)."""
+        fields = _Fields(raw)
+        raw_status = _text(raw.get("status"))
         pexit = raw.get("pexit")
-        outputs = raw.get("outputs") or ()
+        outputs = tuple(
+            TaskOutput.from_api(o, fields.anomalies) for o in _sequence(raw.get("outputs")) if isinstance(o, Mapping)
+        )
         return cls(
-            id=str(raw.get("id", "")),
+            id=_text(raw.get("id")),
             status=TaskStatus.parse(raw_status),
             raw_status=raw_status,
-            pexit=None if pexit in (None, "") else str(pexit),
-            debug_error=str(raw.get("debugerror") or ""),
-            debug_output=str(raw.get("debugoutput") or ""),
-            cps=_decimal(raw.get("cps")),
-            total_cost=_decimal(raw.get("totalcost")),
-            elapsed_seconds=_decimal(raw.get("elapsedseconds")),
-            created_at=_time(raw.get("createtime")),
-            started_at=_time(raw.get("starttime")),
-            ended_at=_time(raw.get("endtime")),
-            cancelled_at=_time(raw.get("canceltime")),
-            outputs=tuple(TaskOutput.from_api(o) for o in _sequence(outputs) if isinstance(o, Mapping)),
+            pexit=None if pexit in (None, "") or not isinstance(pexit, (str, int)) else str(pexit),
+            debug_error=_text(raw.get("debugerror")),
+            debug_output=_text(raw.get("debugoutput")),
+            cps=fields.amount("cps", MAX_CPS, "an amount in USD per second"),
+            total_cost=fields.amount("totalcost", MAX_TASK_COST, "an amount in USD"),
+            elapsed_seconds=fields.amount("elapsedseconds", MAX_SECONDS, "a number of seconds"),
+            created_at=fields.time("createtime"),
+            started_at=fields.time("starttime"),
+            ended_at=fields.time("endtime"),
+            cancelled_at=fields.time("canceltime"),
+            outputs=outputs,
             parameters=MappingProxyType(_parameters(raw.get("parameters"))),
-            uuid=str(raw.get("uuid", "")),
-            socket_token=str(raw.get("socketaccesstoken", "")),
+            uuid=_text(raw.get("uuid")),
+            socket_token=_text(raw.get("socketaccesstoken")),
+            anomalies=tuple(fields.anomalies),
+            unreadable=frozenset(fields.unreadable),
         )
 
 
@@ -167,6 +188,7 @@ class TaskPage:
 
     @classmethod
     def from_api(cls, payload: Mapping[str, Any]) -> TaskPage:
+        """Parse a page; entries that are not tasks at all are left out, odd values in one are its own."""
         tasklist = _sequence(payload.get("tasklist"))
         total = _int(payload.get("total"))
         return cls(
@@ -181,29 +203,79 @@ def _sequence(value: object) -> Sequence[object]:
     return ()
 
 
+MAX_TASK_COST = Decimal(100_000)  # USD: no one task costs this; a larger figure is garbage
+MAX_CPS = Decimal(1_000)  # USD per second
+MAX_SECONDS = Decimal(10**7)  # about 115 days
+MAX_FILE_BYTES = 1 << 40  # 1 TiB
+_EARLIEST = 946_684_800  # 2000-01-01: Wiro's times are after this...
+_LATEST = 7_258_118_400  # ...and before 2200-01-01, in seconds since the epoch
+
+
+class _Fields:
+    """Reads number and time fields of one answer, noting each that cannot be read."""
+
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        self.raw = raw
+        self.anomalies: list[str] = []
+        self.unreadable: set[str] = set()
+
+    def _odd(self, name: str, what: str) -> None:
+        self.anomalies.append(f"{name} {_shown(self.raw.get(name))} is not {what}")
+        self.unreadable.add(name)
+
+    def amount(self, name: str, limit: Decimal, what: str) -> Decimal:
+        """A non-negative finite decimal below `limit`; 0 when absent or unreadable."""
+        value = self.raw.get(name)
+        if value in (None, ""):
+            return Decimal(0)
+        number = finite_decimal(value)
+        if number is None or not 0 <= number < limit:
+            self._odd(name, what)
+            return Decimal(0)
+        return number
+
+    def time(self, name: str) -> datetime | None:
+        """Unix seconds (or milliseconds) as text; "0" or empty means "not yet"."""
+        value = self.raw.get(name)
+        if value in (None, "", "0", 0):
+            return None
+        number = finite_decimal(value)
+        if number is not None and _EARLIEST * 1000 <= number < _LATEST * 1000:
+            number /= 1000  # milliseconds
+        if number is None or not _EARLIEST <= number < _LATEST:
+            self._odd(name, "a time")
+            return None
+        return datetime.fromtimestamp(float(number), tz=UTC)
+
+
+def finite_decimal(value: object) -> Decimal | None:
+    """A finite decimal from text or a number; None for anything else (bools, lists, NaN, inf)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
+        return None
+    try:
+        number = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        return None
+    return number if number.is_finite() else None
+
+
 def _int(value: object) -> int | None:
-    try:
-        return int(str(value)) if value not in (None, "") else None
-    except ValueError:
+    number = finite_decimal(value) if value not in (None, "") else None
+    if number is None or number != number.to_integral_value() or abs(number) > 10**18:
         return None
+    return int(number)
 
 
-def _decimal(value: object) -> Decimal:
-    try:
-        return Decimal(str(value)) if value not in (None, "") else Decimal(0)
-    except InvalidOperation:
-        return Decimal(0)
+def _text(value: object) -> str:
+    """A string field as text; None and structures read as empty."""
+    if value is None or isinstance(value, (Mapping, list, tuple)):
+        return ""
+    return str(value)
 
 
-def _time(value: object) -> datetime | None:
-    """Unix seconds as text; "0" or empty means "not yet"."""
-    try:
-        seconds = float(str(value))
-    except ValueError:
-        return None
-    if seconds <= 0:
-        return None
-    return datetime.fromtimestamp(seconds, tz=UTC)
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _parameters(value: object) -> dict[str, str]:
