@@ -28,6 +28,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from wiro_tasks.types import MAX_SECONDS, MAX_TASK_COST, finite_decimal
+
 JOURNAL = "journal.jsonl"
 
 
@@ -57,6 +59,7 @@ class RowState:
     task_id: str = ""
     task_ids: list[str] = field(default_factory=list)
     intent_at: str = ""
+    intent_server_at: str = ""  # the same moment on the server's clock (a lower bound), when it was known
     submitted_at: str = ""
     status: str = ""
     error: str = ""
@@ -89,6 +92,7 @@ class RowState:
         kind = event["event"]
         if kind == "intent":
             self.phase, self.intent_at = "intent", event["at"]
+            self.intent_server_at = str(event.get("server_at") or "")
             self.inputs = event.get("inputs", self.inputs)
             self.attempts += 1
         elif kind == "unknown":
@@ -103,20 +107,23 @@ class RowState:
             self.phase = "new"
             self.error = event.get("reason", "")
         elif kind == "finished":
-            self.phase, self.status = "finished", event["status"]
+            self.phase, self.status = "finished", str(event["status"])
             self.task_id = str(event.get("task_id", self.task_id))
-            self.error = event.get("error", "")
-            self.costs[self.task_id] = Decimal(event.get("cost", "0"))
-            elapsed = event.get("elapsed")
-            self.elapsed_seconds = Decimal(elapsed) if elapsed not in (None, "") else None
-            self.output_url = event.get("output_url", "")
-            self.output_bytes_expected = event.get("output_bytes")
+            self.error = str(event.get("error", ""))
+            cost = _amount(event.get("cost", "0"), MAX_TASK_COST)
+            if cost is None:  # written by a version that trusted any figure: never let it stop the OUT
+                self.error = "; ".join(filter(None, (self.error, f"journal cost {event.get('cost')!r} unreadable")))
+            self.costs[self.task_id] = cost or Decimal(0)
+            self.elapsed_seconds = _amount(event.get("elapsed"), MAX_SECONDS)
+            self.output_url = str(event.get("output_url", ""))
+            expected = event.get("output_bytes")
+            self.output_bytes_expected = expected if isinstance(expected, int) and expected >= 0 else None
             self.finished_at = event.get("at", "")
             self.output_path = self.output_sha256 = ""
             self.output_bytes = None
         elif kind == "downloaded":
-            self.output_path = event["path"]
-            self.output_sha256 = event["sha256"]
+            self.output_path = str(event["path"])
+            self.output_sha256 = str(event["sha256"])
             self.output_bytes = int(event["bytes"])
         elif kind == "file_missing":
             self.output_path = self.output_sha256 = ""
@@ -221,6 +228,14 @@ class Journal:
         """Every row's state; lines that do not parse (a torn write) are skipped."""
         self.flush()
         return fold(read_events(self.path))
+
+
+def _amount(value: object, limit: Decimal) -> Decimal | None:
+    """A recorded amount (cost, seconds): finite, not negative, below `limit`; None otherwise."""
+    if value in (None, ""):
+        return None
+    number = finite_decimal(value)
+    return number if number is not None and 0 <= number < limit else None
 
 
 def _write_whole(fd: int, data: bytes) -> None:

@@ -47,6 +47,7 @@ from wiro_tasks.prefect_tasks import (
 )
 
 from .budget import Budget, work_units
+from .claims import Claims, account_key, state_root
 from .grid import INPUTS
 from .journal import Journal, JournalWriteError, RowState
 from .manifest import MANIFEST_PARQUET, ManifestBuilder, manifest_frame, row_status, write_manifest
@@ -126,6 +127,7 @@ class SweepRunner:
         self.slots = asyncio.Semaphore(settings.max_concurrency)
         self.stop_reason = ""
         self.out_error: JournalWriteError | None = None  # OUT stopped taking writes: nothing more is submitted
+        self.strays: dict[str, list[str]] = {}  # row id -> matching tasks that nobody claimed when it adopted one
         self.cancelled_by_user: str | None = None
         self.stopped = 0  # Wiro tasks killed or cancelled because the run was
         self.billed = asyncio.Condition()
@@ -206,7 +208,21 @@ class SweepRunner:
 
     # The run.
 
+    def _open_claims(self) -> Claims:
+        """This machine's referee for tasks on the account (OUT's own, where the state dir is unwritable)."""
+        client = wiro_client()
+        account = account_key(client.base_url, client.credentials.api_key)
+        try:
+            return Claims(self.out, account)
+        except OSError as exc:
+            logger.warning("no claims under %s (%s): only this OUT's own tasks are told apart", state_root(), exc)
+            return Claims(self.out, account, root=self.out / ".claims")
+
     async def run(self) -> pd.DataFrame:
+        self.claims = self._open_claims()
+        for state in self.states.values():
+            if state.has_live_task:  # claims of this OUT's tasks, should the registry have lost them
+                self.claims.claim(state.task_id, state.row_id)
         for state in self.states.values():
             if state.downloaded and not self._saved_intact(state):
                 self.record(
@@ -385,7 +401,9 @@ class SweepRunner:
 
     async def _submit(self, row: dict[str, Any], inputs: dict[str, Value], label: str) -> None:
         row_id = row["row_id"]
-        self.record("intent", row_id, inputs=inputs)
+        offset = wiro_client().server_clock.offset
+        server_at = _iso(time.time() + offset.low) if offset else ""  # the moment on Wiro's clock, at the earliest
+        self.record("intent", row_id, inputs=inputs, server_at=server_at)
         try:
             await self.journal.commit(durable=True)  # whole and on disk before the request that may cost money
         except JournalWriteError as exc:
@@ -398,7 +416,13 @@ class SweepRunner:
             self.record("no_task", row_id, reason="the sweep was cancelled before its Run request")
             return
         outcome: SubmitOutcome = await submit(self.settings.model, inputs, label, limit_wait=SLOT_WAIT_SECONDS)
-        if outcome.kind == "submitted":
+        if outcome.kind == "submitted" and not self._take(outcome.task_id, row_id):
+            # Another row holds the task this answer names (a server that gave one id to two Runs):
+            # this row's own task, if its Run made one, is looked for like a lost answer's.
+            self.record("unknown", row_id, error=f"the Run answer named task {outcome.task_id}, which another row "
+                        "holds: looking for this row's own task")  # fmt: skip
+            await asyncio.sleep(LOST_ANSWER_SETTLE_SECONDS)
+        elif outcome.kind == "submitted":
             self.record("submitted", row_id, task_id=outcome.task_id)
         elif outcome.kind == "unknown":
             self.record("unknown", row_id, error=outcome.message)
@@ -412,24 +436,39 @@ class SweepRunner:
             else:
                 self.record("finished", row_id, status="failed", error=outcome.message, task_id="")
 
+    def _take(self, task_id: str, row_id: str) -> bool:
+        """Claim a task for a row: not another row's here, and not another OUT's on this machine."""
+        if any(task_id in s.task_ids for k, s in self.states.items() if k != row_id):
+            return False
+        return self.claims.claim(task_id, row_id)
+
     async def _find(self, row: dict[str, Any], inputs: dict[str, Value], label: str, state: RowState) -> None:
         """A Run answer was lost (or the process died around one): adopt its task if it exists.
 
         Only several complete Task/List scans, spread over a while, count as proof that no task
-        was created; until then the row is never submitted again.
+        was created; until then the row is never submitted again. Times are judged on Wiro's
+        clock (`find_task`), and a match that another row or another OUT on this machine has
+        claimed is never adopted: it is theirs, and theirs is this row's if both lost answers.
         """
+        row_id = row["row_id"]
         since = datetime.fromisoformat(state.intent_at)
+        since_server = datetime.fromisoformat(state.intent_server_at) if state.intent_server_at else None
         for delay in (0.0, *FIND_RETRY_DELAYS):
             await asyncio.sleep(delay)
             claimed = [t for s in self.states.values() for t in s.task_ids]
-            found: FindOutcome = await find_task(self.settings.model, inputs, label, since, claimed)
-            if found.task_id:
-                self.record("adopted", row["row_id"], task_id=found.task_id)
-                return
+            found: FindOutcome = await find_task(self.settings.model, inputs, label, since, claimed, since_server)
+            for task_id in found.task_ids:
+                if self._take(task_id, row_id):
+                    self.record("adopted", row_id, task_id=task_id)
+                    others = [t for t in found.task_ids if t != task_id and self.claims.holder(t) is None]
+                    if others:  # nobody has claimed them yet: another OUT's lost answers, or paid strays
+                        self.record("note", row_id, error=f"unclaimed tasks with these inputs: {' '.join(others)}")
+                        self.strays[row_id] = others
+                    return
             if not found.complete:
-                self.record("note", row["row_id"], error="Task/List too long to prove no task exists; not resubmitted")
+                self.record("note", row_id, error="Task/List too long to prove no task exists; not resubmitted")
                 raise LookupError(f"could not scan back to {state.intent_at}")
-        self.record("no_task", row["row_id"], reason="the lost Run answer created no task")
+        self.record("no_task", row_id, reason="the lost Run answer created no task")
 
     async def _wait(self, row: dict[str, Any], state: RowState) -> None:
         row_id = row["row_id"]
@@ -444,19 +483,23 @@ class SweepRunner:
             error_grace=self.settings.error_grace,
         )
         already = state.costs.get(outcome.task_id, Decimal(0))  # billed in an earlier run, counted already
+        cost, error = outcome.cost, outcome.error
+        if cost is None:  # Wiro's figure was garbage: count what the task could have cost, never nothing
+            cost = self.budget.estimate(self._work[row_id])
+            error = f"{error}; counted as ${cost:.6f} (an estimate)"
         self.record(
             "finished",
             row_id,
             task_id=outcome.task_id,
             status=outcome.status,
-            error=outcome.error,
-            cost=str(outcome.cost),
+            error=error,
+            cost=str(cost),
             elapsed=str(outcome.elapsed) if outcome.elapsed is not None else "",
             output_url=outcome.output_url,
             output_bytes=outcome.output_bytes,
             at=_iso(outcome.noticed_at),
         )
-        self.budget.settle(row_id, outcome.cost - already, self._work[row_id])
+        self.budget.settle(row_id, cost - already, self._work[row_id])
         async with self.billed:
             self.billed.notify_all()
 

@@ -133,3 +133,9 @@ def small_disk(tmp_path: Path) -> Iterator[Callable[[int], Path]]:
 def resize_disk(point: Path, size: int) -> None:
     """Give a `small_disk` mount more (or less) room, as freeing space on a full disk would."""
     subprocess.run(["mount", "-o", f"remount,size={size}", str(point)], check=True)
+
+
+@pytest.fixture(autouse=True)
+def _own_state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's sweeps claim Wiro tasks in a registry of their own, never the user's."""
+    monkeypatch.setenv("WIRO_SWEEP_STATE", str(tmp_path_factory.mktemp("wiro-sweep-state")))

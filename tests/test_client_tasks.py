@@ -10,6 +10,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import formatdate
 from typing import Any
 
 import httpx
@@ -49,6 +50,8 @@ class TaskListServer:
     ascending: bool = False
     old_from: int | None = None
     inserted: tuple[int, ...] = ()
+    skew: float = 0.0  # seconds the server's clock is ahead of the client's
+    dated: bool = True  # whether answers carry a `Date` header
     asked: list[dict[str, Any]] = field(default_factory=list)
     tasks: list[dict[str, Any]] = field(default_factory=list)
 
@@ -64,9 +67,9 @@ class TaskListServer:
         assert self.lost_at is not None
         return str(5000 - self.lost_at)
 
-    @staticmethod
-    def task(task_id: int, old: bool = False) -> dict[str, Any]:
-        created = datetime.now(UTC) - (timedelta(hours=1) if old else timedelta(seconds=1))
+    def task(self, task_id: int, old: bool = False) -> dict[str, Any]:
+        age = timedelta(hours=1) if old else timedelta(seconds=1)
+        created = datetime.now(UTC) - age + timedelta(seconds=self.skew)
         return {
             "id": str(task_id),
             "status": "task_queue",
@@ -88,7 +91,8 @@ class TaskListServer:
         arriving = self.inserted[len(self.asked) - 1] if len(self.asked) <= len(self.inserted) else 0
         newest = int(self.tasks[0]["id"]) if self.tasks else 5000
         self.tasks[:0] = [self.task(newest + n) for n in range(arriving, 0, -1)]
-        return httpx.Response(200, json=answer)
+        headers = {"date": formatdate(time.time() + self.skew, usegmt=True)} if self.dated else {}
+        return httpx.Response(200, json=answer, headers=headers)
 
 
 async def scan(server: TaskListServer, **options: Any) -> FindOutcome:
@@ -102,7 +106,7 @@ async def scan(server: TaskListServer, **options: Any) -> FindOutcome:
 async def test_short_pages_are_not_the_end_of_the_list(total: str) -> None:
     """The review's case: pages capped at 50 when 100 are asked, the lost task 61st newest."""
     server = TaskListServer(count=130, lost_at=60, cap=50, total=total)
-    assert await scan(server) == FindOutcome(server.lost_id, True, matches=1)
+    assert await scan(server) == FindOutcome((server.lost_id,), True)
     assert [a["start"] for a in server.asked[:2]] == [0, 50], "start moves by what came, not by the limit"
 
 
@@ -113,7 +117,7 @@ async def test_short_pages_are_not_the_end_of_the_list(total: str) -> None:
 )
 async def test_no_task_is_proven_only_at_the_real_end(total: str, requests: int) -> None:
     server = TaskListServer(count=130, cap=50, total=total)
-    assert await scan(server) == FindOutcome(None, True)
+    assert await scan(server) == FindOutcome((), True)
     assert len(server.asked) == requests
     assert server.asked[-1]["start"] == 130
 
@@ -121,7 +125,7 @@ async def test_no_task_is_proven_only_at_the_real_end(total: str, requests: int)
 @pytest.mark.anyio
 async def test_a_server_that_ignores_start_proves_nothing() -> None:
     server = TaskListServer(count=130, lost_at=60, cap=50, ignore_start=True)
-    assert await scan(server) == FindOutcome(None, False)
+    assert await scan(server) == FindOutcome((), False)
     assert len(server.asked) == 2, "the first page, then the first page again"
 
 
@@ -130,28 +134,55 @@ async def test_a_server_that_ignores_start_proves_nothing() -> None:
 async def test_tasks_pushed_down_by_new_ones_are_no_reason_to_stop(total: str) -> None:
     """Other rows submitted during the scan shift the list: a page may hold only tasks already seen."""
     busy = TaskListServer(count=130, lost_at=120, cap=50, total=total, inserted=(40,) * 100)
-    assert await scan(busy) == FindOutcome(busy.lost_id, True, matches=1)
+    assert await scan(busy) == FindOutcome((busy.lost_id,), True)
     # 90 tasks on the first page, 20 new ones after it: the second page holds the 20 oldest again.
     server = TaskListServer(count=90, total=total, inserted=(20,))
-    assert await scan(server) == FindOutcome(None, True)
+    assert await scan(server) == FindOutcome((), True)
     assert [a["start"] for a in server.asked] == [0, 90, 110], "on past the page of old ones, to the end"
 
 
 @pytest.mark.anyio
 async def test_old_tasks_end_the_scan_only_in_newest_first_order() -> None:
     history = TaskListServer(count=1000, cap=50, old_from=80)
-    assert await scan(history) == FindOutcome(None, True)
+    assert await scan(history) == FindOutcome((), True)
     assert len(history.asked) == 3, "stops at the first page of tasks older than the intent"
     # A server that lists oldest first shows old tasks first: that is no proof, page on.
     backwards = TaskListServer(count=300, lost_at=10, cap=50, ascending=True, old_from=80)
-    assert await scan(backwards) == FindOutcome(backwards.lost_id, True, matches=1)
+    assert await scan(backwards) == FindOutcome((backwards.lost_id,), True)
 
 
 @pytest.mark.anyio
 async def test_a_scan_longer_than_max_scan_proves_nothing() -> None:
     server = TaskListServer(count=500, cap=50, total="none")
-    assert await scan(server, max_scan=200) == FindOutcome(None, False)
+    assert await scan(server, max_scan=200) == FindOutcome((), False)
     assert len(server.asked) == 4
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("skew", [-3600.0, -200.0, 200.0, 3600.0])
+@pytest.mark.parametrize("dated", [True, False])
+async def test_a_server_clock_an_hour_off_never_hides_the_lost_task(skew: float, dated: bool) -> None:
+    """Task times are the server's: judged on the local clock, a server 200 s behind hid the task
+    and the row was paid for five times. Its `Date` headers (or, without them, an hour's margin)
+    put the intent on the server's clock."""
+    server = TaskListServer(count=400, lost_at=120, cap=50, old_from=250, skew=skew, dated=dated)
+    assert await scan(server) == FindOutcome((server.lost_id,), True)
+    nothing = TaskListServer(count=400, cap=50, old_from=250, skew=skew, dated=dated)
+    assert await scan(nothing) == FindOutcome((), True)
+    if dated:
+        assert len(nothing.asked) == 6, "with the server's clock known, old tasks still end the scan early"
+
+
+@pytest.mark.anyio
+async def test_the_intent_on_the_server_clock_wins_over_todays_offset() -> None:
+    """A process resumed after the local clock was set an hour back judges by the server time the
+    intent recorded, not by the local one."""
+    server = TaskListServer(count=300, lost_at=100, cap=50, old_from=200)
+    transport = httpx.MockTransport(server)
+    async with AsyncWiroClient("k", "s", base_url="https://api.test/v1", transport=transport, retry=NO_RETRY) as c:
+        local = SINCE + timedelta(hours=2)  # the local clock was wrong when the intent was written
+        found = await scan_for_task(c, TEXT_TO_VIDEO, INPUTS, local, [], since_server=SINCE)
+    assert found == FindOutcome((server.lost_id,), True)
 
 
 def closed_port() -> int:

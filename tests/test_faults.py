@@ -380,6 +380,38 @@ def test_read_manifest_survives_a_concurrent_rewrite(tmp_path: Path) -> None:
     assert not failures, f"{len(failures)} of {reads + len(failures)} reads failed, e.g. {sorted(set(failures))[:3]}"
 
 
+@pytest.mark.usefixtures("prefect_api")
+@pytest.mark.parametrize("offset", [-3600.0, -200.0, 3600.0])
+def test_a_server_clock_an_hour_off_never_makes_a_row_pay_twice(
+    make_emulator: EmulatorFactory,
+    wiro_env: Callable[[EmulatorServer], None],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    offset: float,
+) -> None:
+    """Every Run answer lost, on a server whose clock is off: each row's task is found and adopted.
+    Judged on the local clock, a server 200 s behind hid every task and each row was paid five times."""
+    import flows.runner
+
+    monkeypatch.setattr(flows.runner, "FIND_RETRY_DELAYS", (0.2, 0.4))
+    emulator = make_emulator(preview=True, faults=Faults(clock_offset=offset, lost_run_rate=1.0))
+    wiro_env(emulator)
+    rows = [(f"skewed {n}", str(seed)) for n in range(4 * SOAK) for seed in (1, 2)]
+    grid = write_grid(tmp_path / "grid.csv", rows)
+    out = tmp_path / "out"
+    state = run_sweep(grid, out, max_concurrency=4, poll_interval=0.05)
+    assert state.is_completed(), state.message
+    manifest = records(read_manifest(out))
+    assert {r["status"] for r in manifest} == {"succeeded"}
+    tasks = tasks_by_combination(emulator)
+    assert len(tasks) == len(rows)
+    assert all(len(ids) == 1 for ids in tasks.values()), f"paid twice on a clock {offset:+.0f} s off: {tasks}"
+    events = Counter(e["event"] for e in read_events(out / JOURNAL))
+    assert events["adopted"] == len(rows), "every row's task came from a lost answer's scan"
+    assert emulator.account.stats()["counters"]["fault_lost"] == len(rows)
+    assert sum((r["cost_usd"] for r in manifest), Decimal(0)) == Decimal(emulator.account.stats()["billed"])
+
+
 # 2. SIGKILL at random moments, through the command line.
 
 

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import httpx
 
 from ._auth import WiroAuth
+from ._clock import ServerClock
 from ._config import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
@@ -102,6 +103,7 @@ class _BaseClient:
         self.retry = retry or RetryPolicy(max_retries=max_retries)
         self._timeout = httpx.Timeout(timeout, connect=min(10.0, timeout))
         self._auth = WiroAuth(self.credentials)
+        self.server_clock = ServerClock()  # what time the server thinks it is, from its answers
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r}, credentials={self.credentials!r})"
@@ -212,9 +214,10 @@ class WiroClient(_BaseClient):
     def _call(self, endpoint: str, body: Mapping[str, Any], kind: Kind = "read") -> dict[str, Any]:
         attempt = 0
         while True:
-            started = time.monotonic()
+            started, sent = time.monotonic(), time.time()
             try:
                 response = self._http.post(endpoint, json=body)
+                self.server_clock.observe(response.headers.get("date"), sent, time.time())
                 self._log(endpoint, started, response.status_code)
                 return self._decode(response, endpoint, kind)
             except httpx.HTTPError as exc:
@@ -341,9 +344,10 @@ class AsyncWiroClient(_BaseClient):
     async def _call(self, endpoint: str, body: Mapping[str, Any], kind: Kind = "read") -> dict[str, Any]:
         attempt = 0
         while True:
-            started = time.monotonic()
+            started, sent = time.monotonic(), time.time()
             try:
                 response = await self._http.post(endpoint, json=body)
+                self.server_clock.observe(response.headers.get("date"), sent, time.time())
                 self._log(endpoint, started, response.status_code)
                 return self._decode(response, endpoint, kind)
             except httpx.HTTPError as exc:

@@ -97,7 +97,7 @@ class WaitOutcome:
     status: Outcome
     task_id: str
     error: str = ""
-    cost: Decimal = Decimal(0)
+    cost: Decimal | None = Decimal(0)  # None: Wiro's figure could not be read (the error says what it was)
     elapsed: Decimal | None = None
     output_url: str = ""
     output_bytes: int | None = None
@@ -376,12 +376,22 @@ async def _stop(client: AsyncWiroClient, current: WiroTask) -> None:
 
 
 def _finish(final: WiroTask) -> WaitOutcome:
-    if not final.succeeded:
+    """A final task's outcome. A paid output is never dropped: a `task_postprocess_end` with outputs
+    but no `pexit` counts as succeeded (a failed run has none), with the oddity named."""
+    notes = list(final.anomalies)
+    no_pexit = final.pexit is None and final.status is TaskStatus.POSTPROCESS_END and bool(final.outputs)
+    if no_pexit:
+        notes.insert(0, "no pexit in Wiro's answer; counted as succeeded because it has outputs")
+    if not (final.succeeded or no_pexit):
         status: Outcome = "cancelled" if final.cancelled else "failed"
-        return _outcome(final, status, final.error_message or f"ended in {final.raw_status}")
+        return _outcome(final, status, _join(final.error_message or f"ended in {final.raw_status}", *notes))
     if not final.outputs:
-        return _outcome(final, "failed", "succeeded without outputs")
-    return _outcome(final, "succeeded", "")
+        return _outcome(final, "failed", _join("succeeded without outputs", *notes))
+    return _outcome(final, "succeeded", _join(*notes))
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
 
 
 async def fetch(task_id: str, url: str, size: int | None, dest: str) -> Saved:
@@ -412,7 +422,7 @@ def _outcome(task: WiroTask, status: Outcome, error: str) -> WaitOutcome:
         status=status,
         task_id=task.id,
         error=error,
-        cost=task.total_cost,
+        cost=None if "totalcost" in task.unreadable else task.total_cost,
         elapsed=task.elapsed_seconds if task.elapsed_seconds or task.is_terminal else None,
         output_url=output.url if output else "",
         output_bytes=output.size if output else None,
@@ -422,26 +432,39 @@ def _outcome(task: WiroTask, status: Outcome, error: str) -> WaitOutcome:
 
 @dataclass(frozen=True)
 class FindOutcome:
-    """What a Task/List scan found: the task's id, whether the scan reached back far enough, and
-    how many unclaimed tasks matched (more than one: another sweep may have sent the same inputs)."""
+    """What a Task/List scan found: the matching tasks not excluded (oldest first), and whether the
+    scan reached back far enough for "none" to prove that no task exists."""
 
-    task_id: str | None
+    task_ids: tuple[str, ...]
     complete: bool
-    matches: int = 0
+
+    @property
+    def task_id(self) -> str | None:
+        return self.task_ids[0] if self.task_ids else None
+
+    @property
+    def matches(self) -> int:
+        return len(self.task_ids)
 
 
 MAX_SCAN = 20_000
 SCAN_PAGE = 100
-CLOCK_SKEW = timedelta(minutes=2)
+CLOCK_SKEW = timedelta(minutes=2)  # margin on the server's clock, beyond what its answers bound
+UNKNOWN_CLOCK = timedelta(hours=1, minutes=2)  # ... and without any `Date` to go by
 
 
 @task(name="find-task", task_run_name="find {label}", cache_policy=NO_CACHE, persist_result=False, retries=2,
       retry_delay_seconds=5, retry_condition_fn=_transient)  # fmt: skip
 async def find_task(
-    model: str, inputs: dict[str, Value], label: str, since: datetime, exclude: list[str]
+    model: str,
+    inputs: dict[str, Value],
+    label: str,
+    since: datetime,
+    exclude: list[str],
+    since_server: datetime | None = None,
 ) -> FindOutcome:
-    """The task a lost Run answer created, if any: same inputs, created after `since`."""
-    return await scan_for_task(wiro_client(), model, inputs, since, exclude)
+    """The tasks a lost Run answer may have created: same inputs, created after `since`."""
+    return await scan_for_task(wiro_client(), model, inputs, since, exclude, since_server=since_server)
 
 
 async def scan_for_task(
@@ -451,24 +474,30 @@ async def scan_for_task(
     since: datetime,
     exclude: list[str],
     *,
+    since_server: datetime | None = None,
     page_size: int = SCAN_PAGE,
     max_scan: int = MAX_SCAN,
 ) -> FindOutcome:
     """`find_task`'s body, on a given client: scan Task/List newest first for the task.
 
+    `since` is when the Run request was about to be sent, on the local clock, and `since_server`
+    the same moment on the server's clock when it was known then. Task times are the server's,
+    so they are judged on its clock: `since_server`, else `since` moved by the offset that the
+    answers' `Date` headers bound (`client.server_clock`), else `since` less an hour (`UNKNOWN_CLOCK`);
+    then less `CLOCK_SKEW`.
+
     `complete` says the scan saw every task that could be it, and only then may "no task" let a
     row be paid for again. So the end of the list is never inferred from a short page (a server
     may cap pages below `page_size`), nor from a `total` (whose meaning Wiro does not document):
     `start` moves on by the tasks received, and the end is an empty page, or a page of tasks all
-    older than `since` less a clock-skew margin (trusted only on a page in newest-first order).
-    A scan that stops short
+    older than that bound (trusted only on a page in newest-first order). A scan that stops short
     of that (more than `max_scan` tasks, or a server that answers the first page whatever the
-    `start`) proves nothing.
+    `start`) proves nothing. A listed task that cannot be read whole (an odd field) is judged on
+    what can be read: one without a readable `createtime` always counts as recent.
     """
     spec = model_spec(model)
     wanted = spec.validate(inputs, allow_unknown=True)
     wanted.pop("callbackUrl", None)
-    oldest = since - CLOCK_SKEW
     found: list[WiroTask] = []
     seen: set[str] = set()
     first_page: list[str] = []
@@ -478,6 +507,7 @@ async def scan_for_task(
         if not page.tasks:
             complete = True
             break
+        oldest = _oldest(client, since, since_server)  # the first answer has taught the server's clock
         ids = [t.id for t in page.tasks]
         fresh = [t for t in page.tasks if t.id not in seen]
         # A page of tasks already seen is normal: tasks created meanwhile push the list down
@@ -491,10 +521,18 @@ async def scan_for_task(
         if _newest_first(page.tasks) and all(t.created_at is not None and t.created_at < oldest for t in page.tasks):
             complete = True
             break
-    if not found:
-        return FindOutcome(None, complete)
-    first = min(found, key=lambda t: (t.created_at or since, int(t.id) if t.id.isdigit() else 0))
-    return FindOutcome(first.id, True, len(found))
+    found.sort(key=lambda t: (t.created_at or since, int(t.id) if t.id.isdigit() else 0))
+    return FindOutcome(tuple(dict.fromkeys(t.id for t in found)), complete or bool(found))
+
+
+def _oldest(client: AsyncWiroClient, since: datetime, since_server: datetime | None) -> datetime:
+    """The earliest server time at which the task looked for may have been created."""
+    if since_server is not None:
+        return since_server - CLOCK_SKEW
+    offset = client.server_clock.offset
+    if offset is None:
+        return since - UNKNOWN_CLOCK
+    return since + timedelta(seconds=offset.low) - CLOCK_SKEW
 
 
 def _same_inputs(spec: ModelSpec, candidate: WiroTask, wanted: dict[str, Value], oldest: datetime) -> bool:

@@ -19,6 +19,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from email.parser import BytesParser
 from email.policy import HTTP
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -418,7 +419,30 @@ def create_app(config: EmulatorConfig, *, storage: Path | None = None) -> Starle
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.account = account
     app.state.renderer = renderer
+    app.add_middleware(_ServerDate, account=account)
     return app
+
+
+class _ServerDate:
+    """Adds the `Date` header of every HTTP answer from the emulated server's clock, as Wiro's
+    servers send theirs: with `clock_offset` set, clients see a skewed server clock there too."""
+
+    def __init__(self, app: Any, account: Account) -> None:
+        self.app = app
+        self.account = account
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def dated(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                date = formatdate(self.account.wall_time(self.account.clock()), usegmt=True)
+                message = {**message, "headers": [*message.get("headers", []), (b"date", date.encode())]}
+            await send(message)
+
+        await self.app(scope, receive, dated)
 
 
 async def read_body(request: Request) -> dict[str, object] | None:

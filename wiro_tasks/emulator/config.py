@@ -32,6 +32,7 @@ class Faults:
     slow_seconds: float = 2.0
     download_fault_rate: float = 0.0
     socket_drop_rate: float = 0.0
+    clock_offset: float = 0.0  # seconds the server's clock is ahead (negative: behind) of the true time
     script: tuple[FaultKind, ...] = ()
     run_script: tuple[FaultKind, ...] = ()
 

@@ -28,6 +28,7 @@ def _config(app: Any, log_level: str) -> uvicorn.Config:
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         timeout_graceful_shutdown=2,
         ws="websockets-sansio",
+        date_header=False,  # the app sends its own, from the emulated server's (possibly skewed) clock
     )
 
 

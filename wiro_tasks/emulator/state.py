@@ -122,7 +122,11 @@ class Account:
     # Time and money.
 
     def wall(self, at: float) -> int:
-        return int(self._wall_offset + at)
+        """Unix seconds on the server's clock (skewed by `faults.clock_offset`) at monotonic time `at`."""
+        return int(self.wall_time(at))
+
+    def wall_time(self, at: float) -> float:
+        return float(self._wall_offset + at + self.faults.clock_offset)
 
     def model_seconds(self, real: float) -> Decimal:
         scale = self.config.time_scale or 1.0
