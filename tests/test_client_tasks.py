@@ -126,7 +126,7 @@ async def test_no_task_is_proven_only_at_the_real_end(total: str, requests: int)
 async def test_a_server_that_ignores_start_proves_nothing() -> None:
     server = TaskListServer(count=130, lost_at=60, cap=50, ignore_start=True)
     assert await scan(server) == FindOutcome((), False)
-    assert len(server.asked) == 2, "the first page, then the first page again"
+    assert [a["start"] for a in server.asked] == [0, 50, 10**9], "the first page again, even far past the end"
 
 
 @pytest.mark.anyio
@@ -139,6 +139,16 @@ async def test_tasks_pushed_down_by_new_ones_are_no_reason_to_stop(total: str) -
     server = TaskListServer(count=90, total=total, inserted=(20,))
     assert await scan(server) == FindOutcome((), True)
     assert [a["start"] for a in server.asked] == [0, 90, 110], "on past the page of old ones, to the end"
+
+
+@pytest.mark.anyio
+async def test_as_many_new_tasks_as_the_first_page_held_are_no_reason_to_stop() -> None:
+    """Three tasks on the first page, then three new ones: the second page is the first one again,
+    as from a server that ignores `start`. Early in a busy sweep that happened: a Run dropped before
+    it made a task could then never be proven taskless. A page far past the end tells the two apart."""
+    server = TaskListServer(count=3, inserted=(3,))
+    assert await scan(server) == FindOutcome((), True)
+    assert [a["start"] for a in server.asked] == [0, 3, 10**9, 6]
 
 
 @pytest.mark.anyio

@@ -449,6 +449,7 @@ class FindOutcome:
 
 MAX_SCAN = 20_000
 SCAN_PAGE = 100
+_PAST_END = 10**9  # a start no account reaches: a server that honours `start` answers an empty page
 CLOCK_SKEW = timedelta(minutes=2)  # margin on the server's clock, beyond what its answers bound
 UNKNOWN_CLOCK = timedelta(hours=1, minutes=2)  # ... and without any `Date` to go by
 
@@ -511,8 +512,9 @@ async def scan_for_task(
         ids = [t.id for t in page.tasks]
         fresh = [t for t in page.tasks if t.id not in seen]
         # A page of tasks already seen is normal: tasks created meanwhile push the list down
-        # (the scan goes on to an empty page). The first page again means `start` is ignored.
-        if start and not fresh and ids == first_page:
+        # (the scan goes on to an empty page). The first page again may mean `start` is ignored,
+        # or that exactly that many tasks were created meanwhile: a page far past the end tells.
+        if start and not fresh and ids == first_page and (await client.list_page(start=_PAST_END, limit=1)).tasks:
             break
         first_page = first_page or ids
         seen.update(ids)
