@@ -265,6 +265,18 @@ class SweepRunner:
             self._out_failed(JournalWriteError(self.out / MANIFEST_PARQUET, exc))
             return manifest_frame(self.manifest.table(self.states, final=True))
 
+    def unclaimed_strays(self) -> tuple[str, ...]:
+        """Tasks that matched a row's lost answer beside the one it adopted, and that no sweep on this
+        machine has claimed since: paid, in no manifest. Named in the log and the summary."""
+        named = []
+        for row_id, task_ids in self.strays.items():
+            inputs = self.state(row_id).inputs or {}
+            shown = ", ".join(f"{k}={v!r}" for k, v in inputs.items() if k in ("prompt", "seed", "size", "numFrames"))
+            named += [f"task {t} ({shown})" for t in task_ids if self.claims.holder(t) is None]
+        for line in named:
+            logger.warning("a paid task that no sweep here claimed: %s", line)
+        return tuple(named)
+
     def _flush_or_stop(self) -> None:
         try:
             self.journal.flush()

@@ -20,6 +20,7 @@ class Summary:
     p50: float | None
     p95: float | None
     failures: list[dict[str, str]]
+    strays: tuple[str, ...] = ()  # paid tasks matching a row that no sweep here claimed: "task 1234 (inputs)"
 
     @property
     def all_succeeded(self) -> bool:
@@ -50,6 +51,12 @@ class Summary:
             "",
             f"Manifest: `{out / MANIFEST_PARQUET}` and `{out / MANIFEST_CSV}`; videos in `{out / 'videos'}`.",
         ]
+        if self.strays:
+            lines += ["", "## Paid tasks no sweep here claimed", "",
+                      "Each matches a row's inputs, and was found while looking for that row's lost Run answer; "
+                      "none of this machine's sweeps holds it (another machine's sweep, or a second task of the "
+                      "row). Check them in Wiro before paying for more:", "",
+                      *(f"- {s}" for s in self.strays)]  # fmt: skip
         if self.failures:
             lines += ["", "## Rows that did not succeed", "", "| row | prompt | seed | status | reason |",
                       "| --- | --- | --- | --- | --- |"]  # fmt: skip
@@ -65,7 +72,7 @@ def _s(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f} s"
 
 
-def summarize(manifest: pd.DataFrame) -> Summary:
+def summarize(manifest: pd.DataFrame, strays: tuple[str, ...] = ()) -> Summary:
     counts = {s: int((manifest["status"] == s).sum()) for s in (*FINAL_STATUSES, "pending", "running")}
     counts = {s: n for s, n in counts.items() if n}
     elapsed = manifest.loc[manifest["status"] == "succeeded", "elapsed_seconds"].dropna()
@@ -80,4 +87,5 @@ def summarize(manifest: pd.DataFrame) -> Summary:
         p50=float(elapsed.quantile(0.5)) if len(elapsed) else None,
         p95=float(elapsed.quantile(0.95)) if len(elapsed) else None,
         failures=failures,
+        strays=strays,
     )

@@ -225,7 +225,8 @@ async def sweep(
             message = (f"{runner.out_error}; stopped submitting. Free space and rerun the same command"
                        " (nothing is paid twice)")  # fmt: skip
             return Failed(message=message, data=OutNotWritableError(message))
-        reported = await _report(manifest, work_dir)  # under the lock: a parent sees the child alive
+        strays = runner.unclaimed_strays()
+        reported = await _report(manifest, work_dir, strays)  # under the lock: a parent sees the child alive
     if runner.cancelled_by_user:
         return Cancelled(message=f"{runner.cancelled_by_user}; stopped its Wiro tasks")
     return reported
@@ -345,8 +346,8 @@ class ProgressArtifact:
             self._sent = self.share
 
 
-async def _report(manifest: pd.DataFrame, out: Path) -> dict[str, Any] | State[Any]:
-    summary = summarize(manifest)
+async def _report(manifest: pd.DataFrame, out: Path, strays: tuple[str, ...] = ()) -> dict[str, Any] | State[Any]:
+    summary = summarize(manifest, strays)
     page = await asyncio.to_thread(write_report, out)
     await acreate_link_artifact(page.as_uri(), link_text="report.html", key="sweep-report",
                                 description="contact sheet of the grid: every video with its inputs")  # fmt: skip

@@ -174,7 +174,7 @@ def create_app(config: EmulatorConfig, *, storage: Path | None = None) -> Starle
                 return kind  # type: ignore[return-value]
             draw -= rate
         if run and account.random.random() < faults.lost_run_rate:
-            return "lost"
+            return "lost"  # the task is created, its answer never arrives
         return "ok"
 
     def api(name: str, *, run: bool = False) -> Callable[[Handler], Handler]:
@@ -198,7 +198,7 @@ def create_app(config: EmulatorConfig, *, storage: Path | None = None) -> Starle
                 refused = authenticate(request)
                 if refused is not None:
                     return refused
-                request.state.lost = fault == "lost"
+                request.state.fault = fault
                 renderer.public_base = renderer.public_base or file_base(request)
                 response = await handler(request)
                 if fault == "slow":  # the work is done; only the answer is late
@@ -246,9 +246,12 @@ def create_app(config: EmulatorConfig, *, storage: Path | None = None) -> Starle
                     f"${balance:.2f}, you can run up to {limit} tasks at the same time.",
                     code=96,
                 )
+            previous = account.last_created
             task = account.create(slug, parameters)
-        if request.state.lost:
+        if request.state.fault == "lost":
             return _Drop()
+        if request.state.fault == "dup" and previous is not None:  # a server that answers two Runs with one id
+            task = previous
         return JSONResponse({"errors": [], "taskid": str(task.id), "socketaccesstoken": task.token, "result": True})
 
     @api("detail")
@@ -315,12 +318,16 @@ def create_app(config: EmulatorConfig, *, storage: Path | None = None) -> Starle
             }
             for p in spec.params
         ]
-        tool = {
+        tool: dict[str, Any] = {
             "slugowner": slug.split("/")[0],
             "slugproject": slug.split("/")[1],
-            "cps": str(config.cps),
             "parameters": params,
         }
+        if config.publish_price:
+            tiers = [dict(t) for t in config.dynamic_price]
+            tool["cps"] = str(config.advertised_cps or config.cps)
+            tool["approximatelycost"] = str(config.approximate_cost)
+            tool["dynamicprice"] = json.dumps(tiers) if config.price_as_text else tiers
         return JSONResponse({"errors": [], "tool": [tool], "result": True})
 
     async def files(request: Request) -> Response:

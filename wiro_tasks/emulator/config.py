@@ -12,7 +12,7 @@ from .._config import ENV_API_KEY, ENV_API_SECRET
 DEFAULT_CPS = Decimal("0.0012")
 DEMO_API_KEY = "emulator"
 
-FaultKind = Literal["ok", "500", "503", "429", "drop", "slow", "lost"]
+FaultKind = Literal["ok", "500", "503", "429", "drop", "slow", "lost", "dup"]
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,8 @@ class Faults:
     """What goes wrong, and how often. Rates are probabilities per request, from 0 to 1.
 
     `script` forces the outcome of the next requests in order ("ok", "500", "503", "429", "drop",
-    "slow", and for Run also "lost": the task is created, then the connection drops unanswered).
+    "slow", and for Run also "lost": the task is created, then the connection drops unanswered; and
+    "dup": the task is created, and the answer names the task of the Run before it instead).
     """
 
     error_5xx_rate: float = 0.0
@@ -55,6 +56,13 @@ class EmulatorConfig:
     `task_seconds_max` each task draws its own duration uniformly between the two.
     `list_page_cap` makes Task/List answer at most that many tasks per page whatever `limit`
     asks (Wiro's own cap is undocumented), so clients are tested against short pages.
+
+    Price: a task is billed `elapsedseconds x cps`, unless a `dynamic_price` tier matches its
+    inputs (Wiro's tier shape: `{"inputs": {...}, "price": 0.13, "priceMethod": "cpr"}`), which
+    then sets its price (a `cps` tier, its rate). Tool/Detail publishes the tiers (as a JSON
+    string with `price_as_text`), `advertised_cps` (default: `cps`) and `approximatelycost`
+    (`approximate_seconds x cps`, by default the mean task time), or no price at all without
+    `publish_price`. A running task that is killed is billed as a success would be so far.
     """
 
     api_key: str = DEMO_API_KEY
@@ -72,7 +80,19 @@ class EmulatorConfig:
     preview: bool = False
     seed: int = 0
     list_page_cap: int | None = None
+    dynamic_price: tuple[dict[str, Any], ...] = ()
+    price_as_text: bool = False
+    advertised_cps: Decimal | None = None
+    approximate_seconds: float | None = None
+    publish_price: bool = True
     faults: Faults = Faults()
+
+    @property
+    def approximate_cost(self) -> Decimal:
+        seconds = self.approximate_seconds
+        if seconds is None:
+            seconds = (self.task_seconds + (self.task_seconds_max or self.task_seconds)) / 2
+        return (Decimal(str(seconds)) * (self.advertised_cps or self.cps)).quantize(Decimal("0.000001"))
 
     @classmethod
     def from_env(cls, **overrides: Any) -> EmulatorConfig:
