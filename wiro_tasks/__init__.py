@@ -38,6 +38,7 @@ from .inputs import (
     TextToVideoInput,
     model_spec,
 )
+from .pricing import PriceTier, Quote, Tool, ToolPrice
 from .types import TERMINAL_STATUSES, Submission, Task, TaskOutput, TaskPage, TaskStatus
 
 __all__ = [
@@ -62,6 +63,8 @@ __all__ = [
     "NonceSource",
     "NotFoundError",
     "PollSchedule",
+    "PriceTier",
+    "Quote",
     "RateLimitedError",
     "RetryPolicy",
     "Submission",
@@ -73,6 +76,8 @@ __all__ = [
     "TaskStateError",
     "TaskStatus",
     "TextToVideoInput",
+    "Tool",
+    "ToolPrice",
     "TransientError",
     "WaitTimeoutError",
     "WiroAuth",

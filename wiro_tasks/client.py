@@ -45,6 +45,7 @@ from ._exceptions import (
 )
 from ._retry import PollSchedule, RetryPolicy
 from .inputs import TEXT_TO_VIDEO, ModelInput, Value, model_spec
+from .pricing import Tool
 from .socket import TaskEvent, task_events
 from .types import Submission, Task, TaskOutput, TaskPage, TaskStatus
 
@@ -138,6 +139,18 @@ class _BaseClient:
     @staticmethod
     def _list_body(start: int, limit: int) -> dict[str, Any]:
         return {"type": "model", "sort": "id", "order": "DESC", "start": start, "limit": limit}
+
+    @staticmethod
+    def _tool_body(model: str) -> dict[str, str]:
+        owner, _, project = model_spec(model).slug.partition("/")
+        return {"slugowner": owner, "slugproject": project}
+
+    @staticmethod
+    def _tool(payload: Mapping[str, Any], model: str) -> Tool:
+        tool = Tool.from_api(payload, model)
+        if tool is None:
+            raise NotFoundError("Tool is not found.", code=1, endpoint="/Tool/Detail")
+        return tool
 
     @staticmethod
     def _submission(payload: Mapping[str, Any], endpoint: str) -> Submission:
@@ -252,6 +265,10 @@ class WiroClient(_BaseClient):
     def cancel(self, task_id: str) -> Task:
         """Cancel a task that is still queued (nothing is billed)."""
         return self._one_task(self._call("/Task/Cancel", {"taskid": task_id}), "/Task/Cancel")
+
+    def tool(self, model: str = TEXT_TO_VIDEO) -> Tool:
+        """The model's details from Tool/Detail, with its price: what a run will cost, before it runs."""
+        return self._tool(self._call("/Tool/Detail", self._tool_body(model)), model)
 
     def kill(self, task_id: str | None = None, *, socket_token: str | None = None) -> Task:
         """Stop a running task; time already used may be billed."""
@@ -388,6 +405,10 @@ class AsyncWiroClient(_BaseClient):
     async def cancel(self, task_id: str) -> Task:
         """Cancel a task that is still queued (nothing is billed)."""
         return self._one_task(await self._call("/Task/Cancel", {"taskid": task_id}), "/Task/Cancel")
+
+    async def tool(self, model: str = TEXT_TO_VIDEO) -> Tool:
+        """The model's details from Tool/Detail, with its price: what a run will cost, before it runs."""
+        return self._tool(await self._call("/Tool/Detail", self._tool_body(model)), model)
 
     async def kill(self, task_id: str | None = None, *, socket_token: str | None = None) -> Task:
         """Stop a running task; time already used may be billed."""

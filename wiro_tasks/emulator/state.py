@@ -4,7 +4,9 @@ A task's whole future is drawn when it is created (a timeline of statuses, an ou
 status at any moment is read off that timeline, so no background worker moves tasks along.
 Prompts may carry directives for tests: `[emulator:fail]`, `[emulator:hang]`,
 `[emulator:error]` (a `task_error` interim, then recovery), `[emulator:stuck]` (stays in
-`task_error`) and `[emulator:seconds=N]` (model seconds from accept to end).
+`task_error`), `[emulator:seconds=N]` (model seconds from accept to end), and
+`[emulator:field NAME=VALUE]`: every answer describing the task says VALUE for its field NAME
+(`-` leaves the field out), as an odd or hostile server might (`totalcost=NaN`, `pexit=-`).
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from decimal import Decimal
 from typing import Any
 
 from ..inputs import Value
+from ..pricing import ToolPrice
 from .config import EmulatorConfig, Faults
 
 _DIRECTIVE = re.compile(r"\[emulator:(fail|hang|error|stuck|seconds=(\d+(?:\.\d+)?))\]")
+_FIELD = re.compile(r"\[emulator:field (\w+)=([^\]]*)\]")  # an odd value in every answer about the task
 FOREVER = float("inf")
 FAILURE_REASONS = (
     "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB",
@@ -59,6 +63,7 @@ class EmulatedTask:
     token: str = field(default_factory=lambda: secrets.token_urlsafe(22))
     stopped_at: float | None = None
     output: tuple[str, int] | None = None
+    odd_fields: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def callback_url(self) -> str:
@@ -117,6 +122,8 @@ class Account:
         self.callbacks: set[int] = set()
         self.settled = Decimal(0)
         self._next_id = 1000
+        self.last_created: EmulatedTask | None = None
+        self._tiers = ToolPrice.from_api({"dynamicprice": list(config.dynamic_price)}).tiers
         self._wall_offset = time.time() - clock()
 
     # Time and money.
@@ -138,12 +145,27 @@ class Account:
         return self.model_seconds(max(0.0, end - task.accept_at)) if end > task.accept_at else Decimal(0)
 
     def cost(self, task: EmulatedTask, now: float) -> Decimal:
-        """`elapsedseconds * cps` for finished successes and for kills of running tasks."""
+        """What a task is billed: its tier's price, or `elapsedseconds * cps`, for finished successes
+        and for kills of running tasks; nothing for failures and tasks cancelled in the queue."""
         status = task.status_at(now)
         billed = (status == "task_postprocess_end" and not task.fail) or (
             status == "task_cancel" and task.stopped_at is not None and task.stopped_at > task.accept_at
         )
-        return (self.elapsed(task, now) * self.config.cps).quantize(_MONEY) if billed else Decimal(0)
+        if not billed:
+            return Decimal(0)
+        fixed, cps = self.price_of(task)
+        return fixed if fixed is not None else (self.elapsed(task, now) * cps).quantize(_MONEY)
+
+    def price_of(self, task: EmulatedTask) -> tuple[Decimal | None, Decimal]:
+        """A task's fixed price (from a matching `dynamic_price` tier) or None, and its rate per second."""
+        matching = (t for t in self._tiers if t.matches(task.parameters))
+        for tier in sorted(matching, key=lambda t: (len(t.inputs), t.price), reverse=True):
+            if tier.method == "cps":
+                return None, tier.price
+            price = tier.cost(task.parameters)
+            if price is not None:
+                return price, self.config.cps
+        return None, self.config.cps
 
     def _settle(self, now: float) -> None:
         """Move tasks that have finished out of the live set, adding their cost to the bill."""
@@ -192,7 +214,9 @@ class Account:
                 hang="hang" in directives or self.random.random() < cfg.hang_rate,
                 error_interim="error" in directives or self.random.random() < cfg.error_interim_rate,
                 stuck="stuck" in directives,
+                odd_fields={m.group(1): None if m.group(2) == "-" else m.group(2) for m in _FIELD.finditer(prompt)},
             )
+            self.last_created = task
             self.tasks[task.id] = task
             self.by_token[task.token] = task.id
             self.live.add(task.id)
@@ -268,7 +292,7 @@ class Account:
         def stamp(at: float | None) -> str:
             return str(self.wall(at)) if at is not None else "0"
 
-        return {
+        described = {
             "id": str(task.id),
             "uuid": task.uuid,
             "name": "",
@@ -280,7 +304,7 @@ class Account:
             "endtime": stamp(end),
             "elapsedseconds": str(self.elapsed(task, now)),
             "status": status,
-            "cps": str(self.config.cps),
+            "cps": str(self.price_of(task)[1]),
             "totalcost": str(self.cost(task, now)) if self.cost(task, now) else "0",
             "createtime": stamp(task.created),
             "assigntime": stamp(reached(0.06)),
@@ -295,6 +319,12 @@ class Account:
             "outputs": outputs,
             "size": str(outputs[0]["size"]) if outputs else "0",
         }
+        for name, value in task.odd_fields.items():
+            if value is None:
+                described.pop(name, None)
+            else:
+                described[name] = value
+        return described
 
     def stats(self) -> dict[str, Any]:
         """Counters for tests and benchmarks (GET /_emulator/stats)."""
