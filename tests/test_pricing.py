@@ -58,8 +58,14 @@ def test_no_price_at_all_is_none_not_zero() -> None:
 
 @pytest.mark.parametrize(
     "tier",
-    [{"price": "NaN", "priceMethod": "cpr"}, {"price": -1, "priceMethod": "cpr"}, {"price": 1}, "cpr", None,
-     {"inputs": [1], "price": 1, "priceMethod": "cpr"}],  # fmt: skip
+    [
+        {"price": "NaN", "priceMethod": "cpr"},
+        {"price": -1, "priceMethod": "cpr"},
+        {"price": 1},
+        "cpr",
+        None,
+        {"inputs": [1], "price": 1, "priceMethod": "cpr"},
+    ],
 )
 def test_an_odd_tier_is_named_and_left_out(tier: object) -> None:
     price = ToolPrice.from_api({"dynamicprice": [tier], "cps": "0.002"})
