@@ -1,23 +1,40 @@
-"""Money: estimates for tasks not yet billed, and the budget check before each submission.
+"""Money: what each task may cost, and a budget that the bill never passes.
 
-Wiro bills after a task ends, so a budget must count tasks in flight at an estimate. A task's
-cost grows with its work (frames x steps x pixels); the estimate per unit of work starts at a
-prior (`estimate_usd` for a default-sized task) and becomes the highest rate actually billed
-in this sweep once there is one, plus a margin: cautious, and right for the account's real
-price. Until a first task has been billed, a budgeted sweep keeps one task in flight, so the
-prior can never overspend by more than one task.
+Before anything is submitted the model's price comes from Tool/Detail (`wiro_tasks.pricing`): a
+row has a fixed price (a `dynamicprice` tier that matches it), or is billed per second at `cps`.
+For every task in flight the budget holds the most it can have cost so far:
+
+    fixed price             the price
+    per second              cps x (now - the moment its Run request was sent), and while it runs
+                            at least cps x its typical seconds (`approximatelycost / cps`, or the
+                            longest seen so far + 20%), both `horizon + period` ahead
+    no price from the API   the prior (`estimate_usd` per default-sized task), then the highest rate
+                            billed x 1.2; one task at a time until a first bill
+
+A submission goes ahead only when what was billed, what the tasks in flight hold and its own
+hold fit in the limit. A per-second task has no price ceiling of its own, so `to_stop` looks
+ahead by the time a Kill takes to land (`horizon`) and names the youngest running tasks to stop
+before the worst case could pass the limit. So the bill never passes the limit, provided the API
+gave a price, Wiro bills no more than it says (a tier's price; cps x seconds, the seconds no more
+than the wall-clock time since the Run request) and a Kill lands within `horizon`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
+
+from wiro_tasks import Quote
 
 Verdict = Literal["ok", "wait", "over"]
 
 DEFAULT_ESTIMATE_USD = Decimal("0.10")
 MARGIN = Decimal("1.2")
+HORIZON_SECONDS = 2.0  # how long a Kill may take to stop a task's billing, from the moment it is decided
+PERIOD_SECONDS = 0.25  # how often the guard looks (`to_stop`)
 _REFERENCE_WORK = 121 * 25 * 832 * 480
 
 
@@ -29,12 +46,28 @@ def work_units(inputs: Mapping[str, object]) -> Decimal:
     return Decimal(frames * steps * width * height) / _REFERENCE_WORK
 
 
-class Budget:
-    """Holds the work of every task in flight, priced at the current estimate; `limit=None` never refuses.
+@dataclass
+class Flight:
+    """A task the budget holds money for: its quote (None: priced by the prior), its work, and when
+    its Run request went out (None: not yet), when the guard decided to stop it, its own rate."""
 
-    Reservations are kept as work, not money, so when a first bill teaches the real rate every
-    task already in flight is re-priced at once.
-    """
+    quote: Quote | None
+    work: Decimal
+    sent: float | None = None
+    stopping_at: float | None = None
+    cps: Decimal | None = None
+    resumed: bool = False  # sent by an earlier run: `sent` is its intent's time, an upper bound on its age
+
+    @property
+    def rate(self) -> Decimal | None:
+        """The per-second rate it is billed at (the higher of the quote's and its own), if per-second."""
+        if self.quote is None or self.quote.fixed is not None or self.quote.cps is None:
+            return None
+        return max(self.quote.cps, self.cps or Decimal(0))
+
+
+class Budget:
+    """Holds what every task in flight may cost; `limit=None` never refuses and never stops a task."""
 
     def __init__(
         self,
@@ -43,54 +76,156 @@ class Budget:
         spent: Decimal = Decimal(0),
         estimate_usd: Decimal = DEFAULT_ESTIMATE_USD,
         observed_rates: Iterable[Decimal] = (),
+        horizon: float = HORIZON_SECONDS,
+        period: float = PERIOD_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.limit = limit
         self.spent = spent
         self.prior = estimate_usd
-        self.rate: Decimal | None = max(observed_rates, default=None)
-        self.reserved: dict[str, Decimal] = {}  # row id -> work units in flight
+        self.rate: Decimal | None = max(observed_rates, default=None)  # dearest billed cost per work unit
+        self.seconds: Decimal | None = None  # longest a per-second task took, Run request to its bill
+        self.horizon = Decimal(str(horizon))
+        self.period = period
+        self.clock = clock
+        self.flights: dict[str, Flight] = {}
         self.orphans: set[str] = set()
 
+    # What things cost.
+
     def estimate(self, work: Decimal) -> Decimal:
-        """What a task of `work` units may cost: the prior, or the highest billed rate plus margin."""
+        """What a task of `work` units may cost with no price from the API: the prior, or the
+        highest billed rate plus margin."""
         return (self.rate * MARGIN if self.rate is not None else self.prior) * work
 
     @property
+    def lookahead(self) -> Decimal:
+        """How far ahead a per-second task's cost is counted: a Kill's time to land, plus a look's."""
+        return self.horizon + Decimal(str(self.period))
+
+    def plan(self, quote: Quote | None, work: Decimal) -> Decimal:
+        """The cost a task is expected to reach, counted as the guard counts it: what a submission
+        must find room for, so that a task of typical length is never stopped."""
+        if quote is None or not quote.known:
+            return self.estimate(work)
+        if quote.fixed is not None:
+            return quote.fixed
+        assert quote.cps is not None
+        seconds = quote.typical / quote.cps if quote.cps else Decimal(0)
+        if self.seconds is not None:
+            seconds = max(seconds, self.seconds * MARGIN)
+        return quote.cps * (seconds + self.lookahead)
+
+    def exposure(self, flight: Flight, at: float) -> Decimal:
+        """The most a per-second task can have been billed by `at` (frozen once it is being stopped)."""
+        rate = flight.rate
+        if rate is None or flight.sent is None:
+            return Decimal(0)
+        end = min(at, flight.stopping_at + float(self.horizon)) if flight.stopping_at is not None else at
+        return rate * Decimal(str(max(0.0, end - flight.sent)))
+
+    def held(self, flight: Flight, now: float) -> Decimal:
+        """What a task in flight counts for: its price, its exposure `lookahead` ahead (at least its
+        plan, until it is being stopped), or the prior."""
+        if flight.rate is None:
+            return self.plan(flight.quote, flight.work)
+        ahead = self.exposure(flight, now + float(self.lookahead))
+        return ahead if flight.stopping_at is not None else max(ahead, self.plan(flight.quote, flight.work))
+
+    @property
     def committed(self) -> Decimal:
-        """Billed so far plus the estimates of everything in flight."""
-        return self.spent + self.estimate(sum(self.reserved.values(), Decimal(0)))
+        """Billed so far plus what every task in flight holds."""
+        now = self.clock()
+        return self.spent + sum((self.held(f, now) for f in self.flights.values()), Decimal(0))
 
-    def hold(self, row_id: str, work: Decimal) -> None:
-        """Count a task that is already in flight (found on resume), whatever the limit."""
-        self.reserved[row_id] = work
+    @property
+    def priced(self) -> bool:
+        """Whether every task in flight has a price from the API (the guarantee holds only then)."""
+        return all(f.quote is not None and f.quote.known for f in self.flights.values())
 
-    def reserve(self, row_id: str, work: Decimal) -> Verdict:
-        """Hold an estimate for a submission: `ok`; `wait` until a task in flight is billed (the
-        estimate may then fit, or a first bill sets the rate); `over` when nothing in flight
-        could make it fit."""
+    # A task's life.
+
+    def reserve(self, row_id: str, work: Decimal, quote: Quote | None = None) -> Verdict:
+        """Hold a submission's plan: `ok`; `wait` until a task in flight ends (it may then fit, or a
+        first bill sets the rate); `over` when nothing in flight could make it fit."""
+        flight = Flight(quote, work)
         if self.limit is not None:
-            others = sum((w for k, w in self.reserved.items() if k != row_id), Decimal(0))
-            settling = any(k != row_id and k not in self.orphans for k in self.reserved)
-            if self.spent + self.estimate(others + work) > self.limit:
+            now = self.clock()
+            others = sum((self.held(f, now) for k, f in self.flights.items() if k != row_id), Decimal(0))
+            settling = any(k != row_id and k not in self.orphans for k in self.flights)
+            if self.spent + others + self.plan(quote, work) > self.limit:
                 return "wait" if settling else "over"
-            if self.rate is None and settling:
+            if (quote is None or not quote.known) and self.rate is None and settling:
                 return "wait"
-        self.reserved[row_id] = work
+        self.flights[row_id] = flight
         return "ok"
 
+    def launch(self, row_id: str) -> None:
+        """Its Run request is about to be sent: a per-second task may be billed from now on."""
+        if row_id in self.flights:
+            self.flights[row_id].sent = self.clock()
+
+    def hold(self, row_id: str, work: Decimal, quote: Quote | None = None, age: float = 0.0) -> None:
+        """Count a task that is already in flight (found on resume, its Run sent `age` s ago), whatever the limit."""
+        self.flights[row_id] = Flight(quote, work, sent=self.clock() - max(0.0, age), resumed=True)
+
+    def observe(self, row_id: str, cps: Decimal) -> None:
+        """A running task's own record gave its rate: count it from now on when it is higher."""
+        flight = self.flights.get(row_id)
+        if flight is not None and cps > 0:
+            flight.cps = max(cps, flight.cps or Decimal(0))
+
     def release(self, row_id: str) -> None:
-        self.reserved.pop(row_id, None)
+        self.flights.pop(row_id, None)
         self.orphans.discard(row_id)
 
     def orphan(self, row_id: str) -> None:
-        """A task still runs but nobody waits for it here: keep its estimate, expect no bill."""
-        if row_id in self.reserved:
+        """A task still runs but nobody waits for it here: keep its hold, expect no bill."""
+        if row_id in self.flights:
             self.orphans.add(row_id)
 
     def settle(self, row_id: str, cost: Decimal, work: Decimal) -> None:
-        """A task ended: its real cost replaces its estimate and teaches the rate."""
+        """A task ended: its real cost replaces its hold and teaches the rate (and, for a per-second
+        task that ran to its end, how long such tasks take)."""
+        flight = self.flights.get(row_id)
+        if (
+            flight is not None
+            and flight.rate is not None
+            and flight.sent is not None
+            and not flight.resumed
+            and flight.stopping_at is None
+        ):
+            took = Decimal(str(max(0.0, self.clock() - flight.sent)))
+            self.seconds = took if self.seconds is None else max(self.seconds, took)
         self.release(row_id)
         self.spent += cost
         if cost > 0 and work > 0:
             rate = cost / work
             self.rate = rate if self.rate is None else max(self.rate, rate)
+
+    def to_stop(self, stoppable: Callable[[str], bool]) -> list[str]:
+        """The running per-second tasks to stop now, youngest first, so that by the next look
+        (`period` s on) plus the time a Kill takes, the worst case stays within the limit.
+        Marks them as being stopped; only `stoppable` rows (a known task id) are chosen."""
+        if self.limit is None:
+            return []
+        now, period = self.clock(), self.period
+        look = now + float(self.lookahead)
+        worst = self.spent
+        running: list[tuple[str, Flight]] = []
+        for row_id, flight in self.flights.items():
+            if flight.rate is None:
+                worst += self.plan(flight.quote, flight.work)
+            else:
+                worst += self.exposure(flight, look)
+                if flight.stopping_at is None and flight.sent is not None and stoppable(row_id):
+                    running.append((row_id, flight))
+        victims = []
+        for row_id, flight in sorted(running, key=lambda item: -(item[1].sent or 0.0)):
+            if worst <= self.limit:
+                break
+            assert flight.rate is not None
+            worst -= flight.rate * Decimal(str(period))  # stopped now, it stops growing after `horizon`
+            flight.stopping_at = now
+            victims.append(row_id)
+        return victims

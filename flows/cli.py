@@ -151,8 +151,9 @@ def _money(value: str | None, option: str) -> Decimal | None:
 )
 @click.option("--timeout", default=3600.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Seconds from submission until a task is cancelled or killed.")  # fmt: skip
-@click.option("--budget", help="USD not to pass, counting tasks in flight.")
-@click.option("--estimate-usd", default="0.10", show_default=True, help="Estimated cost of a default task.")
+@click.option("--budget", help="USD the bill never passes (tasks in flight counted at what they may cost).")
+@click.option("--estimate-usd", default="0.10", show_default=True,
+              help="Cost of a default task, used only when Tool/Detail gives no price.")  # fmt: skip
 @click.option("--error-grace", default=120.0, show_default=True, type=click.FloatRange(min=0),
               help="Seconds a task may stay in task_error before it is stopped and failed.")  # fmt: skip
 @click.option("--max-combinations", default=DEFAULT_MAX_COMBINATIONS, show_default=True, type=click.IntRange(1),
@@ -207,7 +208,8 @@ def run(
     if dry_run:
         from .console import dry_run_report
 
-        click.echo(dry_run_report(frame, Path(out), estimate, limit, retry_failed))
+        price, no_price = _dry_run_price(emulator)
+        click.echo(dry_run_report(frame, Path(out), estimate, limit, retry_failed, price, no_price))
         return
     if not emulator and not os.environ.get("WIRO_API_KEY"):
         click.echo("error: set WIRO_API_KEY (and WIRO_API_SECRET), or pass --emulator", err=True)
@@ -255,6 +257,25 @@ def run(
             os.environ.clear()  # the emulator's credentials were for this run only
             os.environ.update(saved)
     sys.exit(code)
+
+
+def _dry_run_price(emulator: bool) -> tuple[Any, str]:
+    """The model's price from Tool/Detail for a dry run (the bundled emulator's with --emulator), or
+    None and why not. Asking costs nothing; without credentials it is not asked."""
+    from wiro_tasks import TEXT_TO_VIDEO, WiroClient, WiroError
+
+    if not emulator and not os.environ.get("WIRO_API_KEY"):
+        return None, "not asked (no WIRO_API_KEY)"
+    server = _start_emulator() if emulator else None
+    try:
+        with WiroClient(timeout=15.0) as wiro:
+            price = wiro.tool(TEXT_TO_VIDEO).price
+    except (WiroError, ValueError) as exc:
+        return None, f"Tool/Detail failed ({exc})"
+    finally:
+        if server is not None:
+            server.stop()
+    return (price, "") if price.known else (None, "Tool/Detail gives none")
 
 
 def _start_emulator() -> Any:

@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as Bar
 
+from wiro_tasks import ToolPrice
+
 from .budget import Budget, work_units
 from .journal import JOURNAL, fold, read_events
 from .local_prefect import prefect_api
@@ -27,29 +29,49 @@ console = Console(stderr=True, highlight=False)
 
 
 def dry_run_report(
-    frame: pd.DataFrame, out: Path, estimate_usd: Decimal, limit: Decimal | None, retry_failed: bool = False
+    frame: pd.DataFrame,
+    out: Path,
+    estimate_usd: Decimal,
+    limit: Decimal | None,
+    retry_failed: bool = False,
+    price: ToolPrice | None = None,
+    no_price: str = "no price asked for",
 ) -> str:
-    """How many combinations, how many are left to submit in OUT, and what they may cost."""
+    """How many combinations, how many are left to submit in OUT, the price used and where it came
+    from, and what the rows left may cost (and how many fit in the budget)."""
     states = recorded_states(out)
     rows = records(frame)
     left = [r for r in rows if needs_work(states.get(r["row_id"]), retry_failed=retry_failed)]
     rates = [s.cost / work_units(r) for r in rows
              if (s := states.get(r["row_id"])) is not None and s.cost > 0]  # fmt: skip
+    spent = sum((s.cost for s in states.values()), Decimal(0))
     budget = Budget(None, estimate_usd=estimate_usd, observed_rates=rates)
-    estimates = [budget.estimate(work_units(r)) for r in left]
-    total = sum(estimates, Decimal(0))
-    basis = "the highest rate billed so far in OUT" if rates else f"${estimate_usd} per default-sized task"
-    lines = [
-        f"{len(frame)} combinations; {len(frame) - len(left)} already done in {out}, {len(left)} to submit.",
-        f"Estimated cost: ${total:.4f} (at {basis}; set --estimate-usd to change the prior).",
-    ]
-    if limit is not None:
-        running, fits = Decimal(0), 0
-        for e in estimates:
-            if running + e > limit:
+    quotes = [price.quote(r) if price is not None else None for r in left]
+    typical = [q.typical if q is not None and q.known else budget.estimate(work_units(r)) for q, r in
+               zip(quotes, left, strict=True)]  # fmt: skip
+    lines = [f"{len(frame)} combinations; {len(frame) - len(left)} already done in {out}, {len(left)} to submit."]
+    lines += [f"Price: {source}." for source in sorted({q.source for q in quotes if q is not None})]
+    if price is None or any(q is None for q in quotes):
+        basis = "the highest rate billed so far in OUT" if rates else f"${estimate_usd} per default-sized task"
+        why = no_price if price is None else "Tool/Detail has none for some rows"
+        lines.append(f"Price: {why}; estimated at {basis} (--estimate-usd).")
+    if not left:
+        lines.append("Nothing to submit: every row is done" + (" (--retry-failed resubmits failed ones)."
+                                                               if not retry_failed else "."))  # fmt: skip
+    else:
+        lines.append(f"Estimated cost of the {len(left)} to submit: ${sum(typical, Decimal(0)):.4f}.")
+    if limit is not None and left:
+        running, fits = spent, 0
+        for quote, row, cost in zip(quotes, left, typical, strict=True):
+            if running + budget.plan(quote, work_units(row)) > limit:
                 break
-            running, fits = running + e, fits + 1
-        lines.append(f"Budget ${limit}: about {fits} of {len(left)} would be submitted, the rest skipped.")
+            running, fits = running + cost, fits + 1
+        head = f"Budget ${limit} (${spent:.4f} billed in OUT so far): "
+        if fits == len(left):
+            lines.append(head + f"all {len(left)} fit.")
+        else:
+            lines.append(head + f"about {fits} of {len(left)} fit, each counted at what it may cost before a "
+                         "Kill lands; the rest would be skipped.")  # fmt: skip
     lines.append("Nothing was submitted (--dry-run).")
     return "\n".join(lines)
 

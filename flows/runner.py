@@ -32,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 from prefect.concurrency.asyncio import concurrency
 
-from wiro_tasks import TEXT_TO_VIDEO
+from wiro_tasks import TEXT_TO_VIDEO, Quote, TaskStateError, ToolPrice, WiroError
 from wiro_tasks.inputs import Value
 from wiro_tasks.prefect_tasks import (
     FindOutcome,
@@ -41,6 +41,7 @@ from wiro_tasks.prefect_tasks import (
     WaitOutcome,
     fetch,
     find_task,
+    seen_rates,
     submit,
     wait,
     wiro_client,
@@ -128,6 +129,9 @@ class SweepRunner:
         self.stop_reason = ""
         self.out_error: JournalWriteError | None = None  # OUT stopped taking writes: nothing more is submitted
         self.strays: dict[str, list[str]] = {}  # row id -> matching tasks that nobody claimed when it adopted one
+        self.quotes: dict[str, Quote | None] = {}  # row id -> its price, once Tool/Detail has been asked
+        self.budget_stopped: dict[str, str] = {}  # row id -> why the budget stopped its running task
+        self._stopping: set[asyncio.Task[None]] = set()
         self.cancelled_by_user: str | None = None
         self.stopped = 0  # Wiro tasks killed or cancelled because the run was
         self.billed = asyncio.Condition()
@@ -218,8 +222,28 @@ class SweepRunner:
             logger.warning("no claims under %s (%s): only this OUT's own tasks are told apart", state_root(), exc)
             return Claims(self.out, account, root=self.out / ".claims")
 
+    async def _price(self) -> ToolPrice | None:
+        """The model's price from Tool/Detail; None (with a warning) when the API gives none."""
+        price: ToolPrice | None = None
+        try:
+            price = (await wiro_client().tool(self.settings.model)).price
+        except WiroError as exc:
+            reason = f"Tool/Detail failed: {exc}"
+        else:
+            reason = "Tool/Detail gives no price"
+            for anomaly in price.anomalies:
+                logger.warning("Tool/Detail: %s", anomaly)
+        if price is None or not price.known:
+            if self.settings.budget is not None:
+                logger.warning("%s: the budget is kept on estimates (--estimate-usd, then the dearest rate "
+                               "billed), which a dearer task can pass", reason)  # fmt: skip
+            return None
+        return price
+
     async def run(self) -> pd.DataFrame:
         self.claims = self._open_claims()
+        price = await self._price()
+        self.quotes = {r["row_id"]: price.quote(r) if price else None for r in self.rows}
         for state in self.states.values():
             if state.has_live_task:  # claims of this OUT's tasks, should the registry have lost them
                 self.claims.claim(state.task_id, state.row_id)
@@ -233,14 +257,17 @@ class SweepRunner:
         # and their estimates count against the budget from the start.
         todo.sort(key=lambda r: not self._maybe_live(r["row_id"]))
         for row in todo:
-            if self._maybe_live(row["row_id"]):
-                self.budget.hold(row["row_id"], self._work[row["row_id"]])
+            row_id = row["row_id"]
+            if self._maybe_live(row_id):  # billed, if per second, since its intent at the latest
+                age = (datetime.now(UTC) - datetime.fromisoformat(self.state(row_id).intent_at)).total_seconds()
+                self.budget.hold(row_id, self._work[row_id], self.quotes.get(row_id), age)
         self.write()
         publish(self.progress())
         writer = asyncio.create_task(self.keep_manifest_fresh())
         flusher = asyncio.create_task(self._flush_journal())
         rows = {row["row_id"]: asyncio.create_task(self.process(row)) for row in todo}
         watcher = asyncio.create_task(self._watch_cancellation(rows))
+        guard = asyncio.create_task(self._guard_budget())
         try:
             await asyncio.gather(*rows.values())
         except asyncio.CancelledError:
@@ -249,14 +276,14 @@ class SweepRunner:
         finally:
             if self.cancelled_by_user and not watcher.done():
                 await asyncio.wait({watcher})  # it stops the live tasks, then the rows that wait on them
-            for helper in (writer, watcher, flusher):
+            for helper in (writer, watcher, flusher, guard):
                 helper.cancel()
-            await asyncio.gather(writer, watcher, flusher, return_exceptions=True)
+            await asyncio.gather(writer, watcher, flusher, guard, *self._stopping, return_exceptions=True)
             self._flush_or_stop()
         if self.cancelled_by_user:
             await asyncio.gather(*rows.values(), return_exceptions=True)
             # What is left: tasks that could not be stopped yet, and those of unanswered Runs.
-            self.stopped += await stop_in_flight(wiro_client(), self.states.values(), self.record)
+            self.stopped += await stop_in_flight(wiro_client(), self.states.values(), self.record, self.claims)
             logger.warning("flow run cancelled: stopped %d Wiro task(s)", self.stopped)
             self._flush_or_stop()
         try:
@@ -330,6 +357,39 @@ class SweepRunner:
                         row.cancel()
                     return
 
+    async def _guard_budget(self) -> None:
+        """Stops running per-second tasks, youngest first, before the bill could pass the budget
+        (see `Budget.to_stop`); their rows are recorded `skipped` with what they cost."""
+        if self.budget.limit is None:
+            return
+        while True:
+            await asyncio.sleep(self.budget.period)
+            for row_id in self.budget.flights:
+                rate = seen_rates.get(self.state(row_id).task_id)
+                if rate is not None:
+                    self.budget.observe(row_id, rate)
+            for row_id in self.budget.to_stop(lambda r: self.state(r).has_live_task):
+                task_id = self.state(row_id).task_id
+                self.budget_stopped[row_id] = (f"budget: stopped while running, at ${self.budget.committed:.4f} "
+                                               f"billed and held of ${self.budget.limit}")  # fmt: skip
+                self.record("note", row_id, error=f"budget: stopping task {task_id}")
+                stopping = asyncio.create_task(self._stop_for_budget(task_id))
+                self._stopping.add(stopping)
+                stopping.add_done_callback(self._stopping.discard)
+
+    async def _stop_for_budget(self, task_id: str) -> None:
+        """Cancel (queued) or kill (running) one task; its row's wait records how it ended."""
+        client = wiro_client()
+        try:
+            try:
+                await client.cancel(task_id)
+            except TaskStateError:
+                await client.kill(task_id)
+        except TaskStateError:
+            pass  # it ended meanwhile: its row records it as it ended
+        except WiroError as exc:
+            logger.warning("budget: could not stop task %s: %s", task_id, exc)
+
     def _saved_intact(self, state: RowState) -> bool:
         path = self.out / state.output_path
         return path.is_file() and path.stat().st_size == state.output_bytes
@@ -400,13 +460,14 @@ class SweepRunner:
             if self.stop_reason:
                 self.record("skipped", row_id, reason=self.stop_reason)
                 return False
-            verdict = self.budget.reserve(row_id, self._work[row_id])
+            quote = self.quotes.get(row_id)
+            verdict = self.budget.reserve(row_id, self._work[row_id], quote)
             if verdict == "ok":
                 return True
             if verdict == "over":
-                estimate = self.budget.estimate(self._work[row_id])
-                self.record("skipped", row_id, reason=f"budget: ${self.budget.spent:.4f} spent, next task "
-                            f"estimated ${estimate:.4f}, budget ${self.settings.budget}")  # fmt: skip
+                plan = self.budget.plan(quote, self._work[row_id])
+                self.record("skipped", row_id, reason=f"budget: ${self.budget.spent:.4f} spent, this task "
+                            f"${plan:.4f}, budget ${self.settings.budget}")  # fmt: skip
                 return False
             async with self.billed:
                 await self.billed.wait()
@@ -427,6 +488,7 @@ class SweepRunner:
         if self.cancelled_by_user:
             self.record("no_task", row_id, reason="the sweep was cancelled before its Run request")
             return
+        self.budget.launch(row_id)  # a per-second task may be billed from here on
         outcome: SubmitOutcome = await submit(self.settings.model, inputs, label, limit_wait=SLOT_WAIT_SECONDS)
         if outcome.kind == "submitted" and not self._take(outcome.task_id, row_id):
             # Another row holds the task this answer names (a server that gave one id to two Runs):
@@ -497,8 +559,9 @@ class SweepRunner:
         already = state.costs.get(outcome.task_id, Decimal(0))  # billed in an earlier run, counted already
         cost, error = outcome.cost, outcome.error
         if cost is None:  # Wiro's figure was garbage: count what the task could have cost, never nothing
-            cost = self.budget.estimate(self._work[row_id])
+            cost = self._substitute_cost(row_id, outcome)
             error = f"{error}; counted as ${cost:.6f} (an estimate)"
+        stopped = outcome.status == "cancelled" and row_id in self.budget_stopped
         self.record(
             "finished",
             row_id,
@@ -511,9 +574,21 @@ class SweepRunner:
             output_bytes=outcome.output_bytes,
             at=_iso(outcome.noticed_at),
         )
+        if stopped:  # skipped, as rows the budget never let start: a rerun with more budget submits it again
+            self.record("skipped", row_id, reason=f"{self.budget_stopped[row_id]}; ${cost:.6f} billed for it")
         self.budget.settle(row_id, cost - already, self._work[row_id])
         async with self.billed:
             self.billed.notify_all()
+
+    def _substitute_cost(self, row_id: str, outcome: WaitOutcome) -> Decimal:
+        """What a task whose bill could not be read may have cost: its fixed price, its seconds at
+        its rate, or what the budget planned for it."""
+        quote, work = self.quotes.get(row_id), self._work[row_id]
+        if quote is not None and quote.fixed is not None:
+            return quote.fixed
+        if quote is not None and quote.cps is not None and outcome.elapsed:
+            return outcome.elapsed * max(quote.cps, seen_rates.get(outcome.task_id, Decimal(0)))
+        return self.budget.plan(quote, work)
 
     def _paid_not_saved(self, row_id: str) -> bool:
         state = self.state(row_id)

@@ -19,6 +19,7 @@ from typing import Any
 from wiro_tasks import TEXT_TO_VIDEO, AsyncWiroClient, Credentials, TaskStateError, WiroError
 from wiro_tasks.prefect_tasks import scan_for_task
 
+from .claims import Claims, account_key
 from .journal import JOURNAL, Journal, RowState, fold, read_events
 
 Record = Callable[..., Any]  # record(event, row_id, **fields): a journal line about the row
@@ -55,9 +56,14 @@ def unanswered(states: Iterable[RowState], now: datetime | None = None) -> list[
 
 
 async def find_unanswered(
-    client: AsyncWiroClient, rows: list[RowState], claimed: list[str], model: str = TEXT_TO_VIDEO
+    client: AsyncWiroClient,
+    rows: list[RowState],
+    claimed: list[str],
+    model: str = TEXT_TO_VIDEO,
+    claims: Claims | None = None,
 ) -> dict[str, str]:
-    """The tasks that `rows`' unanswered Run requests created (row id -> task id)."""
+    """The tasks that `rows`' unanswered Run requests created (row id -> task id): the one match that
+    no other OUT on this machine has claimed."""
     found: dict[str, str] = {}
     for delay in LOOKS:
         await asyncio.sleep(delay)
@@ -65,13 +71,16 @@ async def find_unanswered(
             if state.row_id in found:
                 continue
             since = datetime.fromisoformat(state.intent_at)
+            since_server = datetime.fromisoformat(state.intent_server_at) if state.intent_server_at else None
             try:
-                outcome = await scan_for_task(client, model, dict(state.inputs or {}), since, claimed)
+                outcome = await scan_for_task(client, model, dict(state.inputs or {}), since, claimed,
+                                              since_server=since_server)  # fmt: skip
             except WiroError:
                 continue  # the next look, or the next run's own search, tries again
-            if outcome.task_id and outcome.matches == 1:
-                found[state.row_id] = outcome.task_id
-                claimed.append(outcome.task_id)
+            mine = [t for t in outcome.task_ids if claims is None or not claims.held_elsewhere(t)]
+            if len(mine) == 1 and (claims is None or claims.claim(mine[0], state.row_id)):
+                found[state.row_id] = mine[0]
+                claimed.append(mine[0])
         if len(found) == len(rows):
             break
     return found
@@ -83,14 +92,16 @@ def in_flight(states: Iterable[RowState]) -> bool:
     return any(s.has_live_task for s in states) or bool(unanswered(states))
 
 
-async def stop_in_flight(client: AsyncWiroClient, states: Iterable[RowState], record: Record) -> int:
+async def stop_in_flight(
+    client: AsyncWiroClient, states: Iterable[RowState], record: Record, claims: Claims | None = None
+) -> int:
     """Stop every task of `states` that has not finished, then those of its recent unanswered Run
-    requests (adopted first); returns how many were tried."""
+    requests (adopted first, never one another OUT has claimed); returns how many were tried."""
     states = list(states)
     count = await stop_tasks(client, {s.row_id: s.task_id for s in states if s.has_live_task}, record)
     lost = unanswered(states)
     if lost:
-        found = await find_unanswered(client, lost, [t for s in states for t in s.task_ids])
+        found = await find_unanswered(client, lost, [t for s in states for t in s.task_ids], claims=claims)
         for row_id, task_id in found.items():
             record("adopted", row_id, task_id=task_id)
         count += await stop_tasks(client, found, record)
@@ -110,7 +121,11 @@ def kill_in_flight(out: Path, credentials: Callable[[], Credentials] = Credentia
 
         async def stop() -> int:
             async with AsyncWiroClient(creds.api_key, creds.api_secret) as client:
-                return await stop_in_flight(client, states, journal.append)
+                try:
+                    claims: Claims | None = Claims(out, account_key(client.base_url, creds.api_key))
+                except OSError:
+                    claims = None
+                return await stop_in_flight(client, states, journal.append, claims)
 
         with ThreadPoolExecutor(max_workers=1) as pool:
             return pool.submit(asyncio.run, stop()).result()

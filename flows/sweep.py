@@ -152,10 +152,13 @@ async def sweep(
         poll_interval: Seconds before the first status poll; later polls back off.
         poll_cap: Longest pause between polls (ten times longer while Wiro's task socket pushes events).
         timeout: Seconds from submission after which a task is cancelled or killed.
-        budget: USD not to pass, counting tasks in flight at an estimate (split evenly over shards).
+        budget: USD the bill never passes (split evenly over shards): each submission must fit beside
+            what was billed and what every task in flight may cost; running per-second tasks are
+            stopped before they could pass it. Exact with a price from Tool/Detail.
         retry_failed: Submit again the rows that failed or timed out.
         error_grace: Seconds a task may stay in task_error before it is recorded as failed.
-        estimate_usd: Cost estimate of a default-sized task until the first bill arrives.
+        estimate_usd: Cost of a default-sized task when Tool/Detail gives no price (then the
+            budget is kept on estimates, not guaranteed).
         max_combinations: Refuse grids that expand past this.
         shards: Split the grid by row_id into this many child runs of the `sweep-shard` deployment.
         shard: Set by the parent run: which part this child run sweeps.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -10,7 +11,9 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -24,6 +27,7 @@ from flows.grid import INPUTS, load_grid
 from flows.journal import Journal, read_events
 from flows.manifest import read_manifest
 from flows.runner import records
+from flows.sweep import sweep
 from wiro_tasks import TEXT_TO_VIDEO, model_spec
 from wiro_tasks.emulator import EmulatorServer
 
@@ -157,10 +161,39 @@ def test_dry_run_counts_and_estimates(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "6 combinations; 0 already done" in result.output
+    assert "Price: not asked (no WIRO_API_KEY); estimated at $0.10 per default-sized task" in result.output
     # 3 x $0.10 for 121 frames + 3 x $0.10 x 61/121 for 61 frames
-    assert "Estimated cost: $0.4512" in result.output
-    assert "Budget $0.5: about" in result.output
+    assert "Estimated cost of the 6 to submit: $0.4512" in result.output
+    assert "Budget $0.5 ($0.0000 billed in OUT so far): all 6 fit." in result.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_dry_run_prices_from_tool_detail_as_the_real_run_bills(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
+) -> None:
+    """The dry run asks Wiro for the price (a fixed $0.01 tier here), says where it came from, and
+    counts what the budget lets through exactly as the sweep then does. Before, it priced every
+    row at the --estimate-usd prior: "about 2 of 30" for a sweep that then ran all 30."""
+    tier = {"inputs": {}, "price": 0.01, "priceMethod": "cpr"}
+    emulator = make_emulator(preview=True, dynamic_price=(tier,))
+    wiro_env(emulator)
+    grid = write(tmp_path / "g.csv", "prompt,numFrames\n" + "".join(f"scene {n},9\n" for n in range(8)))
+    out = tmp_path / "out"
+    dry = CliRunner().invoke(main, ["run", str(grid), "--out", str(out), "--budget", "0.055", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "Price: dynamicprice tier {} (cpr): $0.010000 a run." in dry.output
+    assert "Estimated cost of the 8 to submit: $0.0800." in dry.output
+    assert "about 5 of 8 fit" in dry.output
+    assert "run" not in emulator.account.stats()["counters"], "a dry run submits nothing"
+    run = sweep(grid=[str(grid)], out=str(out), budget=0.055, poll_interval=0.05, return_state=True)
+    state: Any = asyncio.run(run)  # type: ignore[arg-type]
+    assert state.is_failed()
+    assert Counter(read_manifest(out)["status"]) == {"succeeded": 5, "skipped": 3}
+    assert Decimal(emulator.account.stats()["billed"]) == Decimal("0.05")
+    again = CliRunner().invoke(main, ["run", str(grid), "--out", str(out), "--budget", "0.055", "--dry-run"])
+    assert "5 already done" in again.output
+    assert "($0.0500 billed in OUT so far): about 0 of 3 fit" in again.output
 
 
 def test_dry_run_counts_failed_rows_only_with_retry_failed(tmp_path: Path) -> None:

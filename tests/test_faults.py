@@ -412,6 +412,74 @@ def test_a_server_clock_an_hour_off_never_makes_a_row_pay_twice(
     assert sum((r["cost_usd"] for r in manifest), Decimal(0)) == Decimal(emulator.account.stats()["billed"])
 
 
+def price_scenario(seed: int) -> dict[str, Any]:
+    """A price, run times varying 10x, a prior 30x off the real price, and a budget a few tasks
+    deep, drawn from `seed`: per second at cps (published or only in the tasks' own records), or
+    fixed by a dynamicprice tier for some rows."""
+    dice = random.Random(seed)
+    cps = Decimal(dice.choice(["0.0007", "0.004", "0.03", "0.2"]))
+    short = dice.uniform(0.15, 0.3)
+    typical = cps * Decimal(str(short * 5.5))
+    tiers: tuple[dict[str, Any], ...] = ()
+    if dice.random() < 0.5:  # the 9-frame rows have a fixed price far from what their seconds cost
+        price = float(round(typical * dice.choice([3, 8]), 6))
+        tiers = ({"inputs": {"numFrames": "9"}, "price": price, "priceMethod": "cpr"},)
+    return {
+        "emulator": {
+            "cps": cps,
+            "task_seconds": short,
+            "task_seconds_max": short * 10,
+            "dynamic_price": tiers,
+            "price_as_text": dice.random() < 0.5,
+            "seed": seed,
+        },
+        # Room for at least one task of typical length and the time a Kill takes (else nothing may start).
+        "budget": float(
+            round(cps * Decimal(str(6.6 * short + 2.25 + dice.uniform(0.5, 6))) + typical * dice.randint(0, 3), 6)
+        ),
+        "estimate_usd": float(round(typical * dice.choice([Decimal(30), 1 / Decimal(30)]), 6)),
+        "max_concurrency": dice.choice([3, 6]),
+    }
+
+
+@pytest.mark.usefixtures("prefect_api")
+@pytest.mark.parametrize("seed", [11 + n for n in range(3 * SOAK)])
+def test_the_bill_never_passes_the_budget_whatever_the_price(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path, seed: int
+) -> None:
+    """Prices, run times and budgets drawn at random: what the emulator billed (kills of running
+    tasks included) never passes the budget, and every paid task is in the manifest. Before, a
+    first task 30x the prior billed $3.00 on a $1 budget, and bills varying past the 20% margin
+    $1.08."""
+    scenario = price_scenario(seed)
+    emulator = make_emulator(queue_seconds=0.05, preview=True, **scenario["emulator"])
+    wiro_env(emulator)
+    frames = [9, 13]
+    grid = tmp_path / "grid.csv"
+    short = scenario["emulator"]["task_seconds"]
+    # The first tasks are the shortest: what they bill says little of what the next ones will.
+    prompts = [f"priced {n}" + (f" [emulator:seconds={short:.3f}]" if n < 2 else "") for n in range(16)]
+    pd.DataFrame({"prompt": prompts, "numFrames": [frames[n % 2] for n in range(16)],
+                  "seed": "1"}).to_csv(grid, index=False)  # fmt: skip
+    out = tmp_path / "out"
+    budget = Decimal(str(scenario["budget"]))
+    state = run_sweep(grid, out, budget=scenario["budget"], estimate_usd=scenario["estimate_usd"],
+                      max_concurrency=scenario["max_concurrency"], poll_interval=0.05)  # fmt: skip
+    stats = emulator.account.stats()
+    billed = Decimal(stats["billed"])
+    assert billed <= budget, f"billed ${billed} on a ${budget} budget: {scenario}"
+    assert set(stats["statuses"]) <= {"task_postprocess_end", "task_cancel"}, "no task left running"
+    manifest = records(read_manifest(out))
+    assert sum((r["cost_usd"] for r in manifest), Decimal(0)) == billed, "every paid task is in the manifest"
+    counts = Counter(r["status"] for r in manifest)
+    assert counts["succeeded"] >= 1, (counts, scenario)
+    assert set(counts) <= {"succeeded", "skipped"}, counts
+    if counts["skipped"]:
+        assert state.is_failed()
+        skipped = [r for r in manifest if r["status"] == "skipped"]
+        assert all(r["error"].startswith("budget:") for r in skipped), skipped
+
+
 # 2. SIGKILL at random moments, through the command line.
 
 

@@ -57,6 +57,8 @@ connection to the API opened for `connect_wait` s: no task was created, stop sub
 Outcome = Literal["succeeded", "failed", "timed_out", "cancelled"]
 _clients: dict[int, AsyncWiroClient] = {}
 _credentials: list[Credentials] = []
+seen_rates: dict[str, Decimal] = {}
+"""Task id -> the `cps` its own record gave while `wait` watched it (a budget counts it from then on)."""
 
 
 def use_credentials(credentials: Credentials) -> None:
@@ -233,6 +235,7 @@ async def wait(
         return await _wait(client, wakeups, task_id, deadline, error_grace)
     finally:
         wakeups.close()
+        seen_rates.pop(task_id, None)
 
 
 class _Wakeups:
@@ -331,6 +334,8 @@ async def _wait(
                 continue
             return WaitOutcome("failed", task_id, error=f"task {task_id} not found: another account or base URL?")
         missing_since = None
+        if current.cps > 0:
+            seen_rates[task_id] = current.cps
         if current.is_terminal:
             if stopped and not (current.succeeded or current.failed):
                 return _outcome(current, *stopped)
