@@ -117,7 +117,8 @@ class RowState:
             self.elapsed_seconds = _amount(event.get("elapsed"), MAX_SECONDS)
             self.output_url = str(event.get("output_url", ""))
             expected = event.get("output_bytes")
-            self.output_bytes_expected = expected if isinstance(expected, int) and expected >= 0 else None
+            ok = isinstance(expected, int) and not isinstance(expected, bool) and expected >= 0
+            self.output_bytes_expected = expected if ok else None
             self.finished_at = event.get("at", "")
             self.output_path = self.output_sha256 = ""
             self.output_bytes = None
