@@ -53,7 +53,7 @@ from wiro_tasks.emulator import EmulatorServer
 from wiro_tasks.emulator.config import Faults
 from wiro_tasks.emulator.state import FAILURE_REASONS, EmulatedTask
 
-from .conftest import EmulatorFactory
+from .conftest import EmulatorFactory, resize_disk
 
 
 def soak_factor() -> int:
@@ -703,6 +703,7 @@ def test_a_full_disk_stops_submitting_then_a_rerun_pays_once(
         assert set(parquet_row_ids(out / MANIFEST_PARQUET)) == row_ids, "the manifest is whole, never torn"
 
     filler.unlink()
+    resize_disk(out.parent, rows * 64 * 1024 + 4 * 1024 * 1024)  # and room for every row this time
     rerun = start(args, env, log)
     processes.append(rerun)
     assert finish(rerun, log, 240) == 0, log.read_text()[-3000:]
