@@ -11,7 +11,7 @@ import secrets
 import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -19,6 +19,7 @@ from wiro_tasks import ClientConfig, ConfigurationError
 from wiro_tasks.emulator.config import EmulatorConfig, Faults
 
 from .grid import DEFAULT_MAX_COMBINATIONS, GridError, load_grid, parse_axes
+from .journal import JournalError
 from .report import report_command
 
 PREFECT_DEFAULTS = {
@@ -198,7 +199,10 @@ def run(
     limit = _money(budget, "--budget")
     estimate = _money(estimate_usd, "--estimate-usd")
     assert estimate is not None
+    from .preflight import check_journals, check_out_apart, check_prefect_api, check_writable
+
     try:
+        check_out_apart(Path(out), grid)
         parsed_axes = parse_axes(axes)
         frame = load_grid(grid, parsed_axes, max_combinations=max_combinations)
     except GridError as exc:
@@ -207,7 +211,10 @@ def run(
     if dry_run:
         from .console import dry_run_report
 
-        click.echo(dry_run_report(frame, Path(out), estimate, limit, retry_failed))
+        try:
+            click.echo(dry_run_report(frame, Path(out), estimate, limit, retry_failed))
+        except JournalError as exc:
+            _refuse(exc)
         return
     if not emulator and not os.environ.get("WIRO_API_KEY"):
         click.echo("error: set WIRO_API_KEY (and WIRO_API_SECRET), or pass --emulator", err=True)
@@ -221,6 +228,12 @@ def run(
     if shards > 1 and (emulator or not os.environ.get("PREFECT_API_URL")):
         click.echo("error: --shards needs a Prefect server with workers (set PREFECT_API_URL; no --emulator)", err=True)
         sys.exit(2)
+    try:  # OUT, its journals and Prefect, before Prefect starts, OUT is written or anything is paid
+        check_writable(Path(out))
+        check_journals(Path(out))
+        check_prefect_api()
+    except (GridError, JournalError) as exc:
+        _refuse(exc)
     for name, value in PREFECT_DEFAULTS.items():
         if name == "PREFECT_LOGGING_LEVEL" and verbose:
             continue
@@ -255,6 +268,12 @@ def run(
             os.environ.clear()  # the emulator's credentials were for this run only
             os.environ.update(saved)
     sys.exit(code)
+
+
+def _refuse(problem: Exception) -> NoReturn:
+    """One line on stderr and exit code 2: bad input or configuration."""
+    click.echo(f"error: {problem}", err=True)
+    sys.exit(2)
 
 
 def _start_emulator() -> Any:

@@ -8,7 +8,12 @@ exit code is 2, and the emulator saw no Run request.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -74,3 +79,140 @@ def test_axis_zero_and_minus_zero_submit_one_task(point_at: EmulatorServer, tmp_
     assert runs(point_at) == 1
     [task] = point_at.account.tasks.values()
     assert str(task.parameters["scale"]) == "0.0"
+
+
+# A damaged journal: refused, naming its path and line.
+
+
+AT = "2026-01-01T00:00:00.000Z"
+
+
+def journal_cases(row_id: str) -> list[tuple[str, str]]:
+    """(a JSON line lacking what its event needs, words the message must hold)."""
+    return [
+        (f'{{"event": "submitted", "row_id": "{row_id}", "at": "{AT}"}}', "'submitted' record without a valid"),
+        (f'{{"event": "intent", "at": "{AT}"}}', "'intent' record without its 'row_id'"),
+        (f'{{"row_id": "{row_id}", "task_id": "7"}}', "a record without its 'event'"),
+        ("[1, 2]", "a JSON list, not a record"),
+        (f'{{"event": "finished", "row_id": "{row_id}", "task_id": "7", "cost": "0.1"}}', "without a valid 'status'"),
+        (f'{{"event": "downloaded", "row_id": "{row_id}", "path": "videos/a.mp4"}}', "without a valid 'sha256'"),
+        (
+            f'{{"event": "downloaded", "row_id": "{row_id}", "path": "v.mp4", "sha256": "ab", "bytes": "12"}}',
+            "'bytes' is not a whole number",
+        ),
+        (f'{{"event": "intent", "row_id": "{row_id}", "at": "yesterday"}}', "'at' is not a time"),
+        (f'{{"event": "adopted", "row_id": "{row_id}", "task_id": null}}', "without a valid 'task_id'"),
+    ]
+
+
+def test_a_journal_line_without_its_fields_is_refused_with_its_path_and_line(
+    point_at: EmulatorServer, tmp_path: Path
+) -> None:
+    grid = write(tmp_path / "g.csv", "prompt,numFrames\na fox,5\n")
+    [row_id] = load_grid([str(grid)])["row_id"]
+    out = tmp_path / "out"
+    out.mkdir()
+    journal = out / "journal.jsonl"
+    good = f'{{"event": "note", "row_id": "{row_id}", "at": "{AT}", "error": "fine"}}'
+    torn = '{"event": "finished", "row_id": "r1", "sta'
+    for line, words in journal_cases(row_id):
+        journal.write_text(f"{good}\n{line}\n{torn}")
+        before = journal.read_bytes()
+        for extra in ((), ("--dry-run",)):
+            result = invoke(str(grid), "--out", str(out), "--poll-interval", "0.05", *extra)
+            one_line_exit_2(result, f"{journal}, line 2: ", words, "fix or delete that line")
+        assert journal.read_bytes() == before, "the journal is left as it was"
+    assert runs(point_at) == 0
+
+
+def test_a_torn_last_line_is_still_tolerated(point_at: EmulatorServer, tmp_path: Path) -> None:
+    grid = write(tmp_path / "g.csv", "prompt,numFrames\na fox,5\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "journal.jsonl").write_text('{"event": "finished", "row_id": "r1", "sta')  # killed mid-write
+    result = invoke(str(grid), "--out", str(out), "--poll-interval", "0.05")
+    assert result.exit_code == 0, result.output
+    assert runs(point_at) == 1
+
+
+# OUT: read-only, or a grid directory.
+
+
+@contextmanager
+def read_only(directory: Path) -> Iterator[str]:
+    """`directory` made read-only, honestly for whoever runs the tests: root ignores chmod, so as
+    root it becomes a read-only bind mount of itself; otherwise it is chmod 555."""
+    if os.geteuid() == 0:
+        subprocess.run(["mount", "--bind", str(directory), str(directory)], check=True)
+        try:
+            subprocess.run(["mount", "-o", "remount,bind,ro", str(directory)], check=True)
+            yield "a read-only bind mount"
+        finally:
+            subprocess.run(["umount", str(directory)], check=True)
+    else:
+        directory.chmod(0o555)
+        try:
+            yield "chmod 555"
+        finally:
+            directory.chmod(0o755)
+
+
+def test_a_read_only_out_is_one_line_and_costs_nothing(point_at: EmulatorServer, tmp_path: Path) -> None:
+    grid = write(tmp_path / "g.csv", "prompt,numFrames\na fox,5\n")
+    shelf = tmp_path / "shelf"
+    (shelf / "out").mkdir(parents=True)
+    with read_only(shelf) as how:
+        with pytest.raises(OSError, match=r"Read-only file system|Permission denied"):
+            (shelf / "out" / "probe").touch()  # the test's own premise, with `how`
+        existing = invoke(str(grid), "--out", str(shelf / "out"))
+        one_line_exit_2(existing, "--out: ", f"{shelf / 'out'} is ", "give --out a writable directory")
+        assert ("read-only file system" if how.startswith("a read-only") else "not writable") in existing.output
+        missing = invoke(str(grid), "--out", str(shelf / "new" / "out"))
+        one_line_exit_2(missing, f"{shelf} is ", "give --out a writable directory")
+    assert runs(point_at) == 0
+    assert sorted(p.name for p in shelf.rglob("*")) == ["out"], "nothing was written"
+
+
+def test_out_that_is_the_grid_directory_is_refused_on_the_first_and_second_run(
+    point_at: EmulatorServer, tmp_path: Path
+) -> None:
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    write(prompts / "a.csv", "prompt,numFrames\na fox,5\n")
+    first = invoke(str(prompts), "--out", str(prompts))
+    one_line_exit_2(first, f"--out: {prompts} is also a grid directory", "give --out a directory of its own")
+    assert sorted(p.name for p in prompts.iterdir()) == ["a.csv"]
+    # An OUT made so by an earlier version: its manifest sits among the grids.
+    done = invoke(str(prompts), "--out", str(tmp_path / "elsewhere"), "--poll-interval", "0.05")
+    assert done.exit_code == 0, done.output
+    for name in ("manifest.csv", "journal.jsonl"):
+        (prompts / name).write_bytes((tmp_path / "elsewhere" / name).read_bytes())
+    for extra in ((), ("--dry-run",)):
+        second = invoke(str(prompts), "--out", str(prompts), *extra)
+        one_line_exit_2(second, "is also a grid directory", "move this sweep's journal.jsonl, manifest.csv")
+    assert runs(point_at) == 1, "only the run into elsewhere/"
+
+
+# Prefect.
+
+
+def test_an_unreachable_prefect_api_is_one_line(point_at: EmulatorServer, tmp_path: Path) -> None:
+    """In a terminal, as a user meets it: a subprocess with PREFECT_API_URL pointing nowhere (with
+    a user:password in it, which the message must not show)."""
+    grid = write(tmp_path / "g.csv", "prompt,numFrames\na fox,5\n")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed once the probe is: nothing listens there
+    url = f"http://me:hunter2-prefect@127.0.0.1:{port}/api"
+    env = {**os.environ, **point_at.env(), "PREFECT_API_URL": url}
+    done = subprocess.run([sys.executable, "-m", "flows", "run", str(grid), "--out", str(tmp_path / "out")],
+                          env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    assert output.startswith("error: PREFECT_API_URL: "), output
+    assert output.count("\n") == 1, output
+    assert f"http://***@127.0.0.1:{port}/api does not answer" in output
+    assert "unset PREFECT_API_URL" in output
+    assert "hunter2" not in output
+    assert runs(point_at) == 0
+    assert not (tmp_path / "out").exists()

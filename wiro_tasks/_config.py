@@ -71,7 +71,7 @@ def resolve_base_url(base_url: str | None = None) -> str:
     url = (base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL).strip()
     problem = _url_problem(url, ("http", "https"))
     if problem:
-        raise ConfigurationError(setting, f"The Wiro base URL ({setting}) {problem} (got {_shown_url(url)!r}).")
+        raise ConfigurationError(setting, f"The Wiro base URL ({setting}) {problem} (got {shown_url(url)!r}).")
     return url.rstrip("/")
 
 
@@ -89,7 +89,7 @@ def resolve_socket_url(socket_url: str | None, base_url: str) -> str | None:
     url = url.strip()
     problem = _url_problem(url, ("ws", "wss")) if url else None
     if problem:
-        raise ConfigurationError(setting, f"The Wiro socket URL ({setting}) {problem} (got {_shown_url(url)!r}).")
+        raise ConfigurationError(setting, f"The Wiro socket URL ({setting}) {problem} (got {shown_url(url)!r}).")
     return url or None
 
 
@@ -134,7 +134,7 @@ def _url_problem(url: str, schemes: tuple[str, ...]) -> str | None:
     return None if parts.hostname else "has no host"
 
 
-def _shown_url(url: str) -> str:
+def shown_url(url: str) -> str:
     """The URL for an error message, without any user:password it may carry."""
     try:
         parts = urlsplit(url)
