@@ -134,8 +134,16 @@ def _url_problem(url: str, schemes: tuple[str, ...]) -> str | None:
     return None if parts.hostname else "has no host"
 
 
+def without_userinfo(url: str) -> str:
+    """`url` without the user:password it may carry (Wiro authenticates by key, never by them)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
 def shown_url(url: str) -> str:
-    """The URL for an error message, without any user:password it may carry."""
+    """The URL for a message, a log line or a file: any user:password it carries becomes `***`."""
     try:
         parts = urlsplit(url)
     except ValueError:

@@ -33,6 +33,8 @@ from ._config import (
     Credentials,
     resolve_base_url,
     resolve_socket_url,
+    shown_url,
+    without_userinfo,
 )
 from ._exceptions import (
     APIError,
@@ -98,7 +100,11 @@ class _BaseClient:
         retry: RetryPolicy | None = None,
     ) -> None:
         self.credentials = Credentials.resolve(api_key, api_secret)
-        self.base_url = resolve_base_url(base_url)
+        resolved = resolve_base_url(base_url)
+        # Requests go to the URL without any user:password (Wiro authenticates by key, and httpx
+        # would log it); messages show it with them masked.
+        self._api_url = without_userinfo(resolved)
+        self.base_url = shown_url(resolved)
         self.retry = retry or RetryPolicy(max_retries=max_retries)
         self._timeout = httpx.Timeout(timeout, connect=min(10.0, timeout))
         self._auth = WiroAuth(self.credentials)
@@ -196,7 +202,7 @@ class WiroClient(_BaseClient):
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         super().__init__(api_key, api_secret, base_url=base_url, timeout=timeout, max_retries=max_retries, retry=retry)
-        self._http = httpx.Client(base_url=self.base_url, auth=self._auth, timeout=self._timeout, transport=transport)
+        self._http = httpx.Client(base_url=self._api_url, auth=self._auth, timeout=self._timeout, transport=transport)
         self._files = httpx.Client(timeout=self._timeout, transport=transport, follow_redirects=True)
 
     def __enter__(self) -> WiroClient:
@@ -319,10 +325,10 @@ class AsyncWiroClient(_BaseClient):
         socket_url: str | None = None,
     ) -> None:
         super().__init__(api_key, api_secret, base_url=base_url, timeout=timeout, max_retries=max_retries, retry=retry)
-        self.socket_url = resolve_socket_url(socket_url, self.base_url)
+        self.socket_url = resolve_socket_url(socket_url, self._api_url)
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, auth=self._auth, timeout=self._timeout, transport=transport, limits=limits
+            base_url=self._api_url, auth=self._auth, timeout=self._timeout, transport=transport, limits=limits
         )
         self._files = httpx.AsyncClient(
             timeout=self._timeout, transport=transport, limits=limits, follow_redirects=True

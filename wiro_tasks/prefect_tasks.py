@@ -124,10 +124,12 @@ async def submit(
     inputs: dict[str, Value],
     label: str,
     limit_wait: float = 3600.0,
-    connect_wait: float = CONNECT_WAIT_SECONDS,
+    connect_wait: float | None = None,
 ) -> SubmitOutcome:
-    """Send one Run request; resend only when Wiro said no task was created."""
-    return await submit_with(wiro_client(), model, inputs, limit_wait=limit_wait, connect_wait=connect_wait)
+    """Send one Run request; resend only when Wiro said no task was created. A connection that
+    never opens is retried for `connect_wait` s (default `CONNECT_WAIT_SECONDS`, read per call)."""
+    connect = CONNECT_WAIT_SECONDS if connect_wait is None else connect_wait
+    return await submit_with(wiro_client(), model, inputs, limit_wait=limit_wait, connect_wait=connect)
 
 
 async def submit_with(
