@@ -216,3 +216,16 @@ def test_an_unreachable_prefect_api_is_one_line(point_at: EmulatorServer, tmp_pa
     assert "hunter2" not in output
     assert runs(point_at) == 0
     assert not (tmp_path / "out").exists()
+
+
+def test_bad_download_settings_exit_2_before_anything(
+    point_at: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    grid = write(tmp_path / "g.csv", "prompt,numFrames\na fox,5\n")
+    for name, value, words in (("WIRO_DOWNLOAD_TIMEOUT", "soon", "must be a number of seconds more than 0"),
+                               ("WIRO_DOWNLOAD_MAX_BYTES", "-5", "must be a whole number of bytes")):  # fmt: skip
+        monkeypatch.setenv(name, value)
+        one_line_exit_2(invoke(str(grid), "--out", str(tmp_path / "out")), f"{name} must be", words)
+        monkeypatch.delenv(name)
+    assert not (tmp_path / "out").exists()
+    assert runs(point_at) == 0

@@ -45,6 +45,7 @@ from . import (
     WiroConnectionError,
     WiroError,
 )
+from .downloads import check_mp4
 from .inputs import ModelSpec, Value, model_spec
 from .types import Task as WiroTask
 from .types import TaskOutput, TaskStatus
@@ -387,20 +388,21 @@ def _finish(final: WiroTask) -> WaitOutcome:
 
 
 async def fetch(task_id: str, url: str, size: int | None, dest: str) -> Saved:
-    """Download a paid output to `dest` (atomically, size-checked, hashed). A plain coroutine, not a
-    task: it runs after the task's concurrency slot is free. A stale URL is refreshed from
-    Task/Detail once."""
+    """Download a paid video to `dest`: atomically, within its announced size (or the client's
+    cap) and deadline, an MP4 container or nothing, hashed. A plain coroutine, not a task: it
+    runs after the task's concurrency slot is free. A stale URL is refreshed from Task/Detail
+    once. `Saved.error` says why nothing was saved."""
     client = wiro_client()
     try:
         try:
-            saved = await client.download(TaskOutput(name="", url=url, size=size or 0), dest)
+            saved = await client.download(TaskOutput(name="", url=url, size=size or 0), dest, check=check_mp4)
         except APIError as exc:
             if exc.retryable:
                 raise
             outputs = (await client.detail(task_id)).outputs
             if not outputs:
                 raise
-            saved = await client.download(outputs[0], dest)
+            saved = await client.download(outputs[0], dest, check=check_mp4)
     except WiroError as exc:
         return Saved(error=f"download failed: {exc}")
     return Saved(str(saved.path), saved.sha256, saved.size)
