@@ -243,8 +243,10 @@ def record_problem(record: object) -> str | None:
         return f"a {kind!r} record without its 'row_id'"
     for name in REQUIRED.get(kind, ()):
         value = record.get(name)
-        if value is None or value == "" or isinstance(value, (bool, list, dict)):
-            return f"a {kind!r} record without a valid {name!r} (got {value!r})"
+        if value is None:
+            return f"a {kind!r} record without its {name!r}"
+        if value == "" or isinstance(value, (bool, list, dict)):
+            return f"a {kind!r} record whose {name!r} is not valid (got {value!r})"
     if kind == "downloaded" and not isinstance(record["bytes"], int):
         return f"a 'downloaded' record whose 'bytes' is not a whole number (got {record['bytes']!r})"
     if kind == "intent":

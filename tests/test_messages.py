@@ -90,18 +90,18 @@ AT = "2026-01-01T00:00:00.000Z"
 def journal_cases(row_id: str) -> list[tuple[str, str]]:
     """(a JSON line lacking what its event needs, words the message must hold)."""
     return [
-        (f'{{"event": "submitted", "row_id": "{row_id}", "at": "{AT}"}}', "'submitted' record without a valid"),
+        (f'{{"event": "submitted", "row_id": "{row_id}", "at": "{AT}"}}', "'submitted' record without its 'task_id'"),
         (f'{{"event": "intent", "at": "{AT}"}}', "'intent' record without its 'row_id'"),
         (f'{{"row_id": "{row_id}", "task_id": "7"}}', "a record without its 'event'"),
         ("[1, 2]", "a JSON list, not a record"),
-        (f'{{"event": "finished", "row_id": "{row_id}", "task_id": "7", "cost": "0.1"}}', "without a valid 'status'"),
-        (f'{{"event": "downloaded", "row_id": "{row_id}", "path": "videos/a.mp4"}}', "without a valid 'sha256'"),
+        (f'{{"event": "finished", "row_id": "{row_id}", "task_id": "7", "cost": "0.1"}}', "without its 'status'"),
+        (f'{{"event": "downloaded", "row_id": "{row_id}", "path": "videos/a.mp4"}}', "without its 'sha256'"),
         (
             f'{{"event": "downloaded", "row_id": "{row_id}", "path": "v.mp4", "sha256": "ab", "bytes": "12"}}',
             "'bytes' is not a whole number",
         ),
         (f'{{"event": "intent", "row_id": "{row_id}", "at": "yesterday"}}', "'at' is not a time"),
-        (f'{{"event": "adopted", "row_id": "{row_id}", "task_id": null}}', "without a valid 'task_id'"),
+        (f'{{"event": "adopted", "row_id": "{row_id}", "task_id": ""}}', "whose 'task_id' is not valid (got '')"),
     ]
 
 
