@@ -228,16 +228,16 @@ def run(
     if shards > 1 and (emulator or not os.environ.get("PREFECT_API_URL")):
         click.echo("error: --shards needs a Prefect server with workers (set PREFECT_API_URL; no --emulator)", err=True)
         sys.exit(2)
+    for name, value in PREFECT_DEFAULTS.items():  # before anything imports Prefect, which reads them once
+        if name == "PREFECT_LOGGING_LEVEL" and verbose:
+            continue
+        os.environ.setdefault(name, value)
     try:  # OUT, its journals and Prefect, before Prefect starts, OUT is written or anything is paid
         check_writable(Path(out))
         check_journals(Path(out))
         check_prefect_api()
     except (GridError, JournalError) as exc:
         _refuse(exc)
-    for name, value in PREFECT_DEFAULTS.items():
-        if name == "PREFECT_LOGGING_LEVEL" and verbose:
-            continue
-        os.environ.setdefault(name, value)
     saved = dict(os.environ)
     server = _start_emulator() if emulator else None
     try:

@@ -229,3 +229,19 @@ def test_bad_download_settings_exit_2_before_anything(
         monkeypatch.delenv(name)
     assert not (tmp_path / "out").exists()
     assert runs(point_at) == 0
+
+
+def test_a_run_shows_the_summary_not_prefects_info_logs(
+    prefect_api: str, point_at: EmulatorServer, tmp_path: Path
+) -> None:
+    """The command's quiet default (Prefect's WARNING level) is set before anything imports
+    Prefect, the checks above included: Prefect reads it once, at import."""
+    grid = write(tmp_path / "g.csv", "prompt,numFrames\na fox,5\n")
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_LOGGING_LEVEL"}
+    env.update(point_at.env(), PREFECT_API_URL=prefect_api)
+    command = [sys.executable, "-m", "flows", "run", str(grid), "--out", str(tmp_path / "o"), "--poll-interval", "0.1"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "1 of 1 rows succeeded" in output
+    assert "| INFO" not in output, output
