@@ -115,7 +115,9 @@ class Allowance:
             what = f"the {self.announced:,} bytes the API announced"
         else:
             what = f"the {self.limit:,}-byte cap for outputs of unannounced size ({ENV_DOWNLOAD_MAX_BYTES})"
-        return DownloadRejectedError(f"{self.url}: more than {what} (got to {size:,}); nothing was kept")
+        return DownloadRejectedError(
+            f"{self.url}: the host sends more than {what} (at least {size:,}); nothing was kept"
+        )
 
 
 class PartFile:
