@@ -114,6 +114,8 @@ def emulator(
         )
     except ArithmeticError:
         raise click.BadParameter("--balance and --cps must be decimal numbers") from None
+    except ValueError as exc:  # a fault rate or time out of range, named by its setting
+        raise click.BadParameter(str(exc)) from None
     mode = "signature" if config.api_secret else "key-only"
     click.echo(
         f"Wiro emulator on http://{host}:{port}/v1 ({mode} auth, key from WIRO_API_KEY"

@@ -173,3 +173,18 @@ def test_faults_are_checked_when_built_in_code_too() -> None:
     with pytest.raises(ValueError, match="error_5xx_rate: must be between 0 and 1"):
         Faults(error_5xx_rate=-0.1)
     assert Faults(run_script=("lost", "ok")).run_script == ("lost", "ok")
+
+
+@pytest.mark.parametrize(
+    ("flag", "words"),
+    [("--drop-rate", "drop_rate: must be between 0 and 1"), ("--slow-seconds", "slow_seconds: must be a number")],
+)
+def test_the_emulator_command_refuses_a_bad_fault_option(flag: str, words: str) -> None:
+    from click.testing import CliRunner
+
+    from flows.cli import main
+
+    result = CliRunner().invoke(main, ["emulator", flag, "-2"])
+    assert result.exit_code == 2, result.output
+    assert words in result.output, result.output
+    assert "Traceback" not in result.output
