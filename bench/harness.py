@@ -35,11 +35,13 @@ def free_port() -> int:
         return port
 
 
-def wait_for(url: str, process: subprocess.Popen[bytes], seconds: float = 180) -> None:
+def wait_for(
+    url: str, process: subprocess.Popen[bytes], seconds: float = 180, headers: dict[str, str] | None = None
+) -> None:
     deadline = time.monotonic() + seconds
     while True:
         try:
-            if httpx.get(url, timeout=2).status_code < 500:
+            if httpx.get(url, timeout=2, headers=headers).status_code < 500:
                 return
         except httpx.HTTPError:
             pass
@@ -60,12 +62,19 @@ class Emulator:
     def root(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def key(self) -> dict[str, str]:
+        """The header the emulator's test endpoints ask for: its API key."""
+        return {"x-api-key": self.env["WIRO_API_KEY"]}
+
     def stats(self) -> dict[str, Any]:
-        stats: dict[str, Any] = httpx.get(f"{self.root}/_emulator/stats", timeout=30).json()
+        answer = httpx.get(f"{self.root}/_emulator/stats", timeout=30, headers=self.key)
+        stats: dict[str, Any] = answer.raise_for_status().json()
         return stats
 
     def tasks(self) -> list[dict[str, Any]]:
-        tasks: list[dict[str, Any]] = httpx.get(f"{self.root}/_emulator/tasks", timeout=120).json()
+        answer = httpx.get(f"{self.root}/_emulator/tasks", timeout=120, headers=self.key)
+        tasks: list[dict[str, Any]] = answer.raise_for_status().json()
         return tasks
 
 
@@ -84,7 +93,7 @@ def emulator(*options: str) -> Iterator[Emulator]:
             [*CLI, "emulator", "--port", str(port), *options], env={**os.environ, **env}, stdout=quiet, stderr=quiet
         )
     try:
-        wait_for(f"http://127.0.0.1:{port}/_emulator/stats", process, 60)
+        wait_for(f"http://127.0.0.1:{port}/_emulator/stats", process, 60, {"x-api-key": env["WIRO_API_KEY"]})
         yield Emulator(process, port, env)
     finally:
         process.terminate()

@@ -11,7 +11,7 @@ import secrets
 import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -19,6 +19,7 @@ from wiro_tasks import ClientConfig, ConfigurationError
 from wiro_tasks.emulator.config import EmulatorConfig, Faults
 
 from .grid import DEFAULT_MAX_COMBINATIONS, GridError, load_grid, parse_axes
+from .journal import JournalError
 from .report import report_command
 
 PREFECT_DEFAULTS = {
@@ -113,6 +114,8 @@ def emulator(
         )
     except ArithmeticError:
         raise click.BadParameter("--balance and --cps must be decimal numbers") from None
+    except ValueError as exc:  # a fault rate or time out of range, named by its setting
+        raise click.BadParameter(str(exc)) from None
     mode = "signature" if config.api_secret else "key-only"
     click.echo(
         f"Wiro emulator on http://{host}:{port}/v1 ({mode} auth, key from WIRO_API_KEY"
@@ -199,7 +202,10 @@ def run(
     limit = _money(budget, "--budget")
     estimate = _money(estimate_usd, "--estimate-usd")
     assert estimate is not None
+    from .preflight import check_journals, check_out_apart, check_prefect_api, check_writable
+
     try:
+        check_out_apart(Path(out), grid)
         parsed_axes = parse_axes(axes)
         frame = load_grid(grid, parsed_axes, max_combinations=max_combinations)
     except GridError as exc:
@@ -209,7 +215,10 @@ def run(
         from .console import dry_run_report
 
         price, no_price = _dry_run_price(emulator)
-        click.echo(dry_run_report(frame, Path(out), estimate, limit, retry_failed, price, no_price))
+        try:
+            click.echo(dry_run_report(frame, Path(out), estimate, limit, retry_failed, price, no_price))
+        except JournalError as exc:
+            _refuse(exc)
         return
     if not emulator and not os.environ.get("WIRO_API_KEY"):
         click.echo("error: set WIRO_API_KEY (and WIRO_API_SECRET), or pass --emulator", err=True)
@@ -223,10 +232,16 @@ def run(
     if shards > 1 and (emulator or not os.environ.get("PREFECT_API_URL")):
         click.echo("error: --shards needs a Prefect server with workers (set PREFECT_API_URL; no --emulator)", err=True)
         sys.exit(2)
-    for name, value in PREFECT_DEFAULTS.items():
+    for name, value in PREFECT_DEFAULTS.items():  # before anything imports Prefect, which reads them once
         if name == "PREFECT_LOGGING_LEVEL" and verbose:
             continue
         os.environ.setdefault(name, value)
+    try:  # OUT, its journals and Prefect, before Prefect starts, OUT is written or anything is paid
+        check_writable(Path(out))
+        check_journals(Path(out))
+        check_prefect_api()
+    except (GridError, JournalError) as exc:
+        _refuse(exc)
     saved = dict(os.environ)
     server = _start_emulator() if emulator else None
     try:
@@ -276,6 +291,12 @@ def _dry_run_price(emulator: bool) -> tuple[Any, str]:
         if server is not None:
             server.stop()
     return (price, "") if price.known else (None, "Tool/Detail gives none")
+
+
+def _refuse(problem: Exception) -> NoReturn:
+    """One line on stderr and exit code 2: bad input or configuration."""
+    click.echo(f"error: {problem}", err=True)
+    sys.exit(2)
 
 
 def _start_emulator() -> Any:

@@ -257,6 +257,7 @@ def expand_grid(
                     raise GridError("--axis", f"{exc.rule}{got}", field=exc.field) from None
                 raise GridError(file, f"{exc.rule}{got}", int(row), exc.field) from None
             values.pop("callbackUrl", None)
+            values = canonical(values)
             key = row_id(model, values)
             if key in out:
                 out[key][SOURCE] += f" {source}"
@@ -270,10 +271,17 @@ def _is_missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def canonical(values: Mapping[str, Value]) -> dict[str, Value]:
+    """One spelling per value, so equal inputs make one combination: `-0.0` becomes `0.0`
+    (`scale=0,-0.0` was two rows, and two paid tasks, of one input)."""
+    return {k: 0.0 if isinstance(v, float) and v == 0 else v for k, v in values.items()}
+
+
 def row_id(model: str, values: Mapping[str, Value]) -> str:
-    """A stable id from the model and the resolved inputs: reordering a file keeps it."""
-    canonical = json.dumps({"model": model, "inputs": dict(values)}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    """A stable id from the model and the resolved inputs: reordering a file keeps it, and so
+    does spelling a number another way (`5`, `05`, `5.0`, `-0.0` and `0`)."""
+    text = json.dumps({"model": model, "inputs": canonical(values)}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def load_grid(

@@ -3,7 +3,10 @@
 An append-only file of JSON lines, `OUT/journal.jsonl`. A line is written with one `write()` to
 a file opened for appending before the step it records goes ahead (an `intent` before every
 Run request), so a process killed at any moment leaves a journal that says which rows may have
-a task. A torn last line is ignored. Folding the lines gives each row's `RowState`.
+a task. A torn line (not JSON: a write cut short) is ignored. A line that is JSON but not a whole
+record (an event without the fields it needs) is refused with `JournalError`: skipping it could
+forget an `intent`, and the row would be paid for twice. Folding the lines gives each row's
+`RowState`.
 
     intent      a Run request is about to be sent for the row, with its inputs
     submitted   Wiro answered with a task id          adopted   a lost answer's task was found
@@ -31,6 +34,33 @@ from typing import Any
 from wiro_tasks.types import MAX_SECONDS, MAX_TASK_COST, finite_decimal
 
 JOURNAL = "journal.jsonl"
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "intent": ("at",),
+    "submitted": ("task_id",),
+    "adopted": ("task_id",),
+    "finished": ("status",),
+    "downloaded": ("path", "sha256", "bytes"),
+}
+"""The fields each kind of event needs besides `event` and `row_id`. Kinds not named here need
+none; kinds this version does not know are kept and ignored by `RowState.apply`."""
+
+
+class JournalError(Exception):
+    """A journal line is JSON but not a record this sweep can trust; the command exits with 2.
+
+    The sweep refuses to run rather than guess: a damaged `intent` skipped could pay twice.
+    """
+
+    exit_code = 2
+
+    def __init__(self, path: Path, line: int, problem: str) -> None:
+        self.path = path
+        self.line = line
+        self.problem = problem
+        super().__init__(
+            f"{path}, line {line}: {problem}; the journal is damaged and the sweep will not guess "
+            "(a lost record could pay twice): fix or delete that line, or restore the file from a backup"
+        )
 
 
 class JournalWriteError(Exception):
@@ -257,18 +287,47 @@ def _write_whole(fd: int, data: bytes) -> None:
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:
+    """The journal's records in order. Torn lines (not JSON) are skipped; a JSON line that is not
+    a whole record raises `JournalError` naming the file and the line."""
     events: list[dict[str, Any]] = []
     if not path.exists():
         return events
     with path.open("rb") as handle:
-        for raw in handle:
+        for number, raw in enumerate(handle, start=1):
             try:
                 record = json.loads(raw)
             except ValueError:
-                continue
-            if isinstance(record, dict) and "event" in record and "row_id" in record:
-                events.append(record)
+                continue  # a write cut short (a kill, a full disk): it never counted
+            problem = record_problem(record)
+            if problem:
+                raise JournalError(path, number, problem)
+            events.append(record)
     return events
+
+
+def record_problem(record: object) -> str | None:
+    """What makes a decoded line unusable as a journal record, or None."""
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not a record"
+    kind = record.get("event")
+    if not isinstance(kind, str) or not kind:
+        return "a record without its 'event'"
+    if not isinstance(record.get("row_id"), str) or not record["row_id"]:
+        return f"a {kind!r} record without its 'row_id'"
+    for name in REQUIRED.get(kind, ()):
+        value = record.get(name)
+        if value is None:
+            return f"a {kind!r} record without its {name!r}"
+        if value == "" or isinstance(value, (bool, list, dict)):
+            return f"a {kind!r} record whose {name!r} is not valid (got {value!r})"
+    if kind == "downloaded" and not isinstance(record["bytes"], int):
+        return f"a 'downloaded' record whose 'bytes' is not a whole number (got {record['bytes']!r})"
+    if kind == "intent":
+        try:
+            datetime.fromisoformat(str(record["at"]))
+        except ValueError:
+            return f"an 'intent' record whose 'at' is not a time (got {record['at']!r})"
+    return None
 
 
 def fold(events: list[dict[str, Any]]) -> dict[str, RowState]:

@@ -39,6 +39,7 @@ from .credentials import load_credentials
 from .grid import DEFAULT_MAX_COMBINATIONS, GridError, load_grid
 from .journal import Journal
 from .manifest import FINAL_STATUSES, MANIFEST_CSV, MANIFEST_PARQUET, build_manifest, write_manifest
+from .preflight import check_out
 from .progress import Progress, listening, publish
 from .report import write_report
 from .runner import Settings, SweepRunner
@@ -166,8 +167,9 @@ async def sweep(
             account takes a slot of per task in flight (created with `max_concurrency` if missing).
     """
     logger = get_run_logger()
-    frame = load_grid(grid, axes, max_combinations=max_combinations)
     out_dir = resolve_out(out)
+    check_out(out_dir, grid)  # a grid directory as OUT, or an OUT nobody can write: exit 2 before anything
+    frame = load_grid(grid, axes, max_combinations=max_combinations)
     check_out_mode(out_dir, shards, shard)  # an OUT swept in another mode would pay for its rows again
     if shards > 1 and shard is None:
         logger.info("%d combinations in %d shards -> %s", len(frame), shards, out_dir)

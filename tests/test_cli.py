@@ -43,7 +43,7 @@ def emulator_command(*flags: str) -> Iterator[tuple[str, dict[str, str]]]:
     try:
         while True:
             try:
-                httpx.get(f"{base}/_emulator/stats")
+                httpx.get(f"{base}/_emulator/stats", headers={"x-api-key": API_KEY}).raise_for_status()
                 break
             except httpx.ConnectError:
                 if process.poll() is not None or time.monotonic() > deadline:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -335,6 +336,92 @@ def test_the_command_line_never_prints_the_credentials(
     scanner.tree(tmp_path / "b")
     scan_logs(scanner, logs, caplog)
     assert not scanner.found, f"credentials leaked: {sorted(set(scanner.found))}"
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port  # nothing listens there once the probe is closed
+
+
+def test_a_password_in_the_base_url_is_never_written_shown_or_stored(
+    make_emulator: EmulatorFactory,
+    wiro_env: Callable[[EmulatorServer], None],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    logs: Collect,
+) -> None:
+    """`WIRO_BASE_URL=http://user:password@host/v1`: a sweep against the emulator through it, then
+    one whose host does not answer (the messages that name the URL), then the command line's own
+    output; the password is nowhere, and the URL is shown with `***` in its place."""
+    import flows.cli
+    import wiro_tasks.prefect_tasks
+
+    since = time.time() - 1
+    password = f"pw-{uuid4().hex}"  # new each run: the Prefect database is shared by the session
+    monkeypatch.setattr(wiro_tasks.prefect_tasks, "CONNECT_WAIT_SECONDS", 1.0)  # give up on a dead host soon
+    emulator = make_emulator(preview=True)
+    wiro_env(emulator)
+    monkeypatch.setenv("WIRO_BASE_URL", emulator.base_url.replace("http://", f"http://sweeper:{password}@"))
+    grid = grid_file(tmp_path / "grid.csv", ["a red fox", "broken [emulator:fail]"])
+    reached = run_sweep(grid, tmp_path / "reached")
+    assert reached.is_failed(), "one row failed, as it should"
+    assert sorted(read_manifest(tmp_path / "reached")["status"]) == ["failed", "succeeded"]
+
+    port = closed_port()
+    monkeypatch.setenv("WIRO_BASE_URL", f"http://sweeper:{password}@127.0.0.1:{port}/v1")
+    unreachable = run_sweep(grid, tmp_path / "unreachable")
+    assert unreachable.is_failed()
+    errors = set(read_manifest(tmp_path / "unreachable")["error"])
+    assert all(f"http://***@127.0.0.1:{port}/v1" in e for e in errors), errors
+    command = CliRunner().invoke(flows.cli.main, ["run", str(grid), "--out", str(tmp_path / "cli"), "-v",
+                                                  "--poll-interval", "0.05"])  # fmt: skip
+    assert command.exit_code == 1, command.output
+    assert f"http://***@127.0.0.1:{port}/v1" in command.output, "the failures say which URL, masked"
+
+    scanner = Scanner({"the base URL's password": password})
+    written = sum(scanner.tree(tmp_path / d) for d in ("reached", "unreachable", "cli"))
+    assert written >= 12, "journals, manifests, reports and a video were scanned"
+    scanner.text("the command's output", command.output)
+    scanner.text("the returned states", repr(reached) + repr(unreachable))
+    seen = scan_prefect(scanner, [reached.state_details.flow_run_id, unreachable.state_details.flow_run_id], since)
+    assert seen["database files"] >= 1
+    scan_logs(scanner, logs, caplog)
+    assert any("no connection to http://***@" in r.getMessage() for r in logs.records), "the warning was logged"
+    assert not scanner.found, f"the password leaked: {sorted(set(scanner.found))}"
+
+
+def test_the_client_masks_a_url_password_and_never_sends_it(tmp_path: Path) -> None:
+    import httpx
+
+    from wiro_tasks import AsyncWiroClient, WiroClient, WiroConnectionError
+    from wiro_tasks.socket import task_events
+
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url) + repr(dict(request.headers)))
+        return httpx.Response(200, json={"result": True, "errors": [], "tasklist": []})
+
+    url = "https://sweeper:hunter2-url@api.test/v1"
+    with WiroClient("k", "s", base_url=url, transport=httpx.MockTransport(handler)) as client:
+        client.list_tasks()
+        assert client.base_url == "https://***@api.test/v1"
+        assert "hunter2" not in repr(client)
+    assert seen, "a request was sent"
+    assert not any("hunter2" in s or "sweeper" in s for s in seen), seen
+    assert AsyncWiroClient("k", "s", base_url=url).base_url == "https://***@api.test/v1"
+
+    async def listen() -> None:
+        async for _ in task_events("http://sweeper:hunter2-socket@127.0.0.1:9/socket/v1", "token"):  # not ws://
+            pass
+
+    with pytest.raises(WiroConnectionError) as caught:
+        asyncio.run(listen())
+    assert "hunter2" not in str(caught.value), caught.value
+    assert "http://***@127.0.0.1:9/socket/v1 isn't a valid URI" in str(caught.value)
 
 
 def test_the_scanner_finds_a_planted_secret(

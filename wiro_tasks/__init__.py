@@ -22,14 +22,8 @@ from ._exceptions import (
     WiroError,
 )
 from ._retry import PollSchedule, RetryPolicy
-from .client import (
-    AsyncWiroClient,
-    Download,
-    DownloadError,
-    TaskStalledError,
-    WaitTimeoutError,
-    WiroClient,
-)
+from .client import AsyncWiroClient, TaskStalledError, WaitTimeoutError, WiroClient
+from .downloads import Download, DownloadError, DownloadRejectedError, DownloadTimeoutError, check_mp4
 from .inputs import (
     IMAGE_TO_VIDEO,
     TEXT_TO_VIDEO,
@@ -55,6 +49,8 @@ __all__ = [
     "Credentials",
     "Download",
     "DownloadError",
+    "DownloadRejectedError",
+    "DownloadTimeoutError",
     "ImageToVideoInput",
     "InputValidationError",
     "InsufficientBalanceError",
@@ -84,6 +80,7 @@ __all__ = [
     "WiroClient",
     "WiroConnectionError",
     "WiroError",
+    "check_mp4",
     "model_spec",
     "sign",
 ]

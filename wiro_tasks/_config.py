@@ -16,11 +16,17 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 4
 DEFAULT_BACKOFF = 0.5
 DEFAULT_MAX_BACKOFF = 30.0
+# A 5 s 832x480 H.264 clip is a few MB (the emulator's, 121 frames, is 0.75 MB): 64 MiB leaves
+# room for any encoder, and bounds what a server that announces no size can make us write.
+DEFAULT_MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
+DEFAULT_DOWNLOAD_TIMEOUT = 120.0  # seconds for one whole download: a few MB at a few hundred kbit/s
 
 ENV_API_KEY = "WIRO_API_KEY"
 ENV_API_SECRET = "WIRO_API_SECRET"
 ENV_BASE_URL = "WIRO_BASE_URL"
 ENV_SOCKET_URL = "WIRO_SOCKET_URL"
+ENV_DOWNLOAD_MAX_BYTES = "WIRO_DOWNLOAD_MAX_BYTES"
+ENV_DOWNLOAD_TIMEOUT = "WIRO_DOWNLOAD_TIMEOUT"
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,7 @@ def resolve_base_url(base_url: str | None = None) -> str:
     url = (base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL).strip()
     problem = _url_problem(url, ("http", "https"))
     if problem:
-        raise ConfigurationError(setting, f"The Wiro base URL ({setting}) {problem} (got {_shown_url(url)!r}).")
+        raise ConfigurationError(setting, f"The Wiro base URL ({setting}) {problem} (got {shown_url(url)!r}).")
     return url.rstrip("/")
 
 
@@ -89,18 +95,49 @@ def resolve_socket_url(socket_url: str | None, base_url: str) -> str | None:
     url = url.strip()
     problem = _url_problem(url, ("ws", "wss")) if url else None
     if problem:
-        raise ConfigurationError(setting, f"The Wiro socket URL ({setting}) {problem} (got {_shown_url(url)!r}).")
+        raise ConfigurationError(setting, f"The Wiro socket URL ({setting}) {problem} (got {shown_url(url)!r}).")
     return url or None
 
 
 @dataclass(frozen=True)
+class DownloadLimits:
+    """How much one download may write when the API announces no size, and how long it may take."""
+
+    max_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES
+    timeout: float = DEFAULT_DOWNLOAD_TIMEOUT
+
+    @classmethod
+    def resolve(cls, max_bytes: int | None = None, timeout: float | None = None) -> DownloadLimits:
+        """Arguments win; otherwise `WIRO_DOWNLOAD_MAX_BYTES` and `WIRO_DOWNLOAD_TIMEOUT`, else the
+        defaults. `ConfigurationError` names a value that is not a positive number."""
+        size = _positive("max_download_bytes", max_bytes, ENV_DOWNLOAD_MAX_BYTES, DEFAULT_MAX_DOWNLOAD_BYTES, int)
+        seconds = _positive("download_timeout", timeout, ENV_DOWNLOAD_TIMEOUT, DEFAULT_DOWNLOAD_TIMEOUT, float)
+        return cls(int(size), float(seconds))
+
+
+def _positive(argument: str, given: float | None, variable: str, default: float, kind: type[float]) -> float:
+    setting, raw = (argument, given) if given is not None else (variable, os.environ.get(variable, "").strip())
+    if raw in (None, ""):
+        return default
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError):
+        value = 0
+    if isinstance(raw, bool) or not 0 < value < float("inf"):
+        unit = "a whole number of bytes" if kind is int else "a number of seconds"
+        raise ConfigurationError(setting, f"{setting} must be {unit} more than 0 (got {raw!r}).")
+    return value
+
+
+@dataclass(frozen=True)
 class ClientConfig:
-    """Everything a client is built from (key, secret, base URL, socket URL), resolved and checked
+    """Everything a client is built from (key, secret, base URL, socket URL, download limits), resolved and checked
     at once, so a bad setting stops a program before its first request rather than inside it."""
 
     credentials: Credentials
     base_url: str
     socket_url: str | None
+    downloads: DownloadLimits = DownloadLimits()
 
     @classmethod
     def resolve(
@@ -114,7 +151,7 @@ class ClientConfig:
         """Arguments win over `WIRO_*`; `ConfigurationError` names the first bad setting."""
         credentials = Credentials.resolve(api_key, api_secret)
         base = resolve_base_url(base_url)
-        return cls(credentials, base, resolve_socket_url(socket_url, base))
+        return cls(credentials, base, resolve_socket_url(socket_url, base), DownloadLimits.resolve())
 
 
 def _url_problem(url: str, schemes: tuple[str, ...]) -> str | None:
@@ -134,8 +171,16 @@ def _url_problem(url: str, schemes: tuple[str, ...]) -> str | None:
     return None if parts.hostname else "has no host"
 
 
-def _shown_url(url: str) -> str:
-    """The URL for an error message, without any user:password it may carry."""
+def without_userinfo(url: str) -> str:
+    """`url` without the user:password it may carry (Wiro authenticates by key, never by them)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
+def shown_url(url: str) -> str:
+    """The URL for a message, a log line or a file: any user:password it carries becomes `***`."""
     try:
         parts = urlsplit(url)
     except ValueError:

@@ -8,18 +8,16 @@
 
 Both clients share request building, answer parsing and the retry rule (`_retry.py`); only the
 loops that send and sleep differ. Downloads use a separate client without credentials, so the API
-key never travels to the file host.
+key never travels to the file host, and are bounded in bytes and time (`downloads.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,8 +30,11 @@ from ._config import (
     DEFAULT_TIMEOUT,
     ENV_SOCKET_URL,
     Credentials,
+    DownloadLimits,
     resolve_base_url,
     resolve_socket_url,
+    shown_url,
+    without_userinfo,
 )
 from ._exceptions import (
     APIError,
@@ -44,6 +45,7 @@ from ._exceptions import (
     WiroError,
 )
 from ._retry import PollSchedule, RetryPolicy
+from .downloads import Allowance, Check, Download, DownloadError, PartFile, Watchdog
 from .inputs import TEXT_TO_VIDEO, ModelInput, Value, model_spec
 from .pricing import Tool
 from .socket import TaskEvent, task_events
@@ -54,12 +56,6 @@ logger = logging.getLogger("wiro_tasks")
 Kind = Literal["run", "read"]
 DEFAULT_ERROR_GRACE = 60.0
 _CHUNK = 1 << 16
-
-
-class DownloadError(WiroError):
-    """A download ended early or did not match the size the API announced; safe to retry."""
-
-    retryable = True
 
 
 class TaskStalledError(WiroError):
@@ -79,15 +75,6 @@ class WaitTimeoutError(WiroError, TimeoutError):
         super().__init__(f"task {task.id} still {task.raw_status} after {seconds:.0f} s")
 
 
-@dataclass(frozen=True)
-class Download:
-    """A file saved from a task output: where, how many bytes, and their sha256."""
-
-    path: Path
-    size: int
-    sha256: str
-
-
 class _BaseClient:
     def __init__(
         self,
@@ -98,9 +85,18 @@ class _BaseClient:
         timeout: float = DEFAULT_TIMEOUT,
         max_retries: int = DEFAULT_MAX_RETRIES,
         retry: RetryPolicy | None = None,
+        max_download_bytes: int | None = None,
+        download_timeout: float | None = None,
     ) -> None:
         self.credentials = Credentials.resolve(api_key, api_secret)
-        self.base_url = resolve_base_url(base_url)
+        limits = DownloadLimits.resolve(max_download_bytes, download_timeout)
+        self.max_download_bytes = limits.max_bytes  # when the API announces no size
+        self.download_timeout = limits.timeout  # seconds for one whole download, retries included
+        resolved = resolve_base_url(base_url)
+        # Requests go to the URL without any user:password (Wiro authenticates by key, and httpx
+        # would log it); messages show it with them masked.
+        self._api_url = without_userinfo(resolved)
+        self.base_url = shown_url(resolved)
         self.retry = retry or RetryPolicy(max_retries=max_retries)
         self._timeout = httpx.Timeout(timeout, connect=min(10.0, timeout))
         self._auth = WiroAuth(self.credentials)
@@ -197,7 +193,8 @@ class _BaseClient:
 
 
 class WiroClient(_BaseClient):
-    """Blocking client. Arguments fall back to `WIRO_API_KEY`, `WIRO_API_SECRET`, `WIRO_BASE_URL`."""
+    """Blocking client. Arguments fall back to `WIRO_API_KEY`, `WIRO_API_SECRET`, `WIRO_BASE_URL`,
+    and for downloads `WIRO_DOWNLOAD_MAX_BYTES` and `WIRO_DOWNLOAD_TIMEOUT` (see `downloads.py`)."""
 
     def __init__(
         self,
@@ -209,9 +206,12 @@ class WiroClient(_BaseClient):
         max_retries: int = DEFAULT_MAX_RETRIES,
         retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
+        max_download_bytes: int | None = None,
+        download_timeout: float | None = None,
     ) -> None:
-        super().__init__(api_key, api_secret, base_url=base_url, timeout=timeout, max_retries=max_retries, retry=retry)
-        self._http = httpx.Client(base_url=self.base_url, auth=self._auth, timeout=self._timeout, transport=transport)
+        super().__init__(api_key, api_secret, base_url=base_url, timeout=timeout, max_retries=max_retries, retry=retry,
+                         max_download_bytes=max_download_bytes, download_timeout=download_timeout)  # fmt: skip
+        self._http = httpx.Client(base_url=self._api_url, auth=self._auth, timeout=self._timeout, transport=transport)
         self._files = httpx.Client(timeout=self._timeout, transport=transport, follow_redirects=True)
 
     def __enter__(self) -> WiroClient:
@@ -299,26 +299,40 @@ class WiroClient(_BaseClient):
                 raise WaitTimeoutError(task, now - started)
             time.sleep(_clamp(next(delays), started, timeout))
 
-    def download(self, output: TaskOutput | str, dest: str | os.PathLike[str]) -> Download:
-        """Stream a task output to `dest` (atomically), checking its size and hashing it."""
-        url, expected = _target(output)
+    def download(
+        self, output: TaskOutput | str, dest: str | os.PathLike[str], *, check: Check | None = None
+    ) -> Download:
+        """Stream a task output to `dest` (atomically), within the announced size (else
+        `max_download_bytes`) and `download_timeout` s, hashing it; `check` (e.g. `check_mp4`)
+        must pass before the file takes its name. See `downloads.py` for the errors."""
+        url, announced = _target(output)
+        allowance = Allowance.plan(url, announced, self.max_download_bytes, self.download_timeout)
         path = Path(dest)
         attempt = 0
         while True:
+            if allowance.left() <= 0:
+                raise allowance.expired()
             try:
-                with self._files.stream("GET", url) as response:
+                with (
+                    PartFile(path, allowance) as part,
+                    self._files.stream("GET", url, timeout=allowance.timeout(self._timeout)) as response,
+                    Watchdog(response, allowance.left()) as watchdog,  # a read blocked past the deadline ends
+                ):
                     _check_status(response, url)
-                    with _PartFile(path) as part:
-                        for chunk in response.iter_bytes(_CHUNK):
-                            part.write(chunk)
-                        return part.commit(expected)
+                    allowance.check_length(response)
+                    for chunk in response.iter_bytes(_CHUNK):
+                        part.write(chunk)
+                    if watchdog.fired:  # the body may look whole: it was cut short
+                        raise allowance.expired()
+                    return part.commit(check)
             except httpx.HTTPError as exc:
-                error: WiroError = DownloadError(f"{url}: {type(exc).__name__}: {exc}")
+                error = _fetch_error(exc, url, allowance)
             except WiroError as exc:
                 error = exc
-            if not self.retry.should_retry(error, attempt):
+            delay = self.retry.delay(error, attempt)
+            if not self.retry.should_retry(error, attempt) or delay >= allowance.left():
                 raise error
-            time.sleep(self.retry.delay(error, attempt))
+            time.sleep(delay)
             attempt += 1
 
 
@@ -337,12 +351,15 @@ class AsyncWiroClient(_BaseClient):
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 100,
         socket_url: str | None = None,
+        max_download_bytes: int | None = None,
+        download_timeout: float | None = None,
     ) -> None:
-        super().__init__(api_key, api_secret, base_url=base_url, timeout=timeout, max_retries=max_retries, retry=retry)
-        self.socket_url = resolve_socket_url(socket_url, self.base_url)
+        super().__init__(api_key, api_secret, base_url=base_url, timeout=timeout, max_retries=max_retries, retry=retry,
+                         max_download_bytes=max_download_bytes, download_timeout=download_timeout)  # fmt: skip
+        self.socket_url = resolve_socket_url(socket_url, self._api_url)
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, auth=self._auth, timeout=self._timeout, transport=transport, limits=limits
+            base_url=self._api_url, auth=self._auth, timeout=self._timeout, transport=transport, limits=limits
         )
         self._files = httpx.AsyncClient(
             timeout=self._timeout, transport=transport, limits=limits, follow_redirects=True
@@ -439,26 +456,41 @@ class AsyncWiroClient(_BaseClient):
                 raise WaitTimeoutError(task, now - started)
             await asyncio.sleep(_clamp(next(delays), started, timeout))
 
-    async def download(self, output: TaskOutput | str, dest: str | os.PathLike[str]) -> Download:
-        """Stream a task output to `dest` (atomically), checking its size and hashing it."""
-        url, expected = _target(output)
+    async def download(
+        self, output: TaskOutput | str, dest: str | os.PathLike[str], *, check: Check | None = None
+    ) -> Download:
+        """Stream a task output to `dest` (atomically), within the announced size (else
+        `max_download_bytes`) and `download_timeout` s, hashing it; `check` (e.g. `check_mp4`)
+        must pass before the file takes its name. See `downloads.py` for the errors."""
+        url, announced = _target(output)
+        allowance = Allowance.plan(url, announced, self.max_download_bytes, self.download_timeout)
         path = Path(dest)
         attempt = 0
         while True:
+            if allowance.left() <= 0:
+                raise allowance.expired()
             try:
-                async with self._files.stream("GET", url) as response:
-                    _check_status(response, url)
-                    with _PartFile(path) as part:
-                        async for chunk in response.aiter_bytes(_CHUNK):
-                            part.write(chunk)
-                        return await asyncio.to_thread(part.commit, expected)  # fsync off the event loop
+                with PartFile(path, allowance) as part:
+                    try:
+                        async with asyncio.timeout(allowance.left()):
+                            async with self._files.stream("GET", url, timeout=allowance.timeout(self._timeout)) as r:
+                                _check_status(r, url)
+                                allowance.check_length(r)
+                                async for chunk in r.aiter_bytes(_CHUNK):
+                                    part.write(chunk)
+                    except TimeoutError:
+                        raise allowance.expired() from None
+                    # The deadline is for the bytes: the check, fsync and rename always finish, so a
+                    # file is either wholly in place or not at all.
+                    return await asyncio.to_thread(part.commit, check)
             except httpx.HTTPError as exc:
-                error: WiroError = DownloadError(f"{url}: {type(exc).__name__}: {exc}")
+                error = _fetch_error(exc, url, allowance)
             except WiroError as exc:
                 error = exc
-            if not self.retry.should_retry(error, attempt):
+            delay = self.retry.delay(error, attempt)
+            if not self.retry.should_retry(error, attempt) or delay >= allowance.left():
                 raise error
-            await asyncio.sleep(self.retry.delay(error, attempt))
+            await asyncio.sleep(delay)
             attempt += 1
 
 
@@ -476,47 +508,21 @@ def _error_clock(task: Task, since: float | None, now: float) -> float | None:
 
 
 def _target(output: TaskOutput | str) -> tuple[str, int | None]:
+    """The URL, and the size the API announced (None when it gave none, or none that makes sense)."""
     if isinstance(output, TaskOutput):
-        return output.url, output.size or None
+        return output.url, output.size if output.size > 0 else None
     return output, None
+
+
+def _fetch_error(exc: httpx.HTTPError, url: str, allowance: Allowance) -> WiroError:
+    """A download's transport error: the deadline's own error once its time is up (a read cut
+    short at the deadline), else a retryable `DownloadError`."""
+    if allowance.left() <= 0:
+        return allowance.expired()
+    return DownloadError(f"{url}: {type(exc).__name__}: {exc}")
 
 
 def _check_status(response: httpx.Response, url: str) -> None:
     if response.status_code >= 400:
         kind = TransientError if response.status_code >= 500 or response.status_code == 429 else APIError
         raise kind(f"download failed: {url}", status_code=response.status_code, endpoint="GET")
-
-
-class _PartFile:
-    """Writes to `<dest>.part`, then renames into place only when the size is right."""
-
-    def __init__(self, dest: Path) -> None:
-        self.dest = dest
-        self.part = dest.with_name(dest.name + ".part")
-        self.size = 0
-        self._hash = hashlib.sha256()
-        self._file: Any = None
-
-    def __enter__(self) -> _PartFile:
-        self.dest.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.part, "wb")
-        return self
-
-    def write(self, chunk: bytes) -> None:
-        self._file.write(chunk)
-        self._hash.update(chunk)
-        self.size += len(chunk)
-
-    def commit(self, expected: int | None) -> Download:
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        if expected is not None and self.size != expected:
-            raise DownloadError(f"{self.dest.name}: got {self.size} bytes, the API announced {expected}")
-        os.replace(self.part, self.dest)
-        return Download(path=self.dest, size=self.size, sha256=self._hash.hexdigest())
-
-    def __exit__(self, *exc: object) -> None:
-        if not self._file.closed:
-            self._file.close()
-        self.part.unlink(missing_ok=True)

@@ -45,6 +45,7 @@ from . import (
     WiroConnectionError,
     WiroError,
 )
+from .downloads import check_mp4
 from .inputs import ModelSpec, Value, model_spec
 from .types import Task as WiroTask
 from .types import TaskOutput, TaskStatus
@@ -126,10 +127,12 @@ async def submit(
     inputs: dict[str, Value],
     label: str,
     limit_wait: float = 3600.0,
-    connect_wait: float = CONNECT_WAIT_SECONDS,
+    connect_wait: float | None = None,
 ) -> SubmitOutcome:
-    """Send one Run request; resend only when Wiro said no task was created."""
-    return await submit_with(wiro_client(), model, inputs, limit_wait=limit_wait, connect_wait=connect_wait)
+    """Send one Run request; resend only when Wiro said no task was created. A connection that
+    never opens is retried for `connect_wait` s (default `CONNECT_WAIT_SECONDS`, read per call)."""
+    connect = CONNECT_WAIT_SECONDS if connect_wait is None else connect_wait
+    return await submit_with(wiro_client(), model, inputs, limit_wait=limit_wait, connect_wait=connect)
 
 
 async def submit_with(
@@ -400,20 +403,21 @@ def _join(*parts: str) -> str:
 
 
 async def fetch(task_id: str, url: str, size: int | None, dest: str) -> Saved:
-    """Download a paid output to `dest` (atomically, size-checked, hashed). A plain coroutine, not a
-    task: it runs after the task's concurrency slot is free. A stale URL is refreshed from
-    Task/Detail once."""
+    """Download a paid video to `dest`: atomically, within its announced size (or the client's
+    cap) and deadline, an MP4 container or nothing, hashed. A plain coroutine, not a task: it
+    runs after the task's concurrency slot is free. A stale URL is refreshed from Task/Detail
+    once. `Saved.error` says why nothing was saved."""
     client = wiro_client()
     try:
         try:
-            saved = await client.download(TaskOutput(name="", url=url, size=size or 0), dest)
+            saved = await client.download(TaskOutput(name="", url=url, size=size or 0), dest, check=check_mp4)
         except APIError as exc:
             if exc.retryable:
                 raise
             outputs = (await client.detail(task_id)).outputs
             if not outputs:
                 raise
-            saved = await client.download(outputs[0], dest)
+            saved = await client.download(outputs[0], dest, check=check_mp4)
     except WiroError as exc:
         return Saved(error=f"download failed: {exc}")
     except OSError as exc:  # a full disk or an unwritable OUT: the paid output is fetched by a rerun

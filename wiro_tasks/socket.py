@@ -15,6 +15,7 @@ from typing import Any
 from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
+from ._config import shown_url
 from ._exceptions import WiroConnectionError
 from .types import TaskStatus
 
@@ -57,4 +58,5 @@ async def task_events(url: str, socket_token: str, *, open_timeout: float = 10.0
                 if event.status.is_terminal:
                     return
     except (OSError, TimeoutError, WebSocketException) as exc:
-        raise WiroConnectionError(f"task socket: {type(exc).__name__}: {exc}") from exc
+        why = str(exc).replace(url, shown_url(url))  # e.g. InvalidURI quotes the URL, user:password and all
+        raise WiroConnectionError(f"task socket: {type(exc).__name__}: {why}") from None

@@ -2,7 +2,13 @@
 
 Endpoints (all under `/v1`, all POST): `Run/{owner}/{model}`, `Task/Detail`, `Task/List`,
 `Task/Cancel`, `Task/Kill`, `Tool/Detail`. Outputs are served from `GET /files/{uuid}/{name}`.
-`/_emulator/stats`, `/_emulator/tasks` and `POST /_emulator/faults` are for tests and benchmarks.
+`/_emulator/stats`, `/_emulator/tasks` and `POST /_emulator/faults` are for tests and benchmarks,
+and need the emulator's key (`x-api-key`) like the API does.
+
+Every request body is read through `bounded_stream` with its route's limit, so no client can
+make the emulator hold more than that in memory: API routes take `API_BODY_LIMIT` (bodies
+past it get a Wiro-shaped 413); a file route (`File/Upload`) passes a larger limit of its own to
+`api(..., body_limit=...)` and streams the parts to disk instead of calling `read_body`.
 """
 
 from __future__ import annotations
@@ -46,6 +52,16 @@ NOT_FOUNDED = "Project authorization is not founded."
 NOT_VALID = "Project authorization is not valid."
 NEEDS_SIGNATURE = "Project requires signature authentication. x-signature and x-nonce headers are required."
 NO_TASK = "There is no task yet."
+API_BODY_LIMIT = 1 << 20  # a Run body holds at most two 2,000-character prompts and a few numbers
+TOO_LARGE = "Request body is too large: the limit is {limit:,} bytes."
+
+
+class BodyTooLarge(Exception):
+    """A request body passed its route's limit; the `api` wrapper answers 413."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(TOO_LARGE.format(limit=limit))
 
 
 class DroppedConnection(Exception):
@@ -177,8 +193,9 @@ def create_app(config: EmulatorConfig, *, storage: Path | None = None) -> Starle
             return "lost"  # the task is created, its answer never arrives
         return "ok"
 
-    def api(name: str, *, run: bool = False) -> Callable[[Handler], Handler]:
-        """Wraps an endpoint with counting, injected faults and authentication."""
+    def api(name: str, *, run: bool = False, body_limit: int = API_BODY_LIMIT) -> Callable[[Handler], Handler]:
+        """Wraps an endpoint with counting, injected faults, authentication and its body limit
+        (`read_body` and `bounded_stream` enforce it; a body past it is answered 413)."""
 
         def wrap(handler: Handler) -> Handler:
             async def endpoint(request: Request) -> Response:
@@ -199,8 +216,13 @@ def create_app(config: EmulatorConfig, *, storage: Path | None = None) -> Starle
                 if refused is not None:
                     return refused
                 request.state.fault = fault
+                request.state.body_limit = body_limit
                 renderer.public_base = renderer.public_base or file_base(request)
-                response = await handler(request)
+                try:
+                    response = await handler(request)
+                except BodyTooLarge as exc:
+                    account.count("body_too_large")
+                    return wiro_error(str(exc), status=413)
                 if fault == "slow":  # the work is done; only the answer is late
                     await asyncio.sleep(account.faults.slow_seconds)
                 return response
@@ -378,18 +400,36 @@ def create_app(config: EmulatorConfig, *, storage: Path | None = None) -> Starle
         except WebSocketDisconnect:
             return
 
+    def operator(handler: Handler) -> Handler:
+        """The test endpoints: the emulator's own key (`x-api-key`), as any API request needs."""
+
+        async def endpoint(request: Request) -> Response:
+            key = request.headers.get("x-api-key", "")
+            if not key or not hmac.compare_digest(key.encode(), config.api_key.encode()):
+                return wiro_error(NOT_FOUNDED, status=401)
+            return await handler(request)
+
+        return endpoint
+
+    @operator
     async def stats(request: Request) -> Response:
         return JSONResponse(account.stats())
 
+    @operator
     async def tasks(request: Request) -> Response:
         return JSONResponse(account.intervals())
 
+    @operator
     async def faults(request: Request) -> Response:
         if request.method == "POST":
             try:
-                changes = await request.json()
+                changes = json.loads(await bounded_body(request, API_BODY_LIMIT))
+                if not isinstance(changes, dict):
+                    raise TypeError(f"the body must be a JSON object of fault settings (got {type(changes).__name__})")
                 with account.lock:
-                    account.faults = account.faults.updated(dict(changes))
+                    account.faults = account.faults.updated(changes)
+            except BodyTooLarge as exc:
+                return JSONResponse({"error": str(exc)}, 413)
             except (ValueError, TypeError) as exc:
                 return JSONResponse({"error": str(exc)}, 400)
         return JSONResponse(dict(vars(account.faults).items()))
@@ -452,10 +492,34 @@ class _ServerDate:
         await self.app(scope, receive, dated)
 
 
+async def bounded_stream(request: Request, limit: int) -> AsyncIterator[bytes]:
+    """The body's chunks as they arrive; `BodyTooLarge` before the first byte past `limit` is kept
+    (at once when the declared Content-Length says it will be)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(limit)
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(limit)
+        yield chunk
+
+
+async def bounded_body(request: Request, limit: int) -> bytes:
+    """The whole body, read once through `bounded_stream` (later calls get the same bytes)."""
+    cached: bytes | None = getattr(request.state, "raw_body", None)
+    if cached is None:
+        cached = b"".join([chunk async for chunk in bounded_stream(request, limit)])
+        request.state.raw_body = cached
+    return cached
+
+
 async def read_body(request: Request) -> dict[str, object] | None:
-    """JSON, multipart or urlencoded bodies, as Wiro accepts; None when unreadable."""
+    """JSON, multipart or urlencoded bodies, as Wiro accepts, within the route's body limit;
+    None when unreadable."""
     content_type = request.headers.get("content-type", "")
-    raw = await request.body()
+    raw = await bounded_body(request, getattr(request.state, "body_limit", API_BODY_LIMIT))
     if content_type.startswith("multipart/form-data"):
         head = f"Content-Type: {content_type}\r\n\r\n".encode()
         message = BytesParser(policy=HTTP).parsebytes(head + raw)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from .._config import ENV_API_KEY, ENV_API_SECRET
 
@@ -13,6 +14,8 @@ DEFAULT_CPS = Decimal("0.0012")
 DEMO_API_KEY = "emulator"
 
 FaultKind = Literal["ok", "500", "503", "429", "drop", "slow", "lost", "dup"]
+FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
+SCRIPTS = ("script", "run_script")
 
 
 @dataclass(frozen=True)
@@ -37,13 +40,38 @@ class Faults:
     script: tuple[FaultKind, ...] = ()
     run_script: tuple[FaultKind, ...] = ()
 
+    def __post_init__(self) -> None:
+        """Refuse what would be stored wrongly: `"lost"` as a script is not four one-letter steps."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in SCRIPTS:
+                _check_script(f.name, value)
+            elif isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{f.name}: must be a number (got {value!r})")
+            elif f.name.endswith("_rate") or f.name.startswith("rate_"):
+                if not 0.0 <= value <= 1.0:
+                    raise ValueError(f"{f.name}: must be between 0 and 1 (got {value!r})")
+            elif not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{f.name}: must be a number of seconds, 0 or more (got {value!r})")
+
     def updated(self, changes: dict[str, Any]) -> Faults:
+        """These faults with `changes` applied (as `POST /_emulator/faults` sends them); a
+        `ValueError` names the first bad field and nothing changes."""
         names = {f.name for f in fields(self)}
         unknown = set(changes) - names
         if unknown:
             raise ValueError(f"unknown fault settings: {', '.join(sorted(unknown))}")
-        clean: dict[str, Any] = {k: tuple(v) if k in ("script", "run_script") else float(v) for k, v in changes.items()}
+        clean: dict[str, Any] = {k: tuple(v) if k in SCRIPTS and isinstance(v, list) else v for k, v in changes.items()}
         return replace(self, **clean)
+
+
+def _check_script(name: str, steps: object) -> None:
+    allowed = FAULT_KINDS if name == "run_script" else tuple(k for k in FAULT_KINDS if k != "lost")
+    if not isinstance(steps, tuple):
+        raise ValueError(f"{name}: must be a list of steps, each one of {', '.join(allowed)} (got {steps!r})")
+    for step in steps:
+        if step not in allowed:
+            raise ValueError(f"{name}: {step!r} is not one of {', '.join(allowed)}")
 
 
 @dataclass(frozen=True)
