@@ -60,6 +60,11 @@ def bad_inputs(tmp: Path) -> list[tuple[list[str], str]]:
         ),
         ([str(good), "--budget", "-3"], "must be more than 0"),
         ([str(good), "--max-concurrency", "0"], "--max-concurrency"),
+        (  # every bad row at once, each on its own line
+            [str(write(tmp / "two.csv", "prompt,numFrames,steps\na,80,20\nb,81,0\n"))],
+            "2 problems in the grid:\n  " + str(tmp / "two.csv") + ", row 1, field numFrames: must be 4n+1",
+        ),
+        ([str(good), "--axis", "sed=1,2"], "unknown input 'sed' (did you mean seed?)"),
     ]
 
 
