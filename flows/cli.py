@@ -28,6 +28,7 @@ PREFECT_DEFAULTS = {
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="wiro-sweep", prog_name="wiro-sweep", message="%(prog)s %(version)s")
 def main() -> None:
     """Run text-to-video parameter sweeps on Wiro (Wan2.2-TI2V-5B), or a local emulator of it."""
 

@@ -39,10 +39,14 @@ def dry_run_report(
     estimates = [budget.estimate(work_units(r)) for r in left]
     total = sum(estimates, Decimal(0))
     basis = "the highest rate billed so far in OUT" if rates else f"${estimate_usd} per default-sized task"
-    lines = [
-        f"{len(frame)} combinations; {len(frame) - len(left)} already done in {out}, {len(left)} to submit.",
-        f"Estimated cost: ${total:.4f} (at {basis}; set --estimate-usd to change the prior).",
-    ]
+    lines = [f"{len(frame)} combination{'' if len(frame) == 1 else 's'}; {len(frame) - len(left)} already done"
+             f" in {out}, {len(left)} to submit."]  # fmt: skip
+    if not left:
+        failed = sum(1 for r in rows if (s := states.get(r["row_id"])) and s.status in ("failed", "timed_out"))
+        again = f" ({failed} failed or timed out: --retry-failed submits them again)" if failed else ""
+        lines += [f"Nothing to submit: every combination has finished{again}.", "Nothing was submitted (--dry-run)."]
+        return "\n".join(lines)
+    lines.append(f"Estimated cost: ${total:.4f} (at {basis}; set --estimate-usd to change the prior).")
     if limit is not None:
         running, fits = Decimal(0), 0
         for e in estimates:

@@ -179,8 +179,26 @@ def test_dry_run_counts_failed_rows_only_with_retry_failed(tmp_path: Path) -> No
     journal.close()
     plain = CliRunner().invoke(main, ["run", str(grid), "--out", str(out), "--dry-run"])
     assert "2 combinations; 2 already done" in plain.output, plain.output
+    assert "(1 failed or timed out: --retry-failed submits them again)" in plain.output
     again = CliRunner().invoke(main, ["run", str(grid), "--out", str(out), "--dry-run", "--retry-failed"])
     assert "2 combinations; 1 already done" in again.output, again.output
+
+
+def test_dry_run_with_nothing_left_says_so_instead_of_budgeting_zero_rows(tmp_path: Path) -> None:
+    grid = write(tmp_path / "g.csv", "prompt\na\n")
+    out = tmp_path / "out"
+    [done] = load_grid([str(grid)])["row_id"]
+    journal = Journal(out)
+    journal.append("finished", done, task_id="1", status="succeeded", cost="0.01")
+    journal.append("downloaded", done, path="videos/a.mp4", sha256="0" * 64, bytes=1)
+    journal.close()
+    result = CliRunner().invoke(main, ["run", str(grid), "--out", str(out), "--dry-run", "--budget", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        f"1 combination; 1 already done in {out}, 0 to submit.",
+        "Nothing to submit: every combination has finished.",
+        "Nothing was submitted (--dry-run).",
+    ]
 
 
 @pytest.fixture
