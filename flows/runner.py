@@ -50,6 +50,7 @@ from .budget import Budget, work_units
 from .grid import INPUTS
 from .journal import Journal, RowState
 from .manifest import ManifestBuilder, manifest_frame, row_status, write_manifest
+from .posters import save_poster
 from .progress import Progress, publish
 from .stopping import stop_in_flight, stop_tasks
 
@@ -441,6 +442,7 @@ class SweepRunner:
         if saved.path:
             relative = Path(saved.path).resolve().relative_to(self.out)
             self.record("downloaded", row_id, path=str(relative), sha256=saved.sha256, bytes=saved.size)
+            await asyncio.to_thread(save_poster, Path(saved.path))  # the report shows its first frame
         else:
             self.record("download_failed", row_id, error=saved.error)
 
