@@ -20,6 +20,7 @@ from wiro_tasks.emulator.config import EmulatorConfig, Faults
 
 from .grid import DEFAULT_MAX_COMBINATIONS, GridError, load_grid, parse_axes
 from .report import report_command
+from .serve import ReportURLError, report_base, serve_command
 
 PREFECT_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -210,6 +211,11 @@ def run(
 
         click.echo(dry_run_report(frame, Path(out), estimate, limit, retry_failed))
         return
+    try:  # where the Prefect artifacts will link to the report
+        report_base()
+    except ReportURLError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     if not emulator and not os.environ.get("WIRO_API_KEY"):
         click.echo("error: set WIRO_API_KEY (and WIRO_API_SECRET), or pass --emulator", err=True)
         sys.exit(2)
@@ -275,3 +281,4 @@ def _start_emulator() -> Any:
 
 
 main.add_command(report_command)
+main.add_command(serve_command)
