@@ -255,6 +255,7 @@ def run(
                 "concurrency_limit_name": shared_limit,
             },
             frame,
+            verbose,
         )
     finally:
         if server is not None:

@@ -1,8 +1,18 @@
-"""What `wiro-sweep run` shows: the dry-run estimate, a live progress bar, the closing summary."""
+"""What `wiro-sweep run` shows: the dry-run estimate, a live progress bar, the closing summary.
+
+The bar stays clean: Prefect is imported (and its one-time telemetry notice printed) before it
+is drawn, Prefect's console log lines go above it, and the engine's own lines about how runs
+ended ("Crash detected!" for each task run a Ctrl-C cancels, "Finished in state ...") are left
+out: the closing block says how the sweep ended. `-v` shows them all.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,6 +27,7 @@ from .budget import Budget, work_units
 from .journal import JOURNAL, fold, read_events
 from .local_prefect import prefect_api
 from .manifest import MANIFEST_CSV, MANIFEST_PARQUET, build_manifest, read_manifest, write_manifest
+from .pace import Pace, watch_pace
 from .progress import Progress, listening
 from .report import write_report
 from .runner import VIDEOS, needs_work, records
@@ -24,6 +35,44 @@ from .shards import recorded_states, stop_children
 from .summary import summarize
 
 console = Console(stderr=True, highlight=False)
+ENGINE_NOISE = (
+    "Crash detected!",
+    "Finished in state",
+    "Task run failed with",
+    "Encountered exception during execution",
+    "Execution of flow run",
+    "Flow run was cancelled",
+    "Received non-final state",
+    "Still processing items",
+)
+
+
+class _DropEngineNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(ENGINE_NOISE) and not record.getMessage().startswith(ENGINE_NOISE)
+
+
+@contextmanager
+def prefect_console(verbose: bool) -> Iterator[None]:
+    """Prefect's console log lines printed through this module's console (above the live bar);
+    without `verbose`, the engine's lines about how runs ended are dropped."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    names = [n for n in list(logging.Logger.manager.loggerDict) if n == "prefect" or n.startswith("prefect.")]
+    loggers = [logging.getLogger(), *(logging.getLogger(n) for n in names)]
+    handlers = {h for logger in loggers for h in logger.handlers if isinstance(h, PrefectConsoleHandler)}
+    saved = {h: h.console for h in handlers}
+    quiet = _DropEngineNoise()
+    for handler in handlers:
+        handler.console = console
+        if not verbose:
+            handler.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for handler, original in saved.items():
+            handler.console = original
+            handler.removeFilter(quiet)
 
 
 def dry_run_report(
@@ -58,23 +107,41 @@ def dry_run_report(
     return "\n".join(lines)
 
 
-def run_with_progress(params: dict[str, Any], frame: pd.DataFrame) -> int:
+def run_with_progress(params: dict[str, Any], frame: pd.DataFrame, verbose: bool = False) -> int:
     """Run the sweep flow in this process under a progress bar; the exit code to use."""
     from .stopping import kill_in_flight
-    from .sweep import sweep
+    from .sweep import sweep  # imports Prefect: its one-time telemetry notice prints before the bar
 
     out = Path(params["out"])
     columns = (TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[detail]}"),
-               TimeElapsedColumn())  # fmt: skip
+               TextColumn("{task.fields[pace]}"), TimeElapsedColumn())  # fmt: skip
+    slots = int(params.get("max_concurrency") or 1) * int(params.get("shards") or 1)
     with Bar(*columns, console=console, transient=False) as bar:
-        task = bar.add_task("sweep", total=len(frame), detail="starting Prefect…")
+        task = bar.add_task("sweep", total=len(frame), detail="starting Prefect…", pace="")
+        started: list[datetime] = []
+        shown: dict[str, Any] = {"done": 0, "cost": Decimal(0)}
+
+        def counted(by_status: dict[str, int], cost: Decimal) -> str:
+            counts = " ".join(f"{k} {v}" for k, v in sorted(by_status.items()) if k != "pending" and v)
+            return f"${cost:.4f}" + (f" · {counts}" if counts else "")
 
         def show(progress: Progress) -> None:
-            counts = " ".join(f"{k} {v}" for k, v in sorted(progress.by_status.items()) if k != "pending")
-            bar.update(task, completed=progress.done, detail=f"${progress.cost:.4f} · {counts}")
+            if not started:  # the runner's first count: the sweep itself starts now
+                started.append(datetime.now(UTC))
+            shown.update(done=progress.done, cost=progress.cost)
+            bar.update(task, completed=progress.done, detail=counted(progress.by_status, progress.cost))
+
+        def show_pace(pace: Pace) -> None:
+            # The runner counts a row when it ends; the manifest also knows the rows now running.
+            if pace.done == shown["done"]:
+                bar.update(task, detail=counted(pace.by_status, shown["cost"]))
+            bar.update(task, pace="· " + pace.text())
+
+        def since() -> datetime | None:
+            return started[0] if started else None
 
         try:
-            with prefect_api(), listening(show):
+            with prefect_console(verbose), prefect_api(), listening(show), watch_pace(out, since, slots, show_pace):
                 state: State[Any] = asyncio.run(sweep(**params, return_state=True))  # type: ignore[arg-type]
         except KeyboardInterrupt:
             bar.stop()

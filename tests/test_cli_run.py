@@ -313,6 +313,10 @@ def test_ctrl_c_with_no_prefect_api_stops_every_task_even_one_whose_run_answer_i
     assert emulator.account.stats()["counters"].get("fault_slow") == 1, "one Run answer is still held back"
     os.killpg(process.pid, signal.SIGINT)
     assert finish(process, log, 90) == 130, log.read_text()
+    said = log.read_text()
+    for noise in ("Crash detected", "Finished in state", "Error logging to API"):
+        assert noise not in said, f"one friendly block, without Prefect's engine lines: {said[-2000:]}"
+    assert said.rstrip().endswith("Rerun the same command to resume.")
     assert emulator.account.stats()["statuses"] == {"task_cancel": 2}, "neither task runs on"
     events = read_events(out / "journal.jsonl")
     assert [e["event"] for e in events].count("adopted") == 1, "the unanswered Run's task was found"
