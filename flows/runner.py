@@ -30,6 +30,7 @@ from typing import Any, cast
 
 import pandas as pd
 import pyarrow as pa
+from prefect.client.schemas.objects import State
 from prefect.concurrency.asyncio import concurrency
 
 from wiro_tasks import TEXT_TO_VIDEO
@@ -41,6 +42,7 @@ from wiro_tasks.prefect_tasks import (
     WaitOutcome,
     fetch,
     find_task,
+    outcome_of,
     submit,
     wait,
     wiro_client,
@@ -404,14 +406,16 @@ class SweepRunner:
         row_id = row["row_id"]
         started = datetime.fromisoformat(state.submitted_at) if state.submitted_at else None
         deadline = (started or datetime.now(UTC)) + timedelta(seconds=self.settings.timeout)
-        outcome: WaitOutcome = await wait(
+        ended: State[Any] = await wait(  # type: ignore[misc]  # Prefect types return_state=True as sync
             state.task_id,
             row_label(row),
             deadline,
             poll_interval=self.settings.poll_interval,
             poll_cap=self.settings.poll_cap,
             error_grace=self.settings.error_grace,
+            return_state=True,  # a row that did not succeed ends its task run Failed: still an outcome
         )
+        outcome: WaitOutcome = await outcome_of(ended)
         already = state.costs.get(outcome.task_id, Decimal(0))  # billed in an earlier run, counted already
         self.record(
             "finished",
