@@ -721,3 +721,65 @@ def test_two_sweeps_into_two_outs_both_keep_their_latest_summary_in_the_artifact
     index = asyncio.run(latest())
     assert set(index) == set(keys), "each OUT keeps its own latest summary"
     assert index[keys[0]].flow_run_id == again_a.state_details.flow_run_id != first_a.state_details.flow_run_id
+
+
+def test_the_cancellation_hook_records_each_task_as_it_ended_and_writes_the_final_truth(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
+) -> None:
+    """A worker's cancel whose flow process could not finish (killed past the grace): the hook,
+    in a process of its own, stops the tasks, records each with what it cost (a task that had
+    ended on its own as it ended), then writes the manifest, the report, the summary artifacts
+    and the progress the run's page shows."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import ArtifactCreate
+    from prefect.states import Cancelling
+
+    from flows.grid import load_grid
+    from flows.journal import Journal, read_events
+    from flows.sweep import _kill_on_cancel
+    from wiro_tasks import TextToVideoInput, WiroClient
+
+    emulator = make_emulator(task_seconds=0.3)
+    wiro_env(emulator)
+    grid = grid_file(tmp_path, ["hangs a [emulator:hang]", "hangs b [emulator:hang]", "quick"])
+    out = tmp_path / "demo-out"
+    journal = Journal(out)
+    with WiroClient() as client:
+        for row in records(load_grid([str(grid)])):
+            inputs = {k: row[k] for k in ("prompt", "numFrames")}
+            journal.append("intent", row["row_id"], inputs=inputs)
+            task_id = client.run(TextToVideoInput(prompt=row["prompt"], num_frames=9)).task_id
+            journal.append("submitted", row["row_id"], task_id=task_id)
+    journal.close()
+    while emulator.account.stats()["in_flight"] > 2:  # "quick" ends on its own; nobody waits for it
+        time.sleep(0.05)
+
+    async def a_run() -> Any:
+        async with get_client() as client:
+            run = await client.create_flow_run(sweep, parameters={"grid": [str(grid)], "out": str(out)})
+            await client.set_flow_run_state(run.id, Cancelling(), force=True)
+            await client.create_artifact(ArtifactCreate(type="progress", data=25.0, flow_run_id=run.id,
+                                                        description="as the killed process left it"))  # fmt: skip
+            return await client.read_flow_run(run.id)
+
+    run = asyncio.run(a_run())
+    _kill_on_cancel(sweep, run, Cancelling())
+
+    assert emulator.account.stats()["in_flight"] == 0
+    ended = {e["row_id"]: e for e in read_events(out / "journal.jsonl") if e["event"] == "finished"}
+    rows = manifest_rows(out)
+    quick = ended[rows["quick"]["row_id"]]
+    assert (quick["status"], Decimal(quick["cost"]) > 0, quick["output_url"] != "") == ("succeeded", True, True), (
+        "it had ended: paid, its output there to fetch"
+    )
+    for prompt in ("hangs a [emulator:hang]", "hangs b [emulator:hang]"):
+        assert rows[prompt]["status"] == "cancelled"
+        assert rows[prompt]["cost_usd"] > 0, "killed while running: billed, and the manifest says so"
+    assert rows["quick"]["cost_usd"] > 0
+    assert report_cells((out / REPORT).read_text(encoding="utf-8"))[rows["hangs a [emulator:hang]"]["row_id"]] == (
+        "cancelled"
+    )
+    found = flow_run_artifacts(run.id, out)
+    assert set(found) == {"progress", "summary", "failures", "manifest", "report"}
+    assert found["progress"].data == 100.0
+    assert "2 cancelled" in found["summary"].data
