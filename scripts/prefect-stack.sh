@@ -26,7 +26,7 @@ then
 else
     echo "No PostgreSQL on 127.0.0.1:5432: the Prefect server uses SQLite (fine for trying, not for load)"
 fi
-trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT INT TERM
+trap 'kill $(jobs -p) 2>/dev/null || true; wait' EXIT INT TERM
 if [ -n "${EMULATOR:-}" ]; then
     export WIRO_API_KEY="${WIRO_API_KEY:-stack-key}" WIRO_API_SECRET="${WIRO_API_SECRET:-stack-secret}"
     export WIRO_BASE_URL="http://127.0.0.1:$EMULATOR_PORT/v1" WIRO_SOCKET_URL="ws://127.0.0.1:$EMULATOR_PORT/socket/v1"
