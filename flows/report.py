@@ -179,7 +179,10 @@ def build_report(manifest: pd.DataFrame, *, rows: str = "prompt", cols: str | No
             })  # fmt: skip
         sections.append({"heading": list(zip(layout.groups, group, strict=True)), "head": _head(layout, columns),
                          "width": max(len(columns), 1), "rows": body})  # fmt: skip
-    page = {**_header(manifest, layout, swept, title), "sections": sections, **_filters(manifest, swept, params, ranks)}
+    listed = (*INPUTS, "row_id", "task_id", "attempts", "source")
+    inputs = {"names": listed, "rows": {_text(r.get("row_id")): [_text(r.get(n)) for n in listed] for r in records}}
+    page = {**_header(manifest, layout, swept, title), "sections": sections, "inputs": inputs,
+            **_filters(manifest, swept, params, ranks)}  # fmt: skip
     return _template().render(page=page, css=_asset("report.css"), js=_asset("report.js"))
 
 
@@ -256,7 +259,6 @@ def _card(record: Record, swept: list[str], params: dict[str, str], posters: fro
         "time": _seconds(_float(record.get("elapsed_seconds"))),
         "shown": [(n, _text(record.get(n))) for n in swept if n != "prompt" and n not in attrs],
         "note": error if error and status == "succeeded" else "",
-        "details": [(n, _text(record.get(n))) for n in (*INPUTS, "row_id", "task_id", "attempts", "source")],
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 from collections.abc import Callable, Iterator, Mapping
@@ -157,9 +158,9 @@ def sheets(page: str) -> list[Sheet]:
 
 
 def video_src(card: Node) -> str | None:
-    """The video a card plays (set as `src` when the cell nears the screen)."""
-    videos = card.find_all("video")
-    return videos[0].attrs["data-src"] if videos else None
+    """The video a card plays (its video element is made when the cell nears the screen)."""
+    media = [m for m in card.find_all("div", "media") if "data-src" in m.attrs]
+    return media[0].attrs["data-src"] if media else None
 
 
 # ------------------------------------------------------------- layout
@@ -267,6 +268,8 @@ def test_everything_from_the_manifest_is_escaped() -> None:
     for raw in ("<script>alert", "<img", "<b>my", "</td></table>"):
         assert raw not in page
     assert page.count("<script>") == 1, "only the page's own filter script"
+    assert page.count("</script>") == 2, "and its inputs' JSON, which no prompt can close"
+    assert nasty in [v for values in inputs_listed(page)["rows"].values() for v in values], "and reads back exactly"
     [sheet] = sheets(page)
     assert sheet.rows == [nasty, FOX], "the prompt reads back exactly, unicode and all"
     [card] = sheet.cards[(0, 0)]
@@ -303,22 +306,30 @@ def test_the_header_totals_counts_cost_and_elapsed_percentiles() -> None:
                      "p50 elapsed": "4.0 s", "p95 elapsed": "9.4 s"}  # fmt: skip
 
 
+def inputs_listed(page: str) -> dict[str, Any]:
+    """The JSON block a cell's "inputs" list is made from when it is opened."""
+    [block] = [s for s in parse(page).find_all("script") if s.attrs.get("id") == "inputs"]
+    listed: dict[str, Any] = json.loads(block.text())
+    return listed
+
+
 def test_each_cell_shows_its_inputs_status_cost_and_time() -> None:
     manifest = sweep([FOX], {"seed": ["1", "2"]}, lambda row: succeeded("0.0046", "3.84"))
-    [sheet] = sheets(build_report(manifest))
+    page = build_report(manifest, posters=frozenset(manifest["output_path"]))
+    [sheet] = sheets(page)
     card = sheet.cards[(0, 1)][0]
     text = card.text()
     for shown in ("succeeded", "$0.0046", "3.8 s", "seed 2"):
         assert shown in text
-    details = card.find_all("dl")[0]
-    assert [dt.text() for dt in details.find_all("dt")][:8] == [
-        "prompt", "negativePrompt", "size", "numFrames", "scale", "steps", "fps", "seed"]  # fmt: skip
-    assert FOX in details.text()
-    video = card.find_all("video")[0]
-    assert video.attrs.get("preload") == "none", "nothing loads until the cell nears the screen"
-    assert "src" not in video.attrs
-    assert video.attrs["data-src"] == manifest["output_path"].iloc[1]
-    assert "controls" in video.attrs
+    listed = inputs_listed(page)
+    assert listed["names"][:8] == ["prompt", "negativePrompt", "size", "numFrames", "scale", "steps", "fps", "seed"]
+    values = dict(zip(listed["names"], listed["rows"][card.attrs["data-row-id"]], strict=True))
+    assert (values["prompt"], values["seed"], values["row_id"]) == (FOX, "2", card.attrs["data-row-id"])
+    assert card.find_all("video") == [], "no video element until the cell nears the screen"
+    assert video_src(card) == manifest["output_path"].iloc[1]
+    [poster] = card.find_all("img", "poster")
+    assert poster.attrs["loading"] == "lazy", "its poster too is loaded near the screen"
+    assert poster.attrs["src"] == str(poster_path(Path(manifest["output_path"].iloc[1])))
 
 
 def test_the_page_needs_no_network() -> None:
@@ -480,7 +491,8 @@ def opened(chromium: Browser, tmp_path_factory: pytest.TempPathFactory) -> Itera
     errors = watch(page)
     page.goto(report.as_uri())
     loaded = "v => v.readyState >= 2 && v.networkState !== HTMLMediaElement.NETWORK_LOADING"
-    page.wait_for_function(f"[...document.querySelectorAll('video')].every({loaded})", timeout=10_000)
+    made = "document.querySelectorAll('video').length === document.querySelectorAll('.media[data-src]').length"
+    page.wait_for_function(f"{made} && [...document.querySelectorAll('video')].every({loaded})", timeout=10_000)
     assert page.evaluate("[...document.querySelectorAll('video')].filter(v => v.error).length") == 0
     page.screenshot(path=str(out / "report.png"), full_page=True)
     shutil.copyfile(out / "report.png", SCREENSHOT_COPY)
@@ -514,6 +526,22 @@ def test_the_failed_cell_shows_its_reason_in_red_and_no_video(opened: Opened) ->
     assert cell.locator("video").count() == 0
     assert "CUDA out of memory <GPU 0>" in cell.inner_text()
     assert cell.evaluate("c => getComputedStyle(c).borderTopColor") == "rgb(207, 34, 46)"
+
+
+def test_opening_a_cells_inputs_lists_them_with_its_file(opened: Opened) -> None:
+    row = opened.with_status("succeeded")[0]
+    cell = opened.cell(row)
+    cell.locator("summary").click()
+    cell.locator("dl").wait_for()  # made when first opened
+    terms = cell.locator("dt").all_inner_texts()
+    assert terms == ["prompt", "negativePrompt", "size", "numFrames", "scale", "steps", "fps", "seed", "row_id",
+                     "task_id", "attempts", "source", "file"]  # fmt: skip
+    values = cell.locator("dd").all_inner_texts()
+    assert values[0] == row["prompt"]
+    assert values[terms.index("row_id")] == row["row_id"]
+    assert cell.locator("dd a").get_attribute("href") == row["output_path"]
+    cell.locator("summary").click()
+    assert cell.locator("dl").count() == 1, "made once"
 
 
 def test_clicking_a_video_plays_it(opened: Opened) -> None:
@@ -604,10 +632,13 @@ def test_videos_load_only_near_the_screen(chromium: Browser, tmp_path: Path) -> 
     page.wait_for_timeout(1500)
     videos = [f for f in fetched if f.endswith(".mp4")]
     assert 1 <= len(videos) <= 8, f"only the cells near the screen: {videos}"
-    assert len([f for f in fetched if f.endswith(".jpg")]) == len(videos)
-    last = page.locator("video").last
-    assert last.get_attribute("src") is None
-    last.scroll_into_view_if_needed()
+    assert len(videos) <= len([f for f in fetched if f.endswith(".jpg")]) < 40, "posters as the browser nears them"
+    assert page.locator("video").count() == len(videos)
+    media = page.locator(".media[data-src]").last
+    assert media.locator("video").count() == 0
+    media.scroll_into_view_if_needed()
+    last = media.locator("video")
+    last.wait_for(state="attached")
     page.wait_for_function("v => v.readyState >= 1", arg=last.element_handle(), timeout=10_000)
     last.evaluate("v => v.play()")
     page.wait_for_function("v => v.readyState >= 2 && v.currentTime > 0", arg=last.element_handle(), timeout=10_000)
