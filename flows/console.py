@@ -119,23 +119,35 @@ def run_with_progress(params: dict[str, Any], frame: pd.DataFrame, verbose: bool
     with Bar(*columns, console=console, transient=False) as bar:
         task = bar.add_task("sweep", total=len(frame), detail="starting Prefect…", pace="")
         started: list[datetime] = []
-        shown: dict[str, Any] = {"done": 0, "cost": Decimal(0)}
+        shown: dict[str, Any] = {"done": 0, "first": 0, "cost": Decimal(0), "left": None}
 
         def counted(by_status: dict[str, int], cost: Decimal) -> str:
             counts = " ".join(f"{k} {v}" for k, v in sorted(by_status.items()) if k != "pending" and v)
             return f"${cost:.4f}" + (f" · {counts}" if counts else "")
 
+        def paced() -> str:
+            """Rows/min from the runner's own counts; the time left from the manifest's rows in flight."""
+            minutes = (datetime.now(UTC) - started[0]).total_seconds() / 60
+            finished = shown["done"] - shown["first"]
+            rate = finished / minutes if finished and minutes > 0 else None
+            left = shown["left"]
+            if left is None and rate:
+                left = (len(frame) - shown["done"]) / rate * 60
+            return "· " + Pace(rate, left).text()
+
         def show(progress: Progress) -> None:
             if not started:  # the runner's first count: the sweep itself starts now
                 started.append(datetime.now(UTC))
+                shown["first"] = progress.done  # rows done in an earlier run
             shown.update(done=progress.done, cost=progress.cost)
-            bar.update(task, completed=progress.done, detail=counted(progress.by_status, progress.cost))
+            bar.update(task, completed=progress.done, detail=counted(progress.by_status, progress.cost), pace=paced())
 
         def show_pace(pace: Pace) -> None:
             # The runner counts a row when it ends; the manifest also knows the rows now running.
             if pace.done == shown["done"]:
                 bar.update(task, detail=counted(pace.by_status, shown["cost"]))
-            bar.update(task, pace="· " + pace.text())
+            shown["left"] = pace.seconds_left
+            bar.update(task, pace=paced())
 
         def since() -> datetime | None:
             return started[0] if started else None

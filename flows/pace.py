@@ -3,12 +3,14 @@
 Read off the manifest the sweep rewrites about once a second (`watch_pace`), so it needs nothing
 from the runner: rows finished in this run give the rate and the typical row's duration (from
 its Run request to its end); rows in flight end at their start plus that duration; queued rows
-take the slots as they free. Until one row has finished there is no estimate.
+take the slots as they free. Until one row has finished there is no estimate. (The bar counts
+rows/min from the runner's own counts, and uses this estimate of the time left.)
 """
 
 from __future__ import annotations
 
 import heapq
+import logging
 import statistics
 import threading
 from collections.abc import Callable, Iterator
@@ -22,6 +24,7 @@ import pandas as pd
 from .manifest import FINAL_STATUSES, read_manifest
 
 REFRESH_SECONDS = 1.0
+logger = logging.getLogger("flows.pace")
 
 
 @dataclass(frozen=True)
@@ -98,9 +101,11 @@ def watch_pace(
                 continue
             try:
                 manifest = read_manifest(out)
-            except (OSError, ValueError):  # not written yet
+                pace = pace_of(manifest, start, datetime.now(start.tzinfo), slots)
+            except Exception as exc:  # not written yet, or unreadable this once: the next look tries again
+                logger.debug("no pace from %s: %s: %s", out, type(exc).__name__, exc)
                 continue
-            show(pace_of(manifest, start, datetime.now(start.tzinfo), slots))
+            show(pace)
 
     watcher = threading.Thread(target=loop, name="wiro-sweep-pace", daemon=True)
     watcher.start()
