@@ -1,6 +1,6 @@
 """The four benchmark scenarios. Each runs the sweep flow and, in the same run, its baseline.
 
-Baselines make the very same Wiro calls with no orchestration: `submit.fn` and `wait.fn` are
+Baselines make the very same Wiro calls with no orchestration: `submit.fn` and `wait_for_end` are
 the undecorated bodies of the flow's own Prefect tasks, driven by plain asyncio under a
 semaphore (no journal, no manifest, no Prefect). The Prefect floor is a flow of two empty tasks
 per combination. Every result is a dict of plain numbers.
@@ -25,11 +25,21 @@ from unittest.mock import patch
 import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
 
 from flows.journal import read_events
 from flows.sweep import sweep
 from wiro_tasks import TEXT_TO_VIDEO, Credentials
-from wiro_tasks.prefect_tasks import close_wiro_client, fetch, find_task, submit, use_credentials, wait, wiro_client
+from wiro_tasks.prefect_tasks import (
+    close_wiro_client,
+    fetch,
+    find_task,
+    submit,
+    use_credentials,
+    wait,
+    wait_for_end,
+    wiro_client,
+)
 
 from .harness import Emulator, emulator, in_flight_profile, pointed_at
 
@@ -86,7 +96,7 @@ def timed_plain(grid: Path, out: Path, concurrency: int, poll_interval: float, p
                 submitted = await submit.fn(TEXT_TO_VIDEO, given, row["row_id"])
                 if submitted.kind != "submitted":
                     raise RuntimeError(submitted.message)
-                ended = await wait.fn(submitted.task_id, row["row_id"], deadline, poll_interval, poll_cap)
+                ended = await wait_for_end(submitted.task_id, deadline, poll_interval, poll_cap)
             dest = str(out / "videos" / f"{row['row_id']}.mp4")  # like the sweep: after the slot is free
             await fetch(ended.task_id, ended.output_url, ended.output_bytes, dest)
 
@@ -139,7 +149,15 @@ def throughput(work: Path, rows: int, limit: int, task_seconds: float) -> dict[s
 def without_prefect_tasks() -> Any:
     """The sweep's runner with its Prefect tasks replaced by their bodies: what the sweep's own
     bookkeeping (journal, manifest, budget, progress) costs, with no task runs around the calls."""
-    return patch.multiple("flows.runner", submit=submit.fn, wait=wait.fn, find_task=find_task.fn)
+    return patch.multiple("flows.runner", submit=submit.fn, wait=wait_body_as_state, find_task=find_task.fn)
+
+
+async def wait_body_as_state(*args: Any, return_state: bool = True, **kwargs: Any) -> Any:
+    """`wait`'s body, answering as the runner calls the task (`return_state=True`): a state."""
+    from prefect.states import Completed
+
+    ended = await wait.fn(*args, **kwargs)
+    return ended if isinstance(ended, State) else Completed(data=ended)
 
 
 def timed_runner(grid: Path, out: Path, concurrency: int, poll_interval: float) -> float:

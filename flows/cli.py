@@ -21,6 +21,7 @@ from wiro_tasks.emulator.config import EmulatorConfig, Faults
 from .grid import DEFAULT_MAX_COMBINATIONS, GridError, load_grid, parse_axes
 from .journal import JournalError
 from .report import report_command
+from .serve import ReportURLError, report_base, serve_command
 
 PREFECT_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -29,6 +30,7 @@ PREFECT_DEFAULTS = {
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="wiro-sweep", prog_name="wiro-sweep", message="%(prog)s %(version)s")
 def main() -> None:
     """Run text-to-video parameter sweeps on Wiro (Wan2.2-TI2V-5B), or a local emulator of it."""
 
@@ -220,6 +222,11 @@ def run(
         except JournalError as exc:
             _refuse(exc)
         return
+    try:  # where the Prefect artifacts will link to the report
+        report_base()
+    except ReportURLError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     if not emulator and not os.environ.get("WIRO_API_KEY"):
         click.echo("error: set WIRO_API_KEY (and WIRO_API_SECRET), or pass --emulator", err=True)
         sys.exit(2)
@@ -265,6 +272,7 @@ def run(
                 "concurrency_limit_name": shared_limit,
             },
             frame,
+            verbose,
         )
     finally:
         if server is not None:
@@ -316,3 +324,4 @@ def _start_emulator() -> Any:
 
 
 main.add_command(report_command)
+main.add_command(serve_command)

@@ -1,8 +1,18 @@
-"""What `wiro-sweep run` shows: the dry-run estimate, a live progress bar, the closing summary."""
+"""What `wiro-sweep run` shows: the dry-run estimate, a live progress bar, the closing summary.
+
+The bar stays clean: Prefect is imported (and its one-time telemetry notice printed) before it
+is drawn, Prefect's console log lines go above it, and the engine's own lines about how runs
+ended ("Crash detected!" for each task run a Ctrl-C cancels, "Finished in state ...") are left
+out: the closing block says how the sweep ended. `-v` shows them all.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,6 +29,7 @@ from .budget import Budget, work_units
 from .journal import JOURNAL, fold, read_events
 from .local_prefect import prefect_api
 from .manifest import MANIFEST_CSV, MANIFEST_PARQUET, build_manifest, read_manifest, write_manifest
+from .pace import Pace, watch_pace
 from .progress import Progress, listening
 from .report import write_report
 from .runner import VIDEOS, needs_work, records
@@ -26,6 +37,44 @@ from .shards import recorded_states, stop_children
 from .summary import summarize
 
 console = Console(stderr=True, highlight=False)
+ENGINE_NOISE = (
+    "Crash detected!",
+    "Finished in state",
+    "Task run failed with",
+    "Encountered exception during execution",
+    "Execution of flow run",
+    "Flow run was cancelled",
+    "Received non-final state",
+    "Still processing items",
+)
+
+
+class _DropEngineNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(ENGINE_NOISE) and not record.getMessage().startswith(ENGINE_NOISE)
+
+
+@contextmanager
+def prefect_console(verbose: bool) -> Iterator[None]:
+    """Prefect's console log lines printed through this module's console (above the live bar);
+    without `verbose`, the engine's lines about how runs ended are dropped."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    names = [n for n in list(logging.Logger.manager.loggerDict) if n == "prefect" or n.startswith("prefect.")]
+    loggers = [logging.getLogger(), *(logging.getLogger(n) for n in names)]
+    handlers = {h for logger in loggers for h in logger.handlers if isinstance(h, PrefectConsoleHandler)}
+    saved = {h: h.console for h in handlers}
+    quiet = _DropEngineNoise()
+    for handler in handlers:
+        handler.console = console
+        if not verbose:
+            handler.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for handler, original in saved.items():
+            handler.console = original
+            handler.removeFilter(quiet)
 
 
 def dry_run_report(
@@ -49,18 +98,20 @@ def dry_run_report(
     quotes = [price.quote(r) if price is not None else None for r in left]
     typical = [q.typical if q is not None and q.known else budget.estimate(work_units(r)) for q, r in
                zip(quotes, left, strict=True)]  # fmt: skip
-    lines = [f"{len(frame)} combinations; {len(frame) - len(left)} already done in {out}, {len(left)} to submit."]
+    lines = [f"{len(frame)} combination{'' if len(frame) == 1 else 's'}; {len(frame) - len(left)} already done"
+             f" in {out}, {len(left)} to submit."]  # fmt: skip
+    if not left:
+        failed = sum(1 for r in rows if (s := states.get(r["row_id"])) and s.status in ("failed", "timed_out"))
+        again = f" ({failed} failed or timed out: --retry-failed submits them again)" if failed else ""
+        lines += [f"Nothing to submit: every combination has finished{again}.", "Nothing was submitted (--dry-run)."]
+        return "\n".join(lines)
     lines += [f"Price: {source}." for source in sorted({q.source for q in quotes if q is not None})]
     if price is None or any(q is None for q in quotes):
         basis = "the highest rate billed so far in OUT" if rates else f"${estimate_usd} per default-sized task"
         why = no_price if price is None else "Tool/Detail has none for some rows"
         lines.append(f"Price: {why}; estimated at {basis} (--estimate-usd).")
-    if not left:
-        lines.append("Nothing to submit: every row is done" + (" (--retry-failed resubmits failed ones)."
-                                                               if not retry_failed else "."))  # fmt: skip
-    else:
-        lines.append(f"Estimated cost of the {len(left)} to submit: ${sum(typical, Decimal(0)):.4f}.")
-    if limit is not None and left:
+    lines.append(f"Estimated cost of the {len(left)} to submit: ${sum(typical, Decimal(0)):.4f}.")
+    if limit is not None:
         running, fits = spent, 0
         for quote, row, cost in zip(quotes, left, typical, strict=True):
             if running + budget.plan(quote, work_units(row)) > limit:
@@ -76,23 +127,53 @@ def dry_run_report(
     return "\n".join(lines)
 
 
-def run_with_progress(params: dict[str, Any], frame: pd.DataFrame) -> int:
+def run_with_progress(params: dict[str, Any], frame: pd.DataFrame, verbose: bool = False) -> int:
     """Run the sweep flow in this process under a progress bar; the exit code to use."""
     from .stopping import kill_in_flight
-    from .sweep import sweep
+    from .sweep import sweep  # imports Prefect: its one-time telemetry notice prints before the bar
 
     out = Path(params["out"])
     columns = (TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[detail]}"),
-               TimeElapsedColumn())  # fmt: skip
+               TextColumn("{task.fields[pace]}"), TimeElapsedColumn())  # fmt: skip
+    slots = int(params.get("max_concurrency") or 1) * int(params.get("shards") or 1)
     with Bar(*columns, console=console, transient=False) as bar:
-        task = bar.add_task("sweep", total=len(frame), detail="starting Prefect…")
+        task = bar.add_task("sweep", total=len(frame), detail="starting Prefect…", pace="")
+        started: list[datetime] = []
+        shown: dict[str, Any] = {"done": 0, "first": 0, "cost": Decimal(0), "left": None}
+
+        def counted(by_status: dict[str, int], cost: Decimal) -> str:
+            counts = " ".join(f"{k} {v}" for k, v in sorted(by_status.items()) if k != "pending" and v)
+            return f"${cost:.4f}" + (f" · {counts}" if counts else "")
+
+        def paced() -> str:
+            """Rows/min from the runner's own counts; the time left from the manifest's rows in flight."""
+            minutes = (datetime.now(UTC) - started[0]).total_seconds() / 60
+            finished = shown["done"] - shown["first"]
+            rate = finished / minutes if finished and minutes > 0 else None
+            left = shown["left"]
+            if left is None and rate:
+                left = (len(frame) - shown["done"]) / rate * 60
+            return "· " + Pace(rate, left).text()
 
         def show(progress: Progress) -> None:
-            counts = " ".join(f"{k} {v}" for k, v in sorted(progress.by_status.items()) if k != "pending")
-            bar.update(task, completed=progress.done, detail=f"${progress.cost:.4f} · {counts}")
+            if not started:  # the runner's first count: the sweep itself starts now
+                started.append(datetime.now(UTC))
+                shown["first"] = progress.done  # rows done in an earlier run
+            shown.update(done=progress.done, cost=progress.cost)
+            bar.update(task, completed=progress.done, detail=counted(progress.by_status, progress.cost), pace=paced())
+
+        def show_pace(pace: Pace) -> None:
+            # The runner counts a row when it ends; the manifest also knows the rows now running.
+            if pace.done == shown["done"]:
+                bar.update(task, detail=counted(pace.by_status, shown["cost"]))
+            shown["left"] = pace.seconds_left
+            bar.update(task, pace=paced())
+
+        def since() -> datetime | None:
+            return started[0] if started else None
 
         try:
-            with prefect_api(), listening(show):
+            with prefect_console(verbose), prefect_api(), listening(show), watch_pace(out, since, slots, show_pace):
                 state: State[Any] = asyncio.run(sweep(**params, return_state=True))  # type: ignore[arg-type]
         except KeyboardInterrupt:
             bar.stop()

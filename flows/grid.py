@@ -1,7 +1,8 @@
 """Prompt grids: read CSV/Parquet files, expand list cells and axes, validate, give each row an id.
 
 Pure functions over DataFrames, with file reading at the edge. Every problem is a `GridError`
-naming the file, row and field, found before anything is submitted.
+naming the file, row and field, found before anything is submitted; several at once come as one
+`GridErrors` listing each (up to `MAX_REPORTED`), so a person fixes them in one go.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import itertools
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -29,6 +30,7 @@ GRID_SUFFIXES = (".csv", ".parquet", ".pq")
 DEFAULT_MAX_COMBINATIONS = 100_000
 MAX_FILE_BYTES = 256 * 1024 * 1024
 SOURCE = "source"
+MAX_REPORTED = 10  # problems listed in one message; the rest are counted
 
 
 @dataclass
@@ -48,6 +50,35 @@ class GridError(Exception):
         if self.field:
             where.append(f"field {self.field}")
         return f"{', '.join(where)}: {self.rule}" if where else self.rule
+
+
+@dataclass
+class GridErrors(GridError):
+    """Several problems, found in one pass: one line each, the first `MAX_REPORTED` shown."""
+
+    problems: list[GridError] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        shown = [f"  {p}" for p in self.problems[:MAX_REPORTED]]
+        more = len(self.problems) - len(shown)
+        return "\n".join([f"{len(self.problems)} problems in the grid:", *shown]
+                         + ([f"  …and {more} more like these"] if more else []))  # fmt: skip
+
+
+def raise_all(problems: Sequence[GridError]) -> None:
+    """Raise the problems found, if any: one as itself, several as one `GridErrors` (each once)."""
+    unique = list({str(p): p for p in problems}.values())
+    if len(unique) == 1:
+        raise unique[0]
+    if unique:
+        raise GridErrors("", f"{len(unique)} problems", problems=unique)
+
+
+def _hint(name: str) -> str:
+    """` (did you mean seed?)` for a near miss of an input's name, else nothing."""
+    by_case = [i for i in INPUTS if i.lower() == name.lower()]
+    close = by_case or difflib.get_close_matches(name, INPUTS, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def grid_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -154,13 +185,8 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 
 def _check_columns(name: str, columns: Sequence[str]) -> None:
     for column in columns:
-        if column in INPUTS:
-            continue
-        close = difflib.get_close_matches(column, INPUTS, n=1, cutoff=0.6)
-        by_case = [i for i in INPUTS if i.lower() == str(column).lower()]
-        hint = by_case or close
-        suggestion = f" (did you mean {hint[0]}?)" if hint else ""
-        raise GridError(name, f"unknown column {column!r}{suggestion}; columns are {', '.join(INPUTS)}")
+        if column not in INPUTS:
+            raise GridError(name, f"unknown column {column!r}{_hint(str(column))}; columns are {', '.join(INPUTS)}")
     if "prompt" not in columns:
         raise GridError(name, "no prompt column")
 
@@ -168,32 +194,38 @@ def _check_columns(name: str, columns: Sequence[str]) -> None:
 def parse_axes(specs: Iterable[str]) -> dict[str, list[str]]:
     """`NAME=V1,V2,...` options into a mapping; each name once, each value non-empty."""
     axes: dict[str, list[str]] = {}
+    problems: list[GridError] = []
     for spec in specs:
         name, sep, values = spec.partition("=")
         name = name.strip()
         if not sep or not name:
-            raise GridError("--axis", f"{spec!r} is not NAME=V1,V2,...")
-        if name not in INPUTS:
-            raise GridError("--axis", f"unknown input {name!r}; inputs are {', '.join(INPUTS)}")
-        if name in axes:
-            raise GridError("--axis", f"{name} is given twice")
-        items = [v.strip() for v in values.split(",")]
-        if not items or any(not v for v in items):
-            raise GridError("--axis", f"{name} has an empty value in {values!r}")
-        axes[name] = items
+            problems.append(GridError("--axis", f"{spec!r} is not NAME=V1,V2,..."))
+        elif name not in INPUTS:
+            problems.append(GridError("--axis", f"unknown input {name!r}{_hint(name)}; inputs are {', '.join(INPUTS)}"))
+        elif name in axes:
+            problems.append(GridError("--axis", f"{name} is given twice"))
+        else:
+            items = [v.strip() for v in values.split(",")]
+            if not items or any(not v for v in items):
+                problems.append(GridError("--axis", f"{name} has an empty value in {values!r}"))
+            axes[name] = items
+    raise_all(problems)
     return axes
 
 
 def check_axes(axes: Mapping[str, object] | None) -> dict[str, list[str]]:
     """Axes given as a mapping (a flow parameter): known inputs, each a non-empty list of values."""
     checked: dict[str, list[str]] = {}
+    problems: list[GridError] = []
     for name, values in (axes or {}).items():
-        if name not in INPUTS:
-            raise GridError("axes", f"unknown input {name!r}; inputs are {', '.join(INPUTS)}")
         items = list(values) if isinstance(values, (list, tuple)) else [values]
-        if not items or any(v is None or str(v).strip() == "" for v in items):
-            raise GridError("axes", f"{name} needs one or more non-empty values (got {values!r})")
-        checked[name] = [str(v).strip() for v in items]
+        if name not in INPUTS:
+            problems.append(GridError("axes", f"unknown input {name!r}{_hint(name)}; inputs are {', '.join(INPUTS)}"))
+        elif not items or any(v is None or str(v).strip() == "" for v in items):
+            problems.append(GridError("axes", f"{name} needs one or more non-empty values (got {values!r})"))
+        else:
+            checked[name] = [str(v).strip() for v in items]
+    raise_all(problems)
     return checked
 
 
@@ -243,10 +275,15 @@ def expand_grid(
         raise GridError("grid", f"expands to {total:,} combinations, more than the maximum {max_combinations:,}"
                         " (raise it with --max-combinations)")  # fmt: skip
     out: dict[str, dict[str, Any]] = {}
+    problems: list[GridError] = []
     for record in records:
         source = str(record.get(SOURCE, "?"))
         file, _, row = source.rpartition(":")
-        choices = [_options(record, c, axes) for c in INPUTS]
+        try:
+            choices = [_options(record, c, axes) for c in INPUTS]
+        except GridError as exc:
+            problems.append(exc)
+            continue
         for combo in itertools.product(*choices):
             given = {c: v for c, v in zip(INPUTS, combo, strict=True) if not _is_missing(v)}
             try:
@@ -254,8 +291,10 @@ def expand_grid(
             except InputValidationError as exc:
                 got = "" if exc.value is None else f" (got {exc.value!r})"
                 if exc.field in axes:
-                    raise GridError("--axis", f"{exc.rule}{got}", field=exc.field) from None
-                raise GridError(file, f"{exc.rule}{got}", int(row), exc.field) from None
+                    problems.append(GridError("--axis", f"{exc.rule}{got}", field=exc.field))
+                else:
+                    problems.append(GridError(file, f"{exc.rule}{got}", int(row), exc.field))
+                continue
             values.pop("callbackUrl", None)
             values = canonical(values)
             key = row_id(model, values)
@@ -263,6 +302,7 @@ def expand_grid(
                 out[key][SOURCE] += f" {source}"
             else:
                 out[key] = {"row_id": key, **values, SOURCE: source}
+    raise_all(problems)
     frame = pd.DataFrame(list(out.values()), columns=["row_id", *INPUTS, SOURCE])
     return frame.astype({"numFrames": "int64", "steps": "int64", "fps": "int64", "scale": "float64"})
 
@@ -291,8 +331,22 @@ def load_grid(
     model: str = TEXT_TO_VIDEO,
     max_combinations: int = DEFAULT_MAX_COMBINATIONS,
 ) -> pd.DataFrame:
-    """Read every grid file and expand them together into one validated frame."""
+    """Read every grid file and expand them together into one validated frame; every problem found
+    in the files and their rows is reported at once."""
     checked = check_axes(axes)
-    frames = [read_grid_file(p) for p in grid_files(paths)]
-    raw = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    return expand_grid(raw, checked, model=model, max_combinations=max_combinations)
+    frames, problems = [], []
+    for path in grid_files(paths):
+        try:
+            frames.append(read_grid_file(path))
+        except GridError as exc:
+            problems.append(exc)
+    if frames:
+        raw = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        try:
+            return expand_grid(raw, checked, model=model, max_combinations=max_combinations)
+        except GridErrors as exc:
+            problems += exc.problems
+        except GridError as exc:
+            problems.append(exc)
+    raise_all(problems)
+    raise AssertionError("unreachable: no frames and no problems")

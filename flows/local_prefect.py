@@ -23,6 +23,7 @@ from contextlib import contextmanager
 import httpx
 
 STARTUP_SECONDS = 120.0
+LOG_DRAIN_SECONDS = 5.0
 PR_SET_PDEATHSIG = 1
 
 
@@ -54,7 +55,10 @@ def prefect_api() -> Iterator[str | None]:
     try:
         _wait_until_healthy(url, server)
         with temporary_settings(updates={PREFECT_API_URL: url}):
-            yield url
+            try:
+                yield url
+            finally:
+                _send_pending_logs()
     finally:
         server.terminate()
         try:
@@ -62,6 +66,15 @@ def prefect_api() -> Iterator[str | None]:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def _send_pending_logs() -> None:
+    """Deliver the run's queued log lines while the server is still there to take them; sent
+    after it stopped, each batch printed "--- Error logging to API ---" under the closing block."""
+    from prefect.logging.handlers import APILogWorker
+
+    with contextlib.suppress(Exception):  # the logs are Prefect's record; the sweep's truth is on disk
+        APILogWorker.drain_all(timeout=LOG_DRAIN_SECONDS)
 
 
 def _die_with_parent() -> None:

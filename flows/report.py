@@ -2,14 +2,17 @@
 
 `build_report` is pure (manifest in, HTML out): prompts down and the swept inputs across by
 default, or any layout of the inputs (`rows="seed", cols="steps"`; inputs left over become
-sections). The page is self-contained: inline CSS and JS, videos linked relative to OUT, and
-everything from the manifest HTML-escaped. `write_report` and `report_command` are the file edges.
+sections). An input constant within each row (say numFrames, set per prompt) is shown in the
+row's header rather than spread over columns that would be mostly empty. The page comes from the
+Jinja2 template `templates/report.html.j2` (autoescaped) with `report.css` and `report.js` inlined:
+one self-contained file, videos and their posters linked relative to OUT, loaded only near the
+screen. `write_report` and `report_command` are the file edges.
 """
 
 from __future__ import annotations
 
 import difflib
-import html
+import functools
 import math
 import os
 import re
@@ -18,20 +21,23 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import quote
 
 import click
+import jinja2
 import pandas as pd
+from markupsafe import Markup
 
 from .grid import INPUTS
 from .manifest import MANIFEST_PARQUET, read_manifest
+from .posters import ensure_posters, poster_path
 from .summary import summarize
 
 REPORT = "report.html"
 STATUS_ORDER = ("succeeded", "failed", "timed_out", "cancelled", "skipped", "running", "pending")
-STATUS_ICONS = {"failed": "✕", "timed_out": "⏱", "cancelled": "⊘", "skipped": "↷", "running": "…", "pending": "…"}
 FIRST_SEEN_ORDER = ("prompt", "negativePrompt")  # kept in grid order; other inputs sort by value
 
 Record = dict[str, Any]
@@ -39,11 +45,13 @@ Record = dict[str, Any]
 
 @dataclass(frozen=True)
 class Layout:
-    """Which inputs head the sections, the rows and the columns of the sheet."""
+    """Which inputs head the sections, the rows and the columns of the sheet, and which are
+    shown in each row's header (`attrs`: one value per row, so as columns they would be mostly empty)."""
 
     groups: tuple[str, ...]
     rows: tuple[str, ...]
     cols: tuple[str, ...]
+    attrs: tuple[str, ...] = ()
 
 
 def swept_inputs(manifest: pd.DataFrame) -> list[str]:
@@ -52,18 +60,24 @@ def swept_inputs(manifest: pd.DataFrame) -> list[str]:
 
 
 def plan_layout(manifest: pd.DataFrame, rows: str = "prompt", cols: str | None = None) -> Layout:
-    """Rows and cols as asked (comma-separated input names); swept inputs left over head sections."""
+    """Rows and cols as asked (comma-separated input names). A swept input left over that takes one
+    value in each row goes in the row's header; by default the others are the columns, and when
+    cols are given the others head sections."""
     row_names = _names(rows, "rows")
     swept = swept_inputs(manifest)
-    if cols is None:
-        col_names = tuple(n for n in swept if n != "prompt" and n not in row_names)
-    else:
-        col_names = _names(cols, "cols")
-    both = [n for n in row_names if n in col_names]
+    col_names = None if cols is None else _names(cols, "cols")
+    both = [n for n in row_names if n in (col_names or ())]
     if both:
         raise ValueError(f"{both[0]} cannot be both a row and a column of the report")
-    groups = tuple(n for n in swept if n not in row_names and n not in col_names)
-    return Layout(groups, row_names, col_names)
+    left = [n for n in swept if n not in row_names and n not in (col_names or ())]
+    keys = manifest[list(row_names)].map(_text)
+    per_row = [n for n in left if n != "prompt" and manifest[n].map(_text).groupby(
+        [keys[r] for r in row_names]).nunique().max() == 1]  # fmt: skip
+    left = [n for n in left if n not in per_row]
+    if col_names is None:
+        col_names = tuple(n for n in left if n != "prompt")
+        left = [n for n in left if n not in col_names]
+    return Layout(tuple(left), row_names, col_names, tuple(per_row))
 
 
 def _names(spec: str, what: str) -> tuple[str, ...]:
@@ -106,9 +120,25 @@ def _ranks(records: Sequence[Record], names: Iterable[str]) -> dict[str, dict[st
     return ranks
 
 
+@functools.cache
+def _template() -> jinja2.Template:
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("flows", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
+    )
+    return environment.get_template("report.html.j2")
+
+
+@functools.cache
+def _asset(name: str) -> Markup:
+    """A CSS or JS file of the package's templates, to inline as it is (it holds no manifest text)."""
+    return Markup(files("flows").joinpath("templates", name).read_text(encoding="utf-8"))
+
+
 def build_report(manifest: pd.DataFrame, *, rows: str = "prompt", cols: str | None = None,
-                 title: str = "wiro-sweep") -> str:  # fmt: skip
-    """The whole report page for a manifest; raises ValueError for an unknown rows/cols input."""
+                 title: str = "wiro-sweep", posters: frozenset[str] = frozenset()) -> str:  # fmt: skip
+    """The whole report page for a manifest; raises ValueError for an unknown rows/cols input.
+
+    `posters` names the videos (manifest `output_path`) that have a poster image beside them."""
     needed = ("row_id", *INPUTS, "status", "error", "cost_usd", "elapsed_seconds")
     missing = [c for c in needed if c not in manifest.columns]
     if missing:
@@ -135,152 +165,111 @@ def build_report(manifest: pd.DataFrame, *, rows: str = "prompt", cols: str | No
         cells: dict[tuple[tuple[str, ...], tuple[str, ...]], list[Record]] = {}
         for record in members:
             cells.setdefault((key(record, layout.rows), key(record, layout.cols)), []).append(record)
-        row_keys = ordered((key(r, layout.rows) for r in members), layout.rows)
-        table = _table(layout, columns, row_keys, cells, swept, params)
-        sections.append(_section(layout.groups, group, table))
-    body = "\n".join([_header(manifest, layout, swept, title), _filters(manifest, swept, params, ranks), *sections])
-    return PAGE.format(title=_e(title), css=CSS, js=JS, body=body)
+        body = []
+        for row in ordered((key(r, layout.rows) for r in members), layout.rows):
+            found = [cells.get((row, col), []) for col in columns]
+            first = next(r for rs in found for r in rs)
+            statuses = [_text(r.get("status")) or "unknown" for rs in found for r in rs]
+            body.append({
+                "prompt": row[0] if layout.rows == ("prompt",) else None,
+                "pairs": [] if layout.rows == ("prompt",) else list(zip(layout.rows, row, strict=True)),
+                "attrs": [(n, _text(first.get(n))) for n in layout.attrs],
+                "tally": [(_slug(s), n, _label(s)) for s, n in _by_status({s: statuses.count(s) for s in statuses})],
+                "cells": [[_card(r, swept, params, posters, layout.attrs) for r in rs] for rs in found],
+            })  # fmt: skip
+        sections.append({"heading": list(zip(layout.groups, group, strict=True)), "head": _head(layout, columns),
+                         "width": max(len(columns), 1), "rows": body})  # fmt: skip
+    listed = (*INPUTS, "row_id", "task_id", "attempts", "source")
+    inputs = {"names": listed, "rows": {_text(r.get("row_id")): [_text(r.get(n)) for n in listed] for r in records}}
+    page = {**_header(manifest, layout, swept, title), "sections": sections, "inputs": inputs,
+            **_filters(manifest, swept, params, ranks)}  # fmt: skip
+    return _template().render(page=page, css=_asset("report.css"), js=_asset("report.js"))
 
 
-def _e(value: Any) -> str:
-    return html.escape(_text(value), quote=True)
-
-
-def _pair(name: str, value: str) -> str:
-    return f'<span class="k">{_e(name)}</span> {_e(value) or "—"}'
-
-
-def _header(manifest: pd.DataFrame, layout: Layout, swept: list[str], title: str) -> str:
+def _header(manifest: pd.DataFrame, layout: Layout, swept: list[str], title: str) -> dict[str, Any]:
     costs = pd.Series([_decimal(v) for v in manifest["cost_usd"]], index=manifest.index, dtype=object)
     summary = summarize(manifest.assign(cost_usd=costs))
     stats = [("cells", str(summary.total), "")]
-    stats += [(_label(s), str(n), f" st-{_slug(s)}") for s, n in _by_status(summary.counts)]
+    stats += [(_label(s), str(n), _slug(s)) for s, n in _by_status(summary.counts)]
     stats += [("billed", _money(summary.cost), ""), ("p50 elapsed", _seconds(summary.p50), ""),
               ("p95 elapsed", _seconds(summary.p95), "")]  # fmt: skip
-    tiles = "".join(f'<div class="stat{cls}"><b>{_e(v)}</b><span>{_e(k)}</span></div>' for k, v, cls in stats)
     fixed = [n for n in INPUTS if n not in swept and n not in layout.rows and n not in layout.cols]
     first = manifest.iloc[0] if len(manifest) else None
-    fixed_text = " · ".join(_pair(n, _text(first[n]) if first is not None else "") for n in fixed)
     axes = f"rows: {' × '.join(layout.rows)} · columns: {' × '.join(layout.cols) or '—'}"
+    if layout.attrs:
+        axes += f" · per row: {', '.join(layout.attrs)}"
     if layout.groups:
         axes += f" · sections: {' × '.join(layout.groups)}"
     finished = pd.to_datetime(manifest.get("finished_at", pd.Series(dtype=object)), utc=True).dropna()
-    when = f" · last finished {finished.max():%Y-%m-%d %H:%M} UTC" if len(finished) else ""
-    return (f'<header class="top"><h1>{_e(title)}</h1><div class="stats">{tiles}</div>'
-            f'<p class="axes">{_e(axes)}{_e(when)}</p>'
-            + (f'<p class="fixed">same in every cell: {fixed_text}</p>' if fixed else "") + "</header>")  # fmt: skip
+    if len(finished):
+        axes += f" · last finished {finished.max():%Y-%m-%d %H:%M} UTC"
+    return {"title": title, "stats": stats, "axes": axes,
+            "fixed": [(n, _text(first[n]) if first is not None else "") for n in fixed]}  # fmt: skip
 
 
-def _filters(manifest: pd.DataFrame, swept: list[str], params: dict[str, str], ranks: dict[str, dict[str, int]]) -> str:
+def _filters(manifest: pd.DataFrame, swept: list[str], params: dict[str, str],
+             ranks: dict[str, dict[str, int]]) -> dict[str, Any]:  # fmt: skip
     counts = {str(s): int(n) for s, n in manifest["status"].map(_text).value_counts().items()}
-    boxes = "".join(
-        f'<label class="chip st-{_slug(s)}"><input type="checkbox" data-status-filter value="{_e(s)}" checked>'
-        f"{_e(_label(s))} <b>{n}</b></label>"
-        for s, n in _by_status(counts)
-    )
-    selects = []
-    for name in swept:
-        options = "".join(f'<option value="{_e(v)}">{_e(_short(v))}</option>' for v in ranks[name])
-        selects.append(f'<label class="pick">{_e(name)} <select data-param="{params[name]}">'
-                       f'<option value="">all</option>{options}</select></label>')  # fmt: skip
-    return (f'<nav class="filters"><div class="group">{boxes}</div><div class="group">{"".join(selects)}</div>'
-            '<div class="group"><label class="pick">zoom <input type="range" id="zoom" min="140" max="520" '
-            'step="20" value="260"></label><span id="shown"></span></div></nav>')  # fmt: skip
+    return {
+        "statuses": [(s, _label(s), n) for s, n in _by_status(counts)],
+        "selects": [(name, params[name], [(v, _short(v)) for v in ranks[name]]) for name in swept],
+    }
 
 
-def _table(layout: Layout, columns: list[tuple[str, ...]], row_keys: list[tuple[str, ...]],
-           cells: dict[tuple[tuple[str, ...], tuple[str, ...]], list[Record]], swept: list[str],
-           params: dict[str, str]) -> str:  # fmt: skip
-    body = []
-    for row in row_keys:
-        if layout.rows == ("prompt",):
-            label = f'<div class="prompt">{_e(row[0])}</div>'
-        else:
-            label = "<br>".join(_pair(n, v) for n, v in zip(layout.rows, row, strict=True))
-        tds, statuses = [], []
-        for i, col in enumerate(columns):
-            found = cells.get((row, col), [])
-            statuses += [_text(r.get("status")) or "unknown" for r in found]
-            inner = "".join(_cell(r, swept, params) for r in found) or '<div class="empty">no such combination</div>'
-            tds.append(f'<td data-col="{i}">{inner}</td>')
-        tally = "".join(
-            f'<span class="st-{_slug(s)}">{n} {_e(_label(s))}</span>'
-            for s, n in _by_status({s: statuses.count(s) for s in statuses})
-        )
-        body.append(
-            f'<tr><th class="rowhead" scope="row">{label}<div class="tally">{tally}</div></th>{"".join(tds)}</tr>'
-        )
-    kind = "sheet wide" if "prompt" in layout.rows else "sheet"
-    return f'<table class="{kind}"><thead>{_thead(layout, columns)}</thead><tbody>{"".join(body)}</tbody></table>'
-
-
-def _thead(layout: Layout, columns: list[tuple[str, ...]]) -> str:
-    """One header row per column input; equal neighbours merge, and `data-cols` lets the filters re-span them."""
-    levels: list[list[str]] = [[] for _ in range(max(len(layout.cols), 1))]
-    levels[0].append(f'<th class="corner" rowspan="{len(levels)}">{_e(" × ".join(layout.rows))}</th>')
+def _head(layout: Layout, columns: list[tuple[str, ...]]) -> list[list[dict[str, Any]]]:
+    """One header row per column input; equal neighbours merge, and `cols` lets the filters re-span them."""
     if not layout.cols:
-        levels[0].append('<th data-cols="0">video</th>')
+        return [[{"span": 1, "cols": "0", "name": "", "value": "video"}]]
+    levels: list[list[dict[str, Any]]] = []
     for level, name in enumerate(layout.cols):
-        start = 0
+        ths, start = [], 0
         while start < len(columns):
             end = start + 1
             while end < len(columns) and columns[end][: level + 1] == columns[start][: level + 1]:
                 end += 1
-            span = " ".join(str(i) for i in range(start, end))
-            label = _pair(name, columns[start][level])
-            levels[level].append(f'<th colspan="{end - start}" data-cols="{span}">{label}</th>')
+            ths.append({"span": end - start, "cols": " ".join(map(str, range(start, end))), "name": name,
+                        "value": columns[start][level]})  # fmt: skip
             start = end
-    return "".join(f"<tr>{''.join(level)}</tr>" for level in levels)
+        levels.append(ths)
+    return levels
 
 
-def _section(names: tuple[str, ...], group: tuple[str, ...], table: str) -> str:
-    heading = ""
-    if names:
-        parts = [
-            f'<div class="prompt">{_e(v)}</div>' if n == "prompt" else f"<div>{_pair(n, v)}</div>"
-            for n, v in zip(names, group, strict=True)
-        ]
-        heading = f"<h2>{''.join(parts)}</h2>"
-    return f'<section class="block">{heading}<div class="scroll">{table}</div></section>'
-
-
-def _cell(record: Record, swept: list[str], params: dict[str, str]) -> str:
-    """One row's card: its video (or why there is none), status, cost, time and inputs."""
+def _card(record: Record, swept: list[str], params: dict[str, str], posters: frozenset[str],
+          attrs: tuple[str, ...]) -> dict[str, Any]:  # fmt: skip
+    """One row's card: its video (or why there is none), status, cost, time, and the swept inputs
+    its row's header does not already show."""
     status = _text(record.get("status")) or "unknown"
-    data = "".join(f' data-{params[n]}="{_e(record.get(n))}"' for n in swept)
-    ratio = _ratio(_text(record.get("size")))
     path = _text(record.get("output_path"))
     error = _text(record.get("error"))
-    if status == "succeeded" and path:
-        src = html.escape(quote(path.replace(os.sep, "/")), quote=True)
-        clip = _clip(record)
-        media = (f'<div class="media" style="aspect-ratio:{ratio}"><video controls preload="metadata" muted loop '
-                 f'playsinline src="{src}"></video>{clip}</div>')  # fmt: skip
-    else:
-        reason = error or ("no video was saved" if status == "succeeded" else f"{_label(status)}: no reason recorded")
-        media = (f'<div class="media placeholder" style="aspect-ratio:{ratio}"><div class="why">'
-                 f'<span class="icon">{STATUS_ICONS.get(status, "!")}</span><strong>{_e(_label(status))}</strong>'
-                 f'<p class="error">{_e(reason)}</p></div></div>')  # fmt: skip
-    shown = " · ".join(_pair(n, _text(record.get(n))) for n in swept if n != "prompt")
-    details = "".join(f"<dt>{_e(n)}</dt><dd>{_e(record.get(n)) or '—'}</dd>" for n in
-                      (*INPUTS, "row_id", "task_id", "attempts", "source"))  # fmt: skip
-    if status == "succeeded" and path:
-        details += f'<dt>file</dt><dd><a href="{src}">{_e(path)}</a></dd>'
-    note = f'<p class="note">{_e(error)}</p>' if error and status == "succeeded" else ""
-    return (
-        f'<article class="cell st-{_slug(status)}" data-status="{_e(status)}" data-row-id="{_e(record.get("row_id"))}"'
-        f'{data}>{media}<div class="meta"><span class="badge">{_e(_label(status))}</span>'
-        f'<span class="cost">{_money(_decimal(record.get("cost_usd")))}</span>'
-        f'<span class="time">{_seconds(_float(record.get("elapsed_seconds")))}</span></div>'
-        + (f'<div class="params">{shown}</div>' if shown else "")
-        + f"{note}<details><summary>inputs</summary><dl>{details}</dl></details></article>"
-    )
+    playable = status == "succeeded" and bool(path)
+    reason = error or ("no video was saved" if status == "succeeded" else f"{_label(status)}: no reason recorded")
+    return {
+        "status": status,
+        "slug": _slug(status),
+        "label": _label(status),
+        "row_id": _text(record.get("row_id")),
+        "data": [(params[n], _text(record.get(n))) for n in swept],
+        "ratio": _ratio(_text(record.get("size"))),
+        "video": _href(path) if playable else "",
+        "poster": _href(str(poster_path(Path(path)))) if playable and path in posters else "",
+        "path": path,
+        "clip": _clip(record),
+        "reason": reason,
+        "cost": _money(_decimal(record.get("cost_usd"))),
+        "time": _seconds(_float(record.get("elapsed_seconds"))),
+        "shown": [(n, _text(record.get(n))) for n in swept if n != "prompt" and n not in attrs],
+        "note": error if error and status == "succeeded" else "",
+    }
+
+
+def _href(path: str) -> str:
+    return quote(path.replace(os.sep, "/"))
 
 
 def _clip(record: Record) -> str:
-    """A badge with the clip's length (numFrames / fps), shown until the controls are."""
+    """The clip's length (numFrames / fps), shown on the poster until the controls are."""
     frames, fps = _float(record.get("numFrames")), _float(record.get("fps"))
-    return f'<span class="clip">▶ {frames / fps:.1f} s</span>' if frames and fps else ""
+    return f"{frames / fps:.1f} s" if frames and fps else ""
 
 
 def _by_status(counts: dict[str, int]) -> list[tuple[str, int]]:
@@ -336,7 +325,11 @@ def write_report(out: Path, *, rows: str = "prompt", cols: str | None = None) ->
     out = Path(out)
     if not (out / MANIFEST_PARQUET).is_file():
         raise FileNotFoundError(f"{out / MANIFEST_PARQUET} does not exist: run a sweep with --out {out} first")
-    text = build_report(read_manifest(out), rows=rows, cols=cols, title=f"wiro-sweep · {out.resolve().name}")
+    manifest = read_manifest(out)
+    videos = [p for p, s in zip(manifest["output_path"], manifest["status"], strict=True) if p and s == "succeeded"]
+    ensure_posters(out / p for p in videos)
+    posters = frozenset(p for p in videos if poster_path(out / p).is_file())
+    text = build_report(manifest, rows=rows, cols=cols, title=f"wiro-sweep · {out.resolve().name}", posters=posters)
     path = out / REPORT
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
@@ -365,145 +358,3 @@ def report_command(out: Path, rows: str, cols: str | None) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     click.echo(str(path))
-
-
-PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>{css}</style>
-</head>
-<body>
-{body}
-<script>{js}</script>
-</body>
-</html>
-"""
-
-CSS = """
-:root { --cell-w: 260px; --head-w: 280px; --bg: #f4f5f7; --card: #fff; --ink: #1f2328; --muted: #656d76;
-  --line: #d8dee4; --succeeded: #1a7f37; --failed: #cf222e; --timed_out: #bc4c00; --cancelled: #6e7781;
-  --skipped: #8250df; --running: #0969da; --pending: #9a6700; --unknown: #57606a; color-scheme: light; }
-* { box-sizing: border-box; }
-[hidden] { display: none !important; }
-body { width: max-content; min-width: 100%; margin: 0; background: var(--bg); color: var(--ink);
-  font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
-.top { padding: 20px 28px 8px; }
-h1 { margin: 0 0 12px; font-size: 22px; font-weight: 650; }
-.stats { display: flex; flex-wrap: wrap; gap: 10px; }
-.stat { background: var(--card); border: 1px solid var(--line); border-radius: 10px; padding: 8px 14px;
-  min-width: 96px; border-top: 4px solid var(--line); }
-.stat b { display: block; font-size: 20px; font-variant-numeric: tabular-nums; }
-.stat span { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
-.axes, .fixed { color: var(--muted); margin: 10px 0 0; font-size: 13px; }
-.k { color: var(--muted); font-size: .92em; }
-.filters { position: sticky; top: 0; left: 0; z-index: 5; display: flex; flex-wrap: wrap; gap: 8px 22px;
-  align-items: center; padding: 10px 28px; background: rgba(244, 245, 247, .94); backdrop-filter: blur(6px);
-  border-bottom: 1px solid var(--line); }
-.filters .group { display: flex; flex-wrap: wrap; gap: 6px 10px; align-items: center; }
-.chip { display: inline-flex; gap: 6px; align-items: center; padding: 3px 10px 3px 6px; border-radius: 999px;
-  background: var(--card); border: 1px solid var(--line); cursor: pointer; user-select: none; }
-.chip b { font-variant-numeric: tabular-nums; }
-.chip:has(input:not(:checked)) { opacity: .55; background: transparent; }
-.chip input { accent-color: var(--c); margin: 0; }
-.pick { color: var(--muted); display: inline-flex; gap: 6px; align-items: center; }
-.pick select { max-width: 260px; font: inherit; padding: 2px 4px; border-radius: 6px; border: 1px solid var(--line); }
-#shown { color: var(--muted); font-variant-numeric: tabular-nums; }
-.block { padding: 14px 28px 6px; }
-.block h2 { margin: 6px 0 10px; font-size: 15px; font-weight: 600; position: sticky; left: 28px;
-  max-width: calc(100vw - 56px); }
-.sheet { border-collapse: separate; border-spacing: 10px; margin: -10px; }
-.sheet thead th { font-weight: 600; font-size: 13px; text-align: center; padding: 6px 8px; background: #e9ecef;
-  border-radius: 8px; white-space: nowrap; }
-.sheet th.corner { background: transparent; color: var(--muted); text-align: left; vertical-align: bottom;
-  font-weight: 500; }
-.sheet th.rowhead { position: sticky; left: 0; z-index: 2; width: 120px; min-width: 120px; text-align: left;
-  vertical-align: top; font-weight: 500; padding: 10px 12px;
-  background: var(--card); border: 1px solid var(--line); border-left: 4px solid #8c959f; border-radius: 10px;
-  box-shadow: 6px 0 10px -8px rgba(0, 0, 0, .25); }
-.wide th.rowhead { width: var(--head-w); min-width: var(--head-w); max-width: var(--head-w); }
-.tally { display: flex; flex-wrap: wrap; gap: 2px 10px; margin-top: 8px; font-size: 12px; font-weight: 600; }
-.tally span { color: var(--c); }
-.prompt { white-space: pre-wrap; overflow-wrap: anywhere; font-size: 14px; line-height: 1.4; }
-.sheet td { vertical-align: top; padding: 0; width: var(--cell-w); min-width: var(--cell-w); }
-.cell { width: var(--cell-w); background: var(--card); border: 1px solid var(--line); border-radius: 10px;
-  overflow: hidden; border-top: 4px solid var(--c); box-shadow: 0 1px 2px rgba(0, 0, 0, .05); }
-.cell + .cell { margin-top: 10px; }
-[class*="st-"] { --c: var(--unknown); }
-.st-succeeded { --c: var(--succeeded); } .st-failed { --c: var(--failed); } .st-timed_out { --c: var(--timed_out); }
-.st-cancelled { --c: var(--cancelled); } .st-skipped { --c: var(--skipped); } .st-running { --c: var(--running); }
-.st-pending { --c: var(--pending); }
-.stat[class*="st-"] { border-top-color: var(--c); } .stat[class*="st-"] b { color: var(--c); }
-.media { position: relative; background: #0d1117; display: flex; align-items: center; justify-content: center; }
-.media video { display: block; width: 100%; height: 100%; object-fit: contain; background: #0d1117; }
-.media video::-webkit-media-controls { opacity: 0; transition: opacity .15s; }
-.media:hover video::-webkit-media-controls, .media:focus-within video::-webkit-media-controls,
-.media.playing video::-webkit-media-controls { opacity: 1; }
-.clip { position: absolute; right: 8px; bottom: 8px; padding: 1px 8px; border-radius: 999px; font-size: 11.5px;
-  color: #fff; background: rgba(13, 17, 23, .72); pointer-events: none; font-variant-numeric: tabular-nums; }
-.media:hover .clip, .media:focus-within .clip, .media.playing .clip { display: none; }
-.placeholder { background: repeating-linear-gradient(135deg, color-mix(in srgb, var(--c) 9%, #fff) 0 12px,
-  color-mix(in srgb, var(--c) 15%, #fff) 12px 24px); color: var(--c); }
-.why { padding: 12px 14px; text-align: center; max-width: 100%; }
-.why .icon { display: block; font-size: 26px; line-height: 1; font-weight: 700; }
-.why strong { display: block; text-transform: uppercase; letter-spacing: .06em; font-size: 12px; margin: 4px 0; }
-.error { margin: 0; color: var(--ink); font-size: 12.5px; overflow-wrap: anywhere; white-space: pre-wrap; }
-.meta { display: flex; gap: 8px; align-items: center; padding: 7px 10px 2px; font-size: 12.5px;
-  font-variant-numeric: tabular-nums; }
-.badge { color: #fff; background: var(--c); border-radius: 999px; padding: 0 8px; font-size: 11.5px;
-  font-weight: 600; margin-right: auto; }
-.cost, .time { color: var(--muted); }
-.params { padding: 0 10px 2px; font-size: 12.5px; }
-.note { margin: 2px 10px; font-size: 12px; color: var(--timed_out); overflow-wrap: anywhere; }
-details { padding: 0 10px 7px; font-size: 12px; color: var(--muted); }
-summary { cursor: pointer; width: fit-content; }
-dl { display: grid; grid-template-columns: auto 1fr; gap: 2px 8px; margin: 6px 0 0; }
-dt { color: var(--muted); } dd { margin: 0; color: var(--ink); overflow-wrap: anywhere; }
-.empty { width: var(--cell-w); min-height: 60px; border: 1px dashed var(--line); border-radius: 10px;
-  color: var(--muted); display: flex; align-items: center; justify-content: center; font-size: 12px; }
-"""
-
-JS = """
-(() => {
-  const boxes = [...document.querySelectorAll('input[data-status-filter]')];
-  const selects = [...document.querySelectorAll('select[data-param]')];
-  const cells = [...document.querySelectorAll('article.cell')];
-  const shown = document.getElementById('shown');
-  function apply() {
-    const statuses = new Set(boxes.filter(b => b.checked).map(b => b.value));
-    const picks = selects.filter(s => s.value !== '').map(s => [s.dataset.param, s.value]);
-    let count = 0;
-    for (const cell of cells) {
-      const ok = statuses.has(cell.dataset.status) && picks.every(([p, v]) => cell.dataset[p] === v);
-      cell.hidden = !ok;
-      if (ok) count++;
-      else cell.querySelectorAll('video').forEach(v => v.pause());
-    }
-    for (const table of document.querySelectorAll('table.sheet')) {
-      const live = new Set();
-      for (const tr of table.tBodies[0].rows) {
-        const visible = [...tr.querySelectorAll('article.cell:not([hidden])')];
-        tr.hidden = visible.length === 0;
-        visible.forEach(c => live.add(c.closest('td').dataset.col));
-      }
-      table.querySelectorAll('td[data-col]').forEach(td => { td.hidden = !live.has(td.dataset.col); });
-      for (const th of table.querySelectorAll('thead th[data-cols]')) {
-        const n = th.dataset.cols.split(' ').filter(c => live.has(c)).length;
-        th.hidden = n === 0;
-        th.colSpan = Math.max(n, 1);
-      }
-      table.closest('section').hidden = live.size === 0;
-    }
-    shown.textContent = count + ' of ' + cells.length + ' cells shown';
-  }
-  boxes.concat(selects).forEach(el => el.addEventListener('change', apply));
-  for (const [event, on] of [['play', true], ['pause', false]]) {
-    document.addEventListener(event, e => e.target.closest('.media').classList.toggle('playing', on), true);
-  }
-  const zoom = document.getElementById('zoom');
-  zoom.addEventListener('input', () => document.documentElement.style.setProperty('--cell-w', zoom.value + 'px'));
-  apply();
-})();
-"""

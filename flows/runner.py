@@ -30,6 +30,7 @@ from typing import Any, cast
 
 import pandas as pd
 import pyarrow as pa
+from prefect.client.schemas.objects import State
 from prefect.concurrency.asyncio import concurrency
 
 from wiro_tasks import TEXT_TO_VIDEO, Quote, TaskStateError, ToolPrice, WiroError
@@ -41,6 +42,7 @@ from wiro_tasks.prefect_tasks import (
     WaitOutcome,
     fetch,
     find_task,
+    outcome_of,
     seen_rates,
     submit,
     wait,
@@ -52,6 +54,7 @@ from .claims import Claims, account_key, state_root
 from .grid import INPUTS
 from .journal import Journal, JournalWriteError, RowState
 from .manifest import MANIFEST_PARQUET, ManifestBuilder, manifest_frame, row_status, write_manifest
+from .posters import save_poster
 from .progress import Progress, publish
 from .stopping import stop_in_flight, stop_tasks
 
@@ -548,14 +551,16 @@ class SweepRunner:
         row_id = row["row_id"]
         started = datetime.fromisoformat(state.submitted_at) if state.submitted_at else None
         deadline = (started or datetime.now(UTC)) + timedelta(seconds=self.settings.timeout)
-        outcome: WaitOutcome = await wait(
+        ended: State[Any] = await wait(  # type: ignore[misc]  # Prefect types return_state=True as sync
             state.task_id,
             row_label(row),
             deadline,
             poll_interval=self.settings.poll_interval,
             poll_cap=self.settings.poll_cap,
             error_grace=self.settings.error_grace,
+            return_state=True,  # a row that did not succeed ends its task run Failed: still an outcome
         )
+        outcome: WaitOutcome = await outcome_of(ended)
         already = state.costs.get(outcome.task_id, Decimal(0))  # billed in an earlier run, counted already
         cost, error = outcome.cost, outcome.error
         if cost is None:  # Wiro's figure was garbage: count what the task could have cost, never nothing
@@ -603,6 +608,7 @@ class SweepRunner:
         if saved.path:
             relative = Path(saved.path).resolve().relative_to(self.out)
             self.record("downloaded", row_id, path=str(relative), sha256=saved.sha256, bytes=saved.size)
+            await asyncio.to_thread(save_poster, Path(saved.path))  # the report shows its first frame
         else:
             self.record("download_failed", row_id, error=saved.error)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from wiro_tasks import TEXT_TO_VIDEO, AsyncWiroClient, Credentials, TaskStateError, WiroError
 from wiro_tasks.prefect_tasks import scan_for_task
+from wiro_tasks.types import Task as WiroTask
 
 from .claims import Claims, account_key
 from .journal import JOURNAL, Journal, RowState, fold, read_events
@@ -29,7 +30,9 @@ RECENT = timedelta(minutes=15)  # older unanswered intents are left to the next 
 
 async def stop_tasks(client: AsyncWiroClient, live: Mapping[str, str], record: Record) -> int:
     """Cancel (queued) or kill (running) each task of `live` (row id -> task id); records how each
-    ended with what it cost. Returns how many it tried."""
+    ended with what it cost. A task that ended on its own meanwhile (it cannot be stopped any
+    more) is recorded as Wiro says it ended: a success stays a paid output a rerun fetches.
+    Returns how many it tried."""
     for row_id, task_id in live.items():
         try:
             try:
@@ -37,12 +40,38 @@ async def stop_tasks(client: AsyncWiroClient, live: Mapping[str, str], record: R
             except TaskStateError:
                 stopped = await client.kill(task_id)
         except WiroError as exc:
-            record("note", row_id, error=f"could not stop task {task_id}: {exc}")
+            ended = await _ended(client, task_id)
+            if ended is None:
+                record("note", row_id, error=f"could not stop task {task_id}: {exc}")
+            else:
+                record("finished", row_id, task_id=task_id, **as_finished(ended))
             continue
         if stopped.is_terminal:
             record("finished", row_id, task_id=task_id, status="cancelled", error="sweep cancelled",
                    cost=str(stopped.total_cost), elapsed=str(stopped.elapsed_seconds))  # fmt: skip
     return len(live)
+
+
+async def _ended(client: AsyncWiroClient, task_id: str) -> WiroTask | None:
+    """The task as Wiro has it, when it has ended; None when it runs on or cannot be read."""
+    try:
+        task = await client.detail(task_id)
+    except WiroError:
+        return None
+    return task if task.is_terminal else None
+
+
+def as_finished(task: WiroTask) -> dict[str, Any]:
+    """A `finished` journal line's fields for a task that ended without being stopped."""
+    output = task.outputs[0] if task.outputs else None
+    if task.succeeded and output is not None:
+        status, error = "succeeded", ""
+    elif task.cancelled:
+        status, error = "cancelled", "cancelled on Wiro"
+    else:
+        status, error = "failed", task.error_message or f"ended in {task.raw_status}"
+    return {"status": status, "error": error, "cost": str(task.total_cost), "elapsed": str(task.elapsed_seconds),
+            "output_url": output.url if output else "", "output_bytes": output.size if output else None}  # fmt: skip
 
 
 def unanswered(states: Iterable[RowState], now: datetime | None = None) -> list[RowState]:

@@ -11,37 +11,45 @@ a task are waited for, and no combination is paid for twice.
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pandas as pd
 from prefect import Flow, flow, get_run_logger
-from prefect.artifacts import (
-    acreate_link_artifact,
-    acreate_markdown_artifact,
-    acreate_progress_artifact,
-    acreate_table_artifact,
-    aupdate_progress_artifact,
-)
+from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
+from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun, State
+from prefect.context import FlowRunContext
 from prefect.logging.loggers import flow_run_logger
-from prefect.states import Cancelled, Failed
+from prefect.states import Cancelled, Cancelling, Failed
 
 from wiro_tasks.prefect_tasks import close_wiro_client
 
+from .artifacts import (
+    artifact_scope,
+    final_progress,
+    progress_description,
+    publish_artifacts,
+    run_name,
+    summary_rows,
+)
 from .budget import DEFAULT_ESTIMATE_USD
 from .credentials import load_credentials
 from .grid import DEFAULT_MAX_COMBINATIONS, GridError, load_grid
-from .journal import Journal
-from .manifest import FINAL_STATUSES, MANIFEST_CSV, MANIFEST_PARQUET, build_manifest, write_manifest
+from .journal import JOURNAL, Journal, fold, read_events
+from .manifest import FINAL_STATUSES, build_manifest, write_manifest
+from .outcomes import show_row_outcomes
 from .preflight import check_out
 from .progress import Progress, listening, publish
-from .report import write_report
+from .report import REPORT, write_report
 from .runner import Settings, SweepRunner
 from .shards import (
     ShardBook,
@@ -107,8 +115,48 @@ def _kill_on_cancel(flow: Flow[Any, Any], flow_run: FlowRun, state: State[Any]) 
         logger.warning("flow run cancelled: cancelled shard run(s) %s", ", ".join(map(str, children)) or "none")
         count = _stop_unattended(root)
     else:
-        count = kill_in_flight(root, load_credentials)
+        with directory_lock(root, wait=HOOK_LOCK_WAIT_SECONDS) as held:  # the run's own process first
+            if not held:
+                logger.warning("flow run cancelled: %s is swept by another run; its tasks are left to it", root)
+                return
+            count = kill_in_flight(root, load_credentials)
+            if count or _report_behind(root):  # the run's process died before it wrote the final truth
+                _write_final(flow, flow_run, root, logger)
     logger.warning("flow run cancelled: stopped %d Wiro task(s)", count)
+
+
+HOOK_LOCK_WAIT_SECONDS = 40.0  # a cancelled run's process finishes within Prefect's 30 s kill grace
+
+
+def _report_behind(out: Path) -> bool:
+    """Whether the journal changed after the report was last written (or there is none)."""
+    journal, report = out / JOURNAL, out / REPORT
+    return journal.exists() and (not report.exists() or report.stat().st_mtime_ns < journal.stat().st_mtime_ns)
+
+
+def _write_final(flow: Flow[Any, Any], flow_run: FlowRun, out: Path, logger: Any) -> None:
+    """From the cancellation hook (a process of its own): the manifest, the report, the summary
+    artifacts and the progress as the journal ends, for a run whose process could not write them."""
+    params = flow_run.parameters
+    try:
+        frame = load_grid(params.get("grid") or [], params.get("axes"),
+                          max_combinations=int(params.get("max_combinations") or DEFAULT_MAX_COMBINATIONS))  # fmt: skip
+        manifest = build_manifest(frame, fold(read_events(out / JOURNAL)), final=True)
+        write_manifest(out, manifest)
+        write_report(out)
+
+        async def artifacts() -> None:
+            async with get_client() as client:
+                await publish_artifacts(
+                    client, flow_run.id, out, manifest, artifact_scope(str(params.get("out") or out))
+                )
+                await final_progress(client, flow_run.id, manifest)
+
+        with ThreadPoolExecutor(max_workers=1) as pool:  # the hook may be called on a running event loop
+            pool.submit(asyncio.run, artifacts()).result()
+        logger.warning("flow run cancelled: wrote the final manifest, report and summary of %s", out)
+    except Exception as exc:  # the journal keeps the truth; the next run writes them
+        logger.error("flow run cancelled: could not write the final manifest and report of %s: %s", out, exc)
 
 
 def _stop_unattended(out: Path) -> int:
@@ -124,7 +172,29 @@ def _stop_unattended(out: Path) -> int:
     return count
 
 
-@flow(name="wiro-sweep", persist_result=False, on_cancellation=[_kill_on_cancel])
+def _run_name() -> str:
+    """The flow run's name before its grid is read (`demo-out · demo.csv`); rows are added once it is."""
+    context = FlowRunContext.get()
+    params = (context.parameters if context else None) or {}
+    try:
+        shard = params.get("shard")
+        return run_name(resolve_out(str(params.get("out") or "out")), list(params.get("grid") or []),
+                        shard=None if shard is None else int(shard), shards=int(params.get("shards") or 1))  # fmt: skip
+    except Exception:  # a name must never stop a run: its parameters are checked later, with a clear message
+        return "wiro-sweep"
+
+
+async def _rename(name: str) -> None:
+    """Name the running flow run, in the UI and in its own log lines."""
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return
+    async with get_client() as client:
+        await client.set_flow_run_name(context.flow_run.id, name)
+    context.flow_run.name = name
+
+
+@flow(name="wiro-sweep", flow_run_name=_run_name, persist_result=False, on_cancellation=[_kill_on_cancel])
 async def sweep(
     grid: list[str],
     out: str = "out",
@@ -172,6 +242,7 @@ async def sweep(
     frame = load_grid(grid, axes, max_combinations=max_combinations)
     check_out_mode(out_dir, shards, shard)  # an OUT swept in another mode would pay for its rows again
     if shards > 1 and shard is None:
+        await _rename(run_name(out_dir, grid, rows=len(frame), shards=shards))
         logger.info("%d combinations in %d shards -> %s", len(frame), shards, out_dir)
         limit_name = concurrency_limit_name or ACCOUNT_LIMIT
         children: dict[str, Any] = {
@@ -192,7 +263,7 @@ async def sweep(
         await ensure_concurrency_limit(limit_name, max_concurrency)
         with out_lock(out_dir):
             manifest, cancelled = await _run_shards(frame, out_dir, shards, children)
-        reported = await _report(manifest, out_dir)
+        reported = await _report(manifest, out_dir, artifact_scope(out))
         return Cancelled(message=cancelled) if cancelled else reported
 
     credentials = load_credentials()
@@ -200,6 +271,7 @@ async def sweep(
     if shard is not None:
         frame = select_shard(frame, shard, shards)
         work_dir = shard_dir(out_dir, shard)
+    await _rename(run_name(out_dir, grid, rows=len(frame), shard=shard, shards=shards))
     if concurrency_limit_name:
         await ensure_concurrency_limit(concurrency_limit_name, max_concurrency)
     settings = Settings(
@@ -218,9 +290,9 @@ async def sweep(
         journal = Journal(work_dir)
         try:
             runner = SweepRunner(frame, work_dir, journal, settings)
-            artifact = await acreate_progress_artifact(0.0, description=f"wiro-sweep into {work_dir}")
+            artifact = await acreate_progress_artifact(0.0, description=progress_description(work_dir, len(frame)))
             shown = ProgressArtifact(artifact)
-            with listening(shown.update):
+            with listening(shown.update), stopping_on_sigterm():
                 manifest = await runner.run()
             await shown.flush()
         finally:
@@ -230,8 +302,9 @@ async def sweep(
             message = (f"{runner.out_error}; stopped submitting. Free space and rerun the same command"
                        " (nothing is paid twice)")  # fmt: skip
             return Failed(message=message, data=OutNotWritableError(message))
-        strays = runner.unclaimed_strays()
-        reported = await _report(manifest, work_dir, strays)  # under the lock: a parent sees the child alive
+        await _show_rows(manifest)
+        # Under the lock: a parent sees the child alive, and a cancellation hook waits for it.
+        reported = await _report(manifest, work_dir, artifact_scope(out, shard), runner.unclaimed_strays())
     if runner.cancelled_by_user:
         return Cancelled(message=f"{runner.cancelled_by_user}; stopped its Wiro tasks")
     return reported
@@ -267,7 +340,9 @@ async def _run_shards(frame: pd.DataFrame, out: Path, count: int, children: dict
 
     book = ShardBook.open(out, count, sweep_key(out, frame))
     book.restart()
-    artifact = await acreate_progress_artifact(0.0, description=f"wiro-sweep into {out} ({count} shards)")
+    artifact = await acreate_progress_artifact(
+        0.0, description=progress_description(out, len(frame)) + f" ({count} shards)"
+    )
 
     def merge(final: bool = False) -> pd.DataFrame:
         manifest = build_manifest(frame, merged_states(out, count), final=final)
@@ -351,16 +426,61 @@ class ProgressArtifact:
             self._sent = self.share
 
 
-async def _report(manifest: pd.DataFrame, out: Path, strays: tuple[str, ...] = ()) -> dict[str, Any] | State[Any]:
+@contextmanager
+def stopping_on_sigterm() -> Iterator[None]:
+    """SIGTERM (how a worker stops the process of a run cancelled in the UI) stops the sweep as
+    Cancel does: its Wiro tasks are stopped and recorded with what they cost, and the manifest,
+    the report and the summary show it, within Prefect's 30 s grace. Prefect's own handler would
+    raise TerminationSignal mid-row and leave the run Running with a traceback. In the main
+    thread only (a worker's flow process); elsewhere nothing changes."""
+    loop = asyncio.get_running_loop()
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        loop.add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(_cancel_self()))
+    except (RuntimeError, ValueError, NotImplementedError):  # not the main thread of the main interpreter
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, previous)
+
+
+async def _cancel_self() -> None:
+    """Make sure the run is Cancelling, which the runner watches for (a worker's cancel already is)."""
+    from prefect.runtime import flow_run
+
+    get_run_logger().warning("SIGTERM: stopping the sweep's Wiro tasks, then recording how each row ended")
+    if not flow_run.id:
+        return
+    async with get_client() as client:
+        run = await client.read_flow_run(flow_run.id)
+        if run.state is None or not (run.state.is_cancelling() or run.state.is_cancelled()):
+            await client.set_flow_run_state(flow_run.id, Cancelling(message="stopped by SIGTERM"), force=True)
+
+
+async def _show_rows(manifest: pd.DataFrame) -> None:
+    """Every row that did not succeed as a task run the UI's state filter finds (`flows.outcomes`)."""
+    from prefect.runtime import flow_run
+
+    if not flow_run.id:
+        return
+    try:
+        await show_row_outcomes(UUID(str(flow_run.id)), summary_rows(manifest))
+    except Exception as exc:  # what the UI shows must never cost the sweep its end
+        get_run_logger().warning("could not show every row's outcome as a task run: %s", exc)
+
+
+async def _report(
+    manifest: pd.DataFrame, out: Path, scope: str, strays: tuple[str, ...] = ()
+) -> dict[str, Any] | State[Any]:
     summary = summarize(manifest, strays)
-    page = await asyncio.to_thread(write_report, out)
-    await acreate_link_artifact(page.as_uri(), link_text="report.html", key="sweep-report",
-                                description="contact sheet of the grid: every video with its inputs")  # fmt: skip
-    await acreate_markdown_artifact(summary.markdown(out), key="sweep-summary", description="wiro-sweep summary")
-    if summary.failures:
-        await acreate_table_artifact(summary.failures, key="sweep-failures", description="rows that did not succeed")
-    await acreate_link_artifact((out / MANIFEST_PARQUET).as_uri(), link_text=MANIFEST_PARQUET, key="sweep-manifest",
-                                description=f"manifest: {out / MANIFEST_PARQUET} and {out / MANIFEST_CSV}")  # fmt: skip
+    await asyncio.to_thread(write_report, out)
+    context = FlowRunContext.get()
+    if context is not None and context.flow_run is not None:
+        async with get_client() as client:
+            await publish_artifacts(client, context.flow_run.id, out, manifest, scope, strays)
     if not summary.all_succeeded:
         return Failed(message=summary.message)
     return summary.as_dict()

@@ -1,33 +1,40 @@
 #!/usr/bin/env bash
 # The production setup in one command, on this machine: a PostgreSQL-backed Prefect server (SQLite
 # when no PostgreSQL answers on 127.0.0.1:5432), the process work pool, the shared Wiro account
-# limit, every deployment of deployments.yaml, and $WORKERS workers. Ctrl-C stops it all.
-#   WORKERS=2 PORT=4200 WIRO_ACCOUNT_LIMIT=5 ./scripts/prefect-stack.sh
-#   EMULATOR=1 ./scripts/prefect-stack.sh      # workers talk to a bundled emulator instead of Wiro
+# limit, every deployment of deployments.yaml, $WORKERS workers, and the report server
+# (`wiro-sweep serve runs/`) the runs' artifacts link to. Ctrl-C stops it all.
+#   WORKERS=2 PORT=4200 REPORT_PORT=4201 WIRO_ACCOUNT_LIMIT=5 ./scripts/prefect-stack.sh
+#   EMULATOR=1 EMULATOR_PORT=8765 ./scripts/prefect-stack.sh   # workers talk to a bundled emulator instead of Wiro
+#   DATABASE=wiro_sweep                                        # the PostgreSQL database it uses (made if missing)
 source "$(dirname "$0")/bootstrap.sh"
 WORKERS="${WORKERS:-2}" PORT="${PORT:-4200}" LIMIT="${WIRO_ACCOUNT_LIMIT:-5}"
+REPORT_PORT="${REPORT_PORT:-$((PORT + 1))}" EMULATOR_PORT="${EMULATOR_PORT:-8765}" DATABASE="${DATABASE:-wiro_sweep}"
 export PREFECT_API_URL="http://127.0.0.1:$PORT/api" PREFECT_SERVER_ANALYTICS_ENABLED=false
-if python - <<'PY'
-import asyncio, asyncpg
+if DATABASE="$DATABASE" python - <<'PY'
+import asyncio, os, asyncpg
 async def main():
+    name = os.environ["DATABASE"]
     c = await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres", database="postgres", timeout=3)
-    if not await c.fetchval("SELECT 1 FROM pg_database WHERE datname = 'wiro_sweep'"):
-        await c.execute("CREATE DATABASE wiro_sweep")
+    if not await c.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+        await c.execute(f'CREATE DATABASE "{name}"')
     await c.close()
 asyncio.run(main())
 PY
 then
-    export PREFECT_API_DATABASE_CONNECTION_URL="postgresql+asyncpg://postgres@127.0.0.1:5432/wiro_sweep"
-    echo "Prefect server on PostgreSQL (database wiro_sweep)"
+    export PREFECT_API_DATABASE_CONNECTION_URL="postgresql+asyncpg://postgres@127.0.0.1:5432/$DATABASE"
+    echo "Prefect server on PostgreSQL (database $DATABASE)"
 else
     echo "No PostgreSQL on 127.0.0.1:5432: the Prefect server uses SQLite (fine for trying, not for load)"
 fi
-trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT INT TERM
+trap 'kill $(jobs -p) 2>/dev/null || true; wait' EXIT INT TERM
 if [ -n "${EMULATOR:-}" ]; then
     export WIRO_API_KEY="${WIRO_API_KEY:-stack-key}" WIRO_API_SECRET="${WIRO_API_SECRET:-stack-secret}"
-    export WIRO_BASE_URL="http://127.0.0.1:8765/v1" WIRO_SOCKET_URL="ws://127.0.0.1:8765/socket/v1"
-    wiro-sweep emulator --port 8765 >emulator.log 2>&1 &
+    export WIRO_BASE_URL="http://127.0.0.1:$EMULATOR_PORT/v1" WIRO_SOCKET_URL="ws://127.0.0.1:$EMULATOR_PORT/socket/v1"
+    wiro-sweep emulator --port "$EMULATOR_PORT" >emulator.log 2>&1 &
 fi
+mkdir -p runs
+wiro-sweep serve runs --port "$REPORT_PORT" >report-server.log 2>&1 &
+export WIRO_SWEEP_REPORT_URL="http://127.0.0.1:$REPORT_PORT"   # the workers' artifacts link to the report server
 prefect server start --host 127.0.0.1 --port "$PORT" >prefect-server.log 2>&1 &
 until python -c "import httpx; httpx.get('$PREFECT_API_URL/health').raise_for_status()" 2>/dev/null; do sleep 1; done
 prefect work-pool inspect wiro-sweep >/dev/null 2>&1 || prefect work-pool create wiro-sweep --type process
@@ -38,5 +45,6 @@ for n in $(seq 1 "$WORKERS"); do
     prefect worker start --pool wiro-sweep --name "worker-$n" --limit 1 >"worker-$n.log" 2>&1 &
 done
 echo "Prefect UI: http://127.0.0.1:$PORT   API: $PREFECT_API_URL   workers: $WORKERS (logs: worker-*.log)"
-echo "Try: PREFECT_API_URL=$PREFECT_API_URL wiro-sweep run prompts/demo.csv --out runs/sharded --shards 2"
+echo "Reports: $WIRO_SWEEP_REPORT_URL/ serves runs/ (the deployments' OUTs); the runs' artifacts link there"
+echo "Try: PREFECT_API_URL=$PREFECT_API_URL WIRO_SWEEP_REPORT_URL=$WIRO_SWEEP_REPORT_URL wiro-sweep run prompts/demo.csv --out runs/sharded --shards 2"
 wait

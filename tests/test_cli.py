@@ -94,6 +94,14 @@ def test_help_lists_the_emulator() -> None:
     assert "emulator" in result.output
 
 
+def test_version_names_the_installed_package() -> None:
+    from importlib.metadata import version
+
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0
+    assert result.output == f"wiro-sweep {version('wiro-sweep')}\n"
+
+
 def test_bad_emulator_option_exits_2() -> None:
     result = CliRunner().invoke(main, ["emulator", "--balance", "lots"])
     assert result.exit_code == 2

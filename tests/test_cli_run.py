@@ -64,6 +64,11 @@ def bad_inputs(tmp: Path) -> list[tuple[list[str], str]]:
         ),
         ([str(good), "--budget", "-3"], "must be more than 0"),
         ([str(good), "--max-concurrency", "0"], "--max-concurrency"),
+        (  # every bad row at once, each on its own line
+            [str(write(tmp / "two.csv", "prompt,numFrames,steps\na,80,20\nb,81,0\n"))],
+            "2 problems in the grid:\n  " + str(tmp / "two.csv") + ", row 1, field numFrames: must be 4n+1",
+        ),
+        ([str(good), "--axis", "sed=1,2"], "unknown input 'sed' (did you mean seed?)"),
     ]
 
 
@@ -207,8 +212,26 @@ def test_dry_run_counts_failed_rows_only_with_retry_failed(tmp_path: Path) -> No
     journal.close()
     plain = CliRunner().invoke(main, ["run", str(grid), "--out", str(out), "--dry-run"])
     assert "2 combinations; 2 already done" in plain.output, plain.output
+    assert "(1 failed or timed out: --retry-failed submits them again)" in plain.output
     again = CliRunner().invoke(main, ["run", str(grid), "--out", str(out), "--dry-run", "--retry-failed"])
     assert "2 combinations; 1 already done" in again.output, again.output
+
+
+def test_dry_run_with_nothing_left_says_so_instead_of_budgeting_zero_rows(tmp_path: Path) -> None:
+    grid = write(tmp_path / "g.csv", "prompt\na\n")
+    out = tmp_path / "out"
+    [done] = load_grid([str(grid)])["row_id"]
+    journal = Journal(out)
+    journal.append("finished", done, task_id="1", status="succeeded", cost="0.01")
+    journal.append("downloaded", done, path="videos/a.mp4", sha256="0" * 64, bytes=1)
+    journal.close()
+    result = CliRunner().invoke(main, ["run", str(grid), "--out", str(out), "--dry-run", "--budget", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        f"1 combination; 1 already done in {out}, 0 to submit.",
+        "Nothing to submit: every combination has finished.",
+        "Nothing was submitted (--dry-run).",
+    ]
 
 
 @pytest.fixture
@@ -323,6 +346,10 @@ def test_ctrl_c_with_no_prefect_api_stops_every_task_even_one_whose_run_answer_i
     assert emulator.account.stats()["counters"].get("fault_slow") == 1, "one Run answer is still held back"
     os.killpg(process.pid, signal.SIGINT)
     assert finish(process, log, 90) == 130, log.read_text()
+    said = log.read_text()
+    for noise in ("Crash detected", "Finished in state", "Error logging to API"):
+        assert noise not in said, f"one friendly block, without Prefect's engine lines: {said[-2000:]}"
+    assert said.rstrip().endswith("Rerun the same command to resume.")
     assert emulator.account.stats()["statuses"] == {"task_cancel": 2}, "neither task runs on"
     events = read_events(out / "journal.jsonl")
     assert [e["event"] for e in events].count("adopted") == 1, "the unanswered Run's task was found"

@@ -173,3 +173,53 @@ def test_an_unreadable_file_is_a_grid_error(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setattr(Path, "open", refuse)
     with pytest.raises(GridError, match=r"locked\.csv: cannot be read: Permission denied"):
         read_grid_file(path)
+
+
+def test_every_bad_row_is_reported_at_once_across_files(tmp_path: Path) -> None:
+    """Row 2's error must not wait until row 1 is fixed: one message lists them all."""
+    a = write(tmp_path, "a.csv", "prompt,numFrames,steps\nok,81,20\nbad frames,80,20\nbad steps,81,500\n")
+    b = write(tmp_path, "b.csv", "prompt,sed\nx,1\n")
+    with pytest.raises(GridError) as caught:
+        load_grid([a, b])
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "3 problems in the grid:"
+    assert lines[1:] == [
+        f"  {b}: unknown column 'sed' (did you mean seed?); columns are prompt, negativePrompt, size, numFrames, "
+        "scale, steps, fps, seed",
+        f"  {a}, row 2, field numFrames: must be 4n+1 (5, 9, ..., 81, ..., 121, ...) (got '80')",
+        f"  {a}, row 3, field steps: must be between 1 and 100 (got '500')",
+    ]
+    assert caught.value.exit_code == 2
+
+
+def test_a_long_list_of_bad_rows_is_capped_and_says_how_many_more() -> None:
+    rows: list[dict[str, object]] = [{"prompt": f"p{n}", "numFrames": "80"} for n in range(25)]
+    with pytest.raises(GridError) as caught:
+        expand_grid(frame(*rows), {"seed": ["1", "2"]})
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "25 problems in the grid:", "one per row, not one per combination"
+    assert lines[1] == "  g.csv, row 1, field numFrames: must be 4n+1 (5, 9, ..., 81, ..., 121, ...) (got '80')"
+    assert len(lines) == 1 + 10 + 1
+    assert lines[-1] == "  …and 15 more like these"
+
+
+def test_a_bad_axis_value_is_reported_once_not_per_row() -> None:
+    with pytest.raises(GridError) as caught:
+        expand_grid(frame({"prompt": "a"}, {"prompt": "b"}), {"steps": ["20", "500"]})
+    assert str(caught.value) == "--axis, field steps: must be between 1 and 100 (got '500')"
+
+
+@pytest.mark.parametrize(
+    ("specs", "message"),
+    [
+        (["sed=1,2"], "--axis: unknown input 'sed' (did you mean seed?); inputs are prompt, negativePrompt"),
+        (["numframes=9"], "unknown input 'numframes' (did you mean numFrames?)"),
+        (["colour=red"], "unknown input 'colour'; inputs are"),
+    ],
+)
+def test_unknown_axis_names_suggest_the_input_meant(specs: list[str], message: str) -> None:
+    with pytest.raises(GridError) as caught:
+        parse_axes(specs)
+    assert str(caught.value).startswith(message) if message.startswith("--") else message in str(caught.value)
+    with pytest.raises(GridError, match=r"did you mean seed\?"):
+        load_grid([], {"sede": ["1"]})

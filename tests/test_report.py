@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 from collections.abc import Callable, Iterator, Mapping
@@ -18,13 +19,15 @@ from click.testing import CliRunner
 from flows.grid import INPUTS, expand_grid
 from flows.journal import Journal, fold
 from flows.manifest import build_manifest, write_manifest
+from flows.posters import poster_path
 from flows.report import REPORT, build_report, report_command, write_report
+from flows.runner import records
 from wiro_tasks.emulator.app import Renderer
 from wiro_tasks.emulator.state import EmulatedTask
 from wiro_tasks.inputs import TEXT_TO_VIDEO, model_spec
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Locator, Page
+    from playwright.sync_api import Browser, Locator, Page
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -121,12 +124,14 @@ def parse(page: str) -> Node:
 
 @dataclass
 class Sheet:
-    """One table of the page as a reader sees it: column labels, row labels, cards by (row, column)."""
+    """One table of the page as a reader sees it: column labels, row labels (and the inputs each
+    row's header shows), cards by (row, column)."""
 
     heading: str
     columns: list[str]
     rows: list[str]
     cards: dict[tuple[int, int], list[Node]]
+    attrs: list[list[str]] = field(default_factory=list)
 
 
 def sheets(page: str) -> list[Sheet]:
@@ -138,22 +143,24 @@ def sheets(page: str) -> list[Sheet]:
         for th in heads:
             for col in th.attrs.get("data-cols", "").split():
                 columns.setdefault(int(col), []).append(th.text())
-        rows, cards = [], {}
-        for r, tr in enumerate(table.find_all("tbody")[0].find_all("tr")):
-            head = tr.find_all("th", "rowhead")[0]
-            tally = head.find_all("div", "tally")[0]
-            rows.append(head.text().removesuffix(tally.text()).strip())
-            for td in tr.find_all("td"):
+        rows, attrs, cards = [], [], {}
+        for r, body in enumerate(table.find_all("tbody", "row")):
+            [label] = body.find_all("div", "rowlabel")
+            prompt = label.find_all("span", "prompt")
+            rows.append(prompt[0].text() if prompt else " ".join(k.text() for k in label.find_all("span", "rowkey")))
+            attrs.append([a.text() for a in label.find_all("span", "attrs")])
+            for td in body.find_all("td"):
                 cards[(r, int(td.attrs["data-col"]))] = td.find_all("article", "cell")
         labels = [" · ".join(columns[c]) for c in sorted(columns)]
         heading = " ".join(h.text() for h in section.find_all("h2"))
-        found.append(Sheet(heading, labels, rows, cards))
+        found.append(Sheet(heading, labels, rows, cards, attrs))
     return found
 
 
 def video_src(card: Node) -> str | None:
-    videos = card.find_all("video")
-    return videos[0].attrs["src"] if videos else None
+    """The video a card plays (its video element is made when the cell nears the screen)."""
+    media = [m for m in card.find_all("div", "media") if "data-src" in m.attrs]
+    return media[0].attrs["data-src"] if media else None
 
 
 # ------------------------------------------------------------- layout
@@ -196,6 +203,48 @@ def test_only_the_prompt_swept_gives_one_column_and_the_fixed_inputs_in_the_head
     assert "size 832*480" in fixed
 
 
+def test_an_input_set_per_prompt_is_shown_in_its_row_not_spread_over_columns() -> None:
+    """numFrames 81 for one prompt and 121 for the other: as a column axis, half the sheet would
+    read "no such combination". It is constant within each row, so each row's header shows it."""
+    raw = pd.DataFrame({"prompt": [FOX, BOAT], "numFrames": ["81", "121"], "source": ["g.csv:1", "g.csv:2"]})
+    manifest = build_manifest(expand_grid(raw, {"seed": ["1", "2"]}), {})
+    page = build_report(manifest)
+    [sheet] = sheets(page)
+    assert sheet.columns == ["seed 1", "seed 2"], "only the input that crosses the rows is a column"
+    assert sheet.rows == [FOX, BOAT]
+    assert sheet.attrs == [["numFrames 81"], ["numFrames 121"]]
+    assert all(len(cards) == 1 for cards in sheet.cards.values()), "every cell holds its one combination"
+    assert "no such combination" not in page
+    assert "per row: numFrames" in parse(page).find_all("p", "axes")[0].text()
+
+
+def test_an_input_that_crosses_the_rows_stays_a_column_even_if_one_row_has_one_value() -> None:
+    raw = pd.DataFrame({"prompt": [FOX, BOAT], "steps": [[20, 30], [20]], "source": ["g.csv:1", "g.csv:2"]})
+    manifest = build_manifest(expand_grid(raw), {})
+    [sheet] = sheets(build_report(manifest))
+    assert sheet.columns == ["steps 20", "steps 30"]
+    assert sheet.attrs == [[], []]
+    assert sheet.cards[(1, 1)] == [], "the boat has no steps 30: an honest empty cell"
+
+
+SAFE_GLYPHS = set(map(chr, range(0x20, 0x7F))) | set("\n·×—…–")  # every system font has these
+
+
+def test_the_page_adds_no_glyph_a_font_may_lack_and_its_icons_are_inline_svg() -> None:
+    """Debian's Chromium drew ⏱ as a missing-glyph box: the page's own text (an ASCII manifest
+    here) keeps to glyphs every font has; status icons are drawn as inline SVG."""
+    statuses = {"1": "failed", "2": "timed_out", "3": "cancelled", "4": "skipped", "5": "succeeded"}
+    manifest = sweep(["plain prompt"], {"seed": list(statuses)},
+                     lambda row: (statuses[row["seed"]], "why", "0", "1.0"))  # fmt: skip
+    page = build_report(manifest)
+    assert set(page) <= SAFE_GLYPHS, sorted(set(page) - SAFE_GLYPHS)
+    [sheet] = sheets(page)
+    for (_, _), [card] in sheet.cards.items():
+        if card.attrs["data-status"] != "succeeded":
+            [icon] = card.find_all("svg", "icon")
+            assert icon.find_all("path"), "a drawn shape, not a character"
+
+
 @pytest.mark.parametrize(
     ("rows", "cols", "message"),
     [("sed", None, "unknown --rows input 'sed' (did you mean seed?)"), ("prompt", "steps,bogus", "'bogus'"),
@@ -219,6 +268,8 @@ def test_everything_from_the_manifest_is_escaped() -> None:
     for raw in ("<script>alert", "<img", "<b>my", "</td></table>"):
         assert raw not in page
     assert page.count("<script>") == 1, "only the page's own filter script"
+    assert page.count("</script>") == 2, "and its inputs' JSON, which no prompt can close"
+    assert nasty in [v for values in inputs_listed(page)["rows"].values() for v in values], "and reads back exactly"
     [sheet] = sheets(page)
     assert sheet.rows == [nasty, FOX], "the prompt reads back exactly, unicode and all"
     [card] = sheet.cards[(0, 0)]
@@ -255,20 +306,30 @@ def test_the_header_totals_counts_cost_and_elapsed_percentiles() -> None:
                      "p50 elapsed": "4.0 s", "p95 elapsed": "9.4 s"}  # fmt: skip
 
 
+def inputs_listed(page: str) -> dict[str, Any]:
+    """The JSON block a cell's "inputs" list is made from when it is opened."""
+    [block] = [s for s in parse(page).find_all("script") if s.attrs.get("id") == "inputs"]
+    listed: dict[str, Any] = json.loads(block.text())
+    return listed
+
+
 def test_each_cell_shows_its_inputs_status_cost_and_time() -> None:
     manifest = sweep([FOX], {"seed": ["1", "2"]}, lambda row: succeeded("0.0046", "3.84"))
-    [sheet] = sheets(build_report(manifest))
+    page = build_report(manifest, posters=frozenset(manifest["output_path"]))
+    [sheet] = sheets(page)
     card = sheet.cards[(0, 1)][0]
     text = card.text()
     for shown in ("succeeded", "$0.0046", "3.8 s", "seed 2"):
         assert shown in text
-    details = card.find_all("dl")[0]
-    assert [dt.text() for dt in details.find_all("dt")][:8] == [
-        "prompt", "negativePrompt", "size", "numFrames", "scale", "steps", "fps", "seed"]  # fmt: skip
-    assert FOX in details.text()
-    video = card.find_all("video")[0]
-    assert video.attrs.get("preload") == "metadata"
-    assert "controls" in video.attrs
+    listed = inputs_listed(page)
+    assert listed["names"][:8] == ["prompt", "negativePrompt", "size", "numFrames", "scale", "steps", "fps", "seed"]
+    values = dict(zip(listed["names"], listed["rows"][card.attrs["data-row-id"]], strict=True))
+    assert (values["prompt"], values["seed"], values["row_id"]) == (FOX, "2", card.attrs["data-row-id"])
+    assert card.find_all("video") == [], "no video element until the cell nears the screen"
+    assert video_src(card) == manifest["output_path"].iloc[1]
+    [poster] = card.find_all("img", "poster")
+    assert poster.attrs["loading"] == "lazy", "its poster too is loaded near the screen"
+    assert poster.attrs["src"] == str(poster_path(Path(manifest["output_path"].iloc[1])))
 
 
 def test_the_page_needs_no_network() -> None:
@@ -307,6 +368,26 @@ def test_the_command_exits_2_without_a_manifest_or_with_an_unknown_input(tmp_pat
     assert "unknown --cols input 'sede' (did you mean seed?)" in result.output
     with pytest.raises(ValueError, match="sede"):
         write_report(tmp_path, cols="sede")
+
+
+def test_a_poster_is_made_for_a_video_without_one_and_a_broken_video_gets_none(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from flows.posters import ensure_posters, save_poster
+
+    (tmp_path / "renders").mkdir()
+    row = records(sweep([FOX], {"seed": ["1"]}))[0]
+    video = tmp_path / "a.mp4"
+    video.write_bytes(render_like_the_emulator(tmp_path / "renders", row))
+    broken = tmp_path / "b.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
+    assert ensure_posters([video, broken, tmp_path / "gone.mp4"]) == 1
+    assert poster_path(video).read_bytes()[:3] == b"\xff\xd8\xff"
+    assert not poster_path(broken).exists()
+    assert "no poster for" in caplog.text
+    assert ensure_posters([video]) == 0, "an up-to-date poster is kept"
+    assert save_poster(broken) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "a.mp4", "b.mp4", "renders"], "no temp left"
 
 
 # ------------------------------------------------------------- in a real browser
@@ -373,8 +454,8 @@ class Opened:
 
 
 @pytest.fixture(scope="module")
-def opened(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Opened]:
-    """A real OUT's report open in Debian's Chromium, after every video has loaded; screenshot taken."""
+def chromium() -> Iterator[Browser]:
+    """Debian's Chromium, driven by Playwright, for this module's pages."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -382,25 +463,42 @@ def opened(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Opened]:
                     "(it drives Debian's Chromium; never run `playwright install`)")  # fmt: skip
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get update && apt-get install -y chromium")
-    out = tmp_path_factory.mktemp("out")
-    manifest = real_out(out, tmp_path_factory.mktemp("renders"))
-    report = write_report(out)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 2560, "height": 1000})  # the whole sheet: every video paints
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.on("requestfailed", lambda request: errors.append(f"failed to load {request.url}"))
-            page.goto(report.as_uri())
-            loaded = "v => v.readyState >= 2 && v.networkState !== HTMLMediaElement.NETWORK_LOADING"
-            page.wait_for_function(f"[...document.querySelectorAll('video')].every({loaded})", timeout=10_000)
-            page.screenshot(path=str(out / "report.png"), full_page=True)
-            shutil.copyfile(out / "report.png", SCREENSHOT_COPY)
-            yield Opened(page, out, cast(list[dict[str, Any]], manifest.to_dict("records")))
-            assert errors == [], "the page loaded everything without a script error"
+            yield browser
         finally:
             browser.close()
+
+
+def watch(page: Page) -> list[str]:
+    """The page's script errors and failed loads, as they happen. Chromium ends a video's request
+    once it has what preload="metadata" wants (ERR_ABORTED): the tests check those videos loaded."""
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("requestfailed", lambda request: None if request.failure == "net::ERR_ABORTED"
+            and request.url.endswith(".mp4") else errors.append(f"failed to load {request.url}"))  # fmt: skip
+    return errors
+
+
+@pytest.fixture(scope="module")
+def opened(chromium: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Opened]:
+    """A real OUT's report open in Chromium, after every video has loaded; screenshot taken."""
+    out = tmp_path_factory.mktemp("out")
+    manifest = real_out(out, tmp_path_factory.mktemp("renders"))
+    report = write_report(out)
+    page = chromium.new_page(viewport={"width": 2560, "height": 1000})  # the whole sheet: every video paints
+    errors = watch(page)
+    page.goto(report.as_uri())
+    loaded = "v => v.readyState >= 2 && v.networkState !== HTMLMediaElement.NETWORK_LOADING"
+    made = "document.querySelectorAll('video').length === document.querySelectorAll('.media[data-src]').length"
+    page.wait_for_function(f"{made} && [...document.querySelectorAll('video')].every({loaded})", timeout=10_000)
+    assert page.evaluate("[...document.querySelectorAll('video')].filter(v => v.error).length") == 0
+    page.screenshot(path=str(out / "report.png"), full_page=True)
+    shutil.copyfile(out / "report.png", SCREENSHOT_COPY)
+    yield Opened(page, out, cast(list[dict[str, Any]], manifest.to_dict("records")))
+    assert errors == [], "the page loaded everything without a script error"
+    page.close()
 
 
 def test_every_row_has_a_cell_and_every_video_loads_at_its_size_and_length(opened: Opened) -> None:
@@ -417,7 +515,7 @@ def test_every_row_has_a_cell_and_every_video_loads_at_its_size_and_length(opene
         assert (width, height) == frame_size(row), ("the picture its row's size asked for", seen, row)
         assert duration == pytest.approx(row["numFrames"] / row["fps"], abs=1e-3), ("numFrames / fps", seen, row)
         assert src == (opened.out / row["output_path"]).as_uri()
-    heads = opened.page.locator("th.rowhead .prompt").all_inner_texts()
+    heads = opened.page.locator(".rowlabel .prompt").all_inner_texts()
     assert heads == [FOX, opened.rows[-1]["prompt"]], "prompts in full, as written"
 
 
@@ -428,6 +526,22 @@ def test_the_failed_cell_shows_its_reason_in_red_and_no_video(opened: Opened) ->
     assert cell.locator("video").count() == 0
     assert "CUDA out of memory <GPU 0>" in cell.inner_text()
     assert cell.evaluate("c => getComputedStyle(c).borderTopColor") == "rgb(207, 34, 46)"
+
+
+def test_opening_a_cells_inputs_lists_them_with_its_file(opened: Opened) -> None:
+    row = opened.with_status("succeeded")[0]
+    cell = opened.cell(row)
+    cell.locator("summary").click()
+    cell.locator("dl").wait_for()  # made when first opened
+    terms = cell.locator("dt").all_inner_texts()
+    assert terms == ["prompt", "negativePrompt", "size", "numFrames", "scale", "steps", "fps", "seed", "row_id",
+                     "task_id", "attempts", "source", "file"]  # fmt: skip
+    values = cell.locator("dd").all_inner_texts()
+    assert values[0] == row["prompt"]
+    assert values[terms.index("row_id")] == row["row_id"]
+    assert cell.locator("dd a").get_attribute("href") == row["output_path"]
+    cell.locator("summary").click()
+    assert cell.locator("dl").count() == 1, "made once"
 
 
 def test_clicking_a_video_plays_it(opened: Opened) -> None:
@@ -449,10 +563,85 @@ def test_filters_hide_cells_by_status_and_by_parameter_value(opened: Opened) -> 
     page.get_by_role("checkbox", name="succeeded").uncheck()
     assert opened.cell(bad).is_visible()
     assert not opened.cell(good).is_visible()
-    assert page.locator("tbody tr:visible").count() == 1, "the prompt without a failure is hidden"
+    assert page.locator("tbody.row:visible").count() == 1, "the prompt without a failure is hidden"
     page.get_by_role("checkbox", name="succeeded").check()
     page.get_by_label("fps").select_option("8")
     visible = {r["row_id"] for r in opened.rows if opened.cell(r).is_visible()}
     assert visible == {r["row_id"] for r in opened.rows if r["fps"] == 8}
     page.get_by_label("fps").select_option("")
     assert page.locator("#shown").inner_text() == "8 of 8 cells shown"
+
+
+def test_each_video_shows_its_first_frame_as_a_poster(opened: Opened) -> None:
+    import av
+    import numpy as np
+
+    for row in opened.with_status("succeeded"):
+        video = opened.cell(row).locator("video")
+        poster = cast(str, video.evaluate("v => v.poster"))
+        assert poster == (opened.out / poster_path(Path(row["output_path"]))).as_uri()
+        size = video.evaluate("v => { const i = new Image(); i.src = v.poster; return i.decode().then("
+                              "() => [i.naturalWidth, i.naturalHeight]); }")  # fmt: skip
+        width, height = frame_size(row)
+        scaled = min(width, 512)
+        assert size == [scaled, 2 * round(height * scaled / width / 2)], "loaded, at most 512 px wide, even sides"
+        with av.open(str(opened.out / row["output_path"])) as clip:
+            first, *_, last = [f.reformat(width=size[0], height=size[1], format="rgb24").to_ndarray().astype(int)
+                               for f in clip.decode(video=0)]  # fmt: skip
+        with av.open(str(opened.out / poster_path(Path(row["output_path"])))) as image:
+            shown = next(image.decode(video=0)).to_ndarray(format="rgb24").astype(int)
+        off, other = np.abs(first - shown).mean(), np.abs(last - shown).mean()
+        assert off < 10, ("the poster is the video's first frame, JPEG-close", off)
+        assert off < other / 3, ("and not a later one", off, other)
+
+
+def test_each_row_is_labelled_in_one_line_above_its_cells(opened: Opened) -> None:
+    """Denser than a tall side card per prompt: the label spans the row, its cells start at the left."""
+    boxes = opened.page.evaluate("""[...document.querySelectorAll('tbody.row')].map(row => {
+        const label = row.querySelector('.rowlabel').getBoundingClientRect();
+        const cell = row.querySelector('article.cell').getBoundingClientRect();
+        return [label.top, label.bottom, label.left, cell.top, cell.left]; })""")
+    assert len(boxes) == 2
+    for label_top, label_bottom, label_left, cell_top, cell_left in boxes:
+        assert label_bottom - label_top < 30, "one line of text"
+        assert label_bottom <= cell_top < label_bottom + 12, "right above its cells"
+        assert abs(cell_left - label_left) < 12, "cells start where the label does: no side column"
+
+
+def test_videos_load_only_near_the_screen(chromium: Browser, tmp_path: Path) -> None:
+    """A sheet longer than the screen: its videos and posters are fetched as their cells come
+    near, not all when the page opens; one scrolled to plays."""
+    prompts = [f"scene number {n}" for n in range(40)]
+    raw = pd.DataFrame({"prompt": prompts, "numFrames": "9", "source": [f"g.csv:{n}" for n in range(1, 41)]})
+    grid = expand_grid(raw)
+    (tmp_path / "renders").mkdir()
+    data = render_like_the_emulator(tmp_path / "renders", records(grid)[0])
+    out = tmp_path / "out"
+    (out / "videos").mkdir(parents=True)
+    events = events_for(grid, lambda row: succeeded())
+    for event in events:
+        if event["event"] == "downloaded":
+            (out / event["path"]).write_bytes(data)
+    write_manifest(out, build_manifest(grid, fold(events)))
+    report = write_report(out)
+    page = chromium.new_page(viewport={"width": 1200, "height": 700})
+    errors = watch(page)
+    fetched: list[str] = []
+    page.on("request", lambda request: fetched.append(request.url.rsplit("/", 1)[-1]))
+    page.goto(report.as_uri())
+    page.wait_for_timeout(1500)
+    videos = [f for f in fetched if f.endswith(".mp4")]
+    assert 1 <= len(videos) <= 8, f"only the cells near the screen: {videos}"
+    assert len(videos) <= len([f for f in fetched if f.endswith(".jpg")]) < 40, "posters as the browser nears them"
+    assert page.locator("video").count() == len(videos)
+    media = page.locator(".media[data-src]").last
+    assert media.locator("video").count() == 0
+    media.scroll_into_view_if_needed()
+    last = media.locator("video")
+    last.wait_for(state="attached")
+    page.wait_for_function("v => v.readyState >= 1", arg=last.element_handle(), timeout=10_000)
+    last.evaluate("v => v.play()")
+    page.wait_for_function("v => v.readyState >= 2 && v.currentTime > 0", arg=last.element_handle(), timeout=10_000)
+    assert len([f for f in fetched if f.endswith(".mp4")]) < 40
+    assert errors == []
+    page.close()

@@ -19,9 +19,10 @@ from uuid import UUID, uuid4
 import pandas as pd
 import pytest
 
+from flows.artifacts import artifact_scope
 from flows.manifest import FINAL_STATUSES, MANIFEST_CSV, MANIFEST_PARQUET, read_manifest
 from flows.report import REPORT
-from flows.runner import records
+from flows.runner import records, row_label
 from flows.sweep import sweep
 from wiro_tasks.emulator import EmulatorServer
 
@@ -50,12 +51,15 @@ def tasks_per_combination(emulator: EmulatorServer) -> Counter[tuple[str, str]]:
     return Counter((t["prompt"], t["seed"]) for t in emulator.account.intervals())
 
 
-def flow_run_artifacts(flow_run_id: UUID | None) -> dict[str, Any]:
-    """A flow run's artifacts as the Prefect API has them, by key (by type when they have none)."""
+def flow_run_artifacts(flow_run_id: UUID | None, out: Path | None = None) -> dict[str, Any]:
+    """A flow run's artifacts as the Prefect API has them, by key (by type when they have none);
+    with `out`, every key must be scoped to that OUT, and is given without the scope. Each has a
+    description, so its card in the run's Artifacts tab is not empty."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
     assert flow_run_id is not None
+    scope = artifact_scope(str(out)) + "-" if out is not None else ""
 
     async def read() -> dict[str, Any]:
         async with get_client() as client:
@@ -64,7 +68,9 @@ def flow_run_artifacts(flow_run_id: UUID | None) -> dict[str, Any]:
             )
         by_key: dict[str, Any] = {}
         for artifact in found:
-            name = str(artifact.key or artifact.type)
+            assert artifact.description, f"{artifact.key or artifact.type} has a description"
+            assert artifact.key is None or artifact.key.startswith(scope), (artifact.key, scope)
+            name = str(artifact.key.removeprefix(scope) if artifact.key else artifact.type)
             assert name not in by_key, f"two {name} artifacts"
             by_key[name] = artifact
         return by_key
@@ -123,12 +129,17 @@ def test_a_clean_sweep(
         assert video.parent == tmp_path / "out" / "videos"
         assert hashlib.sha256(video.read_bytes()).hexdigest() == row["output_sha256"]
         assert video.stat().st_size == row["output_bytes"]
+        poster = video.with_suffix(".jpg")
+        assert poster.read_bytes()[:3] == b"\xff\xd8\xff", "a JPEG of its first frame beside each video"
+        assert poster.stat().st_mtime_ns <= (tmp_path / "out" / MANIFEST_PARQUET).stat().st_mtime_ns, (
+            "made when the video was saved, not later by the report"
+        )
     assert sum(manifest["cost_usd"], Decimal(0)) == Decimal(emulator.account.stats()["billed"])
     assert set(tasks_per_combination(emulator).values()) == {1}
-    found = flow_run_artifacts(state.state_details.flow_run_id)
-    assert set(found) == {"progress", "sweep-summary", "sweep-manifest", "sweep-report"}, "no failures table"
-    assert "4 of 4 rows succeeded" in found["sweep-summary"].data
-    assert linked_file(found["sweep-report"].data) == (tmp_path / "out" / REPORT).resolve()
+    found = flow_run_artifacts(state.state_details.flow_run_id, tmp_path / "out")
+    assert set(found) == {"progress", "summary", "manifest", "report"}, "no failures table"
+    assert "4 of 4 rows succeeded" in found["summary"].data
+    assert linked_file(found["report"].data) == (tmp_path / "out" / REPORT).resolve()
     assert report_cells((tmp_path / "out" / REPORT).read_text(encoding="utf-8")) == dict.fromkeys(
         manifest["row_id"], "succeeded"
     )
@@ -219,21 +230,22 @@ def test_artifacts_show_progress_summary_failures_the_manifest_and_the_report(
     rows = manifest_rows(out)
     flow_run_id = state.state_details.flow_run_id
 
-    found = flow_run_artifacts(flow_run_id)
-    assert set(found) == {"progress", "sweep-summary", "sweep-failures", "sweep-manifest", "sweep-report"}
+    found = flow_run_artifacts(flow_run_id, out)
+    assert set(found) == {"progress", "summary", "failures", "manifest", "report"}
     assert found["progress"].data == 100.0
-    assert "2 of 3 rows succeeded" in found["sweep-summary"].data
-    assert "| failed | 1 |" in found["sweep-summary"].data
-    failures = json.loads(found["sweep-failures"].data)
+    assert "2 of 3 rows succeeded" in found["summary"].data
+    assert "| failed | 1 |" in found["summary"].data
+    assert found["summary"].description.startswith("2 of 3 rows succeeded; 1 failed")
+    failures = json.loads(found["failures"].data)
     assert [(f["row_id"], f["prompt"], f["status"]) for f in failures] == [
         (rows["bad [emulator:fail]"]["row_id"], "bad [emulator:fail]", "failed")
     ]
     assert failures[0]["error"] == rows["bad [emulator:fail]"]["error"] != ""
-    assert linked_file(found["sweep-manifest"].data) == (out / MANIFEST_PARQUET).resolve()
+    assert linked_file(found["manifest"].data) == (out / MANIFEST_PARQUET).resolve()
 
     # The sweep ended by writing OUT/report.html, after the last manifest, and links to it.
     report = out / REPORT
-    assert linked_file(found["sweep-report"].data) == report.resolve()
+    assert linked_file(found["report"].data) == report.resolve()
     assert report.stat().st_mtime_ns >= (out / MANIFEST_PARQUET).stat().st_mtime_ns
     cells = report_cells(report.read_text(encoding="utf-8"))
     assert cells == {r["row_id"]: r["status"] for r in rows.values()}, "one cell per row, at its final status"
@@ -587,3 +599,189 @@ def test_a_deleted_video_is_fetched_again_without_a_new_task(
     assert (out / row["output_path"]).stat().st_size == row["output_bytes"]
     assert emulator.account.stats()["tasks"] == 1
     assert emulator.account.stats()["counters"]["download"] == 2
+
+
+async def _task_runs(flow_run_id: UUID, state_name: str | None = None) -> dict[str, Any]:
+    """A flow run's task runs by name, as the Prefect UI lists them (optionally filtered by state
+    name, as its state filter does)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        TaskRunFilter,
+        TaskRunFilterState,
+        TaskRunFilterStateName,
+    )
+
+    named = (
+        TaskRunFilter(state=TaskRunFilterState(name=TaskRunFilterStateName(any_=[state_name]))) if state_name else None
+    )
+    async with get_client() as client:
+        runs = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])), task_run_filter=named
+        )
+    return {run.name: run for run in runs}
+
+
+def task_runs(flow_run_id: UUID | None, state_name: str | None = None) -> dict[str, Any]:
+    assert flow_run_id is not None
+    return asyncio.run(_task_runs(flow_run_id, state_name))
+
+
+def flow_run_name(flow_run_id: UUID | None) -> str:
+    from prefect.client.orchestration import get_client
+
+    async def read() -> str:
+        async with get_client() as client:
+            return str((await client.read_flow_run(flow_run_id)).name)  # type: ignore[arg-type]
+
+    return asyncio.run(read())
+
+
+def test_rows_that_did_not_succeed_end_their_task_runs_in_states_the_ui_filters_find(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
+) -> None:
+    """A run that ends Failed must not show all its task runs Completed: the state filter of the
+    UI lists exactly the failed rows under Failed and the timed-out ones under TimedOut. A row's
+    failure is not a transient error: its task run ran once, not retried."""
+    emulator = make_emulator()
+    wiro_env(emulator)
+    out = tmp_path / "demo-out"
+    state = run_sweep(grid_file(tmp_path, ["fine", "breaks [emulator:fail]", "stalls [emulator:hang]"]), out,
+                      timeout=1.5)  # fmt: skip
+    assert state.is_failed()
+    rows = manifest_rows(out)
+    assert {p: r["status"] for p, r in rows.items()} == {
+        "fine": "succeeded", "breaks [emulator:fail]": "failed", "stalls [emulator:hang]": "timed_out"}  # fmt: skip
+    run_id = state.state_details.flow_run_id
+    label = {p: row_label(r) for p, r in rows.items()}
+    runs = task_runs(run_id)
+    shown = {name: (run.state.type.value, run.state.name) for name, run in runs.items()}
+    assert shown == {
+        f"submit {label['fine']}": ("COMPLETED", "Completed"),
+        f"wait {label['fine']}": ("COMPLETED", "Completed"),
+        f"submit {label['breaks [emulator:fail]']}": ("COMPLETED", "Completed"),
+        f"wait {label['breaks [emulator:fail]']}": ("FAILED", "Failed"),
+        f"submit {label['stalls [emulator:hang]']}": ("COMPLETED", "Completed"),
+        f"wait {label['stalls [emulator:hang]']}": ("FAILED", "TimedOut"),
+    }
+    failed = runs[f"wait {label['breaks [emulator:fail]']}"]
+    assert rows["breaks [emulator:fail]"]["error"] in failed.state.message
+    assert failed.run_count == 1, "a failed row is not a transient error: never retried"
+    assert emulator.account.stats()["tasks"] == 3
+    assert list(task_runs(run_id, "Failed")) == [f"wait {label['breaks [emulator:fail]']}"]
+    assert list(task_runs(run_id, "TimedOut")) == [f"wait {label['stalls [emulator:hang]']}"]
+    assert flow_run_name(run_id) == "demo-out · grid.csv · 3 rows", "named after what it sweeps"
+
+
+def test_skipped_rows_and_failures_from_an_earlier_run_show_as_task_runs_named_after_them(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
+) -> None:
+    emulator = make_emulator(cps=Decimal("0.01"), task_seconds=0.2)
+    wiro_env(emulator)
+    grid = grid_file(tmp_path, ["broken [emulator:fail]", *(f"p{n}" for n in range(4))])
+    out = tmp_path / "out"
+    first = run_sweep(grid, out, budget=0.005, estimate_usd=0.002, max_concurrency=1)
+    rows = manifest_rows(out)
+    skipped = {p for p, r in rows.items() if r["status"] == "skipped"}
+    assert skipped, rows
+    run_id = first.state_details.flow_run_id
+    cancelled = task_runs(run_id, "Cancelled")
+    assert set(cancelled) == {f"skipped {row_label(rows[p])}" for p in skipped}
+    assert all(r.state.message.startswith("skipped: budget") for r in cancelled.values())
+
+    second = run_sweep(grid, out, budget=0.005, estimate_usd=0.002, max_concurrency=1)
+    assert manifest_rows(out)["broken [emulator:fail]"]["status"] == "failed"
+    failed = task_runs(second.state_details.flow_run_id, "Failed")
+    assert list(failed) == [f"failed {row_label(rows['broken [emulator:fail]'])}"], (
+        "a failure carried over from the first run, not retried, still shows in the second"
+    )
+    assert Counter(t["prompt"] for t in emulator.account.intervals())["broken [emulator:fail]"] == 1
+
+
+def test_two_sweeps_into_two_outs_both_keep_their_latest_summary_in_the_artifacts_index(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
+
+    wiro_env(make_emulator())
+    grid = grid_file(tmp_path, ["one"])
+    first_a = run_sweep(grid, tmp_path / "a" / "out")
+    run_sweep(grid, tmp_path / "b" / "out")
+    again_a = run_sweep(grid, tmp_path / "a" / "out")
+    keys = [f"{artifact_scope(str(tmp_path / d / 'out'))}-summary" for d in ("a", "b")]
+    assert keys[0] != keys[1], "same folder name, different OUTs"
+
+    async def latest() -> dict[str, Any]:
+        async with get_client() as client:
+            found = await client.read_latest_artifacts(
+                artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=keys))
+            )
+        return {str(a.key): a for a in found}
+
+    index = asyncio.run(latest())
+    assert set(index) == set(keys), "each OUT keeps its own latest summary"
+    assert index[keys[0]].flow_run_id == again_a.state_details.flow_run_id != first_a.state_details.flow_run_id
+
+
+def test_the_cancellation_hook_records_each_task_as_it_ended_and_writes_the_final_truth(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
+) -> None:
+    """A worker's cancel whose flow process could not finish (killed past the grace): the hook,
+    in a process of its own, stops the tasks, records each with what it cost (a task that had
+    ended on its own as it ended), then writes the manifest, the report, the summary artifacts
+    and the progress the run's page shows."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import ArtifactCreate
+    from prefect.states import Cancelling
+
+    from flows.grid import load_grid
+    from flows.journal import Journal, read_events
+    from flows.sweep import _kill_on_cancel
+    from wiro_tasks import TextToVideoInput, WiroClient
+
+    emulator = make_emulator(task_seconds=0.3)
+    wiro_env(emulator)
+    grid = grid_file(tmp_path, ["hangs a [emulator:hang]", "hangs b [emulator:hang]", "quick"])
+    out = tmp_path / "demo-out"
+    journal = Journal(out)
+    with WiroClient() as client:
+        for row in records(load_grid([str(grid)])):
+            inputs = {k: row[k] for k in ("prompt", "numFrames")}
+            journal.append("intent", row["row_id"], inputs=inputs)
+            task_id = client.run(TextToVideoInput(prompt=row["prompt"], num_frames=9)).task_id
+            journal.append("submitted", row["row_id"], task_id=task_id)
+    journal.close()
+    while emulator.account.stats()["in_flight"] > 2:  # "quick" ends on its own; nobody waits for it
+        time.sleep(0.05)
+
+    async def a_run() -> Any:
+        async with get_client() as client:
+            run = await client.create_flow_run(sweep, parameters={"grid": [str(grid)], "out": str(out)})
+            await client.set_flow_run_state(run.id, Cancelling(), force=True)
+            await client.create_artifact(ArtifactCreate(type="progress", data=25.0, flow_run_id=run.id,
+                                                        description="as the killed process left it"))  # fmt: skip
+            return await client.read_flow_run(run.id)
+
+    run = asyncio.run(a_run())
+    _kill_on_cancel(sweep, run, Cancelling())
+
+    assert emulator.account.stats()["in_flight"] == 0
+    ended = {e["row_id"]: e for e in read_events(out / "journal.jsonl") if e["event"] == "finished"}
+    rows = manifest_rows(out)
+    quick = ended[rows["quick"]["row_id"]]
+    assert (quick["status"], Decimal(quick["cost"]) > 0, quick["output_url"] != "") == ("succeeded", True, True), (
+        "it had ended: paid, its output there to fetch"
+    )
+    for prompt in ("hangs a [emulator:hang]", "hangs b [emulator:hang]"):
+        assert rows[prompt]["status"] == "cancelled"
+        assert rows[prompt]["cost_usd"] > 0, "killed while running: billed, and the manifest says so"
+    assert rows["quick"]["cost_usd"] > 0
+    assert report_cells((out / REPORT).read_text(encoding="utf-8"))[rows["hangs a [emulator:hang]"]["row_id"]] == (
+        "cancelled"
+    )
+    found = flow_run_artifacts(run.id, out)
+    assert set(found) == {"progress", "summary", "failures", "manifest", "report"}
+    assert found["progress"].data == 100.0
+    assert "2 cancelled" in found["summary"].data

@@ -10,7 +10,9 @@ environment, so it is never a parameter, a cache key or a result. Retry rules:
   failing to open comes back as `unreachable` after `CONNECT_WAIT_SECONDS`: a wrong
   `WIRO_BASE_URL` or an outage, which waiting out like code 96 would only hide.
 - `wait` is retried by Prefect on transient errors only: polling and downloading are safe to
-  repeat. It cancels (queued) or kills (running) a task past its deadline.
+  repeat. It cancels (queued) or kills (running) a task past its deadline. A task that did not
+  succeed ends the `wait` task run Failed, TimedOut or Cancelled, with the outcome as its data
+  (`outcome_of` reads it back): a returned state is not an error, so it is never retried.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.exceptions import MissingContextError
+from prefect.states import Cancelled, Failed
 
 from . import (
     APIError,
@@ -223,6 +226,35 @@ async def wait(
     poll_interval: float = 3.0,
     poll_cap: float = 30.0,
     error_grace: float = 120.0,
+) -> WaitOutcome | State[Any]:
+    """`wait_for_end` as a task run that ends as the row's task did (`as_state`)."""
+    return as_state(await wait_for_end(task_id, deadline, poll_interval, poll_cap, error_grace))
+
+
+def as_state(outcome: WaitOutcome) -> WaitOutcome | State[Any]:
+    """A success as itself (Completed); anything else as a state the Prefect UI shows and its state
+    filter finds: Failed, Failed named TimedOut, or Cancelled, with the outcome as the data."""
+    if outcome.status == "succeeded":
+        return outcome
+    cost = f"${outcome.cost.normalize():f}" if outcome.cost is not None else "cost unreadable"
+    message = f"{outcome.status}: {outcome.error or 'no reason given'} (task {outcome.task_id}, {cost})"
+    if outcome.status == "cancelled":
+        return Cancelled(data=outcome, message=message)
+    return Failed(data=outcome, message=message, name="TimedOut" if outcome.status == "timed_out" else "Failed")
+
+
+async def outcome_of(state: State[Any]) -> WaitOutcome:
+    """What a `wait` task run (called with `return_state=True`) ended with; an error it raised is raised."""
+    result = await state.aresult(raise_on_failure=False)
+    if isinstance(result, WaitOutcome):
+        return result
+    if isinstance(result, BaseException):
+        raise result
+    raise TypeError(f"wait ended in {state.name} without an outcome: {result!r}")
+
+
+async def wait_for_end(
+    task_id: str, deadline: datetime, poll_interval: float = 3.0, poll_cap: float = 30.0, error_grace: float = 120.0
 ) -> WaitOutcome:
     """Poll a task to its end (or its deadline, then stop it); `fetch` saves its output after.
 

@@ -1,0 +1,102 @@
+"""Every row that did not succeed shows in the Prefect UI as a task run in a state its filters find.
+
+A `wait` task run already ends as its Wiro task did (Failed, TimedOut, Cancelled: see
+`wiro_tasks.prefect_tasks.as_state`). This pass, at the end of a sweep, covers the rest of the
+rows that did not succeed:
+
+- a row with no such task run in this flow run (skipped by the budget, refused at submission, a
+  download that failed, or failed in an earlier run and not retried) gets one, named
+  `<status> <row label>`, created in its final state;
+- a task run Crashed because the sweep was cancelled under it takes the state its row ended in.
+
+So the UI's state filter lists exactly the rows of each kind: Failed the failed rows, TimedOut
+the timed-out ones, Cancelled the cancelled and skipped ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Iterable, Mapping
+from typing import Any
+from uuid import UUID
+
+from prefect import task
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterId,
+    TaskRunFilter,
+    TaskRunFilterState,
+    TaskRunFilterStateType,
+)
+from prefect.client.schemas.objects import State, StateType, TaskRun
+from prefect.states import Cancelled, Failed
+
+from .runner import row_label
+
+PAGE = 200
+CONCURRENT_CALLS = 8
+
+
+@task(name="row", task_run_name="{status} {label}")
+def row_outcome(status: str, label: str) -> None:
+    """Never run: the task its outcome runs are recorded under (created straight in their end state)."""
+
+
+def state_for(status: str, error: str) -> State[Any]:
+    """The Prefect state a row's final status reads as in the UI."""
+    message = f"{status}: {error or 'no reason recorded'}"
+    if status in ("cancelled", "skipped"):
+        return Cancelled(message=message)
+    return Failed(message=message, name="TimedOut" if status == "timed_out" else "Failed")
+
+
+async def show_row_outcomes(flow_run_id: UUID, rows: Iterable[Mapping[str, Any]]) -> int:
+    """Make the UI show each of `rows` (manifest records) that did not succeed; how many task runs
+    were created or corrected."""
+    todo = [r for r in rows if r["status"] != "succeeded"]
+    if not todo:
+        return 0
+    async with get_client() as client:
+        shown = await _unfinished_task_runs(client, flow_run_id)
+        calls: list[Coroutine[Any, Any, object]] = []
+        for row in todo:
+            label = row_label(row)
+            wanted = state_for(str(row["status"]), str(row.get("error") or ""))
+            runs = [
+                shown[f"{verb} {label}"] for verb in ("wait", "submit", row["status"]) if f"{verb} {label}" in shown
+            ]
+            if any(r.state and (r.state.type, r.state.name) == (wanted.type, wanted.name) for r in runs):
+                continue
+            crashed = [r for r in runs if r.state and r.state.type is StateType.CRASHED]
+            if crashed:
+                calls.append(client.set_task_run_state(crashed[0].id, wanted, force=True))
+            else:
+                calls.append(client.create_task_run(row_outcome, flow_run_id, dynamic_key=f"row-{row['row_id']}",
+                                                    name=f"{row['status']} {label}", state=wanted))  # fmt: skip
+        limit = asyncio.Semaphore(CONCURRENT_CALLS)
+
+        async def call(coroutine: Any) -> None:
+            async with limit:
+                await coroutine
+
+        await asyncio.gather(*(call(c) for c in calls))
+    return len(calls)
+
+
+async def _unfinished_task_runs(client: PrefectClient, flow_run_id: UUID) -> dict[str, TaskRun]:
+    """This flow run's task runs that did not complete, by name."""
+    found: dict[str, TaskRun] = {}
+    offset = 0
+    ended = TaskRunFilterStateType(any_=[StateType.FAILED, StateType.CRASHED, StateType.CANCELLED])
+    while True:
+        page = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+            task_run_filter=TaskRunFilter(state=TaskRunFilterState(type=ended)),
+            offset=offset,
+            limit=PAGE,
+        )
+        found.update((run.name, run) for run in page)
+        if len(page) < PAGE:
+            return found
+        offset += PAGE

@@ -1,0 +1,116 @@
+"""How fast a running sweep goes and how long it has left, for the terminal's progress bar.
+
+Read off the manifest the sweep rewrites about once a second (`watch_pace`), so it needs nothing
+from the runner: rows finished in this run give the rate and the typical row's duration (from
+its Run request to its end); rows in flight end at their start plus that duration; queued rows
+take the slots as they free. Until one row has finished there is no estimate. (The bar counts
+rows/min from the runner's own counts, and uses this estimate of the time left.)
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import statistics
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from .manifest import FINAL_STATUSES, read_manifest
+
+REFRESH_SECONDS = 1.0
+logger = logging.getLogger("flows.pace")
+
+
+@dataclass(frozen=True)
+class Pace:
+    rows_per_minute: float | None
+    seconds_left: float | None
+    by_status: dict[str, int] = field(default_factory=dict)  # as the manifest read stands
+    done: int = 0
+
+    def text(self) -> str:
+        """`12.5 rows/min · 3m 20s left` (dashes where nothing is known yet)."""
+        rate = "—" if self.rows_per_minute is None else f"{self.rows_per_minute:.1f}"
+        left = "—" if self.seconds_left is None else _duration(self.seconds_left)
+        return f"{rate} rows/min · {left} left"
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(max(0.0, seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+def time_left(
+    now: float, in_flight_since: list[float], durations: list[float], queued: int, slots: int
+) -> float | None:
+    """Seconds until every row is done, or None before any duration is known."""
+    if not durations:
+        return None if queued or in_flight_since else 0.0
+    typical = statistics.median(durations)
+    ends = [max(now, started + typical) for started in in_flight_since]
+    free = sorted(ends)[: max(1, slots)]
+    free += [now] * (max(1, slots) - len(free))
+    heapq.heapify(free)
+    last = max(ends, default=now)
+    for _ in range(queued):
+        done = heapq.heappop(free) + typical
+        last = max(last, done)
+        heapq.heappush(free, done)
+    return last - now
+
+
+def pace_of(manifest: pd.DataFrame, since: datetime, now: datetime, slots: int) -> Pace:
+    """The pace of the rows that finished after `since` (this run's start) in a manifest."""
+    submitted = pd.to_datetime(manifest["submitted_at"], utc=True)
+    finished = pd.to_datetime(manifest["finished_at"], utc=True)
+    status = manifest["status"]
+    mine = status.isin(FINAL_STATUSES) & finished.notna() & (finished >= pd.Timestamp(since))
+    took = (finished[mine & submitted.notna()] - submitted[mine & submitted.notna()]).dt.total_seconds()
+    minutes = (now - since).total_seconds() / 60
+    rate = int(mine.sum()) / minutes if mine.any() and minutes > 0 else None
+    running = submitted[(status == "running") & submitted.notna()]
+    stamp = now.timestamp()
+    left = time_left(stamp, [t.timestamp() for t in running], [float(s) for s in took if s >= 0],
+                     int((status == "pending").sum()), slots)  # fmt: skip
+    counts = {str(k): int(v) for k, v in status.value_counts().items()}
+    return Pace(rate, left, counts, int(status.isin(FINAL_STATUSES).sum()))
+
+
+@contextmanager
+def watch_pace(
+    out: Path, since: Callable[[], datetime | None], slots: int, show: Callable[[Pace], None]
+) -> Iterator[None]:
+    """Call `show` with the sweep's pace every `REFRESH_SECONDS`, from a thread of its own, once
+    `since()` says when the sweep started."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(REFRESH_SECONDS):
+            start = since()
+            if start is None:
+                continue
+            try:
+                manifest = read_manifest(out)
+                pace = pace_of(manifest, start, datetime.now(start.tzinfo), slots)
+            except Exception as exc:  # not written yet, or unreadable this once: the next look tries again
+                logger.debug("no pace from %s: %s: %s", out, type(exc).__name__, exc)
+                continue
+            show(pace)
+
+    watcher = threading.Thread(target=loop, name="wiro-sweep-pace", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join(timeout=5)

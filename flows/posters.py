@@ -1,0 +1,73 @@
+"""Poster images: each saved video's first frame as a small JPEG beside it (`x.mp4` -> `x.jpg`).
+
+The report shows posters so a sheet of a thousand cells paints without opening a thousand
+videos. A poster is made when a video is saved (`save_poster`) and, for OUTs swept before
+posters existed or when that failed, when the report is written (`ensure_posters`). PyAV's
+FFmpeg decodes the frame and encodes the JPEG; no other image library is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterable
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+POSTER_SUFFIX = ".jpg"
+MAX_WIDTH = 512  # the widest a report cell gets (its zoom goes to 520 px)
+
+logger = logging.getLogger("flows.posters")
+
+
+def poster_path(video: Path) -> Path:
+    return video.with_suffix(POSTER_SUFFIX)
+
+
+def save_poster(video: Path) -> Path | None:
+    """Write `video`'s first frame as its poster (atomically); None, logged, if that fails: a poster
+    is a picture for the report, and must never turn a saved video into an error."""
+    target = poster_path(video)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        temporary.write_bytes(first_frame_jpeg(video))
+        os.replace(temporary, target)
+    except Exception as exc:
+        logger.warning("no poster for %s: %s: %s", video, type(exc).__name__, exc)
+        return None
+    finally:
+        temporary.unlink(missing_ok=True)
+    return target
+
+
+def first_frame_jpeg(video: Path) -> bytes:
+    """The first decoded frame of `video`, at most `MAX_WIDTH` wide, as JPEG bytes."""
+    with av.open(str(video)) as container:
+        frame = next(container.decode(video=0))
+    width, height = frame.width, frame.height
+    if width > MAX_WIDTH:
+        width, height = MAX_WIDTH, max(2, round(height * MAX_WIDTH / width / 2) * 2)
+    encoder = av.CodecContext.create("mjpeg", "w")
+    encoder.width, encoder.height = width, height
+    encoder.pix_fmt = "yuvj420p"
+    encoder.time_base = Fraction(1, 25)
+    scaled = frame.reformat(width=width, height=height, format="yuvj420p")
+    return b"".join(bytes(packet) for packet in [*encoder.encode(scaled), *encoder.encode(None)])
+
+
+def ensure_posters(videos: Iterable[Path]) -> int:
+    """Make the posters that are missing or older than their video; how many were made."""
+    made = 0
+    for video in videos:
+        poster = poster_path(video)
+        try:
+            if poster.stat().st_mtime_ns >= video.stat().st_mtime_ns:
+                continue
+        except FileNotFoundError:
+            if not video.is_file():
+                continue
+        made += save_poster(video) is not None
+    return made

@@ -1,0 +1,164 @@
+"""`wiro-sweep serve OUT...`: the sweeps' reports, manifests and videos over HTTP, read-only.
+
+A browser blocks `file://` links from an http page such as the Prefect UI, and on a remote
+worker the path does not exist where the browser is. This server gives each file of the OUT
+folders it was started with an http address: its absolute path, e.g.
+
+    wiro-sweep serve runs/ --port 4201        # every OUT under runs/
+    export WIRO_SWEEP_REPORT_URL=http://127.0.0.1:4201    # where the workers' artifacts link
+
+makes a sweep into /srv/runs/nightly-2026-11-30 link to
+http://127.0.0.1:4201/srv/runs/nightly-2026-11-30/report.html. Only GET and HEAD are answered,
+with Range support so videos seek. Nothing outside the given folders is served: a path is
+resolved (symlinks followed, `..` and encoded dots undone) and must end inside one of them,
+name no hidden file, and be a report, manifest, video or poster. It binds to loopback unless told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import click
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+REPORT_URL_ENV = "WIRO_SWEEP_REPORT_URL"
+DEFAULT_PORT = 4201
+MEDIA_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".csv": "text/csv; charset=utf-8",
+    ".parquet": "application/vnd.apache.parquet",
+    ".mp4": "video/mp4",
+    ".jpg": "image/jpeg",
+}
+HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache", "Referrer-Policy": "no-referrer"}
+
+
+class ReportURLError(ValueError):
+    """WIRO_SWEEP_REPORT_URL is not an http(s) address."""
+
+
+def report_base(value: str | None = None) -> str:
+    """The checked base address of a report server (`WIRO_SWEEP_REPORT_URL`), or "" when unset."""
+    value = os.environ.get(REPORT_URL_ENV, "") if value is None else value
+    if not value.strip():
+        return ""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ReportURLError(f"{REPORT_URL_ENV} must be an http(s) address such as http://127.0.0.1:{DEFAULT_PORT} "
+                             f"(got {value!r})")  # fmt: skip
+    return value.strip().rstrip("/")
+
+
+def link(path: Path, base: str | None = None) -> str:
+    """Where a browser opens `path`: on the report server when one is set, else as a file:// URI."""
+    root = report_base(base)
+    absolute = Path(path).resolve()
+    return f"{root}{quote(str(absolute))}" if root else absolute.as_uri()
+
+
+def resolve(roots: Sequence[Path], url_path: str) -> Path | None:
+    """The served file an absolute URL path names, or None: it must resolve (links followed) to a
+    file inside one of `roots`, with no hidden part, and of a served kind."""
+    try:
+        target = Path(url_path).resolve(strict=True)
+    except (OSError, ValueError, RuntimeError):  # missing, a NUL byte, a symlink loop
+        return None
+    if target.is_dir():
+        target = target / "report.html"
+    for root in roots:
+        if target.is_relative_to(root) and target != root:
+            inside = target.relative_to(root).parts
+            if any(part.startswith(".") for part in inside) or target.suffix not in MEDIA_TYPES:
+                return None
+            return target if target.is_file() else None
+    return None
+
+
+def create_app(folders: Sequence[Path]) -> Starlette:
+    """The read-only app serving `folders` (each resolved once, here)."""
+    roots = [Path(f).resolve(strict=True) for f in folders]
+
+    async def index(request: Request) -> Response:
+        items = []
+        for root in roots:
+            reports = sorted(root.glob("report.html")) + sorted(root.glob("*/report.html"))
+            entries = "".join(f'<li><a href="{html.escape(quote(str(r.parent)))}/report.html">'
+                              f"{html.escape(str(r.parent))}</a></li>" for r in reports)  # fmt: skip
+            items.append(f"<h2>{html.escape(str(root))}</h2><ul>{entries or '<li>no report yet</li>'}</ul>")
+        body = f"<!doctype html><meta charset=utf-8><title>wiro-sweep reports</title>{''.join(items)}"
+        return HTMLResponse(body, headers=HEADERS)
+
+    async def file(request: Request) -> Response:
+        path = "/" + request.path_params["path"]
+        target = await asyncio.to_thread(resolve, roots, path)
+        if target is None:
+            return PlainTextResponse("not found", status_code=404, headers=HEADERS)
+        if target.name == "report.html" and not path.endswith("report.html"):
+            return RedirectResponse(quote(str(target)), status_code=307, headers=HEADERS)
+        return FileResponse(target, media_type=MEDIA_TYPES[target.suffix], headers=HEADERS)
+
+    return Starlette(routes=[Route("/", index, methods=["GET", "HEAD"]),
+                             Route("/{path:path}", file, methods=["GET", "HEAD"])])  # fmt: skip
+
+
+class ReportServer:
+    """The app on a port, in a thread of this process (tests, benchmarks)."""
+
+    def __init__(self, folders: Sequence[Path], host: str = "127.0.0.1", port: int = 0) -> None:
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((host, port))
+        self.host, self.port = self._socket.getsockname()[:2]
+        config = uvicorn.Config(create_app(folders), log_level="warning", access_log=False, lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._server.serve(sockets=[self._socket])),
+                                        name=f"wiro-sweep-serve:{self.port}", daemon=True)  # fmt: skip
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def __enter__(self) -> ReportServer:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the report server did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._socket.close()
+
+
+@click.command("serve")
+@click.argument("out", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (loopback: this machine).")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535))
+def serve_command(out: tuple[Path, ...], host: str, port: int) -> None:
+    """Serve the reports, manifests and videos of the OUT folders (or of the folders they hold), read-only."""
+    missing = [str(o) for o in out if not o.is_dir()]
+    if missing:
+        click.echo(f"error: {missing[0]} is not a directory", err=True)
+        sys.exit(2)
+    url = f"http://{host}:{port}"
+    click.echo(f"Serving {', '.join(str(o.resolve()) for o in out)} at {url}/ (read-only; Ctrl-C stops)")
+    click.echo(f"Prefect artifacts link here when the flow runs have {REPORT_URL_ENV}={url}")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: listening on {host}: anyone who reaches it can watch these videos", err=True)
+    uvicorn.run(create_app(out), host=host, port=port, log_level="warning", access_log=False)

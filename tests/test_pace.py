@@ -1,0 +1,37 @@
+"""The bar's rate and time left: from the durations seen so far and the rows in flight."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from flows.pace import Pace, pace_of, time_left
+
+
+def test_time_left_counts_the_rows_in_flight_and_the_queue_over_the_slots() -> None:
+    assert time_left(100.0, [], [], queued=5, slots=2) is None, "no estimate before a row has finished"
+    assert time_left(100.0, [], [10.0], queued=0, slots=2) == 0.0
+    # Two in flight (started 4 s and 8 s ago, rows take 10 s): they end in 6 s and 2 s; four queued
+    # rows then take two rounds of 10 s on each slot: the last ends 6 + 10 + 10 = 26 s from now.
+    assert time_left(100.0, [96.0, 92.0], [9.0, 10.0, 11.0], queued=4, slots=2) == pytest.approx(26.0)
+    assert time_left(100.0, [50.0], [10.0], queued=0, slots=1) == 0.0, "an overdue row ends any moment"
+
+
+def test_pace_reads_rate_and_time_left_off_the_manifest() -> None:
+    since = datetime(2026, 1, 1, tzinfo=UTC)
+    at = [since + timedelta(seconds=s) for s in (0, 10, 20, 30)]
+    manifest = pd.DataFrame({
+        "status": ["succeeded", "failed", "running", "pending"],
+        "submitted_at": [at[0], at[0], at[2], None],
+        "finished_at": [at[1], at[1], None, None],
+    })  # fmt: skip
+    pace = pace_of(manifest, since, at[3], slots=1)
+    assert pace.rows_per_minute == pytest.approx(4.0), "2 rows in 30 s"
+    assert pace.seconds_left == pytest.approx(10.0), "the running row needs none more than 10 s; then 10 s"
+    assert pace.by_status == {"succeeded": 1, "failed": 1, "running": 1, "pending": 1}
+    assert pace.done == 2
+    assert pace.text() == "4.0 rows/min · 10s left"
+    assert Pace(None, None).text() == "— rows/min · — left"
+    assert Pace(1.0, 3725).text() == "1.0 rows/min · 1h 02m left"

@@ -1,0 +1,81 @@
+"""The shell scripts a new user runs first: what they say while they set things up."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FAKE_PYTHON = """#!/usr/bin/env bash
+# stands in for python3 and pip: `-m venv DIR` makes DIR/bin/python (this script); the rest succeeds
+if [ "$1 $2" = "-m venv" ]; then mkdir -p "$3/bin"; cp "$0" "$3/bin/python"; fi
+echo "$@" >> "$(dirname "$0")/../calls.log"
+"""
+
+
+def bootstrap(checkout: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHON": str(checkout / "fakepy")}
+    command = ["bash", "-c", "source scripts/bootstrap.sh && echo sourced"]
+    return subprocess.run(command, cwd=checkout, env=env, capture_output=True, text=True, timeout=60, check=True)
+
+
+def test_the_first_run_says_it_is_building_the_venv_and_how_long_it_takes(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "scripts", tmp_path / "scripts")
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    (tmp_path / "fakepy").write_text(FAKE_PYTHON)
+    (tmp_path / "fakepy").chmod(0o755)
+
+    first = bootstrap(tmp_path)
+    assert first.stderr.splitlines()[0].startswith("Setting up .venv: installing wiro-sweep")
+    assert "about 2 minutes" in first.stderr.splitlines()[0]
+    assert first.stderr.splitlines()[-1].startswith(".venv is ready (")
+    assert "-m pip install --quiet -e .[dev]" in (tmp_path / ".venv" / "calls.log").read_text()
+    assert first.stdout == "sourced\n"
+
+    again = bootstrap(tmp_path)
+    assert again.stderr == "", "an up-to-date .venv is used silently"
+
+    with (tmp_path / "pyproject.toml").open("a") as handle:
+        handle.write("\n# changed\n")
+    updated = bootstrap(tmp_path)
+    assert updated.stderr.splitlines()[0] == "pyproject.toml changed: updating .venv (under a minute)..."
+
+
+FAKE_COMMAND = """#!/usr/bin/env bash
+# stands in for `{name}`: notes how it was started, and with which report URL and Wiro API
+echo "{name} $* | report=${{WIRO_SWEEP_REPORT_URL:-}} base=${{WIRO_BASE_URL:-}}" >> "$CALLS"
+[ "$1" = "-" ] && exit 1   # python - (the PostgreSQL probe): no PostgreSQL here
+exit 0
+"""
+
+
+def test_the_stack_script_starts_the_report_server_beside_the_ui_and_points_the_workers_at_it(
+    tmp_path: Path,
+) -> None:
+    """prefect-stack.sh's wiring, with every program it starts replaced by a stand-in."""
+    shutil.copytree(ROOT / "scripts", tmp_path / "scripts")
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    for name in ("python", "prefect", "wiro-sweep"):
+        (bin_dir / name).write_text(FAKE_COMMAND.format(name=name))
+        (bin_dir / name).chmod(0o755)
+    stamp = subprocess.run(["sha256sum", "pyproject.toml"], cwd=tmp_path, capture_output=True, text=True, check=True)
+    (tmp_path / ".venv" / f".installed-{stamp.stdout[:16]}").touch()
+    calls = tmp_path / "calls.log"
+    env = {**os.environ, "CALLS": str(calls), "PORT": "4310", "EMULATOR": "1", "EMULATOR_PORT": "8799", "WORKERS": "2"}
+    done = subprocess.run(["bash", "scripts/prefect-stack.sh"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    started = calls.read_text().splitlines()
+    report = "report=http://127.0.0.1:4311"
+    assert any(s.startswith("wiro-sweep serve runs --port 4311 |") for s in started), started
+    assert (tmp_path / "runs").is_dir(), "the folder the deployments sweep into, served from the start"
+    assert "wiro-sweep emulator --port 8799 | report= base=http://127.0.0.1:8799/v1" in started
+    assert any(s.startswith("prefect server start --host 127.0.0.1 --port 4310 |") for s in started)
+    workers = [s for s in started if s.startswith("prefect worker start")]
+    assert len(workers) == 2
+    assert all(f"| {report} base=http://127.0.0.1:8799/v1" in w for w in workers), "their links open the reports"
+    assert "Reports: http://127.0.0.1:4311/ serves runs/" in done.stdout

@@ -1,0 +1,64 @@
+"""`wiro-sweep run` in a terminal, as a person sees it: a clean live bar with rate and time left,
+and one closing block, without Prefect's engine lines, whatever way the sweep ends."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+from wiro_tasks.emulator import EmulatorServer
+
+from .conftest import EmulatorFactory
+from .terminal import run_in_terminal
+
+NOISE = ("Crash detected", "Finished in state", "Error logging to API", "Traceback", "EventsWorker")
+
+
+def test_a_failed_run_shows_a_clean_bar_with_rate_and_time_left_then_one_closing_block(
+    prefect_api: str, make_emulator: EmulatorFactory, tmp_path: Path
+) -> None:
+    emulator: EmulatorServer = make_emulator(queue_seconds=0.05, task_seconds=1.0)
+    grid = tmp_path / "grid.csv"
+    prompts = ["breaks [emulator:fail]", *(f"scene {n}" for n in range(11))]
+    grid.write_text("prompt,numFrames\n" + "".join(f"{p},9\n" for p in prompts))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    # A new PREFECT_HOME: Prefect prints its first-run telemetry notice in an interactive terminal.
+    env.update(emulator.env(), PREFECT_API_URL=prefect_api, PREFECT_HOME=str(tmp_path / "home"), TERM="xterm")
+    command = [sys.executable, "-m", "flows", "run", str(grid), "--out", str(tmp_path / "out"),
+               "--max-concurrency", "2", "--poll-interval", "0.1"]  # fmt: skip
+    screen = run_in_terminal(command, env, tmp_path)
+    assert screen.code == 1, screen.raw[-3000:]
+    lines = screen.lines
+    for noise in NOISE:
+        assert not any(noise in line for line in lines), (noise, lines)
+    notice = [n for n, line in enumerate(lines) if "Prefect collects anonymous usage data" in line]
+    bars = [n for n, line in enumerate(lines) if line.startswith("sweep ")]
+    assert notice, "Prefect's notice shows ..."
+    assert notice[0] < bars[0], "... above the bar"
+    assert all(line.startswith("sweep ") and "Prefect" not in line.split("sweep ", 1)[1][60:] for line in
+               (lines[n] for n in bars)), "never drawn into it"  # fmt: skip
+    paces = [re.search(r"· (\d+\.\d) rows/min · (?:(\d+)m )?(\d+)s left", frame) for frame in screen.frames]
+    shown = sorted({frame.split("· ")[-1] for frame in screen.frames})
+    assert any(p and float(p[1]) > 0 and int(p[2] or 0) * 60 + int(p[3]) > 0 for p in paces), shown
+    assert lines[bars[-1] + 1].startswith("11 of 12 rows succeeded; 1 failed; $"), lines[bars[-1] :]
+    assert lines[-1].startswith("  "), lines[-4:]
+    assert "seed 42: failed: " in lines[-1]
+
+
+def test_ctrl_c_ends_with_one_friendly_block(prefect_api: str, make_emulator: EmulatorFactory, tmp_path: Path) -> None:
+    emulator = make_emulator(queue_seconds=0.05)
+    grid = tmp_path / "grid.csv"
+    grid.write_text("prompt\nlong a [emulator:hang]\nlong b [emulator:hang]\nlong c [emulator:hang]\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(emulator.env(), PREFECT_API_URL=prefect_api, PREFECT_HOME=str(tmp_path / "home"), TERM="xterm")
+    command = [sys.executable, "-m", "flows", "run", str(grid), "--out", str(tmp_path / "out"), "--poll-interval",
+               "0.1"]  # fmt: skip
+    screen = run_in_terminal(command, env, tmp_path, ctrl_c_when="running 3")
+    assert screen.code == 130, screen.raw[-3000:]
+    for noise in NOISE:
+        assert noise not in screen.raw, (noise, screen.lines[-12:])
+    assert screen.lines[-1] == "Interrupted: stopped 3 running Wiro task(s). Rerun the same command to resume."
+    assert screen.lines[-2].startswith("sweep "), "the bar, then the one closing line"
+    assert emulator.account.stats()["statuses"] == {"task_cancel": 3}
