@@ -11,6 +11,7 @@ from .._config import ENV_API_KEY, ENV_API_SECRET
 
 DEFAULT_CPS = Decimal("0.0012")
 DEMO_API_KEY = "emulator"
+DEFAULT_MODEL_VERSION = "1"
 
 FaultKind = Literal["ok", "500", "503", "429", "drop", "slow", "lost"]
 
@@ -34,14 +35,31 @@ class Faults:
     socket_drop_rate: float = 0.0
     script: tuple[FaultKind, ...] = ()
     run_script: tuple[FaultKind, ...] = ()
+    # Another model version changes these shares of its tasks (see emulator/versions.py).
+    model_version: str = DEFAULT_MODEL_VERSION
+    version_noise_rate: float = 0.25
+    version_redraw_rate: float = 0.15
+    version_fail_rate: float = 0.1
+    version_slow_rate: float = 0.1
+    version_slowdown: float = 3.0
 
     def updated(self, changes: dict[str, Any]) -> Faults:
         names = {f.name for f in fields(self)}
         unknown = set(changes) - names
         if unknown:
             raise ValueError(f"unknown fault settings: {', '.join(sorted(unknown))}")
+        if "model_version" in changes:  # the one setting that is a name, not a number
+            rest = self.updated({k: v for k, v in changes.items() if k != "model_version"})
+            return replace(rest, model_version=model_version(changes["model_version"]))
         clean: dict[str, Any] = {k: tuple(v) if k in ("script", "run_script") else float(v) for k, v in changes.items()}
         return replace(self, **clean)
+
+
+def model_version(value: object) -> str:
+    """A model version as the emulator takes it: a short printable name."""
+    if not isinstance(value, str) or not 0 < len(value) <= 64 or not value.isprintable():
+        raise ValueError(f"model_version must be a printable string of 1 to 64 characters, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..inputs import Value
 from .config import EmulatorConfig, Faults
+from .versions import drift
 
 _DIRECTIVE = re.compile(r"\[emulator:(fail|hang|error|stuck|seconds=(\d+(?:\.\d+)?))\]")
 FOREVER = float("inf")
@@ -59,6 +60,7 @@ class EmulatedTask:
     token: str = field(default_factory=lambda: secrets.token_urlsafe(22))
     stopped_at: float | None = None
     output: tuple[str, int] | None = None
+    variant: str = ""  # how this model version renders it (emulator/versions.py)
 
     @property
     def callback_url(self) -> str:
@@ -174,6 +176,8 @@ class Account:
             seconds = self.random.uniform(cfg.task_seconds, cfg.task_seconds_max)
         if directives.get("seconds"):
             seconds = float(directives["seconds"])
+        changed = drift(self.faults, model, parameters)
+        seconds *= changed.slowdown
         scale = cfg.time_scale
         with self.lock:
             self._next_id += 1
@@ -184,10 +188,11 @@ class Account:
                 created=self.clock(),
                 queue=cfg.queue_seconds * scale,
                 run=seconds * scale,
-                fail="fail" in directives or self.random.random() < cfg.fail_rate,
+                fail="fail" in directives or changed.fails or self.random.random() < cfg.fail_rate,
                 hang="hang" in directives or self.random.random() < cfg.hang_rate,
                 error_interim="error" in directives or self.random.random() < cfg.error_interim_rate,
                 stuck="stuck" in directives,
+                variant=changed.variant,
             )
             self.tasks[task.id] = task
             self.by_token[task.token] = task.id
