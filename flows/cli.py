@@ -18,6 +18,7 @@ import click
 from wiro_tasks import ClientConfig, ConfigurationError
 from wiro_tasks.emulator.config import DEFAULT_MODEL_VERSION, EmulatorConfig, Faults
 
+from .compare import compare_command
 from .grid import DEFAULT_MAX_COMBINATIONS, GridError, load_grid, parse_axes
 from .report import report_command
 
@@ -279,3 +280,4 @@ def _start_emulator() -> Any:
 
 
 main.add_command(report_command)
+main.add_command(compare_command)
