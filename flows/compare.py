@@ -132,6 +132,11 @@ def _s(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f} s"
 
 
+def text(value: Any) -> str:
+    """A text cell of the compare table as a string: "" where the row is not on that side."""
+    return "" if value is None or (isinstance(value, float) and value != value) else str(value)
+
+
 def _short(value: Any, limit: int) -> str:
     text = " ".join(str(value).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

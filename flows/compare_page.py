@@ -17,6 +17,7 @@ import jinja2
 import pandas as pd
 
 from .compare import ASSETS, Comparison
+from .compare import text as _str
 from .grid import INPUTS
 
 CARDS = (  # sections of cards, in the order a reader wants them
@@ -148,11 +149,6 @@ def _line(row: dict[str, Any], swept: list[str]) -> dict[str, Any]:
 def _asset(name: str) -> str:
     source, _, _ = _environment().loader.get_source(_environment(), name)  # type: ignore[union-attr]
     return source
-
-
-def _str(value: Any) -> str:
-    """A text cell of the table: "" where the row is not on that side."""
-    return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
 
 
 def _text(value: Any) -> str:

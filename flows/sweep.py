@@ -39,6 +39,7 @@ from .credentials import load_credentials
 from .grid import DEFAULT_MAX_COMBINATIONS, GridError, load_grid
 from .journal import Journal
 from .manifest import FINAL_STATUSES, MANIFEST_CSV, MANIFEST_PARQUET, build_manifest, write_manifest
+from .nightly import compare_with_baseline
 from .progress import Progress, listening, publish
 from .report import write_report
 from .runner import Settings, SweepRunner
@@ -132,6 +133,7 @@ async def sweep(
     shards: int = 1,
     shard: int | None = None,
     concurrency_limit_name: str | None = None,
+    baseline: str | None = None,
 ) -> dict[str, Any] | State[Any]:
     """Submit every combination of `grid` x `axes` to Wan2.2-TI2V-5B on Wiro; save videos and a manifest.
 
@@ -153,6 +155,8 @@ async def sweep(
         shard: Set by the parent run: which part this child run sweeps.
         concurrency_limit_name: A Prefect global concurrency limit that every run sharing the Wiro
             account takes a slot of per task in flight (created with `max_concurrency` if missing).
+        baseline: Compare the finished sweep with this OUT, or with "previous": the latest earlier
+            `{date}` OUT of the same `out` pattern. Regressions end the run Failed (flows/nightly.py).
     """
     logger = get_run_logger()
     frame = load_grid(grid, axes, max_combinations=max_combinations)
@@ -180,7 +184,9 @@ async def sweep(
         with out_lock(out_dir):
             manifest, cancelled = await _run_shards(frame, out_dir, shards, children)
         reported = await _report(manifest, out_dir)
-        return Cancelled(message=cancelled) if cancelled else reported
+        if cancelled:
+            return Cancelled(message=cancelled)
+        return await compare_with_baseline(reported, out, out_dir, baseline)
 
     credentials = load_credentials()
     work_dir = out_dir
@@ -216,7 +222,7 @@ async def sweep(
         reported = await _report(manifest, work_dir)  # under the lock: a parent sees the child alive
     if runner.cancelled_by_user:
         return Cancelled(message=f"{runner.cancelled_by_user}; stopped its Wiro tasks")
-    return reported
+    return await compare_with_baseline(reported, out, out_dir, baseline)
 
 
 def resolve_out(out: str) -> Path:
