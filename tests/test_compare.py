@@ -356,3 +356,13 @@ def test_a_regressed_row_shows_the_baseline_video_and_why_the_current_one_is_mis
     browser_page.wait_for_function("v => v.readyState >= 2 && v.currentTime > 0.2",
                                    arg=card.locator("video").element_handle(), timeout=10_000)  # fmt: skip
     card.locator("button.play").click()
+
+
+def test_rows_judged_from_the_manifests_alone_are_never_called_the_same(looks: Nights) -> None:
+    from flows.compare import join, judge, load_out
+
+    joined = join(load_out(looks.baseline, "BASELINE"), load_out(looks.current, "CURRENT"))
+    verdicts = {row["prompt"]: judge(row, None, Thresholds()) for row in joined}
+    assert verdicts[LIGHTHOUSE]["change"] == "identical"
+    for prompt in (TEAPOT, MARKET):  # other bytes, not decoded: no claim that they look the same
+        assert (verdicts[prompt]["change"], verdicts[prompt]["note"]) == ("changed", "other bytes, not decoded")
