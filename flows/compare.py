@@ -160,6 +160,11 @@ def load_out(out: Path, role: str) -> pd.DataFrame:
     missing = [c for c in _NEEDED if c not in manifest.columns]
     if missing:
         raise CompareError(f"{role} {out / MANIFEST_PARQUET}: not a wiro-sweep manifest (no column {missing[0]})")
+    odd = manifest["row_id"][~manifest["row_id"].astype(str).str.fullmatch(r"[0-9a-f]{8,64}")]
+    if len(odd):
+        raise CompareError(
+            f"{role} {out / MANIFEST_PARQUET}: row_id {str(odd.iloc[0])[:80]!r} is not a wiro-sweep row id"
+        )
     twice = manifest["row_id"][manifest["row_id"].duplicated()]
     if len(twice):
         raise CompareError(f"{role} {out / MANIFEST_PARQUET}: row_id {twice.iloc[0]} appears twice")
@@ -201,6 +206,12 @@ def join(baseline: pd.DataFrame, current: pd.DataFrame) -> list[dict[str, Any]]:
             row[f"elapsed_{role}"] = None if elapsed is None or pd.isna(elapsed) else float(elapsed)
         joined.append(row)
     return joined
+
+
+def video(out: Path, output_path: str) -> Path | None:
+    """OUT's video at the manifest's relative `output_path`, or None for a path that leaves OUT."""
+    path = (out / output_path).resolve()
+    return path if output_path and path.is_relative_to(out.resolve()) and path != out.resolve() else None
 
 
 def needs_decoding(row: dict[str, Any]) -> bool:
@@ -286,8 +297,11 @@ def compare_outs(baseline: Path, current: Path, thresholds: Thresholds | None = 
     def look(row: dict[str, Any]) -> VideoDiff | None:
         if not needs_decoding(row):
             return None
-        return diff_videos(baseline / row["output_path_baseline"], current / row["output_path_current"],
-                           threshold_db=thresholds.psnr_db, samples=thresholds.samples)  # fmt: skip
+        before, after = video(baseline, row["output_path_baseline"]), video(current, row["output_path_current"])
+        if before is None or after is None:
+            role, out = ("baseline", baseline) if before is None else ("current", current)
+            return VideoDiff(error=f"{role} output_path {row[f'output_path_{role}']!r} is not a file under {out}")
+        return diff_videos(before, after, threshold_db=thresholds.psnr_db, samples=thresholds.samples)
 
     with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
         diffs = list(pool.map(look, joined))

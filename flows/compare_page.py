@@ -16,7 +16,7 @@ from urllib.parse import quote
 import jinja2
 import pandas as pd
 
-from .compare import ASSETS, Comparison
+from .compare import ASSETS, Comparison, video
 from .compare import text as _str
 from .grid import INPUTS
 
@@ -46,8 +46,9 @@ def shown_videos(comparison: Comparison) -> dict[str, Path]:
     """BASELINE's video of every row the page shows with its videos: row_id -> file."""
     shown = {}
     for row in _card_rows(comparison.rows):
-        if row["status_baseline"] == "succeeded" and row["output_path_baseline"]:
-            shown[row["row_id"]] = comparison.baseline / row["output_path_baseline"]
+        path = video(comparison.baseline, _str(row["output_path_baseline"]))
+        if row["status_baseline"] == "succeeded" and path is not None:
+            shown[row["row_id"]] = path
     return shown
 
 
@@ -99,6 +100,8 @@ def build_page(comparison: Comparison) -> str:
 
 def _card(row: dict[str, Any], comparison: Comparison, swept: list[str], has_baseline: bool) -> dict[str, Any]:
     current = _str(row["output_path_current"]) if row["status_current"] == "succeeded" else ""
+    if current and video(comparison.current, current) is None:  # a link out of CURRENT: none at all
+        current = ""
     strip = comparison.strips.get(row["row_id"])
     return {
         "row_id": row["row_id"],

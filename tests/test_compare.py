@@ -366,3 +366,32 @@ def test_rows_judged_from_the_manifests_alone_are_never_called_the_same(looks: N
     assert verdicts[LIGHTHOUSE]["change"] == "identical"
     for prompt in (TEAPOT, MARKET):  # other bytes, not decoded: no claim that they look the same
         assert (verdicts[prompt]["change"], verdicts[prompt]["note"]) == ("changed", "other bytes, not decoded")
+
+
+def test_a_manifest_cannot_point_the_compare_outside_its_out(tmp_path: Path) -> None:
+    from flows.manifest import write_manifest
+
+    night(tmp_path / "a", [Row(LIGHTHOUSE), Row(TEAPOT)])
+    current = night(tmp_path / "b", [Row(LIGHTHOUSE, variant="redraw:2"), Row(TEAPOT, variant="redraw:2")])
+    secret = tmp_path / "secret.mp4"
+    secret.write_bytes(b"not yours")
+    current.loc[current["prompt"] == LIGHTHOUSE, "output_path"] = "../secret.mp4"
+    write_manifest(tmp_path / "b", current)
+    result = compare(str(tmp_path / "a"), str(tmp_path / "b"))
+    assert result.exit_code == 2
+    rows = by_prompt(tmp_path / "b")
+    assert (
+        rows[LIGHTHOUSE]["video_error"] == f"current output_path '../secret.mp4' is not a file under {tmp_path / 'b'}"
+    )
+    assert rows[TEAPOT]["change"] == "changed", "the other row was compared"
+    tree = parse((tmp_path / "b" / COMPARE_HTML).read_text(encoding="utf-8"))
+    sources = [v.attrs["src"] for v in tree.find_all("video")]
+    assert sources
+    assert not [s for s in sources if "secret" in s], "no link out of CURRENT"
+    assert not (tmp_path / "b" / "compare" / "baseline" / "secret.mp4").exists()
+
+    current.loc[0, "row_id"] = "../../escape"
+    write_manifest(tmp_path / "b", current)
+    result = compare(str(tmp_path / "a"), str(tmp_path / "b"))
+    assert result.exit_code == 2
+    assert "row_id '../../escape' is not a wiro-sweep row id" in result.output
