@@ -111,10 +111,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, one repetition")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: only checks that it all runs")
     parser.add_argument("--out", default="docs/benchmarks.md", type=Path)
-    parser.add_argument("--only", help="comma-separated: throughput,overhead,waiting,scale")
+    parser.add_argument("--only", help="comma-separated: throughput,overhead,waiting,scale,compare")
     args = parser.parse_args()
     plan = SMOKE if args.smoke else QUICK if args.quick else FULL
-    chosen = set((args.only or "throughput,overhead,waiting,scale").split(","))
+    chosen = set((args.only or "throughput,overhead,waiting,scale,compare").split(","))
     started = datetime.now(UTC)
     sections: list[str] = []
     with prefect_api() as api:
@@ -132,6 +132,12 @@ def main() -> None:
         if "scale" in chosen:
             runs = [repeat(1, scale, rows=rows)[0] for rows in plan.scale_rows]
             sections.append(scale_section(runs, plan))
+        if "compare" in chosen:  # bench/compare.py; `python -m bench.compare` reruns it alone
+            from .compare import SIZES, compare_section, run_compare
+            from .scenarios import scratch
+
+            size = SIZES["smoke" if args.smoke else "quick" if args.quick else "full"]
+            sections.append(compare_section(run_compare(size, scratch()), size))
     header = [
         "# Benchmarks",
         "",
