@@ -111,10 +111,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, one repetition")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: only checks that it all runs")
     parser.add_argument("--out", default="docs/benchmarks.md", type=Path)
-    parser.add_argument("--only", help="comma-separated: throughput,overhead,waiting,scale,report")
+    parser.add_argument("--only", help="comma-separated: throughput,overhead,waiting,scale,report,compare")
     args = parser.parse_args()
     plan = SMOKE if args.smoke else QUICK if args.quick else FULL
-    chosen = set((args.only or "throughput,overhead,waiting,scale,report").split(","))
+    chosen = set((args.only or "throughput,overhead,waiting,scale,report,compare").split(","))
     started = datetime.now(UTC)
     sections: list[str] = []
     with prefect_api() as api:
@@ -133,9 +133,17 @@ def main() -> None:
             runs = [repeat(1, scale, rows=rows)[0] for rows in plan.scale_rows]
             sections.append(scale_section(runs, plan))
         if "report" in chosen:  # its own module: python -m bench.report_load updates its section alone
-            from .report_load import SIZES, section
+            from .report_load import SIZES as REPORT_SIZES
+            from .report_load import section
 
-            sections.append(section(*SIZES["smoke" if args.smoke else "quick" if args.quick else "full"]))
+            sections.append(section(*REPORT_SIZES["smoke" if args.smoke else "quick" if args.quick else "full"]))
+        if "compare" in chosen:  # bench/compare.py; `python -m bench.compare` reruns it alone
+            from .compare import SIZES as COMPARE_SIZES
+            from .compare import compare_section, run_compare
+            from .scenarios import scratch
+
+            size = COMPARE_SIZES["smoke" if args.smoke else "quick" if args.quick else "full"]
+            sections.append(compare_section(run_compare(size, scratch()), size))
     header = [
         "# Benchmarks",
         "",

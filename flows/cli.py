@@ -16,8 +16,9 @@ from typing import Any, NoReturn
 import click
 
 from wiro_tasks import ClientConfig, ConfigurationError
-from wiro_tasks.emulator.config import EmulatorConfig, Faults
+from wiro_tasks.emulator.config import DEFAULT_MODEL_VERSION, EmulatorConfig, Faults
 
+from .compare import compare_command
 from .grid import DEFAULT_MAX_COMBINATIONS, GridError, load_grid, parse_axes
 from .journal import JournalError
 from .report import report_command
@@ -57,6 +58,8 @@ def main() -> None:
 @click.option("--slow-seconds", default=2.0, show_default=True, type=float)
 @click.option("--preview", is_flag=True, help="Small videos, for load tests.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the emulator's dice.")
+@click.option("--model-version", default=DEFAULT_MODEL_VERSION, show_default=True,
+              help="Another version changes some videos (slightly or wholly), fails or slows some tasks.")  # fmt: skip
 @click.option(
     "--list-page-cap",
     type=click.IntRange(1),
@@ -84,6 +87,7 @@ def emulator(
     slow_seconds: float,
     preview: bool,
     seed: int,
+    model_version: str,
     list_page_cap: int | None,
 ) -> None:
     """Serve a local emulator of the Wiro API (credentials from WIRO_API_KEY / WIRO_API_SECRET)."""
@@ -112,7 +116,7 @@ def emulator(
                 lost_run_rate=lost_run_rate,
                 slow_rate=slow_rate,
                 slow_seconds=slow_seconds,
-            ),
+            ).updated({"model_version": model_version}),
         )
     except ArithmeticError:
         raise click.BadParameter("--balance and --cps must be decimal numbers") from None
@@ -325,3 +329,4 @@ def _start_emulator() -> Any:
 
 main.add_command(report_command)
 main.add_command(serve_command)
+main.add_command(compare_command)

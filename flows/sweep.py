@@ -46,6 +46,7 @@ from .credentials import load_credentials
 from .grid import DEFAULT_MAX_COMBINATIONS, GridError, load_grid
 from .journal import JOURNAL, Journal, fold, read_events
 from .manifest import FINAL_STATUSES, build_manifest, write_manifest
+from .nightly import compare_with_baseline
 from .outcomes import show_row_outcomes
 from .preflight import check_out
 from .progress import Progress, listening, publish
@@ -211,6 +212,7 @@ async def sweep(
     shards: int = 1,
     shard: int | None = None,
     concurrency_limit_name: str | None = None,
+    baseline: str | None = None,
 ) -> dict[str, Any] | State[Any]:
     """Submit every combination of `grid` x `axes` to Wan2.2-TI2V-5B on Wiro; save videos and a manifest.
 
@@ -235,6 +237,8 @@ async def sweep(
         shard: Set by the parent run: which part this child run sweeps.
         concurrency_limit_name: A Prefect global concurrency limit that every run sharing the Wiro
             account takes a slot of per task in flight (created with `max_concurrency` if missing).
+        baseline: Compare the finished sweep with this OUT, or with "previous": the latest earlier
+            `{date}` OUT of the same `out` pattern. Regressions end the run Failed (flows/nightly.py).
     """
     logger = get_run_logger()
     out_dir = resolve_out(out)
@@ -264,7 +268,9 @@ async def sweep(
         with out_lock(out_dir):
             manifest, cancelled = await _run_shards(frame, out_dir, shards, children)
         reported = await _report(manifest, out_dir, artifact_scope(out))
-        return Cancelled(message=cancelled) if cancelled else reported
+        if cancelled:
+            return Cancelled(message=cancelled)
+        return await compare_with_baseline(reported, out, out_dir, baseline)
 
     credentials = load_credentials()
     work_dir = out_dir
@@ -307,7 +313,7 @@ async def sweep(
         reported = await _report(manifest, work_dir, artifact_scope(out, shard), runner.unclaimed_strays())
     if runner.cancelled_by_user:
         return Cancelled(message=f"{runner.cancelled_by_user}; stopped its Wiro tasks")
-    return reported
+    return await compare_with_baseline(reported, out, out_dir, baseline)
 
 
 def resolve_out(out: str) -> Path:

@@ -133,6 +133,8 @@ class Renderer:
             "seed": str(p["seed"]),
             "label": f"steps {p['steps']}  scale {p['scale']}  {width}x{height}",
         }
+        if task.variant:  # another model version's output (emulator/versions.py)
+            args["variant"] = task.variant
         key = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:32]
         path = self.directory / f"{key}.mp4"
         if not path.exists():

@@ -12,6 +12,7 @@ from .._config import ENV_API_KEY, ENV_API_SECRET
 
 DEFAULT_CPS = Decimal("0.0012")
 DEMO_API_KEY = "emulator"
+DEFAULT_MODEL_VERSION = "1"
 
 FaultKind = Literal["ok", "500", "503", "429", "drop", "slow", "lost", "dup"]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
@@ -39,6 +40,13 @@ class Faults:
     clock_offset: float = 0.0  # seconds the server's clock is ahead (negative: behind) of the true time
     script: tuple[FaultKind, ...] = ()
     run_script: tuple[FaultKind, ...] = ()
+    # Another model version changes these shares of its tasks (see emulator/versions.py).
+    model_version: str = DEFAULT_MODEL_VERSION
+    version_noise_rate: float = 0.25
+    version_redraw_rate: float = 0.15
+    version_fail_rate: float = 0.1
+    version_slow_rate: float = 0.1
+    version_slowdown: float = 3.0
 
     def __post_init__(self) -> None:
         """Refuse what would be stored wrongly: `"lost"` as a script is not four one-letter steps."""
@@ -46,11 +54,19 @@ class Faults:
             value = getattr(self, f.name)
             if f.name in SCRIPTS:
                 _check_script(f.name, value)
+            elif f.name == "model_version":
+                model_version(value)
             elif isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"{f.name}: must be a number (got {value!r})")
             elif f.name.endswith("_rate") or f.name.startswith("rate_"):
                 if not 0.0 <= value <= 1.0:
                     raise ValueError(f"{f.name}: must be between 0 and 1 (got {value!r})")
+            elif f.name == "clock_offset":
+                if not (math.isfinite(value) and abs(value) <= 10**7):
+                    raise ValueError(f"{f.name}: must be a number of seconds, ahead or behind (got {value!r})")
+            elif f.name == "version_slowdown":
+                if not (math.isfinite(value) and value >= 1):
+                    raise ValueError(f"{f.name}: must be a factor of 1 or more (got {value!r})")
             elif not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{f.name}: must be a number of seconds, 0 or more (got {value!r})")
 
@@ -72,6 +88,13 @@ def _check_script(name: str, steps: object) -> None:
     for step in steps:
         if step not in allowed:
             raise ValueError(f"{name}: {step!r} is not one of {', '.join(allowed)}")
+
+
+def model_version(value: object) -> str:
+    """A model version as the emulator takes it: a short printable name."""
+    if not isinstance(value, str) or not 0 < len(value) <= 64 or not value.isprintable():
+        raise ValueError(f"model_version must be a printable string of 1 to 64 characters, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)

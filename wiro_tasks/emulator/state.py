@@ -24,6 +24,7 @@ from typing import Any
 from ..inputs import Value
 from ..pricing import ToolPrice
 from .config import EmulatorConfig, Faults
+from .versions import drift
 
 _DIRECTIVE = re.compile(r"\[emulator:(fail|hang|error|stuck|seconds=(\d+(?:\.\d+)?))\]")
 _FIELD = re.compile(r"\[emulator:field (\w+)=([^\]]*)\]")  # an odd value in every answer about the task
@@ -64,6 +65,7 @@ class EmulatedTask:
     stopped_at: float | None = None
     output: tuple[str, int] | None = None
     odd_fields: dict[str, str | None] = field(default_factory=dict)
+    variant: str = ""  # how this model version renders it (emulator/versions.py)
 
     @property
     def callback_url(self) -> str:
@@ -200,6 +202,8 @@ class Account:
             seconds = self.random.uniform(cfg.task_seconds, cfg.task_seconds_max)
         if directives.get("seconds"):
             seconds = float(directives["seconds"])
+        changed = drift(self.faults, model, parameters)
+        seconds *= changed.slowdown
         scale = cfg.time_scale
         with self.lock:
             self._next_id += 1
@@ -210,11 +214,12 @@ class Account:
                 created=self.clock(),
                 queue=cfg.queue_seconds * scale,
                 run=seconds * scale,
-                fail="fail" in directives or self.random.random() < cfg.fail_rate,
+                fail="fail" in directives or changed.fails or self.random.random() < cfg.fail_rate,
                 hang="hang" in directives or self.random.random() < cfg.hang_rate,
                 error_interim="error" in directives or self.random.random() < cfg.error_interim_rate,
                 stuck="stuck" in directives,
                 odd_fields={m.group(1): None if m.group(2) == "-" else m.group(2) for m in _FIELD.finditer(prompt)},
+                variant=changed.variant,
             )
             self.last_created = task
             self.tasks[task.id] = task

@@ -106,10 +106,23 @@ def render_mp4(
     prompt: str,
     seed: str,
     label: str = "",
+    variant: str = "",
 ) -> bytes:
-    """Deterministic: same arguments -> identical bytes."""
+    """Deterministic: same arguments -> identical bytes.
+
+    `variant` stands for another model version's output: "" the picture of prompt and seed,
+    "noise:TAG" that picture with faint pixel noise (a re-encode), "redraw:TAG" another, darker
+    picture under the same caption; TAG draws the noise or the picture.
+    """
     plan = _make_plan(width, height, num_frames, fps, prompt, seed, label)
+    kind, _, tag = variant.partition(":")
+    if kind not in ("", "noise", "redraw"):
+        raise ValueError(f"variant must be '', 'noise:TAG' or 'redraw:TAG', got {variant!r}")
     y, u, v = _render_yuv(plan, prompt, seed)
+    if kind == "redraw":
+        y, u, v = _redrawn(plan, prompt, seed, tag, y)
+    elif kind == "noise":
+        y, u, v = _noisy(y, u, v, tag)
     sps, pps = _sps(plan, num_frames, fps), _pps()
     log2_fn = _log2_max_frame_num(num_frames)
     nals = [_idr_slice(y, u, v, log2_fn)]
@@ -265,6 +278,29 @@ def _render_yuv(plan: _Plan, prompt: str, seed: str) -> tuple[_U8, _U8, _U8]:
     u8 = np.clip(np.rint(u), 16, 240).astype(np.uint8)
     v8 = np.clip(np.rint(v), 16, 240).astype(np.uint8)
     return y, u8, v8
+
+
+def _redrawn(plan: _Plan, prompt: str, seed: str, tag: str, y: _U8) -> tuple[_U8, _U8, _U8]:
+    """Another draw, in the other light from `y`: two draws share a dark-to-light gradient, so
+    alone they may look alike; a light picture redrawn dark (or a dark one light) never does."""
+    y2, u, v = _render_yuv(plan, prompt, seed + "\0" + tag)
+    rows = (plan.hm - plan.text_rows) * 16
+    moving = y2[:rows].astype(np.uint16)
+    if y[:rows].mean() > 125:
+        y2[:rows] = 16 + (moving - 16) * 7 // 20
+    else:
+        y2[:rows] = 235 - (235 - moving) * 7 // 20
+    return y2, u, v
+
+
+def _noisy(y: _U8, u: _U8, v: _U8, tag: str) -> tuple[_U8, _U8, _U8]:
+    """The planes with uniform noise of at most 2 levels added, drawn from `tag`."""
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(b"noise\0" + tag.encode()).digest()[:8], "big"))
+    planes = []
+    for plane, top in ((y, 235), (u, 240), (v, 240)):
+        noise = rng.integers(-2, 3, plane.shape, dtype=np.int16)
+        planes.append(np.clip(plane.astype(np.int16) + noise, 16, top).astype(np.uint8))
+    return planes[0], planes[1], planes[2]
 
 
 # ----------------------------------------------------------------- H.264

@@ -1,0 +1,172 @@
+"""CURRENT/compare.html: regressions first, then visual changes, each row's two videos side by side.
+
+`build_page` renders `templates/compare.html.j2` (Jinja2, autoescaped: every value from the
+manifests is escaped) with its CSS and script inlined, so the page needs no network. Videos
+are relative links: CURRENT's own under `videos/`, BASELINE's linked into `CURRENT/compare/
+baseline/` by `write_comparison`, so CURRENT can be copied anywhere and still play both sides.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import quote
+
+import jinja2
+import pandas as pd
+
+from .compare import ASSETS, Comparison, video
+from .compare import text as _str
+from .grid import INPUTS
+
+CARDS = (  # sections of cards, in the order a reader wants them
+    ("regressions", "Regressions", lambda r: bool(r["regressed"]) or r["change"] == "gone"),
+    ("changes", "Visual changes", lambda r: not r["regressed"] and r["change"] == "changed"),
+    ("undecodable", "Could not compare", lambda r: not r["regressed"] and r["change"] == "undecodable"),
+    ("fixed", "Fixed and new", lambda r: r["change"] in ("fixed", "new")),
+)
+LABELS = {"regressed": "regressed", "gone": "gone", "undecodable": "undecodable", "changed": "changed",
+          "fixed": "fixed", "new": "new", "failing": "still failing", "similar": "looks the same",
+          "identical": "identical"}  # fmt: skip
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("flows", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def shown_videos(comparison: Comparison) -> dict[str, Path]:
+    """BASELINE's video of every row the page shows with its videos: row_id -> file."""
+    shown = {}
+    for row in _card_rows(comparison.rows):
+        path = video(comparison.baseline, _str(row["output_path_baseline"]))
+        if row["status_baseline"] == "succeeded" and path is not None:
+            shown[row["row_id"]] = path
+    return shown
+
+
+def _records(rows: pd.DataFrame) -> list[dict[str, Any]]:
+    return cast(list[dict[str, Any]], rows.to_dict("records"))
+
+
+def _card_rows(rows: pd.DataFrame) -> list[dict[str, Any]]:
+    return [r for r in _records(rows) if any(pick(r) for _, _, pick in CARDS)]
+
+
+def build_page(comparison: Comparison) -> str:
+    """The whole page as one string."""
+    env = _environment()
+    rows = _records(comparison.rows)
+    swept = [name for name in INPUTS if comparison.rows[name].astype(str).nunique() > 1 and name != "prompt"]
+    baseline_videos = shown_videos(comparison)
+    sections = []
+    for key, title, pick in CARDS:
+        cards = [_card(r, comparison, swept, r["row_id"] in baseline_videos) for r in rows if pick(r)]
+        if cards:
+            sections.append({"key": key, "title": title, "cards": cards})
+    counts = comparison.counts
+    totals = [("rows", len(rows)), ("regressed", comparison.regressed), ("fixed", counts["fixed"]),
+              ("changed", counts["changed"]),
+              ("unchanged", counts["similar"] + counts["identical"] + counts["failing"])]  # fmt: skip
+    totals += [(k, counts[k]) for k in ("new", "gone", "undecodable") if counts[k]]
+    b, c = comparison.sides["baseline"], comparison.sides["current"]
+    sides = [("succeeded", _n(b.counts.get("succeeded", 0)), _n(c.counts.get("succeeded", 0))),
+             ("billed", f"${b.cost:.4f}", f"${c.cost:.4f}"),
+             ("p50 elapsed", _seconds(b.p50), _seconds(c.p50)),
+             ("p95 elapsed", _seconds(b.p95), _seconds(c.p95))]  # fmt: skip
+    return env.get_template("compare.html.j2").render(
+        title=f"wiro-sweep compare · {comparison.current.name}",
+        baseline=str(comparison.baseline),
+        current=str(comparison.current),
+        message=comparison.message(),
+        failed=comparison.failed,
+        totals=totals,
+        sides=sides,
+        thresholds=comparison.thresholds,
+        sections=sections,
+        rows=[_line(r, swept) for r in rows],
+        swept=swept,
+        css=_asset("compare.css"),
+        js=_asset("compare.js"),
+    )
+
+
+def _card(row: dict[str, Any], comparison: Comparison, swept: list[str], has_baseline: bool) -> dict[str, Any]:
+    current = _str(row["output_path_current"]) if row["status_current"] == "succeeded" else ""
+    if current and video(comparison.current, current) is None:  # a link out of CURRENT: none at all
+        current = ""
+    strip = comparison.strips.get(row["row_id"])
+    return {
+        "row_id": row["row_id"],
+        "prompt": row["prompt"],
+        "inputs": [(name, _text(row[name])) for name in swept],
+        "change": "regressed" if row["regressed"] else row["change"],
+        "label": LABELS["regressed" if row["regressed"] else row["change"]],
+        "note": row["note"],
+        "psnr": "" if pd.isna(row["psnr_db"]) else f"{row['psnr_db']:.1f} dB",
+        "same_size": "size " not in row["video_change"],
+        "strip": f"{ASSETS}/{quote(row['row_id'])}.png" if strip else None,
+        "sides": [
+            _side("baseline", row, f"{ASSETS}/baseline/{quote(row['row_id'])}.mp4" if has_baseline else None),
+            _side("current", row, quote(current) if current else None),
+        ],
+    }
+
+
+def _side(role: str, row: dict[str, Any], src: str | None) -> dict[str, Any]:
+    status = _str(row[f"status_{role}"])
+    return {
+        "role": role,
+        "status": status or "absent",
+        "error": _str(row[f"error_{role}"]) if status else f"no such row in {role.upper()}",
+        "cost": "" if not status else _money(row[f"cost_{role}"]),
+        "elapsed": _seconds(row[f"elapsed_{role}"]),
+        "src": src,
+    }
+
+
+def _line(row: dict[str, Any], swept: list[str]) -> dict[str, Any]:
+    change = "regressed" if row["regressed"] else row["change"]
+    return {
+        "row_id": row["row_id"],
+        "change": change,
+        "label": LABELS[change],
+        "prompt": row["prompt"],
+        "inputs": " · ".join(f"{name} {_text(row[name])}" for name in swept),
+        "status": f"{_str(row['status_baseline']) or '—'} → {_str(row['status_current']) or '—'}",
+        "psnr": "" if pd.isna(row["psnr_db"]) else f"{row['psnr_db']:.1f}",
+        "cost": f"{_money(row['cost_baseline'])} → {_money(row['cost_current'])}",
+        "elapsed": f"{_seconds(row['elapsed_baseline'])} → {_seconds(row['elapsed_current'])}",
+        "note": row["note"],
+    }
+
+
+@cache
+def _asset(name: str) -> str:
+    source, _, _ = _environment().loader.get_source(_environment(), name)  # type: ignore[union-attr]
+    return source
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return f"{value:.1f}"
+    return str(value)
+
+
+def _n(value: int) -> str:
+    return f"{value:,}"
+
+
+def _money(value: Any) -> str:
+    return "—" if value is None or pd.isna(value) else f"${value:.4f}"
+
+
+def _seconds(value: Any) -> str:
+    return "—" if value is None or pd.isna(value) else f"{value:.1f} s"

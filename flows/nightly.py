@@ -1,0 +1,165 @@
+"""After a sweep: compare it with the night before, say so in Prefect, fail the run on regressions.
+
+The sweep flow's `baseline` parameter turns it on (the `nightly-regression` deployment sets it):
+
+    baseline="previous"    the most recent earlier `{date}` OUT of the same `out` pattern
+                           (runs/nightly-2026-01-01 for tonight's runs/nightly-2026-01-02)
+    baseline="runs/x"      that OUT
+    baseline=None          no comparison
+
+It writes CURRENT/compare.{csv,parquet,html} (flows/compare.py), publishes a markdown artifact
+(totals, the regressed and changed rows, a link to compare.html) under a key of the deployment
+or the OUT pattern, and when something regressed emits the Prefect event `wiro-sweep.regression`
+with the counts in its payload, for an automation to notify on, and ends the run Failed with
+the counts in its message. The first night, with nothing to compare with, says so and passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import re
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger
+from prefect.artifacts import acreate_markdown_artifact
+from prefect.client.schemas.objects import State
+from prefect.events import emit_event
+from prefect.states import Failed
+
+from .compare import COMPARE_CSV, CompareError, Comparison, compare_outs, text, write_comparison
+from .manifest import MANIFEST_PARQUET
+
+PREVIOUS = "previous"
+EVENT = "wiro-sweep.regression"
+_MARK = "WIRODATEMARK"
+_ROWS_SHOWN = 50
+
+
+def find_previous(pattern: str, tonight: Path) -> Path | None:
+    """The OUT of `pattern` (with `{date}`) of the latest date before `tonight`'s that has a manifest."""
+    template = str(Path(pattern.replace("{date}", _MARK)).resolve())
+    matcher = re.compile(re.escape(template).replace(_MARK, r"(\d{4}-\d{2}-\d{2})") + r"\Z")
+    found = matcher.match(str(tonight))
+    tonight_date = found.group(1) if found else "9999-99-99"
+    candidates = []
+    for path in glob.glob(glob.escape(template).replace(_MARK, "[0-9]" * 4 + "-[0-9][0-9]-[0-9][0-9]")):
+        match = matcher.match(path)
+        same_date = match is not None and len(set(match.groups())) == 1
+        if match and same_date and match.group(1) < tonight_date and (Path(path) / MANIFEST_PARQUET).is_file():
+            candidates.append((match.group(1), Path(path)))
+    return max(candidates)[1] if candidates else None
+
+
+def artifact_key(pattern: str) -> str:
+    """`compare-<deployment>` in a deployment's run, else `compare-<the OUT pattern's name>`:
+    lowercase letters, digits and dashes, as Prefect wants."""
+    from prefect.runtime import deployment
+
+    name = str(deployment.name or "") or Path(pattern.replace("{date}", "")).name or "out"
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "out"
+    return f"compare-{slug}"[:64].rstrip("-")
+
+
+async def compare_with_baseline(
+    reported: dict[str, Any] | State[Any], pattern: str, out: Path, baseline: str | None
+) -> dict[str, Any] | State[Any]:
+    """What the sweep flow returns once its OUT is compared with `baseline` (see the module doc)."""
+    if baseline is None:
+        return reported
+    logger = get_run_logger()
+    key = artifact_key(pattern)
+    base = find_previous(pattern, out) if baseline == PREVIOUS else Path(baseline).resolve()
+    if base is None:
+        where = pattern if "{date}" in pattern else f"{pattern} (no {{date}} in it)"
+        said = f"No earlier OUT of {where} to compare {out.name} with: nothing to compare on this first night."
+        logger.info(said)
+        await acreate_markdown_artifact(f"# Nightly compare: {out.name}\n\n{said}\n", key=key,
+                                        description="compare with the previous night")  # fmt: skip
+        return reported
+    try:
+        comparison = await asyncio.to_thread(compare_outs, base, out)
+        page = await asyncio.to_thread(write_comparison, comparison)
+    except (CompareError, OSError) as exc:
+        said = f"compare with {base} failed: {exc}"
+        await acreate_markdown_artifact(f"# Nightly compare: {out.name}\n\n{_cell(said)}\n", key=key,
+                                        description="compare with the previous night")  # fmt: skip
+        return Failed(message=said)
+    logger.info("compared with %s: %s; %s", base, comparison.message(), page)
+    await acreate_markdown_artifact(markdown(comparison, page), key=key, description=f"{out.name} against {base.name}")
+    counts = {"regressed": comparison.regressed, **comparison.counts}
+    if not comparison.failed:
+        return {**reported, "compare": {"baseline": str(base), **counts}} if isinstance(reported, dict) else reported
+    emit_event(
+        event=EVENT,
+        resource={"prefect.resource.id": f"wiro-sweep.out.{out}", "prefect.resource.name": out.name},
+        related=_related(),
+        payload={**counts, "rows": len(comparison.rows), "message": comparison.message(),
+                 "baseline": str(base), "current": str(out), "compare_html": page.as_uri()},
+    )  # fmt: skip
+    message = f"{comparison.message()} (against {base.name})"
+    if isinstance(reported, State) and reported.message:
+        message += f"; {reported.message}"
+    return Failed(message=message)
+
+
+def _related() -> list[dict[str, str]]:
+    """This flow run (and its deployment), so the event shows on them in the UI."""
+    from prefect.runtime import deployment, flow_run
+
+    related = []
+    for kind, run_id, name in (
+        ("flow-run", flow_run.id, flow_run.name),
+        ("deployment", deployment.id, deployment.name),
+    ):
+        if run_id:
+            related.append({"prefect.resource.id": f"prefect.{kind}.{run_id}", "prefect.resource.role": kind,
+                            "prefect.resource.name": str(name)})  # fmt: skip
+    return related
+
+
+def markdown(comparison: Comparison, page: Path) -> str:
+    """The artifact: totals, the regressed and changed rows, links to the page and the table."""
+    b, c = comparison.sides["baseline"], comparison.sides["current"]
+    lines = [
+        f"# Nightly compare: {comparison.current.name} against {comparison.baseline.name}",
+        "",
+        f"**{comparison.message()}.**",
+        "",
+        "| | baseline | current |",
+        "| --- | ---: | ---: |",
+        f"| succeeded | {b.counts.get('succeeded', 0)} of {b.total} | {c.counts.get('succeeded', 0)} of {c.total} |",
+        f"| billed | ${b.cost:.4f} | ${c.cost:.4f} |",
+        f"| elapsed p50 | {_s(b.p50)} | {_s(c.p50)} |",
+        f"| elapsed p95 | {_s(b.p95)} | {_s(c.p95)} |",
+        "",
+        f"Both videos of every changed row, side by side: [compare.html]({page.as_uri()}). "
+        f"Every row: `{comparison.current / COMPARE_CSV}`.",
+    ]
+    rows = comparison.rows
+    shown = rows[rows["regressed"] | rows["change"].isin(("gone", "undecodable", "changed", "new"))]
+    if len(shown):
+        lines += ["", "## Regressed and changed rows", "",
+                  "| change | row | prompt | seed | status | PSNR (dB) | what |",
+                  "| --- | --- | --- | --- | --- | ---: | --- |"]  # fmt: skip
+        for r in shown.head(_ROWS_SHOWN).to_dict("records"):
+            change = "regressed" if r["regressed"] else r["change"]
+            status = f"{text(r['status_baseline']) or '—'} → {text(r['status_current']) or '—'}"
+            psnr = f"{r['psnr_db']:.1f}" if text(r["psnr_db"]) else ""
+            lines.append(f"| {change} | `{r['row_id'][:8]}` | {_cell(r['prompt'], 60)} | {_cell(r['seed'])} | "
+                         f"{status} | {psnr} | {_cell(r['note'], 120)} |")  # fmt: skip
+        if len(shown) > _ROWS_SHOWN:
+            lines.append(f"\n…and {len(shown) - _ROWS_SHOWN} more in compare.html and {COMPARE_CSV}.")
+    return "\n".join(lines)
+
+
+def _cell(value: Any, limit: int = 200) -> str:
+    """Text safe inside a markdown table cell: one line, no pipe, no HTML."""
+    words = " ".join(text(value).split())
+    words = words.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+    return words if len(words) <= limit else words[: limit - 1] + "…"
+
+
+def _s(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f} s"

@@ -1,0 +1,87 @@
+"""Finished sweeps on disk, made the real way: grid, journal, MP4s from the emulator's renderer, manifest.
+
+    night(tmp / "a", [Row(FOX), Row(BOAT, status="failed")])
+    night(tmp / "b", [Row(FOX, variant="redraw:2"), Row(BOAT)])
+
+A row's `variant` is what another model version renders for it (wiro_tasks/emulator/versions.py);
+`render` overrides what is drawn without changing the row (a model that changed its output's
+size, frame count or fps), so the row keeps its row_id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import pandas as pd
+
+from flows.grid import INPUTS, expand_grid
+from flows.journal import Journal
+from flows.manifest import build_manifest, write_manifest
+from wiro_tasks.emulator.app import Renderer
+from wiro_tasks.emulator.state import EmulatedTask
+from wiro_tasks.emulator.video import render_mp4
+from wiro_tasks.inputs import TEXT_TO_VIDEO, model_spec
+
+FRAMES = 33  # 2 s at 16 fps: short clips keep the suite quick; the size is the model's own 832*480
+
+
+@dataclass(frozen=True)
+class Row:
+    prompt: str
+    seed: str = "1"
+    status: str = "succeeded"
+    variant: str = ""
+    elapsed: float = 3.0
+    cost: str = "0.0036"
+    error: str = ""
+    render: dict[str, Any] = field(default_factory=dict)  # e.g. {"num_frames": 17}
+
+
+def render(row: dict[str, Any], spec: Row, renders: Path) -> bytes:
+    """The MP4 the emulator serves for this row (its renderer, the row's variant), or an override."""
+    parameters = model_spec(TEXT_TO_VIDEO).validate({name: row[name] for name in INPUTS}, allow_unknown=True)
+    if spec.render:
+        width, height = (int(x) for x in str(parameters["size"]).split("*"))
+        args: dict[str, Any] = {"width": width, "height": height, "num_frames": int(parameters["numFrames"]),
+                                "fps": int(parameters["fps"]), "prompt": str(parameters["prompt"]),
+                                "seed": str(parameters["seed"]), "variant": spec.variant, **spec.render}  # fmt: skip
+        label = f"steps {parameters['steps']}  scale {parameters['scale']}  {args['width']}x{args['height']}"
+        return render_mp4(**args, label=label)  # the caption the emulator's renderer writes
+    task = EmulatedTask(id=1, model=TEXT_TO_VIDEO, parameters=parameters, created=0.0, queue=0.0, run=0.0,
+                        variant=spec.variant)  # fmt: skip
+    _, _, path = Renderer(renders, preview=False).render(task)
+    return path.read_bytes()
+
+
+def night(out: Path, rows: list[Row], renders: Path | None = None) -> pd.DataFrame:
+    """Write a finished sweep of `rows` into `out`; its manifest."""
+    out.mkdir(parents=True, exist_ok=True)
+    renders = renders or out.parent / ".renders"
+    renders.mkdir(exist_ok=True)
+    raw = pd.DataFrame({"prompt": [r.prompt for r in rows], "seed": [r.seed for r in rows], "numFrames": FRAMES,
+                        "source": [f"nightly.csv:{n + 1}" for n in range(len(rows))]})  # fmt: skip
+    grid = expand_grid(raw)
+    assert len(grid) == len(rows), "every Row is its own combination"
+    journal = Journal(out)
+    (out / "videos").mkdir(exist_ok=True)
+    for n, (row, spec) in enumerate(zip(cast(list[dict[str, Any]], grid.to_dict("records")), rows, strict=True)):
+        rid, task = row["row_id"], str(3000 + n)
+        journal.append("intent", rid)
+        journal.append("submitted", rid, task_id=task)
+        if spec.status != "succeeded":
+            journal.append("finished", rid, task_id=task, status=spec.status, cost="0", elapsed=str(spec.elapsed),
+                           error=spec.error or "RuntimeError: CUDA out of memory")  # fmt: skip
+            continue
+        journal.append("finished", rid, task_id=task, status="succeeded", cost=spec.cost, elapsed=str(spec.elapsed))
+        data = render(row, spec, renders)
+        name = f"videos/{rid}.mp4"
+        (out / name).write_bytes(data)
+        journal.append("downloaded", rid, path=name, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+    states = journal.load()
+    journal.close()
+    manifest = build_manifest(grid, states)
+    write_manifest(out, manifest)
+    return manifest
