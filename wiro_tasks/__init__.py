@@ -18,6 +18,7 @@ from ._exceptions import (
     SubmitOutcomeUnknownError,
     TaskStateError,
     TransientError,
+    UploadError,
     WiroConnectionError,
     WiroError,
 )
@@ -30,6 +31,7 @@ from .client import (
     WaitTimeoutError,
     WiroClient,
 )
+from .images import MAX_UPLOAD_BYTES, ImageCheckError, ImageInfo, check_image
 from .inputs import (
     IMAGE_TO_VIDEO,
     TEXT_TO_VIDEO,
@@ -38,11 +40,12 @@ from .inputs import (
     TextToVideoInput,
     model_spec,
 )
-from .types import TERMINAL_STATUSES, Submission, Task, TaskOutput, TaskPage, TaskStatus
+from .types import TERMINAL_STATUSES, Submission, Task, TaskOutput, TaskPage, TaskStatus, UploadedFile
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "IMAGE_TO_VIDEO",
+    "MAX_UPLOAD_BYTES",
     "TERMINAL_STATUSES",
     "TEXT_TO_VIDEO",
     "APIError",
@@ -54,6 +57,8 @@ __all__ = [
     "Credentials",
     "Download",
     "DownloadError",
+    "ImageCheckError",
+    "ImageInfo",
     "ImageToVideoInput",
     "InputValidationError",
     "InsufficientBalanceError",
@@ -74,11 +79,14 @@ __all__ = [
     "TaskStatus",
     "TextToVideoInput",
     "TransientError",
+    "UploadError",
+    "UploadedFile",
     "WaitTimeoutError",
     "WiroAuth",
     "WiroClient",
     "WiroConnectionError",
     "WiroError",
+    "check_image",
     "model_spec",
     "sign",
 ]
