@@ -1,7 +1,8 @@
 """The emulator's HTTP face: Wiro's endpoints on Starlette, with auth, validation and faults.
 
 Endpoints (all under `/v1`, all POST): `Run/{owner}/{model}`, `Task/Detail`, `Task/List`,
-`Task/Cancel`, `Task/Kill`, `Tool/Detail`. Outputs are served from `GET /files/{uuid}/{name}`.
+`Task/Cancel`, `Task/Kill`, `Tool/Detail`, `File/Upload` (`uploads.py`). Outputs are served from
+`GET /files/{uuid}/{name}`, uploads from `GET /uploads/{id}/{name}`.
 `/_emulator/stats`, `/_emulator/tasks` and `POST /_emulator/faults` are for tests and benchmarks.
 """
 
@@ -36,6 +37,7 @@ from .._exceptions import InputValidationError
 from ..inputs import MODELS, Value
 from .config import EmulatorConfig, FaultKind
 from .state import Account, EmulatedTask
+from .uploads import UPLOAD_PATH, UploadStore
 from .video import preview_dimensions, render_mp4
 
 logger = logging.getLogger("wiro_tasks.emulator")
@@ -132,6 +134,7 @@ def create_app(config: EmulatorConfig, *, storage: Path | None = None) -> Starle
     directory = Path(tempfile.mkdtemp(prefix="wiro-emulator-")) if storage is None else storage
     directory.mkdir(parents=True, exist_ok=True)
     renderer = Renderer(directory, config.preview)
+    uploads = UploadStore(directory / "uploads", count=account.count)
     logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
 
     def authenticate(request: Request) -> Response | None:
@@ -322,6 +325,16 @@ def create_app(config: EmulatorConfig, *, storage: Path | None = None) -> Starle
         }
         return JSONResponse({"errors": [], "tool": [tool], "result": True})
 
+    @api("upload")
+    async def file_upload(request: Request) -> Response:
+        stored = await uploads.receive(request)
+        if not isinstance(stored, list):
+            return stored
+        if request.state.lost:  # stored, then the answer is lost on the wire
+            return _Drop()
+        root = str(request.base_url).rstrip("/")
+        return JSONResponse({"result": True, "errors": [], "list": [f.describe(root) for f in stored]})
+
     async def files(request: Request) -> Response:
         account.count("download")
         path = renderer.files.get(request.path_params["uuid"])
@@ -408,7 +421,9 @@ def create_app(config: EmulatorConfig, *, storage: Path | None = None) -> Starle
         Route("/v1/Task/Cancel", cancel, methods=["POST"]),
         Route("/v1/Task/Kill", kill, methods=["POST"]),
         Route("/v1/Tool/Detail", tool_detail, methods=["POST"]),
+        Route("/v1/File/Upload", file_upload, methods=["POST"]),
         Route("/files/{uuid}/{name}", files, methods=["GET", "HEAD"]),
+        Route(UPLOAD_PATH + "/{file_id}/{name}", uploads.serve, methods=["GET", "HEAD"]),
         WebSocketRoute("/socket/v1", socket),
         Route("/_emulator/stats", stats),
         Route("/_emulator/tasks", tasks),
@@ -418,6 +433,7 @@ def create_app(config: EmulatorConfig, *, storage: Path | None = None) -> Starle
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.account = account
     app.state.renderer = renderer
+    app.state.uploads = uploads
     return app
 
 
