@@ -2,7 +2,8 @@
 
 Endpoints (all under `/v1`, all POST): `Run/{owner}/{model}`, `Task/Detail`, `Task/List`,
 `Task/Cancel`, `Task/Kill`, `Tool/Detail`, `File/Upload` (`uploads.py`). Outputs are served from
-`GET /files/{uuid}/{name}`, uploads from `GET /uploads/{id}/{name}`.
+`GET /files/{uuid}/{name}`, uploads from `GET /uploads/{id}/{name}`; the image-to-video model
+starts its video from its `inputImageUrl` (`i2v.py`).
 `/_emulator/stats`, `/_emulator/tasks` and `POST /_emulator/faults` are for tests and benchmarks.
 """
 
@@ -34,8 +35,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .._auth import sign
 from .._exceptions import InputValidationError
-from ..inputs import MODELS, Value
+from ..inputs import IMAGE_TO_VIDEO, MODELS, Value
 from .config import EmulatorConfig, FaultKind
+from .i2v import StartImage, StartImages, fit_frame, i2v_size
 from .state import Account, EmulatedTask
 from .uploads import UPLOAD_PATH, UploadStore
 from .video import preview_dimensions, render_mp4
@@ -88,6 +90,7 @@ class Renderer:
         self.preview = preview
         self.files: dict[str, Path] = {}
         self.public_base = ""
+        self.start_images: dict[str, StartImage] = {}  # by task uuid, for image-to-video tasks
         self._lock = threading.Lock()
         self._rendering: dict[str, threading.Lock] = {}
 
@@ -103,8 +106,11 @@ class Renderer:
 
     def render(self, task: EmulatedTask) -> tuple[str, int, Path]:
         p = task.parameters
+        start = self.start_images.get(task.uuid)
         if "size" in p:
             width, height = (int(x) for x in str(p["size"]).split("*"))
+        elif start is not None:
+            width, height = i2v_size(start.width, start.height, int(p.get("width") or 0), int(p.get("height") or 0))
         else:
             width, height = int(p.get("width") or 832), int(p.get("height") or 480)
         if self.preview:
@@ -118,11 +124,13 @@ class Renderer:
             "seed": str(p["seed"]),
             "label": f"steps {p['steps']}  scale {p['scale']}  {width}x{height}",
         }
-        key = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:32]
+        keyed = {**args, "image": start.sha256} if start is not None else args
+        key = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:32]
         path = self.directory / f"{key}.mp4"
         if not path.exists():
             part = path.with_name(f"{key}.{threading.get_ident()}.part")
-            part.write_bytes(render_mp4(**args))
+            frame = fit_frame(start.path, width, height) if start is not None else None
+            part.write_bytes(render_mp4(**args, first_frame=frame))
             part.replace(path)
         return "output.mp4", path.stat().st_size, path
 
@@ -135,6 +143,7 @@ def create_app(config: EmulatorConfig, *, storage: Path | None = None) -> Starle
     directory.mkdir(parents=True, exist_ok=True)
     renderer = Renderer(directory, config.preview)
     uploads = UploadStore(directory / "uploads", count=account.count)
+    start_images = StartImages(directory / "fetched", uploads, timeout=config.image_fetch_timeout)
     logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
 
     def authenticate(request: Request) -> Response | None:
@@ -234,6 +243,9 @@ def create_app(config: EmulatorConfig, *, storage: Path | None = None) -> Starle
         except InputValidationError as exc:
             account.count("run_invalid")
             return wiro_error(f"Request parameter [{exc.field}] {exc.rule}")
+        start = None
+        if slug == IMAGE_TO_VIDEO:
+            start = await start_images.resolve(str(parameters["inputImageUrl"]), request.url.netloc)
         now = account.clock()
         with account.lock:
             balance = account.balance(now)
@@ -249,6 +261,10 @@ def create_app(config: EmulatorConfig, *, storage: Path | None = None) -> Starle
                     code=96,
                 )
             task = account.create(slug, parameters)
+            if isinstance(start, str):  # the model could not get its image: fails, costs nothing
+                task.fail, task.failure = True, start
+            elif start is not None:
+                renderer.start_images[task.uuid] = start
         if request.state.lost:
             return _Drop()
         return JSONResponse({"errors": [], "taskid": str(task.id), "socketaccesstoken": task.token, "result": True})

@@ -54,6 +54,8 @@ class EmulatorConfig:
     `task_seconds_max` each task draws its own duration uniformly between the two.
     `list_page_cap` makes Task/List answer at most that many tasks per page whatever `limit`
     asks (Wiro's own cap is undocumented), so clients are tested against short pages.
+    `image_fetch_timeout` bounds the fetch of an image-to-video task's `inputImageUrl` when it is
+    not one of the emulator's own uploads (a task whose image does not arrive in time fails).
     """
 
     api_key: str = DEMO_API_KEY
@@ -69,6 +71,7 @@ class EmulatorConfig:
     error_interim_rate: float = 0.0
     hang_rate: float = 0.0
     preview: bool = False
+    image_fetch_timeout: float = 10.0
     seed: int = 0
     list_page_cap: int | None = None
     faults: Faults = Faults()

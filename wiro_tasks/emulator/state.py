@@ -59,6 +59,7 @@ class EmulatedTask:
     token: str = field(default_factory=lambda: secrets.token_urlsafe(22))
     stopped_at: float | None = None
     output: tuple[str, int] | None = None
+    failure: str = ""  # why a failed task failed, when it is not a drawn model failure
 
     @property
     def callback_url(self) -> str:
@@ -257,7 +258,7 @@ class Account:
             )
         debugerror = ""
         if failed:
-            debugerror = FAILURE_REASONS[task.id % len(FAILURE_REASONS)]
+            debugerror = task.failure or FAILURE_REASONS[task.id % len(FAILURE_REASONS)]
         elif status == "task_error":
             debugerror = "ConnectionError: could not fetch model weights; waiting for recovery"
 
