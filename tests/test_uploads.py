@@ -377,3 +377,13 @@ async def test_the_streaming_parser_reads_what_httpx_writes_whatever_the_chunks(
 async def test_the_streaming_parser_refuses_malformed_bodies(body: bytes) -> None:
     with pytest.raises(MultipartError):
         await parse(body, b"b", 7)
+
+
+def test_an_upload_cut_off_mid_body_is_sent_again_whole(emulator: EmulatorServer, client: WiroClient) -> None:
+    image = encode(landscape(8, 8), "PNG") + bytes(20_000_000)  # long enough to be cut off while sending
+    emulator.account.faults = emulator.account.faults.updated({"script": ["drop", "drop", "ok"]})
+    uploaded = client.upload(image)
+    assert uploaded.size == len(image)
+    assert hashlib.sha256(httpx.get(uploaded.url).content).digest() == hashlib.sha256(image).digest()
+    counters = emulator.account.stats()["counters"]
+    assert (counters["upload"], counters["fault_drop"], counters["uploads_stored"]) == (3, 2, 1)
