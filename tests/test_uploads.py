@@ -387,3 +387,12 @@ def test_an_upload_cut_off_mid_body_is_sent_again_whole(emulator: EmulatorServer
     assert hashlib.sha256(httpx.get(uploaded.url).content).digest() == hashlib.sha256(image).digest()
     counters = emulator.account.stats()["counters"]
     assert (counters["upload"], counters["fault_drop"], counters["uploads_stored"]) == (3, 2, 1)
+
+
+def test_a_hostile_file_name_stays_inside_the_store(emulator: EmulatorServer) -> None:
+    png = encode(landscape(8, 8), "PNG")
+    [entry] = raw_upload(emulator, {"file": ("../../etc/evil name?.png", png, "image/png")}).json()["list"]
+    assert entry["name"] == "evil_name_.png"
+    store = emulator.app.state.uploads
+    assert store.get(entry["id"]).path.parent.parent == store.directory
+    assert httpx.get(entry["url"]).content == png
