@@ -43,3 +43,16 @@ def decode_mp4(data: bytes) -> tuple[list[np.ndarray], StreamInfo, list[tuple[in
     finally:
         av.logging.set_level(None)
     return lumas, info, [log for log in logs if log[0] <= av.logging.WARNING]
+
+
+def first_frame_rgb(data: bytes) -> tuple[np.ndarray, list[tuple[int, str, str]]]:
+    """Frame 0 as RGB (FFmpeg's conversion of the stream's colours), and any decoder complaints."""
+    av.logging.set_level(av.logging.WARNING)
+    try:
+        with av.logging.Capture(local=False) as logs, av.open(io.BytesIO(data), mode="r") as container:
+            stream = container.streams.video[0]
+            stream.codec_context.options = {"err_detect": "careful+bitstream+explode"}
+            rgb = next(container.decode(stream)).to_ndarray(format="rgb24")
+    finally:
+        av.logging.set_level(None)
+    return rgb, [log for log in logs if log[0] <= av.logging.WARNING]

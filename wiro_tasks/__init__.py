@@ -18,12 +18,14 @@ from ._exceptions import (
     SubmitOutcomeUnknownError,
     TaskStateError,
     TransientError,
+    UploadError,
     WiroConnectionError,
     WiroError,
 )
 from ._retry import PollSchedule, RetryPolicy
 from .client import AsyncWiroClient, TaskStalledError, WaitTimeoutError, WiroClient
 from .downloads import Download, DownloadError, DownloadRejectedError, DownloadTimeoutError, check_mp4
+from .images import MAX_UPLOAD_BYTES, ImageCheckError, ImageInfo, check_image
 from .inputs import (
     IMAGE_TO_VIDEO,
     TEXT_TO_VIDEO,
@@ -33,11 +35,12 @@ from .inputs import (
     model_spec,
 )
 from .pricing import PriceTier, Quote, Tool, ToolPrice
-from .types import TERMINAL_STATUSES, Submission, Task, TaskOutput, TaskPage, TaskStatus
+from .types import TERMINAL_STATUSES, Submission, Task, TaskOutput, TaskPage, TaskStatus, UploadedFile
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "IMAGE_TO_VIDEO",
+    "MAX_UPLOAD_BYTES",
     "TERMINAL_STATUSES",
     "TEXT_TO_VIDEO",
     "APIError",
@@ -51,6 +54,8 @@ __all__ = [
     "DownloadError",
     "DownloadRejectedError",
     "DownloadTimeoutError",
+    "ImageCheckError",
+    "ImageInfo",
     "ImageToVideoInput",
     "InputValidationError",
     "InsufficientBalanceError",
@@ -75,11 +80,14 @@ __all__ = [
     "Tool",
     "ToolPrice",
     "TransientError",
+    "UploadError",
+    "UploadedFile",
     "WaitTimeoutError",
     "WiroAuth",
     "WiroClient",
     "WiroConnectionError",
     "WiroError",
+    "check_image",
     "check_mp4",
     "model_spec",
     "sign",

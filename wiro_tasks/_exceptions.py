@@ -13,9 +13,11 @@
     │   └── TransientError           429 and 5xx: safe to retry after `retry_after`
     │       └── RateLimitedError         429
     ├── WiroConnectionError      the request never reached Wiro, or a read failed: retry reads
+    ├── UploadError              File/Upload answered without a usable file: safe to upload again
     └── SubmitOutcomeUnknownError  a Run request may have created a paid task; never resend blindly
 
-`retryable` says whether sending the same request again is safe and useful.
+`retryable` says whether sending the same request again is safe and useful. Uploads count as
+reads here: File/Upload is not billed, so repeating one whose answer was lost costs nothing.
 """
 
 from __future__ import annotations
@@ -146,6 +148,13 @@ class RateLimitedError(TransientError):
 
 class WiroConnectionError(WiroError):
     """The connection failed or timed out before an answer came back."""
+
+    retryable = True
+
+
+class UploadError(WiroError):
+    """File/Upload answered `result: true` without a file whose URL a model can take, or with a
+    size other than what was sent. Uploads are not billed, so uploading again is safe."""
 
     retryable = True
 

@@ -1,9 +1,11 @@
 """When to try a request again, and how long to wait between polls.
 
-The rule, in one place: reads (Task/Detail, Task/List, Kill, Cancel, downloads) are retried on
-errors whose `retryable` is true (429, 5xx, broken connections), honouring `Retry-After`. A Run
-request is never retried here: whether to submit again is the caller's decision, because a Run
-whose answer was lost may already have created a paid task.
+The rule, in one place: reads (Task/Detail, Task/List, Kill, Cancel, downloads) and uploads
+(File/Upload) are retried on errors whose `retryable` is true (429, 5xx, broken connections),
+honouring `Retry-After`. Uploads are not billed, so repeating one whose answer was lost costs
+nothing (it leaves an unused file behind at most). A Run request is never retried here: whether
+to submit again is the caller's decision, because a Run whose answer was lost may already have
+created a paid task.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@
         task = wiro.wait(submitted.task_id)
         if task.succeeded:
             wiro.download(task.outputs[0], "fox.mp4")
+        start = wiro.upload("fox.png")              # File/Upload; start.url is an inputImageUrl
 
 Both clients share request building, answer parsing and the retry rule (`_retry.py`); only the
 loops that send and sleep differ. Downloads use a separate client without credentials, so the API
@@ -41,21 +42,25 @@ from ._exceptions import (
     NotFoundError,
     SubmitOutcomeUnknownError,
     TransientError,
+    UploadError,
     WiroConnectionError,
     WiroError,
 )
 from ._retry import PollSchedule, RetryPolicy
 from .downloads import Allowance, Check, Download, DownloadError, PartFile, Watchdog
+from .images import CheckedReader, ImageCheckError, ImageInfo, check_image
 from .inputs import TEXT_TO_VIDEO, ModelInput, Value, model_spec
 from .pricing import Tool
 from .socket import TaskEvent, task_events
-from .types import Submission, Task, TaskOutput, TaskPage, TaskStatus
+from .types import Submission, Task, TaskOutput, TaskPage, TaskStatus, UploadedFile
 
 logger = logging.getLogger("wiro_tasks")
 
 Kind = Literal["run", "read"]
 DEFAULT_ERROR_GRACE = 60.0
+UPLOAD = "/File/Upload"
 _CHUNK = 1 << 16
+ImageSource = str | os.PathLike[str] | bytes
 
 
 class TaskStalledError(WiroError):
@@ -163,6 +168,19 @@ class _BaseClient:
         return tasks[0]
 
     @staticmethod
+    def _uploaded(payload: Mapping[str, Any], info: ImageInfo) -> UploadedFile:
+        entries = payload.get("list")
+        if not isinstance(entries, list) or not entries:
+            raise UploadError(f"{UPLOAD}: the answer lists no file")
+        try:
+            uploaded = UploadedFile.from_api(entries[0])
+        except ValueError as exc:
+            raise UploadError(f"{UPLOAD}: {exc}") from None
+        if uploaded.size is not None and uploaded.size != info.size:
+            raise UploadError(f"{UPLOAD}: Wiro stored {uploaded.size} bytes of the {info.size} sent")
+        return uploaded
+
+    @staticmethod
     def _decode(response: httpx.Response, endpoint: str, kind: Kind) -> dict[str, Any]:
         try:
             payload = response.json()
@@ -224,12 +242,12 @@ class WiroClient(_BaseClient):
         self._http.close()
         self._files.close()
 
-    def _call(self, endpoint: str, body: Mapping[str, Any], kind: Kind = "read") -> dict[str, Any]:
+    def _call(self, endpoint: str, body: Mapping[str, Any] | _Form, kind: Kind = "read") -> dict[str, Any]:
         attempt = 0
         while True:
             started, sent = time.monotonic(), time.time()
             try:
-                response = self._http.post(endpoint, json=body)
+                response = self._http.post(endpoint, **_content(body))
                 self.server_clock.observe(response.headers.get("date"), sent, time.time())
                 self._log(endpoint, started, response.status_code)
                 return self._decode(response, endpoint, kind)
@@ -298,6 +316,32 @@ class WiroClient(_BaseClient):
             if timeout is not None and now - started >= timeout:
                 raise WaitTimeoutError(task, now - started)
             time.sleep(_clamp(next(delays), started, timeout))
+
+    def upload(
+        self,
+        source: ImageSource,
+        *,
+        name: str | None = None,
+        folder_id: str | None = None,
+        expected_sha256: str | None = None,
+    ) -> UploadedFile:
+        """Upload a start image to Wiro (File/Upload); its `url` is what `inputImageUrl` takes.
+
+        Checked first (`wiro_tasks.images.check_image`): a bad image raises `ImageCheckError` and
+        nothing is sent; with `expected_sha256`, so does content other than that. Streamed from
+        disk; retried like a read, since uploads are not billed.
+        """
+        info = _checked(source, expected_sha256)
+        attempt = 0
+        with _Form(source, info, name, folder_id) as form:
+            while True:  # `_call` retries what failed on the way; this, an answer without a usable file
+                try:
+                    return self._uploaded(self._call(UPLOAD, form), info)
+                except UploadError as error:
+                    if not self.retry.should_retry(error, attempt):
+                        raise
+                    time.sleep(self.retry.delay(error, attempt))
+                    attempt += 1
 
     def download(
         self, output: TaskOutput | str, dest: str | os.PathLike[str], *, check: Check | None = None
@@ -375,12 +419,12 @@ class AsyncWiroClient(_BaseClient):
         await self._http.aclose()
         await self._files.aclose()
 
-    async def _call(self, endpoint: str, body: Mapping[str, Any], kind: Kind = "read") -> dict[str, Any]:
+    async def _call(self, endpoint: str, body: Mapping[str, Any] | _Form, kind: Kind = "read") -> dict[str, Any]:
         attempt = 0
         while True:
             started, sent = time.monotonic(), time.time()
             try:
-                response = await self._http.post(endpoint, json=body)
+                response = await self._http.post(endpoint, **_content(body))
                 self.server_clock.observe(response.headers.get("date"), sent, time.time())
                 self._log(endpoint, started, response.status_code)
                 return self._decode(response, endpoint, kind)
@@ -456,6 +500,32 @@ class AsyncWiroClient(_BaseClient):
                 raise WaitTimeoutError(task, now - started)
             await asyncio.sleep(_clamp(next(delays), started, timeout))
 
+    async def upload(
+        self,
+        source: ImageSource,
+        *,
+        name: str | None = None,
+        folder_id: str | None = None,
+        expected_sha256: str | None = None,
+    ) -> UploadedFile:
+        """Upload a start image to Wiro (File/Upload); its `url` is what `inputImageUrl` takes.
+
+        Checked first, off the event loop (`wiro_tasks.images.check_image`): a bad image raises
+        `ImageCheckError` and nothing is sent; with `expected_sha256`, so does content other than
+        that. Streamed from disk; retried like a read, since uploads are not billed.
+        """
+        info = await asyncio.to_thread(_checked, source, expected_sha256)
+        attempt = 0
+        with _Form(source, info, name, folder_id) as form:
+            while True:  # `_call` retries what failed on the way; this, an answer without a usable file
+                try:
+                    return self._uploaded(await self._call(UPLOAD, form), info)
+                except UploadError as error:
+                    if not self.retry.should_retry(error, attempt):
+                        raise
+                    await asyncio.sleep(self.retry.delay(error, attempt))
+                    attempt += 1
+
     async def download(
         self, output: TaskOutput | str, dest: str | os.PathLike[str], *, check: Check | None = None
     ) -> Download:
@@ -492,6 +562,36 @@ class AsyncWiroClient(_BaseClient):
                 raise error
             await asyncio.sleep(delay)
             attempt += 1
+
+
+class _Form:
+    """A File/Upload body: the checked image under the field `file`, and `folderid` if given."""
+
+    def __init__(self, source: ImageSource, info: ImageInfo, name: str | None, folder_id: str | None) -> None:
+        self.reader = CheckedReader(source, info)
+        self.files = {"file": (info.upload_name(name), self.reader, info.content_type)}
+        self.data = {"folderid": folder_id} if folder_id else {}
+
+    def __enter__(self) -> _Form:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.reader.close()
+
+
+def _content(body: Mapping[str, Any] | _Form) -> dict[str, Any]:
+    """httpx arguments for a body: JSON, as every official client sends, or a multipart upload."""
+    if isinstance(body, _Form):
+        return {"files": body.files, "data": body.data}
+    return {"json": body}
+
+
+def _checked(source: ImageSource, expected_sha256: str | None) -> ImageInfo:
+    info = check_image(source)
+    if expected_sha256 is not None and info.sha256 != expected_sha256.lower():
+        rule = f"changed since it was checked (sha256 {info.sha256[:12]}…, expected {expected_sha256[:12]}…)"
+        raise ImageCheckError(info.path, rule)
+    return info
 
 
 def _clamp(delay: float, started: float, timeout: float | None) -> float:

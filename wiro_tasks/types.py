@@ -19,6 +19,7 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 
 class TaskStatus(StrEnum):
@@ -194,6 +195,43 @@ class TaskPage:
         return cls(
             tasks=tuple(Task.from_api(raw) for raw in tasklist if isinstance(raw, Mapping)),
             total=total if total is not None and total >= 0 else None,
+        )
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    """A file File/Upload stored: `url` is what a model's file input (`inputImageUrl`) takes.
+
+    `from_api` raises `ValueError` for an entry a model could not use (no http(s) `url`); the
+    client turns that into a retryable `UploadError`.
+    """
+
+    id: str
+    name: str
+    url: str
+    size: int | None = None
+    content_type: str = ""
+    parent_id: str = ""
+    added_at: datetime | None = None
+    access_key: str = field(default="", repr=False)
+
+    @classmethod
+    def from_api(cls, raw: object) -> UploadedFile:
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"a file entry must be an object, got {type(raw).__name__}")
+        url = raw.get("url")
+        parts = urlsplit(url.strip()) if isinstance(url, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"the file has no http(s) url (got {str(url)[:80]!r})")
+        return cls(
+            id=str(raw.get("id") or ""),
+            name=str(raw.get("name") or ""),
+            url=url.strip() if isinstance(url, str) else "",
+            size=_int(raw.get("size")),
+            content_type=str(raw.get("contenttype") or ""),
+            parent_id=str(raw.get("parentid") or ""),
+            added_at=_Fields(raw).time("addedtime"),
+            access_key=str(raw.get("accesskey") or ""),
         )
 
 

@@ -1,14 +1,16 @@
 """The emulator's HTTP face: Wiro's endpoints on Starlette, with auth, validation and faults.
 
 Endpoints (all under `/v1`, all POST): `Run/{owner}/{model}`, `Task/Detail`, `Task/List`,
-`Task/Cancel`, `Task/Kill`, `Tool/Detail`. Outputs are served from `GET /files/{uuid}/{name}`.
+`Task/Cancel`, `Task/Kill`, `Tool/Detail`, `File/Upload` (`uploads.py`). Outputs are served from
+`GET /files/{uuid}/{name}`, uploads from `GET /uploads/{id}/{name}`; the image-to-video model
+starts its video from its `inputImageUrl` (`i2v.py`).
 `/_emulator/stats`, `/_emulator/tasks` and `POST /_emulator/faults` are for tests and benchmarks,
 and need the emulator's key (`x-api-key`) like the API does.
 
 Every request body is read through `bounded_stream` with its route's limit, so no client can
 make the emulator hold more than that in memory: API routes take `API_BODY_LIMIT` (bodies
-past it get a Wiro-shaped 413); a file route (`File/Upload`) passes a larger limit of its own to
-`api(..., body_limit=...)` and streams the parts to disk instead of calling `read_body`.
+past it get a Wiro-shaped 413); `File/Upload` has a larger limit of its own and streams its
+parts to disk.
 """
 
 from __future__ import annotations
@@ -40,9 +42,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .._auth import sign
 from .._exceptions import InputValidationError
-from ..inputs import MODELS, Value
+from ..inputs import IMAGE_TO_VIDEO, MODELS, Value
 from .config import EmulatorConfig, FaultKind
+from .i2v import StartImage, StartImages, fit_frame, i2v_size
 from .state import Account, EmulatedTask
+from .uploads import UPLOAD_PATH, UploadStore
 from .video import preview_dimensions, render_mp4
 
 logger = logging.getLogger("wiro_tasks.emulator")
@@ -103,6 +107,7 @@ class Renderer:
         self.preview = preview
         self.files: dict[str, Path] = {}
         self.public_base = ""
+        self.start_images: dict[str, StartImage] = {}  # by task uuid, for image-to-video tasks
         self._lock = threading.Lock()
         self._rendering: dict[str, threading.Lock] = {}
 
@@ -118,8 +123,11 @@ class Renderer:
 
     def render(self, task: EmulatedTask) -> tuple[str, int, Path]:
         p = task.parameters
+        start = self.start_images.get(task.uuid)
         if "size" in p:
             width, height = (int(x) for x in str(p["size"]).split("*"))
+        elif start is not None:
+            width, height = i2v_size(start.width, start.height, int(p.get("width") or 0), int(p.get("height") or 0))
         else:
             width, height = int(p.get("width") or 832), int(p.get("height") or 480)
         if self.preview:
@@ -135,11 +143,13 @@ class Renderer:
         }
         if task.variant:  # another model version's output (emulator/versions.py)
             args["variant"] = task.variant
-        key = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:32]
+        keyed = {**args, "image": start.sha256} if start is not None else args
+        key = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:32]
         path = self.directory / f"{key}.mp4"
         if not path.exists():
             part = path.with_name(f"{key}.{threading.get_ident()}.part")
-            part.write_bytes(render_mp4(**args))
+            frame = fit_frame(start.path, width, height) if start is not None else None
+            part.write_bytes(render_mp4(**args, first_frame=frame))
             part.replace(path)
         return "output.mp4", path.stat().st_size, path
 
@@ -151,6 +161,8 @@ def create_app(config: EmulatorConfig, *, storage: Path | None = None) -> Starle
     directory = Path(tempfile.mkdtemp(prefix="wiro-emulator-")) if storage is None else storage
     directory.mkdir(parents=True, exist_ok=True)
     renderer = Renderer(directory, config.preview)
+    uploads = UploadStore(directory / "uploads", count=account.count)
+    start_images = StartImages(directory / "fetched", uploads, timeout=config.image_fetch_timeout)
     logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
 
     def authenticate(request: Request) -> Response | None:
@@ -256,6 +268,9 @@ def create_app(config: EmulatorConfig, *, storage: Path | None = None) -> Starle
         except InputValidationError as exc:
             account.count("run_invalid")
             return wiro_error(f"Request parameter [{exc.field}] {exc.rule}")
+        start = None
+        if slug == IMAGE_TO_VIDEO:
+            start = await start_images.resolve(str(parameters["inputImageUrl"]), request.url.netloc)
         now = account.clock()
         with account.lock:
             balance = account.balance(now)
@@ -272,6 +287,10 @@ def create_app(config: EmulatorConfig, *, storage: Path | None = None) -> Starle
                 )
             previous = account.last_created
             task = account.create(slug, parameters)
+            if isinstance(start, str):  # the model could not get its image: fails, costs nothing
+                task.fail, task.failure = True, start
+            elif start is not None:
+                renderer.start_images[task.uuid] = start
         if request.state.fault == "lost":
             return _Drop()
         if request.state.fault == "dup" and previous is not None:  # a server that answers two Runs with one id
@@ -353,6 +372,16 @@ def create_app(config: EmulatorConfig, *, storage: Path | None = None) -> Starle
             tool["approximatelycost"] = str(config.approximate_cost)
             tool["dynamicprice"] = json.dumps(tiers) if config.price_as_text else tiers
         return JSONResponse({"errors": [], "tool": [tool], "result": True})
+
+    @api("upload")
+    async def file_upload(request: Request) -> Response:
+        stored = await uploads.receive(request)
+        if not isinstance(stored, list):
+            return stored
+        if request.state.lost:  # stored, then the answer is lost on the wire
+            return _Drop()
+        root = str(request.base_url).rstrip("/")
+        return JSONResponse({"result": True, "errors": [], "list": [f.describe(root) for f in stored]})
 
     async def files(request: Request) -> Response:
         account.count("download")
@@ -458,7 +487,9 @@ def create_app(config: EmulatorConfig, *, storage: Path | None = None) -> Starle
         Route("/v1/Task/Cancel", cancel, methods=["POST"]),
         Route("/v1/Task/Kill", kill, methods=["POST"]),
         Route("/v1/Tool/Detail", tool_detail, methods=["POST"]),
+        Route("/v1/File/Upload", file_upload, methods=["POST"]),
         Route("/files/{uuid}/{name}", files, methods=["GET", "HEAD"]),
+        Route(UPLOAD_PATH + "/{file_id}/{name}", uploads.serve, methods=["GET", "HEAD"]),
         WebSocketRoute("/socket/v1", socket),
         Route("/_emulator/stats", stats),
         Route("/_emulator/tasks", tasks),
@@ -469,6 +500,7 @@ def create_app(config: EmulatorConfig, *, storage: Path | None = None) -> Starle
     app.state.account = account
     app.state.renderer = renderer
     app.add_middleware(_ServerDate, account=account)
+    app.state.uploads = uploads
     return app
 
 

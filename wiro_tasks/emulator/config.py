@@ -114,6 +114,8 @@ class EmulatorConfig:
     string with `price_as_text`), `advertised_cps` (default: `cps`) and `approximatelycost`
     (`approximate_seconds x cps`, by default the mean task time), or no price at all without
     `publish_price`. A running task that is killed is billed as a success would be so far.
+    `image_fetch_timeout` bounds the fetch of an image-to-video task's `inputImageUrl` when it is
+    not one of the emulator's own uploads (a task whose image does not arrive in time fails).
     """
 
     api_key: str = DEMO_API_KEY
@@ -129,6 +131,7 @@ class EmulatorConfig:
     error_interim_rate: float = 0.0
     hang_rate: float = 0.0
     preview: bool = False
+    image_fetch_timeout: float = 10.0
     seed: int = 0
     list_page_cap: int | None = None
     dynamic_price: tuple[dict[str, Any], ...] = ()

@@ -66,6 +66,7 @@ class EmulatedTask:
     output: tuple[str, int] | None = None
     odd_fields: dict[str, str | None] = field(default_factory=dict)
     variant: str = ""  # how this model version renders it (emulator/versions.py)
+    failure: str = ""  # why a failed task failed, when it is not a drawn model failure
 
     @property
     def callback_url(self) -> str:
@@ -290,7 +291,7 @@ class Account:
             )
         debugerror = ""
         if failed:
-            debugerror = FAILURE_REASONS[task.id % len(FAILURE_REASONS)]
+            debugerror = task.failure or FAILURE_REASONS[task.id % len(FAILURE_REASONS)]
         elif status == "task_error":
             debugerror = "ConnectionError: could not fetch model weights; waiting for recovery"
 

@@ -7,6 +7,7 @@ bands of macroblock rows scroll cyclically while the caption band stays still.
 All P pictures share one motion field, so their slice data is built once. The
 stream is H.264 Constrained Baseline (CAVLC, deblocking off) inside a
 "faststart" MP4 (moov before mdat). Only numpy and the standard library are used.
+An image-to-video task passes its start image as frame 0 (`first_frame`), uncaptioned.
 """
 
 from __future__ import annotations
@@ -107,18 +108,21 @@ def render_mp4(
     seed: str,
     label: str = "",
     variant: str = "",
+    first_frame: _F32 | None = None,
 ) -> bytes:
     """Deterministic: same arguments -> identical bytes.
 
     `variant` stands for another model version's output: "" the picture of prompt and seed,
     "noise:TAG" that picture with faint pixel noise (a re-encode), "redraw:TAG" another, darker
-    picture under the same caption; TAG draws the noise or the picture.
+    picture under the same caption; TAG draws the noise or the picture. `first_frame` (RGB floats
+    in 0..1, shaped height x width x 3) replaces the drawn picture, as an image-to-video model
+    starts from its image: frame 0 shows it, with no caption (a variant then applies to it).
     """
-    plan = _make_plan(width, height, num_frames, fps, prompt, seed, label)
+    plan = _make_plan(width, height, num_frames, fps, prompt, seed, label, captioned=first_frame is None)
     kind, _, tag = variant.partition(":")
     if kind not in ("", "noise", "redraw"):
         raise ValueError(f"variant must be '', 'noise:TAG' or 'redraw:TAG', got {variant!r}")
-    y, u, v = _render_yuv(plan, prompt, seed)
+    y, u, v = _render_yuv(plan, prompt, seed, first_frame)
     if kind == "redraw":
         y, u, v = _redrawn(plan, prompt, seed, tag, y)
     elif kind == "noise":
@@ -136,7 +140,9 @@ def render_mp4(
 # ----------------------------------------------------------------- layout
 
 
-def _make_plan(width: int, height: int, num_frames: int, fps: int, prompt: str, seed: str, label: str) -> _Plan:
+def _make_plan(
+    width: int, height: int, num_frames: int, fps: int, prompt: str, seed: str, label: str, *, captioned: bool = True
+) -> _Plan:
     for name, value in (("width", width), ("height", height)):
         if value < 16 or value % 2:
             raise ValueError(f"{name} must be an even integer >= 16, got {value}")
@@ -152,7 +158,7 @@ def _make_plan(width: int, height: int, num_frames: int, fps: int, prompt: str, 
     cols = (width - 2 * pad) // (6 * scale)
     lines: tuple[str, ...] = ()
     text_rows = n_prompt = 0
-    if cols >= 8 and hm >= 2:
+    if captioned and cols >= 8 and hm >= 2:
         extras = [_fit("seed " + seed, cols)] + ([_fit(label, cols)] if label else [])
 
         def wrap(n: int) -> list[str]:
@@ -226,6 +232,14 @@ def _render_rgb(plan: _Plan, prompt: str, seed: str) -> _F32:
     return img
 
 
+def _coded(image: _F32, plan: _Plan) -> _F32:
+    """A given picture at coded size: its edge repeated into the padding past the visible frame."""
+    if image.shape != (plan.height, plan.width, 3):
+        raise ValueError(f"first_frame must be {plan.height}x{plan.width}x3 RGB, got shape {image.shape}")
+    pad = ((0, plan.hm * 16 - plan.height), (0, plan.wm * 16 - plan.width), (0, 0))
+    return np.pad(np.clip(image, 0.0, 1.0).astype(np.float32), pad, mode="edge")
+
+
 def _blob(band: _F32, cx: float, cy: float, rand: _Rand, shade: _Rgb) -> None:
     """Anti-aliased disc or square, wrapping around horizontally."""
     bh, wc = band.shape[0], band.shape[1]
@@ -267,9 +281,9 @@ def _text_mask(line: str, scale: int) -> npt.NDArray[np.bool_]:
     return mask.repeat(scale, axis=0).repeat(scale, axis=1)
 
 
-def _render_yuv(plan: _Plan, prompt: str, seed: str) -> tuple[_U8, _U8, _U8]:
+def _render_yuv(plan: _Plan, prompt: str, seed: str, image: _F32 | None = None) -> tuple[_U8, _U8, _U8]:
     """Frame 0 as 8-bit 4:2:0 planes (coded size, BT.709 limited range)."""
-    rgb = _render_rgb(plan, prompt, seed)
+    rgb = _render_rgb(plan, prompt, seed) if image is None else _coded(image, plan)
     y = np.clip(np.rint(16.0 + 219.0 * (rgb @ _LUMA)), 16, 235).astype(np.uint8)
     half = (rgb[0::2, 0::2] + rgb[1::2, 0::2] + rgb[0::2, 1::2] + rgb[1::2, 1::2]) * 0.25
     hl = half @ _LUMA
