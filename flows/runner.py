@@ -381,9 +381,12 @@ class SweepRunner:
                 stopping.add_done_callback(self._stopping.discard)
 
     async def _stop_for_budget(self, task_id: str) -> None:
-        """Cancel (queued) or kill (running) one task; its row's wait records how it ended."""
+        """Cancel (queued) or kill (running) one task, unless it has ended already (a resumed task
+        counted from its intent may well have); its row's wait records how it ended."""
         client = wiro_client()
         try:
+            if (await client.detail(task_id)).is_terminal:
+                return
             try:
                 await client.cancel(task_id)
             except TaskStateError:
