@@ -134,7 +134,7 @@ def test_the_faults_body_is_bounded_too(emulator: EmulatorServer) -> None:
         ({"script": "drop"}, "script: must be a list"),
         ({"run_script": ["lost", "bogus"]}, "run_script: 'bogus' is not one of"),
         ({"run_script": [503]}, "run_script: 503 is not one of"),
-        ({"script": ["lost"]}, "script: 'lost' is not one of"),
+        ({"script": ["dup"]}, "script: 'dup' is not one of"),
         ({"drop_rate": "often"}, "drop_rate: must be a number"),
         ({"drop_rate": 1.5}, "drop_rate: must be between 0 and 1"),
         ({"drop_rate": True}, "drop_rate: must be a number"),

@@ -378,7 +378,7 @@ def create_app(config: EmulatorConfig, *, storage: Path | None = None) -> Starle
         stored = await uploads.receive(request)
         if not isinstance(stored, list):
             return stored
-        if request.state.lost:  # stored, then the answer is lost on the wire
+        if request.state.fault == "lost":  # stored, then the answer is lost on the wire
             return _Drop()
         root = str(request.base_url).rstrip("/")
         return JSONResponse({"result": True, "errors": [], "list": [f.describe(root) for f in stored]})

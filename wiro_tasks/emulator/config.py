@@ -24,8 +24,9 @@ class Faults:
     """What goes wrong, and how often. Rates are probabilities per request, from 0 to 1.
 
     `script` forces the outcome of the next requests in order ("ok", "500", "503", "429", "drop",
-    "slow", and for Run also "lost": the task is created, then the connection drops unanswered; and
-    "dup": the task is created, and the answer names the task of the Run before it instead).
+    "slow", and for Run and File/Upload "lost": the work is done, then the connection drops
+    unanswered). `run_script` does the same for Run requests alone, where "dup" also creates the
+    task but answers with the task of the Run before it.
     """
 
     error_5xx_rate: float = 0.0
@@ -82,7 +83,7 @@ class Faults:
 
 
 def _check_script(name: str, steps: object) -> None:
-    allowed = FAULT_KINDS if name == "run_script" else tuple(k for k in FAULT_KINDS if k != "lost")
+    allowed = FAULT_KINDS if name == "run_script" else tuple(k for k in FAULT_KINDS if k != "dup")  # lost: uploads
     if not isinstance(steps, tuple):
         raise ValueError(f"{name}: must be a list of steps, each one of {', '.join(allowed)} (got {steps!r})")
     for step in steps:
