@@ -120,8 +120,9 @@ def emulator(
         )
     except ArithmeticError:
         raise click.BadParameter("--balance and --cps must be decimal numbers") from None
-    except ValueError as exc:  # a fault rate or time out of range, named by its setting
-        raise click.BadParameter(str(exc)) from None
+    except ValueError as exc:  # a fault rate or time out of range, or a bad version, named by its setting
+        hint = "--model-version" if str(exc).startswith("model_version") else None
+        raise click.BadParameter(str(exc), param_hint=hint) from None
     mode = "signature" if config.api_secret else "key-only"
     click.echo(
         f"Wiro emulator on http://{host}:{port}/v1 ({mode} auth, key from WIRO_API_KEY"

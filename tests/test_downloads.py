@@ -249,7 +249,10 @@ def test_a_sweep_keeps_only_whole_real_videos_and_says_why_not(
         assert row["error"].startswith("download failed: "), row["error"]
         assert not row["output_path"], row
         assert row["cost_usd"] > 0, "a paid task: what it cost is kept"
-    assert [p.name for p in (out / "videos").iterdir()] == [Path(rows["a real fox"]["output_path"]).name]
+    video = Path(rows["a real fox"]["output_path"])
+    assert sorted(p.name for p in (out / "videos").iterdir()) == [video.with_suffix(".jpg").name, video.name], (
+        "only the real video (and its poster) in OUT/videos"
+    )
     assert host.sent["/huge"] < 32 * MiB
     assert host.sent["/unannounced"] < 32 * MiB
     assert emulator.account.stats()["tasks"] == 5

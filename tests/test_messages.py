@@ -73,7 +73,7 @@ def test_zero_and_minus_zero_are_one_combination(tmp_path: Path) -> None:
 def test_axis_zero_and_minus_zero_submit_one_task(point_at: EmulatorServer, tmp_path: Path) -> None:
     grid = write(tmp_path / "g.csv", "prompt,numFrames\na fox,5\n")
     dry = invoke(str(grid), "--out", str(tmp_path / "out"), "--axis", "scale=0,-0.0", "--dry-run")
-    assert "1 combinations; 0 already done" in dry.output, dry.output
+    assert "1 combination; 0 already done" in dry.output, dry.output
     result = invoke(str(grid), "--out", str(tmp_path / "out"), "--axis", "scale=0,-0.0", "--poll-interval", "0.05")
     assert result.exit_code == 0, result.output
     assert runs(point_at) == 1

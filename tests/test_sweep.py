@@ -428,7 +428,8 @@ def test_resume_puts_live_rows_first_within_concurrency_and_budget(
 
     emulator = make_emulator(queue_seconds=0.05, task_seconds=0.8, cps=Decimal("0.01"))
     wiro_env(emulator)
-    grid = grid_file(tmp_path, ["new one", "new two", "running a", "running b"])
+    new = ["new one [emulator:seconds=2]", "new two [emulator:seconds=2]"]
+    grid = grid_file(tmp_path, [*new, "running a", "running b"])
     rows = {r["prompt"]: r for r in records(load_grid([grid]))}
     out = tmp_path / "out"
     journal = Journal(out)
@@ -439,15 +440,16 @@ def test_resume_puts_live_rows_first_within_concurrency_and_budget(
             if prompt == "running a":
                 journal.append("submitted", rows[prompt]["row_id"], task_id=task.task_id)
     journal.close()
-    # Each task bills about 0.8 s x $0.01 = $0.008 and holds $0.01 for each second it may run: its
-    # typical time (then the longest seen + 20%) and the 2.25 s a Kill may take. The two running
-    # ones are held first, then one new row fits in $0.053 and the last does not.
-    state = run_sweep(grid, out, max_concurrency=2, budget=0.053, estimate_usd=0.008)
+    # A task holds $0.01 for each second it may run: its typical time (0.8 s, then the longest seen
+    # + 20%) and the 2.25 s a Kill may take. The two running ones (0.8 s, $0.008) are held first and
+    # fit in $0.07 however far along they are; then a new row (2 s, $0.02) fits, and after it the
+    # last, now planned at 2.4 s, does not.
+    state = run_sweep(grid, out, max_concurrency=2, budget=0.07, estimate_usd=0.008)
     manifest = manifest_rows(out)
     assert manifest["running a"]["status"] == manifest["running b"]["status"] == "succeeded"
     assert emulator.account.stats()["max_in_flight"] <= 2, "resumed tasks held their slots first"
-    assert {manifest["new one"]["status"], manifest["new two"]["status"]} == {"succeeded", "skipped"}
-    assert sum((r["cost_usd"] for r in manifest.values()), Decimal(0)) <= Decimal("0.053")
+    assert {manifest[new[0]]["status"], manifest[new[1]]["status"]} == {"succeeded", "skipped"}
+    assert sum((r["cost_usd"] for r in manifest.values()), Decimal(0)) <= Decimal("0.07")
     assert state.is_failed()
     assert Counter(t["prompt"] for t in emulator.account.intervals())["running b"] == 1, "adopted, not resubmitted"
 
@@ -681,7 +683,9 @@ def test_skipped_rows_and_failures_from_an_earlier_run_show_as_task_runs_named_a
     wiro_env(emulator)
     grid = grid_file(tmp_path, ["broken [emulator:fail]", *(f"p{n}" for n in range(4))])
     out = tmp_path / "out"
-    first = run_sweep(grid, out, budget=0.005, estimate_usd=0.002, max_concurrency=1)
+    # Each task bills $0.002 and is held at $0.01 for each second it may run (2.25 s more than its
+    # typical 0.2 s): two fit in $0.03 besides the failed one, the rest are skipped.
+    first = run_sweep(grid, out, budget=0.03, estimate_usd=0.002, max_concurrency=1)
     rows = manifest_rows(out)
     skipped = {p for p, r in rows.items() if r["status"] == "skipped"}
     assert skipped, rows
@@ -690,7 +694,7 @@ def test_skipped_rows_and_failures_from_an_earlier_run_show_as_task_runs_named_a
     assert set(cancelled) == {f"skipped {row_label(rows[p])}" for p in skipped}
     assert all(r.state.message.startswith("skipped: budget") for r in cancelled.values())
 
-    second = run_sweep(grid, out, budget=0.005, estimate_usd=0.002, max_concurrency=1)
+    second = run_sweep(grid, out, budget=0.03, estimate_usd=0.002, max_concurrency=1)
     assert manifest_rows(out)["broken [emulator:fail]"]["status"] == "failed"
     failed = task_runs(second.state_details.flow_run_id, "Failed")
     assert list(failed) == [f"failed {row_label(rows['broken [emulator:fail]'])}"], (
