@@ -32,7 +32,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .grid import INPUTS
-from .manifest import COST_TYPE, MANIFEST_PARQUET, SCHEMA, read_manifest
+from .manifest import COST_TYPE, MANIFEST_PARQUET, SCHEMA, atomic_write, money_text, read_manifest
 from .summary import Summary, summarize
 from .videodiff import SAMPLES, VideoDiff, diff_videos
 
@@ -333,10 +333,10 @@ def write_comparison(comparison: Comparison) -> Path:
         shutil.rmtree(assets, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
     arrow = pa.Table.from_pandas(comparison.rows, schema=COLUMNS, preserve_index=False)
-    _atomic(out / COMPARE_PARQUET, lambda path: pq.write_table(arrow, path))
-    _atomic(out / COMPARE_CSV, lambda path: pacsv.write_csv(_csv_table(arrow), path))
+    atomic_write(out / COMPARE_PARQUET, lambda path: pq.write_table(arrow, path))
+    atomic_write(out / COMPARE_CSV, lambda path: pacsv.write_csv(_csv_table(arrow), path))
     page = build_page(comparison)
-    _atomic(out / COMPARE_HTML, lambda path: _write_text(path, page))
+    atomic_write(out / COMPARE_HTML, lambda path: _write_text(path, page))
     return out / COMPARE_HTML
 
 
@@ -355,23 +355,9 @@ def _link(source: Path, target: Path) -> None:
 def _csv_table(table: pa.Table) -> pa.Table:
     """Money as plain decimal text (0.0036, not 0.003600000000000000)."""
     for name in ("cost_baseline", "cost_current"):
-        values = [None if v is None else _money(v) for v in table.column(name).to_pylist()]
+        values = [None if v is None else money_text(v) for v in table.column(name).to_pylist()]
         table = table.set_column(table.schema.get_field_index(name), name, pa.array(values, pa.string()))
     return table
-
-
-def _money(value: Decimal) -> str:
-    text = format(value.normalize(), "f")
-    return text if "." in text else f"{text}.00"
-
-
-def _atomic(path: Path, write: Callable[[str], None]) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        write(str(temporary))
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 @click.command("compare")

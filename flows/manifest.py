@@ -184,22 +184,24 @@ def write_manifest(out: Path, manifest: pd.DataFrame | pa.Table) -> None:
     for name in ("cost_usd", "submitted_at", "finished_at"):
         column = table.column(name)
         if name == "cost_usd":  # plain decimal text: 0.00351, 0.00 (never 0E-18 nor 0.003510000000000000)
-            text = pa.array([_money(v) for v in column.to_pylist()], pa.string())
+            text = pa.array([money_text(v) for v in column.to_pylist()], pa.string())
         else:
             text = pc.strftime(column, format="%Y-%m-%dT%H:%M:%SZ")  # milliseconds, as the unit is
         csv_table = csv_table.set_column(COLUMNS.index(name), name, text)
     options = pacsv.WriteOptions(quoting_style="needed")
     with _WRITING:
-        _atomic(out / MANIFEST_PARQUET, lambda path: pq.write_table(table, path))
-        _atomic(out / MANIFEST_CSV, lambda path: pacsv.write_csv(csv_table, path, options))
+        atomic_write(out / MANIFEST_PARQUET, lambda path: pq.write_table(table, path))
+        atomic_write(out / MANIFEST_CSV, lambda path: pacsv.write_csv(csv_table, path, options))
 
 
-def _money(value: Decimal) -> str:
+def money_text(value: Decimal) -> str:
+    """Money as plain decimal text: 0.00351, 0.00 (never 0E-18 nor 0.003510000000000000)."""
     text = format(value.normalize(), "f")
     return text if "." in text else f"{text}.00"
 
 
-def _atomic(path: Path, write: Callable[[str], None]) -> None:
+def atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """`write(temporary)`, fsync, then rename over `path`: readers see the old file or the new one, whole."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         write(str(temporary))
