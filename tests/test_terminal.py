@@ -8,11 +8,14 @@ import re
 import sys
 from pathlib import Path
 
+from prefect._internal.analytics.ci_detection import CI_ENV_VARS
+
 from wiro_tasks.emulator import EmulatorServer
 
 from .conftest import EmulatorFactory
 from .terminal import run_in_terminal
 
+QUIET_PREFECT = (*CI_ENV_VARS, "DO_NOT_TRACK")  # any of these set turns Prefect's telemetry notice off
 NOISE = ("Crash detected", "Finished in state", "Error logging to API", "Traceback", "EventsWorker")
 
 
@@ -23,8 +26,9 @@ def test_a_failed_run_shows_a_clean_bar_with_rate_and_time_left_then_one_closing
     grid = tmp_path / "grid.csv"
     prompts = ["breaks [emulator:fail]", *(f"scene {n}" for n in range(11))]
     grid.write_text("prompt,numFrames\n" + "".join(f"{p},9\n" for p in prompts))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    # A new PREFECT_HOME: Prefect prints its first-run telemetry notice in an interactive terminal.
+    # A new PREFECT_HOME, and no CI variable or DO_NOT_TRACK (Prefect stays quiet under those): Prefect
+    # prints its first-run telemetry notice in an interactive terminal, as on a user's machine.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k not in QUIET_PREFECT}
     env.update(emulator.env(), PREFECT_API_URL=prefect_api, PREFECT_HOME=str(tmp_path / "home"), TERM="xterm")
     command = [sys.executable, "-m", "flows", "run", str(grid), "--out", str(tmp_path / "out"),
                "--max-concurrency", "2", "--poll-interval", "0.1"]  # fmt: skip
