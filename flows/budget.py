@@ -40,10 +40,22 @@ _REFERENCE_WORK = 121 * 25 * 832 * 480
 
 def work_units(inputs: Mapping[str, object]) -> Decimal:
     """A task's work relative to the model page's default settings (1 for the defaults)."""
-    width, height = (int(x) for x in str(inputs.get("size", "832*480")).split("*"))
+    size = inputs.get("size")
+    if isinstance(size, str) and "*" in size:
+        width, height = (int(x) for x in size.split("*"))
+    else:  # image-to-video: width and height, where 0 (or none) follows the image: counted as the default size
+        width, height = (_dimension(inputs.get(name), default) for name, default in (("width", 832), ("height", 480)))
     frames = int(str(inputs.get("numFrames", 121)))
     steps = int(str(inputs.get("steps", 25)))
     return Decimal(frames * steps * width * height) / _REFERENCE_WORK
+
+
+def _dimension(value: object, default: int) -> int:
+    try:
+        number = int(str(value))
+    except ValueError:
+        return default
+    return number if number > 0 else default
 
 
 @dataclass

@@ -19,7 +19,7 @@ from wiro_tasks import ClientConfig, ConfigurationError
 from wiro_tasks.emulator.config import DEFAULT_MODEL_VERSION, EmulatorConfig, Faults
 
 from .compare import compare_command
-from .grid import DEFAULT_MAX_COMBINATIONS, GridError, load_grid, parse_axes
+from .grid import DEFAULT_MAX_COMBINATIONS, GridError, load_grid, model_name, parse_axes
 from .journal import JournalError
 from .report import report_command
 from .serve import ReportURLError, report_base, serve_command
@@ -178,6 +178,9 @@ def _money(value: str | None, option: str) -> Decimal | None:
 @click.option(
     "--shared-limit", metavar="NAME", help="Prefect global concurrency limit shared by all runs on the account."
 )
+@click.option("--model", metavar="MODEL",
+              help="Run every row on text-to-video or image-to-video (default: image-to-video for rows "
+              "with a start image, text-to-video for the rest).")  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="Count combinations and estimate the cost; submit nothing.")
 @click.option("--retry-failed", is_flag=True, help="Submit again rows that failed or timed out.")
 @click.option("--emulator", is_flag=True, help="Run against the bundled emulator on a free loopback port.")
@@ -196,6 +199,7 @@ def run(
     max_combinations: int,
     shards: int,
     shared_limit: str | None,
+    model: str | None,
     dry_run: bool,
     retry_failed: bool,
     emulator: bool,
@@ -214,14 +218,15 @@ def run(
     try:
         check_out_apart(Path(out), grid)
         parsed_axes = parse_axes(axes)
-        frame = load_grid(grid, parsed_axes, max_combinations=max_combinations)
+        forced = model_name(model)
+        frame = load_grid(grid, parsed_axes, model=forced, max_combinations=max_combinations)
     except GridError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     if dry_run:
         from .console import dry_run_report
 
-        price, no_price = _dry_run_price(emulator)
+        price, no_price = _dry_run_price(emulator, sorted(set(frame["model"])))
         try:
             click.echo(dry_run_report(frame, Path(out), estimate, limit, retry_failed, price, no_price))
         except JournalError as exc:
@@ -275,6 +280,7 @@ def run(
                 "max_combinations": max_combinations,
                 "shards": shards,
                 "concurrency_limit_name": shared_limit,
+                "model": forced,
             },
             frame,
             verbose,
@@ -287,23 +293,32 @@ def run(
     sys.exit(code)
 
 
-def _dry_run_price(emulator: bool) -> tuple[Any, str]:
-    """The model's price from Tool/Detail for a dry run (the bundled emulator's with --emulator), or
-    None and why not. Asking costs nothing; without credentials it is not asked."""
-    from wiro_tasks import TEXT_TO_VIDEO, WiroClient, WiroError
+def _dry_run_price(emulator: bool, models: list[str]) -> tuple[dict[str, Any], str]:
+    """Each model's price from Tool/Detail for a dry run (the bundled emulator's with --emulator),
+    and why a model has none. Asking costs nothing; without credentials it is not asked."""
+    from wiro_tasks import WiroClient, WiroError
 
     if not emulator and not os.environ.get("WIRO_API_KEY"):
-        return None, "not asked (no WIRO_API_KEY)"
+        return {}, "not asked (no WIRO_API_KEY)"
     server = _start_emulator() if emulator else None
+    prices: dict[str, Any] = {}
+    why = ""
     try:
         with WiroClient(timeout=15.0) as wiro:
-            price = wiro.tool(TEXT_TO_VIDEO).price
-    except (WiroError, ValueError) as exc:
-        return None, f"Tool/Detail failed ({exc})"
+            for model in models:
+                try:
+                    price = wiro.tool(model).price
+                except (WiroError, ValueError) as exc:
+                    why = f"Tool/Detail failed ({exc})"
+                    continue
+                if price.known:
+                    prices[model] = price
+                else:
+                    why = "Tool/Detail gives none"
     finally:
         if server is not None:
             server.stop()
-    return (price, "") if price.known else (None, "Tool/Detail gives none")
+    return prices, why
 
 
 def _refuse(problem: Exception) -> NoReturn:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -32,7 +32,7 @@ from .manifest import MANIFEST_CSV, MANIFEST_PARQUET, build_manifest, read_manif
 from .pace import Pace, watch_pace
 from .progress import Progress, listening
 from .report import write_report
-from .runner import VIDEOS, needs_work, records
+from .runner import VIDEOS, needs_work, records, run_inputs
 from .shards import recorded_states, stop_children
 from .summary import summarize
 
@@ -83,7 +83,7 @@ def dry_run_report(
     estimate_usd: Decimal,
     limit: Decimal | None,
     retry_failed: bool = False,
-    price: ToolPrice | None = None,
+    prices: Mapping[str, ToolPrice] | None = None,
     no_price: str = "no price asked for",
 ) -> str:
     """How many combinations, how many are left to submit in OUT, the price used and where it came
@@ -95,7 +95,8 @@ def dry_run_report(
              if (s := states.get(r["row_id"])) is not None and s.cost > 0]  # fmt: skip
     spent = sum((s.cost for s in states.values()), Decimal(0))
     budget = Budget(None, estimate_usd=estimate_usd, observed_rates=rates)
-    quotes = [price.quote(r) if price is not None else None for r in left]
+    prices = prices or {}
+    quotes = [prices[r["model"]].quote(run_inputs(r)) if r["model"] in prices else None for r in left]
     typical = [q.typical if q is not None and q.known else budget.estimate(work_units(r)) for q, r in
                zip(quotes, left, strict=True)]  # fmt: skip
     lines = [f"{len(frame)} combination{'' if len(frame) == 1 else 's'}; {len(frame) - len(left)} already done"
@@ -106,9 +107,9 @@ def dry_run_report(
         lines += [f"Nothing to submit: every combination has finished{again}.", "Nothing was submitted (--dry-run)."]
         return "\n".join(lines)
     lines += [f"Price: {source}." for source in sorted({q.source for q in quotes if q is not None})]
-    if price is None or any(q is None for q in quotes):
+    if any(q is None for q in quotes):
         basis = "the highest rate billed so far in OUT" if rates else f"${estimate_usd} per default-sized task"
-        why = no_price if price is None else "Tool/Detail has none for some rows"
+        why = no_price if not prices else "Tool/Detail has none for some rows"
         lines.append(f"Price: {why}; estimated at {basis} (--estimate-usd).")
     lines.append(f"Estimated cost of the {len(left)} to submit: ${sum(typical, Decimal(0)):.4f}.")
     if limit is not None:

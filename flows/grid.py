@@ -3,6 +3,11 @@
 Pure functions over DataFrames, with file reading at the edge. Every problem is a `GridError`
 naming the file, row and field, found before anything is submitted; several at once come as one
 `GridErrors` listing each (up to `MAX_REPORTED`), so a person fixes them in one go.
+
+A row with a start image (`inputImage`, a local file, or `inputImageUrl`) runs the image-to-video
+model and a row without one text-to-video, unless a model is forced. Local images are checked
+here (type, size, readable) and identified by their content: a row's id covers the image's
+sha256, not its path.
 """
 
 from __future__ import annotations
@@ -22,10 +27,25 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from wiro_tasks import TEXT_TO_VIDEO, InputValidationError, model_spec
+from wiro_tasks import IMAGE_TO_VIDEO, TEXT_TO_VIDEO, InputValidationError, model_spec
+from wiro_tasks.images import EXTENSIONS, ImageCheckError, ImageInfo, check_image
 from wiro_tasks.inputs import Value
 
-INPUTS = ("prompt", "negativePrompt", "size", "numFrames", "scale", "steps", "fps", "seed")
+INPUTS = ("prompt", "negativePrompt", "size", "numFrames", "scale", "steps", "fps", "seed",
+          "inputImage", "inputImageUrl", "width", "height")  # fmt: skip
+IMAGE = "inputImage"  # a local start image: a path, absolute or relative to its grid file (or, in an axis, to here)
+IMAGE_URL = "inputImageUrl"
+IMAGE_SHA = "input_image_sha256"
+MODEL = "model"
+IMAGE_PATH = "image_path"  # a local image resolved (not in the manifest: `inputImage` is the path as given)
+COLUMNS = ("row_id", MODEL, *INPUTS, IMAGE_SHA)  # a loaded grid's columns, then `image_path` and `source`
+IMAGE_SUFFIXES = tuple(sorted({s for suffixes in EXTENSIONS.values() for s in suffixes}))
+_PLACEHOLDER_URL = "https://upload.invalid/start-image"  # validates an I2V row whose image is not uploaded yet
+_OTHER_SHAPE = {  # an input of the other model, and what this one takes instead
+    "size": "image-to-video takes width and height (0 follows the image), not size",
+    "width": "text-to-video takes size, not width",
+    "height": "text-to-video takes size, not height",
+}
 GRID_SUFFIXES = (".csv", ".parquet", ".pq")
 DEFAULT_MAX_COMBINATIONS = 100_000
 MAX_FILE_BYTES = 256 * 1024 * 1024
@@ -254,16 +274,20 @@ def expand_grid(
     raw: pd.DataFrame,
     axes: Mapping[str, Sequence[object]] | None = None,
     *,
-    model: str = TEXT_TO_VIDEO,
+    model: str | None = None,
     max_combinations: int = DEFAULT_MAX_COMBINATIONS,
 ) -> pd.DataFrame:
     """Every combination of every row (list cells x axes), validated, with ids, duplicates merged.
 
-    Axes replace the column of the same name. Returns one row per distinct combination:
-    `row_id`, the eight inputs with defaults filled in, and `source` (where it came from).
+    Axes replace the column of the same name. Each combination runs `model`, or (None) the model
+    its inputs call for: image-to-video with a start image, text-to-video without. Returns one row
+    per distinct combination: `row_id`, `model`, the inputs with defaults filled in (None where its
+    model has no such input), `input_image_sha256`, `image_path` (a local image, resolved) and
+    `source` (where it came from).
     """
     axes = dict(axes or {})
-    spec = model_spec(model)
+    if model is not None:
+        model_spec(model)  # an unknown model is refused before anything else
     records = cast(list[dict[str, Any]], raw.to_dict("records"))
     total = 0
     for record in records:
@@ -276,9 +300,11 @@ def expand_grid(
                         " (raise it with --max-combinations)")  # fmt: skip
     out: dict[str, dict[str, Any]] = {}
     problems: list[GridError] = []
+    images = _Images()
     for record in records:
         source = str(record.get(SOURCE, "?"))
         file, _, row = source.rpartition(":")
+        where = _Where(file, int(row) if row.isdigit() else None, axes)
         try:
             choices = [_options(record, c, axes) for c in INPUTS]
         except GridError as exc:
@@ -287,24 +313,96 @@ def expand_grid(
         for combo in itertools.product(*choices):
             given = {c: v for c, v in zip(INPUTS, combo, strict=True) if not _is_missing(v)}
             try:
-                values = spec.validate(given)
-            except InputValidationError as exc:
-                got = "" if exc.value is None else f" (got {exc.value!r})"
-                if exc.field in axes:
-                    problems.append(GridError("--axis", f"{exc.rule}{got}", field=exc.field))
-                else:
-                    problems.append(GridError(file, f"{exc.rule}{got}", int(row), exc.field))
+                key, values = _combination(given, model, images, where)
+            except GridError as exc:
+                problems.append(exc)
                 continue
-            values.pop("callbackUrl", None)
-            values = canonical(values)
-            key = row_id(model, values)
             if key in out:
                 out[key][SOURCE] += f" {source}"
             else:
                 out[key] = {"row_id": key, **values, SOURCE: source}
     raise_all(problems)
-    frame = pd.DataFrame(list(out.values()), columns=["row_id", *INPUTS, SOURCE])
-    return frame.astype({"numFrames": "int64", "steps": "int64", "fps": "int64", "scale": "float64"})
+    frame = pd.DataFrame(list(out.values()), columns=[*COLUMNS, IMAGE_PATH, SOURCE])
+    return frame.astype({"numFrames": "int64", "steps": "int64", "fps": "int64", "scale": "float64",
+                         "width": "Int64", "height": "Int64"})  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Where a combination's values came from: its file and row, or an axis."""
+
+    file: str
+    row: int | None
+    axes: Mapping[str, object]
+
+    def error(self, name: str, rule: str) -> GridError:
+        if name in self.axes:
+            return GridError("--axis", rule, field=name)
+        return GridError(self.file, rule, self.row, name)
+
+    def image_path(self, given: str) -> Path:
+        """A local image's path: as given when absolute, else relative to the grid file (or, for an
+        axis, to the current directory)."""
+        path = Path(given).expanduser()
+        if path.is_absolute() or IMAGE in self.axes or not self.file:
+            return path
+        return Path(self.file).parent / path
+
+
+class _Images:
+    """Each local image checked once, however many rows name it: its `ImageInfo` or what is wrong."""
+
+    def __init__(self) -> None:
+        self._seen: dict[Path, ImageInfo | str] = {}
+
+    def check(self, path: Path) -> ImageInfo | str:
+        key = path.absolute()
+        if key not in self._seen:
+            try:
+                self._seen[key] = check_image(key)
+            except ImageCheckError as exc:
+                self._seen[key] = exc.rule
+        return self._seen[key]
+
+
+def _combination(
+    given: dict[str, Any], model: str | None, images: _Images, where: _Where
+) -> tuple[str, dict[str, Any]]:
+    """One combination's id and its frame values, validated against its own model."""
+    image, url = given.pop(IMAGE, None), given.get(IMAGE_URL)
+    if image is not None and url is not None:
+        raise where.error(IMAGE, f"give {IMAGE} (a file) or {IMAGE_URL} (a URL), not both")
+    chosen = model or (IMAGE_TO_VIDEO if image is not None or url is not None else TEXT_TO_VIDEO)
+    spec = model_spec(chosen)
+    info: ImageInfo | None = None
+    if image is not None:
+        if IMAGE_URL not in spec.names:
+            raise where.error(IMAGE, f"is not an input of {chosen} (a start image runs {IMAGE_TO_VIDEO})")
+        text = str(image).strip()
+        path = where.image_path(text)
+        checked = images.check(path)
+        if isinstance(checked, str):
+            raise where.error(IMAGE, f"{path}: {checked}")
+        info = checked
+        given[IMAGE_URL] = _PLACEHOLDER_URL
+    for name, rule in _OTHER_SHAPE.items():
+        if name in given and name not in spec.names:
+            raise where.error(name, f"is not an input of {chosen}: {rule}")
+    try:
+        values = spec.validate(given)
+    except InputValidationError as exc:
+        got = "" if exc.value is None else f" (got {exc.value!r})"
+        raise where.error(exc.field, f"{exc.rule}{got}") from None
+    values.pop("callbackUrl", None)
+    values = canonical(values)
+    if info is not None:
+        values.pop(IMAGE_URL)
+        key = row_id(chosen, {**values, IMAGE_SHA: info.sha256})  # the content, not the path, names the row
+        row = {**values, IMAGE: text, IMAGE_SHA: info.sha256, IMAGE_PATH: str(info.path)}
+    else:
+        key = row_id(chosen, values)
+        row = dict(values)
+    return key, {MODEL: chosen, **{name: row.get(name) for name in (*INPUTS, IMAGE_SHA, IMAGE_PATH)}}
 
 
 def _is_missing(value: object) -> bool:
@@ -328,13 +426,21 @@ def load_grid(
     paths: Iterable[str | Path],
     axes: Mapping[str, Sequence[object]] | None = None,
     *,
-    model: str = TEXT_TO_VIDEO,
+    model: str | None = None,
     max_combinations: int = DEFAULT_MAX_COMBINATIONS,
 ) -> pd.DataFrame:
     """Read every grid file and expand them together into one validated frame; every problem found
-    in the files and their rows is reported at once."""
+    in the files and their rows is reported at once. `model` forces one model on every row (by
+    Wiro's name or a short one, `image-to-video`)."""
+    model = model_name(model)
     checked = check_axes(axes)
     frames, problems = [], []
+    try:
+        if IMAGE in checked:
+            checked[IMAGE] = image_axis(checked[IMAGE])
+    except GridError as exc:
+        problems.append(exc)
+        checked.pop(IMAGE)  # the rows are still checked, without it
     for path in grid_files(paths):
         try:
             frames.append(read_grid_file(path))
@@ -343,10 +449,49 @@ def load_grid(
     if frames:
         raw = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         try:
-            return expand_grid(raw, checked, model=model, max_combinations=max_combinations)
+            frame = expand_grid(raw, checked, model=model, max_combinations=max_combinations)
+            if not problems:
+                return frame
         except GridErrors as exc:
             problems += exc.problems
         except GridError as exc:
             problems.append(exc)
     raise_all(problems)
     raise AssertionError("unreachable: no frames and no problems")
+
+
+MODEL_NAMES = {  # what --model takes: Wiro's names (any case) and short ones
+    TEXT_TO_VIDEO.lower(): TEXT_TO_VIDEO,
+    IMAGE_TO_VIDEO.lower(): IMAGE_TO_VIDEO,
+    "text-to-video": TEXT_TO_VIDEO,
+    "image-to-video": IMAGE_TO_VIDEO,
+    "t2v": TEXT_TO_VIDEO,
+    "i2v": IMAGE_TO_VIDEO,
+}
+
+
+def model_name(value: str | None) -> str | None:
+    """A forced model, by Wiro's name or a short one (`image-to-video`, `i2v`); None or "" stay None."""
+    if value is None or not str(value).strip():
+        return None
+    try:
+        return MODEL_NAMES[str(value).strip().lower()]
+    except KeyError:
+        raise GridError("--model", f"unknown model {value!r}; use text-to-video or image-to-video "
+                        f"({TEXT_TO_VIDEO} or {IMAGE_TO_VIDEO})") from None  # fmt: skip
+
+
+def image_axis(values: Sequence[str]) -> list[str]:
+    """An `inputImage` axis with each directory standing for the images in it (by name, sorted)."""
+    expanded: list[str] = []
+    for value in values:
+        folder = Path(value).expanduser()
+        if not folder.is_dir():
+            expanded.append(value)
+            continue
+        found = sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not found:
+            raise GridError("--axis", f"directory {folder} holds no image ({', '.join(IMAGE_SUFFIXES)})",
+                            field=IMAGE)  # fmt: skip
+        expanded.extend(found)
+    return expanded

@@ -15,6 +15,7 @@ forget an `intent`, and the row would be paid for twice. Folding the lines gives
     finished    the task ended (succeeded | failed | timed_out | cancelled), with its cost
     downloaded  the output is saved under OUT          skipped   not submitted (budget, balance)
     file_missing  a saved output is gone or changed size: fetch it again
+    uploaded    a start image (by sha256) is on Wiro at a URL: never uploaded again for this OUT
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "adopted": ("task_id",),
     "finished": ("status",),
     "downloaded": ("path", "sha256", "bytes"),
+    "uploaded": ("sha256", "url"),
 }
 """The fields each kind of event needs besides `event` and `row_id`. Kinds not named here need
 none; kinds this version does not know are kept and ignored by `RowState.apply`."""
@@ -103,6 +105,7 @@ class RowState:
     output_bytes: int | None = None
     attempts: int = 0
     inputs: dict[str, Any] | None = None  # what the last Run request asked for
+    model: str = ""  # ... and of which model (journals before image-to-video did not say: text-to-video)
 
     @property
     def cost(self) -> Decimal:
@@ -124,6 +127,7 @@ class RowState:
             self.phase, self.intent_at = "intent", event["at"]
             self.intent_server_at = str(event.get("server_at") or "")
             self.inputs = event.get("inputs", self.inputs)
+            self.model = str(event.get("model") or "")
             self.attempts += 1
         elif kind == "unknown":
             self.phase = "unknown"
@@ -185,6 +189,7 @@ class Journal:
         self._synced = 0  # events known to be on disk, fsynced
         self._committing: asyncio.Lock | None = None
         self._failed: OSError | None = None  # the first write or fsync that failed
+        self.uploads: dict[str, str] = {}  # image sha256 -> its URL on Wiro, as of the last `load`
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._repair_torn_tail()
 
@@ -258,7 +263,9 @@ class Journal:
     def load(self) -> dict[str, RowState]:
         """Every row's state; lines that do not parse (a torn write) are skipped."""
         self.flush()
-        return fold(read_events(self.path))
+        events = read_events(self.path)
+        self.uploads = uploads(events)
+        return fold(events)
 
 
 def _amount(value: object, limit: Decimal) -> Decimal | None:
@@ -328,6 +335,11 @@ def record_problem(record: object) -> str | None:
         except ValueError:
             return f"an 'intent' record whose 'at' is not a time (got {record['at']!r})"
     return None
+
+
+def uploads(events: list[dict[str, Any]]) -> dict[str, str]:
+    """The start images already uploaded for this OUT: sha256 -> URL (the latest, if several)."""
+    return {str(e["sha256"]): str(e["url"]) for e in events if e["event"] == "uploaded"}
 
 
 def fold(events: list[dict[str, Any]]) -> dict[str, RowState]:

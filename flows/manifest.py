@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .grid import INPUTS, SOURCE
+from .grid import IMAGE_SHA, IMAGE_URL, SOURCE
 from .journal import RowState
 
 MANIFEST_PARQUET = "manifest.parquet"
@@ -35,6 +35,7 @@ _WRITING = threading.Lock()
 SCHEMA = pa.schema(
     [
         ("row_id", pa.string()),
+        ("model", pa.string()),
         ("prompt", pa.string()),
         ("negativePrompt", pa.string()),
         ("size", pa.string()),
@@ -43,6 +44,11 @@ SCHEMA = pa.schema(
         ("steps", pa.int64()),
         ("fps", pa.int64()),
         ("seed", pa.string()),
+        ("inputImage", pa.string()),  # a local start image, the path as the grid gave it
+        ("inputImageUrl", pa.string()),  # the URL given, or the one the local image was uploaded to
+        ("width", pa.int64()),
+        ("height", pa.int64()),
+        ("input_image_sha256", pa.string()),
         ("task_id", pa.string()),
         ("status", pa.string()),
         ("error", pa.string()),
@@ -92,8 +98,10 @@ def row_status(state: RowState | None, final: bool = False) -> tuple[str, str]:
     return state.status, state.error
 
 
-STATIC = ("row_id", *INPUTS, SOURCE)  # from the grid; every other column comes from the journal
-_DYNAMIC = tuple(c for c in COLUMNS if c not in STATIC)
+STATIC = (*(c for c in COLUMNS[: COLUMNS.index("task_id")] if c != IMAGE_URL), SOURCE)
+"""The columns from the grid; every other column comes from the journal (`inputImageUrl` too: a
+local image's URL is known once it is uploaded)."""
+_DYNAMIC = tuple(c for c in COLUMNS if c not in STATIC and c != IMAGE_URL)
 
 
 def build_manifest(grid: pd.DataFrame, states: Mapping[str, RowState], *, final: bool = False) -> pd.DataFrame:
@@ -116,6 +124,9 @@ class ManifestBuilder:
         self._static = {c: static.column(c).cast(SCHEMA.field(c).type) for c in STATIC}
         self._row_ids: list[str] = grid["row_id"].tolist()
         self._rows: dict[str, tuple[Any, ...]] = {}
+        urls = grid[IMAGE_URL] if IMAGE_URL in grid else pd.Series([None] * len(grid), dtype=object)
+        self._urls: list[str | None] = [None if pd.isna(u) else str(u) for u in urls]
+        self._uploading = [bool(s) for s in (grid[IMAGE_SHA] if IMAGE_SHA in grid else [None] * len(grid))]
 
     def forget(self, row_id: str) -> None:
         """The row's state changed: compute its values anew at the next build."""
@@ -134,13 +145,27 @@ class ManifestBuilder:
         columns = dict(zip(_DYNAMIC, zip(*values, strict=True), strict=True)) if values else dict.fromkeys(_DYNAMIC, ())
         arrays = []
         for name in COLUMNS:
-            if name in self._static:
+            if name == IMAGE_URL:
+                arrays.append(pa.array(self._image_urls(states), pa.string()))
+            elif name in self._static:
                 arrays.append(self._static[name])
             elif name in ("submitted_at", "finished_at"):  # ISO text -> timestamps, in one vectorised cast
                 arrays.append(pa.array(columns[name], pa.string()).cast(SCHEMA.field(name).type))
             else:
                 arrays.append(pa.array(columns[name], SCHEMA.field(name).type))
         return pa.Table.from_arrays(arrays, schema=_with_pandas_metadata())
+
+    def _image_urls(self, states: Mapping[str, RowState]) -> list[str | None]:
+        """Each row's start-image URL: the grid's, or the one its local image was uploaded to and
+        its last Run request used (none before that)."""
+        if not any(self._uploading):
+            return self._urls
+        urls = []
+        for row_id, given, uploads in zip(self._row_ids, self._urls, self._uploading, strict=True):
+            state = states.get(row_id) if uploads else None
+            sent = state.inputs.get(IMAGE_URL) if state is not None and state.inputs else None
+            urls.append(given or (str(sent) if sent else None))
+        return urls
 
 
 @functools.cache

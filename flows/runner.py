@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 import threading
 import time
@@ -33,8 +34,8 @@ import pyarrow as pa
 from prefect.client.schemas.objects import State
 from prefect.concurrency.asyncio import concurrency
 
-from wiro_tasks import TEXT_TO_VIDEO, Quote, TaskStateError, ToolPrice, WiroError
-from wiro_tasks.inputs import Value
+from wiro_tasks import AuthenticationError, ImageCheckError, Quote, TaskStateError, ToolPrice, WiroError
+from wiro_tasks.inputs import Value, model_spec
 from wiro_tasks.prefect_tasks import (
     FindOutcome,
     Saved,
@@ -45,13 +46,14 @@ from wiro_tasks.prefect_tasks import (
     outcome_of,
     seen_rates,
     submit,
+    upload,
     wait,
     wiro_client,
 )
 
 from .budget import Budget, work_units
 from .claims import Claims, account_key, state_root
-from .grid import INPUTS
+from .grid import IMAGE, IMAGE_PATH, IMAGE_SHA, IMAGE_URL, MODEL
 from .journal import Journal, JournalWriteError, RowState
 from .manifest import MANIFEST_PARQUET, ManifestBuilder, manifest_frame, row_status, write_manifest
 from .posters import save_poster
@@ -82,7 +84,6 @@ class Settings:
     error_grace: float = 120.0
     estimate_usd: Decimal = Decimal("0.10")
     manifest_interval: float = 1.0
-    model: str = TEXT_TO_VIDEO
     concurrency_limit_name: str | None = None
 
 
@@ -98,10 +99,28 @@ def video_name(row: Mapping[str, Any]) -> str:
 
 
 def row_label(row: Mapping[str, Any]) -> str:
-    """How a row is named in the Prefect UI: short id, prompt start, seed."""
+    """How a row is named in the Prefect UI: short id, start image, prompt start, seed."""
     prompt = " ".join(str(row["prompt"]).split())
     prompt = prompt if len(prompt) <= 32 else prompt[:31] + "…"
-    return f"{row['row_id'][:8]} · {prompt} · seed {row['seed']}"
+    image = _given(row.get(IMAGE)) or _given(row.get(IMAGE_URL))
+    shown = f" · {image.rstrip('/').rsplit('/', 1)[-1][-24:]}" if image else ""
+    return f"{row['row_id'][:8]}{shown} · {prompt} · seed {row['seed']}"
+
+
+def run_inputs(row: Mapping[str, Any], image_url: str | None = None) -> dict[str, Value]:
+    """What a row's Run request sends: the inputs of its model that the row has, with a local
+    image's uploaded URL as `inputImageUrl`."""
+    inputs: dict[str, Value] = {}
+    for name in model_spec(row[MODEL]).names:
+        value = _given(image_url if name == IMAGE_URL and image_url else row.get(name))
+        if value is not None:
+            inputs[name] = value.item() if hasattr(value, "item") else value  # numpy scalars as Python's
+    return inputs
+
+
+def _given(value: Any) -> Any:
+    """The value, or None for a cell with nothing in it (None, NaN, pandas' NA)."""
+    return None if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)) else value
 
 
 def needs_work(state: RowState | None, retry_failed: bool) -> bool:
@@ -135,6 +154,7 @@ class SweepRunner:
         self.quotes: dict[str, Quote | None] = {}  # row id -> its price, once Tool/Detail has been asked
         self.budget_stopped: dict[str, str] = {}  # row id -> why the budget stopped its running task
         self._stopping: set[asyncio.Task[None]] = set()
+        self._uploading: dict[str, asyncio.Lock] = {}  # image sha256 -> held while it is being uploaded
         self.cancelled_by_user: str | None = None
         self.stopped = 0  # Wiro tasks killed or cancelled because the run was
         self.billed = asyncio.Condition()
@@ -225,11 +245,11 @@ class SweepRunner:
             logger.warning("no claims under %s (%s): only this OUT's own tasks are told apart", state_root(), exc)
             return Claims(self.out, account, root=self.out / ".claims")
 
-    async def _price(self) -> ToolPrice | None:
-        """The model's price from Tool/Detail; None (with a warning) when the API gives none."""
+    async def _price(self, model: str) -> ToolPrice | None:
+        """A model's price from Tool/Detail; None (with a warning) when the API gives none."""
         price: ToolPrice | None = None
         try:
-            price = (await wiro_client().tool(self.settings.model)).price
+            price = (await wiro_client().tool(model)).price
         except WiroError as exc:
             reason = f"Tool/Detail failed: {exc}"
         else:
@@ -245,8 +265,11 @@ class SweepRunner:
 
     async def run(self) -> pd.DataFrame:
         self.claims = self._open_claims()
-        price = await self._price()
-        self.quotes = {r["row_id"]: price.quote(r) if price else None for r in self.rows}
+        prices = {model: await self._price(model) for model in dict.fromkeys(r[MODEL] for r in self.rows)}
+        self.quotes = {}
+        for r in self.rows:
+            price = prices[r[MODEL]]
+            self.quotes[r["row_id"]] = price.quote(run_inputs(r)) if price else None
         for state in self.states.values():
             if state.has_live_task:  # claims of this OUT's tasks, should the registry have lost them
                 self.claims.claim(state.task_id, state.row_id)
@@ -436,7 +459,6 @@ class SweepRunner:
 
     async def _drive(self, row: dict[str, Any]) -> None:
         row_id = row["row_id"]
-        inputs: dict[str, Value] = {c: row[c] for c in INPUTS}
         label = row_label(row)
         submissions = 0
         while True:
@@ -444,8 +466,8 @@ class SweepRunner:
             if state.phase == "submitted":
                 await self._wait(row, state)
                 return
-            if state.phase in ("intent", "unknown"):
-                await self._find(row, inputs, label, state)
+            if state.phase in ("intent", "unknown"):  # looked for by what its Run request sent
+                await self._find(row, state.inputs or run_inputs(row), label, state)
                 continue
             if submissions >= MAX_SUBMIT_ATTEMPTS:
                 self.record("finished", row_id, status="failed", error=f"no task after {submissions} tries")
@@ -453,9 +475,52 @@ class SweepRunner:
             submissions += 1
             if not await self._admit(row):
                 return
+            inputs = await self._inputs(row, label)
+            if inputs is None:
+                self.budget.release(row_id)
+                return
             await self._submit(row, inputs, label)
             if self.state(row_id).phase in ("finished", "skipped"):
                 return
+
+    async def _inputs(self, row: dict[str, Any], label: str) -> dict[str, Value] | None:
+        """The row's Run inputs, its local start image uploaded first (once per image and OUT, and
+        journaled before any Run uses it); None, with the row recorded, when that failed."""
+        sha = _given(row.get(IMAGE_SHA))
+        if sha is None:
+            return run_inputs(row)
+        url = self.journal.uploads.get(sha)
+        if url is None:
+            lock = self._uploading.setdefault(sha, asyncio.Lock())
+            async with lock:  # rows of one image wait for its one upload
+                url = self.journal.uploads.get(sha)
+                if url is None:
+                    url = await self._upload(row, sha, label)
+        return None if url is None else run_inputs(row, url)
+
+    async def _upload(self, row: dict[str, Any], sha: str, label: str) -> str | None:
+        row_id, path = row["row_id"], str(row[IMAGE_PATH])
+        try:
+            url: str = await upload(path, sha, label)
+        except ImageCheckError as exc:  # changed or gone since the grid was read: nothing was sent
+            self.record("finished", row_id, status="failed", task_id="",
+                        error=f"start image {row[IMAGE]}: {exc.rule}; no Run request was sent")  # fmt: skip
+            return None
+        except WiroError as exc:
+            self.record("finished", row_id, status="failed", task_id="",
+                        error=f"upload of {row[IMAGE]} failed: {exc}; no Run request was sent")  # fmt: skip
+            if isinstance(exc, AuthenticationError):
+                self.stop_reason = f"not submitted: {exc}"
+            return None
+        self.record("uploaded", row_id, sha256=sha, url=url, image=str(row[IMAGE]))
+        try:
+            await self.journal.commit(durable=True)  # a resume after a crash never uploads it again
+        except JournalWriteError as exc:
+            self._out_failed(exc)
+            self.record("skipped", row_id, reason=self.stop_reason)
+            return None
+        self.journal.uploads[sha] = url
+        return url
 
     async def _admit(self, row: dict[str, Any]) -> bool:
         """Whether this row may be submitted now: no stop, and within the budget."""
@@ -482,7 +547,8 @@ class SweepRunner:
         row_id = row["row_id"]
         offset = wiro_client().server_clock.offset
         server_at = _iso(time.time() + offset.low) if offset else ""  # the moment on Wiro's clock, at the earliest
-        self.record("intent", row_id, inputs=inputs, server_at=server_at)
+        model = row[MODEL]
+        self.record("intent", row_id, inputs=inputs, server_at=server_at, model=model)
         try:
             await self.journal.commit(durable=True)  # whole and on disk before the request that may cost money
         except JournalWriteError as exc:
@@ -495,7 +561,7 @@ class SweepRunner:
             self.record("no_task", row_id, reason="the sweep was cancelled before its Run request")
             return
         self.budget.launch(row_id)  # a per-second task may be billed from here on
-        outcome: SubmitOutcome = await submit(self.settings.model, inputs, label, limit_wait=SLOT_WAIT_SECONDS)
+        outcome: SubmitOutcome = await submit(model, inputs, label, limit_wait=SLOT_WAIT_SECONDS)
         if outcome.kind == "submitted" and not self._take(outcome.task_id, row_id):
             # Another row holds the task this answer names (a server that gave one id to two Runs):
             # this row's own task, if its Run made one, is looked for like a lost answer's.
@@ -536,7 +602,8 @@ class SweepRunner:
         for delay in (0.0, *FIND_RETRY_DELAYS):
             await asyncio.sleep(delay)
             claimed = [t for s in self.states.values() for t in s.task_ids]
-            found: FindOutcome = await find_task(self.settings.model, inputs, label, since, claimed, since_server)
+            model = state.model or row[MODEL]
+            found: FindOutcome = await find_task(model, inputs, label, since, claimed, since_server)
             for task_id in found.task_ids:
                 if self._take(task_id, row_id):
                     self.record("adopted", row_id, task_id=task_id)

@@ -88,7 +88,6 @@ async def find_unanswered(
     client: AsyncWiroClient,
     rows: list[RowState],
     claimed: list[str],
-    model: str = TEXT_TO_VIDEO,
     claims: Claims | None = None,
 ) -> dict[str, str]:
     """The tasks that `rows`' unanswered Run requests created (row id -> task id): the one match that
@@ -102,6 +101,7 @@ async def find_unanswered(
             since = datetime.fromisoformat(state.intent_at)
             since_server = datetime.fromisoformat(state.intent_server_at) if state.intent_server_at else None
             try:
+                model = state.model or TEXT_TO_VIDEO
                 outcome = await scan_for_task(client, model, dict(state.inputs or {}), since, claimed,
                                               since_server=since_server)  # fmt: skip
             except WiroError:

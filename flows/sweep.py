@@ -43,7 +43,7 @@ from .artifacts import (
 )
 from .budget import DEFAULT_ESTIMATE_USD
 from .credentials import load_credentials
-from .grid import DEFAULT_MAX_COMBINATIONS, GridError, load_grid
+from .grid import DEFAULT_MAX_COMBINATIONS, GridError, load_grid, model_name
 from .journal import JOURNAL, Journal, fold, read_events
 from .manifest import FINAL_STATUSES, build_manifest, write_manifest
 from .nightly import compare_with_baseline
@@ -140,7 +140,7 @@ def _write_final(flow: Flow[Any, Any], flow_run: FlowRun, out: Path, logger: Any
     artifacts and the progress as the journal ends, for a run whose process could not write them."""
     params = flow_run.parameters
     try:
-        frame = load_grid(params.get("grid") or [], params.get("axes"),
+        frame = load_grid(params.get("grid") or [], params.get("axes"), model=model_name(params.get("model")),
                           max_combinations=int(params.get("max_combinations") or DEFAULT_MAX_COMBINATIONS))  # fmt: skip
         manifest = build_manifest(frame, fold(read_events(out / JOURNAL)), final=True)
         write_manifest(out, manifest)
@@ -213,6 +213,7 @@ async def sweep(
     shard: int | None = None,
     concurrency_limit_name: str | None = None,
     baseline: str | None = None,
+    model: str | None = None,
 ) -> dict[str, Any] | State[Any]:
     """Submit every combination of `grid` x `axes` to Wan2.2-TI2V-5B on Wiro; save videos and a manifest.
 
@@ -239,11 +240,14 @@ async def sweep(
             account takes a slot of per task in flight (created with `max_concurrency` if missing).
         baseline: Compare the finished sweep with this OUT, or with "previous": the latest earlier
             `{date}` OUT of the same `out` pattern. Regressions end the run Failed (flows/nightly.py).
+        model: Run every row on this model ("text-to-video", "image-to-video" or Wiro's full name).
+            Unset, each row runs the model its inputs call for: image-to-video with a start image
+            (`inputImage`, a file every worker can read, or `inputImageUrl`), else text-to-video.
     """
     logger = get_run_logger()
     out_dir = resolve_out(out)
     check_out(out_dir, grid)  # a grid directory as OUT, or an OUT nobody can write: exit 2 before anything
-    frame = load_grid(grid, axes, max_combinations=max_combinations)
+    frame = load_grid(grid, axes, model=model_name(model), max_combinations=max_combinations)
     check_out_mode(out_dir, shards, shard)  # an OUT swept in another mode would pay for its rows again
     if shards > 1 and shard is None:
         await _rename(run_name(out_dir, grid, rows=len(frame), shards=shards))
@@ -263,6 +267,7 @@ async def sweep(
             "estimate_usd": estimate_usd,
             "max_combinations": max_combinations,
             "concurrency_limit_name": limit_name,
+            "model": model,
         }
         await ensure_concurrency_limit(limit_name, max_concurrency)
         with out_lock(out_dir):

@@ -24,6 +24,8 @@ from flows.cli import main
 from flows.grid import MAX_FILE_BYTES
 from wiro_tasks.emulator import EmulatorServer
 
+from .images import encode, landscape
+
 pytestmark = pytest.mark.usefixtures("prefect_api")  # an input that slipped through runs on the test server
 
 
@@ -80,6 +82,34 @@ def second_file_bad(tmp: Path) -> list[str]:
 def binary_junk() -> bytes:
     junk = random.Random(5).randbytes(512)
     return b"\x89PNG\r\n\x1a\n" + junk
+
+
+def image_grid(image: Callable[[Path], Path | str], *options: str, extra: str = "") -> Callable[[Path], list[str]]:
+    """A grid of one image-to-video row whose `inputImage` cell names what `image(tmp)` made."""
+
+    def make(tmp: Path) -> list[str]:
+        name = image(tmp)
+        header, cells = ("inputImage,prompt" + (f",{extra.split('=')[0]}" if extra else ""),
+                         f"{name},a fox runs" + (f",{extra.split('=')[1]}" if extra else ""))  # fmt: skip
+        return [str(write(tmp / "images.csv", f"{header}\n{cells}\n")), *options]
+
+    return make
+
+
+def png(tmp: Path) -> Path:
+    return write(tmp / "start.png", encode(landscape(64, 48), "PNG"))
+
+
+def sparse(size: int) -> Callable[[Path], Path]:
+    """A PNG header followed by zeros, `size` bytes on disk without taking the space."""
+
+    def make(tmp: Path) -> Path:
+        path = write(tmp / "huge.png", encode(landscape(64, 48), "PNG"))
+        with path.open("r+b") as handle:
+            handle.truncate(size)
+        return path
+
+    return make
 
 
 @dataclass(frozen=True)
@@ -407,6 +437,64 @@ CASES = [
         "max concurrency zero", with_options("--max-concurrency", "0"), ("--max-concurrency", "0 is not in the range")
     ),
     Case("timeout zero", with_options("--timeout", "0"), ("--timeout", "0 is not in the range")),
+    # Bad start images: nothing may be uploaded either.
+    Case(
+        "image missing",
+        image_grid(lambda tmp: "frames/nowhere.png"),
+        ("{file}", "row 1", "field inputImage", "frames/nowhere.png", "file not found"),
+    ),
+    Case(
+        "image not an image",
+        image_grid(lambda tmp: write(tmp / "notes.png", "just text\n")),
+        ("{file}", "row 1", "field inputImage", "notes.png", "jpg, jpeg, png, webp, gif or heic"),
+    ),
+    Case(
+        "image of a type Wiro refuses",
+        image_grid(lambda tmp: write(tmp / "s.bmp", encode(landscape(8, 8), "BMP"))),
+        ("{file}", "row 1", "field inputImage", "s.bmp", "jpg, jpeg, png, webp, gif or heic"),
+    ),
+    Case(
+        "image over 100 MB",
+        image_grid(sparse(100_000_001)),
+        ("{file}", "row 1", "field inputImage", "huge.png", "100,000,000"),
+    ),
+    Case("image is a directory", image_grid(lambda tmp: tmp), ("{file}", "row 1", "field inputImage", "directory")),
+    Case(
+        "image and URL in one row",
+        image_grid(png, extra="inputImageUrl=https://example.com/a.png"),
+        ("{file}", "row 1", "field inputImage", "not both"),
+    ),
+    Case(
+        "size on an image row",
+        image_grid(png, extra="size=832*480"),
+        ("{file}", "row 1", "field size", "takes width and height"),
+    ),
+    Case(
+        "width not a multiple of 32",
+        image_grid(png, extra="width=500"),
+        ("{file}", "row 1", "field width", "multiple of 32"),
+    ),
+    Case(
+        "image on a forced text model",
+        image_grid(png, "--model", "text-to-video"),
+        ("{file}", "row 1", "field inputImage", "is not an input of Wan-AI/Wan2.2-TI2V-5B-text-to-video"),
+    ),
+    Case(
+        "no image on a forced image model",
+        with_options("--model", "i2v"),
+        ("{file}", "row 1", "field inputImageUrl", "required"),
+    ),
+    Case("unknown model", with_options("--model", "sora"), ("--model", "unknown model 'sora'", "image-to-video")),
+    Case(
+        "image URL not http",
+        csv_case("u.csv", "inputImageUrl,prompt\nftp://x/a.png,a fox\n"),
+        ("{file}", "row 1", "field inputImageUrl", "must be an http(s) URL"),
+    ),
+    Case(
+        "image axis of an empty directory",
+        with_options("--axis", "inputImage=."),
+        ("--axis", "field inputImage", "holds no image"),
+    ),
 ]
 
 
@@ -440,7 +528,9 @@ def test_bad_input_exits_2_with_a_clear_message_and_no_run_request(
     for word in case.words:
         expected = word.replace("{file}", arguments[0])
         assert expected in output, f"{expected!r} not in the message:\n{output}"
-    assert "run" not in point_at.account.stats()["counters"], "a Run request was sent"
+    counters = point_at.account.stats()["counters"]
+    assert "run" not in counters, "a Run request was sent"
+    assert "upload" not in counters, "an image was uploaded"
     assert not out.exists(), "bad input never touches OUT"
 
 

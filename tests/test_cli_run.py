@@ -23,10 +23,10 @@ from click.testing import CliRunner
 
 from flows.cli import main
 from flows.credentials import ConfigError, load_credentials
-from flows.grid import INPUTS, load_grid
+from flows.grid import load_grid
 from flows.journal import Journal, read_events
 from flows.manifest import read_manifest
-from flows.runner import records
+from flows.runner import records, run_inputs
 from flows.sweep import sweep
 from wiro_tasks import TEXT_TO_VIDEO, model_spec
 from wiro_tasks.emulator import EmulatorServer
@@ -371,7 +371,7 @@ def test_a_lost_answers_task_is_adopted_past_short_list_pages(
     journal.append("intent", row["row_id"])
     journal.close()
     spec = model_spec(TEXT_TO_VIDEO)
-    lost = emulator.account.create(TEXT_TO_VIDEO, spec.validate({c: row[c] for c in INPUTS}))
+    lost = emulator.account.create(TEXT_TO_VIDEO, spec.validate(run_inputs(row)))
     for n in range(60):  # newer tasks of the account push it to the second capped page
         emulator.account.create(TEXT_TO_VIDEO, spec.validate({"prompt": f"someone else's {n} [emulator:hang]"}))
 

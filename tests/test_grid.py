@@ -185,7 +185,7 @@ def test_every_bad_row_is_reported_at_once_across_files(tmp_path: Path) -> None:
     assert lines[0] == "3 problems in the grid:"
     assert lines[1:] == [
         f"  {b}: unknown column 'sed' (did you mean seed?); columns are prompt, negativePrompt, size, numFrames, "
-        "scale, steps, fps, seed",
+        "scale, steps, fps, seed, inputImage, inputImageUrl, width, height",
         f"  {a}, row 2, field numFrames: must be 4n+1 (5, 9, ..., 81, ..., 121, ...) (got '80')",
         f"  {a}, row 3, field steps: must be between 1 and 100 (got '500')",
     ]

@@ -457,6 +457,17 @@ async def fetch(task_id: str, url: str, size: int | None, dest: str) -> Saved:
     return Saved(str(saved.path), saved.sha256, saved.size)
 
 
+@task(name="upload", task_run_name="upload {label}", cache_policy=NO_CACHE, persist_result=False)
+async def upload(path: str, sha256: str, label: str) -> str:
+    """Upload one start image (File/Upload) and return the URL a Run's `inputImageUrl` takes.
+
+    The file must still hold the bytes that were checked (`sha256`): an image changed since the
+    grid was read raises `ImageCheckError` and nothing is sent. Uploads are not billed, and the
+    client retries them like reads."""
+    uploaded = await wiro_client().upload(path, expected_sha256=sha256)
+    return uploaded.url
+
+
 def _outcome(task: WiroTask, status: Outcome, error: str) -> WaitOutcome:
     output = task.outputs[0] if task.outputs else None
     return WaitOutcome(

@@ -1,0 +1,214 @@
+"""Image-to-video sweeps end to end: grids of real PNG and JPEG start images (made here) run by the
+sweep flow against the emulator. Each distinct image is uploaded once per OUT, the image-to-video
+model runs from the uploaded URL, each video starts from its own image, and a kill between the
+upload and the Run answer pays and uploads nothing twice."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flows.grid import load_grid
+from flows.journal import read_events
+from flows.manifest import read_manifest
+from flows.runner import records
+from flows.sweep import sweep
+from wiro_tasks import IMAGE_TO_VIDEO, TEXT_TO_VIDEO
+from wiro_tasks.emulator import EmulatorServer
+
+from .conftest import EmulatorFactory
+from .images import landscape, portrait, resized, write
+from .mp4 import first_frame_rgb
+from .test_faults import finish, runs_seen, start, wait_for
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+FRAMES = 9
+
+
+@pytest.fixture
+def subprocess_env(prefect_api: str) -> Callable[[EmulatorServer], dict[str, str]]:
+    def env(emulator: EmulatorServer) -> dict[str, str]:
+        return {**os.environ, **emulator.env(), "PREFECT_API_URL": prefect_api, "PREFECT_LOGGING_LEVEL": "WARNING"}
+
+    return env
+
+
+def run_sweep(grid: Path, out: Path, **params: Any) -> Any:
+    params.setdefault("poll_interval", 0.05)
+    return asyncio.run(sweep(grid=[str(grid)], out=str(out), return_state=True, **params))  # type: ignore[arg-type]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def difference(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference of two RGB pictures of one size, in 0..255 levels."""
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+
+
+def counters(emulator: EmulatorServer) -> Counter[str]:
+    return Counter(emulator.account.stats()["counters"])
+
+
+def tasks(emulator: EmulatorServer) -> list[Any]:
+    return list(emulator.account.tasks.values())
+
+
+def test_an_image_grid_uploads_each_image_once_and_each_video_starts_from_its_image(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
+) -> None:
+    emulator = make_emulator(queue_seconds=0.05, task_seconds=0.3)
+    wiro_env(emulator)
+    frames = tmp_path / "frames"
+    (frames / "copies").mkdir(parents=True)
+    blocks = write(frames / "blocks.png", landscape(), "PNG")
+    stripes = write(frames / "stripes.jpg", portrait(), "JPEG", quality=95)
+    same = Path(shutil.copy(blocks, frames / "copies" / "same-bytes.png"))  # another path, the same image
+    grid = tmp_path / "grid.csv"
+    grid.write_text(
+        "inputImage,prompt,numFrames\n"
+        f"frames/blocks.png,the blocks drift,{FRAMES}\n"
+        f"{stripes},the stripes wave,{FRAMES}\n"  # an absolute path
+        f"frames/copies/same-bytes.png,the blocks drift,{FRAMES}\n"
+        f",a fox with no start image,{FRAMES}\n"  # a text row in the same sweep
+    )
+    out = tmp_path / "out"
+    state = run_sweep(grid, out, axes={"seed": ["1", "2"]})
+    assert state.is_completed(), state.message
+
+    seen = counters(emulator)
+    assert seen["upload"] == 2, "one upload per distinct image (two paths hold the same bytes)"
+    uploaded = {f.url(emulator.root_url) for f in emulator.app.state.uploads.files}
+    assert len(uploaded) == 2
+    made = tasks(emulator)
+    assert Counter(t.model for t in made) == {IMAGE_TO_VIDEO: 4, TEXT_TO_VIDEO: 2}, "3 rows, 2 merged, x 2 seeds"
+    assert {t.parameters["inputImageUrl"] for t in made if t.model == IMAGE_TO_VIDEO} <= uploaded
+
+    manifest = read_manifest(out)
+    assert len(manifest) == 6
+    assert set(manifest["status"]) == {"succeeded"}, manifest[["prompt", "status", "error"]]
+    images = manifest[manifest["model"] == IMAGE_TO_VIDEO]
+    assert set(images["input_image_sha256"]) == {sha256(blocks), sha256(stripes)}
+    assert set(images["inputImage"]) == {"frames/blocks.png", str(stripes)}, "the path as the grid gave it"
+    assert images["inputImageUrl"].notna().all()
+    assert set(images["inputImageUrl"]) <= uploaded
+    assert images["size"].isna().all()
+    assert (images[["width", "height"]] == 0).all().all(), "0: the video follows the image"
+    text = manifest[manifest["model"] == TEXT_TO_VIDEO]
+    assert text[["inputImage", "inputImageUrl", "input_image_sha256", "width", "height"]].isna().all().all()
+    assert (text["size"] == "832*480").all()
+    merged = images[images["input_image_sha256"] == sha256(same)]
+    assert all("grid.csv:1" in s and "grid.csv:3" in s for s in merged["source"]), "one row, both sources"
+
+    for row in records(images):
+        pixels = landscape() if row["input_image_sha256"] == sha256(blocks) else portrait()
+        rgb, complaints = first_frame_rgb((out / row["output_path"]).read_bytes())
+        assert complaints == []
+        height, width = rgb.shape[:2]
+        assert abs(width / height / (pixels.shape[1] / pixels.shape[0]) - 1) < 0.05, "the shape follows the image"
+        assert difference(resized(rgb, pixels.shape[1], pixels.shape[0]), pixels) < 6, row["inputImage"]
+
+    again = run_sweep(grid, out, axes={"seed": ["1", "2"]})
+    assert again.is_completed(), again.message
+    assert counters(emulator)["upload"] == 2, "a rerun uploads nothing"
+    assert counters(emulator)["run"] == 6, "... and pays for nothing"
+
+
+def test_row_ids_follow_the_image_content_not_its_path(tmp_path: Path) -> None:
+    first = tmp_path / "shoot-1"
+    first.mkdir()
+    write(first / "start.png", landscape(), "PNG")
+    (first / "grid.csv").write_text("inputImage,prompt\nstart.png,it moves\n")
+    [before] = load_grid([first / "grid.csv"])["row_id"]
+
+    moved = first.rename(tmp_path / "moved")
+    [after_move] = load_grid([moved / "grid.csv"])["row_id"]
+    assert after_move == before, "moving the folder keeps the id"
+
+    pixels = landscape()
+    pixels[0, 0] = (0, 0, 0)  # one pixel
+    write(moved / "start.png", pixels, "PNG")
+    [after_edit] = load_grid([moved / "grid.csv"])["row_id"]
+    assert after_edit != before, "new pixels make a new row"
+
+
+def test_a_directory_axis_sweeps_every_image_in_it(tmp_path: Path) -> None:
+    folder = tmp_path / "starts"
+    folder.mkdir()
+    write(folder / "a.png", landscape(), "PNG")
+    write(folder / "b.jpg", portrait(), "JPEG")
+    (folder / "notes.txt").write_text("not an image")
+    (tmp_path / "grid.csv").write_text("prompt\none\ntwo\n")
+    frame = load_grid([tmp_path / "grid.csv"], {"inputImage": [str(folder)]})
+    assert len(frame) == 4
+    assert set(frame["model"]) == {IMAGE_TO_VIDEO}
+    assert {Path(p).name for p in frame["inputImage"]} == {"a.png", "b.jpg"}
+    forced = load_grid([tmp_path / "grid.csv"], {"inputImage": [str(folder / "a.png")]}, model="i2v")
+    assert len(forced) == 2
+
+
+@pytest.mark.parametrize("moment", ["run answer pending", "just uploaded"])
+def test_a_sigkill_between_upload_and_run_then_a_resume_uploads_and_pays_nothing_twice(
+    moment: str,
+    make_emulator: EmulatorFactory,
+    subprocess_env: Callable[[EmulatorServer], dict[str, str]],
+    tmp_path: Path,
+) -> None:
+    """Killed while the Run answer is on its way (the task exists, the upload is journaled), or
+    right after the upload is journaled: the resume uploads nothing and adopts or submits once."""
+    emulator = make_emulator(queue_seconds=0.05, task_seconds=0.3)
+    if moment == "run answer pending":  # the task is made at once, its answer comes 30 s later
+        emulator.account.faults = emulator.account.faults.updated({"run_script": ["slow"], "slow_seconds": 30.0})
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    write(frames / "one.png", landscape(), "PNG")
+    write(frames / "two.jpg", portrait(), "JPEG", quality=90)
+    grid = tmp_path / "grid.csv"
+    grid.write_text(f"inputImage,prompt,numFrames\nframes/one.png,first,{FRAMES}\nframes/two.jpg,second,{FRAMES}\n")
+    out, log = tmp_path / "out", tmp_path / "log.txt"
+    journal = out / "journal.jsonl"
+    args = [str(grid), "--out", str(out), "--max-concurrency", "1", "--poll-interval", "0.05"]
+
+    def uploaded() -> bool:
+        return journal.exists() and b'"uploaded"' in journal.read_bytes()
+
+    process = start(args, subprocess_env(emulator), log)
+    try:
+        if moment == "run answer pending":
+            ready = wait_for(lambda: uploaded() and runs_seen(emulator) >= 1, process, 60)
+        else:
+            ready = wait_for(uploaded, process, 60)
+        assert ready, log.read_text()[-3000:]
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    time.sleep(0.2)
+    before = counters(emulator)
+    assert before["upload"] == 1, before
+
+    emulator.account.faults = emulator.account.faults.updated({"run_script": []})
+    resumed = start(args, subprocess_env(emulator), log)
+    assert finish(resumed, log, 120) == 0, log.read_text()[-3000:]
+
+    after = counters(emulator)
+    assert after["upload"] == 2, ("each image uploaded once in all", before, after)
+    paid = Counter(t.parameters["prompt"] for t in tasks(emulator))
+    assert paid == {"first": 1, "second": 1}, paid
+    events = read_events(journal)
+    assert Counter(e["sha256"] for e in events if e["event"] == "uploaded").most_common(1)[0][1] == 1
+    manifest = pd.read_csv(out / "manifest.csv")
+    assert set(manifest["status"]) == {"succeeded"}, manifest[["prompt", "status", "error"]]
+    assert manifest["inputImageUrl"].str.startswith("http").all()
