@@ -106,7 +106,9 @@ def dry_run_report(
         again = f" ({failed} failed or timed out: --retry-failed submits them again)" if failed else ""
         lines += [f"Nothing to submit: every combination has finished{again}.", "Nothing was submitted (--dry-run)."]
         return "\n".join(lines)
-    lines += [f"Price: {source}." for source in sorted({q.source for q in quotes if q is not None})]
+    models = sorted({r["model"] for r in left})
+    priced = sorted({(r["model"], q.source) for q, r in zip(quotes, left, strict=True) if q is not None})
+    lines += [f"Price{'' if len(models) == 1 else ' of ' + model}: {source}." for model, source in priced]
     if any(q is None for q in quotes):
         basis = "the highest rate billed so far in OUT" if rates else f"${estimate_usd} per default-sized task"
         why = no_price if not prices else "Tool/Detail has none for some rows"

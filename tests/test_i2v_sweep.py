@@ -212,3 +212,20 @@ def test_a_sigkill_between_upload_and_run_then_a_resume_uploads_and_pays_nothing
     manifest = pd.read_csv(out / "manifest.csv")
     assert set(manifest["status"]) == {"succeeded"}, manifest[["prompt", "status", "error"]]
     assert manifest["inputImageUrl"].str.startswith("http").all()
+
+
+def test_the_example_image_grid_dry_runs_with_each_models_price(tmp_path: Path) -> None:
+    """examples/image-grid.csv (three start images and a text row) is valid as shipped, and the dry
+    run prices each model from its own Tool/Detail."""
+    from click.testing import CliRunner
+
+    from flows.cli import main
+
+    example = Path(__file__).parent.parent / "examples" / "image-grid.csv"
+    result = CliRunner().invoke(main, ["run", str(example), "--axis", "seed=1,2", "--out", str(tmp_path / "out"),
+                                       "--emulator", "--dry-run"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "8 combinations; 0 already done" in result.output
+    for model in (IMAGE_TO_VIDEO, TEXT_TO_VIDEO):
+        assert f"Price of {model}: cps $0.0012/s from Tool/Detail" in result.output, result.output
+    assert not (tmp_path / "out").exists()

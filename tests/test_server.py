@@ -283,6 +283,41 @@ def test_cancelling_a_sharded_sweep_stops_its_children_and_their_tasks(
     assert_no_credentials(stack, out)
 
 
+def test_an_image_grid_sweeps_on_the_workers(
+    stack: Stack, workers: Callable[..., EmulatorServer], tmp_path: Path
+) -> None:
+    """The deployments take image grids: the shards' workers read the start images (from a path they
+    all see), upload each one once per shard, and run the image-to-video model from it."""
+    from flows.journal import read_events
+
+    from .images import landscape, portrait, write
+
+    emulator = workers(queue_seconds=0.05, task_seconds=0.5)
+    env = {**stack.env, **emulator.env()}
+    (tmp_path / "starts").mkdir()
+    write(tmp_path / "starts" / "wide.png", landscape(), "PNG")
+    write(tmp_path / "starts" / "tall.jpg", portrait(), "JPEG")
+    grid = tmp_path / "grid.csv"
+    grid.write_text("prompt,numFrames\n" + "".join(f"image scene {n},9\n" for n in range(3)))
+    out = tmp_path / "out"
+    command = [*sweep_command(grid, out), "--axis", f"inputImage={tmp_path / 'starts'}"]
+    parent = stack.start("parent-images", command, env)
+    code = parent.wait(timeout=150)
+    assert code == 0, stack.log("parent-images") + stack.log("worker-a") + stack.log("worker-b")
+
+    manifest = read_manifest(out)
+    assert len(manifest) == 6
+    assert set(manifest["status"]) == {"succeeded"}
+    assert set(manifest["model"]) == {"Wan-AI/Wan2.2-TI2V-5B-image-to-video"}
+    assert manifest["inputImageUrl"].str.startswith(emulator.root_url).all()
+    assert set(Counter(t["prompt"] for t in emulator.account.intervals()).values()) == {2}, "one task per row"
+    for k in range(SHARDS):
+        uploads = Counter(e["sha256"] for e in read_events(out / "shards" / str(k) / "journal.jsonl")
+                          if e["event"] == "uploaded")  # fmt: skip
+        assert set(uploads.values()) <= {1}, f"shard {k} uploaded an image twice: {uploads}"
+    assert emulator.account.stats()["counters"]["upload"] <= 2 * SHARDS
+
+
 def overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Whether two of the emulator's tasks were in flight at the same time."""
     return bool(a["created"] < b["ended"] and b["created"] < a["ended"])
