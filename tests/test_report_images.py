@@ -1,0 +1,404 @@
+"""Image-to-video sweeps in the report and in compare: start-image thumbnails, the image as an axis,
+mixed text and image rows, and manifests from before images existed.
+
+The manifests are built by hand in the shape the contract gives (a `model` column after `row_id`;
+`inputImage`, `inputImageUrl`, `width`, `height`, `input_image_sha256` after `seed`; `size` null on
+image rows) over real PNG and JPEG files made with Pillow."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from flows.manifest import MANIFEST_PARQUET
+from flows.report import REPORT, build_report, swept_inputs, write_report
+from flows.runner import records
+from flows.thumbnails import MAX_SIDE, save_thumbnail, thumbnail_path, thumbnail_size, with_image_columns
+from wiro_tasks.inputs import IMAGE_TO_VIDEO, TEXT_TO_VIDEO
+
+from . import images
+from .test_report import (
+    BOAT,
+    FOX,
+    Node,
+    inputs_listed,
+    parse,
+    render_like_the_emulator,
+    sheets,
+    sweep,
+    video_src,
+    watch,  # fmt: skip
+)
+from .test_report import chromium as chromium
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
+SCREENS = Path("/work/screens/i2v")
+IMAGE_COLUMNS = ("inputImage", "inputImageUrl", "width", "height", "input_image_sha256")
+
+
+@dataclass(frozen=True)
+class Start:
+    """A row's start image as the manifest names it: the path as given, its URL, its content hash."""
+
+    path: str | None = None
+    url: str | None = None
+    sha: str | None = None
+
+
+def picture(folder: Path, name: str, pixels: np.ndarray, fmt: str, url: str | None = None) -> Start:
+    path = images.write(folder / name, pixels, fmt)
+    return Start(str(path), url, hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+def image_sweep(prompts: Sequence[str], starts: Sequence[Start | None], seeds: Sequence[str],
+                width: int = 0, height: int = 0) -> pd.DataFrame:  # fmt: skip
+    """A finished sweep's manifest, prompts x starts x seeds (None: a text-to-video row), as the
+    lead's manifest lays it out."""
+    base = sweep(list(prompts), {"seed": list(seeds)})
+    rows = []
+    for record in cast(list[dict[str, Any]], base.to_dict("records")):
+        for start in starts:
+            row = dict(record)
+            if start is None:
+                row.update(model=TEXT_TO_VIDEO, inputImage=None, inputImageUrl=None, width=None, height=None,
+                           input_image_sha256=None)  # fmt: skip
+            else:
+                identity = start.sha or start.url or ""
+                row["row_id"] = hashlib.sha256(f"{record['row_id']}|{identity}".encode()).hexdigest()[:16]
+                row.update(model=IMAGE_TO_VIDEO, size=None, inputImage=start.path, inputImageUrl=start.url,
+                           width=width, height=height, input_image_sha256=start.sha,
+                           output_path=f"videos/{row['row_id']}.mp4")  # fmt: skip
+            rows.append(row)
+    frame = pd.DataFrame(rows)
+    columns = list(base.columns)
+    at = columns.index("seed") + 1
+    order = [columns[0], "model", *columns[1:at], *IMAGE_COLUMNS, *columns[at:]]
+    return frame[order].astype({"width": "Int64", "height": "Int64"})
+
+
+@pytest.fixture
+def three(tmp_path: Path) -> list[Start]:
+    """Three start images: a landscape PNG, a portrait JPEG, and a small landscape PNG."""
+    return [picture(tmp_path, "harbour.png", images.landscape(), "PNG"),
+            picture(tmp_path, "tower.jpg", images.portrait(), "JPEG", url="https://files.example/u/1/tower.jpg"),
+            picture(tmp_path, "field.png", images.landscape(320, 240)[::-1].copy(), "PNG")]  # fmt: skip
+
+
+def thumbs_for(out: Path, starts: Sequence[Start | None]) -> dict[str, tuple[int, int]]:
+    made = {}
+    for start in starts:
+        if start is not None and start.path and start.sha:
+            path = save_thumbnail(Path(start.path), out, start.sha)
+            assert path is not None
+            size = thumbnail_size(path)
+            assert size is not None
+            made[start.sha] = size
+    return made
+
+
+def start_src(card: Node) -> str | None:
+    found = card.find_all("img", "start")
+    return found[0].attrs["src"] if found else None
+
+
+# ------------------------------------------------------------- thumbnails
+
+
+def test_a_thumbnail_is_a_jpeg_at_most_256_px_on_its_longest_side(tmp_path: Path) -> None:
+    wide = picture(tmp_path, "wide.png", images.landscape(), "PNG")
+    tall = picture(tmp_path, "tall.jpg", images.portrait(), "JPEG")
+    clear = images.write(tmp_path / "clear.png", np.zeros((100, 60, 4), np.uint8), "PNG")  # RGBA, transparent
+    out = tmp_path / "out"
+    for start, size in ((wide, (256, 192)), (tall, (171, 256))):
+        assert start.path
+        assert start.sha
+        path = save_thumbnail(Path(start.path), out, start.sha)
+        assert path == thumbnail_path(out, start.sha) == out / "thumbs" / f"{start.sha}.jpg"
+        assert path.read_bytes()[:3] == b"\xff\xd8\xff"
+        with Image.open(path) as shown:
+            assert (shown.format, shown.size) == ("JPEG", size)
+            assert max(shown.size) <= MAX_SIDE
+    sha = hashlib.sha256(clear.read_bytes()).hexdigest()
+    assert thumbnail_size(cast(Path, save_thumbnail(clear, out, sha))) == (60, 100), "small images are not enlarged"
+
+
+def test_a_thumbnail_already_there_is_kept(tmp_path: Path) -> None:
+    start = picture(tmp_path, "a.png", images.landscape(), "PNG")
+    assert start.path
+    assert start.sha
+    first = save_thumbnail(Path(start.path), tmp_path, start.sha)
+    assert first is not None
+    first.write_bytes(b"kept")
+    assert save_thumbnail(Path(start.path), tmp_path, start.sha) == first
+    assert first.read_bytes() == b"kept", "not written again"
+
+
+def test_a_thumbnail_that_cannot_be_made_is_a_warning_never_an_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "not.png").write_bytes(b"\x89PNG\r\n\x1a\n but nothing after")
+    heic = tmp_path / "photo.heic"
+    heic.write_bytes(images.heic_header(b"heic", b"mif1"))
+    sha = "ab" * 32
+    assert save_thumbnail(tmp_path / "not.png", tmp_path, sha) is None
+    assert save_thumbnail(heic, tmp_path, sha) is None
+    assert save_thumbnail(tmp_path / "gone.png", tmp_path, sha) is None
+    assert save_thumbnail(tmp_path / "not.png", tmp_path, "../../escape") is None, "the hash names a file: hex only"
+    assert caplog.text.count("no thumbnail for") == 4
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")], "no temporary file left"
+    assert not (tmp_path / "thumbs").exists() or not any((tmp_path / "thumbs").iterdir())
+
+
+# ------------------------------------------------------------- older manifests, text-to-video sweeps
+
+
+def test_a_manifest_from_before_images_reads_as_all_null_and_looks_as_it_did() -> None:
+    old = sweep([FOX, BOAT], {"seed": ["1", "2"], "steps": ["20", "30"]})
+    assert not set(IMAGE_COLUMNS) & set(old.columns)
+    page = build_report(old)
+    new = build_report(with_image_columns(old).assign(model=TEXT_TO_VIDEO))
+    sheet = page.split('<script type="application/json" id="inputs">')[0]
+    assert new.split('<script type="application/json" id="inputs">')[0] == sheet, "what a text-to-video sweep shows"
+    assert inputs_listed(new)["names"] == [*inputs_listed(page)["names"][:-4], "model", "row_id", "task_id",
+                                           "attempts", "source"], "its inputs list names the model it ran"  # fmt: skip
+    assert "inputImage" not in swept_inputs(old)
+    assert "inputImage" not in page.split('id="inputs"')[0], "no image anywhere on a text-to-video sheet"
+    assert "inputImage" not in inputs_listed(page)["names"]
+
+
+# ------------------------------------------------------------- the image as an axis
+
+
+def test_three_images_by_two_prompts_by_two_seeds_put_the_images_across_with_their_thumbnails(
+    three: list[Start],
+) -> None:
+    manifest = image_sweep([FOX, BOAT], three, ["1", "2"])
+    thumbs = {s.sha: (256, 192) for s in three if s.sha}
+    page = build_report(manifest, thumbs=thumbs)
+    [sheet] = sheets(page)
+    assert sheet.rows == [FOX, BOAT]
+    names = ["harbour.png", "tower.jpg", "field.png"]  # in grid order
+    assert sheet.columns == [f"inputImage {n} · seed {s}" for n in names for s in ("1", "2")]
+    heads = parse(page).find_all("thead")[0].find_all("tr")
+    top = heads[0].find_all("th")
+    assert [th.attrs["colspan"] for th in top] == ["2", "2", "2"], "each image spans its seeds"
+    assert [th.find_all("img", "thumb")[0].attrs["src"] for th in top] == [f"thumbs/{s.sha}.jpg" for s in three]
+    assert sum(len(c) for c in sheet.cards.values()) == len(manifest) == 12
+    for (_, c), [card] in sheet.cards.items():
+        start = three[c // 2]
+        assert start_src(card) == f"thumbs/{start.sha}.jpg", "the start image beside each video"
+        row = manifest[manifest["row_id"] == card.attrs["data-row-id"]].iloc[0]
+        assert row["input_image_sha256"] == start.sha
+        assert video_src(card) == row["output_path"]
+    assert "no such combination" not in page
+    assert "model image-to-video" in parse(page).find_all("p", "fixed")[0].text()
+    assert "size" not in parse(page).find_all("p", "fixed")[0].text(), "image rows have no size"
+
+
+def test_the_image_as_rows_or_columns_by_name_and_thumbnail(three: list[Start]) -> None:
+    manifest = image_sweep([FOX, BOAT], three, ["1", "2"])
+    thumbs = {s.sha: (256, 192) for s in three if s.sha}
+    fox, boat = sheets(build_report(manifest, rows="inputImage", thumbs=thumbs))
+    assert (fox.heading, boat.heading) == (FOX, BOAT), "prompts left over head sections"
+    assert fox.rows == ["inputImage harbour.png", "inputImage tower.jpg", "inputImage field.png"]
+    assert fox.columns == ["seed 1", "seed 2"]
+    page = build_report(manifest, rows="seed", cols="inputImage", thumbs=thumbs)
+    first = sheets(page)[0]
+    assert first.columns == ["inputImage harbour.png", "inputImage tower.jpg", "inputImage field.png"]
+    assert first.rows == ["seed 1", "seed 2"]
+    row_page = build_report(manifest, rows="inputImage,seed", cols="prompt", thumbs=thumbs)
+    labels = parse(row_page).find_all("div", "rowlabel")
+    assert [label.find_all("img", "thumb")[0].attrs["src"] for label in labels[::2]] == [
+        f"thumbs/{s.sha}.jpg" for s in three
+    ]
+
+
+def test_the_image_is_known_by_its_content_not_its_path(tmp_path: Path) -> None:
+    same = picture(tmp_path, "a.png", images.landscape(), "PNG")
+    assert same.path
+    copy = tmp_path / "copies" / "also-a.png"
+    copy.parent.mkdir()
+    shutil.copyfile(same.path, copy)
+    other = picture(tmp_path, "b.png", images.portrait(), "PNG")
+    moved = Start(str(copy), None, same.sha)
+    manifest = pd.concat([image_sweep([FOX], [same, other], ["1"]), image_sweep([BOAT], [moved], ["1"])])
+    page = build_report(manifest)
+    [sheet] = sheets(page)
+    assert sheet.columns == ["inputImage a.png", "inputImage b.png"], "two paths, one image: named as first seen"
+    assert [len(sheet.cards[(r, c)]) for r in (0, 1) for c in (0, 1)] == [1, 1, 1, 0]
+    listed = inputs_listed(page)
+    paths = {values[listed["names"].index("inputImage")] for values in listed["rows"].values()}
+    assert paths == {same.path, str(copy), other.path}, "each row's inputs list its path as given"
+
+
+def test_url_images_are_known_by_url_and_only_web_urls_are_loaded() -> None:
+    starts = [Start(url="https://cdn.example/frames/dawn%20sky.webp"), Start(url="http://127.0.0.1:9/u/b.png"),
+              Start(url="javascript:alert(1)")]  # fmt: skip
+    manifest = image_sweep([FOX], starts, ["1"])
+    page = build_report(manifest)
+    [sheet] = sheets(page)
+    assert sheet.columns == ["inputImage dawn sky.webp", "inputImage b.png", "inputImage alert(1)"]
+    assert [start_src(cards[0]) for cards in sheet.cards.values()] == [starts[0].url, starts[1].url, None]
+    assert "inputImageUrl" not in swept_inputs(manifest), "the URL is the image: no axis of its own"
+    assert "javascript:" not in "".join(n.attrs.get("src", "") for n in parse(page).find_all("img"))
+
+
+def test_the_url_follows_the_image_so_it_is_no_axis(three: list[Start]) -> None:
+    manifest = image_sweep([FOX], three, ["1", "2"])
+    urls = {s.sha: f"https://files.example/{n}.png" for n, s in enumerate(three)}
+    manifest["inputImageUrl"] = manifest["input_image_sha256"].map(urls)
+    assert swept_inputs(manifest) == ["seed", "inputImage"]
+    with pytest.raises(ValueError, match="the URL follows the image; use --rows inputImage"):
+        build_report(manifest, rows="inputImageUrl")
+    with pytest.raises(ValueError, match="did you mean inputImage"):
+        build_report(manifest, cols="inputImag")
+
+
+def test_an_unreadable_thumbnail_falls_back_to_the_url_then_to_nothing(three: list[Start]) -> None:
+    manifest = image_sweep([FOX], three, ["1"])
+    harbour, tower, _ = three
+    assert harbour.sha
+    [sheet] = sheets(build_report(manifest, thumbs={harbour.sha: (256, 192)}))
+    assert [start_src(cards[0]) for cards in sheet.cards.values()] == [f"thumbs/{harbour.sha}.jpg", tower.url, None]
+
+
+# ------------------------------------------------------------- text and image rows in one sweep
+
+
+def test_mixed_text_and_image_rows_show_the_model_per_row_not_as_an_axis(three: list[Start]) -> None:
+    text = sweep([FOX], {"seed": ["1", "2"]})
+    text = with_image_columns(text).assign(model=TEXT_TO_VIDEO)
+    pictures = image_sweep([BOAT], three[:2], ["1", "2"])
+    manifest = pd.concat([text[pictures.columns], pictures], ignore_index=True)
+    page = build_report(manifest, thumbs={s.sha: (256, 192) for s in three if s.sha})
+    [sheet] = sheets(page)
+    assert sheet.rows == [FOX, BOAT]
+    assert sheet.attrs == [["model text-to-video"], ["model image-to-video"]]
+    assert not [c for c in sheet.columns if "model" in c or "size" in c or "width" in c], sheet.columns
+    assert sum(len(c) for c in sheet.cards.values()) == len(manifest) == 6
+    fox_cards = [cards[0] for (r, _), cards in sheet.cards.items() if r == 0 and cards]
+    assert [start_src(c) for c in fox_cards] == [None, None], "a text row has no start image"
+    assert all(c.find_all("div", "media")[0].attrs["style"] == "aspect-ratio:832 / 480" for c in fox_cards)
+    fixed = parse(page).find_all("p", "fixed")[0].text()
+    assert "size 832*480 (text-to-video rows)" in fixed
+
+
+def test_with_the_image_across_a_text_rows_column_says_it_has_no_image(three: list[Start]) -> None:
+    manifest = image_sweep([FOX, BOAT], [None, three[0]], ["1"])
+    page = build_report(manifest)
+    [sheet] = sheets(page)
+    assert sheet.columns == ["inputImage no image · text-to-video", "inputImage harbour.png"]
+    assert sheet.attrs == [[], []], "the model follows the image: said once, in its column"
+    assert "no such combination" not in page
+
+
+def test_a_cell_takes_its_shape_from_its_width_and_height_else_from_its_image(three: list[Start]) -> None:
+    tall = three[1]
+    assert tall.sha
+    follows = build_report(image_sweep([FOX], [tall], ["1"]), thumbs={tall.sha: (171, 256)})
+    asked = build_report(image_sweep([FOX], [tall], ["1"], width=1280, height=704), thumbs={tall.sha: (171, 256)})
+    for page, ratio in ((follows, "171 / 256"), (asked, "1280 / 704")):
+        [sheet] = sheets(page)
+        [card] = sheet.cards[(0, 0)]
+        assert card.find_all("div", "media")[0].attrs["style"] == f"aspect-ratio:{ratio}"
+    assert "width 0 (the image's)" in parse(follows).find_all("p", "fixed")[0].text()
+
+
+def test_image_names_are_escaped(tmp_path: Path) -> None:
+    nasty = picture(tmp_path, 'x<img src=y onerror="alert(1)">.png', images.landscape(64, 48), "PNG")
+    page = build_report(image_sweep([FOX], [nasty, Start(url='https://e.example/a"b<c>.png')], ["1"]))
+    assert "<img src=y" not in page
+    assert 'a"b<c>' not in page
+    [sheet] = sheets(page)
+    assert sheet.columns[0] == 'inputImage x<img src=y onerror="alert(1)">.png', "and reads back as named"
+
+
+# ------------------------------------------------------------- the file edge, and in Chromium
+
+
+def write_out(out: Path, manifest: pd.DataFrame, video: bytes) -> None:
+    """An OUT on disk: the manifest (with its image columns) and the same MP4 for every succeeded row."""
+    (out / "videos").mkdir(parents=True, exist_ok=True)
+    for path in manifest.loc[manifest["status"] == "succeeded", "output_path"]:
+        (out / path).write_bytes(video)
+    pq.write_table(pa.Table.from_pandas(manifest, preserve_index=False), out / MANIFEST_PARQUET)
+
+
+def test_write_report_makes_missing_thumbnails_from_images_still_there(tmp_path: Path, three: list[Start]) -> None:
+    out = tmp_path / "out"
+    manifest = image_sweep([FOX], three, ["1"])
+    write_out(out, manifest, b"not played here")
+    harbour, tower, field = three
+    assert field.path
+    Path(field.path).write_bytes(images.encode(images.portrait(), "PNG"))  # changed since the sweep: no thumbnail
+    page = write_report(out).read_text(encoding="utf-8")
+    assert sorted(p.name for p in (out / "thumbs").iterdir()) == sorted(f"{s.sha}.jpg" for s in (harbour, tower))
+    [sheet] = sheets(page)
+    assert [start_src(cards[0]) for cards in sheet.cards.values()] == [
+        f"thumbs/{harbour.sha}.jpg", f"thumbs/{tower.sha}.jpg", None]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def image_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An OUT of 3 images x 2 prompts x 2 seeds, one row failed, thumbnails made as the runner makes them."""
+    folder = tmp_path_factory.mktemp("images")
+    three = [picture(folder, "harbour.png", images.landscape(), "PNG"),
+             picture(folder, "tower.jpg", images.portrait(), "JPEG"),
+             picture(folder, "field.png", images.landscape(320, 240)[::-1].copy(), "PNG")]  # fmt: skip
+    manifest = image_sweep([FOX, BOAT], three, ["1", "2"])
+    failed = manifest.index[5]
+    manifest.loc[failed, ["status", "error", "output_path"]] = ["failed", "RuntimeError: CUDA out of memory", ""]
+    out = tmp_path_factory.mktemp("out")
+    renders = tmp_path_factory.mktemp("renders")
+    video = render_like_the_emulator(renders, records(sweep([FOX], {"numFrames": ["17"]}))[0])
+    write_out(out, manifest, video)
+    thumbs_for(out, three)
+    write_report(out)
+    return out
+
+
+def test_chromium_shows_each_start_image_beside_its_video_and_on_the_image_header(
+    chromium: Browser,
+    image_out: Path,
+) -> None:
+    page = chromium.new_page(viewport={"width": 1900, "height": 1200})
+    errors = watch(page)
+    page.goto((image_out / REPORT).as_uri())
+    starts = page.locator("article.cell img.start")
+    assert starts.count() == 12
+    page.wait_for_function("[...document.querySelectorAll('img.start, th img.thumb')].every(i => i.complete)")
+    widths = starts.evaluate_all("imgs => imgs.map(i => i.naturalWidth)")
+    assert all(w > 0 for w in widths), ("every start image decoded", widths)
+    cell = page.locator("article.cell[data-status=succeeded]").first
+    start, media = cell.locator("img.start").bounding_box(), cell.locator(".media").bounding_box()
+    assert start
+    assert media
+    assert start["width"] > 20
+    assert start["height"] > 20
+    assert media["y"] + media["height"] <= start["y"] + 1, "under the video"
+    assert start["x"] < media["x"] + media["width"], "and within its card"
+    head = page.locator("thead th img.thumb")
+    assert head.count() == 3
+    assert head.evaluate_all("imgs => imgs.map(i => i.naturalWidth)") == [256, 171, 256]
+    assert page.locator("thead th").first.inner_text().split() == ["inputImage", "harbour.png"]
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_function("[...document.querySelectorAll('.media[data-src]')].every(m => m.querySelector('video'))")
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(SCREENS / "report-images.png"), full_page=True)
+    page.get_by_label("inputImage").select_option(label="tower.jpg")
+    assert page.locator("#shown").inner_text() == "4 of 12 cells shown"
+    assert errors == []
+    page.close()
