@@ -40,12 +40,13 @@ from .posters import ensure_posters, poster_path
 from .summary import summarize
 from .thumbnails import (
     IMAGE_INPUTS,
+    ONE_MODEL,
     TEXT_TO_VIDEO_MODEL,
     THUMBS,
     ensure_thumbnails,
     image_key,
     image_label,
-    is_sha256,  # fmt: skip
+    is_sha256,
     thumbnail_path,
     thumbnail_size,
     web_url,
@@ -56,12 +57,6 @@ REPORT = "report.html"
 STATUS_ORDER = ("succeeded", "failed", "timed_out", "cancelled", "skipped", "running", "pending")
 FIRST_SEEN_ORDER = ("prompt", "negativePrompt", "inputImage")  # kept in grid order; other inputs sort by value
 SHOWN = tuple(dict.fromkeys((*INPUTS, *IMAGE_INPUTS)))  # the inputs a sheet lays out
-ONE_MODEL = {
-    "size": "text-to-video",
-    "width": "image-to-video",
-    "height": "image-to-video",
-    "inputImageUrl": "image-to-video",
-}  # inputs of one model: empty on the other's rows, not a value
 MODEL = "model"
 
 Record = dict[str, Any]

@@ -15,7 +15,7 @@ import math
 import os
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -30,6 +30,8 @@ TEXT_TO_VIDEO_MODEL = "Wan-AI/Wan2.2-TI2V-5B-text-to-video"
 IMAGE_COLUMNS = {"model": "object", "inputImage": "object", "inputImageUrl": "object", "width": "Int64",
                  "height": "Int64", "input_image_sha256": "object"}  # fmt: skip
 IMAGE_INPUTS = ("inputImage", "inputImageUrl", "width", "height")  # after `seed`, as grid.INPUTS lists them
+ONE_MODEL = {"size": "text-to-video", "width": "image-to-video", "height": "image-to-video",
+             "inputImageUrl": "image-to-video"}  # fmt: skip  # one model's inputs: empty on the other's rows
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 logger = logging.getLogger("flows.thumbnails")
@@ -114,12 +116,12 @@ def is_sha256(value: str) -> bool:
     return bool(_SHA256.fullmatch(value))
 
 
-def image_key(record: dict[str, Any]) -> str:
+def image_key(record: Mapping[Any, Any]) -> str:
     """The identity of a row's start image: its content hash, else its URL, else its path; "" for none."""
     return text(record.get("input_image_sha256")) or text(record.get("inputImageUrl")) or text(record.get("inputImage"))
 
 
-def image_label(record: dict[str, Any]) -> str:
+def image_label(record: Mapping[Any, Any]) -> str:
     """What a person calls the image: its file name, or the last part of its URL."""
     path = text(record.get("inputImage"))
     if path:

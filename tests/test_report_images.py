@@ -7,6 +7,7 @@ image rows) over real PNG and JPEG files made with Pillow."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import shutil
 from collections.abc import Sequence
@@ -21,13 +22,17 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from flows.compare import COMPARE_CSV, COMPARE_PARQUET, compare_outs, write_comparison
 from flows.manifest import MANIFEST_PARQUET
 from flows.report import REPORT, build_report, swept_inputs, write_report
 from flows.runner import records
 from flows.thumbnails import MAX_SIDE, save_thumbnail, thumbnail_path, thumbnail_size, with_image_columns
+from wiro_tasks.emulator.video import render_mp4
 from wiro_tasks.inputs import IMAGE_TO_VIDEO, TEXT_TO_VIDEO
 
 from . import images
+from .nights import Row as NightRow
+from .nights import night
 from .test_report import (
     BOAT,
     FOX,
@@ -402,3 +407,88 @@ def test_chromium_shows_each_start_image_beside_its_video_and_on_the_image_heade
     assert page.locator("#shown").inner_text() == "4 of 12 cells shown"
     assert errors == []
     page.close()
+
+
+# ------------------------------------------------------------- compare
+
+
+def image_night(out: Path, manifest: pd.DataFrame, variants: dict[str, str], thumbs: Sequence[Start]) -> None:
+    """A finished image sweep on disk: each row's MP4 (its variant: what another model version draws), the
+    manifest with their real hashes, and the thumbnails of `thumbs`."""
+    (out / "videos").mkdir(parents=True)
+    manifest = manifest.copy()
+    for n, row in enumerate(cast(list[dict[str, Any]], manifest.to_dict("records"))):
+        data = render_mp4(width=320, height=240, num_frames=9, fps=8, prompt=row["prompt"], seed=row["seed"],
+                          variant=variants.get(row["row_id"], ""))  # fmt: skip
+        path = f"videos/{row['row_id']}.mp4"
+        (out / path).write_bytes(data)
+        manifest.loc[n, ["output_path", "output_sha256"]] = [path, hashlib.sha256(data).hexdigest()]
+    pq.write_table(pa.Table.from_pandas(manifest, preserve_index=False), out / MANIFEST_PARQUET)
+    thumbs_for(out, thumbs)
+
+
+def test_compare_carries_the_image_inputs_and_shows_each_changed_rows_start_image(
+    tmp_path: Path,
+    three: list[Start],
+    chromium: Browser,
+) -> None:
+    harbour, tower, _ = three
+    web = Start(url="https://cdn.example/frames/dawn.webp")
+    manifest = pd.concat([image_sweep([FOX], [harbour, tower, web], ["1"]), image_sweep([BOAT], [None], ["1"])],
+                         ignore_index=True)  # fmt: skip
+    ids = list(manifest["row_id"])
+    image_night(tmp_path / "a", manifest, {}, [tower])
+    image_night(tmp_path / "b", manifest, dict.fromkeys(ids[:3], "redraw:2"), [harbour])
+    comparison = compare_outs(tmp_path / "a", tmp_path / "b")
+    page = write_comparison(comparison)
+    assert comparison.counts["changed"] == 3
+    assert comparison.counts["identical"] == 1
+    table = pq.read_table(tmp_path / "b" / COMPARE_PARQUET)
+    for name, kind in (("model", pa.string()), ("inputImage", pa.string()), ("inputImageUrl", pa.string()),
+                       ("width", pa.int64()), ("height", pa.int64()), ("input_image_sha256", pa.string())):  # fmt: skip
+        assert table.schema.field(name).type == kind, name
+    rows = {r["row_id"]: r for r in table.to_pylist()}
+    assert rows[ids[0]]["inputImage"] == harbour.path
+    assert rows[ids[1]]["input_image_sha256"] == tower.sha
+    assert (rows[ids[1]]["width"], rows[ids[3]]["width"], rows[ids[3]]["model"]) == (0, None, TEXT_TO_VIDEO)
+    with (tmp_path / "b" / COMPARE_CSV).open(newline="") as handle:
+        assert {r["inputImage"] for r in csv.DictReader(handle)} == {harbour.path, tower.path, ""}
+    cards = {c.attrs["data-row-id"]: c for c in parse(page.read_text(encoding="utf-8")).find_all("article", "card")}
+    assert set(cards) == set(ids[:3]), "the changed rows"
+    shown = {rid: card.find_all("figure", "start")[0].find_all("img")[0].attrs["src"] for rid, card in cards.items()}
+    assert shown == {ids[0]: f"compare/thumbs/{harbour.sha}.jpg", ids[1]: f"compare/thumbs/{tower.sha}.jpg",
+                     ids[2]: web.url}, "CURRENT's thumbnail, else BASELINE's, else the image's URL"  # fmt: skip
+    assert "tower.jpg" in cards[ids[1]].text()
+    head = cards[ids[0]].find_all("div", "head")[0].text()
+    assert "inputImage harbour.png" in head
+    assert "size" not in head, "an image row has no size to show"
+    for sha in (harbour.sha, tower.sha):
+        assert (tmp_path / "b" / "compare" / "thumbs" / f"{sha}.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
+    browser = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    errors = watch(browser)
+    browser.route("https://cdn.example/**", lambda route: route.abort())  # no network in tests
+    browser.goto(page.as_uri())
+    card = browser.locator(f'article.card[data-row-id="{ids[0]}"]')
+    start = card.locator("figure.start img")
+    start.scroll_into_view_if_needed()
+    browser.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=start.element_handle(), timeout=5_000)
+    box, video = start.bounding_box(), card.locator("video").first.bounding_box()
+    assert box
+    assert video
+    assert box["x"] + box["width"] <= video["x"], "beside the two videos, on their left"
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    card.screenshot(path=str(SCREENS / "compare-start-image.png"))
+    assert [e for e in errors if "cdn.example" not in e] == []
+    browser.close()
+
+
+def test_compare_reads_manifests_from_before_images(tmp_path: Path) -> None:
+    night(tmp_path / "a", [NightRow(FOX), NightRow(BOAT)])
+    night(tmp_path / "b", [NightRow(FOX), NightRow(BOAT, variant="redraw:2")])
+    comparison = compare_outs(tmp_path / "a", tmp_path / "b")
+    page = write_comparison(comparison).read_text(encoding="utf-8")
+    table = pq.read_table(tmp_path / "b" / COMPARE_PARQUET)
+    for name in ("model", *IMAGE_COLUMNS):
+        assert table.column(name).null_count == len(table), name
+    assert "start" not in [c for n in parse(page).find_all("figure") for c in n.attrs.get("class", "").split()]
+    assert comparison.counts["changed"] == 1
