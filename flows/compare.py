@@ -41,7 +41,8 @@ COMPARE_CSV, COMPARE_PARQUET, COMPARE_HTML = "compare.csv", "compare.parquet", "
 ASSETS = "compare"  # CURRENT/compare/: frame strips, the baseline videos and the start images the page shows
 CHANGES = ("regressed", "gone", "undecodable", "changed", "fixed", "new", "failing", "similar", "identical")
 UNFINISHED = ("pending", "running")
-_NEEDED = ("row_id", *INPUTS, "status", "error", "output_path", "output_sha256", "cost_usd", "elapsed_seconds")
+_NEEDED = ("row_id", *(n for n in INPUTS if n not in IMAGE_COLUMNS), "status", "error", "output_path",
+           "output_sha256", "cost_usd", "elapsed_seconds")  # fmt: skip
 # A row's inputs as the compare files carry them: the manifest's, image columns included (null in an
 # older manifest, which has none), in the manifest's order.
 CARRIED = ("model", *dict.fromkeys((*INPUTS, *IMAGE_INPUTS)), "input_image_sha256")

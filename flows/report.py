@@ -39,6 +39,7 @@ from .manifest import MANIFEST_PARQUET, read_manifest
 from .posters import ensure_posters, poster_path
 from .summary import summarize
 from .thumbnails import (
+    IMAGE_COLUMNS,
     IMAGE_INPUTS,
     ONE_MODEL,
     TEXT_TO_VIDEO_MODEL,
@@ -198,7 +199,8 @@ def build_report(manifest: pd.DataFrame, *, rows: str = "prompt", cols: str | No
 
     `posters` names the videos (manifest `output_path`) that have a poster image beside them;
     `thumbs` the start images (sha256) with a thumbnail under `thumbs/`, and its width and height."""
-    needed = ("row_id", *INPUTS, "status", "error", "cost_usd", "elapsed_seconds")
+    given = (n for n in INPUTS if n not in IMAGE_COLUMNS)  # an older manifest has no image columns
+    needed = ("row_id", *given, "status", "error", "cost_usd", "elapsed_seconds")
     missing = [c for c in needed if c not in manifest.columns]
     if missing:
         raise ValueError(f"the manifest has no column {missing[0]!r}")
