@@ -45,7 +45,6 @@ from .thumbnails import (
     TEXT_TO_VIDEO_MODEL,
     THUMBS,
     ensure_thumbnails,
-    image_key,
     image_label,
     is_sha256,
     thumbnail_path,
@@ -59,6 +58,8 @@ STATUS_ORDER = ("succeeded", "failed", "timed_out", "cancelled", "skipped", "run
 FIRST_SEEN_ORDER = ("prompt", "negativePrompt", "inputImage")  # kept in grid order; other inputs sort by value
 SHOWN = tuple(dict.fromkeys((*INPUTS, *IMAGE_INPUTS)))  # the inputs a sheet lays out
 MODEL = "model"
+_READ = frozenset({"row_id", *SHOWN, MODEL, "input_image_sha256", "image_path", "status", "error", "output_path",
+                   "cost_usd", "elapsed_seconds", "task_id", "attempts", "source"})  # fmt: skip  # what a cell shows
 
 Record = dict[str, Any]
 
@@ -78,7 +79,7 @@ def swept_inputs(manifest: pd.DataFrame) -> list[str]:
     """The inputs (prompt included) that take more than one value across the manifest; an image's
     URL only when it does not follow the image."""
     view = _view(manifest)
-    swept = [name for name in SHOWN if _values(view, name).nunique() > 1]
+    swept = [name for name in SHOWN if not _blank(view[name]) and _values(view, name).nunique() > 1]
     if "inputImageUrl" in swept and _url_follows(view):
         swept.remove("inputImageUrl")
     return swept
@@ -90,9 +91,17 @@ def _view(manifest: pd.DataFrame) -> pd.DataFrame:
     if "image_path" in manifest.columns:
         return manifest
     manifest = with_image_columns(manifest)
-    columns = ["input_image_sha256", "inputImageUrl", "inputImage"]
-    keys = [image_key(r) for r in cast(list[Record], manifest[columns].to_dict("records"))]
+    columns = ("input_image_sha256", "inputImageUrl", "inputImage")
+    if all(_blank(manifest[c]) for c in columns):  # a text-to-video sweep
+        return manifest.assign(image_path=manifest["inputImage"], inputImage="")
+    sha, url, path = (manifest[c].map(_text) for c in columns)
+    keys = sha.where(sha != "", url.where(url != "", path))  # as image_key: content, else URL, else path
     return manifest.assign(image_path=manifest["inputImage"], inputImage=keys)
+
+
+def _blank(values: pd.Series) -> bool:
+    """No value at all: every cell missing or ""."""
+    return bool((values.isna() | (values.astype(object) == "")).all())
 
 
 def _values(view: pd.DataFrame, name: str) -> pd.Series:
@@ -110,7 +119,8 @@ def _models(view: pd.DataFrame) -> list[str]:
     return sorted({m for m in view[MODEL].map(_text) if m})
 
 
-def plan_layout(manifest: pd.DataFrame, rows: str = "prompt", cols: str | None = None) -> Layout:
+def plan_layout(manifest: pd.DataFrame, rows: str = "prompt", cols: str | None = None, *,
+                swept: list[str] | None = None) -> Layout:  # fmt: skip
     """Rows and cols as asked (comma-separated input names). A swept input left over that takes one
     value in each row goes in the row's header, and so does the model when one sweep holds text and
     image rows; by default the others are the columns (the image first), and when cols are given the
@@ -118,7 +128,7 @@ def plan_layout(manifest: pd.DataFrame, rows: str = "prompt", cols: str | None =
     view = _view(manifest)
     follows = _url_follows(view)
     row_names = _names(rows, "rows", follows)
-    swept = swept_inputs(view)
+    swept = swept_inputs(view) if swept is None else swept
     col_names = None if cols is None else _names(cols, "cols", follows)
     both = [n for n in row_names if n in (col_names or ())]
     if both:
@@ -205,11 +215,11 @@ def build_report(manifest: pd.DataFrame, *, rows: str = "prompt", cols: str | No
     if missing:
         raise ValueError(f"the manifest has no column {missing[0]!r}")
     view = _view(manifest)
-    layout = plan_layout(view, rows, cols)
-    records = cast(list[Record], view.to_dict("records"))
     swept = swept_inputs(view)
+    layout = plan_layout(view, rows, cols, swept=swept)
+    records = cast(list[Record], view[[c for c in view.columns if c in _READ]].to_dict("records"))
     params = {name: f"p{i}" for i, name in enumerate(swept)}
-    ranks = _ranks(records, SHOWN)
+    ranks = _ranks(records, dict.fromkeys((*swept, *layout.groups, *layout.rows, *layout.cols)))
     show = _Show(records, thumbs or {}, mixed=len(_models(view)) > 1)
 
     def key(record: Record, names: tuple[str, ...]) -> tuple[str, ...]:
@@ -243,7 +253,7 @@ def build_report(manifest: pd.DataFrame, *, rows: str = "prompt", cols: str | No
         sections.append({"heading": show.pairs(layout.groups, group), "head": _head(layout, columns, show),
                          "width": max(len(columns), 1), "rows": body})  # fmt: skip
     optional = (*IMAGE_INPUTS, "input_image_sha256", MODEL)  # listed for the rows that have them
-    present = {n for n in optional if any(_text(r.get(n)) for r in records)}
+    present = {n for n in optional if not _blank(view["image_path" if n == "inputImage" else n])}
     listed = [n for n in (*SHOWN, "input_image_sha256", MODEL, "row_id", "task_id", "attempts", "source")
               if n not in optional or n in present]  # fmt: skip
     values = ["image_path" if n == "inputImage" else n for n in listed]
@@ -366,7 +376,7 @@ def _card(record: Record, swept: list[str], params: dict[str, str], posters: fro
         "label": _label(status),
         "row_id": _text(record.get("row_id")),
         "data": [(params[n], _text(record.get(n))) for n in swept],
-        "ratio": _frame(record) or image.get("ratio") or _ratio(_text(record.get("size"))),
+        "ratio": ((_frame(record) or image["ratio"]) if image else "") or _ratio(_text(record.get("size"))),
         "video": _href(path) if playable else "",
         "poster": _href(str(poster_path(Path(path)))) if playable and path in posters else "",
         "start": image if image.get("src") else None,
