@@ -55,7 +55,7 @@ from .thumbnails import (
 
 REPORT = "report.html"
 STATUS_ORDER = ("succeeded", "failed", "timed_out", "cancelled", "skipped", "running", "pending")
-FIRST_SEEN_ORDER = ("prompt", "negativePrompt", "inputImage")  # kept in grid order; other inputs sort by value
+FIRST_SEEN_ORDER = ("prompt", "negativePrompt", "inputImage", "model")  # kept in grid order; other inputs sort by value
 SHOWN = tuple(dict.fromkeys((*INPUTS, *IMAGE_INPUTS)))  # the inputs a sheet lays out
 MODEL = "model"
 _READ = frozenset({"row_id", *SHOWN, MODEL, "input_image_sha256", "image_path", "status", "error", "output_path",
@@ -124,7 +124,7 @@ def plan_layout(manifest: pd.DataFrame, rows: str = "prompt", cols: str | None =
     """Rows and cols as asked (comma-separated input names). A swept input left over that takes one
     value in each row goes in the row's header, and so does the model when one sweep holds text and
     image rows; by default the others are the columns (the image first), and when cols are given the
-    others head sections."""
+    others head sections. With the image across, text and image rows are sections of their own."""
     view = _view(manifest)
     follows = _url_follows(view)
     row_names = _names(rows, "rows", follows)
@@ -138,10 +138,14 @@ def plan_layout(manifest: pd.DataFrame, rows: str = "prompt", cols: str | None =
     candidates = [n for n in left if n != "prompt"] + ([MODEL] if len(_models(view)) > 1 else [])
     per_row = [n for n in candidates if view[n].map(_text).groupby(
         [keys[r] for r in row_names]).nunique().max() == 1]  # fmt: skip
+    if "inputImage" in (*row_names, *per_row):  # its label says "no image · text-to-video" already
+        per_row = [n for n in per_row if n != MODEL]
     left = [n for n in left if n not in per_row]
     if col_names is None:
         col_names = tuple(sorted((n for n in left if n != "prompt"), key=lambda n: n != "inputImage"))
         left = [n for n in left if n not in col_names]
+    if "inputImage" in col_names and len(_models(view)) > 1:  # text rows have no image: a section of their own
+        per_row, left = [n for n in per_row if n != MODEL], [MODEL, *left]
     return Layout(tuple(left), row_names, col_names, tuple(per_row))
 
 
@@ -229,15 +233,20 @@ def build_report(manifest: pd.DataFrame, *, rows: str = "prompt", cols: str | No
         return sorted(set(keys), key=lambda k: [ranks[n][v] for n, v in zip(names, k, strict=True)])
 
     columns = ordered((key(r, layout.cols) for r in records), layout.cols)
+    by_model = MODEL in layout.groups  # sections by model: each its own columns (text rows: no image level)
     by_group: dict[tuple[str, ...], list[Record]] = {}
     for record in records:
         by_group.setdefault(key(record, layout.groups), []).append(record)
     sections = []
     for group in ordered(by_group, layout.groups):
         members = by_group[group]
+        names = layout.cols
+        if by_model:
+            names = tuple(n for n in names if n != "inputImage" or any(r["inputImage"] for r in members))
+            columns = ordered((key(r, names) for r in members), names)
         cells: dict[tuple[tuple[str, ...], tuple[str, ...]], list[Record]] = {}
         for record in members:
-            cells.setdefault((key(record, layout.rows), key(record, layout.cols)), []).append(record)
+            cells.setdefault((key(record, layout.rows), key(record, names)), []).append(record)
         body = []
         for row in ordered((key(r, layout.rows) for r in members), layout.rows):
             found = [cells.get((row, col), []) for col in columns]
@@ -250,7 +259,7 @@ def build_report(manifest: pd.DataFrame, *, rows: str = "prompt", cols: str | No
                 "tally": [(_slug(s), n, _label(s)) for s, n in _by_status({s: statuses.count(s) for s in statuses})],
                 "cells": [[_card(r, swept, params, posters, layout.attrs, show) for r in rs] for rs in found],
             })  # fmt: skip
-        sections.append({"heading": show.pairs(layout.groups, group), "head": _head(layout, columns, show),
+        sections.append({"heading": show.pairs(layout.groups, group), "head": _head(names, columns, show),
                          "width": max(len(columns), 1), "rows": body})  # fmt: skip
     optional = (*IMAGE_INPUTS, "input_image_sha256", MODEL)  # listed for the rows that have them
     present = {n for n in optional if not _blank(view["image_path" if n == "inputImage" else n])}
@@ -319,7 +328,7 @@ def _header(view: pd.DataFrame, layout: Layout, swept: list[str], title: str, sh
         name, text, src = show.pair(name, values.iloc[0] if len(values) else "")
         fixed.append((name, f"{text} ({ONE_MODEL[name]} rows)" if show.mixed and name in ONE_MODEL else text, src))
     models = _models(view)
-    if models and models != [TEXT_TO_VIDEO_MODEL] and MODEL not in layout.attrs:
+    if models and models != [TEXT_TO_VIDEO_MODEL] and MODEL not in (*layout.attrs, *layout.groups):
         fixed.append(show.pair(MODEL, models[0]) if len(models) == 1 else (MODEL, "text-to-video without an image, "
                      "image-to-video with one", ""))  # fmt: skip
     axes = f"rows: {' × '.join(layout.rows)} · columns: {' × '.join(layout.cols) or '—'}"
@@ -342,12 +351,12 @@ def _filters(view: pd.DataFrame, swept: list[str], params: dict[str, str],
     }
 
 
-def _head(layout: Layout, columns: list[tuple[str, ...]], show: _Show) -> list[list[dict[str, Any]]]:
+def _head(names: tuple[str, ...], columns: list[tuple[str, ...]], show: _Show) -> list[list[dict[str, Any]]]:
     """One header row per column input; equal neighbours merge, and `cols` lets the filters re-span them."""
-    if not layout.cols:
+    if not names:
         return [[{"span": 1, "cols": "0", "pair": ("", "video", "")}]]
     levels: list[list[dict[str, Any]]] = []
-    for level, name in enumerate(layout.cols):
+    for level, name in enumerate(names):
         ths, start = [], 0
         while start < len(columns):
             end = start + 1
@@ -370,6 +379,7 @@ def _card(record: Record, swept: list[str], params: dict[str, str], posters: fro
     playable = status == "succeeded" and bool(path)
     reason = error or ("no video was saved" if status == "succeeded" else f"{_label(status)}: no reason recorded")
     image = show.images.get(_text(record.get("inputImage")), {}) if record.get("inputImage") else {}
+    shown = [(n, _text(record.get(n))) for n in swept if n != "prompt" and n not in attrs]  # the other model's: none
     return {
         "status": status,
         "slug": _slug(status),
@@ -385,7 +395,7 @@ def _card(record: Record, swept: list[str], params: dict[str, str], posters: fro
         "reason": reason,
         "cost": _money(_decimal(record.get("cost_usd"))),
         "time": _seconds(_float(record.get("elapsed_seconds"))),
-        "shown": [(n, show.text(n, _text(record.get(n)))) for n in swept if n != "prompt" and n not in attrs],
+        "shown": [(n, show.text(n, v)) for n, v in shown if v or (n not in ONE_MODEL and n != "inputImage")],
         "note": error if error and status == "succeeded" else "",
     }
 

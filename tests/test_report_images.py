@@ -27,8 +27,8 @@ from PIL import Image
 from flows.compare import COMPARE_CSV, COMPARE_PARQUET, compare_outs, write_comparison
 from flows.manifest import MANIFEST_PARQUET
 from flows.report import REPORT, build_report, swept_inputs, write_report
-from flows.runner import records
 from flows.thumbnails import MAX_SIDE, save_thumbnail, thumbnail_path, thumbnail_size, with_image_columns
+from wiro_tasks.emulator.i2v import fit_frame, i2v_size
 from wiro_tasks.emulator.video import render_mp4
 from wiro_tasks.inputs import IMAGE_TO_VIDEO, TEXT_TO_VIDEO
 
@@ -41,7 +41,6 @@ from .test_report import (
     Node,
     inputs_listed,
     parse,
-    render_like_the_emulator,
     sheets,
     sweep,
     video_src,
@@ -285,31 +284,60 @@ def test_an_unreadable_thumbnail_falls_back_to_the_url_then_to_nothing(three: li
 # ------------------------------------------------------------- text and image rows in one sweep
 
 
-def test_mixed_text_and_image_rows_show_the_model_per_row_not_as_an_axis(three: list[Start]) -> None:
-    text = sweep([FOX], {"seed": ["1", "2"]})
-    text = with_image_columns(text).assign(model=TEXT_TO_VIDEO)
+def mixed(three: list[Start]) -> pd.DataFrame:
+    """The fox as text-to-video, the boat from two images; two seeds each."""
+    text = with_image_columns(sweep([FOX], {"seed": ["1", "2"]})).assign(model=TEXT_TO_VIDEO)
     pictures = image_sweep([BOAT], three[:2], ["1", "2"])
-    manifest = pd.concat([text[pictures.columns], pictures], ignore_index=True)
+    return pd.concat([text[pictures.columns], pictures], ignore_index=True)
+
+
+def test_text_and_image_rows_in_one_sweep_are_sections_by_model_with_no_empty_cells(three: list[Start]) -> None:
+    """With the image across, text rows would fill only a "no image" column and image rows only the
+    image columns: each model gets its section, and its own columns."""
+    manifest = mixed(three)
     page = build_report(manifest, thumbs={s.sha: (256, 192) for s in three if s.sha})
-    [sheet] = sheets(page)
-    assert sheet.rows == [FOX, BOAT]
-    assert sheet.attrs == [["model text-to-video"], ["model image-to-video"]]
-    assert not [c for c in sheet.columns if "model" in c or "size" in c or "width" in c], sheet.columns
-    assert sum(len(c) for c in sheet.cards.values()) == len(manifest) == 6
-    fox_cards = [cards[0] for (r, _), cards in sheet.cards.items() if r == 0 and cards]
+    text, pictures = sheets(page)
+    assert (text.heading, pictures.heading) == ("model text-to-video", "model image-to-video")
+    assert (text.rows, text.columns) == ([FOX], ["seed 1", "seed 2"])
+    assert (pictures.rows, pictures.columns) == ([BOAT], [f"inputImage {n} · seed {s}" for n in ("harbour.png",
+                                                 "tower.jpg") for s in "12"])  # fmt: skip
+    assert "no such combination" not in page
+    assert text.attrs == pictures.attrs == [[]], "the model heads the section: not repeated per row"
+    assert not [c for c in text.columns + pictures.columns if "model" in c or "size" in c or "width" in c]
+    fox_cards = [cards[0] for cards in text.cards.values()]
     assert [start_src(c) for c in fox_cards] == [None, None], "a text row has no start image"
+    assert [c.find_all("div", "params")[0].text() for c in fox_cards] == ["seed 1", "seed 2"], "nor says so per cell"
     assert all(c.find_all("div", "media")[0].attrs["style"] == "aspect-ratio:832 / 480" for c in fox_cards)
+    assert [start_src(cards[0]) for cards in pictures.cards.values()] == [f"thumbs/{s.sha}.jpg" for s in three[:2]
+                                                                          for _ in "12"]  # fmt: skip
     fixed = parse(page).find_all("p", "fixed")[0].text()
     assert "size 832*480 (text-to-video rows)" in fixed
+    assert "width 0 (the image's) (image-to-video rows)" in fixed
+    assert "model" not in fixed, "the sections say it"
 
 
-def test_with_the_image_across_a_text_rows_column_says_it_has_no_image(three: list[Start]) -> None:
+def test_text_and_image_rows_with_seeds_across_show_the_model_in_each_rows_header(three: list[Start]) -> None:
+    manifest = mixed(three)
+    [sheet] = sheets(build_report(manifest, rows="prompt,inputImage", cols="seed"))
+    assert sheet.rows == [f"prompt {FOX} inputImage no image · text-to-video", f"prompt {BOAT} inputImage harbour.png",
+                          f"prompt {BOAT} inputImage tower.jpg"]  # fmt: skip
+    assert (sheet.columns, sheet.attrs) == (["seed 1", "seed 2"], [[], [], []])
+    [sheet] = sheets(build_report(manifest[manifest["inputImage"].isna() | (manifest["inputImage"] == three[0].path)],
+                                  cols="seed"))  # fmt: skip
+    assert sheet.rows == [FOX, BOAT]
+    assert sheet.attrs == [["inputImage no image · text-to-video"], ["inputImage harbour.png"]]
+    assert "model" not in str(sheet.attrs), "the image's label says which model, once"
+    raw = manifest.assign(inputImage=None, input_image_sha256=None)  # the boat's rows from URLs: same shape
+    raw.loc[raw["model"] == IMAGE_TO_VIDEO, "inputImageUrl"] = "https://e.example/one.png"
+    [sheet] = sheets(build_report(raw, cols="seed"))
+    assert sheet.attrs == [["inputImage no image · text-to-video"], ["inputImage one.png"]]
+
+
+def test_the_image_as_rows_names_the_text_rows_row(three: list[Start]) -> None:
     manifest = image_sweep([FOX, BOAT], [None, three[0]], ["1"])
-    page = build_report(manifest)
-    [sheet] = sheets(page)
-    assert sheet.columns == ["inputImage no image · text-to-video", "inputImage harbour.png"]
-    assert sheet.attrs == [[], []], "the model follows the image: said once, in its column"
-    assert "no such combination" not in page
+    fox, boat = sheets(build_report(manifest, rows="inputImage", cols="seed"))
+    assert fox.rows == boat.rows == ["inputImage no image · text-to-video", "inputImage harbour.png"]
+    assert fox.attrs == boat.attrs == [[], []], "the model follows the image: said once, in its label"
 
 
 def test_a_cell_takes_its_shape_from_its_width_and_height_else_from_its_image(three: list[Start]) -> None:
@@ -334,6 +362,15 @@ def test_image_names_are_escaped(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------- the file edge, and in Chromium
+
+
+def start_video(image: Path, row: dict[str, Any]) -> bytes:
+    """The MP4 the emulator's image-to-video model makes of a row: its first frame is its start image."""
+    with Image.open(image) as opened:
+        width, height = i2v_size(*opened.size)
+    return render_mp4(width=width, height=height, num_frames=int(row["numFrames"]), fps=int(row["fps"]),
+                      prompt=row["prompt"], seed=row["seed"], label=f"{width}x{height}",
+                      first_frame=fit_frame(image, width, height))  # fmt: skip
 
 
 def write_out(out: Path, manifest: pd.DataFrame, video: bytes) -> None:
@@ -365,13 +402,13 @@ def image_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     three = [picture(folder, "harbour.png", images.landscape(), "PNG"),
              picture(folder, "tower.jpg", images.portrait(), "JPEG"),
              picture(folder, "field.png", images.landscape(320, 240)[::-1].copy(), "PNG")]  # fmt: skip
-    manifest = image_sweep([FOX, BOAT], three, ["1", "2"])
+    manifest = image_sweep([FOX, BOAT], three, ["1", "2"]).assign(numFrames=17)
     failed = manifest.index[5]
     manifest.loc[failed, ["status", "error", "output_path"]] = ["failed", "RuntimeError: CUDA out of memory", ""]
     out = tmp_path_factory.mktemp("out")
-    renders = tmp_path_factory.mktemp("renders")
-    video = render_like_the_emulator(renders, records(sweep([FOX], {"numFrames": ["17"]}))[0])
-    write_out(out, manifest, video)
+    write_out(out, manifest, b"")
+    for row in cast(list[dict[str, Any]], manifest[manifest["status"] == "succeeded"].to_dict("records")):
+        (out / row["output_path"]).write_bytes(start_video(Path(row["inputImage"]), row))
     thumbs_for(out, three)
     write_report(out)
     return out
