@@ -266,7 +266,7 @@ def build_report(manifest: pd.DataFrame, *, rows: str = "prompt", cols: str | No
     listed = [n for n in (*SHOWN, "input_image_sha256", MODEL, "row_id", "task_id", "attempts", "source")
               if n not in optional or n in present]  # fmt: skip
     values = ["image_path" if n == "inputImage" else n for n in listed]
-    inputs = {"names": listed, "optional": sorted(present),
+    inputs = {"names": listed, "optional": sorted({*present, *ONE_MODEL}),
               "rows": {_text(r.get("row_id")): [_text(r.get(n)) for n in values] for r in records}}  # fmt: skip
     page = {**_header(view, layout, swept, title, show), "sections": sections, "inputs": inputs,
             **_filters(view, swept, params, ranks, show)}  # fmt: skip

@@ -442,6 +442,13 @@ def test_chromium_shows_each_start_image_beside_its_video_and_on_the_image_heade
     page.wait_for_function("[...document.querySelectorAll('.media[data-src]')].every(m => m.querySelector('video'))")
     page.wait_for_timeout(500)
     page.screenshot(path=str(SCREENS / "report-images.png"), full_page=True)
+    cell.locator("summary").click()
+    cell.locator("dl").wait_for()
+    listed = dict(zip(cell.locator("dt").all_inner_texts(), cell.locator("dd").all_inner_texts(), strict=True))
+    assert listed["inputImage"].endswith("harbour.png"), "the path as given"
+    assert len(listed["input_image_sha256"]) == 64
+    assert (listed["width"], listed["model"]) == ("0", IMAGE_TO_VIDEO)
+    assert "size" not in listed, "an image row has none"
     page.get_by_label("inputImage").select_option(label="tower.jpg")
     assert page.locator("#shown").inner_text() == "4 of 12 cells shown"
     assert errors == []

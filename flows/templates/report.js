@@ -44,7 +44,7 @@
     const cell = details.closest('article.cell');
     const values = inputs.rows[cell.dataset.rowId] || [];
     const list = document.createElement('dl');
-    const optional = new Set(inputs.optional);  // the image columns: listed only for a row that has them
+    const optional = new Set(inputs.optional);  // one model's inputs, the image's: listed for the rows that have them
     inputs.names.forEach((name, i) => {
       if (!values[i] && optional.has(name)) return;
       list.append(item('dt', name), item('dd', values[i] || '—'));
