@@ -34,16 +34,23 @@ import pyarrow.parquet as pq
 from .grid import INPUTS
 from .manifest import COST_TYPE, MANIFEST_PARQUET, SCHEMA, atomic_write, money_text, read_manifest
 from .summary import Summary, summarize
+from .thumbnails import IMAGE_COLUMNS, IMAGE_INPUTS, THUMBS, image_label, with_image_columns
 from .videodiff import SAMPLES, VideoDiff, diff_videos
 
 COMPARE_CSV, COMPARE_PARQUET, COMPARE_HTML = "compare.csv", "compare.parquet", "compare.html"
-ASSETS = "compare"  # CURRENT/compare/: frame strips, and the baseline videos the page plays
+ASSETS = "compare"  # CURRENT/compare/: frame strips, the baseline videos and the start images the page shows
 CHANGES = ("regressed", "gone", "undecodable", "changed", "fixed", "new", "failing", "similar", "identical")
 UNFINISHED = ("pending", "running")
-_NEEDED = ("row_id", *INPUTS, "status", "error", "output_path", "output_sha256", "cost_usd", "elapsed_seconds")
+_NEEDED = ("row_id", *(n for n in INPUTS if n not in IMAGE_COLUMNS), "status", "error", "output_path",
+           "output_sha256", "cost_usd", "elapsed_seconds")  # fmt: skip
+# A row's inputs as the compare files carry them: the manifest's, image columns included (null in an
+# older manifest, which has none), in the manifest's order.
+CARRIED = ("model", *dict.fromkeys((*INPUTS, *IMAGE_INPUTS)), "input_image_sha256")
+_IMAGE_TYPES = {name: pa.int64() if dtype == "Int64" else pa.string() for name, dtype in IMAGE_COLUMNS.items()}
 
 COLUMNS = pa.schema(
-    [*(SCHEMA.field(name) for name in ("row_id", *INPUTS)),
+    [pa.field("row_id", pa.string()),
+     *(SCHEMA.field(n) if n in SCHEMA.names else pa.field(n, _IMAGE_TYPES[n]) for n in CARRIED),
      ("change", pa.string()), ("regressed", pa.bool_()), ("note", pa.string()),
      ("status_baseline", pa.string()), ("status_current", pa.string()),
      ("output_changed", pa.bool_()), ("psnr_db", pa.float64()), ("video_change", pa.string()),
@@ -121,7 +128,9 @@ class Comparison:
         shown = self.rows[self.rows["regressed"] | self.rows["change"].isin(("gone", "undecodable", "changed", "new"))]
         for row in shown.head(limit).to_dict("records"):
             label = "regressed" if row["regressed"] else row["change"]
-            lines.append(f"  {label:<11} {row['row_id'][:8]}  {_short(row['prompt'], 40)}  seed {row['seed']}: "
+            image = f"  image {_short(image_label(row), 30)}" if text(row["input_image_sha256"] or
+                                                                   row["inputImageUrl"]) else ""  # fmt: skip
+            lines.append(f"  {label:<11} {row['row_id'][:8]}  {_short(row['prompt'], 40)}{image}  seed {row['seed']}: "
                          f"{row['note']}")  # fmt: skip
         if len(shown) > limit:
             lines.append(f"  …and {len(shown) - limit} more in {self.current / COMPARE_CSV}")
@@ -160,6 +169,7 @@ def load_out(out: Path, role: str) -> pd.DataFrame:
     missing = [c for c in _NEEDED if c not in manifest.columns]
     if missing:
         raise CompareError(f"{role} {out / MANIFEST_PARQUET}: not a wiro-sweep manifest (no column {missing[0]})")
+    manifest = with_image_columns(manifest)
     odd = manifest["row_id"][~manifest["row_id"].astype(str).str.fullmatch(r"[0-9a-f]{8,64}")]
     if len(odd):
         raise CompareError(
@@ -195,7 +205,9 @@ def join(baseline: pd.DataFrame, current: pd.DataFrame) -> list[dict[str, Any]]:
         sides = {"baseline": before.get(row_id), "current": after.get(row_id)}
         inputs = sides["current"] or sides["baseline"]
         assert inputs is not None
-        row: dict[str, Any] = {"row_id": row_id, **{name: inputs[name] for name in INPUTS}}
+        row: dict[str, Any] = {"row_id": row_id, **{name: _value(inputs.get(name)) for name in CARRIED}}
+        for name in ("width", "height"):
+            row[name] = None if row[name] is None else int(row[name])
         for role, side in sides.items():
             row[f"status_{role}"] = side["status"] if side else None
             row[f"error_{role}"] = (side["error"] or "") if side else None
@@ -206,6 +218,11 @@ def join(baseline: pd.DataFrame, current: pd.DataFrame) -> list[dict[str, Any]]:
             row[f"elapsed_{role}"] = None if elapsed is None or pd.isna(elapsed) else float(elapsed)
         joined.append(row)
     return joined
+
+
+def _value(value: Any) -> Any:
+    """A manifest cell as the compare table holds it: None where it is missing (NaN, NA)."""
+    return None if value is None or value is pd.NA or (isinstance(value, float) and value != value) else value
 
 
 def video(out: Path, output_path: str) -> Path | None:
@@ -313,7 +330,7 @@ def compare_outs(baseline: Path, current: Path, thresholds: Thresholds | None = 
 
 def write_comparison(comparison: Comparison) -> Path:
     """CURRENT/compare.{csv,parquet,html} and CURRENT/compare/, each replaced whole; the page's path."""
-    from .compare_page import build_page, shown_videos
+    from .compare_page import build_page, shown_thumbnails, shown_videos
 
     out = comparison.current
     assets = out / f".{ASSETS}.{os.getpid()}.{threading.get_ident()}.tmp"
@@ -326,6 +343,9 @@ def write_comparison(comparison: Comparison) -> Path:
         for row_id, source in shown_videos(comparison).items():
             if source.is_file():
                 _link(source, assets / "baseline" / f"{row_id}{source.suffix}")
+        for sha, source in shown_thumbnails(comparison).items():
+            (assets / THUMBS).mkdir(exist_ok=True)
+            _link(source, assets / THUMBS / f"{sha}.jpg")
         if (out / ASSETS).exists():
             os.replace(out / ASSETS, old)
         os.replace(assets, out / ASSETS)

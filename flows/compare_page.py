@@ -4,6 +4,8 @@
 manifests is escaped) with its CSS and script inlined, so the page needs no network. Videos
 are relative links: CURRENT's own under `videos/`, BASELINE's linked into `CURRENT/compare/
 baseline/` by `write_comparison`, so CURRENT can be copied anywhere and still play both sides.
+An image-to-video row shows its start image beside its two videos: the thumbnail either OUT made,
+linked into `CURRENT/compare/thumbs/`, else the image's http(s) URL.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pandas as pd
 from .compare import ASSETS, Comparison, video
 from .compare import text as _str
 from .grid import INPUTS
+from .thumbnails import IMAGE_INPUTS, ONE_MODEL, THUMBS, image_label, is_sha256, thumbnail_path, web_url
 
 CARDS = (  # sections of cards, in the order a reader wants them
     ("regressions", "Regressions", lambda r: bool(r["regressed"]) or r["change"] == "gone"),
@@ -52,6 +55,18 @@ def shown_videos(comparison: Comparison) -> dict[str, Path]:
     return shown
 
 
+def shown_thumbnails(comparison: Comparison) -> dict[str, Path]:
+    """The start-image thumbnail of every card the page shows, from CURRENT or else BASELINE: sha256 -> file."""
+    shown: dict[str, Path] = {}
+    for row in _card_rows(comparison.rows):
+        sha = _str(row["input_image_sha256"])
+        if is_sha256(sha) and sha not in shown:
+            found = [p for o in (comparison.current, comparison.baseline) if (p := thumbnail_path(o, sha)).is_file()]
+            if found:
+                shown[sha] = found[0]
+    return shown
+
+
 def _records(rows: pd.DataFrame) -> list[dict[str, Any]]:
     return cast(list[dict[str, Any]], rows.to_dict("records"))
 
@@ -64,11 +79,12 @@ def build_page(comparison: Comparison) -> str:
     """The whole page as one string."""
     env = _environment()
     rows = _records(comparison.rows)
-    swept = [name for name in INPUTS if comparison.rows[name].astype(str).nunique() > 1 and name != "prompt"]
+    swept = _swept(comparison.rows)
     baseline_videos = shown_videos(comparison)
+    thumbnails = shown_thumbnails(comparison)
     sections = []
     for key, title, pick in CARDS:
-        cards = [_card(r, comparison, swept, r["row_id"] in baseline_videos) for r in rows if pick(r)]
+        cards = [_card(r, comparison, swept, r["row_id"] in baseline_videos, thumbnails) for r in rows if pick(r)]
         if cards:
             sections.append({"key": key, "title": title, "cards": cards})
     counts = comparison.counts
@@ -98,7 +114,19 @@ def build_page(comparison: Comparison) -> str:
     )
 
 
-def _card(row: dict[str, Any], comparison: Comparison, swept: list[str], has_baseline: bool) -> dict[str, Any]:
+def _swept(rows: pd.DataFrame) -> list[str]:
+    """The inputs (but the prompt) that differ between rows; the image by its content or its URL."""
+
+    def varies(name: str) -> bool:
+        return bool(rows[name].map(_text).nunique() > 1)
+
+    swept = [name for name in INPUTS if name != "prompt" and name not in IMAGE_INPUTS and varies(name)]
+    swept += ["inputImage"] if varies("input_image_sha256") or varies("inputImageUrl") else []
+    return swept + [name for name in ("width", "height") if varies(name)]
+
+
+def _card(row: dict[str, Any], comparison: Comparison, swept: list[str], has_baseline: bool,
+          thumbnails: dict[str, Path]) -> dict[str, Any]:  # fmt: skip
     current = _str(row["output_path_current"]) if row["status_current"] == "succeeded" else ""
     if current and video(comparison.current, current) is None:  # a link out of CURRENT: none at all
         current = ""
@@ -106,18 +134,26 @@ def _card(row: dict[str, Any], comparison: Comparison, swept: list[str], has_bas
     return {
         "row_id": row["row_id"],
         "prompt": row["prompt"],
-        "inputs": [(name, _text(row[name])) for name in swept],
+        "inputs": _inputs(row, swept),
         "change": "regressed" if row["regressed"] else row["change"],
         "label": LABELS["regressed" if row["regressed"] else row["change"]],
         "note": row["note"],
         "psnr": "" if pd.isna(row["psnr_db"]) else f"{row['psnr_db']:.1f} dB",
         "same_size": "size " not in row["video_change"],
         "strip": f"{ASSETS}/{quote(row['row_id'])}.png" if strip else None,
+        "start": _start(row, thumbnails),
         "sides": [
             _side("baseline", row, f"{ASSETS}/baseline/{quote(row['row_id'])}.mp4" if has_baseline else None),
             _side("current", row, quote(current) if current else None),
         ],
     }
+
+
+def _start(row: dict[str, Any], thumbnails: dict[str, Path]) -> dict[str, str] | None:
+    """The row's start image: its thumbnail under compare/thumbs/, else its http(s) URL; None for a text row."""
+    sha = _str(row["input_image_sha256"])
+    src = f"{ASSETS}/{THUMBS}/{sha}.jpg" if sha in thumbnails else web_url(_str(row["inputImageUrl"]))
+    return {"src": src, "label": image_label(row)} if src else None
 
 
 def _side(role: str, row: dict[str, Any], src: str | None) -> dict[str, Any]:
@@ -139,7 +175,7 @@ def _line(row: dict[str, Any], swept: list[str]) -> dict[str, Any]:
         "change": change,
         "label": LABELS[change],
         "prompt": row["prompt"],
-        "inputs": " · ".join(f"{name} {_text(row[name])}" for name in swept),
+        "inputs": " · ".join(f"{name} {value}" for name, value in _inputs(row, swept)),
         "status": f"{_str(row['status_baseline']) or '—'} → {_str(row['status_current']) or '—'}",
         "psnr": "" if pd.isna(row["psnr_db"]) else f"{row['psnr_db']:.1f}",
         "cost": f"{_money(row['cost_baseline'])} → {_money(row['cost_current'])}",
@@ -154,10 +190,26 @@ def _asset(name: str) -> str:
     return source
 
 
-def _text(value: Any) -> str:
+def _text(value: Any, name: str = "") -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return "—"
+    if name in ("width", "height"):
+        return str(int(value))
     if isinstance(value, float) and value.is_integer():
         return f"{value:.1f}"
     return str(value)
+
+
+def _inputs(row: dict[str, Any], swept: list[str]) -> list[tuple[str, str]]:
+    """The swept inputs a row shows: the start image by its file name (or its URL's last part); an
+    input of the other model (size on an image row, width on a text row) not at all."""
+    shown = []
+    for name in swept:
+        if name == "inputImage":
+            shown.append((name, image_label(row) or "none"))
+        elif not (name in ONE_MODEL and _str(row[name]) == ""):
+            shown.append((name, _text(row[name], name)))
+    return shown
 
 
 def _n(value: int) -> str:

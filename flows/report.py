@@ -3,7 +3,10 @@
 `build_report` is pure (manifest in, HTML out): prompts down and the swept inputs across by
 default, or any layout of the inputs (`rows="seed", cols="steps"`; inputs left over become
 sections). An input constant within each row (say numFrames, set per prompt) is shown in the
-row's header rather than spread over columns that would be mostly empty. The page comes from the
+row's header rather than spread over columns that would be mostly empty. An image-to-video
+row's start image is one input, `inputImage`, known by its content (its sha256, or its URL):
+its thumbnail (`OUT/thumbs/<sha256>.jpg`, else its http(s) URL) heads its row or column and
+sits beside each of its videos. The page comes from the
 Jinja2 template `templates/report.html.j2` (autoescaped) with `report.css` and `report.js` inlined:
 one self-contained file, videos and their posters linked relative to OUT, loaded only near the
 screen. `write_report` and `report_command` are the file edges.
@@ -18,7 +21,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from importlib.resources import files
@@ -35,10 +38,28 @@ from .grid import INPUTS
 from .manifest import MANIFEST_PARQUET, read_manifest
 from .posters import ensure_posters, poster_path
 from .summary import summarize
+from .thumbnails import (
+    IMAGE_COLUMNS,
+    IMAGE_INPUTS,
+    ONE_MODEL,
+    TEXT_TO_VIDEO_MODEL,
+    THUMBS,
+    ensure_thumbnails,
+    image_label,
+    is_sha256,
+    thumbnail_path,
+    thumbnail_size,
+    web_url,
+    with_image_columns,
+)
 
 REPORT = "report.html"
 STATUS_ORDER = ("succeeded", "failed", "timed_out", "cancelled", "skipped", "running", "pending")
-FIRST_SEEN_ORDER = ("prompt", "negativePrompt")  # kept in grid order; other inputs sort by value
+FIRST_SEEN_ORDER = ("prompt", "negativePrompt", "inputImage", "model")  # kept in grid order; other inputs sort by value
+SHOWN = tuple(dict.fromkeys((*INPUTS, *IMAGE_INPUTS)))  # the inputs a sheet lays out
+MODEL = "model"
+_READ = frozenset({"row_id", *SHOWN, MODEL, "input_image_sha256", "image_path", "status", "error", "output_path",
+                   "cost_usd", "elapsed_seconds", "task_id", "attempts", "source"})  # fmt: skip  # what a cell shows
 
 Record = dict[str, Any]
 
@@ -55,40 +76,91 @@ class Layout:
 
 
 def swept_inputs(manifest: pd.DataFrame) -> list[str]:
-    """The inputs (prompt included) that take more than one value across the manifest."""
-    return [name for name in INPUTS if manifest[name].map(_text).nunique() > 1]
+    """The inputs (prompt included) that take more than one value across the manifest; an image's
+    URL only when it does not follow the image."""
+    view = _view(manifest)
+    swept = [name for name in SHOWN if not _blank(view[name]) and _values(view, name).nunique() > 1]
+    if "inputImageUrl" in swept and _url_follows(view):
+        swept.remove("inputImageUrl")
+    return swept
 
 
-def plan_layout(manifest: pd.DataFrame, rows: str = "prompt", cols: str | None = None) -> Layout:
+def _view(manifest: pd.DataFrame) -> pd.DataFrame:
+    """The manifest as the sheet keys it: every image column (all-null where an older manifest has
+    none), `inputImage` as the image's identity, and the path as given kept in `image_path`."""
+    if "image_path" in manifest.columns:
+        return manifest
+    manifest = with_image_columns(manifest)
+    columns = ("input_image_sha256", "inputImageUrl", "inputImage")
+    if all(_blank(manifest[c]) for c in columns):  # a text-to-video sweep
+        return manifest.assign(image_path=manifest["inputImage"], inputImage="")
+    sha, url, path = (manifest[c].map(_text) for c in columns)
+    keys = sha.where(sha != "", url.where(url != "", path))  # as image_key: content, else URL, else path
+    return manifest.assign(image_path=manifest["inputImage"], inputImage=keys)
+
+
+def _blank(values: pd.Series) -> bool:
+    """No value at all: every cell missing or ""."""
+    return bool((values.isna() | (values.astype(object) == "")).all())
+
+
+def _values(view: pd.DataFrame, name: str) -> pd.Series:
+    values = view[name].map(_text)
+    return values[values != ""] if name in ONE_MODEL else values
+
+
+def _url_follows(view: pd.DataFrame) -> bool:
+    """Each image has one URL (its own, or the one it was uploaded to): the URL is no axis of its own."""
+    urls = view["inputImageUrl"].map(_text).groupby(view["inputImage"]).nunique()
+    return bool(urls.empty or urls.max() <= 1)
+
+
+def _models(view: pd.DataFrame) -> list[str]:
+    return sorted({m for m in view[MODEL].map(_text) if m})
+
+
+def plan_layout(manifest: pd.DataFrame, rows: str = "prompt", cols: str | None = None, *,
+                swept: list[str] | None = None) -> Layout:  # fmt: skip
     """Rows and cols as asked (comma-separated input names). A swept input left over that takes one
-    value in each row goes in the row's header; by default the others are the columns, and when
-    cols are given the others head sections."""
-    row_names = _names(rows, "rows")
-    swept = swept_inputs(manifest)
-    col_names = None if cols is None else _names(cols, "cols")
+    value in each row goes in the row's header, and so does the model when one sweep holds text and
+    image rows; by default the others are the columns (the image first), and when cols are given the
+    others head sections. With the image across, text and image rows are sections of their own."""
+    view = _view(manifest)
+    follows = _url_follows(view)
+    row_names = _names(rows, "rows", follows)
+    swept = swept_inputs(view) if swept is None else swept
+    col_names = None if cols is None else _names(cols, "cols", follows)
     both = [n for n in row_names if n in (col_names or ())]
     if both:
         raise ValueError(f"{both[0]} cannot be both a row and a column of the report")
     left = [n for n in swept if n not in row_names and n not in (col_names or ())]
-    keys = manifest[list(row_names)].map(_text)
-    per_row = [n for n in left if n != "prompt" and manifest[n].map(_text).groupby(
+    keys = view[list(row_names)].map(_text)
+    candidates = [n for n in left if n != "prompt"] + ([MODEL] if len(_models(view)) > 1 else [])
+    per_row = [n for n in candidates if view[n].map(_text).groupby(
         [keys[r] for r in row_names]).nunique().max() == 1]  # fmt: skip
+    if "inputImage" in (*row_names, *per_row):  # its label says "no image · text-to-video" already
+        per_row = [n for n in per_row if n != MODEL]
     left = [n for n in left if n not in per_row]
     if col_names is None:
-        col_names = tuple(n for n in left if n != "prompt")
+        col_names = tuple(sorted((n for n in left if n != "prompt"), key=lambda n: n != "inputImage"))
         left = [n for n in left if n not in col_names]
+    if "inputImage" in col_names and len(_models(view)) > 1:  # text rows have no image: a section of their own
+        per_row, left = [n for n in per_row if n != MODEL], [MODEL, *left]
     return Layout(tuple(left), row_names, col_names, tuple(per_row))
 
 
-def _names(spec: str, what: str) -> tuple[str, ...]:
+def _names(spec: str, what: str, url_follows: bool = True) -> tuple[str, ...]:
     names = tuple(n.strip() for n in spec.split(",") if n.strip())
+    axes = [n for n in SHOWN if n != "inputImageUrl" or not url_follows]
     if not names:
-        raise ValueError(f"--{what} names no input; choose from {', '.join(INPUTS)}")
+        raise ValueError(f"--{what} names no input; choose from {', '.join(axes)}")
     for name in names:
-        if name not in INPUTS:
-            close = difflib.get_close_matches(name, INPUTS, n=1, cutoff=0.6)
+        if name == "inputImageUrl" and url_follows:
+            raise ValueError(f"--{what} inputImageUrl: the URL follows the image; use --{what} inputImage")
+        if name not in axes:
+            close = difflib.get_close_matches(name, axes, n=1, cutoff=0.6)
             hint = f" (did you mean {close[0]}?)" if close else ""
-            raise ValueError(f"unknown --{what} input {name!r}{hint}; choose from {', '.join(INPUTS)}")
+            raise ValueError(f"unknown --{what} input {name!r}{hint}; choose from {', '.join(axes)}")
     if len(set(names)) != len(names):
         raise ValueError(f"--{what} names an input twice: {spec!r}")
     return names
@@ -135,19 +207,24 @@ def _asset(name: str) -> Markup:
 
 
 def build_report(manifest: pd.DataFrame, *, rows: str = "prompt", cols: str | None = None,
-                 title: str = "wiro-sweep", posters: frozenset[str] = frozenset()) -> str:  # fmt: skip
+                 title: str = "wiro-sweep", posters: frozenset[str] = frozenset(),
+                 thumbs: Mapping[str, tuple[int, int]] | None = None) -> str:  # fmt: skip
     """The whole report page for a manifest; raises ValueError for an unknown rows/cols input.
 
-    `posters` names the videos (manifest `output_path`) that have a poster image beside them."""
-    needed = ("row_id", *INPUTS, "status", "error", "cost_usd", "elapsed_seconds")
+    `posters` names the videos (manifest `output_path`) that have a poster image beside them;
+    `thumbs` the start images (sha256) with a thumbnail under `thumbs/`, and its width and height."""
+    given = (n for n in INPUTS if n not in IMAGE_COLUMNS)  # an older manifest has no image columns
+    needed = ("row_id", *given, "status", "error", "cost_usd", "elapsed_seconds")
     missing = [c for c in needed if c not in manifest.columns]
     if missing:
         raise ValueError(f"the manifest has no column {missing[0]!r}")
-    layout = plan_layout(manifest, rows, cols)
-    records = cast(list[Record], manifest.to_dict("records"))
-    swept = swept_inputs(manifest)
+    view = _view(manifest)
+    swept = swept_inputs(view)
+    layout = plan_layout(view, rows, cols, swept=swept)
+    records = cast(list[Record], view[[c for c in view.columns if c in _READ]].to_dict("records"))
     params = {name: f"p{i}" for i, name in enumerate(swept)}
-    ranks = _ranks(records, INPUTS)
+    ranks = _ranks(records, dict.fromkeys((*swept, *layout.groups, *layout.rows, *layout.cols)))
+    show = _Show(records, thumbs or {}, mixed=len(_models(view)) > 1)
 
     def key(record: Record, names: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(_text(record.get(n)) for n in names)
@@ -156,15 +233,20 @@ def build_report(manifest: pd.DataFrame, *, rows: str = "prompt", cols: str | No
         return sorted(set(keys), key=lambda k: [ranks[n][v] for n, v in zip(names, k, strict=True)])
 
     columns = ordered((key(r, layout.cols) for r in records), layout.cols)
+    by_model = MODEL in layout.groups  # sections by model: each its own columns (text rows: no image level)
     by_group: dict[tuple[str, ...], list[Record]] = {}
     for record in records:
         by_group.setdefault(key(record, layout.groups), []).append(record)
     sections = []
     for group in ordered(by_group, layout.groups):
         members = by_group[group]
+        names = layout.cols
+        if by_model:
+            names = tuple(n for n in names if n != "inputImage" or any(r["inputImage"] for r in members))
+            columns = ordered((key(r, names) for r in members), names)
         cells: dict[tuple[tuple[str, ...], tuple[str, ...]], list[Record]] = {}
         for record in members:
-            cells.setdefault((key(record, layout.rows), key(record, layout.cols)), []).append(record)
+            cells.setdefault((key(record, layout.rows), key(record, names)), []).append(record)
         body = []
         for row in ordered((key(r, layout.rows) for r in members), layout.rows):
             found = [cells.get((row, col), []) for col in columns]
@@ -172,94 +254,156 @@ def build_report(manifest: pd.DataFrame, *, rows: str = "prompt", cols: str | No
             statuses = [_text(r.get("status")) or "unknown" for rs in found for r in rs]
             body.append({
                 "prompt": row[0] if layout.rows == ("prompt",) else None,
-                "pairs": [] if layout.rows == ("prompt",) else list(zip(layout.rows, row, strict=True)),
-                "attrs": [(n, _text(first.get(n))) for n in layout.attrs],
+                "pairs": [] if layout.rows == ("prompt",) else show.pairs(layout.rows, row),
+                "attrs": show.pairs(layout.attrs, key(first, layout.attrs)),
                 "tally": [(_slug(s), n, _label(s)) for s, n in _by_status({s: statuses.count(s) for s in statuses})],
-                "cells": [[_card(r, swept, params, posters, layout.attrs) for r in rs] for rs in found],
+                "cells": [[_card(r, swept, params, posters, layout.attrs, show) for r in rs] for rs in found],
             })  # fmt: skip
-        sections.append({"heading": list(zip(layout.groups, group, strict=True)), "head": _head(layout, columns),
+        sections.append({"heading": show.pairs(layout.groups, group), "head": _head(names, columns, show),
                          "width": max(len(columns), 1), "rows": body})  # fmt: skip
-    listed = (*INPUTS, "row_id", "task_id", "attempts", "source")
-    inputs = {"names": listed, "rows": {_text(r.get("row_id")): [_text(r.get(n)) for n in listed] for r in records}}
-    page = {**_header(manifest, layout, swept, title), "sections": sections, "inputs": inputs,
-            **_filters(manifest, swept, params, ranks)}  # fmt: skip
+    optional = (*IMAGE_INPUTS, "input_image_sha256", MODEL)  # listed for the rows that have them
+    present = {n for n in optional if not _blank(view["image_path" if n == "inputImage" else n])}
+    listed = [n for n in (*SHOWN, "input_image_sha256", MODEL, "row_id", "task_id", "attempts", "source")
+              if n not in optional or n in present]  # fmt: skip
+    values = ["image_path" if n == "inputImage" else n for n in listed]
+    inputs = {"names": listed, "optional": sorted({*present, *ONE_MODEL}),
+              "rows": {_text(r.get("row_id")): [_text(r.get(n)) for n in values] for r in records}}  # fmt: skip
+    page = {**_header(view, layout, swept, title, show), "sections": sections, "inputs": inputs,
+            **_filters(view, swept, params, ranks, show)}  # fmt: skip
     return _template().render(page=page, css=_asset("report.css"), js=_asset("report.js"))
 
 
-def _header(manifest: pd.DataFrame, layout: Layout, swept: list[str], title: str) -> dict[str, Any]:
-    costs = pd.Series([_decimal(v) for v in manifest["cost_usd"]], index=manifest.index, dtype=object)
-    summary = summarize(manifest.assign(cost_usd=costs))
+class _Show:
+    """How the sheet shows an input's value: the image by its name and thumbnail, the model by its
+    task (text-to-video), width 0 as following the image; everything else as its text."""
+
+    def __init__(self, records: Sequence[Record], thumbs: Mapping[str, tuple[int, int]], *, mixed: bool) -> None:
+        self.mixed = mixed
+        self.images: dict[str, dict[str, str]] = {}
+        for record in records:
+            identity = _text(record.get("inputImage"))
+            if identity in self.images:
+                continue
+            if not identity:
+                self.images[""] = {"label": "no image · text-to-video" if mixed else "", "src": "", "ratio": ""}
+                continue
+            sha = _text(record.get("input_image_sha256"))
+            size = thumbs.get(sha) if is_sha256(sha) else None
+            source = f"{THUMBS}/{sha}.jpg" if size else web_url(_text(record.get("inputImageUrl")))
+            label = image_label({"inputImage": record.get("image_path"), "inputImageUrl": record.get("inputImageUrl")})
+            self.images[identity] = {"label": label, "src": source, "ratio": f"{size[0]} / {size[1]}" if size else ""}
+
+    def text(self, name: str, value: str) -> str:
+        if name == "inputImage":
+            return self.images.get(value, {}).get("label", value)
+        if name == MODEL:
+            return value.removeprefix("Wan-AI/Wan2.2-TI2V-5B-")
+        if name in ("width", "height") and value == "0":
+            return "0 (the image's)"
+        return value
+
+    def pair(self, name: str, value: str) -> tuple[str, str, str]:
+        """(name, text, thumbnail src or "")."""
+        src = self.images.get(value, {}).get("src", "") if name == "inputImage" else ""
+        return name, self.text(name, value), src
+
+    def pairs(self, names: Sequence[str], values: Sequence[str]) -> list[tuple[str, str, str]]:
+        return [self.pair(n, v) for n, v in zip(names, values, strict=True)]
+
+
+def _header(view: pd.DataFrame, layout: Layout, swept: list[str], title: str, show: _Show) -> dict[str, Any]:
+    costs = pd.Series([_decimal(v) for v in view["cost_usd"]], index=view.index, dtype=object)
+    summary = summarize(view.assign(cost_usd=costs))
     stats = [("cells", str(summary.total), "")]
     stats += [(_label(s), str(n), _slug(s)) for s, n in _by_status(summary.counts)]
     stats += [("billed", _money(summary.cost), ""), ("p50 elapsed", _seconds(summary.p50), ""),
               ("p95 elapsed", _seconds(summary.p95), "")]  # fmt: skip
-    fixed = [n for n in INPUTS if n not in swept and n not in layout.rows and n not in layout.cols]
-    first = manifest.iloc[0] if len(manifest) else None
+    fixed = []
+    for name in (n for n in SHOWN if n not in swept and n not in layout.rows and n not in layout.cols):
+        values = _values(view, name)
+        if (name in IMAGE_INPUTS or name in ONE_MODEL) and not (values != "").any():
+            continue  # no row of its model (a text-to-video sweep reads as it always has)
+        if name == "inputImageUrl" and "inputImage" in swept:
+            continue  # the URL follows the image
+        name, text, src = show.pair(name, values.iloc[0] if len(values) else "")
+        fixed.append((name, f"{text} ({ONE_MODEL[name]} rows)" if show.mixed and name in ONE_MODEL else text, src))
+    models = _models(view)
+    if models and models != [TEXT_TO_VIDEO_MODEL] and MODEL not in (*layout.attrs, *layout.groups):
+        fixed.append(show.pair(MODEL, models[0]) if len(models) == 1 else (MODEL, "text-to-video without an image, "
+                     "image-to-video with one", ""))  # fmt: skip
     axes = f"rows: {' × '.join(layout.rows)} · columns: {' × '.join(layout.cols) or '—'}"
     if layout.attrs:
         axes += f" · per row: {', '.join(layout.attrs)}"
     if layout.groups:
         axes += f" · sections: {' × '.join(layout.groups)}"
-    finished = pd.to_datetime(manifest.get("finished_at", pd.Series(dtype=object)), utc=True).dropna()
+    finished = pd.to_datetime(view.get("finished_at", pd.Series(dtype=object)), utc=True).dropna()
     if len(finished):
         axes += f" · last finished {finished.max():%Y-%m-%d %H:%M} UTC"
-    return {"title": title, "stats": stats, "axes": axes,
-            "fixed": [(n, _text(first[n]) if first is not None else "") for n in fixed]}  # fmt: skip
+    return {"title": title, "stats": stats, "axes": axes, "fixed": fixed}
 
 
-def _filters(manifest: pd.DataFrame, swept: list[str], params: dict[str, str],
-             ranks: dict[str, dict[str, int]]) -> dict[str, Any]:  # fmt: skip
-    counts = {str(s): int(n) for s, n in manifest["status"].map(_text).value_counts().items()}
+def _filters(view: pd.DataFrame, swept: list[str], params: dict[str, str],
+             ranks: dict[str, dict[str, int]], show: _Show) -> dict[str, Any]:  # fmt: skip
+    counts = {str(s): int(n) for s, n in view["status"].map(_text).value_counts().items()}
     return {
         "statuses": [(s, _label(s), n) for s, n in _by_status(counts)],
-        "selects": [(name, params[name], [(v, _short(v)) for v in ranks[name]]) for name in swept],
+        "selects": [(name, params[name], [(v, _short(show.text(name, v))) for v in ranks[name]]) for name in swept],
     }
 
 
-def _head(layout: Layout, columns: list[tuple[str, ...]]) -> list[list[dict[str, Any]]]:
+def _head(names: tuple[str, ...], columns: list[tuple[str, ...]], show: _Show) -> list[list[dict[str, Any]]]:
     """One header row per column input; equal neighbours merge, and `cols` lets the filters re-span them."""
-    if not layout.cols:
-        return [[{"span": 1, "cols": "0", "name": "", "value": "video"}]]
+    if not names:
+        return [[{"span": 1, "cols": "0", "pair": ("", "video", "")}]]
     levels: list[list[dict[str, Any]]] = []
-    for level, name in enumerate(layout.cols):
+    for level, name in enumerate(names):
         ths, start = [], 0
         while start < len(columns):
             end = start + 1
             while end < len(columns) and columns[end][: level + 1] == columns[start][: level + 1]:
                 end += 1
-            ths.append({"span": end - start, "cols": " ".join(map(str, range(start, end))), "name": name,
-                        "value": columns[start][level]})  # fmt: skip
+            ths.append({"span": end - start, "cols": " ".join(map(str, range(start, end))),
+                        "pair": show.pair(name, columns[start][level])})  # fmt: skip
             start = end
         levels.append(ths)
     return levels
 
 
 def _card(record: Record, swept: list[str], params: dict[str, str], posters: frozenset[str],
-          attrs: tuple[str, ...]) -> dict[str, Any]:  # fmt: skip
-    """One row's card: its video (or why there is none), status, cost, time, and the swept inputs
-    its row's header does not already show."""
+          attrs: tuple[str, ...], show: _Show) -> dict[str, Any]:  # fmt: skip
+    """One row's card: its video (or why there is none), its start image, status, cost, time, and the
+    swept inputs its row's header does not already show."""
     status = _text(record.get("status")) or "unknown"
     path = _text(record.get("output_path"))
     error = _text(record.get("error"))
     playable = status == "succeeded" and bool(path)
     reason = error or ("no video was saved" if status == "succeeded" else f"{_label(status)}: no reason recorded")
+    image = show.images.get(_text(record.get("inputImage")), {}) if record.get("inputImage") else {}
+    shown = [(n, _text(record.get(n))) for n in swept if n != "prompt" and n not in attrs]  # the other model's: none
     return {
         "status": status,
         "slug": _slug(status),
         "label": _label(status),
         "row_id": _text(record.get("row_id")),
         "data": [(params[n], _text(record.get(n))) for n in swept],
-        "ratio": _ratio(_text(record.get("size"))),
+        "ratio": ((_frame(record) or image["ratio"]) if image else "") or _ratio(_text(record.get("size"))),
         "video": _href(path) if playable else "",
         "poster": _href(str(poster_path(Path(path)))) if playable and path in posters else "",
+        "start": image if image.get("src") else None,
         "path": path,
         "clip": _clip(record),
         "reason": reason,
         "cost": _money(_decimal(record.get("cost_usd"))),
         "time": _seconds(_float(record.get("elapsed_seconds"))),
-        "shown": [(n, _text(record.get(n))) for n in swept if n != "prompt" and n not in attrs],
+        "shown": [(n, show.text(n, v)) for n, v in shown if v or (n not in ONE_MODEL and n != "inputImage")],
         "note": error if error and status == "succeeded" else "",
     }
+
+
+def _frame(record: Record) -> str:
+    """An image-to-video row's asked-for aspect ratio: its width and height, when neither follows the image."""
+    width, height = _float(record.get("width")), _float(record.get("height"))
+    return f"{width:g} / {height:g}" if width and height else ""
 
 
 def _href(path: str) -> str:
@@ -329,7 +473,12 @@ def write_report(out: Path, *, rows: str = "prompt", cols: str | None = None) ->
     videos = [p for p, s in zip(manifest["output_path"], manifest["status"], strict=True) if p and s == "succeeded"]
     ensure_posters(out / p for p in videos)
     posters = frozenset(p for p in videos if poster_path(out / p).is_file())
-    text = build_report(manifest, rows=rows, cols=cols, title=f"wiro-sweep · {out.resolve().name}", posters=posters)
+    images = with_image_columns(manifest)[["inputImage", "input_image_sha256"]].map(_text)
+    shas = {s for s in images["input_image_sha256"] if is_sha256(s)}
+    ensure_thumbnails(out, ((p, s) for p, s in images.itertuples(index=False) if p and s in shas))
+    thumbs = {s: size for s in shas if (size := thumbnail_size(thumbnail_path(out, s)))}
+    title = f"wiro-sweep · {out.resolve().name}"
+    text = build_report(manifest, rows=rows, cols=cols, title=title, posters=posters, thumbs=thumbs)
     path = out / REPORT
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:

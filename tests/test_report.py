@@ -533,12 +533,12 @@ def test_opening_a_cells_inputs_lists_them_with_its_file(opened: Opened) -> None
     cell = opened.cell(row)
     cell.locator("summary").click()
     cell.locator("dl").wait_for()  # made when first opened
-    terms = cell.locator("dt").all_inner_texts()
-    assert terms == ["prompt", "negativePrompt", "size", "numFrames", "scale", "steps", "fps", "seed", "row_id",
-                     "task_id", "attempts", "source", "file"]  # fmt: skip
-    values = cell.locator("dd").all_inner_texts()
-    assert values[0] == row["prompt"]
-    assert values[terms.index("row_id")] == row["row_id"]
+    listed = dict(zip(cell.locator("dt").all_inner_texts(), cell.locator("dd").all_inner_texts(), strict=True))
+    assert [t for t in listed if t != "model"] == ["prompt", "negativePrompt", "size", "numFrames", "scale", "steps",
+                                                   "fps", "seed", "row_id", "task_id", "attempts", "source",
+                                                   "file"], "(model too, once manifests have it)"  # fmt: skip
+    assert listed["prompt"] == row["prompt"]
+    assert listed["row_id"] == row["row_id"]
     assert cell.locator("dd a").get_attribute("href") == row["output_path"]
     cell.locator("summary").click()
     assert cell.locator("dl").count() == 1, "made once"

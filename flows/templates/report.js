@@ -44,7 +44,11 @@
     const cell = details.closest('article.cell');
     const values = inputs.rows[cell.dataset.rowId] || [];
     const list = document.createElement('dl');
-    inputs.names.forEach((name, i) => list.append(item('dt', name), item('dd', values[i] || '—')));
+    const optional = new Set(inputs.optional);  // one model's inputs, the image's: listed for the rows that have them
+    inputs.names.forEach((name, i) => {
+      if (!values[i] && optional.has(name)) return;
+      list.append(item('dt', name), item('dd', values[i] || '—'));
+    });
     const media = cell.querySelector('.media[data-src]');
     if (media) {
       const link = item('a', media.dataset.file);
