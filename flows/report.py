@@ -34,6 +34,8 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
+from wiro_tasks import TEXT_TO_VIDEO
+
 from .grid import INPUTS
 from .manifest import MANIFEST_PARQUET, read_manifest
 from .posters import ensure_posters, poster_path
@@ -42,7 +44,6 @@ from .thumbnails import (
     IMAGE_COLUMNS,
     IMAGE_INPUTS,
     ONE_MODEL,
-    TEXT_TO_VIDEO_MODEL,
     THUMBS,
     ensure_thumbnails,
     image_label,
@@ -328,7 +329,7 @@ def _header(view: pd.DataFrame, layout: Layout, swept: list[str], title: str, sh
         name, text, src = show.pair(name, values.iloc[0] if len(values) else "")
         fixed.append((name, f"{text} ({ONE_MODEL[name]} rows)" if show.mixed and name in ONE_MODEL else text, src))
     models = _models(view)
-    if models and models != [TEXT_TO_VIDEO_MODEL] and MODEL not in (*layout.attrs, *layout.groups):
+    if models and models != [TEXT_TO_VIDEO] and MODEL not in (*layout.attrs, *layout.groups):
         fixed.append(show.pair(MODEL, models[0]) if len(models) == 1 else (MODEL, "text-to-video without an image, "
                      "image-to-video with one", ""))  # fmt: skip
     axes = f"rows: {' × '.join(layout.rows)} · columns: {' × '.join(layout.cols) or '—'}"

@@ -66,6 +66,7 @@ from .shards import (
 )
 from .stopping import kill_in_flight
 from .summary import summarize
+from .thumbnails import save_thumbnails
 
 LOCK_WAIT_SECONDS = 2.0
 
@@ -249,6 +250,7 @@ async def sweep(
     check_out(out_dir, grid)  # a grid directory as OUT, or an OUT nobody can write: exit 2 before anything
     frame = load_grid(grid, axes, model=model_name(model), max_combinations=max_combinations)
     check_out_mode(out_dir, shards, shard)  # an OUT swept in another mode would pay for its rows again
+    await asyncio.to_thread(save_thumbnails, frame, out_dir)  # the start images' pictures for the report
     if shards > 1 and shard is None:
         await _rename(run_name(out_dir, grid, rows=len(frame), shards=shards))
         logger.info("%d combinations in %d shards -> %s", len(frame), shards, out_dir)

@@ -25,7 +25,6 @@ from PIL import Image, ImageOps
 
 THUMBS = "thumbs"
 MAX_SIDE = 256  # px, the longest side: twice a report's thumbnail at its widest
-TEXT_TO_VIDEO_MODEL = "Wan-AI/Wan2.2-TI2V-5B-text-to-video"
 # Columns a manifest gains for image-to-video rows, with the dtype a missing one is read as.
 IMAGE_COLUMNS = {"model": "object", "inputImage": "object", "inputImageUrl": "object", "width": "Int64",
                  "height": "Int64", "input_image_sha256": "object"}  # fmt: skip
@@ -66,6 +65,15 @@ def save_thumbnail(image: Path, out: Path, sha256: str) -> Path | None:
         if temporary is not None:
             temporary.unlink(missing_ok=True)
     return target
+
+
+def save_thumbnails(grid: pd.DataFrame, out: Path) -> int:
+    """The thumbnails of a loaded grid's local images (by content, each once) under OUT, before
+    its sweep submits; how many exist now."""
+    if "input_image_sha256" not in grid or "image_path" not in grid:
+        return 0
+    pairs = grid[["image_path", "input_image_sha256"]].dropna().drop_duplicates("input_image_sha256")
+    return sum(save_thumbnail(Path(path), out, sha) is not None for path, sha in pairs.itertuples(index=False))
 
 
 def ensure_thumbnails(out: Path, images: Iterable[tuple[str, str]]) -> int:
@@ -114,11 +122,6 @@ def text(value: Any) -> str:
 
 def is_sha256(value: str) -> bool:
     return bool(_SHA256.fullmatch(value))
-
-
-def image_key(record: Mapping[Any, Any]) -> str:
-    """The identity of a row's start image: its content hash, else its URL, else its path; "" for none."""
-    return text(record.get("input_image_sha256")) or text(record.get("inputImageUrl")) or text(record.get("inputImage"))
 
 
 def image_label(record: Mapping[Any, Any]) -> str:

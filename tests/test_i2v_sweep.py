@@ -121,6 +121,11 @@ def test_an_image_grid_uploads_each_image_once_and_each_video_starts_from_its_im
         assert abs(width / height / (pixels.shape[1] / pixels.shape[0]) - 1) < 0.05, "the shape follows the image"
         assert difference(resized(rgb, pixels.shape[1], pixels.shape[0]), pixels) < 6, row["inputImage"]
 
+    page = (out / "report.html").read_text()
+    for image in (blocks, stripes):  # the report shows each start image beside its videos
+        assert (out / "thumbs" / f"{sha256(image)}.jpg").is_file()
+        assert f"thumbs/{sha256(image)}.jpg" in page
+
     again = run_sweep(grid, out, axes={"seed": ["1", "2"]})
     assert again.is_completed(), again.message
     assert counters(emulator)["upload"] == 2, "a rerun uploads nothing"
