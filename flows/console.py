@@ -32,7 +32,7 @@ from .manifest import MANIFEST_CSV, MANIFEST_PARQUET, build_manifest, read_manif
 from .pace import Pace, watch_pace
 from .progress import Progress, listening
 from .report import write_report
-from .runner import VIDEOS, needs_work, records, run_inputs
+from .runner import VIDEOS, needs_work, quote_inputs, records
 from .shards import recorded_states, stop_children
 from .summary import summarize
 
@@ -96,7 +96,7 @@ def dry_run_report(
     spent = sum((s.cost for s in states.values()), Decimal(0))
     budget = Budget(None, estimate_usd=estimate_usd, observed_rates=rates)
     prices = prices or {}
-    quotes = [prices[r["model"]].quote(run_inputs(r)) if r["model"] in prices else None for r in left]
+    quotes = [prices[r["model"]].quote(quote_inputs(r)) if r["model"] in prices else None for r in left]
     typical = [q.typical if q is not None and q.known else budget.estimate(work_units(r)) for q, r in
                zip(quotes, left, strict=True)]  # fmt: skip
     lines = [f"{len(frame)} combination{'' if len(frame) == 1 else 's'}; {len(frame) - len(left)} already done"

@@ -40,7 +40,7 @@ MODEL = "model"
 IMAGE_PATH = "image_path"  # a local image resolved (not in the manifest: `inputImage` is the path as given)
 COLUMNS = ("row_id", MODEL, *INPUTS, IMAGE_SHA)  # a loaded grid's columns, then `image_path` and `source`
 IMAGE_SUFFIXES = tuple(sorted({s for suffixes in EXTENSIONS.values() for s in suffixes}))
-_PLACEHOLDER_URL = "https://upload.invalid/start-image"  # validates an I2V row whose image is not uploaded yet
+PLACEHOLDER_URL = "https://upload.invalid/start-image"  # stands for a local image not uploaded yet (validation, prices)
 _OTHER_SHAPE = {  # an input of the other model, and what this one takes instead
     "size": "image-to-video takes width and height (0 follows the image), not size",
     "width": "text-to-video takes size, not width",
@@ -384,7 +384,7 @@ def _combination(
         if isinstance(checked, str):
             raise where.error(IMAGE, f"{path}: {checked}")
         info = checked
-        given[IMAGE_URL] = _PLACEHOLDER_URL
+        given[IMAGE_URL] = PLACEHOLDER_URL
     for name, rule in _OTHER_SHAPE.items():
         if name in given and name not in spec.names:
             raise where.error(name, f"is not an input of {chosen}: {rule}")

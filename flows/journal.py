@@ -15,7 +15,8 @@ forget an `intent`, and the row would be paid for twice. Folding the lines gives
     finished    the task ended (succeeded | failed | timed_out | cancelled), with its cost
     downloaded  the output is saved under OUT          skipped   not submitted (budget, balance)
     file_missing  a saved output is gone or changed size: fetch it again
-    uploaded    a start image (by sha256) is on Wiro at a URL: never uploaded again for this OUT
+    uploaded    a start image (by sha256) is on Wiro at a URL, for one account at one API: not
+                uploaded again for this OUT while that account is the one swept
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ class RowState:
     attempts: int = 0
     inputs: dict[str, Any] | None = None  # what the last Run request asked for
     model: str = ""  # ... and of which model (journals before image-to-video did not say: text-to-video)
+    account: str = ""  # ... on which account at which API (`claims.account_key`; "" in older journals)
 
     @property
     def cost(self) -> Decimal:
@@ -128,6 +130,7 @@ class RowState:
             self.intent_server_at = str(event.get("server_at") or "")
             self.inputs = event.get("inputs", self.inputs)
             self.model = str(event.get("model") or "")
+            self.account = str(event.get("account") or "")
             self.attempts += 1
         elif kind == "unknown":
             self.phase = "unknown"
@@ -189,7 +192,7 @@ class Journal:
         self._synced = 0  # events known to be on disk, fsynced
         self._committing: asyncio.Lock | None = None
         self._failed: OSError | None = None  # the first write or fsync that failed
-        self.uploads: dict[str, str] = {}  # image sha256 -> its URL on Wiro, as of the last `load`
+        self.uploads: dict[str, Upload] = {}  # image sha256 -> where it is on Wiro, as of the last `load`
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._repair_torn_tail()
 
@@ -337,9 +340,19 @@ def record_problem(record: object) -> str | None:
     return None
 
 
-def uploads(events: list[dict[str, Any]]) -> dict[str, str]:
-    """The start images already uploaded for this OUT: sha256 -> URL (the latest, if several)."""
-    return {str(e["sha256"]): str(e["url"]) for e in events if e["event"] == "uploaded"}
+@dataclass(frozen=True)
+class Upload:
+    """A start image on Wiro: its URL, and the account (`claims.account_key`: API and key, hashed) it
+    was uploaded with; another API or key must not be sent that URL."""
+
+    url: str
+    account: str = ""
+
+
+def uploads(events: list[dict[str, Any]]) -> dict[str, Upload]:
+    """The start images already uploaded for this OUT: sha256 -> the latest upload of it."""
+    return {str(e["sha256"]): Upload(str(e["url"]), str(e.get("account") or "")) for e in events
+            if e["event"] == "uploaded"}  # fmt: skip
 
 
 def fold(events: list[dict[str, Any]]) -> dict[str, RowState]:

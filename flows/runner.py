@@ -53,8 +53,8 @@ from wiro_tasks.prefect_tasks import (
 
 from .budget import Budget, work_units
 from .claims import Claims, account_key, state_root
-from .grid import IMAGE, IMAGE_PATH, IMAGE_SHA, IMAGE_URL, MODEL
-from .journal import Journal, JournalWriteError, RowState
+from .grid import IMAGE, IMAGE_PATH, IMAGE_SHA, IMAGE_URL, MODEL, PLACEHOLDER_URL
+from .journal import Journal, JournalWriteError, RowState, Upload
 from .manifest import MANIFEST_PARQUET, ManifestBuilder, manifest_frame, row_status, write_manifest
 from .posters import save_poster
 from .progress import Progress, publish
@@ -118,6 +118,12 @@ def run_inputs(row: Mapping[str, Any], image_url: str | None = None) -> dict[str
     return inputs
 
 
+def quote_inputs(row: Mapping[str, Any]) -> dict[str, Value]:
+    """The inputs a row is priced by: its Run inputs, a local image standing in for its URL (a
+    price tier may charge per input image; the URL is known only after the upload)."""
+    return run_inputs(row, PLACEHOLDER_URL if _given(row.get(IMAGE_SHA)) is not None else None)
+
+
 def _given(value: Any) -> Any:
     """The value, or None for a cell with nothing in it (None, NaN, pandas' NA)."""
     return None if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)) else value
@@ -155,6 +161,8 @@ class SweepRunner:
         self.budget_stopped: dict[str, str] = {}  # row id -> why the budget stopped its running task
         self._stopping: set[asyncio.Task[None]] = set()
         self._uploading: dict[str, asyncio.Lock] = {}  # image sha256 -> held while it is being uploaded
+        self._upload_failed: dict[str, str] = {}  # image sha256 -> why its upload failed in this run
+        self.account = ""  # the Wiro account swept (`claims.account_key`), once the run starts
         self.cancelled_by_user: str | None = None
         self.stopped = 0  # Wiro tasks killed or cancelled because the run was
         self.billed = asyncio.Condition()
@@ -238,7 +246,7 @@ class SweepRunner:
     def _open_claims(self) -> Claims:
         """This machine's referee for tasks on the account (OUT's own, where the state dir is unwritable)."""
         client = wiro_client()
-        account = account_key(client.base_url, client.credentials.api_key)
+        account = self.account = account_key(client.base_url, client.credentials.api_key)
         try:
             return Claims(self.out, account)
         except OSError as exc:
@@ -269,7 +277,7 @@ class SweepRunner:
         self.quotes = {}
         for r in self.rows:
             price = prices[r[MODEL]]
-            self.quotes[r["row_id"]] = price.quote(run_inputs(r)) if price else None
+            self.quotes[r["row_id"]] = price.quote(quote_inputs(r)) if price else None
         for state in self.states.values():
             if state.has_live_task:  # claims of this OUT's tasks, should the registry have lost them
                 self.claims.claim(state.task_id, state.row_id)
@@ -484,42 +492,51 @@ class SweepRunner:
                 return
 
     async def _inputs(self, row: dict[str, Any], label: str) -> dict[str, Value] | None:
-        """The row's Run inputs, its local start image uploaded first (once per image and OUT, and
-        journaled before any Run uses it); None, with the row recorded, when that failed."""
+        """The row's Run inputs, its local start image uploaded first (once per image, OUT and
+        account, and journaled before any Run uses it); None, with the row recorded, when that failed.
+
+        A journaled URL is not used for another API or key (`--emulator` starts a new one each
+        time; an OUT may be resumed on another account), nor by a row retried after its task
+        failed from that very URL (the file may be gone from Wiro's storage): those upload anew.
+        """
         sha = _given(row.get(IMAGE_SHA))
         if sha is None:
             return run_inputs(row)
-        url = self.journal.uploads.get(sha)
-        if url is None:
-            lock = self._uploading.setdefault(sha, asyncio.Lock())
-            async with lock:  # rows of one image wait for its one upload
-                url = self.journal.uploads.get(sha)
-                if url is None:
-                    url = await self._upload(row, sha, label)
+        async with self._uploading.setdefault(sha, asyncio.Lock()):  # rows of one image share its upload
+            if sha in self._upload_failed:  # tried in this run already: one failure per image, not per row
+                self.record("finished", row["row_id"], status="failed", task_id="", error=self._upload_failed[sha])
+                return None
+            known = self.journal.uploads.get(sha)
+            tried = self.state(row["row_id"])
+            stale = tried.status in ("failed", "timed_out") and (tried.inputs or {}).get(IMAGE_URL)
+            if known is None or known.account != self.account or (stale and stale == known.url):
+                url = await self._upload(row, sha, label)
+            else:
+                url = known.url
         return None if url is None else run_inputs(row, url)
 
     async def _upload(self, row: dict[str, Any], sha: str, label: str) -> str | None:
         row_id, path = row["row_id"], str(row[IMAGE_PATH])
         try:
             url: str = await upload(path, sha, label)
-        except ImageCheckError as exc:  # changed or gone since the grid was read: nothing was sent
-            self.record("finished", row_id, status="failed", task_id="",
-                        error=f"start image {row[IMAGE]}: {exc.rule}; no Run request was sent")  # fmt: skip
-            return None
-        except WiroError as exc:
-            self.record("finished", row_id, status="failed", task_id="",
-                        error=f"upload of {row[IMAGE]} failed: {exc}; no Run request was sent")  # fmt: skip
+        except (ImageCheckError, WiroError) as exc:  # nothing usable was stored: no Run may use it
+            if isinstance(exc, ImageCheckError):  # changed or gone since the grid was read
+                error = f"start image {row[IMAGE]}: {exc.rule}; no Run request was sent"
+            else:
+                error = f"upload of {row[IMAGE]} failed: {exc}; no Run request was sent"
             if isinstance(exc, AuthenticationError):
                 self.stop_reason = f"not submitted: {exc}"
+            self._upload_failed[sha] = error
+            self.record("finished", row_id, status="failed", task_id="", error=error)
             return None
-        self.record("uploaded", row_id, sha256=sha, url=url, image=str(row[IMAGE]))
+        self.record("uploaded", row_id, sha256=sha, url=url, image=str(row[IMAGE]), account=self.account)
         try:
             await self.journal.commit(durable=True)  # a resume after a crash never uploads it again
         except JournalWriteError as exc:
             self._out_failed(exc)
             self.record("skipped", row_id, reason=self.stop_reason)
             return None
-        self.journal.uploads[sha] = url
+        self.journal.uploads[sha] = Upload(url, self.account)
         return url
 
     async def _admit(self, row: dict[str, Any]) -> bool:
@@ -548,7 +565,7 @@ class SweepRunner:
         offset = wiro_client().server_clock.offset
         server_at = _iso(time.time() + offset.low) if offset else ""  # the moment on Wiro's clock, at the earliest
         model = row[MODEL]
-        self.record("intent", row_id, inputs=inputs, server_at=server_at, model=model)
+        self.record("intent", row_id, inputs=inputs, server_at=server_at, model=model, account=self.account)
         try:
             await self.journal.commit(durable=True)  # whole and on disk before the request that may cost money
         except JournalWriteError as exc:
@@ -582,9 +599,14 @@ class SweepRunner:
             else:
                 self.record("finished", row_id, status="failed", error=outcome.message, task_id="")
 
+    def _ours(self, state: RowState) -> bool:
+        """Whether a row's tasks are on the account swept now: task ids of another API (an OUT swept
+        before on another key, or on an earlier `--emulator`) may repeat and say nothing here."""
+        return not state.account or state.account == self.account
+
     def _take(self, task_id: str, row_id: str) -> bool:
         """Claim a task for a row: not another row's here, and not another OUT's on this machine."""
-        if any(task_id in s.task_ids for k, s in self.states.items() if k != row_id):
+        if any(task_id in s.task_ids for k, s in self.states.items() if k != row_id and self._ours(s)):
             return False
         return self.claims.claim(task_id, row_id)
 
@@ -601,7 +623,7 @@ class SweepRunner:
         since_server = datetime.fromisoformat(state.intent_server_at) if state.intent_server_at else None
         for delay in (0.0, *FIND_RETRY_DELAYS):
             await asyncio.sleep(delay)
-            claimed = [t for s in self.states.values() for t in s.task_ids]
+            claimed = [t for s in self.states.values() if self._ours(s) for t in s.task_ids]
             model = state.model or row[MODEL]
             found: FindOutcome = await find_task(model, inputs, label, since, claimed, since_server)
             for task_id in found.task_ids:

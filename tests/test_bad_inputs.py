@@ -491,6 +491,16 @@ CASES = [
         ("{file}", "row 1", "field inputImageUrl", "must be an http(s) URL"),
     ),
     Case(
+        "image URL of 5,000 characters",
+        csv_case("long.csv", "inputImageUrl,prompt\nhttps://e.example/" + "a" * 5000 + ".png,a fox\n"),
+        ("{file}", "row 1", "field inputImageUrl", "must be at most 4096 characters"),
+    ),
+    Case(
+        "image URL with a space",
+        csv_case("space.csv", 'inputImageUrl,prompt\n"https://e.example/a b.png",a fox\n'),
+        ("{file}", "row 1", "field inputImageUrl", "without spaces or control characters"),
+    ),
+    Case(
         "image axis of an empty directory",
         with_options("--axis", "inputImage=."),
         ("--axis", "field inputImage", "holds no image"),

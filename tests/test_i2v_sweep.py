@@ -13,6 +13,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -234,3 +235,77 @@ def test_the_example_image_grid_dry_runs_with_each_models_price(tmp_path: Path) 
     for model in (IMAGE_TO_VIDEO, TEXT_TO_VIDEO):
         assert f"Price of {model}: cps $0.0012/s from Tool/Detail" in result.output, result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_another_api_or_key_uploads_again_and_a_retried_row_gets_a_fresh_url(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
+) -> None:
+    """A journaled URL belongs to the API and key it was uploaded with (`--emulator` starts a new
+    one each run), and a row whose task failed from it uploads anew when retried: the file may be
+    gone from Wiro's storage. Before, either left the image's rows failing for good in that OUT."""
+    write(tmp_path / "start.png", landscape(), "PNG")
+    grid = tmp_path / "grid.csv"
+    grid.write_text(f"inputImage,prompt,numFrames\nstart.png,it moves,{FRAMES}\n")
+    out = tmp_path / "out"
+    first = make_emulator(queue_seconds=0.05, task_seconds=0.2)
+    wiro_env(first)
+    assert run_sweep(grid, out, axes={"seed": ["1"]}).is_completed()
+    first.stop()  # its URLs answer nothing now
+
+    second = make_emulator(queue_seconds=0.05, task_seconds=0.2)
+    wiro_env(second)
+    state = run_sweep(grid, out, axes={"seed": ["1", "2"]})
+    assert state.is_completed(), read_manifest(out)[["seed", "status", "error"]]
+    assert counters(second)["upload"] == 1, "uploaded again for the other API and key, once"
+
+    second.app.state.uploads._files.clear()  # the uploaded file is gone from the account's storage
+    gone = run_sweep(grid, out, axes={"seed": ["1", "2", "3"]})
+    assert not gone.is_completed()
+    [failed] = records(read_manifest(out).query("seed == '3'"))
+    assert "could not be downloaded" in failed["error"]
+    retried = run_sweep(grid, out, axes={"seed": ["1", "2", "3"]}, retry_failed=True)
+    assert retried.is_completed(), read_manifest(out)[["seed", "status", "error"]]
+    assert counters(second)["upload"] == 2, "the retried row uploaded its image anew"
+    assert Counter(t.parameters["seed"] for t in tasks(second)) == {"2": 1, "3": 2}, (
+        "task ids of the first API said nothing"
+    )
+
+
+def test_the_budget_counts_a_per_image_price_for_images_not_uploaded_yet(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
+) -> None:
+    """A cp-pixel tier charging per input image: a local image's row is priced with its image before
+    the upload gives it a URL. Before, the image's charge was left out and $0.50 billed $0.60."""
+    tier = {"inputs": {}, "price": "0.10", "priceMethod": "cp-pixel", "priceInput": "0.10"}
+    emulator = make_emulator(queue_seconds=0.05, task_seconds=0.2, dynamic_price=(tier,))
+    wiro_env(emulator)
+    write(tmp_path / "start.png", landscape(), "PNG")
+    grid = tmp_path / "grid.csv"
+    grid.write_text(f"inputImage,prompt,numFrames,width,height\nstart.png,it moves,{FRAMES},512,512\n")
+    out = tmp_path / "out"
+    run_sweep(grid, out, axes={"seed": [str(n) for n in range(1, 7)]}, budget=0.5, max_concurrency=2)
+    billed = Decimal(str(emulator.account.stats()["billed"]))
+    manifest = read_manifest(out)
+    assert billed <= Decimal("0.5"), (billed, manifest[["seed", "status", "cost_usd", "error"]])
+    assert (manifest["status"] == "succeeded").sum() == 2, "two rows of $0.20 fit in $0.50"
+    assert sum(manifest["cost_usd"]) == billed
+
+
+def test_an_upload_that_keeps_failing_is_tried_once_per_image_not_once_per_row(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
+) -> None:
+    emulator = make_emulator(queue_seconds=0.05, task_seconds=0.2)
+    wiro_env(emulator)
+    emulator.account.faults = emulator.account.faults.updated({"script": ["503"] * 40})  # everything fails a while
+    write(tmp_path / "start.png", landscape(), "PNG")
+    grid = tmp_path / "grid.csv"
+    grid.write_text(f"inputImage,prompt,numFrames\nstart.png,it moves,{FRAMES}\n")
+    out = tmp_path / "out"
+    state = run_sweep(grid, out, axes={"seed": [str(n) for n in range(1, 5)]})
+    assert not state.is_completed()
+    manifest = read_manifest(out)
+    assert set(manifest["status"]) == {"failed"}
+    assert all("no Run request was sent" in e for e in manifest["error"])
+    seen = counters(emulator)
+    assert "run" not in seen
+    assert seen["upload"] <= 6, f"one upload with its retries for the image, not one per row: {seen}"

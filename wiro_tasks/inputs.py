@@ -25,6 +25,7 @@ T2V_NEGATIVE_PROMPT = "bad quality, low detail, unrealistic water movement, wash
 I2V_NEGATIVE_PROMPT = "bad quality, blurry"
 SIZES = ("832*480", "480*832")
 MAX_PROMPT_CHARS = 2000
+MAX_URL_CHARS = 4096  # far past any real file URL; a Run body carrying more is refused (413) after all
 MAX_SEED = 2**32 - 1
 
 Kind = Literal["text", "int", "float", "choice", "url", "seed"]
@@ -86,10 +87,17 @@ class Param:
                 raise InputValidationError(self.name, f"must be an integer between 0 and {MAX_SEED}", raw)
             return str(int(text))
         if self.kind == "url":
-            parts = urlsplit(text.strip())
+            text = text.strip()
+            if len(text) > MAX_URL_CHARS:
+                raise InputValidationError(self.name, f"must be at most {MAX_URL_CHARS} characters (has {len(text)})")
+            if any(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cs") for ch in text):
+                raise InputValidationError(
+                    self.name, "must be an http(s) URL without spaces or control characters", raw
+                )
+            parts = urlsplit(text)
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 raise InputValidationError(self.name, "must be an http(s) URL", raw)
-            return text.strip()
+            return text
         bad = _bad_character(text)
         if bad is not None:
             raise InputValidationError(self.name, f"must not contain control character {bad}", raw)

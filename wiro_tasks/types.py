@@ -19,7 +19,9 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import urlsplit
+
+from ._exceptions import InputValidationError
+from .inputs import Param
 
 
 class TaskStatus(StrEnum):
@@ -220,13 +222,16 @@ class UploadedFile:
         if not isinstance(raw, Mapping):
             raise ValueError(f"a file entry must be an object, got {type(raw).__name__}")
         url = raw.get("url")
-        parts = urlsplit(url.strip()) if isinstance(url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        try:  # the rules of a model's URL input: a Run must be able to send it
+            checked = str(_FILE_URL.coerce(url)) if isinstance(url, str) else ""
+        except InputValidationError as exc:
+            raise ValueError(f"the file has no usable url: {exc.rule} (got {str(url)[:80]!r})") from None
+        if not checked:
             raise ValueError(f"the file has no http(s) url (got {str(url)[:80]!r})")
         return cls(
             id=str(raw.get("id") or ""),
             name=str(raw.get("name") or ""),
-            url=url.strip() if isinstance(url, str) else "",
+            url=checked,
             size=_int(raw.get("size")),
             content_type=str(raw.get("contenttype") or ""),
             parent_id=str(raw.get("parentid") or ""),
@@ -241,6 +246,7 @@ def _sequence(value: object) -> Sequence[object]:
     return ()
 
 
+_FILE_URL = Param("url", "url")
 MAX_TASK_COST = Decimal(100_000)  # USD: no one task costs this; a larger figure is garbage
 MAX_CPS = Decimal(1_000)  # USD per second
 MAX_SECONDS = Decimal(10**7)  # about 115 days
