@@ -16,7 +16,8 @@ the timed-out ones, Cancelled the cancelled and skipped ones.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Iterable, Mapping
+import time
+from collections.abc import Collection, Coroutine, Iterable, Mapping
 from typing import Any
 from uuid import UUID
 
@@ -36,6 +37,7 @@ from .runner import row_label
 
 PAGE = 200
 CONCURRENT_CALLS = 8
+SETTLE_SECONDS = 10.0  # how long a `wait` task run that ended not Completed may take to reach the server
 
 
 @task(name="row", task_run_name="{status} {label}")
@@ -51,14 +53,21 @@ def state_for(status: str, error: str) -> State[Any]:
     return Failed(message=message, name="TimedOut" if status == "timed_out" else "Failed")
 
 
-async def show_row_outcomes(flow_run_id: UUID, rows: Iterable[Mapping[str, Any]]) -> int:
+async def show_row_outcomes(flow_run_id: UUID, rows: Iterable[Mapping[str, Any]], waited: Collection[str] = ()) -> int:
     """Make the UI show each of `rows` (manifest records) that did not succeed; how many task runs
-    were created or corrected."""
+    were created or corrected. `waited` names the rows (by id) whose `wait` task ran in this flow
+    run: the server records task runs a moment after they end, so those are waited for (up to
+    `SETTLE_SECONDS`) rather than shown twice."""
     todo = [r for r in rows if r["status"] != "succeeded"]
     if not todo:
         return 0
     async with get_client() as client:
+        expected = {f"wait {row_label(r)}" for r in todo if r["row_id"] in waited}
         shown = await _unfinished_task_runs(client, flow_run_id)
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while not expected <= shown.keys() and time.monotonic() < deadline:
+            await asyncio.sleep(0.25)
+            shown = await _unfinished_task_runs(client, flow_run_id)
         calls: list[Coroutine[Any, Any, object]] = []
         for row in todo:
             label = row_label(row)

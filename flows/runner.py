@@ -163,6 +163,7 @@ class SweepRunner:
         self._uploading: dict[str, asyncio.Lock] = {}  # image sha256 -> held while it is being uploaded
         self._upload_failed: dict[str, str] = {}  # image sha256 -> why its upload failed in this run
         self.account = ""  # the Wiro account swept (`claims.account_key`), once the run starts
+        self.waited_not_succeeded: set[str] = set()  # rows whose `wait` task run in this flow run ended so
         self.cancelled_by_user: str | None = None
         self.stopped = 0  # Wiro tasks killed or cancelled because the run was
         self.billed = asyncio.Condition()
@@ -653,6 +654,8 @@ class SweepRunner:
             return_state=True,  # a row that did not succeed ends its task run Failed: still an outcome
         )
         outcome: WaitOutcome = await outcome_of(ended)
+        if outcome.status != "succeeded":
+            self.waited_not_succeeded.add(row_id)  # its `wait` task run shows it in the UI
         already = state.costs.get(outcome.task_id, Decimal(0))  # billed in an earlier run, counted already
         cost, error = outcome.cost, outcome.error
         if cost is None:  # Wiro's figure was garbage: count what the task could have cost, never nothing

@@ -315,7 +315,7 @@ async def sweep(
             message = (f"{runner.out_error}; stopped submitting. Free space and rerun the same command"
                        " (nothing is paid twice)")  # fmt: skip
             return Failed(message=message, data=OutNotWritableError(message))
-        await _show_rows(manifest)
+        await _show_rows(manifest, runner.waited_not_succeeded)
         # Under the lock: a parent sees the child alive, and a cancellation hook waits for it.
         reported = await _report(manifest, work_dir, artifact_scope(out, shard), runner.unclaimed_strays())
     if runner.cancelled_by_user:
@@ -473,14 +473,14 @@ async def _cancel_self() -> None:
             await client.set_flow_run_state(flow_run.id, Cancelling(message="stopped by SIGTERM"), force=True)
 
 
-async def _show_rows(manifest: pd.DataFrame) -> None:
+async def _show_rows(manifest: pd.DataFrame, waited: set[str]) -> None:
     """Every row that did not succeed as a task run the UI's state filter finds (`flows.outcomes`)."""
     from prefect.runtime import flow_run
 
     if not flow_run.id:
         return
     try:
-        await show_row_outcomes(UUID(str(flow_run.id)), summary_rows(manifest))
+        await show_row_outcomes(UUID(str(flow_run.id)), summary_rows(manifest), waited)
     except Exception as exc:  # what the UI shows must never cost the sweep its end
         get_run_logger().warning("could not show every row's outcome as a task run: %s", exc)
 
