@@ -10,7 +10,8 @@ fi
 ruff check .
 ruff format --check .
 mypy
-# Two workers, a test module each at a time (module fixtures such as test_server's stack start
-# once): most tests wait on emulator time and subprocesses, so two cores run two modules at once.
+# Three workers, a test module each at a time (module fixtures such as test_server's stack start
+# once), longest modules first (tests/conftest.py's LONGEST_FIRST): most tests wait on emulator time
+# and subprocesses, so a third worker fills the time two cores would sit idle.
 # `./scripts/test.sh -n 0 ...` runs in this one process instead.
-pytest -n 2 --dist loadfile "$@"
+pytest -n 3 --dist loadfile --no-loadscope-reorder "$@"

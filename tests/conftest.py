@@ -12,10 +12,33 @@ import pytest
 from wiro_tasks import PollSchedule, RetryPolicy, WiroClient
 from wiro_tasks.emulator import EmulatorConfig, EmulatorServer
 
+# The modules that take longest (seconds on 2 cores, from `pytest --durations=40`), run first:
+# test.sh hands whole modules to workers in this order (`--no-loadscope-reorder`; xdist's own order
+# is by test count, which put test_ui, test_server and test_bench, 1-3 tests each, last). The rest
+# keep their file order.
+LONGEST_FIRST = (
+    "test_ui.py",  # ~105 s: a Prefect server with its UI, a worker, Chromium
+    "test_server.py",  # ~90 s: a Prefect server, two workers
+    "test_bench.py",  # ~55 s in one test
+    "test_faults.py",  # ~130 s over 10 tests
+    "test_cli_run.py",  # ~80 s
+    "test_sweep.py",  # ~110 s
+    "test_secrets.py",  # ~40 s
+    "test_emulator.py",
+    "test_bad_inputs.py",
+    "test_report.py",
+)
+
 API_KEY = "test-key-0001"
 API_SECRET = "test-secret-do-not-leak-7f3a9c"
 FAST_POLL = PollSchedule(first=0.02, factor=1.5, cap=0.1)
 NO_WAIT = RetryPolicy(max_retries=4, backoff=0.0)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the longest modules first (see LONGEST_FIRST); the rest keep their order."""
+    rank = {name: n for n, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 @pytest.fixture(autouse=True)

@@ -71,6 +71,7 @@ def run_in_terminal(
                 break
         else:
             os.killpg(process.pid, 9)
+            process.wait()  # reaped here, or its ResourceWarning fails whichever test runs next
             raise AssertionError(f"still running after {timeout} s:\n{output.decode(errors='replace')[-3000:]}")
     finally:
         os.close(controller)
