@@ -21,6 +21,7 @@ LONGEST_FIRST = (
     "test_server.py",  # ~90 s: a Prefect server, two workers
     "test_bench.py",  # ~55 s in one test
     "test_faults.py",  # ~130 s over 10 tests
+    "test_i2v_sweep.py",  # ~90 s: image sweeps, two SIGKILLs
     "test_cli_run.py",  # ~80 s
     "test_sweep.py",  # ~110 s
     "test_secrets.py",  # ~40 s
