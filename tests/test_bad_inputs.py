@@ -10,6 +10,7 @@ option values), the row and field where those apply, and the broken rule.
 from __future__ import annotations
 
 import datetime
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -98,6 +99,12 @@ def image_grid(image: Callable[[Path], Path | str], *options: str, extra: str = 
 
 def png(tmp: Path) -> Path:
     return write(tmp / "start.png", encode(landscape(64, 48), "PNG"))
+
+
+def fifo(tmp: Path) -> Path:
+    """A named pipe: opening it to read waits for a writer that never comes."""
+    os.mkfifo(tmp / "frames.fifo")
+    return tmp / "frames.fifo"
 
 
 def sparse(size: int) -> Callable[[Path], Path]:
@@ -459,6 +466,11 @@ CASES = [
         ("{file}", "row 1", "field inputImage", "huge.png", "100,000,000"),
     ),
     Case("image is a directory", image_grid(lambda tmp: tmp), ("{file}", "row 1", "field inputImage", "directory")),
+    Case(
+        "image is a named pipe",
+        image_grid(fifo),
+        ("{file}", "row 1", "field inputImage", "frames.fifo", "is not a regular file"),
+    ),
     Case(
         "image and URL in one row",
         image_grid(png, extra="inputImageUrl=https://example.com/a.png"),

@@ -87,6 +87,8 @@ def check_image(source: str | os.PathLike[str] | bytes, *, max_bytes: int = MAX_
         return _inspect(io.BytesIO(source), None, len(source), max_bytes)
     path = Path(source)
     try:
+        if path.exists() and not path.is_dir() and not path.is_file():  # opening a pipe would wait forever
+            raise ImageCheckError(path, "is not a regular file (a pipe, a socket or a device), not an image file")
         with open(path, "rb") as file:
             size = os.fstat(file.fileno()).st_size
             return _inspect(file, path, size, max_bytes)
