@@ -27,6 +27,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterId,
     TaskRunFilter,
+    TaskRunFilterName,
     TaskRunFilterState,
     TaskRunFilterStateType,
 )
@@ -68,6 +69,8 @@ async def show_row_outcomes(flow_run_id: UUID, rows: Iterable[Mapping[str, Any]]
         while not expected <= shown.keys() and time.monotonic() < deadline:
             await asyncio.sleep(0.25)
             shown = await _unfinished_task_runs(client, flow_run_id)
+        if not expected <= shown.keys():  # recorded, but its end not yet: it is corrected below, never doubled
+            shown = {**await _task_runs_named(client, flow_run_id, sorted(expected - shown.keys())), **shown}
         calls: list[Coroutine[Any, Any, object]] = []
         for row in todo:
             label = row_label(row)
@@ -77,9 +80,9 @@ async def show_row_outcomes(flow_run_id: UUID, rows: Iterable[Mapping[str, Any]]
             ]
             if any(r.state and (r.state.type, r.state.name) == (wanted.type, wanted.name) for r in runs):
                 continue
-            crashed = [r for r in runs if r.state and r.state.type is StateType.CRASHED]
-            if crashed:
-                calls.append(client.set_task_run_state(crashed[0].id, wanted, force=True))
+            stale = [r for r in runs if r.state and (r.state.type is StateType.CRASHED or not r.state.is_final())]
+            if stale:
+                calls.append(client.set_task_run_state(stale[0].id, wanted, force=True))
             else:
                 calls.append(client.create_task_run(row_outcome, flow_run_id, dynamic_key=f"row-{row['row_id']}",
                                                     name=f"{row['status']} {label}", state=wanted))  # fmt: skip
@@ -91,6 +94,15 @@ async def show_row_outcomes(flow_run_id: UUID, rows: Iterable[Mapping[str, Any]]
 
         await asyncio.gather(*(call(c) for c in calls))
     return len(calls)
+
+
+async def _task_runs_named(client: PrefectClient, flow_run_id: UUID, names: list[str]) -> dict[str, TaskRun]:
+    """This flow run's task runs of these names, in whatever state the server has them."""
+    runs = await client.read_task_runs(
+        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+        task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=names)),
+    )
+    return {run.name: run for run in runs}
 
 
 async def _unfinished_task_runs(client: PrefectClient, flow_run_id: UUID) -> dict[str, TaskRun]:
