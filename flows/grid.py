@@ -251,7 +251,7 @@ def check_axes(axes: Mapping[str, object] | None) -> dict[str, list[str]]:
 
 def _cell_values(value: Any) -> list[Any]:
     if isinstance(value, (list, tuple)):
-        if any(_is_missing(v) for v in value):
+        if any(is_missing(v) for v in value):
             raise ValueError("a list cell holds an empty value")
         return list(value) if value else [None]
     if hasattr(value, "tolist") and not isinstance(value, str):
@@ -311,7 +311,7 @@ def expand_grid(
             problems.append(exc)
             continue
         for combo in itertools.product(*choices):
-            given = {c: v for c, v in zip(INPUTS, combo, strict=True) if not _is_missing(v)}
+            given = {c: v for c, v in zip(INPUTS, combo, strict=True) if not is_missing(v)}
             try:
                 key, values = _combination(given, model, images, where)
             except GridError as exc:
@@ -405,8 +405,9 @@ def _combination(
     return key, {MODEL: chosen, **{name: row.get(name) for name in (*INPUTS, IMAGE_SHA, IMAGE_PATH)}}
 
 
-def _is_missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+def is_missing(value: object) -> bool:
+    """An empty cell: None, NaN, or pandas' NA (a nullable column's gap)."""
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
 def canonical(values: Mapping[str, Value]) -> dict[str, Value]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import re
 import threading
 import time
@@ -53,7 +52,7 @@ from wiro_tasks.prefect_tasks import (
 
 from .budget import Budget, work_units
 from .claims import Claims, account_key, state_root
-from .grid import IMAGE, IMAGE_PATH, IMAGE_SHA, IMAGE_URL, MODEL, PLACEHOLDER_URL
+from .grid import IMAGE, IMAGE_PATH, IMAGE_SHA, IMAGE_URL, MODEL, PLACEHOLDER_URL, is_missing
 from .journal import Journal, JournalWriteError, RowState, Upload
 from .manifest import MANIFEST_PARQUET, ManifestBuilder, manifest_frame, row_status, write_manifest
 from .posters import save_poster
@@ -125,8 +124,8 @@ def quote_inputs(row: Mapping[str, Any]) -> dict[str, Value]:
 
 
 def _given(value: Any) -> Any:
-    """The value, or None for a cell with nothing in it (None, NaN, pandas' NA)."""
-    return None if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)) else value
+    """The value, or None for an empty cell (`grid.is_missing`)."""
+    return None if is_missing(value) else value
 
 
 def needs_work(state: RowState | None, retry_failed: bool) -> bool:

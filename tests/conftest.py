@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -93,6 +94,16 @@ def prefect_api() -> Iterator[str]:
 
     with prefect_test_harness(server_startup_timeout=180):
         yield str(PREFECT_API_URL.value())
+
+
+@pytest.fixture
+def subprocess_env(prefect_api: str) -> Callable[[EmulatorServer], dict[str, str]]:
+    """The environment of a `wiro-sweep` subprocess pointed at an emulator and the test Prefect API."""
+
+    def env(emulator: EmulatorServer) -> dict[str, str]:
+        return {**os.environ, **emulator.env(), "PREFECT_API_URL": prefect_api, "PREFECT_LOGGING_LEVEL": "WARNING"}
+
+    return env
 
 
 @pytest.fixture

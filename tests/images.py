@@ -51,3 +51,8 @@ def heic_header(*brands: bytes) -> bytes:
 
 def resized(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(Image.fromarray(pixels).resize((width, height), Image.Resampling.BILINEAR))
+
+
+def difference(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference of two RGB pictures of one size, in 0..255 levels."""
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())

@@ -234,14 +234,6 @@ def test_dry_run_with_nothing_left_says_so_instead_of_budgeting_zero_rows(tmp_pa
     ]
 
 
-@pytest.fixture
-def cli_env(prefect_api: str) -> Callable[[EmulatorServer], dict[str, str]]:
-    def env(emulator: EmulatorServer) -> dict[str, str]:
-        return {**os.environ, **emulator.env(), "PREFECT_API_URL": prefect_api, "PREFECT_LOGGING_LEVEL": "WARNING"}
-
-    return env
-
-
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as handle:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
@@ -273,14 +265,14 @@ def wait_until(check: Callable[[], bool], seconds: float = 60) -> None:
 
 
 def test_sigkill_at_any_moment_then_resume_pays_once(
-    make_emulator: EmulatorFactory, cli_env: Callable[[EmulatorServer], dict[str, str]], tmp_path: Path
+    make_emulator: EmulatorFactory, subprocess_env: Callable[[EmulatorServer], dict[str, str]], tmp_path: Path
 ) -> None:
     emulator = make_emulator(queue_seconds=0.1, task_seconds=1.5)
     grid = tmp_path / "grid.csv"
     pd.DataFrame({"prompt": [f"scene {n}" for n in range(8)], "numFrames": 9}).to_csv(grid, index=False)
     out, log = tmp_path / "out", tmp_path / "log.txt"
     args = [str(grid), "--out", str(out), "--max-concurrency", "3", "--poll-interval", "0.1"]
-    env = cli_env(emulator)
+    env = subprocess_env(emulator)
     stats = emulator.account.stats
 
     # 1: killed while tasks run.
@@ -312,12 +304,12 @@ def test_sigkill_at_any_moment_then_resume_pays_once(
 
 
 def test_ctrl_c_stops_the_running_wiro_tasks(
-    make_emulator: EmulatorFactory, cli_env: Callable[[EmulatorServer], dict[str, str]], tmp_path: Path
+    make_emulator: EmulatorFactory, subprocess_env: Callable[[EmulatorServer], dict[str, str]], tmp_path: Path
 ) -> None:
     emulator = make_emulator(queue_seconds=0.05)
     grid = write(tmp_path / "g.csv", "prompt\nlong one [emulator:hang]\nlong two [emulator:hang]\n")
     out, log = tmp_path / "out", tmp_path / "log.txt"
-    process = start([str(grid), "--out", str(out), "--poll-interval", "0.1"], cli_env(emulator), log)
+    process = start([str(grid), "--out", str(out), "--poll-interval", "0.1"], subprocess_env(emulator), log)
     wait_until(lambda: emulator.account.stats()["tasks"] == 2)
     time.sleep(0.3)
     os.killpg(process.pid, signal.SIGINT)
@@ -359,7 +351,7 @@ def test_ctrl_c_with_no_prefect_api_stops_every_task_even_one_whose_run_answer_i
 
 
 def test_a_lost_answers_task_is_adopted_past_short_list_pages(
-    make_emulator: EmulatorFactory, cli_env: Callable[[EmulatorServer], dict[str, str]], tmp_path: Path
+    make_emulator: EmulatorFactory, subprocess_env: Callable[[EmulatorServer], dict[str, str]], tmp_path: Path
 ) -> None:
     """A server that caps Task/List pages (50 here, whatever the scan asks) must not end the scan
     early: the task of a Run whose answer was lost, 61st newest, is adopted and never paid twice."""
@@ -375,7 +367,7 @@ def test_a_lost_answers_task_is_adopted_past_short_list_pages(
     for n in range(60):  # newer tasks of the account push it to the second capped page
         emulator.account.create(TEXT_TO_VIDEO, spec.validate({"prompt": f"someone else's {n} [emulator:hang]"}))
 
-    process = start([str(grid), "--out", str(out), "--poll-interval", "0.1"], cli_env(emulator), log)
+    process = start([str(grid), "--out", str(out), "--poll-interval", "0.1"], subprocess_env(emulator), log)
     assert finish(process, log, 120) == 0, log.read_text()
     assert emulator.account.stats()["tasks"] == 61, "no second task for the row"
     assert "run" not in emulator.account.stats()["counters"]

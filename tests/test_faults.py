@@ -483,14 +483,6 @@ def test_the_bill_never_passes_the_budget_whatever_the_price(
 # 2. SIGKILL at random moments, through the command line.
 
 
-@pytest.fixture
-def subprocess_env(prefect_api: str) -> Callable[[EmulatorServer], dict[str, str]]:
-    def env(emulator: EmulatorServer) -> dict[str, str]:
-        return {**os.environ, **emulator.env(), "PREFECT_API_URL": prefect_api, "PREFECT_LOGGING_LEVEL": "WARNING"}
-
-    return env
-
-
 # `python -m flows run ARGS`, with one constant changed: the emulator's Task/List is consistent at
 # once, so the three scans that prove a lost Run answer created no task are spread over about a
 # second instead of 20 s (the rule itself, three complete scans, stays). Everything else is the
@@ -664,7 +656,9 @@ def test_a_full_disk_stops_submitting_then_a_rerun_pays_once(
                             "numFrames": 9})  # fmt: skip
     grid = tmp_path / "grid.csv"
     prompts.to_csv(grid, index=False)
-    row_ids = set(load_grid([grid])["row_id"])
+    loaded = load_grid([grid])
+    row_ids = set(loaded["row_id"])
+    row_of = dict(zip(loaded["prompt"], loaded["row_id"], strict=True))
     out, log = small_disk(2 * 1024 * 1024) / "out", tmp_path / "log.txt"
     args = [str(grid), "--out", str(out), "--max-concurrency", "4", "--poll-interval", "0.05"]
     env = subprocess_env(emulator)
@@ -698,7 +692,7 @@ def test_a_full_disk_stops_submitting_then_a_rerun_pays_once(
     lines = (out / JOURNAL).read_bytes().splitlines()
     assert len(read_events(out / JOURNAL)) == len(lines), "no torn line: every line of the journal parses"
     intents = {e["row_id"] for e in read_events(out / JOURNAL) if e["event"] == "intent"}
-    assert len(intents) >= len(tasks), "every Run request had its intent on disk first"
+    assert {row_of[prompt] for prompt, _seed in tasks} <= intents, "every Run request had its intent on disk first"
     if (out / MANIFEST_PARQUET).exists():
         assert set(parquet_row_ids(out / MANIFEST_PARQUET)) == row_ids, "the manifest is whole, never torn"
 

@@ -26,6 +26,8 @@ from wiro_tasks.emulator import EmulatorServer
 from wiro_tasks.emulator.config import Faults
 
 from .conftest import EmulatorFactory
+from .test_faults import tasks_by_combination
+from .test_sweep import run_sweep
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -45,17 +47,6 @@ def write_grid(path: Path, prompts: list[str], seeds: tuple[str, ...] = ("1",)) 
         path, index=False
     )
     return path
-
-
-def run_sweep(grid: Path, out: Path, **params: Any) -> Any:
-    return asyncio.run(sweep(grid=[str(grid)], out=str(out), return_state=True, **params))  # type: ignore[arg-type]
-
-
-def tasks_by_prompt(emulator: EmulatorServer) -> dict[tuple[str, str], list[str]]:
-    found: dict[tuple[str, str], list[str]] = {}
-    for task in emulator.account.intervals():
-        found.setdefault((task["prompt"], task["seed"]), []).append(task["id"])
-    return found
 
 
 ODD = {
@@ -96,7 +87,7 @@ def test_garbage_in_final_answers_never_bricks_the_out(
             assert shown in row["error"], (field, row["error"])
         assert all(manifest[p]["status"] == "succeeded" for p in plain), attempt
     assert state.is_completed(), state.message
-    tasks = tasks_by_prompt(emulator)
+    tasks = tasks_by_combination(emulator)
     assert all(len(ids) == 1 for ids in tasks.values()), f"a row paid twice: {tasks}"
     assert len(tasks) == len(odd_prompts) + len(plain)
     adopted = Counter(e["event"] for e in read_events(out / JOURNAL))["adopted"]
@@ -118,7 +109,7 @@ def test_one_task_id_answered_for_two_runs_is_not_given_to_both_rows(
     assert emulator.account.stats()["counters"]["fault_dup"] == 4
     ids = [r["task_id"] for r in manifest]
     assert len(set(ids)) == len(ids) == 8, "one task per row, each task in one row"
-    tasks = tasks_by_prompt(emulator)
+    tasks = tasks_by_combination(emulator)
     for row in manifest:
         assert tasks[(row["prompt"], row["seed"])] == [row["task_id"]], ("the row's own task", row)
 
@@ -143,7 +134,7 @@ def test_two_outs_that_lose_their_answers_for_one_combination_adopt_one_task_eac
     a, b = ({r["row_id"]: r["task_id"] for r in records(read_manifest(o))} for o in outs)
     assert set(a) == set(b)
     assert not set(a.values()) & set(b.values()), "a task adopted by both OUTs"
-    tasks = tasks_by_prompt(emulator)
+    tasks = tasks_by_combination(emulator)
     assert all(len(ids) == 2 for ids in tasks.values()), tasks
     paid = {t for ids in tasks.values() for t in ids}
     assert set(a.values()) | set(b.values()) == paid, "every paid task is in a manifest"
@@ -171,7 +162,7 @@ def test_a_matching_task_nobody_claims_is_named_not_dropped(
     out = tmp_path / "out"
     state = run_sweep(grid, out, poll_interval=0.05)
     assert state.is_completed(), state.message
-    tasks = tasks_by_prompt(emulator)[("the same scene", "4")]
+    tasks = tasks_by_combination(emulator)[("the same scene", "4")]
     assert len(tasks) == 2
     adopted = records(read_manifest(out))[0]["task_id"]
     (stray,) = set(tasks) - {adopted}

@@ -19,7 +19,7 @@ from wiro_tasks.emulator.i2v import i2v_size
 from wiro_tasks.emulator.video import _make_plan, _render_yuv, preview_dimensions, render_mp4
 
 from .conftest import API_KEY, API_SECRET, FAST_POLL, NO_WAIT, EmulatorFactory
-from .images import LANDSCAPE_BLOCKS, encode, heic_header, landscape, portrait, resized, write
+from .images import LANDSCAPE_BLOCKS, difference, encode, heic_header, landscape, portrait, resized, write
 from .mp4 import decode_mp4, first_frame_rgb
 
 FRAMES = 9
@@ -40,11 +40,6 @@ def first_frame(client: WiroClient, task: Task, tmp_path: Path) -> np.ndarray:
     assert complaints == []
     assert rgb.shape == (stream.height, stream.width, 3)
     return rgb
-
-
-def difference(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean absolute difference of two RGB pictures of one size, in 0..255 levels."""
-    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
 
 
 def test_each_first_frame_is_its_own_uploaded_image_and_follows_its_shape(client: WiroClient, tmp_path: Path) -> None:

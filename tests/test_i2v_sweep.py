@@ -5,7 +5,6 @@ upload and the Run answer pays and uploads nothing twice."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import shutil
@@ -17,7 +16,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -25,39 +23,21 @@ from flows.grid import load_grid
 from flows.journal import read_events
 from flows.manifest import read_manifest
 from flows.runner import records
-from flows.sweep import sweep
 from wiro_tasks import IMAGE_TO_VIDEO, TEXT_TO_VIDEO
 from wiro_tasks.emulator import EmulatorServer
 
 from .conftest import EmulatorFactory
-from .images import landscape, portrait, resized, write
+from .images import difference, landscape, portrait, resized, write
 from .mp4 import first_frame_rgb
 from .test_faults import finish, runs_seen, start, wait_for
+from .test_sweep import run_sweep
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 FRAMES = 9
 
 
-@pytest.fixture
-def subprocess_env(prefect_api: str) -> Callable[[EmulatorServer], dict[str, str]]:
-    def env(emulator: EmulatorServer) -> dict[str, str]:
-        return {**os.environ, **emulator.env(), "PREFECT_API_URL": prefect_api, "PREFECT_LOGGING_LEVEL": "WARNING"}
-
-    return env
-
-
-def run_sweep(grid: Path, out: Path, **params: Any) -> Any:
-    params.setdefault("poll_interval", 0.05)
-    return asyncio.run(sweep(grid=[str(grid)], out=str(out), return_state=True, **params))  # type: ignore[arg-type]
-
-
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def difference(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean absolute difference of two RGB pictures of one size, in 0..255 levels."""
-    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
 
 
 def counters(emulator: EmulatorServer) -> Counter[str]:

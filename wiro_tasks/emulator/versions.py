@@ -56,6 +56,6 @@ def drift(faults: Faults, model: str, parameters: Mapping[str, Value]) -> Drift:
                 return Drift(kind, variant=f"{kind}:{tag}")
             if kind == "fail":
                 return Drift(kind, fails=True)
-            return Drift(kind, slowdown=max(1.0, faults.version_slowdown))
+            return Drift(kind, slowdown=faults.version_slowdown)  # at least 1: Faults refuses less
         draw -= rate
     return Drift()
