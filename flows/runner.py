@@ -686,7 +686,7 @@ class SweepRunner:
         if quote is not None and quote.fixed is not None:
             return quote.fixed
         if quote is not None and quote.cps is not None and outcome.elapsed:
-            return outcome.elapsed * max(quote.cps, seen_rates.get(outcome.task_id, Decimal(0)))
+            return outcome.elapsed * max(quote.cps, outcome.cps)
         return self.budget.plan(quote, work)
 
     def _paid_not_saved(self, row_id: str) -> bool:

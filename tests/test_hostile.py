@@ -177,3 +177,21 @@ def test_a_matching_task_nobody_claims_is_named_not_dropped(
             return "\n".join(str(a.data) for a in artifacts if a.flow_run_id == run.id)
 
     assert f"task {stray} (prompt='the same scene'" in asyncio.run(summary()), "named in the run's summary"
+
+
+def test_an_unreadable_bill_is_counted_at_the_tasks_own_rate_not_the_advertised_one(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
+) -> None:
+    """Tool/Detail advertises $0.001/s, the task's own record says (and bills) $0.01/s, and its
+    `totalcost` is NaN: the row is counted at the task's rate, never a tenth of it."""
+    from decimal import Decimal
+
+    emulator = make_emulator(queue_seconds=0.05, task_seconds=0.5, cps=Decimal("0.01"),
+                             advertised_cps=Decimal("0.001"))  # fmt: skip
+    wiro_env(emulator)
+    grid = write_grid(tmp_path / "grid.csv", ["dear [emulator:field totalcost=NaN]"])
+    run_sweep(grid, tmp_path / "out", poll_interval=0.05)
+    [row] = records(read_manifest(tmp_path / "out"))
+    assert row["status"] == "succeeded", row["error"]
+    assert "counted as" in row["error"], row["error"]
+    assert row["cost_usd"] >= Decimal(str(row["elapsed_seconds"])) * Decimal("0.01") * Decimal("0.99"), row

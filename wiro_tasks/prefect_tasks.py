@@ -108,6 +108,7 @@ class WaitOutcome:
     output_url: str = ""
     output_bytes: int | None = None
     noticed_at: float = 0.0
+    cps: Decimal = Decimal(0)  # the highest per-second rate the task's records gave while it was waited for
 
 
 @dataclass(frozen=True)
@@ -479,6 +480,7 @@ def _outcome(task: WiroTask, status: Outcome, error: str) -> WaitOutcome:
         output_url=output.url if output else "",
         output_bytes=output.size if output else None,
         noticed_at=time.time(),
+        cps=max(task.cps, seen_rates.get(task.id, Decimal(0))),  # before `wait_for_end` forgets the rate
     )
 
 
