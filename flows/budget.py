@@ -118,7 +118,7 @@ class Budget:
     def plan(self, quote: Quote | None, work: Decimal) -> Decimal:
         """The cost a task is expected to reach, counted as the guard counts it: what a submission
         must find room for, so that a task of typical length is never stopped."""
-        if quote is None or not quote.known:
+        if quote is None:
             return self.estimate(work)
         if quote.fixed is not None:
             return quote.fixed
@@ -153,7 +153,7 @@ class Budget:
     @property
     def priced(self) -> bool:
         """Whether every task in flight has a price from the API (the guarantee holds only then)."""
-        return all(f.quote is not None and f.quote.known for f in self.flights.values())
+        return all(f.quote is not None for f in self.flights.values())
 
     # A task's life.
 
@@ -167,7 +167,7 @@ class Budget:
             settling = any(k != row_id and k not in self.orphans for k in self.flights)
             if self.spent + others + self.plan(quote, work) > self.limit:
                 return "wait" if settling else "over"
-            if (quote is None or not quote.known) and self.rate is None and settling:
+            if (quote is None) and self.rate is None and settling:
                 return "wait"
         self.flights[row_id] = flight
         return "ok"

@@ -97,7 +97,7 @@ def dry_run_report(
     budget = Budget(None, estimate_usd=estimate_usd, observed_rates=rates)
     prices = prices or {}
     quotes = [prices[r["model"]].quote(quote_inputs(r)) if r["model"] in prices else None for r in left]
-    typical = [q.typical if q is not None and q.known else budget.estimate(work_units(r)) for q, r in
+    typical = [q.typical if q is not None else budget.estimate(work_units(r)) for q, r in
                zip(quotes, left, strict=True)]  # fmt: skip
     lines = [f"{len(frame)} combination{'' if len(frame) == 1 else 's'}; {len(frame) - len(left)} already done"
              f" in {out}, {len(left)} to submit."]  # fmt: skip

@@ -24,7 +24,6 @@ from typing import Any
 from .types import MAX_CPS, MAX_TASK_COST, finite_decimal
 
 PIXEL_TIER = 1024 * 1024  # cp-pixel: each started 1,048,576 pixels of output is one tier
-COMPUTABLE = ("cpr", "cpo", "cp-outputVideoLength", "cp-promptlength", "cp-pixel")
 
 
 @dataclass(frozen=True)
@@ -63,20 +62,15 @@ class PriceTier:
 class Quote:
     """What one run costs, as far as it is known before it runs.
 
-    `fixed` is its exact price; else `cps` is the rate it is billed per second while it runs (its
-    cost grows without bound until it ends or is stopped). `typical` is the cost to plan with;
-    `source` says where the figures came from, for people.
+    One of the two is always set: `fixed` is its exact price; else `cps` is the rate it is billed
+    per second while it runs (its cost grows without bound until it ends or is stopped).
+    `typical` is the cost to plan with; `source` says where the figures came from, for people.
     """
 
     fixed: Decimal | None
     cps: Decimal | None
     typical: Decimal
     source: str
-
-    @property
-    def known(self) -> bool:
-        """Whether the API gave a price: a fixed one, or a per-second rate."""
-        return self.fixed is not None or self.cps is not None
 
 
 @dataclass(frozen=True)
