@@ -215,6 +215,12 @@ class Budget:
             rate = cost / work
             self.rate = rate if self.rate is None else max(self.rate, rate)
 
+    def unstop(self, row_id: str) -> None:
+        """A stop that could not be sent: the task runs on, counted as running, and may be chosen again."""
+        flight = self.flights.get(row_id)
+        if flight is not None:
+            flight.stopping_at = None
+
     def to_stop(self, stoppable: Callable[[str], bool]) -> list[str]:
         """The running per-second tasks to stop now, youngest first, so that by the next look
         (`period` s on) plus the time a Kill takes, the worst case stays within the limit.

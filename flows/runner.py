@@ -33,7 +33,7 @@ import pyarrow as pa
 from prefect.client.schemas.objects import State
 from prefect.concurrency.asyncio import concurrency
 
-from wiro_tasks import AuthenticationError, ImageCheckError, Quote, TaskStateError, ToolPrice, WiroError
+from wiro_tasks import AuthenticationError, ImageCheckError, Quote, ToolPrice, WiroError
 from wiro_tasks.inputs import Value, model_spec
 from wiro_tasks.prefect_tasks import (
     FindOutcome,
@@ -44,6 +44,7 @@ from wiro_tasks.prefect_tasks import (
     find_task,
     outcome_of,
     seen_rates,
+    stop_task,
     submit,
     upload,
     wait,
@@ -407,25 +408,22 @@ class SweepRunner:
                 self.budget_stopped[row_id] = (f"budget: stopped while running, at ${self.budget.committed:.4f} "
                                                f"billed and held of ${self.budget.limit}")  # fmt: skip
                 self.record("note", row_id, error=f"budget: stopping task {task_id}")
-                stopping = asyncio.create_task(self._stop_for_budget(task_id))
+                stopping = asyncio.create_task(self._stop_for_budget(row_id, task_id))
                 self._stopping.add(stopping)
                 stopping.add_done_callback(self._stopping.discard)
 
-    async def _stop_for_budget(self, task_id: str) -> None:
+    async def _stop_for_budget(self, row_id: str, task_id: str) -> None:
         """Cancel (queued) or kill (running) one task, unless it has ended already (a resumed task
-        counted from its intent may well have); its row's wait records how it ended."""
+        counted from its intent may well have); its row's wait records how it ended. If Wiro could
+        not be told, the budget counts the task as running again and the guard tries once more."""
         client = wiro_client()
         try:
-            if (await client.detail(task_id)).is_terminal:
-                return
-            try:
-                await client.cancel(task_id)
-            except TaskStateError:
-                await client.kill(task_id)
-        except TaskStateError:
-            pass  # it ended meanwhile: its row records it as it ended
+            current = await client.detail(task_id)
+            if not current.is_terminal:
+                await stop_task(client, current)
         except WiroError as exc:
             logger.warning("budget: could not stop task %s: %s", task_id, exc)
+            self.budget.unstop(row_id)
 
     def _saved_intact(self, state: RowState) -> bool:
         path = self.out / state.output_path
@@ -450,8 +448,8 @@ class SweepRunner:
             self.record("download_failed" if self.state(row_id).phase == "finished" else "note", row_id,
                         error=f"{type(exc).__name__}: {exc}")  # fmt: skip
         finally:
-            if self.state(row_id).phase in ("submitted", "unknown"):
-                self.budget.orphan(row_id)  # its task may still run and bill; nobody here waits for it
+            if self._maybe_live(row_id):  # a Run may have made a task that runs and bills; nobody here waits for it
+                self.budget.orphan(row_id)
             else:
                 self.budget.release(row_id)
             async with self.billed:  # a reservation ended: rows waiting on the budget look again

@@ -69,6 +69,20 @@ def test_a_task_without_a_known_id_is_never_chosen_but_still_counted() -> None:
     assert money.to_stop(lambda row: row == "a") == ["a"], "b's Run answer is not back: it cannot be stopped"
 
 
+def test_a_stop_that_could_not_be_sent_is_counted_as_running_and_chosen_again() -> None:
+    clock = Clock()
+    money = budget("0.05", clock)
+    assert money.reserve("a", UNIT, PER_SECOND) == "ok"
+    money.launch("a")
+    clock.now += 10
+    assert money.to_stop(lambda row: True) == ["a"]
+    stopped = money.exposure(money.flights["a"], clock.now + 60)
+    assert money.to_stop(lambda row: True) == [], "being stopped: not chosen twice"
+    money.unstop("a")  # Wiro did not take the Kill: the task runs on
+    assert money.exposure(money.flights["a"], clock.now + 60) > stopped, "it grows again"
+    assert money.to_stop(lambda row: True) == ["a"], "and the guard tries again"
+
+
 def test_fixed_prices_are_held_exactly_and_never_stopped() -> None:
     clock = Clock()
     money = budget("0.12", clock)

@@ -394,7 +394,7 @@ async def _wait(
             stopped = ("timed_out", f"timed out in {current.raw_status}; stopped")
         if stopped:
             stopped_at = time.monotonic()
-            await _stop(client, current)
+            await stop_task(client, current)
 
 
 def _until(deadline: datetime, delay: float) -> float:
@@ -402,7 +402,7 @@ def _until(deadline: datetime, delay: float) -> float:
     return max(0.0, min(delay, left + 0.01))
 
 
-async def _stop(client: AsyncWiroClient, current: WiroTask) -> None:
+async def stop_task(client: AsyncWiroClient, current: WiroTask) -> None:
     """Cancel a queued task, kill any other; one that ended meanwhile is left as it ended."""
     try:
         if current.status in (TaskStatus.QUEUE, TaskStatus.ERROR):
