@@ -55,6 +55,15 @@ def run_name(out: Path, grid: list[str], *, rows: int | None = None, shard: int 
     return " · ".join(parts)
 
 
+def page_link(path: Path) -> str:
+    """Where a browser opens `path`: on the report server when one is set (an http page does not
+    open file:// links), else as a file:// URI."""
+    try:
+        return link(path)
+    except ReportURLError:
+        return path.resolve().as_uri()
+
+
 def links(out: Path) -> tuple[str, str, str]:
     """The report's and the manifest's links, and a note on where they open."""
     try:

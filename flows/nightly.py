@@ -28,6 +28,7 @@ from prefect.client.schemas.objects import State
 from prefect.events import emit_event
 from prefect.states import Failed
 
+from .artifacts import page_link
 from .compare import COMPARE_CSV, CompareError, Comparison, compare_outs, text, write_comparison
 from .manifest import MANIFEST_PARQUET
 
@@ -96,7 +97,7 @@ async def compare_with_baseline(
         resource={"prefect.resource.id": f"wiro-sweep.out.{out}", "prefect.resource.name": out.name},
         related=_related(),
         payload={**counts, "rows": len(comparison.rows), "message": comparison.message(),
-                 "baseline": str(base), "current": str(out), "compare_html": page.as_uri()},
+                 "baseline": str(base), "current": str(out), "compare_html": page_link(page)},
     )  # fmt: skip
     message = f"{comparison.message()} (against {base.name})"
     if isinstance(reported, State) and reported.message:
@@ -134,7 +135,7 @@ def markdown(comparison: Comparison, page: Path) -> str:
         f"| elapsed p50 | {_s(b.p50)} | {_s(c.p50)} |",
         f"| elapsed p95 | {_s(b.p95)} | {_s(c.p95)} |",
         "",
-        f"Both videos of every changed row, side by side: [compare.html]({page.as_uri()}). "
+        f"Both videos of every changed row, side by side: [compare.html]({page_link(page)}). "
         f"Every row: `{comparison.current / COMPARE_CSV}`.",
     ]
     rows = comparison.rows

@@ -42,6 +42,7 @@ MEDIA_TYPES = {
     ".parquet": "application/vnd.apache.parquet",
     ".mp4": "video/mp4",
     ".jpg": "image/jpeg",
+    ".png": "image/png",  # compare.html's frame strips
 }
 HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache", "Referrer-Policy": "no-referrer"}
 

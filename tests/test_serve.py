@@ -31,6 +31,8 @@ def runs(tmp_path: Path) -> Path:
     (out / "manifest.parquet").write_bytes(b"PAR1...PAR1")
     (out / "videos" / "fox.mp4").write_bytes(VIDEO)
     (out / "videos" / "fox.jpg").write_bytes(b"\xff\xd8\xff poster")
+    (out / "compare").mkdir()
+    (out / "compare" / "abc.png").write_bytes(b"\x89PNG frame strip")
     (out / "journal.jsonl").write_text('{"event": "intent"}\n')
     (out / ".lock").write_text("")
     (out / "videos" / ".fox.mp4.123.part").write_bytes(b"partial")
@@ -71,6 +73,8 @@ def test_it_serves_the_report_manifest_videos_and_posters_with_ranges(server: Re
         assert client.get(f"{base}/manifest.csv").text.startswith("row_id,status")
         assert client.get(f"{base}/manifest.parquet").content == b"PAR1...PAR1"
         assert client.get(f"{base}/videos/fox.jpg").headers["content-type"] == "image/jpeg"
+        strip = client.get(f"{base}/compare/abc.png")  # compare.html's frame strip of a changed row
+        assert (strip.status_code, strip.headers["content-type"]) == (200, "image/png")
         whole = client.get(f"{base}/videos/fox.mp4")
         assert (whole.content, whole.headers["accept-ranges"], whole.headers["content-type"]) == (
             VIDEO, "bytes", "video/mp4")  # fmt: skip
@@ -175,3 +179,17 @@ def test_a_bad_report_url_stops_the_run_before_anything_is_sent(tmp_path: Path) 
     assert result.exit_code == 2
     assert f"error: {REPORT_URL_ENV} must be an http(s) address" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_page_link_opens_on_the_report_server_when_one_is_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The nightly compare artifact and event link through here: from the UI's http page a file://
+    link would not open."""
+    from flows.artifacts import page_link
+
+    page = tmp_path / "night" / "compare.html"
+    monkeypatch.delenv("WIRO_SWEEP_REPORT_URL", raising=False)
+    assert page_link(page) == page.resolve().as_uri()
+    monkeypatch.setenv("WIRO_SWEEP_REPORT_URL", "http://127.0.0.1:4201")
+    assert page_link(page) == f"http://127.0.0.1:4201{page.resolve()}"
