@@ -22,6 +22,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from prefect import get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.client.schemas.objects import State
@@ -29,7 +31,7 @@ from prefect.events import emit_event
 from prefect.states import Failed
 
 from .artifacts import page_link
-from .compare import COMPARE_CSV, CompareError, Comparison, compare_outs, text, write_comparison
+from .compare import COMPARE_CSV, UNFINISHED, CompareError, Comparison, compare_outs, text, write_comparison
 from .manifest import MANIFEST_PARQUET
 
 PREVIOUS = "previous"
@@ -39,7 +41,8 @@ _ROWS_SHOWN = 50
 
 
 def find_previous(pattern: str, tonight: Path) -> Path | None:
-    """The OUT of `pattern` (with `{date}`) of the latest date before `tonight`'s that has a manifest."""
+    """The OUT of `pattern` (with `{date}`) of the latest date before `tonight`'s whose sweep
+    finished: a night killed mid-sweep (rows left pending or running) is passed over."""
     template = str(Path(pattern.replace("{date}", _MARK)).resolve())
     matcher = re.compile(re.escape(template).replace(_MARK, r"(\d{4}-\d{2}-\d{2})") + r"\Z")
     found = matcher.match(str(tonight))
@@ -50,7 +53,20 @@ def find_previous(pattern: str, tonight: Path) -> Path | None:
         same_date = match is not None and len(set(match.groups())) == 1
         if match and same_date and match.group(1) < tonight_date and (Path(path) / MANIFEST_PARQUET).is_file():
             candidates.append((match.group(1), Path(path)))
-    return max(candidates)[1] if candidates else None
+    for _date, night in sorted(candidates, reverse=True):
+        if _finished(night):
+            return night
+    return None
+
+
+def _finished(out: Path) -> bool:
+    """Whether OUT's manifest is there, readable, and has no row pending or running."""
+    try:
+        with (out / MANIFEST_PARQUET).open("rb") as handle:  # one open file: a rewrite cannot mix in
+            statuses = pq.read_table(handle, columns=["status"]).column("status").to_pylist()
+    except (OSError, pa.ArrowException, KeyError):
+        return False
+    return not set(statuses) & set(UNFINISHED)
 
 
 def artifact_key(pattern: str) -> str:

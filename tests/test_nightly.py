@@ -174,3 +174,22 @@ def test_the_nightly_deployment_compares_with_the_previous_night() -> None:
                  if d["name"] == "nightly-regression"]  # fmt: skip
     assert nightly["parameters"]["baseline"] == "previous"
     assert "{date}" in nightly["parameters"]["out"], "so the previous night can be found"
+
+
+def test_a_night_killed_mid_sweep_is_no_baseline(tmp_path: Path) -> None:
+    """A night whose worker died leaves rows pending or running: the night before it is the baseline,
+    else every later night would fail its compare."""
+    from flows.manifest import MANIFEST_PARQUET, read_manifest, write_manifest
+
+    from .nights import Row, night
+
+    runs = tmp_path / "runs"
+    night(runs / "nightly-2000-01-01", [Row("a fox"), Row("a boat")])
+    manifest = night(runs / "nightly-2000-01-02", [Row("a fox"), Row("a boat")])
+    pattern = str(runs / "nightly-{date}")
+    assert find_previous(pattern, runs / "nightly-2000-01-03") == (runs / "nightly-2000-01-02").resolve()
+    write_manifest(runs / "nightly-2000-01-02", manifest.assign(status=["succeeded", "running"]))
+    assert set(read_manifest(runs / "nightly-2000-01-02")["status"]) == {"succeeded", "running"}
+    assert find_previous(pattern, runs / "nightly-2000-01-03") == (runs / "nightly-2000-01-01").resolve()
+    (runs / "nightly-2000-01-01" / MANIFEST_PARQUET).write_bytes(b"not parquet")
+    assert find_previous(pattern, runs / "nightly-2000-01-03") is None
