@@ -31,21 +31,22 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .grid import INPUTS
+from .grid import BASIC_INPUTS
+from .grid import COLUMNS as GRID_COLUMNS
 from .manifest import COST_TYPE, MANIFEST_PARQUET, SCHEMA, atomic_write, money_text, read_manifest
 from .summary import Summary, summarize
-from .thumbnails import IMAGE_COLUMNS, IMAGE_INPUTS, THUMBS, image_label, with_image_columns
+from .thumbnails import IMAGE_COLUMNS, THUMBS, image_label, text, with_image_columns
 from .videodiff import SAMPLES, VideoDiff, diff_videos
 
 COMPARE_CSV, COMPARE_PARQUET, COMPARE_HTML = "compare.csv", "compare.parquet", "compare.html"
 ASSETS = "compare"  # CURRENT/compare/: frame strips, the baseline videos and the start images the page shows
 CHANGES = ("regressed", "gone", "undecodable", "changed", "fixed", "new", "failing", "similar", "identical")
 UNFINISHED = ("pending", "running")
-_NEEDED = ("row_id", *(n for n in INPUTS if n not in IMAGE_COLUMNS), "status", "error", "output_path",
+_NEEDED = ("row_id", *BASIC_INPUTS, "status", "error", "output_path",
            "output_sha256", "cost_usd", "elapsed_seconds")  # fmt: skip
 # A row's inputs as the compare files carry them: the manifest's, image columns included (null in an
 # older manifest, which has none), in the manifest's order.
-CARRIED = ("model", *dict.fromkeys((*INPUTS, *IMAGE_INPUTS)), "input_image_sha256")
+CARRIED = GRID_COLUMNS[1:]  # model, the inputs, input_image_sha256
 _IMAGE_TYPES = {name: pa.int64() if dtype == "Int64" else pa.string() for name, dtype in IMAGE_COLUMNS.items()}
 
 COLUMNS = pa.schema(
@@ -123,8 +124,8 @@ class Comparison:
         """The short summary `wiro-sweep compare` prints."""
         b, c = self.sides["baseline"], self.sides["current"]
         lines = [f"{self.baseline} -> {self.current}: {self.message()}",
-                 f"cost ${b.cost:.4f} -> ${c.cost:.4f}; elapsed p50 {_s(b.p50)} -> {_s(c.p50)}, "
-                 f"p95 {_s(b.p95)} -> {_s(c.p95)}"]  # fmt: skip
+                 f"cost ${b.cost:.4f} -> ${c.cost:.4f}; elapsed p50 {seconds_text(b.p50)} -> {seconds_text(c.p50)}, "
+                 f"p95 {seconds_text(b.p95)} -> {seconds_text(c.p95)}"]  # fmt: skip
         shown = self.rows[self.rows["regressed"] | self.rows["change"].isin(("gone", "undecodable", "changed", "new"))]
         for row in shown.head(limit).to_dict("records"):
             label = "regressed" if row["regressed"] else row["change"]
@@ -137,13 +138,8 @@ class Comparison:
         return lines
 
 
-def _s(value: float | None) -> str:
+def seconds_text(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f} s"
-
-
-def text(value: Any) -> str:
-    """A text cell of the compare table as a string: "" where the row is not on that side."""
-    return "" if value is None or (isinstance(value, float) and value != value) else str(value)
 
 
 def _short(value: Any, limit: int) -> str:

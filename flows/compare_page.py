@@ -19,9 +19,9 @@ import jinja2
 import pandas as pd
 
 from .compare import ASSETS, Comparison, video
-from .compare import text as _str
-from .grid import INPUTS
-from .thumbnails import IMAGE_INPUTS, ONE_MODEL, THUMBS, image_label, is_sha256, thumbnail_path, web_url
+from .grid import BASIC_INPUTS
+from .thumbnails import ONE_MODEL, THUMBS, image_label, is_sha256, thumbnail_path, web_url
+from .thumbnails import text as _str
 
 CARDS = (  # sections of cards, in the order a reader wants them
     ("regressions", "Regressions", lambda r: bool(r["regressed"]) or r["change"] == "gone"),
@@ -120,7 +120,7 @@ def _swept(rows: pd.DataFrame) -> list[str]:
     def varies(name: str) -> bool:
         return bool(rows[name].map(_text).nunique() > 1)
 
-    swept = [name for name in INPUTS if name != "prompt" and name not in IMAGE_INPUTS and varies(name)]
+    swept = [name for name in BASIC_INPUTS if name != "prompt" and varies(name)]
     swept += ["inputImage"] if varies("input_image_sha256") or varies("inputImageUrl") else []
     return swept + [name for name in ("width", "height") if varies(name)]
 

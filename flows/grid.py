@@ -31,10 +31,11 @@ from wiro_tasks import IMAGE_TO_VIDEO, TEXT_TO_VIDEO, InputValidationError, mode
 from wiro_tasks.images import EXTENSIONS, ImageCheckError, ImageInfo, check_image
 from wiro_tasks.inputs import Value
 
-INPUTS = ("prompt", "negativePrompt", "size", "numFrames", "scale", "steps", "fps", "seed",
-          "inputImage", "inputImageUrl", "width", "height")  # fmt: skip
 IMAGE = "inputImage"  # a local start image: a path, absolute or relative to its grid file (or, in an axis, to here)
 IMAGE_URL = "inputImageUrl"
+BASIC_INPUTS = ("prompt", "negativePrompt", "size", "numFrames", "scale", "steps", "fps", "seed")  # every manifest's
+IMAGE_INPUTS = (IMAGE, IMAGE_URL, "width", "height")  # manifests from before image-to-video lack these
+INPUTS = (*BASIC_INPUTS, *IMAGE_INPUTS)
 IMAGE_SHA = "input_image_sha256"
 MODEL = "model"
 IMAGE_PATH = "image_path"  # a local image resolved (not in the manifest: `inputImage` is the path as given)

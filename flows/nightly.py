@@ -31,8 +31,17 @@ from prefect.events import emit_event
 from prefect.states import Failed
 
 from .artifacts import page_link
-from .compare import COMPARE_CSV, UNFINISHED, CompareError, Comparison, compare_outs, text, write_comparison
+from .compare import (
+    COMPARE_CSV,
+    UNFINISHED,
+    CompareError,
+    Comparison,
+    compare_outs,
+    seconds_text,
+    write_comparison,
+)
 from .manifest import MANIFEST_PARQUET
+from .thumbnails import text
 
 PREVIOUS = "previous"
 EVENT = "wiro-sweep.regression"
@@ -148,8 +157,8 @@ def markdown(comparison: Comparison, page: Path) -> str:
         "| --- | ---: | ---: |",
         f"| succeeded | {b.counts.get('succeeded', 0)} of {b.total} | {c.counts.get('succeeded', 0)} of {c.total} |",
         f"| billed | ${b.cost:.4f} | ${c.cost:.4f} |",
-        f"| elapsed p50 | {_s(b.p50)} | {_s(c.p50)} |",
-        f"| elapsed p95 | {_s(b.p95)} | {_s(c.p95)} |",
+        f"| elapsed p50 | {seconds_text(b.p50)} | {seconds_text(c.p50)} |",
+        f"| elapsed p95 | {seconds_text(b.p95)} | {seconds_text(c.p95)} |",
         "",
         f"Both videos of every changed row, side by side: [compare.html]({page_link(page)}). "
         f"Every row: `{comparison.current / COMPARE_CSV}`.",
@@ -176,7 +185,3 @@ def _cell(value: Any, limit: int = 200) -> str:
     words = " ".join(text(value).split())
     words = words.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
     return words if len(words) <= limit else words[: limit - 1] + "…"
-
-
-def _s(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1f} s"

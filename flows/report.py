@@ -36,13 +36,11 @@ from markupsafe import Markup
 
 from wiro_tasks import TEXT_TO_VIDEO
 
-from .grid import INPUTS
+from .grid import BASIC_INPUTS, IMAGE_INPUTS, INPUTS
 from .manifest import MANIFEST_PARQUET, read_manifest
 from .posters import ensure_posters, poster_path
 from .summary import summarize
 from .thumbnails import (
-    IMAGE_COLUMNS,
-    IMAGE_INPUTS,
     ONE_MODEL,
     THUMBS,
     ensure_thumbnails,
@@ -57,9 +55,8 @@ from .thumbnails import (
 REPORT = "report.html"
 STATUS_ORDER = ("succeeded", "failed", "timed_out", "cancelled", "skipped", "running", "pending")
 FIRST_SEEN_ORDER = ("prompt", "negativePrompt", "inputImage", "model")  # kept in grid order; other inputs sort by value
-SHOWN = tuple(dict.fromkeys((*INPUTS, *IMAGE_INPUTS)))  # the inputs a sheet lays out
 MODEL = "model"
-_READ = frozenset({"row_id", *SHOWN, MODEL, "input_image_sha256", "image_path", "status", "error", "output_path",
+_READ = frozenset({"row_id", *INPUTS, MODEL, "input_image_sha256", "image_path", "status", "error", "output_path",
                    "cost_usd", "elapsed_seconds", "task_id", "attempts", "source"})  # fmt: skip  # what a cell shows
 
 Record = dict[str, Any]
@@ -80,7 +77,7 @@ def swept_inputs(manifest: pd.DataFrame) -> list[str]:
     """The inputs (prompt included) that take more than one value across the manifest; an image's
     URL only when it does not follow the image."""
     view = _view(manifest)
-    swept = [name for name in SHOWN if not _blank(view[name]) and _values(view, name).nunique() > 1]
+    swept = [name for name in INPUTS if not _blank(view[name]) and _values(view, name).nunique() > 1]
     if "inputImageUrl" in swept and _url_follows(view):
         swept.remove("inputImageUrl")
     return swept
@@ -96,7 +93,7 @@ def _view(manifest: pd.DataFrame) -> pd.DataFrame:
     if all(_blank(manifest[c]) for c in columns):  # a text-to-video sweep
         return manifest.assign(image_path=manifest["inputImage"], inputImage="")
     sha, url, path = (manifest[c].map(_text) for c in columns)
-    keys = sha.where(sha != "", url.where(url != "", path))  # as image_key: content, else URL, else path
+    keys = sha.where(sha != "", url.where(url != "", path))  # the image's identity: content, else URL, else path
     return manifest.assign(image_path=manifest["inputImage"], inputImage=keys)
 
 
@@ -152,7 +149,7 @@ def plan_layout(manifest: pd.DataFrame, rows: str = "prompt", cols: str | None =
 
 def _names(spec: str, what: str, url_follows: bool = True) -> tuple[str, ...]:
     names = tuple(n.strip() for n in spec.split(",") if n.strip())
-    axes = [n for n in SHOWN if n != "inputImageUrl" or not url_follows]
+    axes = [n for n in INPUTS if n != "inputImageUrl" or not url_follows]
     if not names:
         raise ValueError(f"--{what} names no input; choose from {', '.join(axes)}")
     for name in names:
@@ -214,7 +211,7 @@ def build_report(manifest: pd.DataFrame, *, rows: str = "prompt", cols: str | No
 
     `posters` names the videos (manifest `output_path`) that have a poster image beside them;
     `thumbs` the start images (sha256) with a thumbnail under `thumbs/`, and its width and height."""
-    given = (n for n in INPUTS if n not in IMAGE_COLUMNS)  # an older manifest has no image columns
+    given = BASIC_INPUTS  # an older manifest has no image columns
     needed = ("row_id", *given, "status", "error", "cost_usd", "elapsed_seconds")
     missing = [c for c in needed if c not in manifest.columns]
     if missing:
@@ -264,7 +261,7 @@ def build_report(manifest: pd.DataFrame, *, rows: str = "prompt", cols: str | No
                          "width": max(len(columns), 1), "rows": body})  # fmt: skip
     optional = (*IMAGE_INPUTS, "input_image_sha256", MODEL)  # listed for the rows that have them
     present = {n for n in optional if not _blank(view["image_path" if n == "inputImage" else n])}
-    listed = [n for n in (*SHOWN, "input_image_sha256", MODEL, "row_id", "task_id", "attempts", "source")
+    listed = [n for n in (*INPUTS, "input_image_sha256", MODEL, "row_id", "task_id", "attempts", "source")
               if n not in optional or n in present]  # fmt: skip
     values = ["image_path" if n == "inputImage" else n for n in listed]
     inputs = {"names": listed, "optional": sorted({*present, *ONE_MODEL}),
@@ -320,7 +317,7 @@ def _header(view: pd.DataFrame, layout: Layout, swept: list[str], title: str, sh
     stats += [("billed", _money(summary.cost), ""), ("p50 elapsed", _seconds(summary.p50), ""),
               ("p95 elapsed", _seconds(summary.p95), "")]  # fmt: skip
     fixed = []
-    for name in (n for n in SHOWN if n not in swept and n not in layout.rows and n not in layout.cols):
+    for name in (n for n in INPUTS if n not in swept and n not in layout.rows and n not in layout.cols):
         values = _values(view, name)
         if (name in IMAGE_INPUTS or name in ONE_MODEL) and not (values != "").any():
             continue  # no row of its model (a text-to-video sweep reads as it always has)

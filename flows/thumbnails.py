@@ -9,9 +9,7 @@ image columns as all-null.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import math
 import os
 import re
 import threading
@@ -23,12 +21,16 @@ from urllib.parse import unquote, urlsplit
 import pandas as pd
 from PIL import Image, ImageOps
 
+from wiro_tasks.images import ImageCheckError, check_image
+
+from .grid import IMAGE_INPUTS, IMAGE_SHA, MODEL, is_missing
+
 THUMBS = "thumbs"
 MAX_SIDE = 256  # px, the longest side: twice a report's thumbnail at its widest
 # Columns a manifest gains for image-to-video rows, with the dtype a missing one is read as.
-IMAGE_COLUMNS = {"model": "object", "inputImage": "object", "inputImageUrl": "object", "width": "Int64",
-                 "height": "Int64", "input_image_sha256": "object"}  # fmt: skip
-IMAGE_INPUTS = ("inputImage", "inputImageUrl", "width", "height")  # after `seed`, as grid.INPUTS lists them
+IMAGE_COLUMNS = {
+    name: "Int64" if name in ("width", "height") else "object" for name in (MODEL, *IMAGE_INPUTS, IMAGE_SHA)
+}
 ONE_MODEL = {"size": "text-to-video", "width": "image-to-video", "height": "image-to-video",
              "inputImageUrl": "image-to-video"}  # fmt: skip  # one model's inputs: empty on the other's rows
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -78,15 +80,16 @@ def save_thumbnails(grid: pd.DataFrame, out: Path) -> int:
 
 def ensure_thumbnails(out: Path, images: Iterable[tuple[str, str]]) -> int:
     """Make the missing thumbnails of (path, sha256) pairs whose file is still there with the same
-    bytes (a sweep run before thumbnails existed, or one whose thumbnail failed); how many were made."""
+    bytes (a thumbnail that failed when its sweep ran); how many were made. A path is read from
+    here: an absolute one, or one relative to the current directory."""
     made = 0
     for path, sha256 in set(images):
         if not _SHA256.fullmatch(sha256) or thumbnail_path(out, sha256).is_file():
             continue
         try:
-            if hashlib.sha256(Path(path).read_bytes()).hexdigest() != sha256:
+            if check_image(path).sha256 != sha256:  # streamed, and only an image Wiro takes
                 continue
-        except OSError:
+        except ImageCheckError:
             continue
         made += save_thumbnail(Path(path), out, sha256) is not None
     return made
@@ -114,10 +117,8 @@ def with_image_columns(manifest: pd.DataFrame) -> pd.DataFrame:
 
 
 def text(value: Any) -> str:
-    """A manifest cell as text; missing (None, NaN, NA) as ""."""
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return str(value)
+    """A manifest cell as text; an empty one (`grid.is_missing`) as ""."""
+    return "" if is_missing(value) else str(value)
 
 
 def is_sha256(value: str) -> bool:
