@@ -150,11 +150,6 @@ class Budget:
         now = self.clock()
         return self.spent + sum((self.held(f, now) for f in self.flights.values()), Decimal(0))
 
-    @property
-    def priced(self) -> bool:
-        """Whether every task in flight has a price from the API (the guarantee holds only then)."""
-        return all(f.quote is not None for f in self.flights.values())
-
     # A task's life.
 
     def reserve(self, row_id: str, work: Decimal, quote: Quote | None = None) -> Verdict:

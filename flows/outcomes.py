@@ -98,11 +98,15 @@ async def show_row_outcomes(flow_run_id: UUID, rows: Iterable[Mapping[str, Any]]
 
 async def _task_runs_named(client: PrefectClient, flow_run_id: UUID, names: list[str]) -> dict[str, TaskRun]:
     """This flow run's task runs of these names, in whatever state the server has them."""
-    runs = await client.read_task_runs(
-        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
-        task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=names)),
-    )
-    return {run.name: run for run in runs}
+    found: dict[str, TaskRun] = {}
+    for start in range(0, len(names), PAGE):  # a page of names, a page of runs
+        runs = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+            task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=names[start : start + PAGE])),
+            limit=PAGE,
+        )
+        found.update((run.name, run) for run in runs)
+    return found
 
 
 async def _unfinished_task_runs(client: PrefectClient, flow_run_id: UUID) -> dict[str, TaskRun]:

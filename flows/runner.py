@@ -482,8 +482,7 @@ class SweepRunner:
             if not await self._admit(row):
                 return
             inputs = await self._inputs(row, label)
-            if inputs is None:
-                self.budget.release(row_id)
+            if inputs is None:  # its hold is released as the row ends (`process`)
                 return
             await self._submit(row, inputs, label)
             if self.state(row_id).phase in ("finished", "skipped"):
@@ -569,7 +568,6 @@ class SweepRunner:
         except JournalWriteError as exc:
             self._out_failed(exc)
             self.record("no_task", row_id, reason="its intent could not be written: no Run request was sent")
-            self.budget.release(row_id)
             self.record("skipped", row_id, reason=self.stop_reason)
             return
         if self.cancelled_by_user:
@@ -589,8 +587,7 @@ class SweepRunner:
             self.record("unknown", row_id, error=outcome.message)
             await asyncio.sleep(LOST_ANSWER_SETTLE_SECONDS)
         else:
-            self.record("no_task", row_id, reason=outcome.message)
-            self.budget.release(row_id)
+            self.record("no_task", row_id, reason=outcome.message)  # the row ends: `process` releases its hold
             if outcome.kind in ("balance", "auth", "unreachable"):
                 self.stop_reason = f"not submitted: {outcome.message}"
                 self.record("skipped", row_id, reason=self.stop_reason)

@@ -218,12 +218,6 @@ class CheckedReader:
         self._position = 0
         self._digest = hashlib.sha256()
 
-    def __enter__(self) -> CheckedReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def close(self) -> None:
         self._file.close()
 
