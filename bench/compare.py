@@ -28,11 +28,11 @@ from typing import Any
 
 import pandas as pd
 
-from flows.compare import Thresholds, compare_outs, join, judge, load_out, needs_decoding, table, write_comparison
 from flows.grid import expand_grid
-from flows.journal import fold
-from flows.manifest import build_manifest, write_manifest
-from flows.videodiff import diff_videos
+from flows.store.journal import fold
+from flows.store.manifest import build_manifest, write_manifest
+from flows.view.compare import Thresholds, compare_outs, join, judge, load_out, needs_decoding, table, write_comparison
+from flows.view.videodiff import diff_videos
 from wiro_tasks.emulator.video import render_mp4
 
 HEADING = "## 6. Compare: two OUTs"

@@ -45,12 +45,12 @@ def make_out(out: Path, cells: int) -> Path:
     """A swept OUT of `cells` rows (prompts down, 10 seeds across): its report's path."""
     import pandas as pd
 
+    from flows.engine.runner import records
     from flows.grid import INPUTS, expand_grid
-    from flows.journal import fold
-    from flows.manifest import build_manifest, write_manifest
-    from flows.posters import save_poster
-    from flows.report import write_report
-    from flows.runner import records
+    from flows.store.journal import fold
+    from flows.store.manifest import build_manifest, write_manifest
+    from flows.store.posters import save_poster
+    from flows.view.report import write_report
     from wiro_tasks.emulator.app import Renderer
     from wiro_tasks.emulator.state import EmulatedTask
     from wiro_tasks.inputs import TEXT_TO_VIDEO, model_spec

@@ -27,8 +27,8 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
 
-from flows.journal import read_events
-from flows.sweep import sweep
+from flows.orchestrate.flow import sweep
+from flows.store.journal import read_events
 from wiro_tasks import TEXT_TO_VIDEO, Credentials
 from wiro_tasks.prefect_tasks import (
     close_wiro_client,
@@ -51,8 +51,8 @@ def write_grid(directory: Path, rows: int, tag: str) -> Path:
 
 
 def inputs_of(grid: Path) -> list[dict[str, Any]]:
+    from flows.engine.runner import records
     from flows.grid import load_grid
-    from flows.runner import records
 
     return records(load_grid([grid]))
 
@@ -149,7 +149,7 @@ def throughput(work: Path, rows: int, limit: int, task_seconds: float) -> dict[s
 def without_prefect_tasks() -> Any:
     """The sweep's runner with its Prefect tasks replaced by their bodies: what the sweep's own
     bookkeeping (journal, manifest, budget, progress) costs, with no task runs around the calls."""
-    return patch.multiple("flows.runner", submit=submit.fn, wait=wait_body_as_state, find_task=find_task.fn)
+    return patch.multiple("flows.engine.runner", submit=submit.fn, wait=wait_body_as_state, find_task=find_task.fn)
 
 
 async def wait_body_as_state(*args: Any, return_state: bool = True, **kwargs: Any) -> Any:
@@ -162,9 +162,9 @@ async def wait_body_as_state(*args: Any, return_state: bool = True, **kwargs: An
 
 def timed_runner(grid: Path, out: Path, concurrency: int, poll_interval: float) -> float:
     """Seconds for the sweep's runner alone (no flow, no task runs) over the same rows."""
+    from flows.engine.runner import Settings, SweepRunner
     from flows.grid import load_grid
-    from flows.journal import Journal
-    from flows.runner import Settings, SweepRunner
+    from flows.store.journal import Journal
 
     async def everything() -> None:
         use_credentials(Credentials.resolve())

@@ -18,8 +18,8 @@ from typing import Any, cast
 import pandas as pd
 
 from flows.grid import INPUTS, expand_grid
-from flows.journal import Journal
-from flows.manifest import build_manifest, write_manifest
+from flows.store.journal import Journal
+from flows.store.manifest import build_manifest, write_manifest
 from wiro_tasks.emulator.app import Renderer
 from wiro_tasks.emulator.state import EmulatedTask
 from wiro_tasks.emulator.video import render_mp4

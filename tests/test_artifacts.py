@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from flows.artifacts import artifact_scope, run_name
+from flows.orchestrate.artifacts import artifact_scope, run_name
 
 
 def test_a_run_is_named_after_its_out_folder_grid_and_rows() -> None:

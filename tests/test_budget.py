@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from flows.budget import Budget
+from flows.engine.budget import Budget
 from wiro_tasks import Quote
 
 PER_SECOND = Quote(fixed=None, cps=Decimal("0.01"), typical=Decimal("0.02"), source="cps")  # 2 s typical

@@ -22,12 +22,12 @@ import pytest
 from click.testing import CliRunner
 
 from flows.cli import main
-from flows.credentials import ConfigError, load_credentials
+from flows.engine.runner import records, run_inputs
 from flows.grid import load_grid
-from flows.journal import Journal, read_events
-from flows.manifest import read_manifest
-from flows.runner import records, run_inputs
-from flows.sweep import sweep
+from flows.orchestrate.credentials import ConfigError, load_credentials
+from flows.orchestrate.flow import sweep
+from flows.store.journal import Journal, read_events
+from flows.store.manifest import read_manifest
 from wiro_tasks import TEXT_TO_VIDEO, model_spec
 from wiro_tasks.emulator import EmulatorServer
 
@@ -147,7 +147,7 @@ def test_the_flow_stops_on_bad_configuration_before_any_row(
     tmp_path: Path,
 ) -> None:
     """Past the CLI's own check (as in a deployment's run), the flow exits 2 before the journal."""
-    from flows.console import run_with_progress
+    from flows.cli.console import run_with_progress
 
     wiro_env(emulator)
     monkeypatch.setenv("WIRO_BASE_URL", "ftp://example.com/v1")

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from flows.cli import main
-from flows.compare import COMPARE_CSV, COMPARE_HTML, COMPARE_PARQUET, Thresholds, compare_outs, write_comparison
+from flows.view.compare import COMPARE_CSV, COMPARE_HTML, COMPARE_PARQUET, Thresholds, compare_outs, write_comparison
 
 from .nights import Row, night
 from .test_report import CHROMIUM, CHROMIUM_ARGS, parse
@@ -207,7 +207,7 @@ def test_bad_input_is_one_line_and_exit_2_and_writes_nothing(tmp_path: Path) -> 
     (tmp_path / "afile").write_text("x")
     running = night(tmp_path / "running", [Row(LIGHTHOUSE), Row(TEAPOT)])
     running.loc[1, "status"] = "running"
-    from flows.manifest import write_manifest
+    from flows.store.manifest import write_manifest
 
     write_manifest(tmp_path / "running", running)
     good = str(tmp_path / "good")
@@ -359,7 +359,7 @@ def test_a_regressed_row_shows_the_baseline_video_and_why_the_current_one_is_mis
 
 
 def test_rows_judged_from_the_manifests_alone_are_never_called_the_same(looks: Nights) -> None:
-    from flows.compare import join, judge, load_out
+    from flows.view.compare import join, judge, load_out
 
     joined = join(load_out(looks.baseline, "BASELINE"), load_out(looks.current, "CURRENT"))
     verdicts = {row["prompt"]: judge(row, None, Thresholds()) for row in joined}
@@ -369,7 +369,7 @@ def test_rows_judged_from_the_manifests_alone_are_never_called_the_same(looks: N
 
 
 def test_a_manifest_cannot_point_the_compare_outside_its_out(tmp_path: Path) -> None:
-    from flows.manifest import write_manifest
+    from flows.store.manifest import write_manifest
 
     night(tmp_path / "a", [Row(LIGHTHOUSE), Row(TEAPOT)])
     current = night(tmp_path / "b", [Row(LIGHTHOUSE, variant="redraw:2"), Row(TEAPOT, variant="redraw:2")])

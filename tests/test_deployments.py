@@ -61,7 +61,7 @@ def test_no_credentials_in_the_file() -> None:
 
 
 def test_parameter_schema_is_editable_in_the_ui() -> None:
-    from flows.sweep import sweep
+    from flows.orchestrate.flow import sweep
 
     schema = parameter_schema(sweep.fn).model_dump()
     properties = schema["properties"]

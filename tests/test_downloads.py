@@ -20,8 +20,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from flows.manifest import read_manifest
-from flows.runner import records
+from flows.engine.runner import records
+from flows.store.manifest import read_manifest
 from wiro_tasks import (
     AsyncWiroClient,
     ConfigurationError,
@@ -209,7 +209,7 @@ def test_a_sweep_keeps_only_whole_real_videos_and_says_why_not(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from flows.sweep import sweep
+    from flows.orchestrate.flow import sweep
 
     emulator = make_emulator(preview=True)
     wiro_env(emulator)

@@ -45,10 +45,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from flows.journal import JOURNAL, read_events
-from flows.manifest import FINAL_STATUSES, MANIFEST_CSV, MANIFEST_PARQUET, read_manifest
-from flows.runner import records
-from flows.sweep import sweep
+from flows.engine.runner import records
+from flows.orchestrate.flow import sweep
+from flows.store.journal import JOURNAL, read_events
+from flows.store.manifest import FINAL_STATUSES, MANIFEST_CSV, MANIFEST_PARQUET, read_manifest
 from wiro_tasks.emulator import EmulatorServer
 from wiro_tasks.emulator.config import Faults
 from wiro_tasks.emulator.state import FAILURE_REASONS, EmulatedTask
@@ -223,12 +223,12 @@ def test_fault_matrix_every_row_accounted_for_one_task_each(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import flows.runner
+    import flows.engine.runner
     from flows.grid import load_grid
 
     # The emulator's Task/List is consistent at once: the scans that prove a lost Run answer
     # created no task need not be spread over 20 s here (the rule, three scans, is unchanged).
-    monkeypatch.setattr(flows.runner, "FIND_RETRY_DELAYS", (0.2, 0.4))
+    monkeypatch.setattr(flows.engine.runner, "FIND_RETRY_DELAYS", (0.2, 0.4))
     faults = Faults(
         error_5xx_rate=0.10,
         rate_429=0.05,
@@ -331,8 +331,8 @@ def test_read_manifest_survives_a_concurrent_rewrite(tmp_path: Path) -> None:
     """`read_manifest` (what `wiro-sweep report OUT` and the CLI summary use) while a sweep
     rewrites the manifest: every read must give one whole version, as the manifest promises."""
     from flows.grid import load_grid
-    from flows.journal import RowState
-    from flows.manifest import build_manifest, write_manifest
+    from flows.store.journal import RowState
+    from flows.store.manifest import build_manifest, write_manifest
 
     grid_path = tmp_path / "grid.csv"
     pd.DataFrame({"prompt": [f"p{n}" for n in range(70)], "numFrames": 9}).to_csv(grid_path, index=False)
@@ -391,9 +391,9 @@ def test_a_server_clock_an_hour_off_never_makes_a_row_pay_twice(
 ) -> None:
     """Every Run answer lost, on a server whose clock is off: each row's task is found and adopted.
     Judged on the local clock, a server 200 s behind hid every task and each row was paid five times."""
-    import flows.runner
+    import flows.engine.runner
 
-    monkeypatch.setattr(flows.runner, "FIND_RETRY_DELAYS", (0.2, 0.4))
+    monkeypatch.setattr(flows.engine.runner, "FIND_RETRY_DELAYS", (0.2, 0.4))
     emulator = make_emulator(preview=True, faults=Faults(clock_offset=offset, lost_run_rate=1.0))
     wiro_env(emulator)
     rows = [(f"skewed {n}", str(seed)) for n in range(4 * SOAK) for seed in (1, 2)]
@@ -488,7 +488,7 @@ def test_the_bill_never_passes_the_budget_whatever_the_price(
 # second instead of 20 s (the rule itself, three complete scans, stays). Everything else is the
 # command as a user runs it.
 FLOWS_MAIN = (
-    "import runpy, flows.runner; flows.runner.FIND_RETRY_DELAYS = (0.3, 0.6); "
+    "import runpy, flows.engine.runner; flows.engine.runner.FIND_RETRY_DELAYS = (0.3, 0.6); "
     "runpy.run_module('flows', run_name='__main__')"
 )
 

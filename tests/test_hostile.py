@@ -17,10 +17,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from flows.journal import JOURNAL, read_events
-from flows.manifest import FINAL_STATUSES, read_manifest
-from flows.runner import records
-from flows.sweep import sweep
+from flows.engine.runner import records
+from flows.orchestrate.flow import sweep
+from flows.store.journal import JOURNAL, read_events
+from flows.store.manifest import FINAL_STATUSES, read_manifest
 from wiro_tasks import TEXT_TO_VIDEO
 from wiro_tasks.emulator import EmulatorServer
 from wiro_tasks.emulator.config import Faults
@@ -36,9 +36,9 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 def _quick_scans(monkeypatch: pytest.MonkeyPatch) -> None:
     """The emulator's Task/List is consistent at once: the three scans that prove no task was made
     need not be spread over 20 s (the rule, three complete scans, is unchanged)."""
-    import flows.runner
+    import flows.engine.runner
 
-    monkeypatch.setattr(flows.runner, "FIND_RETRY_DELAYS", (0.2, 0.4))
+    monkeypatch.setattr(flows.engine.runner, "FIND_RETRY_DELAYS", (0.2, 0.4))
 
 
 def write_grid(path: Path, prompts: list[str], seeds: tuple[str, ...] = ("1",)) -> Path:

@@ -19,10 +19,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from flows.engine.runner import records
 from flows.grid import load_grid
-from flows.journal import read_events
-from flows.manifest import read_manifest
-from flows.runner import records
+from flows.store.journal import read_events
+from flows.store.manifest import read_manifest
 from wiro_tasks import IMAGE_TO_VIDEO, TEXT_TO_VIDEO
 from wiro_tasks.emulator import EmulatorServer
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from flows.budget import Budget, work_units
+from flows.engine.budget import Budget, work_units
+from flows.engine.runner import needs_work, video_name
 from flows.grid import expand_grid
-from flows.journal import Journal, JournalWriteError
-from flows.manifest import MANIFEST_CSV, build_manifest, read_manifest, row_status, write_manifest
-from flows.runner import needs_work, video_name
+from flows.store.journal import Journal, JournalWriteError
+from flows.store.manifest import MANIFEST_CSV, build_manifest, read_manifest, row_status, write_manifest
 
 
 def test_fold_follows_a_row_through_its_life(tmp_path: Path) -> None:

@@ -251,7 +251,7 @@ def test_the_flow_itself_stops_on_a_damaged_journal_or_a_read_only_out(
     point_at: EmulatorServer, tmp_path: Path
 ) -> None:
     """Past the command's checks (a deployment's run): the flow ends with exit code 2 too."""
-    from flows.console import run_with_progress
+    from flows.cli.console import run_with_progress
 
     grid = write(tmp_path / "g.csv", "prompt,numFrames\na fox,5\n")
     frame = load_grid([str(grid)])

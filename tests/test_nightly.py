@@ -17,8 +17,8 @@ from uuid import UUID
 import pandas as pd
 import pytest
 
-from flows.compare import COMPARE_HTML, COMPARE_PARQUET
-from flows.nightly import EVENT, find_previous
+from flows.orchestrate.nightly import EVENT, find_previous
+from flows.view.compare import COMPARE_HTML, COMPARE_PARQUET
 from wiro_tasks.emulator.config import Faults
 from wiro_tasks.emulator.versions import drift
 from wiro_tasks.inputs import TEXT_TO_VIDEO, model_spec
@@ -179,7 +179,7 @@ def test_the_nightly_deployment_compares_with_the_previous_night() -> None:
 def test_a_night_killed_mid_sweep_is_no_baseline(tmp_path: Path) -> None:
     """A night whose worker died leaves rows pending or running: the night before it is the baseline,
     else every later night would fail its compare."""
-    from flows.manifest import MANIFEST_PARQUET, read_manifest, write_manifest
+    from flows.store.manifest import MANIFEST_PARQUET, read_manifest, write_manifest
 
     from .nights import Row, night
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from flows.pace import Pace, pace_of, time_left
+from flows.cli.pace import Pace, pace_of, time_left
 
 
 def test_time_left_counts_the_rows_in_flight_and_the_queue_over_the_slots() -> None:

@@ -16,12 +16,12 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from flows.engine.runner import records
 from flows.grid import INPUTS, expand_grid
-from flows.journal import Journal, fold
-from flows.manifest import build_manifest, write_manifest
-from flows.posters import poster_path
-from flows.report import REPORT, build_report, report_command, write_report
-from flows.runner import records
+from flows.store.journal import Journal, fold
+from flows.store.manifest import build_manifest, write_manifest
+from flows.store.posters import poster_path
+from flows.view.report import REPORT, build_report, report_command, write_report
 from wiro_tasks.emulator.app import Renderer
 from wiro_tasks.emulator.state import EmulatedTask
 from wiro_tasks.inputs import TEXT_TO_VIDEO, model_spec
@@ -373,7 +373,7 @@ def test_the_command_exits_2_without_a_manifest_or_with_an_unknown_input(tmp_pat
 def test_a_poster_is_made_for_a_video_without_one_and_a_broken_video_gets_none(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from flows.posters import ensure_posters, save_poster
+    from flows.store.posters import ensure_posters, save_poster
 
     (tmp_path / "renders").mkdir()
     row = records(sweep([FOX], {"seed": ["1"]}))[0]

@@ -22,10 +22,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from flows.compare import COMPARE_CSV, COMPARE_PARQUET, compare_outs, write_comparison
-from flows.manifest import MANIFEST_PARQUET
-from flows.report import REPORT, build_report, swept_inputs, write_report
-from flows.thumbnails import MAX_SIDE, save_thumbnail, thumbnail_path, thumbnail_size, with_image_columns
+from flows.store.manifest import MANIFEST_PARQUET
+from flows.store.thumbnails import MAX_SIDE, save_thumbnail, thumbnail_path, thumbnail_size, with_image_columns
+from flows.view.compare import COMPARE_CSV, COMPARE_PARQUET, compare_outs, write_comparison
+from flows.view.report import REPORT, build_report, swept_inputs, write_report
 from wiro_tasks.emulator.i2v import fit_frame, i2v_size
 from wiro_tasks.emulator.video import render_mp4
 from wiro_tasks.inputs import IMAGE_TO_VIDEO, TEXT_TO_VIDEO

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from flows.cli import main
-from flows.serve import REPORT_URL_ENV, ReportServer, ReportURLError, link, report_base
+from flows.view.serve import REPORT_URL_ENV, ReportServer, ReportURLError, link, report_base
 
 VIDEO = bytes(range(256)) * 40  # 10,240 bytes: enough to ask for parts of
 
@@ -186,7 +186,7 @@ def test_a_page_link_opens_on_the_report_server_when_one_is_set(
 ) -> None:
     """The nightly compare artifact and event link through here: from the UI's http page a file://
     link would not open."""
-    from flows.artifacts import page_link
+    from flows.orchestrate.artifacts import page_link
 
     page = tmp_path / "night" / "compare.html"
     monkeypatch.delenv("WIRO_SWEEP_REPORT_URL", raising=False)

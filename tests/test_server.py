@@ -32,10 +32,10 @@ import httpx
 import pandas as pd
 import pytest
 
+from flows.engine.runner import records
 from flows.grid import load_grid
-from flows.manifest import read_manifest
-from flows.runner import records
-from flows.shards import SHARDS_FILE, shard_of
+from flows.store.manifest import read_manifest
+from flows.store.shards import SHARDS_FILE, shard_of
 from wiro_tasks.emulator import EmulatorServer
 
 from .conftest import API_KEY, API_SECRET, EmulatorFactory
@@ -272,7 +272,7 @@ def test_cancelling_a_sharded_sweep_stops_its_children_and_their_tasks(
     assert [stack.state(runs[str(k)]["flow_run_id"]) for k in range(SHARDS)] == ["CANCELLED"] * SHARDS
     # Not checked: that no task was created after the cancel. A child being killed gives its
     # account slots back at once while its tasks run on until they are killed, and a child not
-    # killed yet may take those slots and submit (flows/runner.py); such tasks are stopped too.
+    # killed yet may take those slots and submit (flows/engine/runner.py); such tasks are stopped too.
     stats = emulator.account.stats()
     assert stats["in_flight"] == 0, "every Wiro task of the sweep was stopped"
     time.sleep(3)
@@ -288,7 +288,7 @@ def test_an_image_grid_sweeps_on_the_workers(
 ) -> None:
     """The deployments take image grids: the shards' workers read the start images (from a path they
     all see), upload each one once per shard, and run the image-to-video model from it."""
-    from flows.journal import read_events
+    from flows.store.journal import read_events
 
     from .images import landscape, portrait, write
 

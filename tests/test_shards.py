@@ -27,12 +27,12 @@ from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.objects import StateType
 from prefect.states import Cancelled, Cancelling, Completed, Crashed, Pending, Running
 
-import flows.shards as shards
+import flows.store.shards as shards
 from flows.cli import main
-from flows.journal import Journal, read_events
-from flows.manifest import read_manifest
-from flows.shards import LOCK, SHARDS_FILE, ShardBook, check_out_mode, run_children, shard_dir
-from flows.sweep import _kill_on_cancel, sweep
+from flows.orchestrate.flow import _kill_on_cancel, sweep
+from flows.store.journal import Journal, read_events
+from flows.store.manifest import read_manifest
+from flows.store.shards import LOCK, SHARDS_FILE, ShardBook, check_out_mode, run_children, shard_dir
 from wiro_tasks import WiroClient
 from wiro_tasks.emulator import EmulatorServer
 

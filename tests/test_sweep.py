@@ -19,11 +19,11 @@ from uuid import UUID, uuid4
 import pandas as pd
 import pytest
 
-from flows.artifacts import artifact_scope
-from flows.manifest import FINAL_STATUSES, MANIFEST_CSV, MANIFEST_PARQUET, read_manifest
-from flows.report import REPORT
-from flows.runner import records, row_label
-from flows.sweep import sweep
+from flows.engine.runner import records, row_label
+from flows.orchestrate.artifacts import artifact_scope
+from flows.orchestrate.flow import sweep
+from flows.store.manifest import FINAL_STATUSES, MANIFEST_CSV, MANIFEST_PARQUET, read_manifest
+from flows.view.report import REPORT
 from wiro_tasks.emulator import EmulatorServer
 
 from .conftest import API_KEY, API_SECRET, EmulatorFactory
@@ -151,9 +151,9 @@ def test_faults_every_row_accounted_for_one_task_each(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import flows.runner
+    import flows.engine.runner
 
-    monkeypatch.setattr(flows.runner, "FIND_RETRY_DELAYS", (0.2, 0.4))  # dropped Runs are looked for quickly
+    monkeypatch.setattr(flows.engine.runner, "FIND_RETRY_DELAYS", (0.2, 0.4))  # dropped Runs are looked for quickly
     # The account would take 10 tasks at once: only the flow's own max_concurrency holds it to 4.
     emulator = make_emulator(concurrency_limit=10, task_seconds=0.5)
     emulator.account.faults = emulator.account.faults.updated(
@@ -344,8 +344,8 @@ def test_cancelling_the_flow_run_stops_its_wiro_tasks(
     from prefect.client.schemas.objects import FlowRun
     from prefect.states import Cancelled
 
-    from flows.journal import Journal, read_events
-    from flows.sweep import _kill_on_cancel
+    from flows.orchestrate.flow import _kill_on_cancel
+    from flows.store.journal import Journal, read_events
     from wiro_tasks import TextToVideoInput, WiroClient
 
     emulator = make_emulator()
@@ -406,9 +406,9 @@ def test_a_lost_run_answer_with_no_task_behind_it_is_submitted_again_once(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import flows.runner
+    import flows.engine.runner
 
-    monkeypatch.setattr(flows.runner, "FIND_RETRY_DELAYS", (0.1, 0.1))
+    monkeypatch.setattr(flows.engine.runner, "FIND_RETRY_DELAYS", (0.1, 0.1))
     emulator = make_emulator()
     emulator.account.faults = emulator.account.faults.updated({"run_script": ["drop"]})  # dropped before creating
     wiro_env(emulator)
@@ -423,7 +423,7 @@ def test_resume_puts_live_rows_first_within_concurrency_and_budget(
     make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
 ) -> None:
     from flows.grid import load_grid
-    from flows.journal import Journal
+    from flows.store.journal import Journal
     from wiro_tasks import TextToVideoInput, WiroClient
 
     emulator = make_emulator(queue_seconds=0.05, task_seconds=0.8, cps=Decimal("0.01"))
@@ -536,7 +536,7 @@ def test_the_task_socket_pushes_the_end_and_a_broken_one_falls_back_to_polls(
 ) -> None:
     from datetime import datetime
 
-    from flows.journal import read_events
+    from flows.store.journal import read_events
 
     emulator = make_emulator(queue_seconds=0.05, task_seconds=3.0)
     wiro_env(emulator)
@@ -741,8 +741,8 @@ def test_the_cancellation_hook_records_each_task_as_it_ended_and_writes_the_fina
     from prefect.states import Cancelling
 
     from flows.grid import load_grid
-    from flows.journal import Journal, read_events
-    from flows.sweep import _kill_on_cancel
+    from flows.orchestrate.flow import _kill_on_cancel
+    from flows.store.journal import Journal, read_events
     from wiro_tasks import TextToVideoInput, WiroClient
 
     emulator = make_emulator(task_seconds=0.3)

@@ -20,10 +20,10 @@ from uuid import UUID
 import httpx
 import pytest
 
-from flows.artifacts import artifact_scope
+from flows.engine.runner import records, row_label
 from flows.grid import load_grid
-from flows.runner import records, row_label
-from flows.serve import REPORT_URL_ENV, ReportServer
+from flows.orchestrate.artifacts import artifact_scope
+from flows.view.serve import REPORT_URL_ENV, ReportServer
 from wiro_tasks.emulator import EmulatorConfig, EmulatorServer
 
 from .conftest import API_KEY, API_SECRET

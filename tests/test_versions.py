@@ -1,7 +1,7 @@
 """The emulator's model version, over real HTTP: what another version renders, fails or slows.
 
 Videos are downloaded from the emulator and decoded by FFmpeg (PyAV) strictly; PSNR is computed
-here on the decoded luma, independently of flows/videodiff.py.
+here on the decoded luma, independently of flows/view/videodiff.py.
 """
 
 from __future__ import annotations

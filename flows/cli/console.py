@@ -23,18 +23,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as Bar
 
+from flows.cli.pace import Pace, watch_pace
+from flows.engine.budget import Budget, work_units
+from flows.engine.progress import Progress, listening
+from flows.engine.runner import VIDEOS, needs_work, quote_inputs, records
+from flows.orchestrate.local_server import prefect_api
+from flows.store.journal import JOURNAL, fold, read_events
+from flows.store.manifest import MANIFEST_CSV, MANIFEST_PARQUET, build_manifest, read_manifest, write_manifest
+from flows.store.shards import recorded_states, stop_children
+from flows.store.summary import summarize
+from flows.view.report import write_report
 from wiro_tasks import ToolPrice
-
-from .budget import Budget, work_units
-from .journal import JOURNAL, fold, read_events
-from .local_prefect import prefect_api
-from .manifest import MANIFEST_CSV, MANIFEST_PARQUET, build_manifest, read_manifest, write_manifest
-from .pace import Pace, watch_pace
-from .progress import Progress, listening
-from .report import write_report
-from .runner import VIDEOS, needs_work, quote_inputs, records
-from .shards import recorded_states, stop_children
-from .summary import summarize
 
 console = Console(stderr=True, highlight=False)
 ENGINE_NOISE = (
@@ -132,8 +131,8 @@ def dry_run_report(
 
 def run_with_progress(params: dict[str, Any], frame: pd.DataFrame, verbose: bool = False) -> int:
     """Run the sweep flow in this process under a progress bar; the exit code to use."""
-    from .stopping import kill_in_flight
-    from .sweep import sweep  # imports Prefect: its one-time telemetry notice prints before the bar
+    from flows.engine.stopping import kill_in_flight
+    from flows.orchestrate.flow import sweep  # imports Prefect: its one-time telemetry notice prints before the bar
 
     out = Path(params["out"])
     columns = (TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[detail]}"),

@@ -20,7 +20,7 @@ import av
 POSTER_SUFFIX = ".jpg"
 MAX_WIDTH = 512  # the widest a report cell gets (its zoom goes to 520 px)
 
-logger = logging.getLogger("flows.posters")
+logger = logging.getLogger("flows.store.posters")
 
 
 def poster_path(video: Path) -> Path:

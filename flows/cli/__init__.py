@@ -15,14 +15,13 @@ from typing import Any, NoReturn
 
 import click
 
+from flows.grid import DEFAULT_MAX_COMBINATIONS, GridError, load_grid, model_name, parse_axes
+from flows.store.journal import JournalError
+from flows.view.compare import compare_command
+from flows.view.report import report_command
+from flows.view.serve import ReportURLError, report_base, serve_command
 from wiro_tasks import ClientConfig, ConfigurationError
 from wiro_tasks.emulator.config import DEFAULT_MODEL_VERSION, EmulatorConfig, Faults
-
-from .compare import compare_command
-from .grid import DEFAULT_MAX_COMBINATIONS, GridError, load_grid, model_name, parse_axes
-from .journal import JournalError
-from .report import report_command
-from .serve import ReportURLError, report_base, serve_command
 
 PREFECT_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -213,7 +212,7 @@ def run(
     limit = _money(budget, "--budget")
     estimate = _money(estimate_usd, "--estimate-usd")
     assert estimate is not None
-    from .preflight import check_journals, check_out_apart, check_prefect_api, check_writable
+    from flows.store.checks import check_journals, check_out_apart, check_prefect_api, check_writable
 
     try:
         check_out_apart(Path(out), grid)
@@ -224,7 +223,7 @@ def run(
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     if dry_run:
-        from .console import dry_run_report
+        from flows.cli.console import dry_run_report
 
         price, no_price = _dry_run_price(emulator, sorted(set(frame["model"])))
         try:
@@ -262,7 +261,7 @@ def run(
     saved = dict(os.environ)
     server = _start_emulator() if emulator else None
     try:
-        from .console import run_with_progress
+        from flows.cli.console import run_with_progress
 
         code = run_with_progress(
             {

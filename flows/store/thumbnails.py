@@ -21,9 +21,8 @@ from urllib.parse import unquote, urlsplit
 import pandas as pd
 from PIL import Image, ImageOps
 
+from flows.grid import IMAGE_INPUTS, IMAGE_SHA, MODEL, is_missing
 from wiro_tasks.images import ImageCheckError, check_image
-
-from .grid import IMAGE_INPUTS, IMAGE_SHA, MODEL, is_missing
 
 THUMBS = "thumbs"
 MAX_SIDE = 256  # px, the longest side: twice a report's thumbnail at its widest
@@ -35,7 +34,7 @@ ONE_MODEL = {"size": "text-to-video", "width": "image-to-video", "height": "imag
              "inputImageUrl": "image-to-video"}  # fmt: skip  # one model's inputs: empty on the other's rows
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
-logger = logging.getLogger("flows.thumbnails")
+logger = logging.getLogger("flows.store.thumbnails")
 
 
 def thumbnail_path(out: Path, sha256: str) -> Path:

@@ -34,13 +34,11 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
-from wiro_tasks import TEXT_TO_VIDEO
-
-from .grid import BASIC_INPUTS, IMAGE_INPUTS, INPUTS
-from .manifest import MANIFEST_PARQUET, read_manifest
-from .posters import ensure_posters, poster_path
-from .summary import summarize
-from .thumbnails import (
+from flows.grid import BASIC_INPUTS, IMAGE_INPUTS, INPUTS
+from flows.store.manifest import MANIFEST_PARQUET, read_manifest
+from flows.store.posters import ensure_posters, poster_path
+from flows.store.summary import summarize
+from flows.store.thumbnails import (
     ONE_MODEL,
     THUMBS,
     ensure_thumbnails,
@@ -51,6 +49,7 @@ from .thumbnails import (
     web_url,
     with_image_columns,
 )
+from wiro_tasks import TEXT_TO_VIDEO
 
 REPORT = "report.html"
 STATUS_ORDER = ("succeeded", "failed", "timed_out", "cancelled", "skipped", "running", "pending")
@@ -193,7 +192,7 @@ def _ranks(records: Sequence[Record], names: Iterable[str]) -> dict[str, dict[st
 @functools.cache
 def _template() -> jinja2.Template:
     environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("flows", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
+        loader=jinja2.PackageLoader("flows.view", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
     )
     return environment.get_template("report.html.j2")
 
@@ -201,7 +200,7 @@ def _template() -> jinja2.Template:
 @functools.cache
 def _asset(name: str) -> Markup:
     """A CSS or JS file of the package's templates, to inline as it is (it holds no manifest text)."""
-    return Markup(files("flows").joinpath("templates", name).read_text(encoding="utf-8"))
+    return Markup(files("flows.view").joinpath("templates", name).read_text(encoding="utf-8"))
 
 
 def build_report(manifest: pd.DataFrame, *, rows: str = "prompt", cols: str | None = None,

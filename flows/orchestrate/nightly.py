@@ -7,7 +7,7 @@ The sweep flow's `baseline` parameter turns it on (the `nightly-regression` depl
     baseline="runs/x"      that OUT
     baseline=None          no comparison
 
-It writes CURRENT/compare.{csv,parquet,html} (flows/compare.py), publishes a markdown artifact
+It writes CURRENT/compare.{csv,parquet,html} (flows/view/compare.py), publishes a markdown artifact
 (totals, the regressed and changed rows, a link to compare.html) under a key of the deployment
 or the OUT pattern, and when something regressed emits the Prefect event `wiro-sweep.regression`
 with the counts in its payload, for an automation to notify on, and ends the run Failed with
@@ -30,8 +30,10 @@ from prefect.client.schemas.objects import State
 from prefect.events import emit_event
 from prefect.states import Failed
 
-from .artifacts import page_link
-from .compare import (
+from flows.orchestrate.artifacts import page_link
+from flows.store.manifest import MANIFEST_PARQUET
+from flows.store.thumbnails import text
+from flows.view.compare import (
     COMPARE_CSV,
     UNFINISHED,
     CompareError,
@@ -40,8 +42,6 @@ from .compare import (
     seconds_text,
     write_comparison,
 )
-from .manifest import MANIFEST_PARQUET
-from .thumbnails import text
 
 PREVIOUS = "previous"
 EVENT = "wiro-sweep.regression"

@@ -33,6 +33,14 @@ import pyarrow as pa
 from prefect.client.schemas.objects import State
 from prefect.concurrency.asyncio import concurrency
 
+from flows.engine.budget import Budget, work_units
+from flows.engine.progress import Progress, publish
+from flows.engine.stopping import stop_in_flight, stop_tasks
+from flows.grid import IMAGE, IMAGE_PATH, IMAGE_SHA, IMAGE_URL, MODEL, PLACEHOLDER_URL, is_missing
+from flows.store.claims import Claims, account_key, state_root
+from flows.store.journal import Journal, JournalWriteError, RowState, Upload
+from flows.store.manifest import MANIFEST_PARQUET, ManifestBuilder, manifest_frame, row_status, write_manifest
+from flows.store.posters import save_poster
 from wiro_tasks import AuthenticationError, ImageCheckError, Quote, ToolPrice, WiroError
 from wiro_tasks.inputs import Value, model_spec
 from wiro_tasks.prefect_tasks import (
@@ -51,15 +59,6 @@ from wiro_tasks.prefect_tasks import (
     wiro_client,
 )
 
-from .budget import Budget, work_units
-from .claims import Claims, account_key, state_root
-from .grid import IMAGE, IMAGE_PATH, IMAGE_SHA, IMAGE_URL, MODEL, PLACEHOLDER_URL, is_missing
-from .journal import Journal, JournalWriteError, RowState, Upload
-from .manifest import MANIFEST_PARQUET, ManifestBuilder, manifest_frame, row_status, write_manifest
-from .posters import save_poster
-from .progress import Progress, publish
-from .stopping import stop_in_flight, stop_tasks
-
 VIDEOS = "videos"
 MAX_SUBMIT_ATTEMPTS = 5
 LOST_ANSWER_SETTLE_SECONDS = 1.0
@@ -68,7 +67,7 @@ SLOT_WAIT_SECONDS = 6 * 3600.0  # how long code 96 (account full) is waited out 
 CANCEL_POLL_SECONDS = 2.0
 JOURNAL_FLUSH_SECONDS = 0.1
 
-logger = logging.getLogger("flows.sweep")
+logger = logging.getLogger("flows.orchestrate.flow")
 
 
 @dataclass(frozen=True)
@@ -372,7 +371,7 @@ class SweepRunner:
         from prefect.client.orchestration import get_client
         from prefect.runtime import flow_run
 
-        from .shards import cancel_requested
+        from flows.store.shards import cancel_requested
 
         run_id = flow_run.id
         if not run_id:

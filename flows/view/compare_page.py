@@ -18,10 +18,10 @@ from urllib.parse import quote
 import jinja2
 import pandas as pd
 
-from .compare import ASSETS, Comparison, video
-from .grid import BASIC_INPUTS
-from .thumbnails import ONE_MODEL, THUMBS, image_label, is_sha256, thumbnail_path, web_url
-from .thumbnails import text as _str
+from flows.grid import BASIC_INPUTS
+from flows.store.thumbnails import ONE_MODEL, THUMBS, image_label, is_sha256, thumbnail_path, web_url
+from flows.store.thumbnails import text as _str
+from flows.view.compare import ASSETS, Comparison, video
 
 CARDS = (  # sections of cards, in the order a reader wants them
     ("regressions", "Regressions", lambda r: bool(r["regressed"]) or r["change"] == "gone"),
@@ -37,7 +37,7 @@ LABELS = {"regressed": "regressed", "gone": "gone", "undecodable": "undecodable"
 @cache
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.PackageLoader("flows", "templates"),
+        loader=jinja2.PackageLoader("flows.view", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

@@ -16,12 +16,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from flows.store.claims import Claims, account_key
+from flows.store.journal import JOURNAL, Journal, RowState, fold, read_events
 from wiro_tasks import TEXT_TO_VIDEO, AsyncWiroClient, Credentials, TaskStateError, WiroError
 from wiro_tasks.prefect_tasks import scan_for_task
 from wiro_tasks.types import Task as WiroTask
-
-from .claims import Claims, account_key
-from .journal import JOURNAL, Journal, RowState, fold, read_events
 
 Record = Callable[..., Any]  # record(event, row_id, **fields): a journal line about the row
 LOOKS = (1.0, 5.0)  # seconds before each Task/List scan for an unanswered Run's task

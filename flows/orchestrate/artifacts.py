@@ -27,10 +27,10 @@ from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType
 
-from .manifest import FINAL_STATUSES, MANIFEST_CSV, MANIFEST_PARQUET
-from .report import REPORT
-from .serve import REPORT_URL_ENV, ReportURLError, link, report_base
-from .summary import summarize
+from flows.store.manifest import FINAL_STATUSES, MANIFEST_CSV, MANIFEST_PARQUET
+from flows.store.summary import summarize
+from flows.view.report import REPORT
+from flows.view.serve import REPORT_URL_ENV, ReportURLError, link, report_base
 
 
 def artifact_scope(out: str, shard: int | None = None) -> str:

@@ -12,10 +12,9 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from flows.grid import GridError
+from flows.store.journal import JOURNAL, read_events
 from wiro_tasks._config import shown_url
-
-from .grid import GridError
-from .journal import JOURNAL, read_events
 
 
 def check_out(out: Path, grid: Iterable[str | Path]) -> None:
@@ -69,7 +68,7 @@ def _unwritable(out: Path) -> str | None:
 def check_journals(out: Path) -> None:
     """Every journal under OUT (its own, and its shards') must be readable as records: a damaged
     line raises `JournalError` naming the file and the line."""
-    from .shards import shard_dirs
+    from flows.store.shards import shard_dirs
 
     for journal in [out / JOURNAL, *(d / JOURNAL for d in shard_dirs(out))]:
         read_events(journal)

@@ -1,6 +1,6 @@
 """The `wiro-sweep` flow: every combination of a prompt grid, as videos and a manifest under OUT.
 
-    python -m flows.sweep prompts/ --out out        # or: wiro-sweep run prompts/ --out out
+    python -m flows.orchestrate.flow prompts/ --out out        # or: wiro-sweep run prompts/ --out out
 
 Credentials come from the environment of whoever runs the flow (`WIRO_API_KEY`, `WIRO_API_SECRET`,
 `WIRO_BASE_URL`), or from the Prefect Secret blocks `wiro-api-key` / `wiro-api-secret`; never
@@ -31,9 +31,12 @@ from prefect.context import FlowRunContext
 from prefect.logging.loggers import flow_run_logger
 from prefect.states import Cancelled, Cancelling, Failed
 
-from wiro_tasks.prefect_tasks import close_wiro_client
-
-from .artifacts import (
+from flows.engine.budget import DEFAULT_ESTIMATE_USD
+from flows.engine.progress import Progress, listening, publish
+from flows.engine.runner import Settings, SweepRunner
+from flows.engine.stopping import kill_in_flight
+from flows.grid import DEFAULT_MAX_COMBINATIONS, GridError, load_grid, model_name
+from flows.orchestrate.artifacts import (
     artifact_scope,
     final_progress,
     progress_description,
@@ -41,18 +44,13 @@ from .artifacts import (
     run_name,
     summary_rows,
 )
-from .budget import DEFAULT_ESTIMATE_USD
-from .credentials import load_credentials
-from .grid import DEFAULT_MAX_COMBINATIONS, GridError, load_grid, model_name
-from .journal import JOURNAL, Journal, fold, read_events
-from .manifest import FINAL_STATUSES, build_manifest, write_manifest
-from .nightly import compare_with_baseline
-from .outcomes import show_row_outcomes
-from .preflight import check_out
-from .progress import Progress, listening, publish
-from .report import REPORT, write_report
-from .runner import Settings, SweepRunner
-from .shards import (
+from flows.orchestrate.credentials import load_credentials
+from flows.orchestrate.nightly import compare_with_baseline
+from flows.orchestrate.outcomes import show_row_outcomes
+from flows.store.checks import check_out
+from flows.store.journal import JOURNAL, Journal, fold, read_events
+from flows.store.manifest import FINAL_STATUSES, build_manifest, write_manifest
+from flows.store.shards import (
     ShardBook,
     check_out_mode,
     directory_lock,
@@ -64,9 +62,10 @@ from .shards import (
     stop_children,
     sweep_key,
 )
-from .stopping import kill_in_flight
-from .summary import summarize
-from .thumbnails import save_thumbnails
+from flows.store.summary import summarize
+from flows.store.thumbnails import save_thumbnails
+from flows.view.report import REPORT, write_report
+from wiro_tasks.prefect_tasks import close_wiro_client
 
 LOCK_WAIT_SECONDS = 2.0
 
@@ -240,7 +239,7 @@ async def sweep(
         concurrency_limit_name: A Prefect global concurrency limit that every run sharing the Wiro
             account takes a slot of per task in flight (created with `max_concurrency` if missing).
         baseline: Compare the finished sweep with this OUT, or with "previous": the latest earlier
-            `{date}` OUT of the same `out` pattern. Regressions end the run Failed (flows/nightly.py).
+            `{date}` OUT of the same `out` pattern. Regressions end the run Failed (flows/orchestrate/nightly.py).
         model: Run every row on this model ("text-to-video", "image-to-video" or Wiro's full name).
             Unset, each row runs the model its inputs call for: image-to-video with a start image
             (`inputImage`, a file every worker can read, or `inputImageUrl`), else text-to-video.
@@ -474,7 +473,7 @@ async def _cancel_self() -> None:
 
 
 async def _show_rows(manifest: pd.DataFrame, waited: set[str]) -> None:
-    """Every row that did not succeed as a task run the UI's state filter finds (`flows.outcomes`)."""
+    """Every row that did not succeed as a task run the UI's state filter finds (`flows.orchestrate.outcomes`)."""
     from prefect.runtime import flow_run
 
     if not flow_run.id:
@@ -500,6 +499,6 @@ async def _report(
 
 
 if __name__ == "__main__":
-    from .cli import main
+    from flows.cli import main
 
     main(["run", *sys.argv[1:]])

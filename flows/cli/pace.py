@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .manifest import FINAL_STATUSES, read_manifest
+from flows.store.manifest import FINAL_STATUSES, read_manifest
 
 REFRESH_SECONDS = 1.0
-logger = logging.getLogger("flows.pace")
+logger = logging.getLogger("flows.cli.pace")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ reader wants them: regressed (succeeded in BASELINE, not in CURRENT; or slower o
 the thresholds), gone, undecodable, changed (the video looks different: PSNR under the threshold,
 or another size, frame count or fps), fixed, new, failing (on both sides), similar (other bytes,
 same look) and identical (same sha256; never decoded). Only rows whose bytes differ are decoded
-(flows/videodiff.py), a few at a time.
+(flows/view/videodiff.py), a few at a time.
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .grid import BASIC_INPUTS
-from .grid import COLUMNS as GRID_COLUMNS
-from .manifest import COST_TYPE, MANIFEST_PARQUET, SCHEMA, atomic_write, money_text, read_manifest
-from .summary import Summary, summarize
-from .thumbnails import IMAGE_COLUMNS, THUMBS, image_label, text, with_image_columns
-from .videodiff import SAMPLES, VideoDiff, diff_videos
+from flows.grid import BASIC_INPUTS
+from flows.grid import COLUMNS as GRID_COLUMNS
+from flows.store.manifest import COST_TYPE, MANIFEST_PARQUET, SCHEMA, atomic_write, money_text, read_manifest
+from flows.store.summary import Summary, summarize
+from flows.store.thumbnails import IMAGE_COLUMNS, THUMBS, image_label, text, with_image_columns
+from flows.view.videodiff import SAMPLES, VideoDiff, diff_videos
 
 COMPARE_CSV, COMPARE_PARQUET, COMPARE_HTML = "compare.csv", "compare.parquet", "compare.html"
 ASSETS = "compare"  # CURRENT/compare/: frame strips, the baseline videos and the start images the page shows
@@ -326,7 +326,7 @@ def compare_outs(baseline: Path, current: Path, thresholds: Thresholds | None = 
 
 def write_comparison(comparison: Comparison) -> Path:
     """CURRENT/compare.{csv,parquet,html} and CURRENT/compare/, each replaced whole; the page's path."""
-    from .compare_page import build_page, shown_thumbnails, shown_videos
+    from flows.view.compare_page import build_page, shown_thumbnails, shown_videos
 
     out = comparison.current
     assets = out / f".{ASSETS}.{os.getpid()}.{threading.get_ident()}.tmp"

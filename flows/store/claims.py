@@ -25,7 +25,7 @@ import os
 import secrets
 from pathlib import Path
 
-from .journal import utcnow
+from flows.store.journal import utcnow
 
 ENV_STATE = "WIRO_SWEEP_STATE"
 

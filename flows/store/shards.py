@@ -33,7 +33,7 @@ A parent that sees its own run Cancelling or Cancelled (Cancel in the UI, also f
 started from the command line) cancels its children, whose workers kill their Wiro tasks, and
 waits up to `STOP_WAIT_SECONDS` for them to end; meanwhile it kills the tasks of every shard
 whose lock is free (a child already gone, before its worker's hook does). A parent cancelled on
-a worker does the same from its cancellation hook (`flows.sweep._kill_on_cancel`).
+a worker does the same from its cancellation hook (`flows.orchestrate.flow._kill_on_cancel`).
 """
 
 from __future__ import annotations
@@ -58,13 +58,13 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import arun_deployment
 from prefect.states import Cancelling, Crashed
 
-from .grid import GridError
-from .journal import JOURNAL, RowState, fold, read_events
+from flows.grid import GridError
+from flows.store.journal import JOURNAL, RowState, fold, read_events
 
 SHARDS_FILE = "shards.json"
 SHARDS_DIR = "shards"
 SHARD_DEPLOYMENT = "wiro-sweep/sweep-shard"
-LOCK = ".lock"  # in OUT (or a shard's directory) while a sweep runs there: see `flows.sweep.out_lock`
+LOCK = ".lock"  # in OUT (or a shard's directory) while a sweep runs there: see `flows.orchestrate.flow.out_lock`
 MAX_LAUNCHES = 3  # per shard and parent run
 STALE_LOCK_SECONDS = 60.0  # a RUNNING child's lock free this long: its worker is gone
 STALE_LOCK_POLLS = 3  # ...and seen free at this many polls in a row

@@ -22,8 +22,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .grid import IMAGE_SHA, IMAGE_URL, SOURCE
-from .journal import RowState
+from flows.grid import IMAGE_SHA, IMAGE_URL, SOURCE
+from flows.store.journal import RowState
 
 MANIFEST_PARQUET = "manifest.parquet"
 MANIFEST_CSV = "manifest.csv"

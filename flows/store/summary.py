@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from .manifest import FINAL_STATUSES, MANIFEST_CSV, MANIFEST_PARQUET
+from flows.store.manifest import FINAL_STATUSES, MANIFEST_CSV, MANIFEST_PARQUET
 
 
 @dataclass(frozen=True)

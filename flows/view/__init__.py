@@ -1,0 +1,1 @@
+"""Viewing sweeps: the report, the server that shows it, and the compare of two OUTs."""
