@@ -162,7 +162,8 @@ async def wait_body_as_state(*args: Any, return_state: bool = True, **kwargs: An
 
 def timed_runner(grid: Path, out: Path, concurrency: int, poll_interval: float) -> float:
     """Seconds for the sweep's runner alone (no flow, no task runs) over the same rows."""
-    from flows.engine.runner import Settings, SweepRunner
+    from flows.engine.runner import SweepRunner
+    from flows.engine.settings import Settings
     from flows.grid import load_grid
     from flows.store.journal import Journal
 

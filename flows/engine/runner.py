@@ -35,6 +35,7 @@ from prefect.concurrency.asyncio import concurrency
 
 from flows.engine.budget import Budget, work_units
 from flows.engine.progress import Progress, publish
+from flows.engine.settings import Settings
 from flows.engine.stopping import stop_in_flight, stop_tasks
 from flows.grid import IMAGE, IMAGE_PATH, IMAGE_SHA, IMAGE_URL, MODEL, PLACEHOLDER_URL, is_missing
 from flows.store.claims import Claims, account_key, state_root
@@ -71,19 +72,14 @@ logger = logging.getLogger("flows.orchestrate.flow")
 
 
 @dataclass(frozen=True)
-class Settings:
-    """How a sweep runs; every field is a flow parameter too."""
+class SweepResult:
+    """How a run of the engine over one OUT ended: what the flow reports, shows and returns."""
 
-    max_concurrency: int = 4
-    poll_interval: float = 3.0
-    poll_cap: float = 30.0
-    timeout: float = 3600.0
-    budget: Decimal | None = None
-    retry_failed: bool = False
-    error_grace: float = 120.0
-    estimate_usd: Decimal = Decimal("0.10")
-    manifest_interval: float = 1.0
-    concurrency_limit_name: str | None = None
+    manifest: pd.DataFrame
+    out_error: JournalWriteError | None = None  # OUT stopped taking writes: nothing more was submitted
+    not_succeeded: frozenset[str] = frozenset()  # rows whose `wait` task run ended other than Completed
+    strays: tuple[str, ...] = ()  # paid tasks that no sweep on this machine claimed (`unclaimed_strays`)
+    cancelled: str | None = None  # why the run was cancelled by its user, if it was
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -271,7 +267,18 @@ class SweepRunner:
             return None
         return price
 
-    async def run(self) -> pd.DataFrame:
+    async def run(self) -> SweepResult:
+        """Drive every row that has work left to its end; how the run ended."""
+        manifest = await self._run()
+        return SweepResult(
+            manifest=manifest,
+            out_error=self.out_error,
+            not_succeeded=frozenset(self.waited_not_succeeded),
+            strays=self.unclaimed_strays(),
+            cancelled=self.cancelled_by_user,
+        )
+
+    async def _run(self) -> pd.DataFrame:
         self.claims = self._open_claims()
         prices = {model: await self._price(model) for model in dict.fromkeys(r[MODEL] for r in self.rows)}
         self.quotes = {}

@@ -1,6 +1,6 @@
 """The `wiro-sweep` flow: every combination of a prompt grid, as videos and a manifest under OUT.
 
-    python -m flows.orchestrate.flow prompts/ --out out        # or: wiro-sweep run prompts/ --out out
+    wiro-sweep run prompts/ --out out        # the command line; deployments run `sweep` itself
 
 Credentials come from the environment of whoever runs the flow (`WIRO_API_KEY`, `WIRO_API_SECRET`,
 `WIRO_BASE_URL`), or from the Prefect Secret blocks `wiro-api-key` / `wiro-api-secret`; never
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -33,7 +32,8 @@ from prefect.states import Cancelled, Cancelling, Failed
 
 from flows.engine.budget import DEFAULT_ESTIMATE_USD
 from flows.engine.progress import Progress, listening, publish
-from flows.engine.runner import Settings, SweepRunner
+from flows.engine.runner import SweepRunner
+from flows.engine.settings import Settings
 from flows.engine.stopping import kill_in_flight
 from flows.grid import DEFAULT_MAX_COMBINATIONS, GridError, load_grid, model_name
 from flows.orchestrate.artifacts import (
@@ -305,20 +305,21 @@ async def sweep(
             artifact = await acreate_progress_artifact(0.0, description=progress_description(work_dir, len(frame)))
             shown = ProgressArtifact(artifact)
             with listening(shown.update), stopping_on_sigterm():
-                manifest = await runner.run()
+                result = await runner.run()
             await shown.flush()
         finally:
             await close_wiro_client()
             journal.close()
-        if runner.out_error is not None:
-            message = (f"{runner.out_error}; stopped submitting. Free space and rerun the same command"
+        manifest = result.manifest
+        if result.out_error is not None:
+            message = (f"{result.out_error}; stopped submitting. Free space and rerun the same command"
                        " (nothing is paid twice)")  # fmt: skip
             return Failed(message=message, data=OutNotWritableError(message))
-        await _show_rows(manifest, runner.waited_not_succeeded)
+        await _show_rows(manifest, set(result.not_succeeded))
         # Under the lock: a parent sees the child alive, and a cancellation hook waits for it.
-        reported = await _report(manifest, work_dir, artifact_scope(out, shard), runner.unclaimed_strays())
-    if runner.cancelled_by_user:
-        return Cancelled(message=f"{runner.cancelled_by_user}; stopped its Wiro tasks")
+        reported = await _report(manifest, work_dir, artifact_scope(out, shard), result.strays)
+    if result.cancelled:
+        return Cancelled(message=f"{result.cancelled}; stopped its Wiro tasks")
     return await compare_with_baseline(reported, out, out_dir, baseline)
 
 
@@ -496,9 +497,3 @@ async def _report(
     if not summary.all_succeeded:
         return Failed(message=summary.message)
     return summary.as_dict()
-
-
-if __name__ == "__main__":
-    from flows.cli import main
-
-    main(["run", *sys.argv[1:]])
