@@ -45,7 +45,7 @@ def make_out(out: Path, cells: int) -> Path:
     """A swept OUT of `cells` rows (prompts down, 10 seeds across): its report's path."""
     import pandas as pd
 
-    from flows.engine.runner import records
+    from flows.engine.rows import records
     from flows.grid import INPUTS, expand_grid
     from flows.store.journal import fold
     from flows.store.manifest import build_manifest, write_manifest

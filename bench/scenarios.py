@@ -30,16 +30,7 @@ from prefect.client.schemas.objects import State
 from flows.orchestrate.flow import sweep
 from flows.store.journal import read_events
 from wiro_tasks import TEXT_TO_VIDEO, Credentials
-from wiro_tasks.prefect_tasks import (
-    close_wiro_client,
-    fetch,
-    find_task,
-    submit,
-    use_credentials,
-    wait,
-    wait_for_end,
-    wiro_client,
-)
+from wiro_tasks.prefect_tasks import fetch, find_task, submit, wait, wait_for_end, wiro_session
 
 from .harness import Emulator, emulator, in_flight_profile, pointed_at
 
@@ -51,7 +42,7 @@ def write_grid(directory: Path, rows: int, tag: str) -> Path:
 
 
 def inputs_of(grid: Path) -> list[dict[str, Any]]:
-    from flows.engine.runner import records
+    from flows.engine.rows import records
     from flows.grid import load_grid
 
     return records(load_grid([grid]))
@@ -84,8 +75,6 @@ def timed_plain(grid: Path, out: Path, concurrency: int, poll_interval: float, p
     (out / "videos").mkdir(parents=True, exist_ok=True)
 
     async def everything() -> None:
-        use_credentials(Credentials.resolve())
-        wiro_client()
         slots = asyncio.Semaphore(concurrency)
         deadline = datetime.now(UTC) + timedelta(hours=1)
 
@@ -100,10 +89,8 @@ def timed_plain(grid: Path, out: Path, concurrency: int, poll_interval: float, p
             dest = str(out / "videos" / f"{row['row_id']}.mp4")  # like the sweep: after the slot is free
             await fetch(ended.task_id, ended.output_url, ended.output_bytes, dest)
 
-        try:
+        async with wiro_session(Credentials.resolve()):
             await asyncio.gather(*(one(r) for r in rows))
-        finally:
-            await close_wiro_client()
 
     return timed("plain", everything())[0]
 
@@ -149,7 +136,12 @@ def throughput(work: Path, rows: int, limit: int, task_seconds: float) -> dict[s
 def without_prefect_tasks() -> Any:
     """The sweep's runner with its Prefect tasks replaced by their bodies: what the sweep's own
     bookkeeping (journal, manifest, budget, progress) costs, with no task runs around the calls."""
-    return patch.multiple("flows.engine.runner", submit=submit.fn, wait=wait_body_as_state, find_task=find_task.fn)
+    from contextlib import ExitStack
+
+    stack = ExitStack()
+    stack.enter_context(patch.multiple("flows.engine.driver", submit=submit.fn, wait=wait_body_as_state))
+    stack.enter_context(patch("flows.engine.matching.find_task", find_task.fn))
+    return stack
 
 
 async def wait_body_as_state(*args: Any, return_state: bool = True, **kwargs: Any) -> Any:
@@ -168,13 +160,12 @@ def timed_runner(grid: Path, out: Path, concurrency: int, poll_interval: float) 
     from flows.store.journal import Journal
 
     async def everything() -> None:
-        use_credentials(Credentials.resolve())
         journal = Journal(out)
         try:
             settings = Settings(max_concurrency=concurrency, poll_interval=poll_interval)
-            await SweepRunner(load_grid([str(grid)]), out, journal, settings).run()
+            async with wiro_session(Credentials.resolve()):
+                await SweepRunner(load_grid([str(grid)]), out, journal, settings).run()
         finally:
-            await close_wiro_client()
             journal.close()
 
     with without_prefect_tasks():
@@ -270,8 +261,6 @@ def _lags(name: str, emu: Emulator, noticed: dict[str, float], scale: float, row
 
 async def _fixed_poller(grid: Path, every: float) -> dict[str, float]:
     """The plain client every waiting guide starts from: poll every `every` seconds until final."""
-    use_credentials(Credentials.resolve())
-    client = wiro_client()
     noticed: dict[str, float] = {}
 
     async def one(row: dict[str, Any]) -> None:
@@ -284,10 +273,9 @@ async def _fixed_poller(grid: Path, every: float) -> dict[str, float]:
                 noticed[row["prompt"]] = time.time()
                 return
 
-    try:
+    async with wiro_session(Credentials.resolve()) as session:
+        client = session.client()
         await asyncio.gather(*(one(r) for r in inputs_of(grid)))
-    finally:
-        await close_wiro_client()
     return noticed
 
 

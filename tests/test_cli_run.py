@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from flows.cli import main
-from flows.engine.runner import records, run_inputs
+from flows.engine.rows import records, run_inputs
 from flows.grid import load_grid
 from flows.orchestrate.credentials import ConfigError, load_credentials
 from flows.orchestrate.flow import sweep

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from flows.engine.runner import records
+from flows.engine.rows import records
 from flows.store.manifest import read_manifest
 from wiro_tasks import (
     AsyncWiroClient,

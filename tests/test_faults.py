@@ -45,7 +45,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from flows.engine.runner import records
+from flows.engine.rows import records
 from flows.orchestrate.flow import sweep
 from flows.store.journal import JOURNAL, read_events
 from flows.store.manifest import FINAL_STATUSES, MANIFEST_CSV, MANIFEST_PARQUET, read_manifest
@@ -223,12 +223,12 @@ def test_fault_matrix_every_row_accounted_for_one_task_each(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import flows.engine.runner
+    import flows.engine.matching
     from flows.grid import load_grid
 
     # The emulator's Task/List is consistent at once: the scans that prove a lost Run answer
     # created no task need not be spread over 20 s here (the rule, three scans, is unchanged).
-    monkeypatch.setattr(flows.engine.runner, "FIND_RETRY_DELAYS", (0.2, 0.4))
+    monkeypatch.setattr(flows.engine.matching, "FIND_RETRY_DELAYS", (0.2, 0.4))
     faults = Faults(
         error_5xx_rate=0.10,
         rate_429=0.05,
@@ -391,9 +391,9 @@ def test_a_server_clock_an_hour_off_never_makes_a_row_pay_twice(
 ) -> None:
     """Every Run answer lost, on a server whose clock is off: each row's task is found and adopted.
     Judged on the local clock, a server 200 s behind hid every task and each row was paid five times."""
-    import flows.engine.runner
+    import flows.engine.matching
 
-    monkeypatch.setattr(flows.engine.runner, "FIND_RETRY_DELAYS", (0.2, 0.4))
+    monkeypatch.setattr(flows.engine.matching, "FIND_RETRY_DELAYS", (0.2, 0.4))
     emulator = make_emulator(preview=True, faults=Faults(clock_offset=offset, lost_run_rate=1.0))
     wiro_env(emulator)
     rows = [(f"skewed {n}", str(seed)) for n in range(4 * SOAK) for seed in (1, 2)]
@@ -488,7 +488,7 @@ def test_the_bill_never_passes_the_budget_whatever_the_price(
 # second instead of 20 s (the rule itself, three complete scans, stays). Everything else is the
 # command as a user runs it.
 FLOWS_MAIN = (
-    "import runpy, flows.engine.runner; flows.engine.runner.FIND_RETRY_DELAYS = (0.3, 0.6); "
+    "import runpy, flows.engine.matching; flows.engine.matching.FIND_RETRY_DELAYS = (0.3, 0.6); "
     "runpy.run_module('flows', run_name='__main__')"
 )
 

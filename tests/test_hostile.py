@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from flows.engine.runner import records
+from flows.engine.rows import records
 from flows.orchestrate.flow import sweep
 from flows.store.journal import JOURNAL, read_events
 from flows.store.manifest import FINAL_STATUSES, read_manifest
@@ -36,9 +36,9 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 def _quick_scans(monkeypatch: pytest.MonkeyPatch) -> None:
     """The emulator's Task/List is consistent at once: the three scans that prove no task was made
     need not be spread over 20 s (the rule, three complete scans, is unchanged)."""
-    import flows.engine.runner
+    import flows.engine.matching
 
-    monkeypatch.setattr(flows.engine.runner, "FIND_RETRY_DELAYS", (0.2, 0.4))
+    monkeypatch.setattr(flows.engine.matching, "FIND_RETRY_DELAYS", (0.2, 0.4))
 
 
 def write_grid(path: Path, prompts: list[str], seeds: tuple[str, ...] = ("1",)) -> Path:

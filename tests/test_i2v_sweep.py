@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from flows.engine.runner import records
+from flows.engine.rows import records
 from flows.grid import load_grid
 from flows.store.journal import read_events
 from flows.store.manifest import read_manifest

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from flows.engine.budget import Budget, work_units
-from flows.engine.runner import needs_work, video_name
+from flows.engine.rows import needs_work, video_name
 from flows.grid import expand_grid
 from flows.store.journal import Journal, JournalWriteError
 from flows.store.manifest import MANIFEST_CSV, build_manifest, read_manifest, row_status, write_manifest

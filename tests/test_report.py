@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from flows.engine.runner import records
+from flows.engine.rows import records
 from flows.grid import INPUTS, expand_grid
 from flows.store.journal import Journal, fold
 from flows.store.manifest import build_manifest, write_manifest

@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from flows.engine.runner import records
+from flows.engine.rows import records
 from flows.store.manifest import FINAL_STATUSES, read_manifest
 from wiro_tasks.emulator import EmulatorServer
 from wiro_tasks.emulator.config import Faults
@@ -238,10 +238,10 @@ def test_no_file_log_or_prefect_record_holds_the_api_key_or_secret(
     caplog: pytest.LogCaptureFixture,
     logs: Collect,
 ) -> None:
-    import flows.engine.runner
+    import flows.engine.matching
 
     since = time.time() - 1
-    monkeypatch.setattr(flows.engine.runner, "FIND_RETRY_DELAYS", (0.1, 0.2))
+    monkeypatch.setattr(flows.engine.matching, "FIND_RETRY_DELAYS", (0.1, 0.2))
     emulator = make_emulator(
         preview=True,
         faults=Faults(error_5xx_rate=0.1, drop_rate=0.05, rate_429=0.05, retry_after=0, run_script=("lost", "503")),

@@ -32,7 +32,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from flows.engine.runner import records
+from flows.engine.rows import records
 from flows.grid import load_grid
 from flows.store.manifest import read_manifest
 from flows.store.shards import SHARDS_FILE, shard_of

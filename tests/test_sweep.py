@@ -19,7 +19,7 @@ from uuid import UUID, uuid4
 import pandas as pd
 import pytest
 
-from flows.engine.runner import records, row_label
+from flows.engine.rows import records, row_label
 from flows.orchestrate.artifacts import artifact_scope
 from flows.orchestrate.flow import sweep
 from flows.store.manifest import FINAL_STATUSES, MANIFEST_CSV, MANIFEST_PARQUET, read_manifest
@@ -151,9 +151,9 @@ def test_faults_every_row_accounted_for_one_task_each(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import flows.engine.runner
+    import flows.engine.matching
 
-    monkeypatch.setattr(flows.engine.runner, "FIND_RETRY_DELAYS", (0.2, 0.4))  # dropped Runs are looked for quickly
+    monkeypatch.setattr(flows.engine.matching, "FIND_RETRY_DELAYS", (0.2, 0.4))  # dropped Runs are looked for quickly
     # The account would take 10 tasks at once: only the flow's own max_concurrency holds it to 4.
     emulator = make_emulator(concurrency_limit=10, task_seconds=0.5)
     emulator.account.faults = emulator.account.faults.updated(
@@ -406,9 +406,9 @@ def test_a_lost_run_answer_with_no_task_behind_it_is_submitted_again_once(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import flows.engine.runner
+    import flows.engine.matching
 
-    monkeypatch.setattr(flows.engine.runner, "FIND_RETRY_DELAYS", (0.1, 0.1))
+    monkeypatch.setattr(flows.engine.matching, "FIND_RETRY_DELAYS", (0.1, 0.1))
     emulator = make_emulator()
     emulator.account.faults = emulator.account.faults.updated({"run_script": ["drop"]})  # dropped before creating
     wiro_env(emulator)

@@ -20,7 +20,7 @@ from uuid import UUID
 import httpx
 import pytest
 
-from flows.engine.runner import records, row_label
+from flows.engine.rows import records, row_label
 from flows.grid import load_grid
 from flows.orchestrate.artifacts import artifact_scope
 from flows.view.serve import REPORT_URL_ENV, ReportServer

@@ -415,6 +415,11 @@ class AsyncWiroClient(_BaseClient):
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
+    @property
+    def is_closed(self) -> bool:
+        """Whether `aclose` has been called: the client sends nothing more."""
+        return self._http.is_closed
+
     async def aclose(self) -> None:
         await self._http.aclose()
         await self._files.aclose()

@@ -1,8 +1,9 @@
 """Prefect tasks over the async client: submit one combination, wait for one task.
 
 Only plain data crosses these task boundaries (inputs as a dict, ids, paths, dataclasses). The
-client itself is looked up per event loop inside the tasks, built from `WIRO_*` in the
-environment, so it is never a parameter, a cache key or a result. Retry rules:
+client belongs to the flow run's `WiroSession` (`async with wiro_session(credentials)`), which
+the run's tasks find in a context variable: it is never a parameter, a cache key or a result,
+and nothing of it outlives the run or is shared with another. Retry rules:
 
 - `submit` is never retried by Prefect. Inside, it submits again only when Wiro said no task was
   created (code 96, HTTP 429, a connection that never opened). A lost answer comes back as
@@ -22,7 +23,10 @@ import itertools
 import logging
 import random
 import time
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -59,32 +63,55 @@ SubmitKind = Literal["submitted", "unknown", "refused", "auth", "balance", "unre
 connection to the API opened for `connect_wait` s: no task was created, stop submitting new rows);
 `gave_up` (no free slot, code 96 or 429, within `limit_wait`)."""
 Outcome = Literal["succeeded", "failed", "timed_out", "cancelled"]
-_clients: dict[int, AsyncWiroClient] = {}
-_credentials: list[Credentials] = []
-seen_rates: dict[str, Decimal] = {}
-"""Task id -> the `cps` its own record gave while `wait` watched it (a budget counts it from then on)."""
 
 
-def use_credentials(credentials: Credentials) -> None:
-    """Credentials for the clients made from now on in this process (else the environment's)."""
-    _credentials[:] = [credentials]
+@dataclass
+class WiroSession:
+    """One flow run's link to Wiro: its credentials, its client (made on first use), and the
+    per-second rate each of its tasks' records gave while `wait` watched it (the budget guard
+    counts a task at that rate from then on)."""
+
+    credentials: Credentials
+    rates: dict[str, Decimal] = field(default_factory=dict)
+    _client: AsyncWiroClient | None = None
+
+    def client(self) -> AsyncWiroClient:
+        if self._client is None or self._client.is_closed:
+            self._client = AsyncWiroClient(self.credentials.api_key, self.credentials.api_secret)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+
+_session: ContextVar[WiroSession | None] = ContextVar("wiro_session", default=None)
+
+
+@asynccontextmanager
+async def wiro_session(credentials: Credentials | None = None) -> AsyncIterator[WiroSession]:
+    """The Wiro session of the code inside (a flow run, a benchmark): its tasks and the coroutines
+    it starts use it; its client is closed at the end. Credentials default to the environment's."""
+    session = WiroSession(credentials or Credentials.resolve())
+    token = _session.set(session)
+    try:
+        yield session
+    finally:
+        _session.reset(token)
+        await session.aclose()
+
+
+def current_session() -> WiroSession:
+    """The session the calling code runs in (`wiro_session`)."""
+    session = _session.get()
+    if session is None:
+        raise RuntimeError("no Wiro session: run this inside `async with wiro_session(...)`")
+    return session
 
 
 def wiro_client() -> AsyncWiroClient:
-    """This event loop's client, made on first use."""
-    loop = asyncio.get_running_loop()
-    client = _clients.get(id(loop))
-    if client is None or client._http.is_closed:
-        creds = _credentials[0] if _credentials else Credentials.resolve()
-        client = _clients[id(loop)] = AsyncWiroClient(creds.api_key, creds.api_secret)
-    return client
-
-
-async def close_wiro_client() -> None:
-    """Close this event loop's client (at the end of a flow)."""
-    client = _clients.pop(id(asyncio.get_running_loop()), None)
-    if client is not None:
-        await client.aclose()
+    """The current session's client, made on first use."""
+    return current_session().client()
 
 
 @dataclass(frozen=True)
@@ -265,13 +292,14 @@ async def wait_for_end(
     says it is final: after a Cancel or Kill the polling goes on until it is, so what it cost
     (and any output it still produced) is never lost.
     """
-    client = wiro_client()
+    session = current_session()
+    client, rates = session.client(), session.rates
     wakeups = _Wakeups(client, poll_interval, max(poll_interval, poll_cap))
     try:
-        return await _wait(client, wakeups, task_id, deadline, error_grace)
+        return await _wait(client, wakeups, task_id, deadline, error_grace, rates)
     finally:
         wakeups.close()
-        seen_rates.pop(task_id, None)
+        rates.pop(task_id, None)
 
 
 class _Wakeups:
@@ -352,7 +380,12 @@ class _Wakeups:
 
 
 async def _wait(
-    client: AsyncWiroClient, wakeups: _Wakeups, task_id: str, deadline: datetime, error_grace: float
+    client: AsyncWiroClient,
+    wakeups: _Wakeups,
+    task_id: str,
+    deadline: datetime,
+    error_grace: float,
+    rates: dict[str, Decimal],
 ) -> WaitOutcome:
     error_since: float | None = None
     missing_since: float | None = None
@@ -371,11 +404,12 @@ async def _wait(
             return WaitOutcome("failed", task_id, error=f"task {task_id} not found: another account or base URL?")
         missing_since = None
         if current.cps > 0:
-            seen_rates[task_id] = current.cps
+            rates[task_id] = max(current.cps, rates.get(task_id, Decimal(0)))
         if current.is_terminal:
+            seen = rates.get(task_id, Decimal(0))
             if stopped and not (current.succeeded or current.failed):
-                return _outcome(current, *stopped)
-            return _finish(current)
+                return _outcome(current, *stopped, seen_cps=seen)
+            return _finish(current, seen)
         wakeups.listen(current.socket_token)
         if stopped:
             if time.monotonic() - stopped_at > STOP_GRACE:
@@ -416,7 +450,7 @@ async def stop_task(client: AsyncWiroClient, current: WiroTask) -> None:
         pass
 
 
-def _finish(final: WiroTask) -> WaitOutcome:
+def _finish(final: WiroTask, seen_cps: Decimal = Decimal(0)) -> WaitOutcome:
     """A final task's outcome. A paid output is never dropped: a `task_postprocess_end` with outputs
     but no `pexit` counts as succeeded (a failed run has none), with the oddity named."""
     notes = list(final.anomalies)
@@ -425,10 +459,10 @@ def _finish(final: WiroTask) -> WaitOutcome:
         notes.insert(0, "no pexit in Wiro's answer; counted as succeeded because it has outputs")
     if not (final.succeeded or no_pexit):
         status: Outcome = "cancelled" if final.cancelled else "failed"
-        return _outcome(final, status, _join(final.error_message or f"ended in {final.raw_status}", *notes))
+        return _outcome(final, status, _join(final.error_message or f"ended in {final.raw_status}", *notes), seen_cps)
     if not final.outputs:
-        return _outcome(final, "failed", _join("succeeded without outputs", *notes))
-    return _outcome(final, "succeeded", _join(*notes))
+        return _outcome(final, "failed", _join("succeeded without outputs", *notes), seen_cps)
+    return _outcome(final, "succeeded", _join(*notes), seen_cps)
 
 
 def _join(*parts: str) -> str:
@@ -469,7 +503,7 @@ async def upload(path: str, sha256: str, label: str) -> str:
     return uploaded.url
 
 
-def _outcome(task: WiroTask, status: Outcome, error: str) -> WaitOutcome:
+def _outcome(task: WiroTask, status: Outcome, error: str, seen_cps: Decimal = Decimal(0)) -> WaitOutcome:
     output = task.outputs[0] if task.outputs else None
     return WaitOutcome(
         status=status,
@@ -480,7 +514,7 @@ def _outcome(task: WiroTask, status: Outcome, error: str) -> WaitOutcome:
         output_url=output.url if output else "",
         output_bytes=output.size if output else None,
         noticed_at=time.time(),
-        cps=max(task.cps, seen_rates.get(task.id, Decimal(0))),  # before `wait_for_end` forgets the rate
+        cps=max(task.cps, seen_cps),  # the dearest rate its records gave while it was waited for
     )
 
 

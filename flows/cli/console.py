@@ -26,7 +26,7 @@ from rich.progress import Progress as Bar
 from flows.cli.pace import Pace, watch_pace
 from flows.engine.budget import Budget, work_units
 from flows.engine.progress import Progress, listening
-from flows.engine.runner import VIDEOS, needs_work, quote_inputs, records
+from flows.engine.rows import VIDEOS, needs_work, quote_inputs, records
 from flows.orchestrate.local_server import prefect_api
 from flows.store.journal import JOURNAL, fold, read_events
 from flows.store.manifest import MANIFEST_CSV, MANIFEST_PARQUET, build_manifest, read_manifest, write_manifest

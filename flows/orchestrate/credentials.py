@@ -15,7 +15,6 @@ import os
 
 from wiro_tasks import ClientConfig, ConfigurationError, Credentials
 from wiro_tasks._config import ENV_API_KEY, ENV_API_SECRET, check_credential
-from wiro_tasks.prefect_tasks import use_credentials
 
 KEY_BLOCK = "wiro-api-key"
 SECRET_BLOCK = "wiro-api-secret"
@@ -39,7 +38,6 @@ def load_credentials() -> Credentials:
         ClientConfig.resolve(credentials.api_key, credentials.api_secret or "")  # the URLs too
     except ConfigurationError as exc:
         raise ConfigError(str(exc)) from None
-    use_credentials(credentials)
     return credentials
 
 

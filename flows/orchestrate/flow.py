@@ -65,7 +65,7 @@ from flows.store.shards import (
 from flows.store.summary import summarize
 from flows.store.thumbnails import save_thumbnails
 from flows.view.report import REPORT, write_report
-from wiro_tasks.prefect_tasks import close_wiro_client
+from wiro_tasks.prefect_tasks import wiro_session
 
 LOCK_WAIT_SECONDS = 2.0
 
@@ -301,14 +301,14 @@ async def sweep(
     with out_lock(work_dir):
         journal = Journal(work_dir)
         try:
-            runner = SweepRunner(frame, work_dir, journal, settings)
-            artifact = await acreate_progress_artifact(0.0, description=progress_description(work_dir, len(frame)))
-            shown = ProgressArtifact(artifact)
-            with listening(shown.update), stopping_on_sigterm():
-                result = await runner.run()
-            await shown.flush()
+            async with wiro_session(credentials):
+                runner = SweepRunner(frame, work_dir, journal, settings)
+                artifact = await acreate_progress_artifact(0.0, description=progress_description(work_dir, len(frame)))
+                shown = ProgressArtifact(artifact)
+                with listening(shown.update), stopping_on_sigterm():
+                    result = await runner.run()
+                await shown.flush()
         finally:
-            await close_wiro_client()
             journal.close()
         manifest = result.manifest
         if result.out_error is not None:

@@ -34,7 +34,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import State, StateType, TaskRun
 from prefect.states import Cancelled, Failed
 
-from flows.engine.runner import row_label
+from flows.engine.rows import row_label
 
 PAGE = 200
 CONCURRENT_CALLS = 8

@@ -1,0 +1,202 @@
+"""The row driver: one row's state machine, driven by its journal state so a resumed sweep picks
+up where the last one stopped:
+
+    new --intent--> submit --submitted--> wait --finished--> (downloaded)
+                      |  \\--unknown--> find the task --adopted--> wait
+                      |                        \\--no_task--> new (submit again)
+                      \\--refused / no balance / over budget--> failed / skipped
+
+A row holds a concurrency slot from before its Run request until its task is final, so the Wiro
+tasks in flight never exceed `max_concurrency`; the download needs no slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import AbstractAsyncContextManager, nullcontext
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from prefect.client.schemas.objects import State
+from prefect.concurrency.asyncio import concurrency
+
+from flows.engine.guard import BudgetGuard
+from flows.engine.ledger import Ledger
+from flows.engine.matching import TaskMatcher
+from flows.engine.progress import publish
+from flows.engine.rows import VIDEOS, iso, row_label, run_inputs, video_name
+from flows.engine.settings import Settings
+from flows.engine.uploads import ImageUploads
+from flows.grid import MODEL
+from flows.store.posters import save_poster
+from wiro_tasks.inputs import Value
+from wiro_tasks.prefect_tasks import Saved, SubmitOutcome, WaitOutcome, fetch, outcome_of, submit, wait, wiro_client
+
+MAX_SUBMIT_ATTEMPTS = 5
+LOST_ANSWER_SETTLE_SECONDS = 1.0
+SLOT_WAIT_SECONDS = 6 * 3600.0  # how long code 96 (account full) is waited out before a row gives up
+
+logger = logging.getLogger("flows.engine")
+
+
+class RowDriver:
+    """Drives rows of one run: submit, wait, download, each step recorded in the ledger."""
+
+    def __init__(self, ledger: Ledger, guard: BudgetGuard, uploads: ImageUploads, matcher: TaskMatcher,
+                 settings: Settings) -> None:  # fmt: skip
+        self.ledger = ledger
+        self.guard = guard
+        self.uploads = uploads
+        self.matcher = matcher
+        self.settings = settings
+        self.slots = asyncio.Semaphore(settings.max_concurrency)
+        self.not_succeeded: set[str] = set()  # rows whose `wait` task run in this flow run ended otherwise
+
+    async def process(self, row: dict[str, Any]) -> None:
+        row_id = row["row_id"]
+        try:
+            if not self._paid_not_saved(row_id):
+                async with self.slots, self._account_slot():
+                    await self._drive(row)
+            if self._paid_not_saved(row_id):  # the download needs no Wiro slot: the next task starts
+                await self._download(row)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a row's failure must not stop the others
+            logger.exception("row %s: %s", row_id, exc)
+            self.ledger.record("download_failed" if self.ledger.state(row_id).phase == "finished" else "note",
+                               row_id, error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+        finally:
+            await self.guard.end(row_id)
+            publish(self.ledger.progress(self.guard.spent, row_id, self.ledger.status.get(row_id, "")))
+
+    def _account_slot(self) -> AbstractAsyncContextManager[object]:
+        """A slot of the global concurrency limit shared by every run on this Wiro account."""
+        name = self.settings.concurrency_limit_name
+        if not name:
+            return nullcontext()
+        return concurrency(name, occupy=1, strict=True)
+
+    async def _drive(self, row: dict[str, Any]) -> None:
+        row_id = row["row_id"]
+        label = row_label(row)
+        submissions = 0
+        while True:
+            state = self.ledger.state(row_id)
+            if state.phase == "submitted":
+                await self._wait(row)
+                return
+            if state.phase in ("intent", "unknown"):  # looked for by what its Run request sent
+                await self.matcher.find(row, state.inputs or run_inputs(row), label, state)
+                continue
+            if submissions >= MAX_SUBMIT_ATTEMPTS:
+                self.ledger.record("finished", row_id, status="failed", error=f"no task after {submissions} tries")
+                return
+            submissions += 1
+            if not await self.guard.admit(row_id):
+                return
+            inputs = await self.uploads.inputs(row, label)
+            if inputs is None:  # its hold is released as the row ends (`process`)
+                return
+            await self._submit(row, inputs, label)
+            if self.ledger.state(row_id).phase in ("finished", "skipped"):
+                return
+
+    async def _submit(self, row: dict[str, Any], inputs: dict[str, Value], label: str) -> None:
+        row_id, ledger, halt = row["row_id"], self.ledger, self.ledger.halt
+        offset = wiro_client().server_clock.offset
+        server_at = iso(time.time() + offset.low) if offset else ""  # the moment on Wiro's clock, at the earliest
+        ledger.record("intent", row_id, inputs=inputs, server_at=server_at, model=row[MODEL],
+                      account=self.matcher.account)  # fmt: skip
+        if not await ledger.commit(durable=True):  # whole and on disk before the request that may cost money
+            ledger.record("no_task", row_id, reason="its intent could not be written: no Run request was sent")
+            ledger.record("skipped", row_id, reason=halt.reason)
+            return
+        if halt.cancelled:
+            ledger.record("no_task", row_id, reason="the sweep was cancelled before its Run request")
+            return
+        self.guard.launch(row_id)  # a per-second task may be billed from here on
+        outcome: SubmitOutcome = await submit(row[MODEL], inputs, label, limit_wait=SLOT_WAIT_SECONDS)
+        if outcome.kind == "submitted" and not self.matcher.take(outcome.task_id, row_id):
+            # Another row holds the task this answer names (a server that gave one id to two Runs):
+            # this row's own task, if its Run made one, is looked for like a lost answer's.
+            ledger.record("unknown", row_id, error=f"the Run answer named task {outcome.task_id}, which another "
+                          "row holds: looking for this row's own task")  # fmt: skip
+            await asyncio.sleep(LOST_ANSWER_SETTLE_SECONDS)
+        elif outcome.kind == "submitted":
+            ledger.record("submitted", row_id, task_id=outcome.task_id)
+        elif outcome.kind == "unknown":
+            ledger.record("unknown", row_id, error=outcome.message)
+            await asyncio.sleep(LOST_ANSWER_SETTLE_SECONDS)
+        else:
+            ledger.record("no_task", row_id, reason=outcome.message)  # the row ends: `process` releases its hold
+            if outcome.kind in ("balance", "auth", "unreachable"):
+                halt.reason = f"not submitted: {outcome.message}"
+                ledger.record("skipped", row_id, reason=halt.reason)
+            else:
+                ledger.record("finished", row_id, status="failed", error=outcome.message, task_id="")
+
+    async def _wait(self, row: dict[str, Any]) -> None:
+        row_id = row["row_id"]
+        state = self.ledger.state(row_id)
+        started = datetime.fromisoformat(state.submitted_at) if state.submitted_at else None
+        deadline = (started or datetime.now(UTC)) + timedelta(seconds=self.settings.timeout)
+        ended: State[Any] = await wait(  # type: ignore[misc]  # Prefect types return_state=True as sync
+            state.task_id,
+            row_label(row),
+            deadline,
+            poll_interval=self.settings.poll_interval,
+            poll_cap=self.settings.poll_cap,
+            error_grace=self.settings.error_grace,
+            return_state=True,  # a row that did not succeed ends its task run Failed: still an outcome
+        )
+        outcome: WaitOutcome = await outcome_of(ended)
+        if outcome.status != "succeeded":
+            self.not_succeeded.add(row_id)  # its `wait` task run shows it in the UI
+        already = state.costs.get(outcome.task_id, Decimal(0))  # billed in an earlier run, counted already
+        cost = self._finish(row_id, outcome)
+        await self.guard.settle(row_id, cost - already)
+
+    def _finish(self, row_id: str, outcome: WaitOutcome) -> Decimal:
+        """Record how a row's task ended; what it cost (an estimate where Wiro's figure was garbage)."""
+        cost, error = outcome.cost, outcome.error
+        if cost is None:  # Wiro's figure was garbage: count what the task could have cost, never nothing
+            cost = self.guard.substitute_cost(row_id, outcome)
+            error = f"{error}; counted as ${cost:.6f} (an estimate)"
+        stopped = outcome.status == "cancelled" and row_id in self.guard.stopped
+        self.ledger.record(
+            "finished",
+            row_id,
+            task_id=outcome.task_id,
+            status=outcome.status,
+            error=error,
+            cost=str(cost),
+            elapsed=str(outcome.elapsed) if outcome.elapsed is not None else "",
+            output_url=outcome.output_url,
+            output_bytes=outcome.output_bytes,
+            at=iso(outcome.noticed_at),
+        )
+        if stopped:  # skipped, as rows the budget never let start: a rerun with more budget submits it again
+            self.ledger.record("skipped", row_id, reason=f"{self.guard.stopped[row_id]}; ${cost:.6f} billed for it")
+        return cost
+
+    def _paid_not_saved(self, row_id: str) -> bool:
+        state = self.ledger.state(row_id)
+        return state.phase == "finished" and state.status == "succeeded" and not state.downloaded
+
+    async def _download(self, row: dict[str, Any]) -> None:
+        """Save a succeeded task's output under OUT/videos, by a name from the row."""
+        row_id = row["row_id"]
+        state = self.ledger.state(row_id)
+        dest = self.ledger.out / VIDEOS / video_name(row)
+        saved: Saved = await fetch(state.task_id, state.output_url, state.output_bytes_expected, str(dest))
+        if saved.path:
+            relative = Path(saved.path).resolve().relative_to(self.ledger.out)
+            self.ledger.record("downloaded", row_id, path=str(relative), sha256=saved.sha256, bytes=saved.size)
+            await asyncio.to_thread(save_poster, Path(saved.path))  # the report shows its first frame
+        else:
+            self.ledger.record("download_failed", row_id, error=saved.error)

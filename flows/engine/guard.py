@@ -1,0 +1,176 @@
+"""The budget guard: which row may be submitted now (admission), and which running tasks to stop
+before the bill could pass the budget. The arithmetic is `Budget`'s; this holds it to the rows.
+
+Prices come from Tool/Detail once per model. Rates that a task's own records gave while it was
+waited for come from the run's `WiroSession` (`rates`): a task billed dearer than advertised is
+counted at its own rate from then on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from flows.engine.budget import Budget, work_units
+from flows.engine.ledger import Ledger
+from flows.engine.rows import maybe_live, quote_inputs
+from flows.engine.settings import Settings
+from flows.grid import MODEL
+from wiro_tasks import Quote, ToolPrice, WiroError
+from wiro_tasks.prefect_tasks import WaitOutcome, stop_task, wiro_client
+
+logger = logging.getLogger("flows.engine")
+
+
+class BudgetGuard:
+    """Admission and stopping for the rows of one run, on the budget they share."""
+
+    def __init__(self, ledger: Ledger, rows: Iterable[Mapping[str, Any]], settings: Settings,
+                 rates: Mapping[str, Decimal]) -> None:  # fmt: skip
+        self.ledger = ledger
+        self.limit = settings.budget
+        self.rates = rates
+        self.work = {r["row_id"]: work_units(r) for r in rows}
+        self.quotes: dict[str, Quote | None] = {}  # row id -> its price, once Tool/Detail has been asked
+        self.stopped: dict[str, str] = {}  # row id -> why the guard stopped its running task
+        self.changed = asyncio.Condition()  # a hold ended or was settled: rows waiting on the budget look again
+        self._stopping: set[asyncio.Task[None]] = set()
+        states = ledger.states
+        observed = [s.cost / self.work[k] for k, s in states.items()
+                    if k in self.work and s.cost > 0 and s.phase == "finished"]  # fmt: skip
+        spent = sum((s.cost for s in states.values()), Decimal(0))
+        self.budget = Budget(settings.budget, spent=spent, estimate_usd=settings.estimate_usd, observed_rates=observed)
+
+    @property
+    def spent(self) -> Decimal:
+        return self.budget.spent
+
+    async def price(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Each row's quote, from its model's Tool/Detail (asked once per model)."""
+        rows = list(rows)
+        prices = {model: await self._price(model) for model in dict.fromkeys(r[MODEL] for r in rows)}
+        for r in rows:
+            price = prices[r[MODEL]]
+            self.quotes[r["row_id"]] = price.quote(quote_inputs(r)) if price else None
+
+    async def _price(self, model: str) -> ToolPrice | None:
+        """A model's price from Tool/Detail; None (with a warning) when the API gives none."""
+        price: ToolPrice | None = None
+        try:
+            price = (await wiro_client().tool(model)).price
+        except WiroError as exc:
+            reason = f"Tool/Detail failed: {exc}"
+        else:
+            reason = "Tool/Detail gives no price"
+            for anomaly in price.anomalies:
+                logger.warning("Tool/Detail: %s", anomaly)
+        if price is None or not price.known:
+            if self.limit is not None:
+                logger.warning("%s: the budget is kept on estimates (--estimate-usd, then the dearest rate "
+                               "billed), which a dearer task can pass", reason)  # fmt: skip
+            return None
+        return price
+
+    def hold_resumed(self, row_ids: Iterable[str]) -> None:
+        """Holds for rows whose task may already exist: billed, if per second, since their intent."""
+        for row_id in row_ids:
+            state = self.ledger.states.get(row_id)
+            if maybe_live(state):
+                assert state is not None
+                age = (datetime.now(UTC) - datetime.fromisoformat(state.intent_at)).total_seconds()
+                self.budget.hold(row_id, self.work[row_id], self.quotes.get(row_id), age)
+
+    async def admit(self, row_id: str) -> bool:
+        """Whether this row may be submitted now: no stop, and within the budget (waits its turn)."""
+        halt = self.ledger.halt
+        while True:
+            if halt.cancelled:
+                return False
+            if halt.reason:
+                self.ledger.record("skipped", row_id, reason=halt.reason)
+                return False
+            quote = self.quotes.get(row_id)
+            verdict = self.budget.reserve(row_id, self.work[row_id], quote)
+            if verdict == "ok":
+                return True
+            if verdict == "over":
+                plan = self.budget.plan(quote, self.work[row_id])
+                self.ledger.record("skipped", row_id, reason=f"budget: ${self.budget.spent:.4f} spent, this task "
+                                   f"${plan:.4f}, budget ${self.limit}")  # fmt: skip
+                return False
+            async with self.changed:
+                await self.changed.wait()
+
+    def launch(self, row_id: str) -> None:
+        """Its Run request is about to be sent: a per-second task may be billed from here on."""
+        self.budget.launch(row_id)
+
+    async def settle(self, row_id: str, cost: Decimal) -> None:
+        """A row's task ended with this (new) cost: the hold becomes the bill."""
+        self.budget.settle(row_id, cost, self.work[row_id])
+        await self._notify()
+
+    async def end(self, row_id: str) -> None:
+        """A row is done in this run. A Run may have made a task that runs and bills, which nobody
+        here waits for: its hold stays (orphaned); any other hold is released."""
+        if maybe_live(self.ledger.states.get(row_id)):
+            self.budget.orphan(row_id)
+        else:
+            self.budget.release(row_id)
+        await self._notify()
+
+    async def _notify(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
+
+    def substitute_cost(self, row_id: str, outcome: WaitOutcome) -> Decimal:
+        """What a task whose bill could not be read may have cost: its fixed price, its seconds at
+        its rate, or what the budget planned for it."""
+        quote, work = self.quotes.get(row_id), self.work[row_id]
+        if quote is not None and quote.fixed is not None:
+            return quote.fixed
+        if quote is not None and quote.cps is not None and outcome.elapsed:
+            return outcome.elapsed * max(quote.cps, outcome.cps)
+        return self.budget.plan(quote, work)
+
+    async def watch(self) -> None:
+        """Stops running per-second tasks, youngest first, before the bill could pass the budget
+        (see `Budget.to_stop`); their rows are recorded `skipped` with what they cost."""
+        if self.budget.limit is None:
+            return
+        states = self.ledger.states
+        while True:
+            await asyncio.sleep(self.budget.period)
+            for row_id in self.budget.flights:
+                rate = self.rates.get(states[row_id].task_id) if row_id in states else None
+                if rate is not None:
+                    self.budget.observe(row_id, rate)
+            for row_id in self.budget.to_stop(lambda r: self.ledger.state(r).has_live_task):
+                task_id = self.ledger.state(row_id).task_id
+                self.stopped[row_id] = (f"budget: stopped while running, at ${self.budget.committed:.4f} "
+                                        f"billed and held of ${self.budget.limit}")  # fmt: skip
+                self.ledger.record("note", row_id, error=f"budget: stopping task {task_id}")
+                stopping = asyncio.create_task(self._stop(row_id, task_id))
+                self._stopping.add(stopping)
+                stopping.add_done_callback(self._stopping.discard)
+
+    async def _stop(self, row_id: str, task_id: str) -> None:
+        """Cancel (queued) or kill (running) one task, unless it has ended already (a resumed task
+        counted from its intent may well have); its row's wait records how it ended. If Wiro could
+        not be told, the budget counts the task as running again and the guard tries once more."""
+        client = wiro_client()
+        try:
+            current = await client.detail(task_id)
+            if not current.is_terminal:
+                await stop_task(client, current)
+        except WiroError as exc:
+            logger.warning("budget: could not stop task %s: %s", task_id, exc)
+            self.budget.unstop(row_id)
+
+    async def drain(self) -> None:
+        """Wait for the stops already sent."""
+        await asyncio.gather(*self._stopping, return_exceptions=True)

@@ -1,0 +1,169 @@
+"""The ledger: the only writer of row state. Every change goes to the journal first, then to the
+in-memory state from the very same record; the manifest is rewritten from it in the background.
+
+`Halt` says why nothing more may be submitted (OUT stopped taking writes, the API refused the
+account, the user cancelled); the pieces of the engine share one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from flows.engine.progress import Progress
+from flows.engine.rows import VIDEOS
+from flows.store.journal import Journal, JournalWriteError, RowState
+from flows.store.manifest import MANIFEST_PARQUET, ManifestBuilder, manifest_frame, row_status, write_manifest
+
+JOURNAL_FLUSH_SECONDS = 0.1
+OUT_RETRY_SECONDS = 1.0
+
+logger = logging.getLogger("flows.engine")
+
+
+@dataclass
+class Halt:
+    """Why nothing more is submitted in this run, if anything stops it."""
+
+    reason: str = ""  # rows not submitted yet are recorded skipped with it
+    out_error: JournalWriteError | None = None  # OUT stopped taking writes
+    cancelled: str | None = None  # the user cancelled the run: rows not submitted yet just stop
+
+
+class Ledger:
+    """Row state for one OUT, its journal and its manifest."""
+
+    def __init__(self, grid: pd.DataFrame, row_ids: list[str], out: Path, journal: Journal, halt: Halt) -> None:
+        self.out = out
+        self.journal = journal
+        self.halt = halt
+        self.states: dict[str, RowState] = journal.load()
+        self.total = len(row_ids)
+        self.manifest = ManifestBuilder(grid)
+        self.status = {r: row_status(self.states.get(r))[0] for r in row_ids}
+        self.counts = Counter(self.status.values())
+        self._dirty = asyncio.Event()
+        self._version = 0
+        self._written = -1
+        self._write_lock = threading.Lock()
+        (out / VIDEOS).mkdir(parents=True, exist_ok=True)
+        for stale in [*out.glob(".manifest.*.tmp"), *(out / VIDEOS).glob("*.part")]:
+            stale.unlink(missing_ok=True)  # left by a process killed mid-write
+
+    def record(self, event: str, row_id: str, **fields: Any) -> None:
+        """Append to the journal first, then update the in-memory state from the same record."""
+        entry = self.journal.append(event, row_id, **fields)
+        state = self.states.setdefault(row_id, RowState(row_id))
+        state.apply(entry)
+        self.manifest.forget(row_id)
+        if row_id in self.status:
+            self.counts[self.status[row_id]] -= 1
+            self.status[row_id] = row_status(state)[0]
+            self.counts[self.status[row_id]] += 1
+        self._version += 1
+        self._dirty.set()
+
+    def state(self, row_id: str) -> RowState:
+        return self.states.setdefault(row_id, RowState(row_id))
+
+    def task_ids_of_others(self, row_id: str, account: str) -> set[str]:
+        """Every task id that rows other than `row_id` hold on `account` (or on an unnamed one)."""
+        return {t for k, s in self.states.items() if k != row_id and owned_by(s, account) for t in s.task_ids}
+
+    def progress(self, cost: Decimal, row_id: str = "", status: str = "") -> Progress:
+        counts = {k: v for k, v in self.counts.items() if v}
+        done = sum(v for k, v in counts.items() if k not in ("pending", "running"))
+        return Progress(self.total, done, counts, cost, last_row=row_id, last_status=status)
+
+    # The journal.
+
+    async def commit(self, durable: bool = False) -> bool:
+        """Write what was recorded; False (and OUT marked failed) when OUT cannot take it."""
+        try:
+            await self.journal.commit(durable=durable)
+        except JournalWriteError as exc:
+            self.out_failed(exc)
+            return False
+        return True
+
+    def flush_or_stop(self) -> None:
+        try:
+            self.journal.flush()
+        except JournalWriteError as exc:
+            self.out_failed(exc)
+
+    def out_failed(self, error: JournalWriteError) -> None:
+        """OUT cannot be written: submit nothing more; the tasks in flight are still waited for."""
+        if self.halt.out_error is None:
+            self.halt.out_error = error
+            self.halt.reason = f"not submitted: {error}"
+            logger.warning("%s: nothing more is submitted; tasks in flight are waited for", error)
+
+    async def keep_journal_flushed(self) -> None:
+        """Events other than intents reach the file in batches, a tenth of a second apart."""
+        while True:
+            await asyncio.sleep(JOURNAL_FLUSH_SECONDS)
+            if not await self.commit():  # kept pending: tried again, in case space comes back
+                await asyncio.sleep(OUT_RETRY_SECONDS)
+
+    # The manifest.
+
+    def write(self, final: bool = False) -> pd.DataFrame:
+        """Write the manifest as the journal stands now."""
+        table = self.manifest.table(self.states, final=final)
+        self._write(table, self._version)
+        return manifest_frame(table)
+
+    def final_manifest(self) -> pd.DataFrame:
+        """The final manifest, written; if OUT cannot take it, the old one stays whole."""
+        try:
+            return self.write(final=True)
+        except OSError as exc:  # the journal (if it could be written) is the record
+            self.out_failed(JournalWriteError(self.out / MANIFEST_PARQUET, exc))
+            return manifest_frame(self.manifest.table(self.states, final=True))
+
+    def _write(self, manifest: pd.DataFrame | pa.Table, version: int) -> None:
+        # A slow background write must never land after a newer one.
+        with self._write_lock:
+            if version >= self._written:
+                write_manifest(self.out, manifest)
+                self._written = version
+
+    async def keep_manifest_fresh(self, interval: float) -> None:
+        """Rewrite the manifest at most every `interval` seconds while rows change."""
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            started = time.perf_counter()
+            manifest = self.manifest.table(self.states)
+            try:
+                await asyncio.to_thread(self._write, manifest, self._version)
+            except OSError as exc:  # the next change tries again; the journal is the record
+                logger.warning("could not write the manifest in %s: %s", self.out, exc.strerror or exc)
+            except Exception:
+                logger.exception("could not write the manifest")
+            # Big grids take longer to rebuild: never spend more than ~5% of the time on it.
+            spent = time.perf_counter() - started
+            await asyncio.sleep(max(interval, 20 * spent))
+
+
+def owned_by(state: RowState, account: str) -> bool:
+    """Whether a row's tasks are on `account`: task ids of another API (an OUT swept before on
+    another key, or on an earlier `--emulator`) may repeat and say nothing here."""
+    return not state.account or state.account == account
+
+
+def live_task_ids(states: Mapping[str, RowState], rows: Mapping[str, object]) -> dict[str, str]:
+    """Row id -> task id of the rows in `rows` whose task may still run."""
+    return {k: s.task_id for k, s in states.items() if s.has_live_task and k in rows}

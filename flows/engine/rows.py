@@ -1,0 +1,79 @@
+"""What the engine needs to know about one row: its name in the UI, its video's file name, the
+inputs its Run request sends, and whether it has work left."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import pandas as pd
+
+from flows.grid import IMAGE, IMAGE_SHA, IMAGE_URL, MODEL, PLACEHOLDER_URL, is_missing
+from flows.store.journal import RowState
+from wiro_tasks.inputs import Value, model_spec
+
+VIDEOS = "videos"
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A frame's rows as dicts keyed by column name."""
+    return cast(list[dict[str, Any]], frame.to_dict("records"))
+
+
+def video_name(row: Mapping[str, Any]) -> str:
+    """The file name of a row's video: from its prompt, seed and id only, never the server's."""
+    slug = re.sub(r"[^a-z0-9]+", "-", str(row["prompt"]).lower()).strip("-")[:40].strip("-") or "video"
+    return f"{slug}-seed{row['seed']}-{row['row_id']}.mp4"
+
+
+def row_label(row: Mapping[str, Any]) -> str:
+    """How a row is named in the Prefect UI: short id, start image, prompt start, seed."""
+    prompt = " ".join(str(row["prompt"]).split())
+    prompt = prompt if len(prompt) <= 32 else prompt[:31] + "…"
+    image = given(row.get(IMAGE)) or given(row.get(IMAGE_URL))
+    shown = f" · {image.rstrip('/').rsplit('/', 1)[-1][-24:]}" if image else ""
+    return f"{row['row_id'][:8]}{shown} · {prompt} · seed {row['seed']}"
+
+
+def run_inputs(row: Mapping[str, Any], image_url: str | None = None) -> dict[str, Value]:
+    """What a row's Run request sends: the inputs of its model that the row has, with a local
+    image's uploaded URL as `inputImageUrl`."""
+    inputs: dict[str, Value] = {}
+    for name in model_spec(row[MODEL]).names:
+        value = given(image_url if name == IMAGE_URL and image_url else row.get(name))
+        if value is not None:
+            inputs[name] = value.item() if hasattr(value, "item") else value  # numpy scalars as Python's
+    return inputs
+
+
+def quote_inputs(row: Mapping[str, Any]) -> dict[str, Value]:
+    """The inputs a row is priced by: its Run inputs, a local image standing in for its URL (a
+    price tier may charge per input image; the URL is known only after the upload)."""
+    return run_inputs(row, PLACEHOLDER_URL if given(row.get(IMAGE_SHA)) is not None else None)
+
+
+def given(value: Any) -> Any:
+    """The value, or None for an empty cell (`grid.is_missing`)."""
+    return None if is_missing(value) else value
+
+
+def needs_work(state: RowState | None, retry_failed: bool) -> bool:
+    """Whether a row has anything left to do in this run."""
+    if state is None or state.phase != "finished":
+        return True
+    if state.status == "succeeded":
+        return not state.downloaded
+    if state.status == "cancelled":
+        return True
+    return retry_failed and state.status in ("failed", "timed_out")
+
+
+def maybe_live(state: RowState | None) -> bool:
+    """Whether a row may have a task that runs and bills: its Run was sent or about to be."""
+    return state is not None and state.phase in ("submitted", "intent", "unknown")
+
+
+def iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
