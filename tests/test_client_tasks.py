@@ -18,7 +18,8 @@ import pytest
 
 from wiro_tasks import TEXT_TO_VIDEO, AsyncWiroClient, RetryPolicy, model_spec
 from wiro_tasks.inputs import Value
-from wiro_tasks.prefect_tasks import FindOutcome, scan_for_task, submit_with
+from wiro_tasks.prefect_tasks import submit_with
+from wiro_tasks.scan import FindOutcome, scan_for_task
 
 INPUTS: dict[str, Value] = {"prompt": "the one whose answer was lost", "seed": "7", "numFrames": 33}
 SINCE = datetime.now(UTC) - timedelta(seconds=30)  # when the row's intent was journaled

@@ -19,7 +19,6 @@ and nothing of it outlives the run or is shared with another. Retry rules:
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import random
 import time
@@ -27,7 +26,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -44,25 +43,24 @@ from . import (
     ConcurrencyLimitError,
     Credentials,
     InsufficientBalanceError,
-    NotFoundError,
     RateLimitedError,
     SubmitOutcomeUnknownError,
-    TaskStateError,
     TransientError,
     WiroConnectionError,
     WiroError,
 )
 from .downloads import check_mp4
-from .inputs import ModelSpec, Value, model_spec
-from .types import Task as WiroTask
-from .types import TaskOutput, TaskStatus
+from .inputs import Value
+from .scan import FindOutcome, scan_for_task
+from .types import TaskOutput
+from .waiting import WaitOutcome
+from .waiting import wait_for_end as wait_on
 
 SubmitKind = Literal["submitted", "unknown", "refused", "auth", "balance", "unreachable", "gave_up"]
 """How `submit` ended: `submitted` (a task id); `unknown` (sent, answer lost: look for the task);
 `refused` (Wiro said no, e.g. code 0); `auth` (key refused); `balance` (code 97); `unreachable` (no
 connection to the API opened for `connect_wait` s: no task was created, stop submitting new rows);
 `gave_up` (no free slot, code 96 or 429, within `limit_wait`)."""
-Outcome = Literal["succeeded", "failed", "timed_out", "cancelled"]
 
 
 @dataclass
@@ -121,21 +119,6 @@ class SubmitOutcome:
     kind: SubmitKind
     task_id: str = ""
     message: str = ""
-
-
-@dataclass(frozen=True)
-class WaitOutcome:
-    """A final task as the manifest needs it, and when the wait noticed it was final."""
-
-    status: Outcome
-    task_id: str
-    error: str = ""
-    cost: Decimal | None = Decimal(0)  # None: Wiro's figure could not be read (the error says what it was)
-    elapsed: Decimal | None = None
-    output_url: str = ""
-    output_bytes: int | None = None
-    noticed_at: float = 0.0
-    cps: Decimal = Decimal(0)  # the highest per-second rate the task's records gave while it was waited for
 
 
 @dataclass(frozen=True)
@@ -233,11 +216,6 @@ async def _transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any])
     return isinstance(error, (WiroConnectionError, TransientError))
 
 
-NOT_FOUND_GRACE = 60.0
-SOCKET_POLL_FACTOR = 10.0  # with events pushed, polls only guard against a lost one
-STOP_GRACE = 300.0
-
-
 @task(
     name="wait",
     task_run_name="wait {label}",
@@ -257,6 +235,14 @@ async def wait(
 ) -> WaitOutcome | State[Any]:
     """`wait_for_end` as a task run that ends as the row's task did (`as_state`)."""
     return as_state(await wait_for_end(task_id, deadline, poll_interval, poll_cap, error_grace))
+
+
+async def wait_for_end(
+    task_id: str, deadline: datetime, poll_interval: float = 3.0, poll_cap: float = 30.0, error_grace: float = 120.0
+) -> WaitOutcome:
+    """`waiting.wait_for_end` on the current session's client, its rates recorded in the session."""
+    session = current_session()
+    return await wait_on(session.client(), task_id, deadline, poll_interval, poll_cap, error_grace, session.rates)
 
 
 def as_state(outcome: WaitOutcome) -> WaitOutcome | State[Any]:
@@ -279,194 +265,6 @@ async def outcome_of(state: State[Any]) -> WaitOutcome:
     if isinstance(result, BaseException):
         raise result
     raise TypeError(f"wait ended in {state.name} without an outcome: {result!r}")
-
-
-async def wait_for_end(
-    task_id: str, deadline: datetime, poll_interval: float = 3.0, poll_cap: float = 30.0, error_grace: float = 120.0
-) -> WaitOutcome:
-    """Poll a task to its end (or its deadline, then stop it); `fetch` saves its output after.
-
-    With Wiro's task socket the wait is pushed: the socket opens at the first poll that finds
-    the task still running (one that ends sooner costs no socket), then polls back off far
-    (they only guard against a lost event) and an event wakes the wait at once. A task is only ever recorded once Wiro
-    says it is final: after a Cancel or Kill the polling goes on until it is, so what it cost
-    (and any output it still produced) is never lost.
-    """
-    session = current_session()
-    client, rates = session.client(), session.rates
-    wakeups = _Wakeups(client, poll_interval, max(poll_interval, poll_cap))
-    try:
-        return await _wait(client, wakeups, task_id, deadline, error_grace, rates)
-    finally:
-        wakeups.close()
-        rates.pop(task_id, None)
-
-
-class _Wakeups:
-    """When to look at a task next: a backed-off poll, or at once when the socket has news.
-
-    While the socket delivers events, polls only guard against a lost one: the first waits at
-    least `cap` and they back off x2 up to `cap * SOCKET_POLL_FACTOR`. An end or a `task_error`
-    pushed over the socket wakes the wait at once (a `task_error` is then polled at the usual
-    pace, to time its grace); without a socket, polls back off x1.5 up to `cap`.
-    """
-
-    def __init__(self, client: AsyncWiroClient, first: float, cap: float) -> None:
-        self.client = client
-        self.first = first
-        self.delay = first
-        self.cap = cap
-        self.woken = asyncio.Event()  # the socket went live, or has news
-        self.news = False  # an end or a task_error was pushed
-        self.soon = False  # look again shortly: Task/Detail may lag what the socket said
-        self.live = False  # the socket has delivered an event and is still open
-        self.watcher: asyncio.Task[None] | None = None
-
-    def listen(self, socket_token: str) -> None:
-        if self.watcher is None and self.client.socket_url and socket_token:
-            self.watcher = asyncio.ensure_future(self._watch(socket_token))
-
-    async def _watch(self, socket_token: str) -> None:
-        last: TaskStatus | None = None
-        try:
-            async for event in self.client.events(socket_token):
-                if not self.live:
-                    self.live = True
-                    self.woken.set()
-                if event.status.is_terminal or (event.status is TaskStatus.ERROR and last is not TaskStatus.ERROR):
-                    self.news = True
-                    self.woken.set()
-                last = event.status
-        except WiroError:
-            pass  # the socket is a hint; polling carries on at its usual pace
-        finally:
-            self.live = False
-            self.woken.set()  # a wait sleeping as long as a guard poll must go back to its own pace
-
-    async def sleep(self, deadline: datetime, *, stopping: bool, in_error: bool) -> None:
-        if stopping or self.soon:
-            self.soon = False
-            await self._nap(0.5)
-            return
-        loop = asyncio.get_running_loop()
-        started, jitter = loop.time(), random.uniform(0.9, 1.1)
-        while True:
-            guarding = self.live and not in_error
-            delay = max(self.delay, self.cap) if guarding else min(self.delay, self.cap)
-            left = _until(deadline, started + delay * jitter - loop.time())
-            if left <= 0 or not await self._nap(left):
-                break
-            if self.news:  # an end or a task_error: look now, and again soon
-                self.news, self.soon = False, True
-                return
-            # the socket went live or closed meanwhile: sleep on at the pace that goes with it
-        if self.live and not in_error:
-            self.delay = min(self.cap * SOCKET_POLL_FACTOR, max(self.delay, self.cap) * 2.0)
-        else:
-            self.delay = min(self.cap, self.delay * 1.5)
-
-    async def _nap(self, seconds: float) -> bool:
-        """Sleep up to `seconds`; whether the socket woke it first."""
-        try:
-            await asyncio.wait_for(self.woken.wait(), seconds)
-        except TimeoutError:
-            return False
-        self.woken.clear()
-        return True
-
-    def close(self) -> None:
-        if self.watcher is not None:
-            self.watcher.cancel()
-
-
-async def _wait(
-    client: AsyncWiroClient,
-    wakeups: _Wakeups,
-    task_id: str,
-    deadline: datetime,
-    error_grace: float,
-    rates: dict[str, Decimal],
-) -> WaitOutcome:
-    error_since: float | None = None
-    missing_since: float | None = None
-    stopped: tuple[Outcome, str] | None = None
-    stopped_at = 0.0
-    in_error = False
-    while True:
-        await wakeups.sleep(deadline, stopping=stopped is not None, in_error=in_error)
-        try:
-            current = await client.detail(task_id)
-        except NotFoundError:
-            # A task Wiro just named may not be visible everywhere yet: give it a while.
-            missing_since = missing_since or time.monotonic()
-            if time.monotonic() - missing_since < NOT_FOUND_GRACE:
-                continue
-            return WaitOutcome("failed", task_id, error=f"task {task_id} not found: another account or base URL?")
-        missing_since = None
-        if current.cps > 0:
-            rates[task_id] = max(current.cps, rates.get(task_id, Decimal(0)))
-        if current.is_terminal:
-            seen = rates.get(task_id, Decimal(0))
-            if stopped and not (current.succeeded or current.failed):
-                return _outcome(current, *stopped, seen_cps=seen)
-            return _finish(current, seen)
-        wakeups.listen(current.socket_token)
-        if stopped:
-            if time.monotonic() - stopped_at > STOP_GRACE:
-                raise WiroConnectionError(f"task {task_id} still {current.raw_status} {STOP_GRACE:.0f} s after Kill")
-            continue
-        in_error = current.status is TaskStatus.ERROR
-        if in_error:
-            if error_since is None:  # its grace is timed by polls at the usual pace, from the first
-                error_since, wakeups.delay = time.monotonic(), wakeups.first
-            if time.monotonic() - error_since >= error_grace:
-                reason = current.error_message or "task_error"
-                stopped = ("failed", f"stuck in task_error for {error_grace:.0f} s: {reason}")
-        else:
-            error_since = None
-        if not stopped and datetime.now(deadline.tzinfo) >= deadline:
-            stopped = ("timed_out", f"timed out in {current.raw_status}; stopped")
-        if stopped:
-            stopped_at = time.monotonic()
-            await stop_task(client, current)
-
-
-def _until(deadline: datetime, delay: float) -> float:
-    left = (deadline - datetime.now(deadline.tzinfo)).total_seconds()
-    return max(0.0, min(delay, left + 0.01))
-
-
-async def stop_task(client: AsyncWiroClient, current: WiroTask) -> None:
-    """Cancel a queued task, kill any other; one that ended meanwhile is left as it ended."""
-    try:
-        if current.status in (TaskStatus.QUEUE, TaskStatus.ERROR):
-            try:
-                await client.cancel(current.id)
-                return
-            except TaskStateError:
-                pass
-        await client.kill(current.id)
-    except TaskStateError:
-        pass
-
-
-def _finish(final: WiroTask, seen_cps: Decimal = Decimal(0)) -> WaitOutcome:
-    """A final task's outcome. A paid output is never dropped: a `task_postprocess_end` with outputs
-    but no `pexit` counts as succeeded (a failed run has none), with the oddity named."""
-    notes = list(final.anomalies)
-    no_pexit = final.pexit is None and final.status is TaskStatus.POSTPROCESS_END and bool(final.outputs)
-    if no_pexit:
-        notes.insert(0, "no pexit in Wiro's answer; counted as succeeded because it has outputs")
-    if not (final.succeeded or no_pexit):
-        status: Outcome = "cancelled" if final.cancelled else "failed"
-        return _outcome(final, status, _join(final.error_message or f"ended in {final.raw_status}", *notes), seen_cps)
-    if not final.outputs:
-        return _outcome(final, "failed", _join("succeeded without outputs", *notes), seen_cps)
-    return _outcome(final, "succeeded", _join(*notes), seen_cps)
-
-
-def _join(*parts: str) -> str:
-    return "; ".join(p for p in parts if p)
 
 
 async def fetch(task_id: str, url: str, size: int | None, dest: str) -> Saved:
@@ -503,45 +301,6 @@ async def upload(path: str, sha256: str, label: str) -> str:
     return uploaded.url
 
 
-def _outcome(task: WiroTask, status: Outcome, error: str, seen_cps: Decimal = Decimal(0)) -> WaitOutcome:
-    output = task.outputs[0] if task.outputs else None
-    return WaitOutcome(
-        status=status,
-        task_id=task.id,
-        error=error,
-        cost=None if "totalcost" in task.unreadable else task.total_cost,
-        elapsed=task.elapsed_seconds if task.elapsed_seconds or task.is_terminal else None,
-        output_url=output.url if output else "",
-        output_bytes=output.size if output else None,
-        noticed_at=time.time(),
-        cps=max(task.cps, seen_cps),  # the dearest rate its records gave while it was waited for
-    )
-
-
-@dataclass(frozen=True)
-class FindOutcome:
-    """What a Task/List scan found: the matching tasks not excluded (oldest first), and whether the
-    scan reached back far enough for "none" to prove that no task exists."""
-
-    task_ids: tuple[str, ...]
-    complete: bool
-
-    @property
-    def task_id(self) -> str | None:
-        return self.task_ids[0] if self.task_ids else None
-
-    @property
-    def matches(self) -> int:
-        return len(self.task_ids)
-
-
-MAX_SCAN = 20_000
-SCAN_PAGE = 100
-_PAST_END = 10**9  # a start no account reaches: a server that honours `start` answers an empty page
-CLOCK_SKEW = timedelta(minutes=2)  # margin on the server's clock, beyond what its answers bound
-UNKNOWN_CLOCK = timedelta(hours=1, minutes=2)  # ... and without any `Date` to go by
-
-
 @task(name="find-task", task_run_name="find {label}", cache_policy=NO_CACHE, persist_result=False, retries=2,
       retry_delay_seconds=5, retry_condition_fn=_transient)  # fmt: skip
 async def find_task(
@@ -554,90 +313,3 @@ async def find_task(
 ) -> FindOutcome:
     """The tasks a lost Run answer may have created: same inputs, created after `since`."""
     return await scan_for_task(wiro_client(), model, inputs, since, exclude, since_server=since_server)
-
-
-async def scan_for_task(
-    client: AsyncWiroClient,
-    model: str,
-    inputs: dict[str, Value],
-    since: datetime,
-    exclude: list[str],
-    *,
-    since_server: datetime | None = None,
-    page_size: int = SCAN_PAGE,
-    max_scan: int = MAX_SCAN,
-) -> FindOutcome:
-    """`find_task`'s body, on a given client: scan Task/List newest first for the task.
-
-    `since` is when the Run request was about to be sent, on the local clock, and `since_server`
-    the same moment on the server's clock when it was known then. Task times are the server's,
-    so they are judged on its clock: `since_server`, else `since` moved by the offset that the
-    answers' `Date` headers bound (`client.server_clock`), else `since` less an hour (`UNKNOWN_CLOCK`);
-    then less `CLOCK_SKEW`.
-
-    `complete` says the scan saw every task that could be it, and only then may "no task" let a
-    row be paid for again. So the end of the list is never inferred from a short page (a server
-    may cap pages below `page_size`), nor from a `total` (whose meaning Wiro does not document):
-    `start` moves on by the tasks received, and the end is an empty page, or a page of tasks all
-    older than that bound (trusted only on a page in newest-first order). A scan that stops short
-    of that (more than `max_scan` tasks, or a server that answers the first page whatever the
-    `start`) proves nothing. A listed task that cannot be read whole (an odd field) is judged on
-    what can be read: one without a readable `createtime` always counts as recent.
-    """
-    spec = model_spec(model)
-    wanted = spec.validate(inputs, allow_unknown=True)
-    wanted.pop("callbackUrl", None)
-    found: list[WiroTask] = []
-    seen: set[str] = set()
-    first_page: list[str] = []
-    start, complete = 0, False
-    while start < max_scan:
-        page = await client.list_page(start=start, limit=page_size)
-        if not page.tasks:
-            complete = True
-            break
-        oldest = _oldest(client, since, since_server)  # the first answer has taught the server's clock
-        ids = [t.id for t in page.tasks]
-        fresh = [t for t in page.tasks if t.id not in seen]
-        # A page of tasks already seen is normal: tasks created meanwhile push the list down
-        # (the scan goes on to an empty page). The first page again may mean `start` is ignored,
-        # or that exactly that many tasks were created meanwhile: a page far past the end tells.
-        if start and not fresh and ids == first_page and (await client.list_page(start=_PAST_END, limit=1)).tasks:
-            break
-        first_page = first_page or ids
-        seen.update(ids)
-        found.extend(t for t in fresh if t.id not in exclude and _same_inputs(spec, t, wanted, oldest))
-        start += len(page.tasks)
-        if _newest_first(page.tasks) and all(t.created_at is not None and t.created_at < oldest for t in page.tasks):
-            complete = True
-            break
-    found.sort(key=lambda t: (t.created_at or since, int(t.id) if t.id.isdigit() else 0))
-    return FindOutcome(tuple(dict.fromkeys(t.id for t in found)), complete or bool(found))
-
-
-def _oldest(client: AsyncWiroClient, since: datetime, since_server: datetime | None) -> datetime:
-    """The earliest server time at which the task looked for may have been created."""
-    if since_server is not None:
-        return since_server - CLOCK_SKEW
-    offset = client.server_clock.offset
-    if offset is None:
-        return since - UNKNOWN_CLOCK
-    return since + timedelta(seconds=offset.low) - CLOCK_SKEW
-
-
-def _same_inputs(spec: ModelSpec, candidate: WiroTask, wanted: dict[str, Value], oldest: datetime) -> bool:
-    """Whether a listed task was made from `wanted` (defaults filled in) no earlier than `oldest`."""
-    if not candidate.parameters or (candidate.created_at is not None and candidate.created_at < oldest):
-        return False
-    try:
-        have = spec.validate(dict(candidate.parameters), allow_unknown=True)
-    except WiroError:
-        return False
-    have.pop("callbackUrl", None)
-    return have == wanted
-
-
-def _newest_first(tasks: tuple[WiroTask, ...]) -> bool:
-    """Whether a page is in the order asked for (ids descending), so nothing after it is newer."""
-    ids = [int(t.id) if t.id.isdigit() else None for t in tasks]
-    return all(a is not None and b is not None and a > b for a, b in itertools.pairwise(ids))

@@ -34,7 +34,8 @@ from flows.engine.uploads import ImageUploads
 from flows.grid import MODEL
 from flows.store.posters import save_poster
 from wiro_tasks.inputs import Value
-from wiro_tasks.prefect_tasks import Saved, SubmitOutcome, WaitOutcome, fetch, outcome_of, submit, wait, wiro_client
+from wiro_tasks.prefect_tasks import Saved, SubmitOutcome, fetch, outcome_of, submit, wait, wiro_client
+from wiro_tasks.waiting import WaitOutcome
 
 MAX_SUBMIT_ATTEMPTS = 5
 LOST_ANSWER_SETTLE_SECONDS = 1.0

@@ -21,7 +21,8 @@ from flows.engine.rows import maybe_live, quote_inputs
 from flows.engine.settings import Settings
 from flows.grid import MODEL
 from wiro_tasks import Quote, ToolPrice, WiroError
-from wiro_tasks.prefect_tasks import WaitOutcome, stop_task, wiro_client
+from wiro_tasks.prefect_tasks import wiro_client
+from wiro_tasks.waiting import WaitOutcome, stop_task
 
 logger = logging.getLogger("flows.engine")
 

@@ -18,7 +18,8 @@ from flows.grid import MODEL
 from flows.store.claims import Claims
 from flows.store.journal import RowState
 from wiro_tasks.inputs import Value
-from wiro_tasks.prefect_tasks import FindOutcome, find_task
+from wiro_tasks.prefect_tasks import find_task
+from wiro_tasks.scan import FindOutcome
 
 FIND_RETRY_DELAYS = (5.0, 15.0)  # seconds between the Task/List scans that look for a lost answer's task
 

@@ -19,7 +19,7 @@ from typing import Any
 from flows.store.claims import Claims, account_key
 from flows.store.journal import JOURNAL, Journal, RowState, fold, read_events
 from wiro_tasks import TEXT_TO_VIDEO, AsyncWiroClient, Credentials, TaskStateError, WiroError
-from wiro_tasks.prefect_tasks import scan_for_task
+from wiro_tasks.scan import scan_for_task
 from wiro_tasks.types import Task as WiroTask
 
 Record = Callable[..., Any]  # record(event, row_id, **fields): a journal line about the row
