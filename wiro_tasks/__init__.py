@@ -4,6 +4,7 @@ The client modules here depend on httpx alone; Prefect appears only in `wiro_tas
 """
 
 from ._auth import NonceSource, WiroAuth, sign
+from ._base import TaskStalledError, WaitTimeoutError
 from ._config import DEFAULT_BASE_URL, ClientConfig, Credentials
 from ._exceptions import (
     APIError,
@@ -23,7 +24,7 @@ from ._exceptions import (
     WiroError,
 )
 from ._retry import PollSchedule, RetryPolicy
-from .client import AsyncWiroClient, TaskStalledError, WaitTimeoutError, WiroClient
+from .client import AsyncWiroClient, WiroClient
 from .downloads import Download, DownloadError, DownloadRejectedError, DownloadTimeoutError, check_mp4
 from .images import MAX_UPLOAD_BYTES, ImageCheckError, ImageInfo, check_image
 from .inputs import (
