@@ -31,7 +31,8 @@ import pandas as pd
 from flows.grid import expand_grid
 from flows.store.journal import fold
 from flows.store.manifest import build_manifest, write_manifest
-from flows.view.compare import Thresholds, compare_outs, join, judge, load_out, needs_decoding, table, write_comparison
+from flows.view.compare import Thresholds, compare_outs, join, judge, load_out, needs_decoding, table
+from flows.view.compare_page import write_comparison
 from flows.view.videodiff import diff_videos
 from wiro_tasks.emulator.video import render_mp4
 

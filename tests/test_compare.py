@@ -15,7 +15,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from flows.cli import main
-from flows.view.compare import COMPARE_CSV, COMPARE_HTML, COMPARE_PARQUET, Thresholds, compare_outs, write_comparison
+from flows.view.compare import COMPARE_CSV, COMPARE_HTML, COMPARE_PARQUET, Thresholds, compare_outs
+from flows.view.compare_page import write_comparison
 
 from .nights import Row, night
 from .test_report import CHROMIUM, CHROMIUM_ARGS, parse

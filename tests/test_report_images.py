@@ -24,7 +24,8 @@ from PIL import Image
 
 from flows.store.manifest import MANIFEST_PARQUET
 from flows.store.thumbnails import MAX_SIDE, save_thumbnail, thumbnail_path, thumbnail_size, with_image_columns
-from flows.view.compare import COMPARE_CSV, COMPARE_PARQUET, compare_outs, write_comparison
+from flows.view.compare import COMPARE_CSV, COMPARE_PARQUET, compare_outs
+from flows.view.compare_page import write_comparison
 from flows.view.report import REPORT, build_report, swept_inputs, write_report
 from wiro_tasks.emulator.i2v import fit_frame, i2v_size
 from wiro_tasks.emulator.video import render_mp4

@@ -40,8 +40,8 @@ from flows.view.compare import (
     Comparison,
     compare_outs,
     seconds_text,
-    write_comparison,
 )
+from flows.view.compare_page import write_comparison
 
 PREVIOUS = "previous"
 EVENT = "wiro-sweep.regression"

@@ -15,9 +15,7 @@ same look) and identical (same sha256; never decoded). Only rows whose bytes dif
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,14 +26,12 @@ from typing import Any
 import click
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from flows.grid import BASIC_INPUTS
 from flows.grid import COLUMNS as GRID_COLUMNS
-from flows.store.manifest import COST_TYPE, MANIFEST_PARQUET, SCHEMA, atomic_write, money_text, read_manifest
+from flows.store.manifest import COST_TYPE, MANIFEST_PARQUET, SCHEMA, read_manifest
 from flows.store.summary import Summary, summarize
-from flows.store.thumbnails import IMAGE_COLUMNS, THUMBS, image_label, text, with_image_columns
+from flows.store.thumbnails import IMAGE_COLUMNS, image_label, text, with_image_columns
 from flows.view.videodiff import SAMPLES, VideoDiff, diff_videos
 
 COMPARE_CSV, COMPARE_PARQUET, COMPARE_HTML = "compare.csv", "compare.parquet", "compare.html"
@@ -324,58 +320,6 @@ def compare_outs(baseline: Path, current: Path, thresholds: Thresholds | None = 
     return Comparison(baseline, current, thresholds, table(joined, judged), sides, strips)
 
 
-def write_comparison(comparison: Comparison) -> Path:
-    """CURRENT/compare.{csv,parquet,html} and CURRENT/compare/, each replaced whole; the page's path."""
-    from flows.view.compare_page import build_page, shown_thumbnails, shown_videos
-
-    out = comparison.current
-    assets = out / f".{ASSETS}.{os.getpid()}.{threading.get_ident()}.tmp"
-    old = out / f".{ASSETS}.{os.getpid()}.{threading.get_ident()}.old"
-    shutil.rmtree(assets, ignore_errors=True)
-    try:
-        (assets / "baseline").mkdir(parents=True)
-        for row_id, strip in comparison.strips.items():
-            (assets / f"{row_id}.png").write_bytes(strip)
-        for row_id, source in shown_videos(comparison).items():
-            if source.is_file():
-                _link(source, assets / "baseline" / f"{row_id}{source.suffix}")
-        for sha, source in shown_thumbnails(comparison).items():
-            (assets / THUMBS).mkdir(exist_ok=True)
-            _link(source, assets / THUMBS / f"{sha}.jpg")
-        if (out / ASSETS).exists():
-            os.replace(out / ASSETS, old)
-        os.replace(assets, out / ASSETS)
-    finally:
-        shutil.rmtree(assets, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
-    arrow = pa.Table.from_pandas(comparison.rows, schema=COLUMNS, preserve_index=False)
-    atomic_write(out / COMPARE_PARQUET, lambda path: pq.write_table(arrow, path))
-    atomic_write(out / COMPARE_CSV, lambda path: pacsv.write_csv(_csv_table(arrow), path))
-    page = build_page(comparison)
-    atomic_write(out / COMPARE_HTML, lambda path: _write_text(path, page))
-    return out / COMPARE_HTML
-
-
-def _write_text(path: str, text: str) -> None:
-    Path(path).write_text(text, encoding="utf-8")
-
-
-def _link(source: Path, target: Path) -> None:
-    """A hard link where the filesystem allows (free), else a copy."""
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
-
-
-def _csv_table(table: pa.Table) -> pa.Table:
-    """Money as plain decimal text (0.0036, not 0.003600000000000000)."""
-    for name in ("cost_baseline", "cost_current"):
-        values = [None if v is None else money_text(v) for v in table.column(name).to_pylist()]
-        table = table.set_column(table.schema.get_field_index(name), name, pa.array(values, pa.string()))
-    return table
-
-
 @click.command("compare")
 @click.argument("baseline", type=click.Path(path_type=Path))
 @click.argument("current", type=click.Path(path_type=Path))
@@ -401,6 +345,8 @@ def compare_command(baseline: Path, current: Path, psnr_threshold: float, max_el
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     try:
+        from flows.view.compare_page import write_comparison  # the command moves to flows/cli
+
         page = write_comparison(comparison)
     except OSError as exc:
         click.echo(f"error: CURRENT {comparison.current}: cannot write the comparison ({_one_line(exc)})", err=True)

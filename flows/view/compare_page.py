@@ -10,6 +10,9 @@ linked into `CURRENT/compare/thumbs/`, else the image's http(s) URL.
 
 from __future__ import annotations
 
+import os
+import shutil
+import threading
 from functools import cache
 from pathlib import Path
 from typing import Any, cast
@@ -17,11 +20,15 @@ from urllib.parse import quote
 
 import jinja2
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from flows.grid import BASIC_INPUTS
+from flows.store.manifest import atomic_write, money_text
 from flows.store.thumbnails import ONE_MODEL, THUMBS, image_label, is_sha256, thumbnail_path, web_url
 from flows.store.thumbnails import text as _str
-from flows.view.compare import ASSETS, Comparison, video
+from flows.view.compare import ASSETS, COLUMNS, COMPARE_CSV, COMPARE_HTML, COMPARE_PARQUET, Comparison, video
 
 CARDS = (  # sections of cards, in the order a reader wants them
     ("regressions", "Regressions", lambda r: bool(r["regressed"]) or r["change"] == "gone"),
@@ -222,3 +229,53 @@ def _money(value: Any) -> str:
 
 def _seconds(value: Any) -> str:
     return "—" if value is None or pd.isna(value) else f"{value:.1f} s"
+
+
+def write_comparison(comparison: Comparison) -> Path:
+    """CURRENT/compare.{csv,parquet,html} and CURRENT/compare/, each replaced whole; the page's path."""
+    out = comparison.current
+    assets = out / f".{ASSETS}.{os.getpid()}.{threading.get_ident()}.tmp"
+    old = out / f".{ASSETS}.{os.getpid()}.{threading.get_ident()}.old"
+    shutil.rmtree(assets, ignore_errors=True)
+    try:
+        (assets / "baseline").mkdir(parents=True)
+        for row_id, strip in comparison.strips.items():
+            (assets / f"{row_id}.png").write_bytes(strip)
+        for row_id, source in shown_videos(comparison).items():
+            if source.is_file():
+                _link(source, assets / "baseline" / f"{row_id}{source.suffix}")
+        for sha, source in shown_thumbnails(comparison).items():
+            (assets / THUMBS).mkdir(exist_ok=True)
+            _link(source, assets / THUMBS / f"{sha}.jpg")
+        if (out / ASSETS).exists():
+            os.replace(out / ASSETS, old)
+        os.replace(assets, out / ASSETS)
+    finally:
+        shutil.rmtree(assets, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    arrow = pa.Table.from_pandas(comparison.rows, schema=COLUMNS, preserve_index=False)
+    atomic_write(out / COMPARE_PARQUET, lambda path: pq.write_table(arrow, path))
+    atomic_write(out / COMPARE_CSV, lambda path: pacsv.write_csv(_csv_table(arrow), path))
+    page = build_page(comparison)
+    atomic_write(out / COMPARE_HTML, lambda path: _write_text(path, page))
+    return out / COMPARE_HTML
+
+
+def _write_text(path: str, text: str) -> None:
+    Path(path).write_text(text, encoding="utf-8")
+
+
+def _link(source: Path, target: Path) -> None:
+    """A hard link where the filesystem allows (free), else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def _csv_table(table: pa.Table) -> pa.Table:
+    """Money as plain decimal text (0.0036, not 0.003600000000000000)."""
+    for name in ("cost_baseline", "cost_current"):
+        values = [None if v is None else money_text(v) for v in table.column(name).to_pylist()]
+        table = table.set_column(table.schema.get_field_index(name), name, pa.array(values, pa.string()))
+    return table
