@@ -50,6 +50,21 @@ def work_units(inputs: Mapping[str, object]) -> Decimal:
     return Decimal(frames * steps * width * height) / _REFERENCE_WORK
 
 
+def least_bill(status: str, recorded: Decimal, seconds: Decimal | None, rate: Decimal) -> tuple[Decimal, str]:
+    """What a final task is counted at, and why when that is not its record's `totalcost`.
+
+    A task billed per second that ran (a success, or one stopped while running) never costs less
+    than its rate x its seconds: a record that leaves `totalcost` out or says less is counted at
+    that. Failed tasks are free (Wiro-Docs), so their record stands."""
+    if status == "failed" or rate <= 0 or seconds is None or seconds <= 0:
+        return recorded, ""
+    floor = rate * seconds
+    if recorded >= floor:
+        return recorded, ""
+    return floor, (f"Wiro's record says ${recorded.normalize():f}; counted at ${floor:.6f} "
+                   f"({seconds.normalize():f} s at ${rate.normalize():f}/s)")  # fmt: skip
+
+
 def _dimension(value: object, default: int) -> int:
     try:
         number = int(str(value))
@@ -181,6 +196,13 @@ class Budget:
         flight = self.flights.get(row_id)
         if flight is not None and cps > 0:
             flight.cps = max(cps, flight.cps or Decimal(0))
+
+    def age(self, row_id: str) -> Decimal | None:
+        """Seconds since a task's Run request went out (an upper bound on what it can be billed for)."""
+        flight = self.flights.get(row_id)
+        if flight is None or flight.sent is None:
+            return None
+        return Decimal(str(round(max(0.0, self.clock() - flight.sent), 3)))
 
     def release(self, row_id: str) -> None:
         self.flights.pop(row_id, None)

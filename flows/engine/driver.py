@@ -164,10 +164,8 @@ class RowDriver:
 
     def _finish(self, row_id: str, outcome: WaitOutcome) -> Decimal:
         """Record how a row's task ended; what it cost (an estimate where Wiro's figure was garbage)."""
-        cost, error = outcome.cost, outcome.error
-        if cost is None:  # Wiro's figure was garbage: count what the task could have cost, never nothing
-            cost = self.guard.substitute_cost(row_id, outcome)
-            error = f"{error}; counted as ${cost:.6f} (an estimate)"
+        cost, note = self.guard.bill(row_id, outcome)
+        error = "; ".join(part for part in (outcome.error, note) if part)
         stopped = outcome.status == "cancelled" and row_id in self.guard.stopped
         self.ledger.record(
             "finished",

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from flows.engine.budget import Budget, work_units
+from flows.engine.budget import Budget, least_bill, work_units
 from flows.engine.ledger import Ledger
 from flows.engine.rows import maybe_live, quote_inputs
 from flows.engine.settings import Settings
@@ -128,15 +128,30 @@ class BudgetGuard:
         async with self.changed:
             self.changed.notify_all()
 
-    def substitute_cost(self, row_id: str, outcome: WaitOutcome) -> Decimal:
+    def bill(self, row_id: str, outcome: WaitOutcome) -> tuple[Decimal, str]:
+        """What a row's final task is counted at, and a note when that is not its record's figure:
+        an unreadable bill is estimated, and a per-second task is never counted below its rate x
+        its seconds (`least_bill`), whatever its record says."""
+        quote = self.quotes.get(row_id)
+        per_second = quote is not None and quote.fixed is None and quote.cps is not None
+        rate = max(quote.cps if per_second and quote is not None and quote.cps else Decimal(0), outcome.cps)
+        if outcome.cost is None:  # Wiro's figure was garbage: count what the task could have cost, never nothing
+            cost = self._estimate(row_id, outcome, rate)
+            return cost, f"counted as ${cost:.6f} (an estimate)"
+        seconds = outcome.elapsed
+        if outcome.status == "succeeded" and not seconds:  # it ran, yet its record says no time
+            seconds = self.budget.age(row_id)
+        return least_bill(outcome.status, outcome.cost, seconds, rate)
+
+    def _estimate(self, row_id: str, outcome: WaitOutcome, rate: Decimal) -> Decimal:
         """What a task whose bill could not be read may have cost: its fixed price, its seconds at
         its rate, or what the budget planned for it."""
-        quote, work = self.quotes.get(row_id), self.work[row_id]
+        quote = self.quotes.get(row_id)
         if quote is not None and quote.fixed is not None:
             return quote.fixed
-        if quote is not None and quote.cps is not None and outcome.elapsed:
-            return outcome.elapsed * max(quote.cps, outcome.cps)
-        return self.budget.plan(quote, work)
+        if rate > 0 and outcome.elapsed:
+            return outcome.elapsed * rate
+        return self.budget.plan(quote, self.work[row_id])
 
     async def watch(self) -> None:
         """Stops running per-second tasks, youngest first, before the bill could pass the budget

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from flows.engine.budget import least_bill
 from flows.store.claims import Claims, account_key
 from flows.store.journal import JOURNAL, Journal, RowState, fold, read_events
 from wiro_tasks import TEXT_TO_VIDEO, AsyncWiroClient, Credentials, TaskStateError, WiroError
@@ -46,8 +47,9 @@ async def stop_tasks(client: AsyncWiroClient, live: Mapping[str, str], record: R
                 record("finished", row_id, task_id=task_id, **as_finished(ended))
             continue
         if stopped.is_terminal:
-            record("finished", row_id, task_id=task_id, status="cancelled", error="sweep cancelled",
-                   cost=str(stopped.total_cost), elapsed=str(stopped.elapsed_seconds))  # fmt: skip
+            cost, note = least_bill("cancelled", stopped.total_cost, stopped.elapsed_seconds, stopped.cps)
+            record("finished", row_id, task_id=task_id, status="cancelled", error=_join("sweep cancelled", note),
+                   cost=str(cost), elapsed=str(stopped.elapsed_seconds))  # fmt: skip
     return len(live)
 
 
@@ -69,8 +71,13 @@ def as_finished(task: WiroTask) -> dict[str, Any]:
         status, error = "cancelled", "cancelled on Wiro"
     else:
         status, error = "failed", task.error_message or f"ended in {task.raw_status}"
-    return {"status": status, "error": error, "cost": str(task.total_cost), "elapsed": str(task.elapsed_seconds),
+    cost, note = least_bill(status, task.total_cost, task.elapsed_seconds, task.cps)
+    return {"status": status, "error": _join(error, note), "cost": str(cost), "elapsed": str(task.elapsed_seconds),
             "output_url": output.url if output else "", "output_bytes": output.size if output else None}  # fmt: skip
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
 
 
 def unanswered(states: Iterable[RowState], now: datetime | None = None) -> list[RowState]:
