@@ -378,7 +378,7 @@ class SweepRunner:
         from prefect.client.orchestration import get_client
         from prefect.runtime import flow_run
 
-        from flows.store.shards import cancel_requested
+        from flows.orchestrate.children import cancel_requested
 
         run_id = flow_run.id
         if not run_id:
