@@ -15,7 +15,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from flows.cli import main
+from flows.cli import COMMANDS, main
 from wiro_tasks import TextToVideoInput, WiroClient
 
 from .conftest import API_KEY, API_SECRET
@@ -120,3 +120,37 @@ def test_emulator_list_page_cap_flag() -> None:
     refused = CliRunner().invoke(main, ["emulator", "--list-page-cap", "0"])
     assert refused.exit_code == 2
     assert "--list-page-cap" in refused.output, refused.output
+
+
+HEAVY = ("pandas", "av", "uvicorn", "prefect")
+
+
+def test_help_imports_no_heavy_module() -> None:
+    """`wiro-sweep --help` (and importing the command line) loads neither pandas, PyAV, uvicorn nor Prefect."""
+    code = (
+        "import sys, flows.cli\n"
+        "flows.cli.main(['--help'], standalone_mode=False)\n"
+        f"print('loaded:', sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "loaded: []" in done.stdout, done.stdout
+    for name, _, summary in COMMANDS:
+        assert f"{name}" in done.stdout
+        assert summary in done.stdout
+
+
+def test_each_listed_command_loads_under_its_name() -> None:
+    import click
+
+    context = click.Context(main)
+    assert main.list_commands(context) == sorted(name for name, _, _ in COMMANDS)
+    for name, _, _ in COMMANDS:
+        command = main.get_command(context, name)
+        assert isinstance(command, click.Command)
+        assert command.name == name
+        assert command.help, f"{name} has its own --help text"
+    assert main.get_command(context, "nothing") is None
+    unknown = CliRunner().invoke(main, ["nothing"])
+    assert unknown.exit_code == 2
+    assert "No such command 'nothing'" in unknown.output

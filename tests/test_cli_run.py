@@ -148,12 +148,13 @@ def test_the_flow_stops_on_bad_configuration_before_any_row(
 ) -> None:
     """Past the CLI's own check (as in a deployment's run), the flow exits 2 before the journal."""
     from flows.cli.console import run_with_progress
+    from flows.engine.settings import SweepParams
 
     wiro_env(emulator)
     monkeypatch.setenv("WIRO_BASE_URL", "ftp://example.com/v1")
     good = write(tmp_path / "good.csv", "prompt\na fox\n")
     out = tmp_path / "out"
-    assert run_with_progress({"grid": [str(good)], "out": str(out)}, load_grid([str(good)])) == 2
+    assert run_with_progress(SweepParams(grid=[str(good)], out=str(out)), load_grid([str(good)])) == 2
     assert not out.exists()
     assert "run" not in emulator.account.stats()["counters"]
 

@@ -252,15 +252,16 @@ def test_the_flow_itself_stops_on_a_damaged_journal_or_a_read_only_out(
 ) -> None:
     """Past the command's checks (a deployment's run): the flow ends with exit code 2 too."""
     from flows.cli.console import run_with_progress
+    from flows.engine.settings import SweepParams
 
     grid = write(tmp_path / "g.csv", "prompt,numFrames\na fox,5\n")
     frame = load_grid([str(grid)])
     out = tmp_path / "out"
     out.mkdir()
     (out / "journal.jsonl").write_text('{"event": "submitted", "row_id": "abc"}\n')
-    assert run_with_progress({"grid": [str(grid)], "out": str(out)}, frame) == 2
+    assert run_with_progress(SweepParams(grid=[str(grid)], out=str(out)), frame) == 2
     shelf = tmp_path / "shelf"
     shelf.mkdir()
     with read_only(shelf):
-        assert run_with_progress({"grid": [str(grid)], "out": str(shelf / "out")}, frame) == 2
+        assert run_with_progress(SweepParams(grid=[str(grid)], out=str(shelf / "out")), frame) == 2
     assert runs(point_at) == 0

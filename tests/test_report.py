@@ -16,12 +16,13 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from flows.cli.view_commands import report as report_command
 from flows.engine.rows import records
 from flows.grid import INPUTS, expand_grid
 from flows.store.journal import Journal, fold
 from flows.store.manifest import build_manifest, write_manifest
 from flows.store.posters import poster_path
-from flows.view.report import REPORT, build_report, report_command, write_report
+from flows.view.report import REPORT, build_report, write_report
 from wiro_tasks.emulator.app import Renderer
 from wiro_tasks.emulator.state import EmulatedTask
 from wiro_tasks.inputs import TEXT_TO_VIDEO, model_spec

@@ -295,16 +295,17 @@ def test_the_command_line_never_prints_the_credentials(
     import os
 
     import flows.cli
+    import flows.cli.run
 
     started: list[EmulatorServer] = []
-    start_emulator = flows.cli._start_emulator
+    start_emulator = flows.cli.run.start_emulator
 
     def remember() -> Any:
         server = start_emulator()
         started.append(server)
         return server
 
-    monkeypatch.setattr(flows.cli, "_start_emulator", remember)
+    monkeypatch.setattr(flows.cli.run, "start_emulator", remember)
     grid = grid_file(tmp_path / "grid.csv", ["a red fox", "broken [emulator:fail]"])
     runner = CliRunner()
 

@@ -27,12 +27,15 @@ from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.objects import StateType
 from prefect.states import Cancelled, Cancelling, Completed, Crashed, Pending, Running
 
-import flows.store.shards as shards
+import flows.orchestrate.children as children
 from flows.cli import main
-from flows.orchestrate.flow import _kill_on_cancel, sweep
+from flows.orchestrate.children import run_children
+from flows.orchestrate.flow import sweep
+from flows.orchestrate.hooks import kill_on_cancel
 from flows.store.journal import Journal, read_events
+from flows.store.locks import LOCK
 from flows.store.manifest import read_manifest
-from flows.store.shards import LOCK, SHARDS_FILE, ShardBook, check_out_mode, run_children, shard_dir
+from flows.store.shards import SHARDS_FILE, ShardBook, check_out_mode, shard_dir
 from wiro_tasks import WiroClient
 from wiro_tasks.emulator import EmulatorServer
 
@@ -162,9 +165,9 @@ def deployment(prefect_api: str) -> None:
 
 @pytest.fixture
 def fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(shards, "STALE_LOCK_SECONDS", 0.3)
-    monkeypatch.setattr(shards, "LOCK_SETTLE_SECONDS", 0.2)
-    monkeypatch.setattr(shards, "STOP_WAIT_SECONDS", 20.0)
+    monkeypatch.setattr(children, "STALE_LOCK_SECONDS", 0.3)
+    monkeypatch.setattr(children, "LOCK_SETTLE_SECONDS", 0.2)
+    monkeypatch.setattr(children, "STOP_WAIT_SECONDS", 20.0)
 
 
 @contextmanager
@@ -224,8 +227,8 @@ class Parent:
     async def looked_long_enough(self) -> None:
         """Long enough for the stale-lock rule to have acted: past the settle time and the grace
         by polls counted (a loaded machine polls slower), not by the clock alone."""
-        start, wanted = self.polls, round((shards.LOCK_SETTLE_SECONDS + shards.STALE_LOCK_SECONDS) / 0.05)
-        wanted += shards.STALE_LOCK_POLLS + 2
+        start, wanted = self.polls, round((children.LOCK_SETTLE_SECONDS + children.STALE_LOCK_SECONDS) / 0.05)
+        wanted += children.STALE_LOCK_POLLS + 2
 
         async def enough() -> bool:
             return self.polls - start >= wanted
@@ -238,7 +241,7 @@ class Parent:
 def test_a_cancelled_child_stays_cancelled_and_a_crashed_one_runs_again(tmp_path: Path) -> None:
     book = ShardBook.open(tmp_path / "out", 2, "cancel-vs-crash")
 
-    async def scenario() -> shards.ShardOutcome:
+    async def scenario() -> children.ShardOutcome:
         async with get_client() as client:
             parent = Parent(book)
             first = await parent.children()
@@ -263,7 +266,7 @@ def test_a_cancelled_child_stays_cancelled_and_a_crashed_one_runs_again(tmp_path
     # A new parent run (the user reruns the sweep) resumes the cancelled shard.
     book.restart()
 
-    async def rerun() -> shards.ShardOutcome:
+    async def rerun() -> children.ShardOutcome:
         async with get_client() as client:
             parent = Parent(book)
 
@@ -284,7 +287,7 @@ def test_a_cancelled_parent_cancels_its_children_and_starts_none_again(tmp_path:
     out = tmp_path / "out"
     book = ShardBook.open(out, 2, "parent-cancel")
 
-    async def scenario() -> shards.ShardOutcome:
+    async def scenario() -> children.ShardOutcome:
         async with get_client() as client:
             parent_run = await client.create_flow_run(fake_parent, state=Running())
             parent = Parent(book, parent_run.id)
@@ -323,7 +326,7 @@ def test_a_running_child_whose_lock_is_free_is_crashed_and_started_again(tmp_pat
     out = tmp_path / "out"
     book = ShardBook.open(out, 2, "stale-lock")
 
-    async def scenario() -> shards.ShardOutcome:
+    async def scenario() -> children.ShardOutcome:
         async with get_client() as client:
             parent = Parent(book)
             alive, dead = await parent.children()
@@ -438,7 +441,7 @@ def test_cancelling_a_parent_on_a_worker_cancels_its_children_and_stops_unattend
             (out / SHARDS_FILE).write_text(json.dumps({"count": 2, "key": "k", "runs": runs}))
             parent_run = await client.create_flow_run(sweep, parameters={"grid": [], "out": str(out), "shards": 2})
             with holding(shard_dir(out, 0)):  # child 0's process is alive: it stops its own tasks
-                await asyncio.to_thread(_kill_on_cancel, sweep, parent_run, Cancelling())
+                await asyncio.to_thread(kill_on_cancel, sweep, parent_run, Cancelling())
             return [await state_type(client, e["flow_run_id"]) for e in runs.values()]
 
     assert asyncio.run(scenario()) == [StateType.CANCELLING, StateType.CANCELLING]

@@ -344,7 +344,7 @@ def test_cancelling_the_flow_run_stops_its_wiro_tasks(
     from prefect.client.schemas.objects import FlowRun
     from prefect.states import Cancelled
 
-    from flows.orchestrate.flow import _kill_on_cancel
+    from flows.orchestrate.hooks import kill_on_cancel
     from flows.store.journal import Journal, read_events
     from wiro_tasks import TextToVideoInput, WiroClient
 
@@ -365,7 +365,7 @@ def test_cancelling_the_flow_run_stops_its_wiro_tasks(
         twins = [client.run(TextToVideoInput(prompt="twice [emulator:hang]")).task_id for _ in range(2)]
     journal.close()
     run = FlowRun(flow_id=uuid4(), name="cancelled-run", parameters={"grid": [], "out": str(out)})
-    _kill_on_cancel(sweep, run, Cancelled())
+    kill_on_cancel(sweep, run, Cancelled())
     statuses = {t["id"]: t["status"] for t in emulator.account.intervals()}
     assert statuses[lost] == "task_cancel"
     assert "task_cancel" not in [statuses[t] for t in twins], "an ambiguous match is left running"
@@ -741,7 +741,7 @@ def test_the_cancellation_hook_records_each_task_as_it_ended_and_writes_the_fina
     from prefect.states import Cancelling
 
     from flows.grid import load_grid
-    from flows.orchestrate.flow import _kill_on_cancel
+    from flows.orchestrate.hooks import kill_on_cancel
     from flows.store.journal import Journal, read_events
     from wiro_tasks import TextToVideoInput, WiroClient
 
@@ -769,7 +769,7 @@ def test_the_cancellation_hook_records_each_task_as_it_ended_and_writes_the_fina
             return await client.read_flow_run(run.id)
 
     run = asyncio.run(a_run())
-    _kill_on_cancel(sweep, run, Cancelling())
+    kill_on_cancel(sweep, run, Cancelling())
 
     assert emulator.account.stats()["in_flight"] == 0
     ended = {e["row_id"]: e for e in read_events(out / "journal.jsonl") if e["event"] == "finished"}

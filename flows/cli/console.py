@@ -22,15 +22,19 @@ from prefect.client.schemas.objects import State
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as Bar
+from rich.text import Text
 
 from flows.cli.pace import Pace, watch_pace
 from flows.engine.budget import Budget, work_units
 from flows.engine.progress import Progress, listening
 from flows.engine.rows import VIDEOS, needs_work, quote_inputs, records
+from flows.engine.settings import SweepParams
+from flows.errors import error_line, exit_code_of
+from flows.orchestrate.children import stop_children
 from flows.orchestrate.local_server import prefect_api
 from flows.store.journal import JOURNAL, fold, read_events
 from flows.store.manifest import MANIFEST_CSV, MANIFEST_PARQUET, build_manifest, read_manifest, write_manifest
-from flows.store.shards import recorded_states, stop_children
+from flows.store.shards import recorded_states
 from flows.store.summary import summarize
 from flows.view.report import write_report
 from wiro_tasks import ToolPrice
@@ -78,18 +82,16 @@ def prefect_console(verbose: bool) -> Iterator[None]:
 
 def dry_run_report(
     frame: pd.DataFrame,
-    out: Path,
-    estimate_usd: Decimal,
-    limit: Decimal | None,
-    retry_failed: bool = False,
+    params: SweepParams,
     prices: Mapping[str, ToolPrice] | None = None,
     no_price: str = "no price asked for",
 ) -> str:
     """How many combinations, how many are left to submit in OUT, the price used and where it came
     from, and what the rows left may cost (and how many fit in the budget)."""
+    out, estimate_usd, limit = Path(params.out), params.estimate_usd, params.budget
     states = recorded_states(out)
     rows = records(frame)
-    left = [r for r in rows if needs_work(states.get(r["row_id"]), retry_failed=retry_failed)]
+    left = [r for r in rows if needs_work(states.get(r["row_id"]), retry_failed=params.retry_failed)]
     rates = [s.cost / work_units(r) for r in rows
              if (s := states.get(r["row_id"])) is not None and s.cost > 0]  # fmt: skip
     spent = sum((s.cost for s in states.values()), Decimal(0))
@@ -129,15 +131,15 @@ def dry_run_report(
     return "\n".join(lines)
 
 
-def run_with_progress(params: dict[str, Any], frame: pd.DataFrame, verbose: bool = False) -> int:
+def run_with_progress(params: SweepParams, frame: pd.DataFrame, verbose: bool = False) -> int:
     """Run the sweep flow in this process under a progress bar; the exit code to use."""
     from flows.engine.stopping import kill_in_flight
     from flows.orchestrate.flow import sweep  # imports Prefect: its one-time telemetry notice prints before the bar
 
-    out = Path(params["out"])
+    out = Path(params.out)
     columns = (TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[detail]}"),
                TextColumn("{task.fields[pace]}"), TimeElapsedColumn())  # fmt: skip
-    slots = int(params.get("max_concurrency") or 1) * int(params.get("shards") or 1)
+    slots = params.max_concurrency * params.shards
     with Bar(*columns, console=console, transient=False) as bar:
         task = bar.add_task("sweep", total=len(frame), detail="starting Prefect…", pace="")
         started: list[datetime] = []
@@ -176,10 +178,10 @@ def run_with_progress(params: dict[str, Any], frame: pd.DataFrame, verbose: bool
 
         try:
             with prefect_console(verbose), prefect_api(), listening(show), watch_pace(out, since, slots, show_pace):
-                state: State[Any] = asyncio.run(sweep(**params, return_state=True))  # type: ignore[arg-type]
+                state: State[Any] = asyncio.run(sweep(**params.flow_parameters(), return_state=True))  # type: ignore[arg-type]
         except KeyboardInterrupt:
             bar.stop()
-            if params.get("shards", 1) > 1:
+            if params.shards > 1:
                 children = len(stop_children(out))
                 console.print(f"Interrupted: cancelled {children} shard run(s); their workers stop their tasks.")
                 return 130
@@ -190,8 +192,10 @@ def run_with_progress(params: dict[str, Any], frame: pd.DataFrame, verbose: bool
             return 130
     error = state.result(raise_on_failure=False) if state.is_failed() else None
     if isinstance(error, BaseException) or not (out / MANIFEST_PARQUET).exists():
-        console.print(f"[red]error:[/red] {error or state.message}", soft_wrap=True)  # one line, whatever the width
-        return int(getattr(error, "exit_code", 1))
+        line = Text(error_line(error if isinstance(error, BaseException) else str(state.message)))
+        line.stylize("red", 0, len("error:"))
+        console.print(line, soft_wrap=True)  # one line, whatever the width
+        return exit_code_of(error if isinstance(error, BaseException) else None)
     manifest = read_manifest(out)
     summary = summarize(manifest)
     console.print(("[green]" if summary.all_succeeded else "[yellow]") + summary.message)

@@ -27,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from flows.errors import SweepError
 from wiro_tasks import IMAGE_TO_VIDEO, TEXT_TO_VIDEO, InputValidationError, model_spec
 from wiro_tasks.images import EXTENSIONS, ImageCheckError, ImageInfo, check_image
 from wiro_tasks.inputs import Value
@@ -55,7 +56,7 @@ MAX_REPORTED = 10  # problems listed in one message; the rest are counted
 
 
 @dataclass
-class GridError(Exception):
+class GridError(SweepError):
     """Bad grid input. Prints as `FILE, row N, field F: rule`; the command exits with 2."""
 
     file: str

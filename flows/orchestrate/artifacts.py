@@ -8,12 +8,15 @@
 - Links go to the report server (`wiro-sweep serve`, `WIRO_SWEEP_REPORT_URL`) when one is set:
   a browser does not open file:// links from an http page.
 
+- `ProgressArtifact` keeps a run's progress artifact current while it sweeps.
+
 The same `publish_artifacts` serves the flow at its end and the cancellation hook, which runs in the
 worker after a cancelled run's process is gone, with its own client and the run's id.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -23,10 +26,12 @@ from typing import Any
 from uuid import UUID
 
 import pandas as pd
+from prefect.artifacts import aupdate_progress_artifact
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType
 
+from flows.engine.progress import Progress
 from flows.store.manifest import FINAL_STATUSES, MANIFEST_CSV, MANIFEST_PARQUET
 from flows.store.summary import summarize
 from flows.view.report import REPORT
@@ -121,3 +126,33 @@ async def final_progress(client: PrefectClient, flow_run_id: UUID, manifest: pd.
 def summary_rows(manifest: pd.DataFrame) -> list[dict[str, Any]]:
     """The manifest's rows as the outcome pass reads them."""
     return [{k: r[k] for k in ("row_id", "prompt", "seed", "status", "error")} for r in manifest.to_dict("records")]
+
+
+class ProgressArtifact:
+    """Keeps the run's progress artifact current: at most one update a second, one at a time."""
+
+    def __init__(self, artifact_id: Any) -> None:
+        self.artifact_id = artifact_id
+        self.share = 0.0
+        self._sent = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def update(self, progress: Progress) -> None:
+        self.share = 100.0 * progress.done / max(1, progress.total)
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._send())
+
+    async def _send(self) -> None:
+        await asyncio.sleep(1.0)  # gathers the rows that finish meanwhile into one update
+        if self.share != self._sent:
+            share = self.share
+            await aupdate_progress_artifact(self.artifact_id, share)
+            self._sent = share
+
+    async def flush(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._sent != self.share:
+            await aupdate_progress_artifact(self.artifact_id, self.share)
+            self._sent = self.share

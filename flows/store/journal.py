@@ -33,6 +33,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from flows.errors import SweepError
 from wiro_tasks.types import MAX_SECONDS, MAX_TASK_COST, finite_decimal
 
 JOURNAL = "journal.jsonl"
@@ -48,7 +49,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 none; kinds this version does not know are kept and ignored by `RowState.apply`."""
 
 
-class JournalError(Exception):
+class JournalError(SweepError):
     """A journal line is JSON but not a record this sweep can trust; the command exits with 2.
 
     The sweep refuses to run rather than guess: a damaged `intent` skipped could pay twice.
@@ -66,7 +67,7 @@ class JournalError(Exception):
         )
 
 
-class JournalWriteError(Exception):
+class JournalWriteError(SweepError):
     """The journal could not be written (disk full, I/O error, read-only): nothing more may be submitted.
 
     Prints as one line naming the file and the cause; `exit_code` is what the command exits with."""

@@ -15,7 +15,6 @@ same look) and identical (same sha256; never decoded). Only rows whose bytes dif
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,10 +22,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import click
 import pandas as pd
 import pyarrow as pa
 
+from flows.errors import SweepError
 from flows.grid import BASIC_INPUTS
 from flows.grid import COLUMNS as GRID_COLUMNS
 from flows.store.manifest import COST_TYPE, MANIFEST_PARQUET, SCHEMA, read_manifest
@@ -58,7 +57,7 @@ COLUMNS = pa.schema(
 )  # fmt: skip
 
 
-class CompareError(Exception):
+class CompareError(SweepError):
     """Bad input: one line naming the OUT and what is wrong with it; exit code 2."""
 
     exit_code = 2
@@ -157,7 +156,7 @@ def load_out(out: Path, role: str) -> pd.DataFrame:
     try:
         manifest = read_manifest(out)
     except (OSError, ValueError, pa.ArrowException) as exc:
-        raise CompareError(f"{role} {out / MANIFEST_PARQUET}: unreadable ({_one_line(exc)})") from None
+        raise CompareError(f"{role} {out / MANIFEST_PARQUET}: unreadable ({one_line(exc)})") from None
     missing = [c for c in _NEEDED if c not in manifest.columns]
     if missing:
         raise CompareError(f"{role} {out / MANIFEST_PARQUET}: not a wiro-sweep manifest (no column {missing[0]})")
@@ -177,7 +176,7 @@ def load_out(out: Path, role: str) -> pd.DataFrame:
     return manifest
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
@@ -318,43 +317,3 @@ def compare_outs(baseline: Path, current: Path, thresholds: Thresholds | None = 
     strips = {row["row_id"]: d.strip for row, d in zip(joined, diffs, strict=True) if d is not None and d.strip}
     sides = {"baseline": summarize(before), "current": summarize(after)}
     return Comparison(baseline, current, thresholds, table(joined, judged), sides, strips)
-
-
-@click.command("compare")
-@click.argument("baseline", type=click.Path(path_type=Path))
-@click.argument("current", type=click.Path(path_type=Path))
-@click.option("--psnr-threshold", default=Thresholds.psnr_db, show_default=True, type=click.FloatRange(0, 100),
-              help="A video whose mean PSNR (dB) against BASELINE's is under this has changed.")  # fmt: skip
-@click.option("--max-elapsed-ratio", default=Thresholds.elapsed_ratio, show_default=True, type=click.FloatRange(min=1),
-              help="A row more than this many times slower than in BASELINE regressed.")  # fmt: skip
-@click.option("--max-cost-ratio", default=Thresholds.cost_ratio, show_default=True, type=click.FloatRange(min=1),
-              help="A row more than this many times dearer than in BASELINE regressed.")  # fmt: skip
-@click.option("--samples", default=SAMPLES, show_default=True, type=click.IntRange(1, 100),
-              help="Frames compared per video, at the same timestamps on both sides.")  # fmt: skip
-def compare_command(baseline: Path, current: Path, psnr_threshold: float, max_elapsed_ratio: float,
-                    max_cost_ratio: float, samples: int) -> None:  # fmt: skip
-    """Compare CURRENT with BASELINE, two OUTs of the same grid; write CURRENT/compare.{csv,parquet,html}.
-
-    Exit codes: 0 nothing regressed, 1 rows regressed (or are new or gone), 2 bad input or a video
-    that would not decode (its row is marked; the others are compared).
-    """
-    thresholds = Thresholds(psnr_threshold, max_elapsed_ratio, max_cost_ratio, samples)
-    try:
-        comparison = compare_outs(baseline, current, thresholds)
-    except CompareError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    try:
-        from flows.view.compare_page import write_comparison  # the command moves to flows/cli
-
-        page = write_comparison(comparison)
-    except OSError as exc:
-        click.echo(f"error: CURRENT {comparison.current}: cannot write the comparison ({_one_line(exc)})", err=True)
-        sys.exit(2)
-    click.echo("\n".join(comparison.lines()))
-    click.echo(f"wrote {page} (and {COMPARE_CSV}, {COMPARE_PARQUET})")
-    bad = comparison.undecodable
-    if len(bad):
-        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        click.echo(f"error: row {bad['row_id'].iloc[0]}: {bad['video_error'].iloc[0]}{more}", err=True)
-    sys.exit(comparison.exit_code)

@@ -9,7 +9,7 @@ its thumbnail (`OUT/thumbs/<sha256>.jpg`, else its http(s) URL) heads its row or
 sits beside each of its videos. The page comes from the
 Jinja2 template `templates/report.html.j2` (autoescaped) with `report.css` and `report.js` inlined:
 one self-contained file, videos and their posters linked relative to OUT, loaded only near the
-screen. `write_report` and `report_command` are the file edges.
+screen. `write_report` is the file edge (`wiro-sweep report` is `flows.cli.view_commands`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import functools
 import math
 import os
 import re
-import sys
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,7 +28,6 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import quote
 
-import click
 import jinja2
 import pandas as pd
 from markupsafe import Markup
@@ -487,20 +485,3 @@ def write_report(out: Path, *, rows: str = "prompt", cols: str | None = None) ->
     finally:
         temporary.unlink(missing_ok=True)
     return path
-
-
-@click.command("report")
-@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--rows", default="prompt", show_default=True, help="Input(s) down the sheet, comma-separated.")
-@click.option("--cols", help="Input(s) across, comma-separated; default: every swept input but the rows.")
-def report_command(out: Path, rows: str, cols: str | None) -> None:
-    """Write OUT/report.html: the sweep's videos as a contact sheet, with totals and filters."""
-    if not (out / MANIFEST_PARQUET).is_file():
-        click.echo(f"error: {out} has no {MANIFEST_PARQUET}; run 'wiro-sweep run ... --out {out}' first", err=True)
-        sys.exit(2)
-    try:
-        path = write_report(out, rows=rows, cols=cols)
-    except ValueError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    click.echo(str(path))

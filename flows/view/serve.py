@@ -20,19 +20,19 @@ import asyncio
 import html
 import os
 import socket
-import sys
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-import click
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
+
+from flows.errors import SweepError
 
 REPORT_URL_ENV = "WIRO_SWEEP_REPORT_URL"
 DEFAULT_PORT = 4201
@@ -47,8 +47,10 @@ MEDIA_TYPES = {
 HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache", "Referrer-Policy": "no-referrer"}
 
 
-class ReportURLError(ValueError):
-    """WIRO_SWEEP_REPORT_URL is not an http(s) address."""
+class ReportURLError(SweepError, ValueError):
+    """WIRO_SWEEP_REPORT_URL is not an http(s) address; the command exits with 2."""
+
+    exit_code = 2
 
 
 def report_base(value: str | None = None) -> str:
@@ -147,19 +149,6 @@ class ReportServer:
         self._socket.close()
 
 
-@click.command("serve")
-@click.argument("out", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (loopback: this machine).")
-@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535))
-def serve_command(out: tuple[Path, ...], host: str, port: int) -> None:
-    """Serve the reports, manifests and videos of the OUT folders (or of the folders they hold), read-only."""
-    missing = [str(o) for o in out if not o.is_dir()]
-    if missing:
-        click.echo(f"error: {missing[0]} is not a directory", err=True)
-        sys.exit(2)
-    url = f"http://{host}:{port}"
-    click.echo(f"Serving {', '.join(str(o.resolve()) for o in out)} at {url}/ (read-only; Ctrl-C stops)")
-    click.echo(f"Prefect artifacts link here when the flow runs have {REPORT_URL_ENV}={url}")
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        click.echo(f"warning: listening on {host}: anyone who reaches it can watch these videos", err=True)
-    uvicorn.run(create_app(out), host=host, port=port, log_level="warning", access_log=False)
+def serve_folders(folders: Sequence[Path], host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
+    """Serve `folders` read-only on `host:port` until interrupted."""
+    uvicorn.run(create_app(folders), host=host, port=port, log_level="warning", access_log=False)

@@ -1,0 +1,97 @@
+"""A sharded sweep's parent run: its child runs to their end, the shards' manifest merged as they go."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import get_run_logger
+from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
+
+from flows.engine.progress import Progress, publish
+from flows.orchestrate.artifacts import progress_description
+from flows.orchestrate.children import run_children
+from flows.orchestrate.hooks import stop_unattended
+from flows.store.manifest import FINAL_STATUSES, build_manifest, write_manifest
+from flows.store.shards import ShardBook, merged_states, sweep_key
+
+ACCOUNT_LIMIT = "wiro-account"  # the global concurrency limit children share unless one is named
+
+
+async def ensure_concurrency_limit(name: str, limit: int) -> None:
+    """Create the global concurrency limit `name` with `limit` slots unless it exists."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectNotFound
+
+    async with get_client() as client:
+        try:
+            await client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            await client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=limit))
+            get_run_logger().info("created global concurrency limit %r with %d slots", name, limit)
+
+
+async def run_shards(frame: pd.DataFrame, out: Path, count: int, children: dict[str, Any]) -> tuple[pd.DataFrame, str]:
+    """Run the children to their end; the merged manifest, and why the run was cancelled (or "")."""
+    from prefect.runtime import flow_run
+
+    book = ShardBook.open(out, count, sweep_key(out, frame))
+    book.restart()
+    artifact = await acreate_progress_artifact(
+        0.0, description=progress_description(out, len(frame)) + f" ({count} shards)"
+    )
+
+    def merge(final: bool = False) -> pd.DataFrame:
+        manifest = build_manifest(frame, merged_states(out, count), final=final)
+        write_manifest(out, manifest)
+        return manifest
+
+    async def progress() -> None:
+        manifest = await asyncio.to_thread(merge)
+        counts = {str(k): int(v) for k, v in manifest["status"].value_counts().items()}
+        done = sum(n for k, n in counts.items() if k in FINAL_STATUSES)
+        publish(Progress(len(manifest), done, counts, sum(manifest["cost_usd"], Decimal(0))))
+        await aupdate_progress_artifact(artifact, 100.0 * done / max(1, len(manifest)))
+
+    logger = get_run_logger()
+    stopped = 0
+
+    async def stop_left_shards() -> None:
+        # A cancelled child's process dies well before its worker's hook (a new process) kills its
+        # tasks: once its lock is free, stopping them here saves that wait.
+        nonlocal stopped
+        try:
+            stopped += await asyncio.to_thread(stop_unattended, out)
+        except Exception as exc:  # the children's own hooks stop them too
+            logger.warning("could not stop the Wiro tasks of stopped shards: %s", exc)
+
+    outcome = await run_children(
+        book,
+        children,
+        str(flow_run.name or "wiro-sweep"),
+        on_poll=progress,
+        parent_run_id=flow_run.id or None,
+        on_stopping=stop_left_shards,
+    )
+    logger.info("shards finished: %s", ", ".join(f"{k}: {v}" for k, v in sorted(outcome.states.items())))
+    if outcome.crashed:
+        logger.warning("shard run(s) %s lost their worker (their lock was free): marked Crashed, started again",
+                       sorted(set(outcome.crashed)))  # fmt: skip
+    cancelled = ""
+    if not outcome.cancelled:
+        others = sorted(k for k, v in outcome.states.items() if v == "Cancelled")
+        if others:
+            logger.warning("shard run(s) %s were cancelled, so not started again; rerun the sweep to resume them",
+                           others)  # fmt: skip
+    else:
+        await stop_left_shards()
+        shards = ", ".join(map(str, outcome.stopped)) or "none running"
+        cancelled = (f"{outcome.cancelled}; cancelled shard run(s) {shards} (their workers stop their Wiro tasks)"
+                     f" and stopped {stopped} Wiro task(s) of shards no run was sweeping any more")  # fmt: skip
+        logger.warning("flow run cancelled: %s", cancelled)
+    await progress()
+    return merge(final=True), cancelled
