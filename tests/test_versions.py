@@ -6,12 +6,7 @@ here on the decoded luma, independently of flows/view/videodiff.py.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,9 +14,10 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from wiro_tasks import TextToVideoInput, WiroClient, sign
-from wiro_tasks.emulator import EmulatorServer
+from wiro_tasks.emulator import EmulatorConfig, EmulatorServer, create_app
 from wiro_tasks.emulator.config import DEFAULT_MODEL_VERSION, Faults
 from wiro_tasks.emulator.versions import drift
 from wiro_tasks.emulator.video import render_mp4
@@ -143,49 +139,32 @@ def test_a_bad_model_version_is_refused_and_changes_nothing(v1: EmulatorServer, 
     assert (now["model_version"], now["version_fail_rate"]) == (DEFAULT_MODEL_VERSION, 0.1)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    port = _free_port()
-    env = {**os.environ, "WIRO_API_KEY": API_KEY, "WIRO_API_SECRET": API_SECRET}
-    with (tmp_path / "emulator.log").open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "flows", "emulator", "--port", str(port), "--model-version", "2.1-rc",
-             "--task-seconds", "0.2", "--queue-seconds", "0.05"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        try:
-            yield f"http://127.0.0.1:{port}", process
-        finally:
-            process.terminate()
-            process.wait(timeout=20)
+def anyio_backend() -> str:
+    return "asyncio"
 
 
-def test_the_command_line_flag_sets_the_version(served: tuple[str, subprocess.Popen[str]]) -> None:
-    root, process = served
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            nonce = str(time.time_ns())
-            headers = {"x-api-key": API_KEY, "x-nonce": nonce, "x-signature": sign(API_KEY, API_SECRET, nonce)}
-            answer = httpx.get(f"{root}/_emulator/faults", headers=headers)
-            break
-        except httpx.ConnectError:
-            assert process.poll() is None, "the emulator started"
-            assert time.monotonic() < deadline, "within 30 s"
-            time.sleep(0.2)
+@pytest.mark.anyio
+async def test_the_command_line_flag_sets_the_version(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`wiro-sweep emulator --model-version 2.1-rc`: the emulator it serves says so on /_emulator/faults."""
+    import wiro_tasks.emulator
+    from flows.cli import main
+
+    served: list[EmulatorConfig] = []
+    monkeypatch.setattr(wiro_tasks.emulator, "serve", lambda config, host, port: served.append(config))
+    monkeypatch.setenv("WIRO_API_KEY", API_KEY)
+    result = CliRunner().invoke(main, ["emulator", "--model-version", "2.1-rc", "--task-seconds", "0.2"])
+    assert result.exit_code == 0, result.output
+    app = create_app(served[0], storage=tmp_path)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://emulator") as http:
+        answer = await http.get("/_emulator/faults", headers={"x-api-key": API_KEY})
     assert answer.json()["model_version"] == "2.1-rc"
 
 
 def test_the_command_line_refuses_an_empty_version() -> None:
-    done = subprocess.run([sys.executable, "-m", "flows", "emulator", "--model-version", ""],
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert done.returncode == 2
-    assert "--model-version" in done.stderr
-    assert "model_version must be" in done.stderr
+    from flows.cli import main
+
+    done = CliRunner().invoke(main, ["emulator", "--model-version", ""])
+    assert done.exit_code == 2
+    assert "--model-version" in done.output
+    assert "model_version must be" in done.output

@@ -229,8 +229,20 @@ class _WireInput:
         return cls(**{by_wire[k]: v for k, v in raw.items() if k in by_wire})
 
 
+@dataclass(frozen=True, kw_only=True)
+class _VideoInput(_WireInput):
+    """The inputs both models take after their own (`_COMMON_TAIL`, seed, callbackUrl); by keyword."""
+
+    num_frames: int = 121
+    scale: float = 5.0
+    steps: int = 25
+    fps: int = 16
+    seed: str = "42"
+    callback_url: str | None = None
+
+
 @dataclass(frozen=True)
-class TextToVideoInput(_WireInput):
+class TextToVideoInput(_VideoInput):
     """Inputs of `Wan-AI/Wan2.2-TI2V-5B-text-to-video`, validated on creation."""
 
     MODEL: ClassVar[str] = TEXT_TO_VIDEO
@@ -238,12 +250,6 @@ class TextToVideoInput(_WireInput):
     prompt: str
     negative_prompt: str = T2V_NEGATIVE_PROMPT
     size: str = SIZES[0]
-    num_frames: int = 121
-    scale: float = 5.0
-    steps: int = 25
-    fps: int = 16
-    seed: str = "42"
-    callback_url: str | None = None
 
     @property
     def width(self) -> int:
@@ -260,7 +266,7 @@ class TextToVideoInput(_WireInput):
 
 
 @dataclass(frozen=True)
-class ImageToVideoInput(_WireInput):
+class ImageToVideoInput(_VideoInput):
     """Inputs of `Wan-AI/Wan2.2-TI2V-5B-image-to-video`; width/height 0 follow the image."""
 
     MODEL: ClassVar[str] = IMAGE_TO_VIDEO
@@ -270,12 +276,6 @@ class ImageToVideoInput(_WireInput):
     negative_prompt: str = I2V_NEGATIVE_PROMPT
     width: int = 0
     height: int = 0
-    num_frames: int = 121
-    scale: float = 5.0
-    steps: int = 25
-    fps: int = 16
-    seed: str = "42"
-    callback_url: str | None = None
 
 
 def _camel(name: str) -> str:
@@ -283,9 +283,14 @@ def _camel(name: str) -> str:
     return head + "".join(part.capitalize() for part in rest)
 
 
-TextToVideoInput._WIRE = {f.name: _camel(f.name) for f in fields(TextToVideoInput)}
-ImageToVideoInput._WIRE = {f.name: _camel(f.name) for f in fields(ImageToVideoInput)}
-ImageToVideoInput._WIRE["input_image_url"] = "inputImageUrl"
+def _wire_names(cls: type[_VideoInput]) -> dict[str, str]:
+    """Each attribute's Wiro name, in the model page's order (that of a Run body)."""
+    by_wire = {_camel(f.name): f.name for f in fields(cls)}
+    return {by_wire[name]: name for name in model_spec(cls.MODEL).names}
+
+
+TextToVideoInput._WIRE = _wire_names(TextToVideoInput)
+ImageToVideoInput._WIRE = _wire_names(ImageToVideoInput)
 
 ModelInput = TextToVideoInput | ImageToVideoInput
 

@@ -14,8 +14,7 @@ sampled frames, baseline above current above their difference.
 
 from __future__ import annotations
 
-import struct
-import zlib
+import io
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import av
 import numpy as np
 import numpy.typing as npt
+from PIL import Image
 
 SAMPLES = 8
 STRIP_FRAMES = 4
@@ -183,13 +183,6 @@ def _strip(a: _Clip, b: _Clip) -> bytes | None:
 
 def png(rgb: _U8) -> bytes:
     """An 8-bit RGB PNG of an (h, w, 3) array."""
-    height, width = rgb.shape[:2]
-    raw = np.zeros((height, width * 3 + 1), np.uint8)  # filter byte 0 (None) on every row
-    raw[:, 1:] = rgb.reshape(height, width * 3)
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    body = zlib.compress(raw.tobytes(), 6)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+    out = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb, np.uint8)).save(out, format="PNG", compress_level=6)
+    return out.getvalue()

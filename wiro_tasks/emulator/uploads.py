@@ -24,9 +24,10 @@ from typing import Protocol
 from urllib.parse import quote
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import FileResponse, PlainTextResponse, Response
 
 from ..images import ACCEPTED, CONTENT_TYPES, MAX_UPLOAD_BYTES, ImageKind, sniff
+from .wire import wiro_error
 
 MAX_FIELD_BYTES = 4096  # a form field other than a file (folderid)
 MAX_HEADER_BYTES = 16384  # one part's headers
@@ -196,10 +197,6 @@ class _Skip:
         self.size += len(data)
         if self.size > self.limit:
             raise TooLarge
-
-
-def wiro_error(message: str, code: int = 0, status: int = 200) -> JSONResponse:
-    return JSONResponse({"result": False, "errors": [{"code": code, "message": message}]}, status)
 
 
 class UploadStore:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from ..inputs import Value
 from .config import DEFAULT_MODEL_VERSION, Faults
+from .dice import weighted_pick
 
 _NOT_INPUTS = ("callbackUrl", "projectid")
 
@@ -45,17 +46,19 @@ def drift(faults: Faults, model: str, parameters: Mapping[str, Value]) -> Drift:
     digest = hashlib.sha256(json.dumps([version, model, inputs], sort_keys=True).encode()).digest()
     draw = int.from_bytes(digest[:8], "big") / 2**64
     tag = f"{version}:{digest[8:16].hex()}"
-    for kind, rate in (
-        ("noise", faults.version_noise_rate),
-        ("redraw", faults.version_redraw_rate),
-        ("fail", faults.version_fail_rate),
-        ("slow", faults.version_slow_rate),
-    ):
-        if draw < rate:
-            if kind in ("noise", "redraw"):
-                return Drift(kind, variant=f"{kind}:{tag}")
-            if kind == "fail":
-                return Drift(kind, fails=True)
-            return Drift(kind, slowdown=faults.version_slowdown)  # at least 1: Faults refuses less
-        draw -= rate
+    kind = weighted_pick(
+        draw,
+        (
+            ("noise", faults.version_noise_rate),
+            ("redraw", faults.version_redraw_rate),
+            ("fail", faults.version_fail_rate),
+            ("slow", faults.version_slow_rate),
+        ),
+    )
+    if kind in ("noise", "redraw"):
+        return Drift(kind, variant=f"{kind}:{tag}")
+    if kind == "fail":
+        return Drift("fail", fails=True)
+    if kind == "slow":
+        return Drift("slow", slowdown=faults.version_slowdown)  # at least 1: Faults refuses less
     return Drift()

@@ -1,0 +1,133 @@
+"""The options of `wiro-sweep emulator`, declared once.
+
+Each field of `EmulatorOptions` is one command-line option (`--task-seconds` for `task_seconds`)
+and says where its value goes: a field of `EmulatorConfig` (`config.NAME`), of its `Faults`
+(`faults.NAME`), or a parameter of `serve` (`serve.NAME`). An option's default is that
+field's own default, so it too is written once. From the declaration come:
+
+- `emulator_options`, the decorator that gives a click command every option;
+- `EmulatorOptions.config()`, the emulator's config from the parsed values;
+- `EmulatorOptions.to_args()`, the command-line arguments that set them (for a subprocess).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from decimal import Decimal
+from types import NoneType
+from typing import Any, TypeVar, get_args, get_type_hints
+
+import click
+
+from .config import EmulatorConfig, Faults
+
+F = TypeVar("F", bound=Callable[..., Any])
+_DEFAULTS = {
+    "config": {f.name: f.default for f in fields(EmulatorConfig)},
+    "faults": {f.name: f.default for f in fields(Faults)},
+}
+MONEY = ("balance", "cps")  # Decimal settings, given as text so that they stay exact
+
+
+def _option(target: str, help: str = "", *, default: Any = MISSING, type: Any = None) -> Any:
+    """A field that is an option: `target` is where its value goes, its default that target's."""
+    where, _, name = target.partition(".")
+    if default is MISSING:
+        default = _DEFAULTS[where][name]
+        default = str(default) if isinstance(default, Decimal) else default
+    return field(default=default, metadata={"target": target, "help": help, "type": type})
+
+
+@dataclass(frozen=True)
+class EmulatorOptions:
+    """What `wiro-sweep emulator` takes; credentials come from the environment (`EmulatorConfig.from_env`)."""
+
+    host: str = _option("serve.host", "Interface to listen on.", default="127.0.0.1")
+    port: int = _option("serve.port", default=8765)
+    balance: str = _option("config.balance", "Account balance in USD.")
+    concurrency_limit: int | None = _option("config.concurrency_limit", "Fixed limit; default follows the balance.")
+    cps: str = _option("config.cps", "USD per second.")
+    queue_seconds: float = _option("config.queue_seconds")
+    task_seconds: float = _option("config.task_seconds", "Accept to end.")
+    task_seconds_max: float | None = _option("config.task_seconds_max", "Draw each task's time up to this.")
+    time_scale: float = _option("config.time_scale", "Real s per model s.")
+    fail_rate: float = _option("config.fail_rate")
+    error_rate: float = _option("config.error_interim_rate", "task_error interims.")
+    hang_rate: float = _option("config.hang_rate")
+    error_5xx_rate: float = _option("faults.error_5xx_rate")
+    rate_429: float = _option("faults.rate_429")
+    retry_after: float = _option("faults.retry_after")
+    drop_rate: float = _option("faults.drop_rate")
+    lost_run_rate: float = _option("faults.lost_run_rate")
+    slow_rate: float = _option("faults.slow_rate")
+    slow_seconds: float = _option("faults.slow_seconds")
+    preview: bool = _option("config.preview", "Small videos, for load tests.")
+    seed: int = _option("config.seed", "Seed of the emulator's dice.")
+    model_version: str = _option(
+        "faults.model_version",
+        "Another version changes some videos (slightly or wholly), fails or slows some tasks.",
+    )
+    list_page_cap: int | None = _option(
+        "config.list_page_cap",
+        "Answer Task/List with at most this many tasks per page, whatever the limit asked (default: no cap).",
+        type=click.IntRange(1),
+    )
+
+    def targets(self, where: str) -> dict[str, Any]:
+        """The values that go to `where` ("config", "faults" or "serve"), by the target's names."""
+        values = asdict(self)
+        found = {}
+        for f in fields(self):
+            kind, _, name = f.metadata["target"].partition(".")
+            if kind == where:
+                found[name] = Decimal(values[f.name]) if kind == "config" and name in MONEY else values[f.name]
+        return found
+
+    def config(self) -> EmulatorConfig:
+        """The emulator's config, credentials from the environment; a bad value is a
+        `click.BadParameter` naming its setting (exit code 2)."""
+        try:
+            settings = self.targets("config")  # the money first, as it is checked first
+            settings["faults"] = Faults(**self.targets("faults"))
+            return EmulatorConfig.from_env(**settings)
+        except ArithmeticError:
+            raise click.BadParameter("--balance and --cps must be decimal numbers") from None
+        except ValueError as exc:  # a fault rate or time out of range, or a bad version, named by its setting
+            hint = "--model-version" if str(exc).startswith("model_version") else None
+            raise click.BadParameter(str(exc), param_hint=hint) from None
+
+    def to_args(self) -> list[str]:
+        """The command-line arguments that give these options (those that differ from the defaults)."""
+        args: list[str] = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value == f.default:
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            args += [flag] if value is True else [flag, str(value)]
+        return args
+
+
+def click_options() -> list[click.Option]:
+    """One click option per field of `EmulatorOptions`, in their order."""
+    hints = get_type_hints(EmulatorOptions)
+    made = []
+    for f in fields(EmulatorOptions):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata["help"] or None
+        if hints[f.name] is bool:
+            made.append(click.Option([flag], is_flag=True, default=f.default, help=help_text))
+            continue
+        kind = f.metadata["type"] or next(t for t in (*get_args(hints[f.name]), hints[f.name]) if t is not NoneType)
+        shown = f.default is not None
+        made.append(click.Option([flag], type=kind, default=f.default, show_default=shown, help=help_text))
+    return made
+
+
+def emulator_options(command: F) -> F:
+    """Gives a click command every option of `EmulatorOptions` (build them with `EmulatorOptions(**values)`)."""
+    params = getattr(command, "__click_params__", [])
+    params.extend(reversed(click_options()))  # click reverses the decorators' list when it builds the command
+    command.__click_params__ = params  # type: ignore[attr-defined]
+    return command

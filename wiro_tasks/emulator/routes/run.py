@@ -1,0 +1,57 @@
+"""`POST /v1/Run/{owner}/{model}`: validates the inputs, checks balance and concurrency, creates the task."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..._exceptions import InputValidationError
+from ...inputs import IMAGE_TO_VIDEO, MODELS, Value
+from ..context import Emulator
+from ..wire import Drop, read_body, wiro_error
+from .guard import api
+
+
+@api("run", run=True)
+async def run(request: Request, emulator: Emulator) -> Response:
+    account = emulator.account
+    slug = f"{request.path_params['owner']}/{request.path_params['model']}"
+    spec = MODELS.get(slug)
+    if spec is None:
+        return wiro_error("Tool is not found.", code=1)
+    body = await read_body(request)
+    if body is None:
+        return wiro_error("Request body could not be parsed.")
+    try:
+        parameters: dict[str, Value] = spec.validate(body, allow_unknown=True)
+    except InputValidationError as exc:
+        account.count("run_invalid")
+        return wiro_error(f"Request parameter [{exc.field}] {exc.rule}")
+    start = None
+    if slug == IMAGE_TO_VIDEO:
+        start = await emulator.start_images.resolve(str(parameters["inputImageUrl"]), request.url.netloc)
+    now = account.clock()
+    with account.lock:
+        balance = account.balance(now)
+        if balance <= 0:
+            account.count("run_refused_97")
+            return wiro_error("Insufficient balance. Please add funds to run more tasks.", code=97)
+        limit = emulator.config.limit_for(balance)
+        if limit is not None and account.in_flight(now) >= limit:
+            account.count("run_refused_96")
+            return wiro_error(
+                "You have reached your concurrent task limit. With your current balance of "
+                f"${balance:.2f}, you can run up to {limit} tasks at the same time.",
+                code=96,
+            )
+        previous = account.last_created
+        task = account.create(slug, parameters)
+        if isinstance(start, str):  # the model could not get its image: fails, costs nothing
+            task.fail, task.failure = True, start
+        elif start is not None:
+            emulator.renderer.start_images[task.uuid] = start
+    if request.state.fault == "lost":
+        return Drop()
+    if request.state.fault == "dup" and previous is not None:  # a server that answers two Runs with one id
+        task = previous
+    return JSONResponse({"errors": [], "taskid": str(task.id), "socketaccesstoken": task.token, "result": True})
