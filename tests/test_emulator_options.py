@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 import wiro_tasks.emulator
-from flows.cli.emulator import emulator as emulator_command
 from flows.cli import main
+from flows.cli.emulator import emulator as emulator_command
 from wiro_tasks.emulator import EmulatorConfig, Faults, serve
 from wiro_tasks.emulator.options import EmulatorOptions
 

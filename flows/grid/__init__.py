@@ -12,205 +12,47 @@ sha256, not its path.
 
 from __future__ import annotations
 
-import csv
-import difflib
 import hashlib
 import itertools
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from flows.errors import SweepError
+from flows.grid.columns import (
+    _OTHER_SHAPE,
+    BASIC_INPUTS,
+    COLUMNS,
+    DEFAULT_MAX_COMBINATIONS,
+    GRID_SUFFIXES,
+    IMAGE,
+    IMAGE_INPUTS,
+    IMAGE_PATH,
+    IMAGE_SHA,
+    IMAGE_SUFFIXES,
+    IMAGE_URL,
+    INPUTS,
+    MAX_FILE_BYTES,
+    MAX_REPORTED,
+    MODEL,
+    PLACEHOLDER_URL,
+    SOURCE,
+    GridError,
+    GridErrors,
+    _hint,
+    raise_all,
+)
+from flows.grid.files import (
+    grid_files,
+    read_grid_file,
+)
 from wiro_tasks import IMAGE_TO_VIDEO, TEXT_TO_VIDEO, InputValidationError, model_spec
-from wiro_tasks.images import EXTENSIONS, ImageCheckError, ImageInfo, check_image
+from wiro_tasks.images import ImageCheckError, ImageInfo, check_image
 from wiro_tasks.inputs import Value
-
-IMAGE = "inputImage"  # a local start image: a path, absolute or relative to its grid file (or, in an axis, to here)
-IMAGE_URL = "inputImageUrl"
-BASIC_INPUTS = ("prompt", "negativePrompt", "size", "numFrames", "scale", "steps", "fps", "seed")  # every manifest's
-IMAGE_INPUTS = (IMAGE, IMAGE_URL, "width", "height")  # manifests from before image-to-video lack these
-INPUTS = (*BASIC_INPUTS, *IMAGE_INPUTS)
-IMAGE_SHA = "input_image_sha256"
-MODEL = "model"
-IMAGE_PATH = "image_path"  # a local image resolved (not in the manifest: `inputImage` is the path as given)
-COLUMNS = ("row_id", MODEL, *INPUTS, IMAGE_SHA)  # a loaded grid's columns, then `image_path` and `source`
-IMAGE_SUFFIXES = tuple(sorted({s for suffixes in EXTENSIONS.values() for s in suffixes}))
-PLACEHOLDER_URL = "https://upload.invalid/start-image"  # stands for a local image not uploaded yet (validation, prices)
-_OTHER_SHAPE = {  # an input of the other model, and what this one takes instead
-    "size": "image-to-video takes width and height (0 follows the image), not size",
-    "width": "text-to-video takes size, not width",
-    "height": "text-to-video takes size, not height",
-}
-GRID_SUFFIXES = (".csv", ".parquet", ".pq")
-DEFAULT_MAX_COMBINATIONS = 100_000
-MAX_FILE_BYTES = 256 * 1024 * 1024
-SOURCE = "source"
-MAX_REPORTED = 10  # problems listed in one message; the rest are counted
-
-
-@dataclass
-class GridError(SweepError):
-    """Bad grid input. Prints as `FILE, row N, field F: rule`; the command exits with 2."""
-
-    file: str
-    rule: str
-    row: int | None = None
-    field: str | None = None
-    exit_code: int = 2
-
-    def __str__(self) -> str:
-        where = [self.file] if self.file else []
-        if self.row is not None:
-            where.append(f"row {self.row}")
-        if self.field:
-            where.append(f"field {self.field}")
-        return f"{', '.join(where)}: {self.rule}" if where else self.rule
-
-
-@dataclass
-class GridErrors(GridError):
-    """Several problems, found in one pass: one line each, the first `MAX_REPORTED` shown."""
-
-    problems: list[GridError] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        shown = [f"  {p}" for p in self.problems[:MAX_REPORTED]]
-        more = len(self.problems) - len(shown)
-        return "\n".join([f"{len(self.problems)} problems in the grid:", *shown]
-                         + ([f"  …and {more} more like these"] if more else []))  # fmt: skip
-
-
-def raise_all(problems: Sequence[GridError]) -> None:
-    """Raise the problems found, if any: one as itself, several as one `GridErrors` (each once)."""
-    unique = list({str(p): p for p in problems}.values())
-    if len(unique) == 1:
-        raise unique[0]
-    if unique:
-        raise GridErrors("", f"{len(unique)} problems", problems=unique)
-
-
-def _hint(name: str) -> str:
-    """` (did you mean seed?)` for a near miss of an input's name, else nothing."""
-    by_case = [i for i in INPUTS if i.lower() == name.lower()]
-    close = by_case or difflib.get_close_matches(name, INPUTS, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
-
-
-def grid_files(paths: Iterable[str | Path]) -> list[Path]:
-    """The grid files named, with each directory standing for its CSV and Parquet files."""
-    files: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in GRID_SUFFIXES and p.is_file())
-            if not found:
-                raise GridError(str(path), "directory holds no .csv or .parquet file")
-            files.extend(found)
-        elif not path.exists():
-            raise GridError(str(path), "no such file")
-        else:
-            files.append(path)
-    if not files:
-        raise GridError("", "no grid files given")
-    return files
-
-
-def read_grid_file(path: Path) -> pd.DataFrame:
-    """One file's rows as given (strings, numbers or lists), plus a `source` column `file:row`."""
-    name = str(path)
-    try:
-        return _read_grid_file(path, name)
-    except OSError as exc:
-        raise GridError(name, f"cannot be read: {exc.strerror or exc}") from None
-
-
-def _read_grid_file(path: Path, name: str) -> pd.DataFrame:
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise GridError(name, f"file is {size:,} bytes, more than the {MAX_FILE_BYTES:,} allowed")
-    if size == 0:
-        raise GridError(name, "file is empty")
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        frame = _read_csv(path)
-    elif suffix in (".parquet", ".pq"):
-        frame = _read_parquet(path)
-    else:
-        raise GridError(name, f"unsupported file type {suffix!r}: use .csv or .parquet")
-    if frame.empty:
-        raise GridError(name, "file has a header but no rows")
-    _check_columns(name, list(frame.columns))
-    frame[SOURCE] = [f"{name}:{n}" for n in range(1, len(frame) + 1)]
-    return frame
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    name = str(path)
-    csv.field_size_limit(MAX_FILE_BYTES)  # long prompts get their own, clearer rule
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle, strict=True)
-            header = next(reader, None)
-            if header is None or not any(h.strip() for h in header):
-                raise GridError(name, "no header row: the first line must name the columns")
-            columns = [h.strip() for h in header]
-            rows: list[list[str]] = []
-            for record in reader:
-                if not record or all(not cell.strip() for cell in record):
-                    continue
-                if len(record) != len(columns):
-                    raise GridError(
-                        name,
-                        f"has {len(record)} fields, the header has {len(columns)} (line {reader.line_num})",
-                        row=len(rows) + 1,
-                    )
-                rows.append(record)
-    except UnicodeDecodeError as exc:
-        raise GridError(name, f"is not UTF-8 text (byte {exc.start})") from None
-    except csv.Error as exc:
-        raise GridError(name, f"malformed CSV: {exc}") from None
-    duplicates = sorted({c for c in columns if columns.count(c) > 1})
-    if duplicates:
-        raise GridError(name, f"column {duplicates[0]!r} appears twice in the header")
-    frame = pd.DataFrame(rows, columns=columns, dtype=object)
-    return frame.map(lambda v: None if isinstance(v, str) and not v.strip() else v)
-
-
-def _read_parquet(path: Path) -> pd.DataFrame:
-    name = str(path)
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise GridError(name, f"not a readable Parquet file ({type(exc).__name__})") from None
-    if not table.column_names:
-        raise GridError(name, "Parquet file has no columns")
-    for column in table.schema:
-        kind = column.type
-        if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-            kind = kind.value_type
-        if pa.types.is_dictionary(kind):  # e.g. a pandas categorical: its values are what count
-            kind = kind.value_type
-        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
-                or pa.types.is_floating(kind) or pa.types.is_null(kind)):  # fmt: skip
-            raise GridError(name, f"column type {column.type} is not text, a number or a list of those",
-                            field=column.name)  # fmt: skip
-    rows = table.to_pylist()
-    return pd.DataFrame(rows, columns=table.column_names, dtype=object)
-
-
-def _check_columns(name: str, columns: Sequence[str]) -> None:
-    for column in columns:
-        if column not in INPUTS:
-            raise GridError(name, f"unknown column {column!r}{_hint(str(column))}; columns are {', '.join(INPUTS)}")
-    if "prompt" not in columns:
-        raise GridError(name, "no prompt column")
 
 
 def parse_axes(specs: Iterable[str]) -> dict[str, list[str]]:
@@ -498,3 +340,38 @@ def image_axis(values: Sequence[str]) -> list[str]:
                             field=IMAGE)  # fmt: skip
         expanded.extend(found)
     return expanded
+
+
+__all__ = [
+    "BASIC_INPUTS",
+    "COLUMNS",
+    "DEFAULT_MAX_COMBINATIONS",
+    "GRID_SUFFIXES",
+    "IMAGE",
+    "IMAGE_INPUTS",
+    "IMAGE_PATH",
+    "IMAGE_SHA",
+    "IMAGE_SUFFIXES",
+    "IMAGE_URL",
+    "INPUTS",
+    "MAX_FILE_BYTES",
+    "MAX_REPORTED",
+    "MODEL",
+    "MODEL_NAMES",
+    "PLACEHOLDER_URL",
+    "SOURCE",
+    "GridError",
+    "GridErrors",
+    "canonical",
+    "check_axes",
+    "expand_grid",
+    "grid_files",
+    "image_axis",
+    "is_missing",
+    "load_grid",
+    "model_name",
+    "parse_axes",
+    "raise_all",
+    "read_grid_file",
+    "row_id",
+]

@@ -1,0 +1,130 @@
+"""Reading grid files: CSV and Parquet, bounded in size, every cell as text or a value, columns checked."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from flows.grid.columns import (
+    GRID_SUFFIXES,
+    INPUTS,
+    MAX_FILE_BYTES,
+    SOURCE,
+    GridError,
+    _hint,
+)
+
+
+def grid_files(paths: Iterable[str | Path]) -> list[Path]:
+    """The grid files named, with each directory standing for its CSV and Parquet files."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in GRID_SUFFIXES and p.is_file())
+            if not found:
+                raise GridError(str(path), "directory holds no .csv or .parquet file")
+            files.extend(found)
+        elif not path.exists():
+            raise GridError(str(path), "no such file")
+        else:
+            files.append(path)
+    if not files:
+        raise GridError("", "no grid files given")
+    return files
+
+
+def read_grid_file(path: Path) -> pd.DataFrame:
+    """One file's rows as given (strings, numbers or lists), plus a `source` column `file:row`."""
+    name = str(path)
+    try:
+        return _read_grid_file(path, name)
+    except OSError as exc:
+        raise GridError(name, f"cannot be read: {exc.strerror or exc}") from None
+
+
+def _read_grid_file(path: Path, name: str) -> pd.DataFrame:
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise GridError(name, f"file is {size:,} bytes, more than the {MAX_FILE_BYTES:,} allowed")
+    if size == 0:
+        raise GridError(name, "file is empty")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        frame = _read_csv(path)
+    elif suffix in (".parquet", ".pq"):
+        frame = _read_parquet(path)
+    else:
+        raise GridError(name, f"unsupported file type {suffix!r}: use .csv or .parquet")
+    if frame.empty:
+        raise GridError(name, "file has a header but no rows")
+    _check_columns(name, list(frame.columns))
+    frame[SOURCE] = [f"{name}:{n}" for n in range(1, len(frame) + 1)]
+    return frame
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    name = str(path)
+    csv.field_size_limit(MAX_FILE_BYTES)  # long prompts get their own, clearer rule
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle, strict=True)
+            header = next(reader, None)
+            if header is None or not any(h.strip() for h in header):
+                raise GridError(name, "no header row: the first line must name the columns")
+            columns = [h.strip() for h in header]
+            rows: list[list[str]] = []
+            for record in reader:
+                if not record or all(not cell.strip() for cell in record):
+                    continue
+                if len(record) != len(columns):
+                    raise GridError(
+                        name,
+                        f"has {len(record)} fields, the header has {len(columns)} (line {reader.line_num})",
+                        row=len(rows) + 1,
+                    )
+                rows.append(record)
+    except UnicodeDecodeError as exc:
+        raise GridError(name, f"is not UTF-8 text (byte {exc.start})") from None
+    except csv.Error as exc:
+        raise GridError(name, f"malformed CSV: {exc}") from None
+    duplicates = sorted({c for c in columns if columns.count(c) > 1})
+    if duplicates:
+        raise GridError(name, f"column {duplicates[0]!r} appears twice in the header")
+    frame = pd.DataFrame(rows, columns=columns, dtype=object)
+    return frame.map(lambda v: None if isinstance(v, str) and not v.strip() else v)
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    name = str(path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise GridError(name, f"not a readable Parquet file ({type(exc).__name__})") from None
+    if not table.column_names:
+        raise GridError(name, "Parquet file has no columns")
+    for column in table.schema:
+        kind = column.type
+        if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+            kind = kind.value_type
+        if pa.types.is_dictionary(kind):  # e.g. a pandas categorical: its values are what count
+            kind = kind.value_type
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
+                or pa.types.is_floating(kind) or pa.types.is_null(kind)):  # fmt: skip
+            raise GridError(name, f"column type {column.type} is not text, a number or a list of those",
+                            field=column.name)  # fmt: skip
+    rows = table.to_pylist()
+    return pd.DataFrame(rows, columns=table.column_names, dtype=object)
+
+
+def _check_columns(name: str, columns: Sequence[str]) -> None:
+    for column in columns:
+        if column not in INPUTS:
+            raise GridError(name, f"unknown column {column!r}{_hint(str(column))}; columns are {', '.join(INPUTS)}")
+    if "prompt" not in columns:
+        raise GridError(name, "no prompt column")
