@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import difflib
 import functools
-import math
 import os
-import re
-import threading
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, cast
@@ -33,7 +30,7 @@ import pandas as pd
 from markupsafe import Markup
 
 from flows.grid import BASIC_INPUTS, IMAGE_INPUTS, INPUTS
-from flows.store.manifest import MANIFEST_PARQUET, read_manifest
+from flows.store.manifest import MANIFEST_PARQUET, atomic_write, read_manifest
 from flows.store.posters import ensure_posters, poster_path
 from flows.store.summary import summarize
 from flows.store.thumbnails import (
@@ -47,10 +44,21 @@ from flows.store.thumbnails import (
     web_url,
     with_image_columns,
 )
+from flows.view.cells import (
+    as_decimal,
+    as_float,
+    aspect_ratio,
+    by_status,
+    cell_text,
+    shorten,
+    show_money,
+    show_seconds,
+    status_label,
+    status_slug,
+)
 from wiro_tasks import TEXT_TO_VIDEO
 
 REPORT = "report.html"
-STATUS_ORDER = ("succeeded", "failed", "timed_out", "cancelled", "skipped", "running", "pending")
 FIRST_SEEN_ORDER = ("prompt", "negativePrompt", "inputImage", "model")  # kept in grid order; other inputs sort by value
 MODEL = "model"
 _READ = frozenset({"row_id", *INPUTS, MODEL, "input_image_sha256", "image_path", "status", "error", "output_path",
@@ -89,7 +97,7 @@ def _view(manifest: pd.DataFrame) -> pd.DataFrame:
     columns = ("input_image_sha256", "inputImageUrl", "inputImage")
     if all(_blank(manifest[c]) for c in columns):  # a text-to-video sweep
         return manifest.assign(image_path=manifest["inputImage"], inputImage="")
-    sha, url, path = (manifest[c].map(_text) for c in columns)
+    sha, url, path = (manifest[c].map(cell_text) for c in columns)
     keys = sha.where(sha != "", url.where(url != "", path))  # the image's identity: content, else URL, else path
     return manifest.assign(image_path=manifest["inputImage"], inputImage=keys)
 
@@ -100,18 +108,18 @@ def _blank(values: pd.Series) -> bool:
 
 
 def _values(view: pd.DataFrame, name: str) -> pd.Series:
-    values = view[name].map(_text)
+    values = view[name].map(cell_text)
     return values[values != ""] if name in ONE_MODEL else values
 
 
 def _url_follows(view: pd.DataFrame) -> bool:
     """Each image has one URL (its own, or the one it was uploaded to): the URL is no axis of its own."""
-    urls = view["inputImageUrl"].map(_text).groupby(view["inputImage"]).nunique()
+    urls = view["inputImageUrl"].map(cell_text).groupby(view["inputImage"]).nunique()
     return bool(urls.empty or urls.max() <= 1)
 
 
 def _models(view: pd.DataFrame) -> list[str]:
-    return sorted({m for m in view[MODEL].map(_text) if m})
+    return sorted({m for m in view[MODEL].map(cell_text) if m})
 
 
 def plan_layout(manifest: pd.DataFrame, rows: str = "prompt", cols: str | None = None, *,
@@ -129,9 +137,9 @@ def plan_layout(manifest: pd.DataFrame, rows: str = "prompt", cols: str | None =
     if both:
         raise ValueError(f"{both[0]} cannot be both a row and a column of the report")
     left = [n for n in swept if n not in row_names and n not in (col_names or ())]
-    keys = view[list(row_names)].map(_text)
+    keys = view[list(row_names)].map(cell_text)
     candidates = [n for n in left if n != "prompt"] + ([MODEL] if len(_models(view)) > 1 else [])
-    per_row = [n for n in candidates if view[n].map(_text).groupby(
+    per_row = [n for n in candidates if view[n].map(cell_text).groupby(
         [keys[r] for r in row_names]).nunique().max() == 1]  # fmt: skip
     if "inputImage" in (*row_names, *per_row):  # its label says "no image · text-to-video" already
         per_row = [n for n in per_row if n != MODEL]
@@ -161,15 +169,6 @@ def _names(spec: str, what: str, url_follows: bool = True) -> tuple[str, ...]:
     return names
 
 
-def _text(value: Any) -> str:
-    """A manifest value as the text that keys, filters and shows it (5.0 -> '5', missing -> '')."""
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
 def _value_key(text: str) -> tuple[int, float, str]:
     try:
         return (0, float(text), text)
@@ -181,7 +180,7 @@ def _ranks(records: Sequence[Record], names: Iterable[str]) -> dict[str, dict[st
     """Each input's values in display order: prompts as first seen, the rest by number or text."""
     ranks: dict[str, dict[str, int]] = {}
     for name in names:
-        seen = list(dict.fromkeys(_text(r.get(name)) for r in records))
+        seen = list(dict.fromkeys(cell_text(r.get(name)) for r in records))
         ordered = seen if name in FIRST_SEEN_ORDER else sorted(seen, key=_value_key)
         ranks[name] = {v: i for i, v in enumerate(ordered)}
     return ranks
@@ -222,7 +221,7 @@ def build_report(manifest: pd.DataFrame, *, rows: str = "prompt", cols: str | No
     show = _Show(records, thumbs or {}, mixed=len(_models(view)) > 1)
 
     def key(record: Record, names: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(_text(record.get(n)) for n in names)
+        return tuple(cell_text(record.get(n)) for n in names)
 
     def ordered(keys: Iterable[tuple[str, ...]], names: tuple[str, ...]) -> list[tuple[str, ...]]:
         return sorted(set(keys), key=lambda k: [ranks[n][v] for n, v in zip(names, k, strict=True)])
@@ -246,12 +245,12 @@ def build_report(manifest: pd.DataFrame, *, rows: str = "prompt", cols: str | No
         for row in ordered((key(r, layout.rows) for r in members), layout.rows):
             found = [cells.get((row, col), []) for col in columns]
             first = next(r for rs in found for r in rs)
-            statuses = [_text(r.get("status")) or "unknown" for rs in found for r in rs]
+            statuses = [cell_text(r.get("status")) or "unknown" for rs in found for r in rs]
             body.append({
                 "prompt": row[0] if layout.rows == ("prompt",) else None,
                 "pairs": [] if layout.rows == ("prompt",) else show.pairs(layout.rows, row),
                 "attrs": show.pairs(layout.attrs, key(first, layout.attrs)),
-                "tally": [(_slug(s), n, _label(s)) for s, n in _by_status({s: statuses.count(s) for s in statuses})],
+                "tally": [(status_slug(s), n, status_label(s)) for s, n in by_status(Counter(statuses))],
                 "cells": [[_card(r, swept, params, posters, layout.attrs, show) for r in rs] for rs in found],
             })  # fmt: skip
         sections.append({"heading": show.pairs(layout.groups, group), "head": _head(names, columns, show),
@@ -262,7 +261,7 @@ def build_report(manifest: pd.DataFrame, *, rows: str = "prompt", cols: str | No
               if n not in optional or n in present]  # fmt: skip
     values = ["image_path" if n == "inputImage" else n for n in listed]
     inputs = {"names": listed, "optional": sorted({*present, *ONE_MODEL}),
-              "rows": {_text(r.get("row_id")): [_text(r.get(n)) for n in values] for r in records}}  # fmt: skip
+              "rows": {cell_text(r.get("row_id")): [cell_text(r.get(n)) for n in values] for r in records}}  # fmt: skip
     page = {**_header(view, layout, swept, title, show), "sections": sections, "inputs": inputs,
             **_filters(view, swept, params, ranks, show)}  # fmt: skip
     return _template().render(page=page, css=_asset("report.css"), js=_asset("report.js"))
@@ -276,15 +275,15 @@ class _Show:
         self.mixed = mixed
         self.images: dict[str, dict[str, str]] = {}
         for record in records:
-            identity = _text(record.get("inputImage"))
+            identity = cell_text(record.get("inputImage"))
             if identity in self.images:
                 continue
             if not identity:
                 self.images[""] = {"label": "no image · text-to-video" if mixed else "", "src": "", "ratio": ""}
                 continue
-            sha = _text(record.get("input_image_sha256"))
+            sha = cell_text(record.get("input_image_sha256"))
             size = thumbs.get(sha) if is_sha256(sha) else None
-            source = f"{THUMBS}/{sha}.jpg" if size else web_url(_text(record.get("inputImageUrl")))
+            source = f"{THUMBS}/{sha}.jpg" if size else web_url(cell_text(record.get("inputImageUrl")))
             label = image_label({"inputImage": record.get("image_path"), "inputImageUrl": record.get("inputImageUrl")})
             self.images[identity] = {"label": label, "src": source, "ratio": f"{size[0]} / {size[1]}" if size else ""}
 
@@ -307,12 +306,12 @@ class _Show:
 
 
 def _header(view: pd.DataFrame, layout: Layout, swept: list[str], title: str, show: _Show) -> dict[str, Any]:
-    costs = pd.Series([_decimal(v) for v in view["cost_usd"]], index=view.index, dtype=object)
+    costs = pd.Series([as_decimal(v) for v in view["cost_usd"]], index=view.index, dtype=object)
     summary = summarize(view.assign(cost_usd=costs))
     stats = [("cells", str(summary.total), "")]
-    stats += [(_label(s), str(n), _slug(s)) for s, n in _by_status(summary.counts)]
-    stats += [("billed", _money(summary.cost), ""), ("p50 elapsed", _seconds(summary.p50), ""),
-              ("p95 elapsed", _seconds(summary.p95), "")]  # fmt: skip
+    stats += [(status_label(s), str(n), status_slug(s)) for s, n in by_status(summary.counts)]
+    stats += [("billed", show_money(summary.cost), ""), ("p50 elapsed", show_seconds(summary.p50), ""),
+              ("p95 elapsed", show_seconds(summary.p95), "")]  # fmt: skip
     fixed = []
     for name in (n for n in INPUTS if n not in swept and n not in layout.rows and n not in layout.cols):
         values = _values(view, name)
@@ -339,10 +338,10 @@ def _header(view: pd.DataFrame, layout: Layout, swept: list[str], title: str, sh
 
 def _filters(view: pd.DataFrame, swept: list[str], params: dict[str, str],
              ranks: dict[str, dict[str, int]], show: _Show) -> dict[str, Any]:  # fmt: skip
-    counts = {str(s): int(n) for s, n in view["status"].map(_text).value_counts().items()}
+    counts = {str(s): int(n) for s, n in view["status"].map(cell_text).value_counts().items()}
     return {
-        "statuses": [(s, _label(s), n) for s, n in _by_status(counts)],
-        "selects": [(name, params[name], [(v, _short(show.text(name, v))) for v in ranks[name]]) for name in swept],
+        "statuses": [(s, status_label(s), n) for s, n in by_status(counts)],
+        "selects": [(name, params[name], [(v, shorten(show.text(name, v))) for v in ranks[name]]) for name in swept],
     }
 
 
@@ -368,28 +367,30 @@ def _card(record: Record, swept: list[str], params: dict[str, str], posters: fro
           attrs: tuple[str, ...], show: _Show) -> dict[str, Any]:  # fmt: skip
     """One row's card: its video (or why there is none), its start image, status, cost, time, and the
     swept inputs its row's header does not already show."""
-    status = _text(record.get("status")) or "unknown"
-    path = _text(record.get("output_path"))
-    error = _text(record.get("error"))
+    status = cell_text(record.get("status")) or "unknown"
+    path = cell_text(record.get("output_path"))
+    error = cell_text(record.get("error"))
     playable = status == "succeeded" and bool(path)
-    reason = error or ("no video was saved" if status == "succeeded" else f"{_label(status)}: no reason recorded")
-    image = show.images.get(_text(record.get("inputImage")), {}) if record.get("inputImage") else {}
-    shown = [(n, _text(record.get(n))) for n in swept if n != "prompt" and n not in attrs]  # the other model's: none
+    reason = error or ("no video was saved" if status == "succeeded" else f"{status_label(status)}: no reason recorded")
+    image = show.images.get(cell_text(record.get("inputImage")), {}) if record.get("inputImage") else {}
+    shown = [
+        (n, cell_text(record.get(n))) for n in swept if n != "prompt" and n not in attrs
+    ]  # the other model's: none
     return {
         "status": status,
-        "slug": _slug(status),
-        "label": _label(status),
-        "row_id": _text(record.get("row_id")),
-        "data": [(params[n], _text(record.get(n))) for n in swept],
-        "ratio": ((_frame(record) or image["ratio"]) if image else "") or _ratio(_text(record.get("size"))),
+        "slug": status_slug(status),
+        "label": status_label(status),
+        "row_id": cell_text(record.get("row_id")),
+        "data": [(params[n], cell_text(record.get(n))) for n in swept],
+        "ratio": ((_frame(record) or image["ratio"]) if image else "") or aspect_ratio(cell_text(record.get("size"))),
         "video": _href(path) if playable else "",
         "poster": _href(str(poster_path(Path(path)))) if playable and path in posters else "",
         "start": image if image.get("src") else None,
         "path": path,
         "clip": _clip(record),
         "reason": reason,
-        "cost": _money(_decimal(record.get("cost_usd"))),
-        "time": _seconds(_float(record.get("elapsed_seconds"))),
+        "cost": show_money(as_decimal(record.get("cost_usd"))),
+        "time": show_seconds(as_float(record.get("elapsed_seconds"))),
         "shown": [(n, show.text(n, v)) for n, v in shown if v or (n not in ONE_MODEL and n != "inputImage")],
         "note": error if error and status == "succeeded" else "",
     }
@@ -397,7 +398,7 @@ def _card(record: Record, swept: list[str], params: dict[str, str], posters: fro
 
 def _frame(record: Record) -> str:
     """An image-to-video row's asked-for aspect ratio: its width and height, when neither follows the image."""
-    width, height = _float(record.get("width")), _float(record.get("height"))
+    width, height = as_float(record.get("width")), as_float(record.get("height"))
     return f"{width:g} / {height:g}" if width and height else ""
 
 
@@ -407,56 +408,8 @@ def _href(path: str) -> str:
 
 def _clip(record: Record) -> str:
     """The clip's length (numFrames / fps), shown on the poster until the controls are."""
-    frames, fps = _float(record.get("numFrames")), _float(record.get("fps"))
+    frames, fps = as_float(record.get("numFrames")), as_float(record.get("fps"))
     return f"{frames / fps:.1f} s" if frames and fps else ""
-
-
-def _by_status(counts: dict[str, int]) -> list[tuple[str, int]]:
-    known = [(s, counts[s]) for s in STATUS_ORDER if counts.get(s)]
-    return known + sorted((s, n) for s, n in counts.items() if s not in STATUS_ORDER and n)
-
-
-def _label(status: str) -> str:
-    return status.replace("_", " ")
-
-
-def _slug(status: str) -> str:
-    return re.sub(r"[^a-z0-9_-]", "", status.lower()) or "unknown"
-
-
-def _short(value: str, limit: int = 70) -> str:
-    return value if len(value) <= limit else value[: limit - 1] + "…"
-
-
-def _ratio(size: str) -> str:
-    match = re.fullmatch(r"\s*(\d+)\s*[*x×]\s*(\d+)\s*", size)
-    return f"{match[1]} / {match[2]}" if match and int(match[1]) and int(match[2]) else "16 / 9"
-
-
-def _decimal(value: Any) -> Decimal:
-    if _text(value) == "":
-        return Decimal(0)
-    try:
-        return Decimal(str(value))
-    except InvalidOperation:
-        return Decimal(0)
-
-
-def _float(value: Any) -> float | None:
-    try:
-        return float(_text(value))
-    except ValueError:
-        return None
-
-
-def _money(value: Decimal) -> str:
-    if not value:
-        return "$0"
-    return f"${value:.6f}" if abs(value) < Decimal("0.0001") else f"${value:.4f}"
-
-
-def _seconds(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1f} s"
 
 
 def write_report(out: Path, *, rows: str = "prompt", cols: str | None = None) -> Path:
@@ -468,20 +421,16 @@ def write_report(out: Path, *, rows: str = "prompt", cols: str | None = None) ->
     videos = [p for p, s in zip(manifest["output_path"], manifest["status"], strict=True) if p and s == "succeeded"]
     ensure_posters(out / p for p in videos)
     posters = frozenset(p for p in videos if poster_path(out / p).is_file())
-    images = with_image_columns(manifest)[["inputImage", "input_image_sha256"]].map(_text)
+    images = with_image_columns(manifest)[["inputImage", "input_image_sha256"]].map(cell_text)
     shas = {s for s in images["input_image_sha256"] if is_sha256(s)}
     ensure_thumbnails(out, ((p, s) for p, s in images.itertuples(index=False) if p and s in shas))
     thumbs = {s: size for s in shas if (size := thumbnail_size(thumbnail_path(out, s)))}
     title = f"wiro-sweep · {out.resolve().name}"
     text = build_report(manifest, rows=rows, cols=cols, title=title, posters=posters, thumbs=thumbs)
     path = out / REPORT
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    atomic_write(path, lambda temporary: _write_text(temporary, text))
     return path
+
+
+def _write_text(path: str, text: str) -> None:
+    Path(path).write_text(text, encoding="utf-8")
