@@ -87,10 +87,13 @@ _session: ContextVar[WiroSession | None] = ContextVar("wiro_session", default=No
 
 
 @asynccontextmanager
-async def wiro_session(credentials: Credentials | None = None) -> AsyncIterator[WiroSession]:
+async def wiro_session(
+    credentials: Credentials | None = None, client: AsyncWiroClient | None = None
+) -> AsyncIterator[WiroSession]:
     """The Wiro session of the code inside (a flow run, a benchmark): its tasks and the coroutines
-    it starts use it; its client is closed at the end. Credentials default to the environment's."""
-    session = WiroSession(credentials or Credentials.resolve())
+    it starts use it; its client is closed at the end. Credentials default to the client's, else
+    the environment's; a client given (a test's, on a mock transport) is used as it is."""
+    session = WiroSession(credentials or (client.credentials if client else Credentials.resolve()), _client=client)
     token = _session.set(session)
     try:
         yield session

@@ -20,9 +20,9 @@ from flows.engine.ledger import Ledger
 from flows.engine.rows import maybe_live, quote_inputs
 from flows.engine.settings import Settings
 from flows.grid import MODEL
-from wiro_tasks import Quote, ToolPrice, WiroError
+from wiro_tasks import Quote, TaskStateError, ToolPrice, WiroError
 from wiro_tasks.prefect_tasks import wiro_client
-from wiro_tasks.waiting import WaitOutcome, stop_task
+from wiro_tasks.waiting import WaitOutcome
 
 logger = logging.getLogger("flows.engine")
 
@@ -170,19 +170,23 @@ class BudgetGuard:
                 self.stopped[row_id] = (f"budget: stopped while running, at ${self.budget.committed:.4f} "
                                         f"billed and held of ${self.budget.limit}")  # fmt: skip
                 self.ledger.record("note", row_id, error=f"budget: stopping task {task_id}")
-                stopping = asyncio.create_task(self._stop(row_id, task_id))
+                stopping = asyncio.create_task(self.stop(row_id, task_id))
                 self._stopping.add(stopping)
                 stopping.add_done_callback(self._stopping.discard)
 
-    async def _stop(self, row_id: str, task_id: str) -> None:
-        """Cancel (queued) or kill (running) one task, unless it has ended already (a resumed task
-        counted from its intent may well have); its row's wait records how it ended. If Wiro could
-        not be told, the budget counts the task as running again and the guard tries once more."""
+    async def stop(self, row_id: str, task_id: str) -> None:
+        """Kill one task at once (every second until a Kill lands is billed, and the guard counts
+        `horizon` from its decision); a task still queued is cancelled instead, and one that ended
+        meanwhile is left as it ended. Its row's wait records how it ended. If Wiro could not be
+        told, the budget counts the task as running again and the guard tries once more."""
         client = wiro_client()
         try:
-            current = await client.detail(task_id)
-            if not current.is_terminal:
-                await stop_task(client, current)
+            try:
+                await client.kill(task_id)
+            except TaskStateError:  # not running: queued (cancel it), or ended (nothing to do)
+                await client.cancel(task_id)
+        except TaskStateError:
+            pass
         except WiroError as exc:
             logger.warning("budget: could not stop task %s: %s", task_id, exc)
             self.budget.unstop(row_id)
