@@ -158,7 +158,8 @@ def test_a_final_manifest_that_cannot_be_written_stops_submitting(tmp_path: Path
     (tmp_path / "manifest.parquet").mkdir()  # the manifest's path is taken: every write fails
     manifest = ledger.final_manifest()
     assert len(manifest) == 3
-    assert ledger.halt.out_error is not None and ledger.halt.reason.startswith("not submitted")
+    assert ledger.halt.out_error is not None
+    assert ledger.halt.reason.startswith("not submitted")
 
 
 def test_a_task_another_row_holds_is_never_claimed(tmp_path: Path) -> None:
@@ -176,4 +177,5 @@ def test_progress_counts_every_row_once(tmp_path: Path, rows: int) -> None:
     for n in range(rows):
         ledger.record("finished", f"r{n}", status="succeeded", task_id=str(n), cost="0.01")
     progress = ledger.progress(Decimal("0.02"))
-    assert progress.done == rows and progress.total == 3
+    assert progress.done == rows
+    assert progress.total == 3
