@@ -1,0 +1,132 @@
+"""What one row costs in work that does not depend on the machine's speed, at two sizes.
+
+Per-row overhead once doubled unnoticed: timings live in `python -m bench.run`, too noisy on a
+shared machine to fail a test. These counts are exact. A row's marginal work, (count at 60 rows
+- count at 15 rows) / 45, must stay within what a row needs:
+
+- Wiro requests: a Run, a Task/Detail (instant tasks end by the first poll) and the download;
+- Prefect task runs: two (submit, wait), each Pending -> Running -> Completed, sent as events;
+- requests to the Prefect API: none of a row's own (artifacts, renames and the cancel watch
+  are per run or per second, not per row);
+- journal writes: the intent is written (and fsynced) on its own, before its Run; the other
+  events of a row ride in the batches written every tenth of a second;
+- manifest rewrites: at most one a second, whatever the number of rows.
+
+A change that adds a request, a task run, a state or a write per row fails here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+
+import flows.store.journal
+import flows.store.manifest
+from flows.orchestrate.flow import sweep
+from flows.store.manifest import read_manifest
+from wiro_tasks.emulator import EmulatorServer
+
+from .conftest import EmulatorFactory
+
+SIZES = (15, 60)
+_ID = re.compile(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}|(?<=/)\d+(?=/|$)")
+
+
+class Counts:
+    """Counts what the process sends and writes while a sweep runs."""
+
+    def __init__(self, api: str) -> None:
+        self.api = api
+        self.seen: Counter[str] = Counter()
+
+    def request(self, request: httpx.Request) -> None:
+        api = self.api
+        path = _ID.sub("{id}", request.url.path)
+        where = "prefect" if api and str(request.url).startswith(api) else "wiro"
+        self.seen[f"{where} {request.method} {path}"] += 1
+
+    def total(self, prefix: str) -> int:
+        return sum(n for k, n in self.seen.items() if k.startswith(prefix))
+
+
+@pytest.fixture
+def counting(monkeypatch: pytest.MonkeyPatch, prefect_api: str) -> Iterator[Callable[[], Counts]]:
+    """Each call starts fresh counts of requests, events, journal writes and manifest rewrites."""
+    from prefect.events.worker import EventsWorker
+
+    current = [Counts(prefect_api)]
+    send_async, send_sync, enqueue = httpx.AsyncClient.send, httpx.Client.send, EventsWorker.send
+    write_whole, atomic = flows.store.journal._write_whole, flows.store.manifest.atomic_write
+
+    async def counted_async(self: httpx.AsyncClient, request: httpx.Request, *a: Any, **k: Any) -> httpx.Response:
+        current[0].request(request)
+        return await send_async(self, request, *a, **k)
+
+    def counted_sync(self: httpx.Client, request: httpx.Request, *a: Any, **k: Any) -> httpx.Response:
+        current[0].request(request)
+        return send_sync(self, request, *a, **k)
+
+    def counted_event(self: Any, event: Any) -> None:
+        current[0].seen[f"event {event.event}"] += 1
+        enqueue(self, event)
+
+    def counted_write(fd: int, data: bytes) -> None:
+        current[0].seen["journal write"] += 1
+        write_whole(fd, data)
+
+    def counted_manifest(path: Path, write: Callable[[str], None]) -> None:
+        current[0].seen[f"file {Path(path).name}"] += 1
+        atomic(path, write)
+
+    monkeypatch.setattr(httpx.AsyncClient, "send", counted_async)
+    monkeypatch.setattr(httpx.Client, "send", counted_sync)
+    monkeypatch.setattr(EventsWorker, "send", counted_event)
+    monkeypatch.setattr(flows.store.journal, "_write_whole", counted_write)
+    monkeypatch.setattr(flows.store.manifest, "atomic_write", counted_manifest)
+
+    def fresh() -> Counts:
+        current[0] = Counts(prefect_api)
+        return current[0]
+
+    yield fresh
+
+
+def sweep_rows(tmp_path: Path, rows: int, counts: Callable[[], Counts]) -> Counts:
+    grid = tmp_path / f"grid-{rows}.csv"
+    pd.DataFrame({"prompt": [f"row {n}" for n in range(rows)], "numFrames": 9}).to_csv(grid, index=False)
+    counted = counts()
+    state = asyncio.run(sweep(grid=[str(grid)], out=str(tmp_path / f"out-{rows}"), max_concurrency=8,  # type: ignore[arg-type]
+                              poll_interval=0.01, return_state=True))  # fmt: skip
+    assert state.is_completed(), state.message
+    assert (read_manifest(tmp_path / f"out-{rows}")["status"] == "succeeded").all()
+    return counted  # events are counted as they are handed to Prefect's events worker
+
+
+def test_a_row_costs_the_same_work_at_any_size(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path,
+    counting: Callable[[], Counts],
+) -> None:  # fmt: skip
+    emulator = make_emulator(queue_seconds=0.0, task_seconds=0.0, preview=True, concurrency_limit=1000)
+    wiro_env(emulator)
+    small, large = (sweep_rows(tmp_path, n, counting) for n in SIZES)
+    extra = SIZES[1] - SIZES[0]
+
+    def per_row(key: str) -> float:
+        return (large.total(key) - small.total(key)) / extra
+
+    shown = f"small: {dict(small.seen)}\nlarge: {dict(large.seen)}"
+    assert per_row("wiro POST /v1/Run/") == 1, shown
+    assert per_row("wiro POST /v1/Task/Detail") <= 1.1, shown  # instant tasks: one look, a rare second
+    assert per_row("wiro GET ") == 1, shown  # the video
+    assert per_row("event prefect.task-run.") == 6, shown  # two task runs, three states each
+    assert per_row("prefect ") <= 0.25, shown  # per run and per second, never per row
+    assert per_row("journal write") <= 1.5, shown  # the intent alone, the rest in batches
+    assert per_row("file manifest.parquet") <= 0.25, shown
