@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ class Counts:
 
 
 @pytest.fixture
-def counting(monkeypatch: pytest.MonkeyPatch, prefect_api: str) -> Iterator[Callable[[], Counts]]:
+def counting(monkeypatch: pytest.MonkeyPatch, prefect_api: str) -> Callable[[], Counts]:
     """Each call starts fresh counts of requests, events, journal writes and manifest rewrites."""
     from prefect.events.worker import EventsWorker
 
@@ -96,7 +96,7 @@ def counting(monkeypatch: pytest.MonkeyPatch, prefect_api: str) -> Iterator[Call
         current[0] = Counts(prefect_api)
         return current[0]
 
-    yield fresh
+    return fresh
 
 
 def sweep_rows(tmp_path: Path, rows: int, counts: Callable[[], Counts]) -> Counts:
