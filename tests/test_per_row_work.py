@@ -103,7 +103,7 @@ def sweep_rows(tmp_path: Path, rows: int, counts: Callable[[], Counts]) -> Count
     grid = tmp_path / f"grid-{rows}.csv"
     pd.DataFrame({"prompt": [f"row {n}" for n in range(rows)], "numFrames": 9}).to_csv(grid, index=False)
     counted = counts()
-    state = asyncio.run(sweep(grid=[str(grid)], out=str(tmp_path / f"out-{rows}"), max_concurrency=8,  # type: ignore[arg-type]
+    state: Any = asyncio.run(sweep(grid=[str(grid)], out=str(tmp_path / f"out-{rows}"), max_concurrency=8,  # type: ignore[arg-type]
                               poll_interval=0.01, return_state=True))  # fmt: skip
     assert state.is_completed(), state.message
     assert (read_manifest(tmp_path / f"out-{rows}")["status"] == "succeeded").all()
