@@ -96,6 +96,37 @@ def prefect_api() -> Iterator[str]:
         yield str(PREFECT_API_URL.value())
 
 
+@pytest.fixture(scope="module")
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL database of this module's own (for a real `prefect server`: tests/prefect_stack.py);
+    SQLite, said aloud, where no PostgreSQL answers."""
+    import asyncio
+    import uuid
+
+    import asyncpg
+
+    name = f"wiro_sweep_it_{uuid.uuid4().hex[:8]}"
+
+    async def admin(sql: str) -> None:
+        connection = await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres", database="postgres")
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    try:
+        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError) as exc:
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        message = f"NO POSTGRESQL on 127.0.0.1:5432 ({exc}); this module's Prefect server runs on SQLite instead"
+        if reporter is not None:
+            reporter.write_line(message, yellow=True)
+        yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('prefect-db') / 'prefect.db'}"
+        return
+    yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 @pytest.fixture
 def subprocess_env(prefect_api: str) -> Callable[[EmulatorServer], dict[str, str]]:
     """The environment of a `wiro-sweep` subprocess pointed at an emulator and the test Prefect API."""
