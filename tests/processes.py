@@ -55,11 +55,12 @@ def wait_until(check: Callable[[], bool], seconds: float = 60) -> None:
         time.sleep(0.02)
 
 
-def wait_for(check: Callable[[], bool], process: subprocess.Popen[bytes], seconds: float) -> bool:
-    """Whether `check` came true before `seconds` passed or the process ended."""
+def wait_for(check: Callable[[], bool], process: subprocess.Popen[bytes], seconds: float, every: float = 0.005) -> bool:
+    """Whether `check` came true before `seconds` passed or the process ended; checked `every`
+    seconds (5 ms by default: a moment to kill at is caught close; slower for a costly check)."""
     deadline = time.monotonic() + seconds
     while not check():
         if process.poll() is not None or time.monotonic() > deadline:
             return False
-        time.sleep(0.005)
+        time.sleep(every)
     return True

@@ -80,8 +80,14 @@ class ManifestReader(threading.Thread):
     """Reads both manifests over and over while a sweep runs; every read must parse whole.
 
     A manifest that exists must have exactly one row per combination (the expected row ids),
-    whatever moment it is read at. Failures are collected, never raised in the thread.
+    whatever moment it is read at. Failures are collected, never raised in the thread. A round
+    of both reads takes ~5 ms of CPU; a pause of 20 ms after each keeps this thread from taking
+    most of a core (and the GIL from the sweep and emulator in this process) for the whole test,
+    while still reading each manifest dozens of times a second: hammering one manifest as fast as
+    possible is `test_read_manifest_survives_a_concurrent_rewrite`'s job.
     """
+
+    PAUSE = 0.02
 
     def __init__(self, out: Path, row_ids: set[str]) -> None:
         super().__init__(name="manifest-reader", daemon=True)
@@ -95,7 +101,7 @@ class ManifestReader(threading.Thread):
         while not self._done.is_set():
             self.check(MANIFEST_PARQUET, parquet_row_ids)
             self.check(MANIFEST_CSV, lambda p: pd.read_csv(p, dtype=str, keep_default_na=False)["row_id"].tolist())
-            time.sleep(0.002)
+            time.sleep(self.PAUSE)
 
     def check(self, name: str, read_ids: Callable[[Path], list[Any]]) -> None:
         path = self.out / name
@@ -628,7 +634,7 @@ def test_a_full_disk_stops_submitting_then_a_rerun_pays_once(
         events = read_events(out / JOURNAL) if (out / JOURNAL).exists() else []
         return sum(e["event"] == "downloaded" for e in events)
 
-    assert wait_for(lambda: downloaded() >= 6, first, 120), log.read_text()[-3000:]
+    assert wait_for(lambda: downloaded() >= 6, first, 120, every=0.05), log.read_text()[-3000:]  # reads the journal
     filler = out.parent / "filler"  # another program takes every byte that is left
     with contextlib.suppress(OSError), filler.open("wb") as handle:
         while True:
