@@ -96,14 +96,17 @@ class Stack:
         assert isinstance(state, dict)
         return str(state["type"])
 
-    def stop(self, processes: list[subprocess.Popen[bytes]] | None = None) -> None:
+    def stop(self, processes: list[subprocess.Popen[bytes]] | None = None, grace: float = 20) -> None:
+        """SIGTERM to each process group, then SIGKILL to those still running `grace` seconds later
+        (one deadline for them all: a stop takes at most `grace`, not `grace` per process)."""
         chosen = self.processes if processes is None else processes
         for process in reversed(chosen):
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
         for process in chosen:
             try:
-                process.wait(timeout=20)
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()

@@ -77,7 +77,9 @@ def workers(stack: Stack, make_emulator: EmulatorFactory) -> Iterator[Callable[.
         return emulator
 
     yield start
-    stack.stop(started)
+    # The test has checked what it checks: a worker's graceful exit (it signals its own process
+    # worker and flushes its events) took 10-40 s under load, and is not what is tested here.
+    stack.stop(started, grace=5)
 
 
 def shard_prompts(tmp_path: Path, short: int, long: int) -> list[str]:
