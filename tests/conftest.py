@@ -13,22 +13,27 @@ import pytest
 from wiro_tasks import PollSchedule, RetryPolicy, WiroClient
 from wiro_tasks.emulator import EmulatorConfig, EmulatorServer
 
-# The modules that take longest (seconds on 2 cores, from `pytest --durations=40`), run first:
-# test.sh hands whole modules to workers in this order (`--no-loadscope-reorder`; xdist's own order
-# is by test count, which put test_ui, test_server and test_bench, 1-3 tests each, last). The rest
-# keep their file order.
+# The modules that take longest, run first: test.sh hands whole modules to workers in this order
+# (`--no-loadscope-reorder`; xdist's own order is by test count, which put test_ui, test_server and
+# test_bench, 1-4 tests each, last). The rest keep their file order. Seconds are each module alone
+# (`pytest -n 0 --durations`, wall / CPU with its subprocesses) on a 2-core machine shared with
+# other work: only their order matters here.
 LONGEST_FIRST = (
-    "test_ui.py",  # ~105 s: a Prefect server with its UI, a worker, Chromium
-    "test_server.py",  # ~90 s: a Prefect server, two workers
-    "test_bench.py",  # ~55 s in one test
-    "test_faults.py",  # ~130 s over 10 tests
-    "test_i2v_sweep.py",  # ~90 s: image sweeps, two SIGKILLs
-    "test_cli_run.py",  # ~80 s
-    "test_sweep.py",  # ~110 s
-    "test_secrets.py",  # ~40 s
-    "test_emulator.py",
-    "test_bad_inputs.py",
-    "test_report.py",
+    "test_server.py",  # ~300 s / 120 CPU-s: a Prefect server, two workers per test, sharded sweeps
+    "test_faults.py",  # ~290 s / 120 CPU-s: fault matrix, SIGKILLs, a full disk, budgets, clocks
+    "test_cli_run.py",  # ~250 s / 65 CPU-s: `wiro-sweep run` killed and resumed
+    "test_sweep.py",  # ~210 s / 50 CPU-s
+    "test_secrets.py",  # ~180 s / 35 CPU-s
+    "test_bench.py",  # ~170 s / 55 CPU-s in one test
+    "test_i2v_sweep.py",  # ~165 s / 40 CPU-s: image sweeps, two SIGKILLs
+    "test_ui.py",  # ~155 s / 60 CPU-s: a Prefect server with its UI, a worker, Chromium
+    "test_hostile.py",  # ~130 s / 35 CPU-s
+    "test_shards.py",  # ~110 s / 30 CPU-s
+    "test_downloads.py",  # ~95 s / 25 CPU-s
+    "test_bad_inputs.py",  # ~90 s / 25 CPU-s
+    "test_nightly.py",  # ~90 s / 25 CPU-s
+    "test_emulator.py",  # ~80 s / 15 CPU-s
+    "test_report.py",  # ~60 s / 10 CPU-s
 )
 
 API_KEY = "test-key-0001"
@@ -94,6 +99,37 @@ def prefect_api() -> Iterator[str]:
 
     with prefect_test_harness(server_startup_timeout=180):
         yield str(PREFECT_API_URL.value())
+
+
+@pytest.fixture(scope="module")
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL database of this module's own (for a real `prefect server`: tests/prefect_stack.py);
+    SQLite, said aloud, where no PostgreSQL answers."""
+    import asyncio
+    import uuid
+
+    import asyncpg
+
+    name = f"wiro_sweep_it_{uuid.uuid4().hex[:8]}"
+
+    async def admin(sql: str) -> None:
+        connection = await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres", database="postgres")
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    try:
+        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError) as exc:
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        message = f"NO POSTGRESQL on 127.0.0.1:5432 ({exc}); this module's Prefect server runs on SQLite instead"
+        if reporter is not None:
+            reporter.write_line(message, yellow=True)
+        yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('prefect-db') / 'prefect.db'}"
+        return
+    yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture

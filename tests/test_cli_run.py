@@ -6,8 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -32,6 +30,7 @@ from wiro_tasks import TEXT_TO_VIDEO, model_spec
 from wiro_tasks.emulator import EmulatorServer
 
 from .conftest import EmulatorFactory
+from .processes import finish, start, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -233,36 +232,6 @@ def test_dry_run_with_nothing_left_says_so_instead_of_budgeting_zero_rows(tmp_pa
         "Nothing to submit: every combination has finished.",
         "Nothing was submitted (--dry-run).",
     ]
-
-
-def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as handle:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(
-            [sys.executable, "-m", "flows", "run", *args],
-            env=env,
-            stdout=handle,
-            stderr=handle,
-            start_new_session=True,
-            # A shell's background jobs inherit SIGINT ignored; a user's terminal never does.
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )
-
-
-def finish(process: subprocess.Popen[bytes], log: Path, timeout: float) -> int:
-    """The exit code; a process still running after `timeout` is killed and its log shown."""
-    try:
-        return process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        raise AssertionError(f"still running after {timeout} s:\n{log.read_text()[-3000:]}") from None
-
-
-def wait_until(check: Callable[[], bool], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.02)
 
 
 def test_sigkill_at_any_moment_then_resume_pays_once(

@@ -8,7 +8,7 @@ Two tests against the emulator, sized for CI (each well under a minute on two co
   with `retry_failed=True`. A background thread reads `OUT/manifest.parquet` (pyarrow) and
   `OUT/manifest.csv` (pandas) over and over for the whole time.
 - `test_random_sigkills_then_resume_lose_nothing_and_pay_once`: `python -m flows run ...` as a
-  subprocess (with the lost-answer scans spread over a second instead of 20 s, see `FLOWS_MAIN`),
+  subprocess (with the lost-answer scans spread over a second instead of 20 s, see `tests.processes.FAST_SCANS`),
   killed with SIGKILL at random moments (some right after a Run request reached the emulator) at
   least five times in one sweep, resumed each time with the same command.
 - `test_read_manifest_survives_a_concurrent_rewrite`: the product's own manifest reader against a
@@ -32,7 +32,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -54,6 +53,7 @@ from wiro_tasks.emulator.config import Faults
 from wiro_tasks.emulator.state import FAILURE_REASONS, EmulatedTask
 
 from .conftest import EmulatorFactory, resize_disk
+from .processes import FAST_SCANS, finish, start, wait_for
 
 
 def soak_factor() -> int:
@@ -80,8 +80,14 @@ class ManifestReader(threading.Thread):
     """Reads both manifests over and over while a sweep runs; every read must parse whole.
 
     A manifest that exists must have exactly one row per combination (the expected row ids),
-    whatever moment it is read at. Failures are collected, never raised in the thread.
+    whatever moment it is read at. Failures are collected, never raised in the thread. A round
+    of both reads takes ~5 ms of CPU; a pause of 20 ms after each keeps this thread from taking
+    most of a core (and the GIL from the sweep and emulator in this process) for the whole test,
+    while still reading each manifest dozens of times a second: hammering one manifest as fast as
+    possible is `test_read_manifest_survives_a_concurrent_rewrite`'s job.
     """
+
+    PAUSE = 0.02
 
     def __init__(self, out: Path, row_ids: set[str]) -> None:
         super().__init__(name="manifest-reader", daemon=True)
@@ -95,7 +101,7 @@ class ManifestReader(threading.Thread):
         while not self._done.is_set():
             self.check(MANIFEST_PARQUET, parquet_row_ids)
             self.check(MANIFEST_CSV, lambda p: pd.read_csv(p, dtype=str, keep_default_na=False)["row_id"].tolist())
-            time.sleep(0.002)
+            time.sleep(self.PAUSE)
 
     def check(self, name: str, read_ids: Callable[[Path], list[Any]]) -> None:
         path = self.out / name
@@ -483,38 +489,6 @@ def test_the_bill_never_passes_the_budget_whatever_the_price(
 # 2. SIGKILL at random moments, through the command line.
 
 
-# `python -m flows run ARGS`, with one constant changed: the emulator's Task/List is consistent at
-# once, so the three scans that prove a lost Run answer created no task are spread over about a
-# second instead of 20 s (the rule itself, three complete scans, stays). Everything else is the
-# command as a user runs it.
-FLOWS_MAIN = (
-    "import runpy, flows.engine.matching; flows.engine.matching.FIND_RETRY_DELAYS = (0.3, 0.6); "
-    "runpy.run_module('flows', run_name='__main__')"
-)
-
-
-def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as handle:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(
-            [sys.executable, "-c", FLOWS_MAIN, "run", *args],
-            env=env,
-            stdout=handle,
-            stderr=handle,
-            start_new_session=True,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )
-
-
-def finish(process: subprocess.Popen[bytes], log: Path, timeout: float) -> int:
-    """The exit code; a process still running after `timeout` is killed and its log shown."""
-    try:
-        return process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        raise AssertionError(f"still running after {timeout} s:\n{log.read_text()[-3000:]}") from None
-
-
 def requests_seen(emulator: EmulatorServer) -> int:
     counters: dict[str, int] = emulator.account.stats()["counters"]
     return sum(counters.get(k, 0) for k in ("run", "detail", "list", "cancel", "kill"))
@@ -528,16 +502,6 @@ def runs_seen(emulator: EmulatorServer) -> int:
 def grown(count: Callable[[], int], start: int) -> Callable[[], bool]:
     """Whether `count()` has grown past `start`."""
     return lambda: count() > start
-
-
-def wait_for(check: Callable[[], bool], process: subprocess.Popen[bytes], seconds: float) -> bool:
-    """Whether `check` came true before `seconds` passed or the process ended."""
-    deadline = time.monotonic() + seconds
-    while not check():
-        if process.poll() is not None or time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 @pytest.fixture
@@ -584,7 +548,7 @@ def test_random_sigkills_then_resume_lose_nothing_and_pay_once(
     reader.start()
     try:
         while len(kills) < kills_wanted:
-            process = start(args, env, log)
+            process = start(args, env, log, FAST_SCANS)
             processes.append(process)
             before = requests_seen(emulator)
             runs_before = runs_seen(emulator)
@@ -605,7 +569,7 @@ def test_random_sigkills_then_resume_lose_nothing_and_pay_once(
             events = read_events(out / JOURNAL)  # readable after every kill
             lines = (out / JOURNAL).read_bytes().splitlines() if (out / JOURNAL).exists() else []
             assert len(events) == len(lines), f"a journal line did not parse after a kill {moment}"
-        last = start(args, env, log)
+        last = start(args, env, log, FAST_SCANS)
         processes.append(last)
         code = finish(last, log, 240)
     finally:
@@ -663,14 +627,14 @@ def test_a_full_disk_stops_submitting_then_a_rerun_pays_once(
     args = [str(grid), "--out", str(out), "--max-concurrency", "4", "--poll-interval", "0.05"]
     env = subprocess_env(emulator)
 
-    first = start(args, env, log)
+    first = start(args, env, log, FAST_SCANS)
     processes.append(first)
 
     def downloaded() -> int:
         events = read_events(out / JOURNAL) if (out / JOURNAL).exists() else []
         return sum(e["event"] == "downloaded" for e in events)
 
-    assert wait_for(lambda: downloaded() >= 6, first, 120), log.read_text()[-3000:]
+    assert wait_for(lambda: downloaded() >= 6, first, 120, every=0.05), log.read_text()[-3000:]  # reads the journal
     filler = out.parent / "filler"  # another program takes every byte that is left
     with contextlib.suppress(OSError), filler.open("wb") as handle:
         while True:
@@ -698,7 +662,7 @@ def test_a_full_disk_stops_submitting_then_a_rerun_pays_once(
 
     filler.unlink()
     resize_disk(out.parent, rows * 64 * 1024 + 4 * 1024 * 1024)  # and room for every row this time
-    rerun = start(args, env, log)
+    rerun = start(args, env, log, FAST_SCANS)
     processes.append(rerun)
     assert finish(rerun, log, 240) == 0, log.read_text()[-3000:]
     manifest = records(read_manifest(out))

@@ -29,7 +29,8 @@ from wiro_tasks.emulator import EmulatorServer
 from .conftest import EmulatorFactory
 from .images import difference, landscape, portrait, resized, write
 from .mp4 import first_frame_rgb
-from .test_faults import finish, runs_seen, start, wait_for
+from .processes import FAST_SCANS, finish, start, wait_for
+from .test_faults import runs_seen
 from .test_sweep import run_sweep
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -171,7 +172,7 @@ def test_a_sigkill_between_upload_and_run_then_a_resume_uploads_and_pays_nothing
     def uploaded() -> bool:
         return journal.exists() and b'"uploaded"' in journal.read_bytes()
 
-    process = start(args, subprocess_env(emulator), log)
+    process = start(args, subprocess_env(emulator), log, FAST_SCANS)
     try:
         if moment == "run answer pending":
             ready = wait_for(lambda: uploaded() and runs_seen(emulator) >= 1, process, 60)
@@ -186,7 +187,7 @@ def test_a_sigkill_between_upload_and_run_then_a_resume_uploads_and_pays_nothing
     assert before["upload"] == 1, before
 
     emulator.account.faults = emulator.account.faults.updated({"run_script": []})
-    resumed = start(args, subprocess_env(emulator), log)
+    resumed = start(args, subprocess_env(emulator), log, FAST_SCANS)
     assert finish(resumed, log, 120) == 0, log.read_text()[-3000:]
 
     after = counters(emulator)

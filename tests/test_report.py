@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -18,14 +17,13 @@ from click.testing import CliRunner
 
 from flows.cli.view_commands import report as report_command
 from flows.engine.rows import records
-from flows.grid import INPUTS, expand_grid
-from flows.store.journal import Journal, fold
+from flows.grid import expand_grid
+from flows.store.journal import fold
 from flows.store.manifest import build_manifest, write_manifest
 from flows.store.posters import poster_path
 from flows.view.report import REPORT, build_report, write_report
-from wiro_tasks.emulator.app import Renderer
-from wiro_tasks.emulator.state import EmulatedTask
-from wiro_tasks.inputs import TEXT_TO_VIDEO, model_spec
+
+from .nights import End, emulator_video, finished_out
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Locator, Page
@@ -379,7 +377,7 @@ def test_a_poster_is_made_for_a_video_without_one_and_a_broken_video_gets_none(
     (tmp_path / "renders").mkdir()
     row = records(sweep([FOX], {"seed": ["1"]}))[0]
     video = tmp_path / "a.mp4"
-    video.write_bytes(render_like_the_emulator(tmp_path / "renders", row))
+    video.write_bytes(emulator_video(tmp_path / "renders", row))
     broken = tmp_path / "b.mp4"
     broken.write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
     assert ensure_posters([video, broken, tmp_path / "gone.mp4"]) == 1
@@ -403,42 +401,15 @@ def frame_size(row: Mapping[str, Any]) -> tuple[int, int]:
     return int(width), int(height)
 
 
-def render_like_the_emulator(renders: Path, row: Mapping[str, Any]) -> bytes:
-    """The MP4 the emulator serves for a row: its Run body validated, then its renderer (no --preview)."""
-    parameters = model_spec(TEXT_TO_VIDEO).validate({name: row[name] for name in INPUTS}, allow_unknown=True)
-    task = EmulatedTask(id=1, model=TEXT_TO_VIDEO, parameters=parameters, created=0.0, queue=0.0, run=0.0)
-    _, size, path = Renderer(renders, preview=False).render(task)
-    data = path.read_bytes()
-    assert len(data) == size
-    return data
-
-
 def real_out(out: Path, renders: Path) -> pd.DataFrame:
     """A finished sweep on disk, the real way: grid, journal, MP4s as the emulator renders them,
     manifest; one row failed. The fox is landscape, the boat portrait."""
     raw = pd.DataFrame({"prompt": [FOX, 'a <b>bold</b> "boat" — ünïcode'], "size": [LANDSCAPE, PORTRAIT],
                         "source": ["grid.csv:1", "grid.csv:2"]})  # fmt: skip
     grid = expand_grid(raw, {**CLIPS, "seed": ["5"]})
-    journal = Journal(out)
-    (out / "videos").mkdir()
-    for n, row in enumerate(cast(list[dict[str, Any]], grid.to_dict("records"))):
-        rid, task = row["row_id"], str(2000 + n)
-        journal.append("intent", rid)
-        journal.append("submitted", rid, task_id=task)
-        if n == 5:
-            journal.append("finished", rid, task_id=task, status="failed", cost="0", elapsed="2.5",
-                           error="RuntimeError: CUDA out of memory <GPU 0>")  # fmt: skip
-            continue
-        journal.append("finished", rid, task_id=task, status="succeeded", cost=f"0.00{n + 1}", elapsed=str(2 + n))
-        data = render_like_the_emulator(renders, row)
-        name = f"videos/{rid}.mp4"
-        (out / name).write_bytes(data)
-        journal.append("downloaded", rid, path=name, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
-    states = journal.load()
-    journal.close()
-    manifest = build_manifest(grid, states)
-    write_manifest(out, manifest)
-    return manifest
+    ends = [End("failed", "0", "2.5", "RuntimeError: CUDA out of memory <GPU 0>") if n == 5
+            else End("succeeded", f"0.00{n + 1}", str(2 + n)) for n in range(len(grid))]  # fmt: skip
+    return finished_out(out, grid, ends, lambda row: emulator_video(renders, row), first_task=2000)
 
 
 @dataclass
@@ -616,7 +587,7 @@ def test_videos_load_only_near_the_screen(chromium: Browser, tmp_path: Path) -> 
     raw = pd.DataFrame({"prompt": prompts, "numFrames": "9", "source": [f"g.csv:{n}" for n in range(1, 41)]})
     grid = expand_grid(raw)
     (tmp_path / "renders").mkdir()
-    data = render_like_the_emulator(tmp_path / "renders", records(grid)[0])
+    data = emulator_video(tmp_path / "renders", records(grid)[0])
     out = tmp_path / "out"
     (out / "videos").mkdir(parents=True)
     events = events_for(grid, lambda row: succeeded())

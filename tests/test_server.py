@@ -13,22 +13,18 @@ slot within about a second (Prefect's default wait is up to 30 s), which keeps t
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pandas as pd
 import pytest
 
@@ -39,10 +35,9 @@ from flows.store.shards import SHARDS_FILE, shard_of
 from wiro_tasks.emulator import EmulatorServer
 
 from .conftest import API_KEY, API_SECRET, EmulatorFactory
+from .prefect_stack import PREFECT, Stack
 from .test_secrets import Scanner
 
-ROOT = Path(__file__).resolve().parent.parent
-PREFECT = str(Path(sys.executable).with_name("prefect"))
 SHARDS = 2
 PER_SHARD = 3  # each shard's --max-concurrency
 SHARED_LIMIT = 2  # the global concurrency limit `wiro-account`: below PER_SHARD, so it is what binds
@@ -50,119 +45,17 @@ WORKER_QUERY_SECONDS = "1"  # workers look for new runs this often: both shards 
 LONG_TASK_SECONDS = 8  # one task per shard; the others take 1 s
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@pytest.fixture(scope="module")
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A PostgreSQL database of this test's own; SQLite, said aloud, where no PostgreSQL answers."""
-    import asyncpg
-
-    name = f"wiro_sweep_it_{uuid.uuid4().hex[:8]}"
-
-    async def admin(sql: str) -> None:
-        connection = await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres", database="postgres")
-        try:
-            await connection.execute(sql)
-        finally:
-            await connection.close()
-
-    try:
-        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncpg.PostgresError) as exc:
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        message = f"NO POSTGRESQL on 127.0.0.1:5432 ({exc}); this server test runs on SQLite instead"
-        if reporter is not None:
-            reporter.write_line(message, yellow=True)
-        yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('prefect-db') / 'prefect.db'}"
-        return
-    yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-class Stack:
-    """The server and workers this module started, and how to run commands against them."""
-
-    def __init__(self, home: Path, env: dict[str, str]) -> None:
-        self.home = home
-        self.env = env
-        self.processes: list[subprocess.Popen[bytes]] = []
-
-    def start(self, name: str, command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        with (self.home / f"{name}.log").open("ab") as log:
-            process = subprocess.Popen(
-                command, env=env or self.env, stdout=log, stderr=log, cwd=ROOT, start_new_session=True
-            )
-        self.processes.append(process)
-        return process
-
-    def run(self, command: list[str]) -> str:
-        done = subprocess.run(command, env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stdout + done.stderr
-        return done.stdout
-
-    def log(self, name: str) -> str:
-        return (self.home / f"{name}.log").read_text(errors="replace")
-
-    def api(self, method: str, path: str, **kwargs: object) -> dict[str, object]:
-        """One call to the server's REST API."""
-        response = httpx.request(method, self.env["PREFECT_API_URL"] + path, timeout=30, **kwargs)  # type: ignore[arg-type]
-        response.raise_for_status()
-        answer: dict[str, object] = response.json()
-        return answer
-
-    def state(self, flow_run_id: str) -> str:
-        state = self.api("GET", f"/flow_runs/{flow_run_id}")["state"]
-        assert isinstance(state, dict)
-        return str(state["type"])
-
-    def stop(self, processes: list[subprocess.Popen[bytes]] | None = None) -> None:
-        chosen = self.processes if processes is None else processes
-        for process in reversed(chosen):
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in chosen:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-
-
 @pytest.fixture(scope="module")
 def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    home = tmp_path_factory.mktemp("prefect-home")
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "WIRO_"))},
-        "PREFECT_HOME": str(home),
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        "PREFECT_API_DATABASE_CONNECTION_URL": database_url,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
-        "PREFECT_LOGGING_LEVEL": "INFO",
-        "PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS": "1",
-    }
-    running = Stack(home, env)
-    server = running.start("server", [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)])
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/health").status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert server.poll() is None, running.log("server")
-        assert time.monotonic() < deadline, running.log("server")
-        time.sleep(0.3)
+    running = Stack(
+        tmp_path_factory.mktemp("prefect-home"),
+        database_url,
+        PREFECT_UI_ENABLED="false",
+        PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS="1",
+    )
     try:
-        running.run([PREFECT, "work-pool", "create", "wiro-sweep", "--type", "process"])
-        running.run([PREFECT, "global-concurrency-limit", "create", "wiro-account", "--limit", str(SHARED_LIMIT)])
-        deployed = running.run([PREFECT, "--no-prompt", "deploy", "--prefect-file", "deployments.yaml", "--all"])
+        running.serve()
+        deployed = running.deploy(SHARED_LIMIT)
         assert deployed.count("successfully created") == 3, deployed
         yield running
     finally:
@@ -184,7 +77,9 @@ def workers(stack: Stack, make_emulator: EmulatorFactory) -> Iterator[Callable[.
         return emulator
 
     yield start
-    stack.stop(started)
+    # The test has checked what it checks: a worker's graceful exit (it signals its own process
+    # worker and flushes its events) took 10-40 s under load, and is not what is tested here.
+    stack.stop(started, grace=5)
 
 
 def shard_prompts(tmp_path: Path, short: int, long: int) -> list[str]:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-import httpx
 import pytest
 
 from flows.engine.rows import records, row_label
@@ -27,13 +26,12 @@ from flows.view.serve import REPORT_URL_ENV, ReportServer
 from wiro_tasks.emulator import EmulatorConfig, EmulatorServer
 
 from .conftest import API_KEY, API_SECRET
+from .prefect_stack import PREFECT, Stack
 from .test_report import CHROMIUM, CHROMIUM_ARGS
-from .test_server import PREFECT, Stack, database_url, free_port
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
-__all__ = ["database_url"]  # the PostgreSQL database fixture, shared with test_server
 SCREENSHOTS = Path(os.environ.get("WIRO_SWEEP_SCREENSHOTS", "/tmp/wiro-sweep-ui-screens"))
 
 
@@ -127,41 +125,23 @@ class UI:
 def ui(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[UI]:
     from playwright.sync_api import sync_playwright
 
-    home = tmp_path_factory.mktemp("prefect-ui-home")
     runs = tmp_path_factory.mktemp("runs")
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "WIRO_"))},
-        "PREFECT_HOME": str(home),
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        "PREFECT_API_DATABASE_CONNECTION_URL": database_url,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "true",
-        "PREFECT_LOGGING_LEVEL": "INFO",
-    }
-    stack = Stack(home, env)
+    stack = Stack(tmp_path_factory.mktemp("prefect-ui-home"), database_url, PREFECT_UI_ENABLED="true")
     config = EmulatorConfig(api_key=API_KEY, api_secret=API_SECRET, queue_seconds=0.05, task_seconds=1.0)
     with EmulatorServer(config) as emulator, ReportServer([runs]) as reports, sync_playwright() as playwright:
-        server = stack.start("server", [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)])
         try:
-            deadline = time.monotonic() + 180
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/api/health").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert server.poll() is None, stack.log("server")
-                assert time.monotonic() < deadline, stack.log("server")
-                time.sleep(0.3)
-            stack.run([PREFECT, "work-pool", "create", "wiro-sweep", "--type", "process"])
-            stack.run([PREFECT, "global-concurrency-limit", "create", "wiro-account", "--limit", "5"])
-            stack.run([PREFECT, "--no-prompt", "deploy", "--prefect-file", "deployments.yaml", "--all"])
-            worker_env = {**env, **emulator.env(), REPORT_URL_ENV: reports.url, "PREFECT_WORKER_QUERY_SECONDS": "1"}
+            stack.serve()
+            stack.deploy(account_limit=5)
+            worker_env = {
+                **stack.env,
+                **emulator.env(),
+                REPORT_URL_ENV: reports.url,
+                "PREFECT_WORKER_QUERY_SECONDS": "1",
+            }
             stack.start("worker", [PREFECT, "worker", "start", "--pool", "wiro-sweep", "--limit", "1"], worker_env)
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-            yield UI(stack, f"http://127.0.0.1:{port}", runs, emulator, browser)
+            yield UI(stack, stack.env["PREFECT_API_URL"].removesuffix("/api"), runs, emulator, browser)
             browser.close()
         finally:
             stack.stop()
