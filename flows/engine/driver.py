@@ -32,7 +32,6 @@ from flows.engine.rows import VIDEOS, iso, row_label, run_inputs, video_name
 from flows.engine.settings import Settings
 from flows.engine.uploads import ImageUploads
 from flows.grid import MODEL
-from flows.store.posters import save_poster
 from wiro_tasks.inputs import Value
 from wiro_tasks.prefect_tasks import Saved, SubmitOutcome, fetch, outcome_of, submit, wait, wiro_client
 from wiro_tasks.waiting import WaitOutcome
@@ -196,6 +195,5 @@ class RowDriver:
         if saved.path:
             relative = Path(saved.path).resolve().relative_to(self.ledger.out)
             self.ledger.record("downloaded", row_id, path=str(relative), sha256=saved.sha256, bytes=saved.size)
-            await asyncio.to_thread(save_poster, Path(saved.path))  # the report shows its first frame
         else:
             self.ledger.record("download_failed", row_id, error=saved.error)

@@ -53,6 +53,10 @@ class Ledger:
         self.manifest = ManifestBuilder(grid)
         self.status = {r: row_status(self.states.get(r))[0] for r in row_ids}
         self.counts = Counter(self.status.values())
+        self._holders: dict[str, set[str]] = {}  # task id -> the rows that ever held it
+        for state in self.states.values():
+            for task_id in state.task_ids:
+                self._holders.setdefault(task_id, set()).add(state.row_id)
         self._dirty = asyncio.Event()
         self._version = 0
         self._written = -1
@@ -66,6 +70,8 @@ class Ledger:
         entry = self.journal.append(event, row_id, **fields)
         state = self.states.setdefault(row_id, RowState(row_id))
         state.apply(entry)
+        if state.task_id:
+            self._holders.setdefault(state.task_id, set()).add(row_id)
         self.manifest.forget(row_id)
         if row_id in self.status:
             self.counts[self.status[row_id]] -= 1
@@ -77,9 +83,10 @@ class Ledger:
     def state(self, row_id: str) -> RowState:
         return self.states.setdefault(row_id, RowState(row_id))
 
-    def task_ids_of_others(self, row_id: str, account: str) -> set[str]:
-        """Every task id that rows other than `row_id` hold on `account` (or on an unnamed one)."""
-        return {t for k, s in self.states.items() if k != row_id and owned_by(s, account) for t in s.task_ids}
+    def held_by_another(self, task_id: str, row_id: str, account: str) -> bool:
+        """Whether a row other than `row_id` holds (or held) `task_id` on `account` (or on an
+        unnamed one): a lookup, not a scan of every row."""
+        return any(k != row_id and owned_by(self.states[k], account) for k in self._holders.get(task_id, ()))
 
     def progress(self, cost: Decimal, row_id: str = "", status: str = "") -> Progress:
         counts = {k: v for k, v in self.counts.items() if v}

@@ -37,7 +37,7 @@ class TaskMatcher:
 
     def take(self, task_id: str, row_id: str) -> bool:
         """Claim a task for a row: not another row's here, and not another OUT's on this machine."""
-        if task_id in self.ledger.task_ids_of_others(row_id, self.account):
+        if self.ledger.held_by_another(task_id, row_id, self.account):
             return False
         return self.claims.claim(task_id, row_id)
 

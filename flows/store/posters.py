@@ -1,9 +1,10 @@
 """Poster images: each saved video's first frame as a small JPEG beside it (`x.mp4` -> `x.jpg`).
 
 The report shows posters so a sheet of a thousand cells paints without opening a thousand
-videos. A poster is made when a video is saved (`save_poster`) and, for OUTs swept before
-posters existed or when that failed, when the report is written (`ensure_posters`). PyAV's
-FFmpeg decodes the frame and encodes the JPEG; no other image library is needed.
+videos. They are made when the report is written (`ensure_posters`: every one missing or older
+than its video, a few at a time), at the end of a sweep and by `wiro-sweep report`, not as each
+video is saved: 2.5 ms of CPU a row taken off the sweep's busy time (PyAV releases the GIL, so
+threads run them side by side). PyAV's FFmpeg decodes the frame and encodes the JPEG.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import av
 
 POSTER_SUFFIX = ".jpg"
 MAX_WIDTH = 512  # the widest a report cell gets (its zoom goes to 520 px)
+WORKERS = min(4, os.cpu_count() or 1)
 
 logger = logging.getLogger("flows.store.posters")
 
@@ -59,15 +62,18 @@ def first_frame_jpeg(video: Path) -> bytes:
 
 
 def ensure_posters(videos: Iterable[Path]) -> int:
-    """Make the posters that are missing or older than their video; how many were made."""
-    made = 0
-    for video in videos:
-        poster = poster_path(video)
-        try:
-            if poster.stat().st_mtime_ns >= video.stat().st_mtime_ns:
-                continue
-        except FileNotFoundError:
-            if not video.is_file():
-                continue
-        made += save_poster(video) is not None
-    return made
+    """Make the posters that are missing or older than their video, `WORKERS` at a time; how many
+    were made."""
+    wanted = [video for video in videos if _stale(video)]
+    if len(wanted) < 2:
+        return sum(save_poster(video) is not None for video in wanted)
+    with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="poster") as pool:
+        return sum(made is not None for made in pool.map(save_poster, wanted))
+
+
+def _stale(video: Path) -> bool:
+    """Whether `video` exists and its poster is missing or older."""
+    try:
+        return poster_path(video).stat().st_mtime_ns < video.stat().st_mtime_ns
+    except FileNotFoundError:
+        return video.is_file()
