@@ -1,0 +1,129 @@
+"""Answers the real Wiro API may give, as its own clients' fixtures and documents show them, where
+the emulator used to be more generous: Cancel and Kill answered without the task, and a
+`task_error` that is final (Wiro-MCP's reading) rather than interim (Wiro-Docs')."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from flows.engine.stopping import stop_tasks
+from wiro_tasks import AsyncWiroClient, TextToVideoInput, WiroClient
+from wiro_tasks.emulator import EmulatorServer
+from wiro_tasks.waiting import wait_for_end
+
+from .conftest import API_KEY, API_SECRET, NO_WAIT, EmulatorFactory
+
+STOP_ANSWERS = ["bare", "empty"]  # WiroKit's fixture `{"result": true}`; Wiro-MCP's empty `tasklist`
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def async_client(server: EmulatorServer) -> AsyncWiroClient:
+    return AsyncWiroClient(API_KEY, API_SECRET, base_url=server.base_url, retry=NO_WAIT)
+
+
+def soon(seconds: float) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("answer", STOP_ANSWERS)
+def test_cancel_and_kill_answered_without_the_task_return_the_task_as_read_after(
+    make_emulator: EmulatorFactory, answer: str
+) -> None:
+    emulator = make_emulator(stop_answer=answer, queue_seconds=5.0, task_seconds=30.0)
+    with WiroClient(API_KEY, API_SECRET, base_url=emulator.base_url, retry=NO_WAIT) as c:
+        queued = c.run(TextToVideoInput(prompt="a fox in the queue")).task_id
+        cancelled = c.cancel(queued)
+        assert (cancelled.id, cancelled.cancelled, cancelled.total_cost) == (queued, True, Decimal(0))
+    emulator = make_emulator(stop_answer=answer, queue_seconds=0.0, task_seconds=30.0)
+    with WiroClient(API_KEY, API_SECRET, base_url=emulator.base_url, retry=NO_WAIT) as c:
+        submitted = c.run(TextToVideoInput(prompt="a fox at work"))
+        time.sleep(0.3)
+        killed = c.kill(socket_token=submitted.socket_token)
+        assert killed.id == submitted.task_id
+        assert killed.cancelled
+        assert killed.total_cost == killed.elapsed_seconds * killed.cps > 0, "a kill is billed by default"
+    counters = emulator.account.stats()["counters"]
+    assert (counters["kill"], counters["detail"]) == (1, 1), "the stop, then one read of the task"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("answer", STOP_ANSWERS)
+async def test_a_task_past_its_deadline_ends_timed_out_when_kill_answers_without_the_task(
+    make_emulator: EmulatorFactory, answer: str
+) -> None:
+    emulator = make_emulator(stop_answer=answer, queue_seconds=0.0)
+    async with async_client(emulator) as client:
+        submitted = await client.run(TextToVideoInput(prompt="never ends [emulator:hang]"))
+        outcome = await asyncio.wait_for(
+            wait_for_end(client, submitted.task_id, soon(0.5), poll_interval=0.05, poll_cap=0.1), 30
+        )
+    assert outcome.status == "timed_out"
+    assert outcome.error.startswith("timed out in task_")
+    assert outcome.elapsed
+    assert outcome.cost == outcome.elapsed * Decimal(str(emulator.config.cps))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("answer", ["task", *STOP_ANSWERS])
+async def test_stopping_a_sweeps_tasks_records_each_stop_as_the_task_reads_after_it(
+    make_emulator: EmulatorFactory, answer: str
+) -> None:
+    emulator = make_emulator(stop_answer=answer, queue_seconds=0.0, task_seconds=30.0)
+    lines: list[tuple[str, str, dict[str, Any]]] = []
+    async with async_client(emulator) as client:
+        running = (await client.run(TextToVideoInput(prompt="running"))).task_id
+        await asyncio.sleep(0.3)
+        tried = await stop_tasks(client, {"row-1": running}, lambda e, r, **f: lines.append((e, r, f)))
+        billed = (await client.detail(running)).total_cost
+    assert tried == 1
+    assert [(e, r, f["status"], f["cost"]) for e, r, f in lines] == [("finished", "row-1", "cancelled", str(billed))]
+    assert billed > 0
+
+
+@pytest.mark.anyio
+async def test_a_final_task_error_that_wiro_will_not_stop_is_failed_at_once(make_emulator: EmulatorFactory) -> None:
+    """Wiro-MCP counts `task_error` as final: a stop is refused, and the row fails after its grace,
+    not after `STOP_GRACE` (300 s) with a retryable error."""
+    emulator = make_emulator(task_error_final=True, queue_seconds=0.2)
+    async with async_client(emulator) as client:
+        submitted = await client.run(TextToVideoInput(prompt="broken [emulator:stuck]"))
+        started = time.monotonic()
+        outcome = await asyncio.wait_for(
+            wait_for_end(client, submitted.task_id, soon(60), poll_interval=0.05, poll_cap=0.1, error_grace=0.5), 20
+        )
+    assert time.monotonic() - started < 10
+    assert outcome.status == "failed"
+    assert "stuck in task_error" in outcome.error
+    assert "task_error is final" in outcome.error
+    assert outcome.cost == 0
+    assert outcome.task_id == submitted.task_id
+    assert emulator.account.stats()["in_flight"] == 0, "final: it holds no slot of the account"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("answer", ["task", *STOP_ANSWERS])
+async def test_an_interim_task_error_is_cancelled_and_failed_with_its_reason(
+    make_emulator: EmulatorFactory, answer: str
+) -> None:
+    """Wiro-Docs' reading: `task_error` awaits recovery; past the grace the task is cancelled."""
+    emulator = make_emulator(stop_answer=answer, queue_seconds=0.2)
+    async with async_client(emulator) as client:
+        submitted = await client.run(TextToVideoInput(prompt="stuck [emulator:stuck]"))
+        outcome = await asyncio.wait_for(
+            wait_for_end(client, submitted.task_id, soon(60), poll_interval=0.05, poll_cap=0.1, error_grace=0.5), 20
+        )
+        final = await client.detail(submitted.task_id)
+    assert final.cancelled
+    assert outcome.status == "failed"
+    assert "stuck in task_error" in outcome.error
+    assert outcome.cost == 0
