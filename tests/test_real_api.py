@@ -1,6 +1,7 @@
 """Answers the real Wiro API may give, as its own clients' fixtures and documents show them, where
 the emulator used to be more generous: Cancel and Kill answered without the task, and a
-`task_error` that is final (Wiro-MCP's reading) rather than interim (Wiro-Docs')."""
+`task_error` that is final (Wiro-MCP's reading) rather than interim (Wiro-Docs'), and nonces
+as Wiro's clients send them."""
 
 from __future__ import annotations
 
@@ -10,10 +11,19 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 
 from flows.engine.stopping import stop_tasks
-from wiro_tasks import AsyncWiroClient, TextToVideoInput, WiroClient
+from wiro_tasks import (
+    AsyncWiroClient,
+    AuthenticationError,
+    Credentials,
+    NonceSource,
+    TextToVideoInput,
+    WiroAuth,
+    WiroClient,
+)
 from wiro_tasks.emulator import EmulatorServer
 from wiro_tasks.waiting import wait_for_end
 
@@ -127,3 +137,69 @@ async def test_an_interim_task_error_is_cancelled_and_failed_with_its_reason(
     assert outcome.status == "failed"
     assert "stuck in task_error" in outcome.error
     assert outcome.cost == 0
+
+
+def test_nonces_are_unix_milliseconds_that_never_repeat_even_in_a_burst() -> None:
+    source = NonceSource()
+    before = time.time() * 1000
+    burst = [int(source.next()) for _ in range(500)]
+    assert burst == sorted(set(burst)), "strictly increasing"
+    assert all(len(str(n)) == 13 for n in burst)
+    assert before - 20 <= burst[0] <= time.time() * 1000 + 20, "the first follows the clock"
+    assert burst[-1] - before < 500 * NonceSource.STEP + 1000, "a burst runs ahead of the clock, boundedly"
+
+
+def refusing(times: int) -> tuple[list[httpx.Request], httpx.MockTransport]:
+    """A server that refuses the first `times` signed requests as Wiro refuses a seen nonce."""
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if len(seen) <= times:
+            refusal = {"result": False, "errors": [{"code": 0, "message": "Project authorization is not valid."}]}
+            return httpx.Response(401, json=refusal)
+        if request.url.path.startswith("/v1/Run/"):
+            return httpx.Response(200, json={"result": True, "errors": [], "taskid": "7", "socketaccesstoken": "t"})
+        return httpx.Response(
+            200, json={"result": True, "errors": [], "tasklist": [{"id": "7", "status": "task_queue"}]}
+        )
+
+    return seen, httpx.MockTransport(answer)
+
+
+def test_a_read_whose_nonce_is_refused_is_signed_again_once_and_a_run_never() -> None:
+    seen, transport = refusing(1)
+    with WiroClient("k", "s", base_url="https://api.test/v1", transport=transport, retry=NO_WAIT) as c:
+        assert c.detail("7").id == "7"
+        assert len(seen) == 2
+        assert seen[0].headers["x-nonce"] != seen[1].headers["x-nonce"]
+    seen, transport = refusing(1)
+    with (
+        WiroClient("k", "s", base_url="https://api.test/v1", transport=transport, retry=NO_WAIT) as c,
+        pytest.raises(AuthenticationError),
+    ):
+        c.run(TextToVideoInput(prompt="a fox"))
+    assert len(seen) == 1, "a Run is never sent twice by the client"
+
+
+def test_a_signature_refused_twice_is_an_authentication_error() -> None:
+    seen, transport = refusing(10)
+    with (
+        WiroClient("k", "s", base_url="https://api.test/v1", transport=transport, retry=NO_WAIT) as c,
+        pytest.raises(AuthenticationError, match="not valid"),
+    ):
+        c.detail("7")
+    assert len(seen) == 2, "one fresh nonce, no more: a wrong secret is not hammered"
+
+
+def test_the_emulator_accepts_a_repeated_nonce_only_when_asked(make_emulator: EmulatorFactory) -> None:
+    class Fixed(NonceSource):
+        def next(self) -> str:
+            return str(int(time.time()))  # the n8n nodes: one seconds nonce for a Run and its polls
+
+    for repeat, refused in ((True, 0), (False, 2)):
+        emulator = make_emulator(repeat_nonces=repeat)
+        auth = WiroAuth(Credentials(API_KEY, API_SECRET), Fixed())
+        with httpx.Client(base_url=emulator.base_url, auth=auth) as http:
+            answers = [http.post("/Task/List", json={}).status_code for _ in range(3)]
+        assert answers.count(401) == refused

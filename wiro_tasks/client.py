@@ -45,6 +45,7 @@ from ._base import (
     _fetch_error,
     _Form,
     _target,
+    nonce_refused,
 )
 from ._config import (
     DEFAULT_MAX_RETRIES,
@@ -99,7 +100,7 @@ class WiroClient(_BaseClient):
         self._files.close()
 
     def _call(self, endpoint: str, body: Mapping[str, Any] | _Form, kind: Kind = "read") -> dict[str, Any]:
-        attempt = 0
+        attempt, resigned = 0, False
         while True:
             started, sent = time.monotonic(), time.time()
             try:
@@ -112,6 +113,9 @@ class WiroClient(_BaseClient):
                 error = self._transport_error(exc, endpoint, kind)
             except WiroError as exc:
                 error = exc
+            if not resigned and nonce_refused(error, bool(self.credentials.api_secret), kind):
+                resigned = True
+                continue
             if kind == "run" or not self.retry.should_retry(error, attempt):
                 raise error
             time.sleep(self.retry.delay(error, attempt))
@@ -283,7 +287,7 @@ class AsyncWiroClient(_BaseClient):
         await self._files.aclose()
 
     async def _call(self, endpoint: str, body: Mapping[str, Any] | _Form, kind: Kind = "read") -> dict[str, Any]:
-        attempt = 0
+        attempt, resigned = 0, False
         while True:
             started, sent = time.monotonic(), time.time()
             try:
@@ -296,6 +300,9 @@ class AsyncWiroClient(_BaseClient):
                 error = self._transport_error(exc, endpoint, kind)
             except WiroError as exc:
                 error = exc
+            if not resigned and nonce_refused(error, bool(self.credentials.api_secret), kind):
+                resigned = True
+                continue
             if kind == "run" or not self.retry.should_retry(error, attempt):
                 raise error
             await asyncio.sleep(self.retry.delay(error, attempt))
