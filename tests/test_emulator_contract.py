@@ -146,7 +146,8 @@ def finished_task(server: EmulatorServer) -> str:
 
 @pytest.mark.parametrize("documented", [False, True], ids=["today", "documented"])
 def test_every_answer_has_the_documented_shape(make_emulator: EmulatorFactory, documented: bool) -> None:
-    server = make_emulator(preview=True, **(DOCUMENTED if documented else {}))
+    today = {name: getattr(EmulatorConfig(), name) for name in DOCUMENTED}
+    server = make_emulator(preview=True, **(DOCUMENTED if documented else today))
     run = post(server, "/Run/Wan-AI/Wan2.2-TI2V-5B-text-to-video", json={"prompt": "a fox", "numFrames": 5})
     assert mismatches(RUN, run) == []
     task_id = finished_task(server)
