@@ -477,7 +477,12 @@ def test_the_bill_never_passes_the_budget_whatever_the_price(
     assert billed <= budget, f"billed ${billed} on a ${budget} budget: {scenario}"
     assert set(stats["statuses"]) <= {"task_postprocess_end", "task_cancel"}, "no task left running"
     manifest = records(read_manifest(out))
-    assert sum((r["cost_usd"] for r in manifest), Decimal(0)) == billed, "every paid task is in the manifest"
+    counted = sum((r["cost_usd"] for r in manifest), Decimal(0))
+    if emulator.config.bill_kills:
+        assert counted == billed, "every paid task is in the manifest"
+    else:  # Wiro bills successes alone (pricing.md); the sweep counts a stopped task all the same
+        assert sum((r["cost_usd"] for r in manifest if r["status"] == "succeeded"), Decimal(0)) == billed
+        assert counted >= billed
     counts = Counter(r["status"] for r in manifest)
     assert counts["succeeded"] >= 1, (counts, scenario)
     assert set(counts) <= {"succeeded", "skipped"}, counts

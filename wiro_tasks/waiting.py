@@ -202,9 +202,13 @@ async def _wait(
         if stopped:
             stopped_at = time.monotonic()
             if not await stop_task(client, current) and current.status is TaskStatus.ERROR:
-                # Wiro will not stop it: its task_error is final (Wiro-MCP's reading). Failed now, as it stands.
-                return _outcome(current, stopped[0], f"{stopped[1]}; Wiro refused to stop it: task_error is final",
-                                rates.get(task_id, Decimal(0)))  # fmt: skip
+                try:  # refused: because it just ended, or as a final task_error
+                    again = await client.detail(task_id)
+                except WiroError:
+                    continue  # the next polls tell, within `error_grace`
+                if again.status is TaskStatus.ERROR:  # final (Wiro-MCP's reading): failed now, as it stands
+                    return _outcome(again, stopped[0], f"{stopped[1]}; Wiro refused to stop it: task_error is final",
+                                    rates.get(task_id, Decimal(0)))  # fmt: skip
 
 
 def _until(deadline: datetime, delay: float) -> float:
