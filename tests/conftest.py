@@ -12,6 +12,7 @@ import pytest
 
 from wiro_tasks import PollSchedule, RetryPolicy, WiroClient
 from wiro_tasks.emulator import EmulatorConfig, EmulatorServer
+from wiro_tasks.emulator.config import DOCUMENTED
 
 # The modules that take longest, run first: test.sh hands whole modules to workers in this order
 # (`--no-loadscope-reorder`; xdist's own order is by test count, which put test_ui, test_server and
@@ -40,6 +41,8 @@ API_KEY = "test-key-0001"
 API_SECRET = "test-secret-do-not-leak-7f3a9c"
 FAST_POLL = PollSchedule(first=0.02, factor=1.5, cap=0.1)
 NO_WAIT = RetryPolicy(max_retries=4, backoff=0.0)
+# WIRO_EMULATOR_MODE=documented: every test's emulator answers as Wiro's documents at their strictest
+EMULATOR_MODE = DOCUMENTED if os.environ.get("WIRO_EMULATOR_MODE") == "documented" else {}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -69,6 +72,7 @@ def make_emulator() -> Iterator[EmulatorFactory]:
             "api_secret": API_SECRET,
             "queue_seconds": 0.05,
             "task_seconds": 0.2,
+            **EMULATOR_MODE,
         }
         settings.update(overrides)
         server = EmulatorServer(EmulatorConfig(**settings)).start()

@@ -43,6 +43,11 @@ CHANGED: dict[str, Any] = {
     "seed": 77,
     "model_version": "2.1-rc",
     "list_page_cap": 5,
+    "stop_answer": "bare",
+    "bill_kills": False,
+    "list_fields": False,
+    "repeat_nonces": True,
+    "task_error_final": True,
 }
 
 
@@ -103,4 +108,4 @@ def test_to_args_round_trips_through_the_command() -> None:
     context = emulator_command.make_context("emulator", options.to_args())
     assert EmulatorOptions(**context.params) == options
     assert EmulatorOptions().to_args() == [], "the defaults need no argument"
-    assert isinstance(emulator_command.params[-1].type, click.IntRange)
+    assert isinstance({p.name: p for p in emulator_command.params}["list_page_cap"].type, click.IntRange)

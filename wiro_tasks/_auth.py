@@ -26,32 +26,47 @@ def sign(api_key: str, api_secret: str, nonce: str) -> str:
 
 
 class NonceSource:
-    """Strictly increasing nonces, safe across threads and event loops of one process.
+    """Nonces that fit every reading of Wiro's documents, safe across threads and event loops.
 
-    A nonce is the unix time in milliseconds followed by three random digits chosen per process
-    (and again after `fork`), so processes signing in the same millisecond almost surely differ;
-    within a process each nonce is at least 1000 above the last, so hundreds of requests in one
-    millisecond never repeat one. Nonces stay below 2**53, safe for servers that parse numbers.
+    Wiro-Docs asks for "a unix time or any random integer" and claims replay protection, without
+    saying which unit of time, how fresh, or whether a repeat is refused. What Wiro's own clients
+    send, and so what the real service accepts, is a unix time: in seconds, reused for a Run and
+    all its polls (the n8n nodes, as the docs' examples), or in milliseconds, never repeated
+    within a process (the WiroKit SDK). So a nonce here is WiroKit's kind:
+
+    - the unix time in milliseconds (13 digits, within a few milliseconds of the clock), which
+      any freshness check that lets WiroKit through lets through too, and which is an integer;
+    - strictly increasing within a process (threads and event loops share one source), so no
+      replay check can refuse two of its requests, however many are sent in one millisecond: a
+      burst runs the nonces ahead of the clock by `STEP` ms a request, and the clock catches up;
+    - ending in a digit of its own per process (`nonce % STEP`), drawn again after `fork`, so a
+      process and its fork never send the same nonce, and two unrelated processes only when they
+      drew the same digit and sign in the same 10 ms. Where Wiro refuses such a clash (HTTP 401
+      "not valid"), a read is signed once more with a fresh nonce (`_base.nonce_refused`).
+
+    The older choice, milliseconds x 1000 plus a salt, is a unix time in no unit that any client
+    of Wiro sends, and fails a freshness check that reads milliseconds.
     """
+
+    STEP = 10
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._last = 0
-        self._salt = secrets.randbelow(1000)
+        self._digit = secrets.randbelow(self.STEP)
         _SOURCES.add(self)
 
     def _reseed_after_fork(self) -> None:
         self._lock = threading.Lock()
-        salt = secrets.randbelow(1000)
-        while salt == self._salt:
-            salt = secrets.randbelow(1000)
-        self._salt = salt
-        self._last = self._last // 1000 * 1000 + salt
+        digit = secrets.randbelow(self.STEP - 1)
+        self._digit = digit if digit < self._digit else digit + 1  # any digit but the parent's
+        self._last = self._last - self._last % self.STEP + self._digit
 
     def next(self) -> str:
         with self._lock:
-            candidate = time.time_ns() // 1_000_000 * 1000 + self._salt
-            self._last = max(candidate, self._last + 1000)
+            now = time.time_ns() // 1_000_000
+            candidate = now - now % self.STEP + self._digit
+            self._last = max(candidate, self._last + self.STEP)
             return str(self._last)
 
 

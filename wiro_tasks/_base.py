@@ -24,6 +24,7 @@ from ._config import (
 )
 from ._exceptions import (
     APIError,
+    AuthenticationError,
     NotFoundError,
     SubmitOutcomeUnknownError,
     TransientError,
@@ -62,6 +63,16 @@ class WaitTimeoutError(WiroError, TimeoutError):
     def __init__(self, task: Task, seconds: float) -> None:
         self.task = task
         super().__init__(f"task {task.id} still {task.raw_status} after {seconds:.0f} s")
+
+
+NOT_VALID = "project authorization is not valid"  # Wiro's 401 for a bad signature, or a nonce it refused
+
+
+def nonce_refused(error: WiroError, signed: bool, kind: Kind) -> bool:
+    """Whether a signed read was refused as Wiro refuses a signature or a nonce it has seen: one
+    more request with a fresh nonce may pass (`NonceSource`); a wrong secret is refused again,
+    and raised then. A Run is never sent twice by the client, not even then."""
+    return kind == "read" and signed and isinstance(error, AuthenticationError) and NOT_VALID in error.message.lower()
 
 
 class _BaseClient:

@@ -7,6 +7,10 @@
             wiro.download(task.outputs[0], "fox.mp4")
         start = wiro.upload("fox.png")              # File/Upload; start.url is an inputImageUrl
 
+Stops (`cancel`, `kill`) are confirmed by reading the task after them, never by their own answer:
+Wiro-Docs shows no answer for Task/Cancel and Task/Kill, and Wiro's own clients' fixtures model it
+without the task (`{"result": true}` in WiroKit's, an empty `tasklist` in Wiro-MCP's).
+
 Both clients share request building, answer parsing and the retry rule (`_retry.py`); only the
 loops that send and sleep differ. Downloads use a separate client without credentials, so the API
 key never travels to the file host, and are bounded in bytes and time (`downloads.py`).
@@ -41,6 +45,7 @@ from ._base import (
     _fetch_error,
     _Form,
     _target,
+    nonce_refused,
 )
 from ._config import (
     DEFAULT_MAX_RETRIES,
@@ -95,7 +100,7 @@ class WiroClient(_BaseClient):
         self._files.close()
 
     def _call(self, endpoint: str, body: Mapping[str, Any] | _Form, kind: Kind = "read") -> dict[str, Any]:
-        attempt = 0
+        attempt, resigned = 0, False
         while True:
             started, sent = time.monotonic(), time.time()
             try:
@@ -108,6 +113,9 @@ class WiroClient(_BaseClient):
                 error = self._transport_error(exc, endpoint, kind)
             except WiroError as exc:
                 error = exc
+            if not resigned and nonce_refused(error, bool(self.credentials.api_secret), kind):
+                resigned = True
+                continue
             if kind == "run" or not self.retry.should_retry(error, attempt):
                 raise error
             time.sleep(self.retry.delay(error, attempt))
@@ -133,17 +141,19 @@ class WiroClient(_BaseClient):
         return TaskPage.from_api(self._call("/Task/List", self._list_body(start, limit)))
 
     def cancel(self, task_id: str) -> Task:
-        """Cancel a task that is still queued (nothing is billed)."""
-        return self._one_task(self._call("/Task/Cancel", {"taskid": task_id}), "/Task/Cancel")
+        """Cancel a task that is still queued (nothing is billed); the task as read after (see `kill`)."""
+        self._call("/Task/Cancel", {"taskid": task_id})
+        return self.detail(task_id)
 
     def tool(self, model: str = TEXT_TO_VIDEO) -> Tool:
         """The model's details from Tool/Detail, with its price: what a run will cost, before it runs."""
         return self._tool(self._call("/Tool/Detail", self._tool_body(model)), model)
 
     def kill(self, task_id: str | None = None, *, socket_token: str | None = None) -> Task:
-        """Stop a running task; time already used may be billed."""
-        body = self._task_ref(task_id, socket_token)
-        return self._one_task(self._call("/Task/Kill", body), "/Task/Kill")
+        """Stop a running task; time already used may be billed. Returns the task as Task/Detail
+        reads it after the stop (see the module's docstring): it may not have ended yet."""
+        self._call("/Task/Kill", self._task_ref(task_id, socket_token))
+        return self.detail(task_id, socket_token=socket_token)
 
     def wait(
         self,
@@ -277,7 +287,7 @@ class AsyncWiroClient(_BaseClient):
         await self._files.aclose()
 
     async def _call(self, endpoint: str, body: Mapping[str, Any] | _Form, kind: Kind = "read") -> dict[str, Any]:
-        attempt = 0
+        attempt, resigned = 0, False
         while True:
             started, sent = time.monotonic(), time.time()
             try:
@@ -290,6 +300,9 @@ class AsyncWiroClient(_BaseClient):
                 error = self._transport_error(exc, endpoint, kind)
             except WiroError as exc:
                 error = exc
+            if not resigned and nonce_refused(error, bool(self.credentials.api_secret), kind):
+                resigned = True
+                continue
             if kind == "run" or not self.retry.should_retry(error, attempt):
                 raise error
             await asyncio.sleep(self.retry.delay(error, attempt))
@@ -321,17 +334,19 @@ class AsyncWiroClient(_BaseClient):
         return TaskPage.from_api(await self._call("/Task/List", self._list_body(start, limit)))
 
     async def cancel(self, task_id: str) -> Task:
-        """Cancel a task that is still queued (nothing is billed)."""
-        return self._one_task(await self._call("/Task/Cancel", {"taskid": task_id}), "/Task/Cancel")
+        """Cancel a task that is still queued (nothing is billed); the task as read after (see `kill`)."""
+        await self._call("/Task/Cancel", {"taskid": task_id})
+        return await self.detail(task_id)
 
     async def tool(self, model: str = TEXT_TO_VIDEO) -> Tool:
         """The model's details from Tool/Detail, with its price: what a run will cost, before it runs."""
         return self._tool(await self._call("/Tool/Detail", self._tool_body(model)), model)
 
     async def kill(self, task_id: str | None = None, *, socket_token: str | None = None) -> Task:
-        """Stop a running task; time already used may be billed."""
-        body = self._task_ref(task_id, socket_token)
-        return self._one_task(await self._call("/Task/Kill", body), "/Task/Kill")
+        """Stop a running task; time already used may be billed. Returns the task as Task/Detail
+        reads it after the stop (see the module's docstring): it may not have ended yet."""
+        await self._call("/Task/Kill", self._task_ref(task_id, socket_token))
+        return await self.detail(task_id, socket_token=socket_token)
 
     async def wait(
         self,

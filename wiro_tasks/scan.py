@@ -20,6 +20,7 @@ class FindOutcome:
 
     task_ids: tuple[str, ...]
     complete: bool
+    blind: str = ""  # why the scan could not judge every task that may be it (then never complete)
 
     @property
     def task_id(self) -> str | None:
@@ -32,6 +33,7 @@ class FindOutcome:
 
 MAX_SCAN = 20_000
 SCAN_PAGE = 100
+MAX_DETAILS = 100  # Task/Detail reads per scan, for listed tasks without `parameters` or `createtime`
 _PAST_END = 10**9  # a start no account reaches: a server that honours `start` answers an empty page
 CLOCK_SKEW = timedelta(minutes=2)  # margin on the server's clock, beyond what its answers bound
 UNKNOWN_CLOCK = timedelta(hours=1, minutes=2)  # ... and without any `Date` to go by
@@ -47,6 +49,7 @@ async def scan_for_task(
     since_server: datetime | None = None,
     page_size: int = SCAN_PAGE,
     max_scan: int = MAX_SCAN,
+    max_details: int = MAX_DETAILS,
 ) -> FindOutcome:
     """`find_task`'s body, on a given client: scan Task/List newest first for the task.
 
@@ -64,6 +67,10 @@ async def scan_for_task(
     of that (more than `max_scan` tasks, or a server that answers the first page whatever the
     `start`) proves nothing. A listed task that cannot be read whole (an odd field) is judged on
     what can be read: one without a readable `createtime` always counts as recent.
+
+    Task/List may leave out `createtime` and `parameters` (no document promises them): such
+    tasks are read with Task/Detail (`_Reader`, at most `max_details`); when even that cannot
+    tell, `blind` says why and the outcome is never complete.
     """
     spec = model_spec(model)
     wanted = spec.validate(inputs, allow_unknown=True)
@@ -72,6 +79,7 @@ async def scan_for_task(
     seen: set[str] = set()
     first_page: list[str] = []
     start, complete = 0, False
+    reader = _Reader(client, spec, wanted, max_details)
     while start < max_scan:
         page = await client.list_page(start=start, limit=page_size)
         if not page.tasks:
@@ -87,13 +95,85 @@ async def scan_for_task(
             break
         first_page = first_page or ids
         seen.update(ids)
-        found.extend(t for t in fresh if t.id not in exclude and _same_inputs(spec, t, wanted, oldest))
+        ordered = _newest_first(page.tasks)
+        judged = [await reader.judge(t, oldest, ordered) for t in fresh if t.id not in exclude]
+        found.extend(t for t, match in judged if match)
         start += len(page.tasks)
-        if _newest_first(page.tasks) and all(t.created_at is not None and t.created_at < oldest for t in page.tasks):
+        if ordered and all(reader.older(t, oldest) for t in page.tasks):
             complete = True
             break
     found.sort(key=lambda t: (t.created_at or since, int(t.id) if t.id.isdigit() else 0))
-    return FindOutcome(tuple(dict.fromkeys(t.id for t in found)), complete or bool(found))
+    blind = "" if found else reader.why_blind()
+    return FindOutcome(tuple(dict.fromkeys(t.id for t in found)), (complete or bool(found)) and not blind, blind)
+
+
+class _Reader:
+    """Judges listed tasks, reading with Task/Detail what Task/List leaves out.
+
+    No document promises `createtime` or `parameters` in Task/List. A listed task without
+    `parameters`, or one whose `parameters` match but without a `createtime`, is read with
+    Task/Detail, newest first, at most `max_details` times a scan. On a page in newest-first
+    order, once a task is known to be older than the bound, the tasks after it (lower ids) are
+    too: they need no reading. A task that may be the one yet cannot be read (the reads are
+    spent, or Task/Detail lacks `parameters` too) makes the scan blind: it proves nothing."""
+
+    def __init__(self, client: AsyncWiroClient, spec: ModelSpec, wanted: dict[str, Value], max_details: int) -> None:
+        self.client = client
+        self.spec = spec
+        self.wanted = wanted
+        self.left = max_details
+        self.max_details = max_details
+        self.past: str | None = None  # the id of the first task found older than the bound
+        self.unread: list[str] = []  # tasks that may be the one, whose inputs could not be read
+        self.read: dict[str, WiroTask] = {}
+
+    def _implied_older(self, task: WiroTask) -> bool:
+        return self.past is not None and task.id.isdigit() and self.past.isdigit() and int(task.id) < int(self.past)
+
+    def older(self, task: WiroTask, oldest: datetime) -> bool:
+        created = self.read.get(task.id, task).created_at
+        return created < oldest if created is not None else self._implied_older(task)
+
+    async def judge(self, task: WiroTask, oldest: datetime, ordered: bool) -> tuple[WiroTask, bool]:
+        """The task (as read whole, if it had to be) and whether it is the one looked for."""
+        match = bool(task.parameters) and _same_inputs(self.spec, task, self.wanted, oldest)
+        if (task.parameters and not match) or (task.created_at is not None and task.created_at < oldest):
+            self._mark(task, oldest, ordered)
+            return task, False
+        if task.parameters and task.created_at is not None:
+            return task, match
+        if self._implied_older(task):
+            return task, False
+        whole = await self._detail(task)
+        if whole is None or not whole.parameters:
+            if match:  # its inputs match, its age cannot be read: it counts as recent
+                return task, True
+            self.unread.append(task.id)
+            return task, False
+        self._mark(whole, oldest, ordered)
+        return whole, _same_inputs(self.spec, whole, self.wanted, oldest)
+
+    def _mark(self, task: WiroTask, oldest: datetime, ordered: bool) -> None:
+        if ordered and self.past is None and task.created_at is not None and task.created_at < oldest:
+            self.past = task.id
+
+    async def _detail(self, task: WiroTask) -> WiroTask | None:
+        if self.left <= 0:
+            return None
+        self.left -= 1
+        try:
+            whole = await self.client.detail(task.id)
+        except WiroError:
+            return None
+        self.read[task.id] = whole
+        return whole
+
+    def why_blind(self) -> str:
+        if not self.unread:
+            return ""
+        spent = f"; {self.max_details} Task/Detail reads spent" if self.left <= 0 else ""
+        return (f"Task/List and Task/Detail do not give the inputs of {len(self.unread)} task(s) that may be "
+                f"a lost Run's (newest {self.unread[0]}){spent}: whether it made a task cannot be told")  # fmt: skip
 
 
 def _oldest(client: AsyncWiroClient, since: datetime, since_server: datetime | None) -> datetime:

@@ -55,7 +55,10 @@ async def wait_for_end(
     the task still running (one that ends sooner costs no socket), then polls back off far
     (they only guard against a lost event) and an event wakes the wait at once. A task is only ever recorded once Wiro
     says it is final: after a Cancel or Kill the polling goes on until it is, so what it cost
-    (and any output it still produced) is never lost. `rates` gets the task's per-second rate
+    (and any output it still produced) is never lost. A task stuck in `task_error` past
+    `error_grace` is final in Wiro-MCP's reading and interim in Wiro-Docs': it is stopped, and
+    recorded failed as it stands when Wiro refuses the stop, or when it is still in `task_error`
+    `error_grace` after the stop was taken. `rates` gets the task's per-second rate
     while it is watched (the budget guard reads it), and loses it at the end.
     """
     rates = {} if rates is None else rates
@@ -177,7 +180,12 @@ async def _wait(
             return _finish(current, seen)
         wakeups.listen(current.socket_token)
         if stopped:
-            if time.monotonic() - stopped_at > STOP_GRACE:
+            since_stop = time.monotonic() - stopped_at
+            if current.status is TaskStatus.ERROR and since_stop >= error_grace:
+                # Accepted, yet still task_error: final in Wiro-MCP's reading, and nothing will move it.
+                return _outcome(current, stopped[0], f"{stopped[1]}; still task_error {since_stop:.0f} s after it",
+                                rates.get(task_id, Decimal(0)))  # fmt: skip
+            if since_stop > STOP_GRACE:
                 raise WiroConnectionError(f"task {task_id} still {current.raw_status} {STOP_GRACE:.0f} s after Kill")
             continue
         in_error = current.status is TaskStatus.ERROR
@@ -193,7 +201,14 @@ async def _wait(
             stopped = ("timed_out", f"timed out in {current.raw_status}; stopped")
         if stopped:
             stopped_at = time.monotonic()
-            await stop_task(client, current)
+            if not await stop_task(client, current) and current.status is TaskStatus.ERROR:
+                try:  # refused: because it just ended, or as a final task_error
+                    again = await client.detail(task_id)
+                except WiroError:
+                    continue  # the next polls tell, within `error_grace`
+                if again.status is TaskStatus.ERROR:  # final (Wiro-MCP's reading): failed now, as it stands
+                    return _outcome(again, stopped[0], f"{stopped[1]}; Wiro refused to stop it: task_error is final",
+                                    rates.get(task_id, Decimal(0)))  # fmt: skip
 
 
 def _until(deadline: datetime, delay: float) -> float:
@@ -201,18 +216,26 @@ def _until(deadline: datetime, delay: float) -> float:
     return max(0.0, min(delay, left + 0.01))
 
 
-async def stop_task(client: AsyncWiroClient, current: WiroTask) -> None:
-    """Cancel a queued task, kill any other; one that ended meanwhile is left as it ended."""
+async def stop_task(client: AsyncWiroClient, current: WiroTask) -> bool:
+    """Cancel a queued task, kill any other; one that ended meanwhile is left as it ended.
+
+    Whether Wiro took the stop: False when it refused it (code 1: the task ended, or is past
+    stopping, as a final `task_error` is). What the task then is, the next Task/Detail says: a
+    stop's own answer may not hold the task at all (`wiro_tasks.client`), and one whose task
+    Wiro cannot find yet is left to the wait's own polls and their grace."""
     try:
         if current.status in (TaskStatus.QUEUE, TaskStatus.ERROR):
             try:
                 await client.cancel(current.id)
-                return
+                return True
             except TaskStateError:
                 pass
         await client.kill(current.id)
     except TaskStateError:
+        return False
+    except NotFoundError:
         pass
+    return True
 
 
 def _finish(final: WiroTask, seen_cps: Decimal = Decimal(0)) -> WaitOutcome:

@@ -63,6 +63,11 @@ class TaskMatcher:
                         ledger.record("note", row_id, error=f"unclaimed tasks with these inputs: {' '.join(others)}")
                         self.strays[row_id] = others
                     return
+            if found.blind:  # no scan on this account can tell: every further lost answer would be a row in doubt
+                ledger.record("note", row_id, error=f"{found.blind}; not resubmitted")
+                why = f"not submitted: a lost Run answer cannot be traced: {found.blind}"
+                ledger.halt.reason = ledger.halt.reason or why
+                raise LookupError(found.blind)
             if not found.complete:
                 ledger.record("note", row_id, error="Task/List too long to prove no task exists; not resubmitted")
                 raise LookupError(f"could not scan back to {state.intent_at}")

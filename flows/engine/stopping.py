@@ -25,14 +25,19 @@ from wiro_tasks.types import Task as WiroTask
 
 Record = Callable[..., Any]  # record(event, row_id, **fields): a journal line about the row
 LOOKS = (1.0, 5.0)  # seconds before each Task/List scan for an unanswered Run's task
-RECENT = timedelta(minutes=15)  # older unanswered intents are left to the next run's own search
+RECENT = timedelta(minutes=15)
+CONFIRM_SECONDS = 5.0  # how long stopped tasks are read again for their end
+CONFIRM_STEP = 0.5  # older unanswered intents are left to the next run's own search
 
 
 async def stop_tasks(client: AsyncWiroClient, live: Mapping[str, str], record: Record) -> int:
     """Cancel (queued) or kill (running) each task of `live` (row id -> task id); records how each
     ended with what it cost. A task that ended on its own meanwhile (it cannot be stopped any
     more) is recorded as Wiro says it ended: a success stays a paid output a rerun fetches.
-    Returns how many it tried."""
+    A stop is confirmed by reading the task (its answer may not hold it): one still running is
+    read again for up to `CONFIRM_SECONDS`, then left to the next run's wait. Returns how many
+    it tried."""
+    pending: dict[str, str] = {}
     for row_id, task_id in live.items():
         try:
             try:
@@ -46,11 +51,31 @@ async def stop_tasks(client: AsyncWiroClient, live: Mapping[str, str], record: R
             else:
                 record("finished", row_id, task_id=task_id, **as_finished(ended))
             continue
-        if stopped.is_terminal:
-            cost, note = least_bill("cancelled", stopped.total_cost, stopped.elapsed_seconds, stopped.cps)
-            record("finished", row_id, task_id=task_id, status="cancelled", error=_join("sweep cancelled", note),
-                   cost=str(cost), elapsed=str(stopped.elapsed_seconds))  # fmt: skip
+        if not _record_stopped(stopped, row_id, record):
+            pending[row_id] = task_id
+    deadline = asyncio.get_running_loop().time() + CONFIRM_SECONDS
+    while pending and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(CONFIRM_STEP)
+        for row_id, task_id in list(pending.items()):
+            ended = await _ended(client, task_id)
+            if ended is not None and _record_stopped(ended, row_id, record):
+                del pending[row_id]
+    for row_id, task_id in pending.items():
+        record("note", row_id, error=f"stop sent to task {task_id}, still running: the next run waits for its end")
     return len(live)
+
+
+def _record_stopped(task: WiroTask, row_id: str, record: Record) -> bool:
+    """Record a task read after its stop, when it has ended: stopped, or ended as it would have."""
+    if not task.is_terminal:
+        return False
+    if not task.cancelled:
+        record("finished", row_id, task_id=task.id, **as_finished(task))
+        return True
+    cost, note = least_bill("cancelled", task.total_cost, task.elapsed_seconds, task.cps)
+    record("finished", row_id, task_id=task.id, status="cancelled", error=_join("sweep cancelled", note),
+           cost=str(cost), elapsed=str(task.elapsed_seconds))  # fmt: skip
+    return True
 
 
 async def _ended(client: AsyncWiroClient, task_id: str) -> WiroTask | None:

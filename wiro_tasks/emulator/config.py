@@ -15,6 +15,8 @@ DEMO_API_KEY = "emulator"
 DEFAULT_MODEL_VERSION = "1"
 
 FaultKind = Literal["ok", "500", "503", "429", "drop", "slow", "lost", "dup"]
+StopAnswer = Literal["task", "bare", "empty"]
+STOP_ANSWERS: tuple[str, ...] = get_args(StopAnswer)
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 SCRIPTS = ("script", "run_script")
 
@@ -114,7 +116,18 @@ class EmulatorConfig:
     then sets its price (a `cps` tier, its rate). Tool/Detail publishes the tiers (as a JSON
     string with `price_as_text`), `advertised_cps` (default: `cps`) and `approximatelycost`
     (`approximate_seconds x cps`, by default the mean task time), or no price at all without
-    `publish_price`. A running task that is killed is billed as a success would be so far.
+    `publish_price`. A running task that is killed is billed as a success would be so far
+    (`bill_kills`, as Wiro's own agent skill warns); without `bill_kills`, only successful tasks
+    are billed, as Wiro-Docs `pricing.md` says.
+
+    Closer to the documents (each keeps today's behaviour as its default): `stop_answer` is what
+    Cancel and Kill answer: the stopped task (`task`), `{"result": true}` as WiroKit's fixtures
+    (`bare`), or an empty `tasklist` as Wiro-MCP's (`empty`). Without `list_fields`, Task/List
+    leaves out `createtime` and `parameters`, which no document promises there. With
+    `repeat_nonces`, a nonce seen before is accepted (Wiro's n8n nodes reuse one), else refused.
+    With `task_error_final`, a task stuck in `task_error` is final, as Wiro-MCP reads it: Cancel
+    and Kill refuse it and it is never billed. `DOCUMENTED` is the strictest documented mode.
+
     `image_fetch_timeout` bounds the fetch of an image-to-video task's `inputImageUrl` when it is
     not one of the emulator's own uploads (a task whose image does not arrive in time fails).
     """
@@ -140,7 +153,16 @@ class EmulatorConfig:
     advertised_cps: Decimal | None = None
     approximate_seconds: float | None = None
     publish_price: bool = True
+    bill_kills: bool = True
+    stop_answer: StopAnswer = "task"
+    list_fields: bool = True
+    repeat_nonces: bool = False
+    task_error_final: bool = False
     faults: Faults = Faults()
+
+    def __post_init__(self) -> None:
+        if self.stop_answer not in STOP_ANSWERS:
+            raise ValueError(f"stop_answer: must be one of {', '.join(STOP_ANSWERS)} (got {self.stop_answer!r})")
 
     @property
     def approximate_cost(self) -> Decimal:
@@ -156,6 +178,11 @@ class EmulatorConfig:
         secret = os.environ.get(ENV_API_SECRET) or None
         return cls(api_key=key, api_secret=secret, **overrides)
 
+    @property
+    def documented(self) -> bool:
+        """Whether it runs in the strictest documented mode (`DOCUMENTED`)."""
+        return all(getattr(self, name) == value for name, value in DOCUMENTED.items())
+
     def limit_for(self, balance: Decimal) -> int | None:
         """Wiro's rule: max(1, floor(10% of the balance)) up to $250, no limit above."""
         if self.concurrency_limit is not None:
@@ -163,3 +190,8 @@ class EmulatorConfig:
         if balance > 250:
             return None
         return max(1, int(balance * Decimal("0.10")))
+
+
+# The strictest reading of Wiro's documents and its own clients' fixtures: Cancel and Kill answer
+# without the task, a stopped task is not billed, Task/List carries no field no document promises.
+DOCUMENTED: dict[str, Any] = {"stop_answer": "bare", "bill_kills": False, "list_fields": False}

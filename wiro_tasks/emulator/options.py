@@ -20,7 +20,7 @@ from typing import Any, TypeVar, get_args, get_type_hints
 
 import click
 
-from .config import EmulatorConfig, Faults
+from .config import STOP_ANSWERS, EmulatorConfig, Faults
 
 F = TypeVar("F", bound=Callable[..., Any])
 _DEFAULTS = {
@@ -73,6 +73,15 @@ class EmulatorOptions:
         "Answer Task/List with at most this many tasks per page, whatever the limit asked (default: no cap).",
         type=click.IntRange(1),
     )
+    stop_answer: str = _option(
+        "config.stop_answer",
+        "What Cancel and Kill answer: the task, or as Wiro's fixtures do: bare {result: true}, or an empty tasklist.",
+        type=click.Choice(STOP_ANSWERS),
+    )
+    bill_kills: bool = _option("config.bill_kills", "Bill a killed running task for its seconds (else only successes).")
+    list_fields: bool = _option("config.list_fields", "Task/List carries createtime and parameters (undocumented).")
+    repeat_nonces: bool = _option("config.repeat_nonces", "Accept a nonce seen before, as Wiro seems to.")
+    task_error_final: bool = _option("config.task_error_final", "A stuck task_error is final: Cancel/Kill refuse it.")
 
     def targets(self, where: str) -> dict[str, Any]:
         """The values that go to `where` ("config", "faults" or "serve"), by the target's names."""
@@ -105,7 +114,10 @@ class EmulatorOptions:
             if value == f.default:
                 continue
             flag = "--" + f.name.replace("_", "-")
-            args += [flag] if value is True else [flag, str(value)]
+            if isinstance(value, bool):
+                args.append(flag if value else "--no-" + flag[2:])
+            else:
+                args += [flag, str(value)]
         return args
 
 
@@ -117,7 +129,8 @@ def click_options() -> list[click.Option]:
         flag = "--" + f.name.replace("_", "-")
         help_text = f.metadata["help"] or None
         if hints[f.name] is bool:
-            made.append(click.Option([flag], is_flag=True, default=f.default, help=help_text))
+            flags = flag if f.default is False else f"{flag}/--no-{flag[2:]}"  # a default of True can be turned off
+            made.append(click.Option([flags], is_flag=True, default=f.default, help=help_text))
             continue
         kind = f.metadata["type"] or next(t for t in (*get_args(hints[f.name]), hints[f.name]) if t is not NoneType)
         shown = f.default is not None

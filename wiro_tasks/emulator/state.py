@@ -42,6 +42,10 @@ _PHASES = (
     ("task_start", 0.10),
     ("task_output", 0.15),
 )
+MODEL_DESCRIPTIONS = {  # a task record's `modeldescription`; the emulator's own words, not Wiro's
+    "Wan-AI/Wan2.2-TI2V-5B-text-to-video": "Wan2.2 TI2V-5B text to video (emulated).",
+    "Wan-AI/Wan2.2-TI2V-5B-image-to-video": "Wan2.2 TI2V-5B image to video (emulated).",
+}
 _MONEY = Decimal("0.000000000001")
 _SECONDS = Decimal("0.0001")
 
@@ -100,8 +104,11 @@ class EmulatedTask:
         marks += [self.accept_at + self.run * share for _, share in _PHASES]
         return min((m for m in marks if m > now), default=FOREVER)
 
-    def terminal_at(self, now: float) -> bool:
-        return self.status_at(now) in ("task_cancel", "task_postprocess_end")
+    def terminal_at(self, now: float, error_final: bool = False) -> bool:
+        """Whether the task has ended; with `error_final`, a stuck `task_error` has (Wiro-MCP's reading)."""
+        status = self.status_at(now)
+        final = status in ("task_cancel", "task_postprocess_end")
+        return final or (error_final and self.stuck and status == "task_error")
 
     def succeeded_at(self, now: float) -> bool:
         return self.status_at(now) == "task_postprocess_end" and not self.fail
@@ -149,10 +156,14 @@ class Account:
 
     def cost(self, task: EmulatedTask, now: float) -> Decimal:
         """What a task is billed: its tier's price, or `elapsedseconds * cps`, for finished successes
-        and for kills of running tasks; nothing for failures and tasks cancelled in the queue."""
+        and (with `bill_kills`) for kills of running tasks; nothing for failures and tasks
+        cancelled in the queue."""
         status = task.status_at(now)
         billed = (status == "task_postprocess_end" and not task.fail) or (
-            status == "task_cancel" and task.stopped_at is not None and task.stopped_at > task.accept_at
+            self.config.bill_kills
+            and status == "task_cancel"
+            and task.stopped_at is not None
+            and task.stopped_at > task.accept_at
         )
         if not billed:
             return Decimal(0)
@@ -172,7 +183,8 @@ class Account:
 
     def _settle(self, now: float) -> None:
         """Move tasks that have finished out of the live set, adding their cost to the bill."""
-        for task_id in [i for i in self.live if self.tasks[i].terminal_at(now)]:
+        final = self.config.task_error_final
+        for task_id in [i for i in self.live if self.tasks[i].terminal_at(now, final)]:
             self.live.discard(task_id)
             self.settled += self.cost(self.tasks[task_id], now)
 
@@ -249,7 +261,7 @@ class Account:
         with self.lock:
             now = self.clock()
             status = task.status_at(now)
-            if status in ("task_cancel", "task_postprocess_end"):
+            if task.terminal_at(now, self.config.task_error_final):
                 return "task is already finished"
             if queued_only and status not in ("task_queue", "task_error"):
                 return "not queued"
@@ -298,10 +310,14 @@ class Account:
         def stamp(at: float | None) -> str:
             return str(self.wall(at)) if at is not None else "0"
 
+        owner, _, project = task.model.partition("/")
         described = {
             "id": str(task.id),
             "uuid": task.uuid,
             "name": "",
+            "modelslugowner": owner,
+            "modelslugproject": project,
+            "modeldescription": MODEL_DESCRIPTIONS.get(task.model, ""),
             "socketaccesstoken": task.token,
             "parameters": {k: str(v) for k, v in task.parameters.items()},
             "debugoutput": "" if not done else "Generated video in model time",

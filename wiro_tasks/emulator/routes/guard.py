@@ -30,8 +30,8 @@ def _has_key(config: EmulatorConfig, request: Request) -> bool:
 
 
 def authenticate(config: EmulatorConfig, account: Account, request: Request) -> Response | None:
-    """Wiro's refusal of a request without the project's key (and, with a secret, a fresh signed
-    nonce), or None when it may pass."""
+    """Wiro's refusal of a request without the project's key (and, with a secret, a signed nonce,
+    one not seen before unless `repeat_nonces`), or None when it may pass."""
     if not _has_key(config, request):
         return wiro_error(NOT_FOUNDED, status=401)
     if not config.api_secret:
@@ -43,7 +43,8 @@ def authenticate(config: EmulatorConfig, account: Account, request: Request) -> 
     expected = sign(config.api_key, config.api_secret, nonce)
     with account.lock:
         valid = hmac.compare_digest(expected.encode(), signature.lower().encode())
-        if not valid or nonce in account.seen_nonces:
+        repeated = nonce in account.seen_nonces and not config.repeat_nonces
+        if not valid or repeated:
             account.count("auth_refused")
             return wiro_error(NOT_VALID, status=401)
         account.seen_nonces.add(nonce)

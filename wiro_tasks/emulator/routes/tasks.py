@@ -36,6 +36,10 @@ async def task_list(request: Request, emulator: Emulator) -> Response:
         page = [account.tasks[i] for i in ids[start : start + limit]]
         total = len(ids)
     described = [await emulator.describe(t, file_base(request)) for t in page]
+    if not emulator.config.list_fields:  # no document promises them in Task/List
+        for entry in described:
+            entry.pop("createtime", None)
+            entry.pop("parameters", None)
     return JSONResponse({"total": str(total), "errors": [], "tasklist": described, "result": True})
 
 
@@ -49,6 +53,11 @@ async def _stop(request: Request, emulator: Emulator, *, queued_only: bool) -> R
     if reason is not None:
         message = "Task is not in a cancellable state." if queued_only else f"Task could not be killed: {reason}"
         return wiro_error(message, code=1)
+    shape = emulator.config.stop_answer
+    if shape == "bare":  # WiroKit's fixtures (`test/task-api.test.ts`)
+        return JSONResponse({"result": True})
+    if shape == "empty":  # Wiro-MCP's fixtures (`tests/client.test.mjs`)
+        return JSONResponse({"result": True, "errors": [], "tasklist": []})
     described = await emulator.describe(task, file_base(request))
     return JSONResponse({"errors": [], "tasklist": [described], "result": True})
 

@@ -1,0 +1,205 @@
+"""The emulator's answers against one example per endpoint, written down from Wiro's documents (or,
+where the documents show none, from Wiro's own clients' test fixtures), each with its source.
+
+An answer conforms when every key of the example is there, with a value of the same JSON kind
+(text, number, boolean, list, object), at every depth: the documents' examples are partial, so
+the emulator may say more, except where the strictest documented mode says it must not.
+"""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from wiro_tasks import TextToVideoInput, WiroClient
+from wiro_tasks.emulator import EmulatorServer
+from wiro_tasks.emulator.config import DOCUMENTED, EmulatorConfig
+
+from .conftest import API_KEY, API_SECRET, NO_WAIT, EmulatorFactory
+from .images import encode, landscape
+
+# Wiro-Docs markdown/run-a-model.md, "Response"
+RUN = {"result": True, "errors": [], "taskid": "2221", "socketaccesstoken": "eDcCm5yyUfIvMFspTwww49OUfgXkQt"}
+
+# Wiro-Docs markdown/tasks.md, "POST /Task/Detail", "Response"
+DETAIL: dict[str, Any] = {
+    "result": True,
+    "errors": [],
+    "total": "1",
+    "tasklist": [
+        {
+            "id": "534574",
+            "socketaccesstoken": "eDcCm5yyUfIvMFspTwww49OUfgXkQt",
+            "parameters": {"prompt": "Hello, world!"},
+            "status": "task_postprocess_end",
+            "pexit": "0",
+            "debugoutput": "",
+            "starttime": "1734513809",
+            "endtime": "1734513813",
+            "elapsedseconds": "6.0000",
+            "totalcost": "0.003510000000",
+            "outputs": [
+                {"name": "0.png", "contenttype": "image/png", "size": "202472", "url": "https://cdn1.wiro.ai/.../0.png"}
+            ],
+        }
+    ],
+}
+
+# No document shows a Task/List answer. Wiro-MCP's `src/client.ts` reads `tasklist` and `total`
+# from it, as from Task/Detail; the task holds what every Task/Detail example holds, less the
+# `parameters` (and `createtime`) that no document promises in a list.
+LIST = {
+    "result": True,
+    "errors": [],
+    "tasklist": [{k: v for k, v in DETAIL["tasklist"][0].items() if k != "parameters"}],
+}
+
+# No document shows a Cancel or Kill answer: Wiro-MCP tests/client.test.mjs ("cancelTask ...",
+# "killTask ...") and WiroKit (wiroai/ReactNative-QuickStart packages/wirokit) test/task-api.test.ts.
+STOPPED_EMPTY = {"result": True, "errors": [], "tasklist": []}
+STOPPED_BARE = {"result": True}
+
+# Wiro-Docs markdown/models.md, "POST /Tool/Detail", "Response"
+TOOL = {
+    "result": True,
+    "errors": [],
+    "tool": [
+        {
+            "id": "1562",
+            "title": "Nano Banana API: Create Mobile & Web Apps with Nano Banana",
+            "slugowner": "google",
+            "slugproject": "nano-banana",
+            "cleanslugowner": "google",
+            "cleanslugproject": "nano-banana",
+            "description": "Google's Gemini 2.5 Flash Image Preview ...",
+            "categories": ["tool", "partner"],
+            "parameters": [
+                {"title": "", "subtitle": "", "items": [{"id": "prompt", "type": "textarea", "required": True}]}
+            ],
+            "dynamicprice": [{"inputs": {}, "price": 0.039, "priceMethod": "cpo"}],
+        }
+    ],
+}
+
+# Wiro-Docs markdown/files.md, "POST /File/Upload", "Response" (its "Response (Upload)" further
+# down shows other fields, `size` as a number, `isfolder` and `created`: the documents disagree)
+UPLOAD = {
+    "result": True,
+    "errors": [],
+    "list": [
+        {
+            "id": "file-id",
+            "name": "dataset.csv",
+            "contenttype": "text/csv",
+            "size": "1048576",
+            "parentid": "folder-id",
+            "url": "https://cdn1.wiro.ai/...",
+            "addedtime": "1716276727",
+            "accesskey": "...",
+        }
+    ],
+}
+
+
+def kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "text", list: "list", dict: "object", type(None): "null"}[type(value)]
+
+
+def mismatches(example: Any, answer: Any, where: str = "") -> list[str]:
+    """Where `answer` does not have the example's shape: a key missing, or a value of another kind."""
+    if kind(example) != kind(answer):
+        return [f"{where or 'answer'}: {kind(answer)}, the example has {kind(example)}"]
+    if isinstance(example, dict):
+        found = []
+        for key, value in example.items():
+            if key not in answer:
+                found.append(f"{where}.{key}: missing")
+            else:
+                found += mismatches(value, answer[key], f"{where}.{key}")
+        return found
+    if isinstance(example, list) and example and answer:
+        return mismatches(example[0], answer[0], f"{where}[0]")
+    return []
+
+
+def post(server: EmulatorServer, endpoint: str, **kwargs: Any) -> Any:
+    with WiroClient(API_KEY, API_SECRET, base_url=server.base_url, retry=NO_WAIT) as c:
+        response = c._http.post(endpoint, **kwargs)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def finished_task(server: EmulatorServer) -> str:
+    with WiroClient(API_KEY, API_SECRET, base_url=server.base_url, retry=NO_WAIT) as c:
+        task_id = c.run(TextToVideoInput(prompt="a red fox", num_frames=5)).task_id
+        while not c.detail(task_id).is_terminal:
+            time.sleep(0.05)
+    return task_id
+
+
+@pytest.mark.parametrize("documented", [False, True], ids=["today", "documented"])
+def test_every_answer_has_the_documented_shape(make_emulator: EmulatorFactory, documented: bool) -> None:
+    today = {name: getattr(EmulatorConfig(), name) for name in DOCUMENTED}
+    server = make_emulator(preview=True, **(DOCUMENTED if documented else today))
+    run = post(server, "/Run/Wan-AI/Wan2.2-TI2V-5B-text-to-video", json={"prompt": "a fox", "numFrames": 5})
+    assert mismatches(RUN, run) == []
+    task_id = finished_task(server)
+    detail = post(server, "/Task/Detail", json={"taskid": task_id})
+    assert mismatches(DETAIL, detail) == []
+    # not in tasks.md's example; Wiro's clients read them (WiroKit's and n8n's task types)
+    names = {k: detail["tasklist"][0][k] for k in ("modelslugowner", "modelslugproject")}
+    assert names == {"modelslugowner": "Wan-AI", "modelslugproject": "Wan2.2-TI2V-5B-text-to-video"}
+    assert detail["tasklist"][0]["modeldescription"]
+    listed = post(server, "/Task/List", json={"type": "model", "sort": "id", "order": "DESC", "start": 0, "limit": 5})
+    assert mismatches(LIST, listed) == []
+    undocumented = {"createtime", "parameters"} & set().union(*listed["tasklist"])
+    assert undocumented == (set() if documented else {"createtime", "parameters"})
+    tool = post(server, "/Tool/Detail", json={"slugowner": "Wan-AI", "slugproject": "Wan2.2-TI2V-5B-text-to-video"})
+    assert mismatches(TOOL, tool) == []
+    files = {"file": ("fox.png", encode(landscape(64, 48), "PNG"), "image/png")}
+    assert mismatches(UPLOAD, post(server, "/File/Upload", files=files)) == []
+
+
+@pytest.mark.parametrize(("answer", "example"), [("empty", STOPPED_EMPTY), ("bare", STOPPED_BARE)])
+def test_cancel_and_kill_answer_as_wiros_own_fixtures(
+    make_emulator: EmulatorFactory, answer: str, example: dict[str, Any]
+) -> None:
+    server = make_emulator(stop_answer=answer, queue_seconds=2.0, task_seconds=30.0)
+    with WiroClient(API_KEY, API_SECRET, base_url=server.base_url, retry=NO_WAIT) as c:
+        queued = c.run(TextToVideoInput(prompt="queued")).task_id
+        running = c.run(TextToVideoInput(prompt="running [emulator:seconds=30]")).task_id
+    assert post(server, "/Task/Cancel", json={"taskid": queued}) == example
+    server.account.tasks[int(running)].queue = 0.0  # accepted at once: Kill, not Cancel
+    assert post(server, "/Task/Kill", json={"taskid": running}) == example
+
+
+def test_a_killed_task_is_billed_only_when_kills_are(make_emulator: EmulatorFactory) -> None:
+    """Wiro-Docs `pricing.md`/`tasks.md`: only successful tasks are billed. Wiro's agent skill: a
+    task killed while running may still be charged. The emulator models both."""
+    bills = {}
+    for bill_kills in (True, False):
+        server = make_emulator(bill_kills=bill_kills, queue_seconds=0.0, task_seconds=30.0)
+        with WiroClient(API_KEY, API_SECRET, base_url=server.base_url, retry=NO_WAIT) as c:
+            task_id = c.run(TextToVideoInput(prompt="killed")).task_id
+            time.sleep(0.3)
+            killed = c.kill(task_id)
+        assert killed.cancelled
+        assert killed.elapsed_seconds > 0
+        bills[bill_kills] = (killed.total_cost, server.account.stats()["billed"])
+    assert bills[True][0] > 0
+    assert bills[True][1] == str(bills[True][0])
+    assert bills[False] == (Decimal(0), "0.00")
+
+
+def test_the_documented_mode_is_the_strictest_reading() -> None:
+    strict = EmulatorConfig(**DOCUMENTED)
+    assert strict.documented
+    assert (strict.stop_answer, strict.bill_kills, strict.list_fields) == ("bare", False, False)
+    assert not EmulatorConfig().documented
