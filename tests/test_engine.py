@@ -83,7 +83,7 @@ def test_the_guard_sends_the_kill_first(tmp_path: Path) -> None:
     decision: no Task/Detail (nor a Cancel) goes before it."""
     guard = guard_with(ledger_in(tmp_path))
     calls = run_with(lambda r: answer(task("7", "task_cancel")), lambda: guard.stop("r0", "7"))
-    assert calls == ["/Task/Kill"]
+    assert calls == ["/Task/Kill", "/Task/Detail"]  # the stop, then the read that confirms it
 
 
 def test_a_queued_task_is_cancelled_when_the_kill_is_refused(tmp_path: Path) -> None:
@@ -94,7 +94,7 @@ def test_a_queued_task_is_cancelled_when_the_kill_is_refused(tmp_path: Path) -> 
             return refusal("task is not running")
         return answer(task("7", "task_cancel"))
 
-    assert run_with(api, lambda: guard.stop("r0", "7")) == ["/Task/Kill", "/Task/Cancel"]
+    assert run_with(api, lambda: guard.stop("r0", "7")) == ["/Task/Kill", "/Task/Cancel", "/Task/Detail"]
 
 
 def test_a_stop_wiro_never_heard_counts_the_task_as_running_again(tmp_path: Path) -> None:

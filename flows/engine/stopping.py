@@ -25,9 +25,9 @@ from wiro_tasks.types import Task as WiroTask
 
 Record = Callable[..., Any]  # record(event, row_id, **fields): a journal line about the row
 LOOKS = (1.0, 5.0)  # seconds before each Task/List scan for an unanswered Run's task
-RECENT = timedelta(minutes=15)
+RECENT = timedelta(minutes=15)  # older unanswered intents are left to the next run's own search
 CONFIRM_SECONDS = 5.0  # how long stopped tasks are read again for their end
-CONFIRM_STEP = 0.5  # older unanswered intents are left to the next run's own search
+CONFIRM_STEP = 0.5
 
 
 async def stop_tasks(client: AsyncWiroClient, live: Mapping[str, str], record: Record) -> int:
