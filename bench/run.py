@@ -213,11 +213,17 @@ def overhead_section(runs: list[dict[str, float]], plan: Plan) -> str:
         "Prefect's task engine: profiled (pyinstrument, cProfile), a sweep makes the same engine calls "
         "per task run as the empty flow (state changes, events, contexts, uuids), each of them slower "
         "when the task runs wrap real HTTP calls and share the process and the two cores with the "
-        "emulator and the Prefect server. What was ours and is fixed: the manifest was rebuilt from the "
-        "whole grid about once a second (60 ms a rewrite at 1,000 rows, 0.5 s at 10,000; now only the "
-        "rows that changed, 13 ms and 70 ms), and waits polled Task/Detail on a backoff while the task "
-        "socket pushed every status (now they poll only to guard a live socket). On this shared machine "
-        "the ratio moves by a factor of two or more between repetitions: read the medians.",
+        "emulator and the Prefect server. `tests/test_per_row_work.py` counts what a row costs in work "
+        "that does not depend on the machine (requests to Wiro and to Prefect, task-run state events, "
+        "journal writes, manifest rewrites) at two sizes, so per-row work that comes back fails CI.",
+        "", "The regression between 31ffd66 and 9f2b0d7 (orchestration 8.8 -> 18.3 ms a row) was bisected "
+        "with those counts and cProfile: the two ends made the same Prefect requests, events and task "
+        "runs per row. The CPU that grew was ours: a poster (the video's first frame as a JPEG) decoded "
+        "and encoded for every download while rows ran (2.5 ms a row; now made when the report is "
+        "written, two at a time, as `ensure_posters` already did for older OUTs), the claim of each task "
+        "(0.18 ms) and a scan of every row's task ids for each claim (0.06 ms a row at 1,000 rows, 0.7 "
+        "at 10,000; now a lookup). On this shared machine the ratio moves by a factor of two or more "
+        "between repetitions: read the medians.",
     ])  # fmt: skip
 
 
