@@ -56,3 +56,14 @@ def test_final_records_without_a_bill_never_let_the_sweep_pass_its_budget(
     assert ran, "the budget covers a few tasks"
     assert sum((r["cost_usd"] for r in rows), Decimal(0)) >= billed  # counted at no less than billed
     assert all("Wiro's record says $0" in r["error"] for r in ran), [r["error"] for r in ran]
+
+
+def test_a_tier_price_below_rate_times_seconds_stands_where_the_method_is_unknown() -> None:
+    """Without a quote the sweep cannot tell a tier's price from a per-second bill: a record that
+    names a cost stands; only one that says nothing is counted at the rate."""
+    assert least_bill("succeeded", Decimal("0.05"), Decimal(10), Decimal("0.01"), per_second=False) == (
+        Decimal("0.05"),
+        "",
+    )
+    cost, _ = least_bill("succeeded", Decimal(0), Decimal(10), Decimal("0.01"), per_second=False)
+    assert cost == Decimal("0.10")

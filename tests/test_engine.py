@@ -179,3 +179,10 @@ def test_progress_counts_every_row_once(tmp_path: Path, rows: int) -> None:
     progress = ledger.progress(Decimal("0.02"))
     assert progress.done == rows
     assert progress.total == 3
+
+
+def test_a_tier_priced_task_is_counted_at_its_price_not_its_seconds(tmp_path: Path) -> None:
+    guard = guard_with(ledger_in(tmp_path))
+    guard.quotes["r0"] = Quote(Decimal("0.05"), None, Decimal("0.05"), "test")
+    outcome = WaitOutcome("succeeded", "7", cost=Decimal("0.05"), elapsed=Decimal(10), cps=Decimal("0.01"))
+    assert guard.bill("r0", outcome) == (Decimal("0.05"), "")

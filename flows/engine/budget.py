@@ -50,13 +50,17 @@ def work_units(inputs: Mapping[str, object]) -> Decimal:
     return Decimal(frames * steps * width * height) / _REFERENCE_WORK
 
 
-def least_bill(status: str, recorded: Decimal, seconds: Decimal | None, rate: Decimal) -> tuple[Decimal, str]:
+def least_bill(
+    status: str, recorded: Decimal, seconds: Decimal | None, rate: Decimal, *, per_second: bool = True
+) -> tuple[Decimal, str]:
     """What a final task is counted at, and why when that is not its record's `totalcost`.
 
     A task billed per second that ran (a success, or one stopped while running) never costs less
     than its rate x its seconds: a record that leaves `totalcost` out or says less is counted at
-    that. Failed tasks are free (Wiro-Docs), so their record stands."""
-    if status == "failed" or rate <= 0 or seconds is None or seconds <= 0:
+    that. Where the billing method is not known (`per_second` False: no price from Tool/Detail),
+    only a record that says nothing (0) is: a tier's price may well be below rate x seconds.
+    Failed tasks are free (Wiro-Docs), so their record stands."""
+    if status == "failed" or rate <= 0 or seconds is None or seconds <= 0 or (recorded and not per_second):
         return recorded, ""
     floor = rate * seconds
     if recorded >= floor:

@@ -133,15 +133,17 @@ class BudgetGuard:
         an unreadable bill is estimated, and a per-second task is never counted below its rate x
         its seconds (`least_bill`), whatever its record says."""
         quote = self.quotes.get(row_id)
-        per_second = quote is not None and quote.fixed is None and quote.cps is not None
-        rate = max(quote.cps if per_second and quote is not None and quote.cps else Decimal(0), outcome.cps)
+        fixed = quote is not None and quote.fixed is not None
+        per_second = quote is not None and not fixed and quote.cps is not None
+        quoted = quote.cps if per_second and quote is not None and quote.cps else Decimal(0)
+        rate = Decimal(0) if fixed else max(quoted, outcome.cps)  # a tier's price is the price
         if outcome.cost is None:  # Wiro's figure was garbage: count what the task could have cost, never nothing
             cost = self._estimate(row_id, outcome, rate)
             return cost, f"counted as ${cost:.6f} (an estimate)"
         seconds = outcome.elapsed
         if outcome.status == "succeeded" and not seconds:  # it ran, yet its record says no time
             seconds = self.budget.age(row_id)
-        return least_bill(outcome.status, outcome.cost, seconds, rate)
+        return least_bill(outcome.status, outcome.cost, seconds, rate, per_second=per_second)
 
     def _estimate(self, row_id: str, outcome: WaitOutcome, rate: Decimal) -> Decimal:
         """What a task whose bill could not be read may have cost: its fixed price, its seconds at

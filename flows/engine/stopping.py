@@ -72,7 +72,7 @@ def _record_stopped(task: WiroTask, row_id: str, record: Record) -> bool:
     if not task.cancelled:
         record("finished", row_id, task_id=task.id, **as_finished(task))
         return True
-    cost, note = least_bill("cancelled", task.total_cost, task.elapsed_seconds, task.cps)
+    cost, note = least_bill("cancelled", task.total_cost, task.elapsed_seconds, task.cps, per_second=False)
     record("finished", row_id, task_id=task.id, status="cancelled", error=_join("sweep cancelled", note),
            cost=str(cost), elapsed=str(task.elapsed_seconds))  # fmt: skip
     return True
@@ -96,7 +96,7 @@ def as_finished(task: WiroTask) -> dict[str, Any]:
         status, error = "cancelled", "cancelled on Wiro"
     else:
         status, error = "failed", task.error_message or f"ended in {task.raw_status}"
-    cost, note = least_bill(status, task.total_cost, task.elapsed_seconds, task.cps)
+    cost, note = least_bill(status, task.total_cost, task.elapsed_seconds, task.cps, per_second=False)
     return {"status": status, "error": _join(error, note), "cost": str(cost), "elapsed": str(task.elapsed_seconds),
             "output_url": output.url if output else "", "output_bytes": output.size if output else None}  # fmt: skip
 
