@@ -50,7 +50,8 @@ from flows.store.journal import JOURNAL, read_events
 from flows.store.manifest import FINAL_STATUSES, MANIFEST_CSV, MANIFEST_PARQUET, read_manifest
 from wiro_tasks.emulator import EmulatorServer
 from wiro_tasks.emulator.config import Faults
-from wiro_tasks.emulator.state import FAILURE_REASONS, EmulatedTask
+from wiro_tasks.emulator.records import FAILURE_REASONS
+from wiro_tasks.emulator.state import EmulatedTask
 
 from .conftest import EmulatorFactory, resize_disk
 from .processes import FAST_SCANS, finish, start, wait_for

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 
 from ...inputs import IMAGE_TO_VIDEO, MODELS, TEXT_TO_VIDEO, Param
 from ..context import Emulator
-from ..state import MODEL_DESCRIPTIONS
+from ..records import MODEL_DESCRIPTIONS
 from ..wire import read_body, wiro_error
 from .guard import api
 
