@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -59,6 +60,14 @@ def _no_real_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 EmulatorFactory = Callable[..., EmulatorServer]
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (as the probe is closed)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 @pytest.fixture

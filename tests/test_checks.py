@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import socket
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -18,6 +17,8 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from flows.grid import GridError
 from flows.store.checks import check_journals, check_out, check_out_apart, check_prefect_api, check_writable
 from flows.store.journal import JOURNAL, JournalError
+
+from .conftest import free_port
 
 
 def test_an_out_that_is_also_a_grid_directory_is_refused(tmp_path: Path) -> None:
@@ -123,9 +124,7 @@ def test_a_prefect_api_in_error_is_named_with_its_status(health_server: Callable
 
 
 def test_a_prefect_api_nobody_listens_at_is_named_without_its_password() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     url = f"http://admin:hunter2@127.0.0.1:{port}/api"
     with temporary_settings({PREFECT_API_URL: url}), pytest.raises(GridError) as raised:
         check_prefect_api()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,17 +17,10 @@ from click.testing import CliRunner
 from flows.cli import COMMANDS, main
 from wiro_tasks import TextToVideoInput, WiroClient
 
-from .conftest import API_KEY, API_SECRET
+from .conftest import API_KEY, API_SECRET, free_port
 from .mp4 import decode_mp4
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @contextmanager

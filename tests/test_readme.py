@@ -16,7 +16,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ import pandas as pd
 
 from wiro_tasks import DEFAULT_BASE_URL
 
-from .conftest import EmulatorFactory
+from .conftest import EmulatorFactory, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRST_SCREEN = 60  # lines
@@ -50,13 +49,6 @@ def block_with(readme: str, text: str) -> tuple[int, list[str]]:
 def words(line: str) -> list[str]:
     """A README command line as its arguments, without its `# comment`."""
     return shlex.split(line, comments=True)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def test_the_readme_is_short_and_its_first_screen_says_how_to_reach_the_command() -> None:

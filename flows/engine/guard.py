@@ -133,10 +133,11 @@ class BudgetGuard:
         an unreadable bill is estimated, and a per-second task is never counted below its rate x
         its seconds (`least_bill`), whatever its record says."""
         quote = self.quotes.get(row_id)
-        fixed = quote is not None and quote.fixed is not None
-        per_second = quote is not None and not fixed and quote.cps is not None
-        quoted = quote.cps if per_second and quote is not None and quote.cps else Decimal(0)
-        rate = Decimal(0) if fixed else max(quoted, outcome.cps)  # a tier's price is the price
+        if quote is not None and quote.fixed is not None:
+            rate, per_second = Decimal(0), False  # a tier's price is the price
+        else:
+            per_second = quote is not None and quote.cps is not None
+            rate = max(quote.cps if quote is not None and quote.cps is not None else Decimal(0), outcome.cps)
         if outcome.cost is None:  # Wiro's figure was garbage: count what the task could have cost, never nothing
             cost = self._estimate(row_id, outcome, rate)
             return cost, f"counted as ${cost:.6f} (an estimate)"

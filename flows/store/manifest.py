@@ -238,6 +238,15 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
         raise
 
 
+def atomic_write_text(path: Path, text: str) -> None:
+    """`atomic_write` of a text file, in UTF-8."""
+    atomic_write(path, lambda temporary: _write_text(temporary, text))
+
+
+def _write_text(path: str, text: str) -> None:
+    Path(path).write_text(text, encoding="utf-8")
+
+
 def read_manifest(out: Path) -> pd.DataFrame:
     """The Parquet manifest as a DataFrame (cost_usd as Decimal)."""
     with (out / MANIFEST_PARQUET).open("rb") as handle:  # one open file: a rewrite cannot mix in

@@ -25,7 +25,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from flows.grid import BASIC_INPUTS
-from flows.store.manifest import atomic_write, money_text
+from flows.store.manifest import atomic_write, atomic_write_text, money_text
 from flows.store.thumbnails import ONE_MODEL, THUMBS, image_label, is_sha256, thumbnail_path, web_url
 from flows.store.thumbnails import text as _str
 from flows.view.compare import ASSETS, COLUMNS, COMPARE_CSV, COMPARE_HTML, COMPARE_PARQUET, Comparison, video
@@ -257,12 +257,8 @@ def write_comparison(comparison: Comparison) -> Path:
     atomic_write(out / COMPARE_PARQUET, lambda path: pq.write_table(arrow, path))
     atomic_write(out / COMPARE_CSV, lambda path: pacsv.write_csv(_csv_table(arrow), path))
     page = build_page(comparison)
-    atomic_write(out / COMPARE_HTML, lambda path: _write_text(path, page))
+    atomic_write_text(out / COMPARE_HTML, page)
     return out / COMPARE_HTML
-
-
-def _write_text(path: str, text: str) -> None:
-    Path(path).write_text(text, encoding="utf-8")
 
 
 def _link(source: Path, target: Path) -> None:

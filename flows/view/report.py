@@ -30,7 +30,7 @@ import pandas as pd
 from markupsafe import Markup
 
 from flows.grid import BASIC_INPUTS, IMAGE_INPUTS, INPUTS
-from flows.store.manifest import MANIFEST_PARQUET, atomic_write, read_manifest
+from flows.store.manifest import MANIFEST_PARQUET, atomic_write_text, read_manifest
 from flows.store.posters import ensure_posters, poster_path
 from flows.store.summary import summarize
 from flows.store.thumbnails import (
@@ -428,9 +428,5 @@ def write_report(out: Path, *, rows: str = "prompt", cols: str | None = None) ->
     title = f"wiro-sweep · {out.resolve().name}"
     text = build_report(manifest, rows=rows, cols=cols, title=title, posters=posters, thumbs=thumbs)
     path = out / REPORT
-    atomic_write(path, lambda temporary: _write_text(temporary, text))
+    atomic_write_text(path, text)
     return path
-
-
-def _write_text(path: str, text: str) -> None:
-    Path(path).write_text(text, encoding="utf-8")
