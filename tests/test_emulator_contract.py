@@ -112,6 +112,9 @@ def kind(value: Any) -> str:
     return {str: "text", list: "list", dict: "object", type(None): "null"}[type(value)]
 
 
+MAY_BE_EMPTY = (".dynamicprice",)  # a model billed per second has no price tiers
+
+
 def mismatches(example: Any, answer: Any, where: str = "") -> list[str]:
     """Where `answer` does not have the example's shape: a key missing, or a value of another kind."""
     if kind(example) != kind(answer):
@@ -124,7 +127,11 @@ def mismatches(example: Any, answer: Any, where: str = "") -> list[str]:
             else:
                 found += mismatches(value, answer[key], f"{where}.{key}")
         return found
-    if isinstance(example, list) and example and answer:
+    if isinstance(example, list) and example:
+        if not answer and not where.endswith(MAY_BE_EMPTY):
+            return [f"{where or 'answer'}: empty, the example has items"]
+        if not answer:
+            return []
         return mismatches(example[0], answer[0], f"{where}[0]")
     return []
 

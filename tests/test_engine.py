@@ -110,6 +110,15 @@ def test_a_stop_wiro_never_heard_counts_the_task_as_running_again(tmp_path: Path
     assert guard.budget.flights["r0"].stopping_at is None  # the guard may choose it again
 
 
+def test_a_stop_wiro_took_keeps_the_task_counted_as_being_stopped(tmp_path: Path) -> None:
+    guard = guard_with(ledger_in(tmp_path))
+    assert guard.budget.reserve("r0", Decimal(1), Quote(None, Decimal("0.01"), Decimal("0.05"), "test")) == "ok"
+    guard.launch("r0")
+    guard.budget.flights["r0"].stopping_at = 0.0
+    run_with(lambda r: answer(task("7", "task_cancel")), lambda: guard.stop("r0", "7"))
+    assert guard.budget.flights["r0"].stopping_at == 0.0  # its exposure stays frozen at the Kill
+
+
 def test_a_zero_bill_is_counted_at_the_quoted_rate(tmp_path: Path) -> None:
     guard = guard_with(ledger_in(tmp_path))
     guard.quotes["r0"] = Quote(None, Decimal("0.002"), Decimal("0.01"), "test")

@@ -196,9 +196,11 @@ def test_a_signature_refused_twice_is_an_authentication_error() -> None:
 
 
 def test_the_emulator_accepts_a_repeated_nonce_only_when_asked(make_emulator: EmulatorFactory) -> None:
+    nonce = str(int(time.time()))  # the n8n nodes: one seconds nonce for a Run and its polls
+
     class Fixed(NonceSource):
         def next(self) -> str:
-            return str(int(time.time()))  # the n8n nodes: one seconds nonce for a Run and its polls
+            return nonce  # the same one for every request, whatever second it is sent in
 
     for repeat, refused in ((True, 0), (False, 2)):
         emulator = make_emulator(repeat_nonces=repeat)
