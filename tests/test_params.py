@@ -22,6 +22,7 @@ from flows.cli.params import cli_fields, flag_name, sweep_options
 from flows.cli.run import run
 from flows.engine.settings import ENGINE_PARAMETERS, SweepParams
 from flows.engine.settings import Settings as EngineSettings
+from flows.errors import InputError
 from flows.grid import DEFAULT_MAX_COMBINATIONS
 from flows.orchestrate.flow import sweep
 
@@ -183,3 +184,25 @@ def test_the_options_read_money_exactly_and_keep_the_bounds(tmp_path: Path) -> N
 def test_every_option_name_is_a_flag_once() -> None:
     names = [flag_name(f, flag) for f, flag in cli_fields() if not flag.argument]
     assert len(names) == len(set(names))
+
+
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [({"estimate_usd": Decimal(0)}, "estimate_usd"), ({"budget": Decimal("-1")}, "budget"),
+     ({"budget": Decimal("1e25"), "shards": 3}, "budget"), ({"budget": Decimal("NaN")}, "budget"),
+     ({"shards": 0}, "shards"), ({"max_concurrency": 5000}, "max_concurrency")],
+)  # fmt: skip
+def test_parameters_out_of_bounds_are_refused_whoever_sets_them(given: dict[str, Any], named: str) -> None:
+    """A deployment or the UI reaches the flow without the command line's checks: a zero estimate
+    would price unquoted rows at nothing, and 1e25 cannot be split into shards."""
+    with pytest.raises(InputError, match=named) as refused:
+        SweepParams(grid=["g.csv"], **given)
+    assert refused.value.exit_code == 2
+
+
+def test_a_budget_too_large_to_split_is_refused_on_the_command_line() -> None:
+    from flows.cli import main
+
+    result = CliRunner().invoke(main, ["run", "g.csv", "--out", "o", "--budget", "1e25", "--shards", "3"])
+    assert result.exit_code == 2
+    assert "at most 1,000,000,000" in result.output

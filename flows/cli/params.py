@@ -15,7 +15,8 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import click
 
-from flows.engine.settings import Flag, SweepParams
+from flows.engine.settings import Flag, SweepParams, usd
+from flows.errors import InputError
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -39,7 +40,10 @@ def money(ctx: click.Context | None, param: click.Parameter | None, value: str |
         raise click.BadParameter(f"{value!r} is not an amount in USD") from None
     if not amount.is_finite() or amount <= 0:
         raise click.BadParameter("must be more than 0")
-    return amount
+    try:
+        return usd(amount, param.name if param and param.name else "amount")
+    except InputError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _bare(hint: Any) -> Any:

@@ -13,7 +13,19 @@ from dataclasses import dataclass, field, fields, replace
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
+from flows.engine.budget import DEFAULT_ESTIMATE_USD
+from flows.errors import InputError
+from flows.grid.columns import DEFAULT_MAX_COMBINATIONS
+
 BUDGET_QUANTUM = Decimal("0.00000001")  # a shard's share of the budget is rounded down to this
+MAX_USD = Decimal(10) ** 9  # no sweep is worth more; far larger amounts are typing mistakes (1e25 cannot be split)
+
+
+def usd(value: Decimal, name: str) -> Decimal:
+    """A money parameter as a sweep takes it: finite, above 0 and below `MAX_USD`; `InputError` (exit 2) if not."""
+    if not value.is_finite() or not 0 < value <= MAX_USD:
+        raise InputError(f"{name} must be an amount in USD above 0 and at most {MAX_USD:,}, not {value}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -67,10 +79,11 @@ class SweepParams:
         default=120.0, metadata=cli("Seconds a task may stay in task_error before it is stopped and failed.", low=0)
     )
     estimate_usd: Decimal = field(
-        default=Decimal("0.10"), metadata=cli("Cost of a default task, used only when Tool/Detail gives no price.")
+        default=DEFAULT_ESTIMATE_USD, metadata=cli("Cost of a default task, used only when Tool/Detail gives no price.")
     )
     max_combinations: int = field(
-        default=100_000, metadata=cli("Refuse (exit 2) a grid that expands past this many combinations.", low=1)
+        default=DEFAULT_MAX_COMBINATIONS,
+        metadata=cli("Refuse (exit 2) a grid that expands past this many combinations.", low=1),
     )
     shards: int = field(
         default=1,
@@ -94,6 +107,19 @@ class SweepParams:
             metavar="MODEL",
         ),
     )
+
+    def __post_init__(self) -> None:
+        """Every parameter within its bounds, whoever set it (the command line, a deployment, the UI):
+        a zero `estimate_usd` would price unquoted rows at nothing, a budget of 1e25 cannot be split."""
+        if self.budget is not None:
+            usd(self.budget, "budget")
+        usd(self.estimate_usd, "estimate_usd")
+        for f in fields(self):
+            flag, value = f.metadata["cli"], getattr(self, f.name)
+            if flag is None or not isinstance(value, int | float) or isinstance(value, bool):
+                continue
+            if (flag.low is not None and value < flag.low) or (flag.high is not None and value > flag.high):
+                raise InputError(f"{f.name} must be within {flag.low}..{flag.high}, not {value}")
 
     @classmethod
     def of(cls, values: dict[str, Any]) -> SweepParams:
@@ -121,12 +147,10 @@ class SweepParams:
 
     def settings(self) -> Settings:
         """How the engine runs this sweep."""
-        return Settings(**{f.name: getattr(self, f.name) for f in fields(Settings) if f.name in ENGINE_PARAMETERS})
+        return Settings(**{name: getattr(self, name) for name in ENGINE_PARAMETERS})
 
 
 DEFAULTS = SweepParams(grid=[])
-ENGINE_PARAMETERS = ("max_concurrency", "poll_interval", "poll_cap", "timeout", "budget", "retry_failed",
-                     "error_grace", "estimate_usd", "concurrency_limit_name")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -143,3 +167,6 @@ class Settings:
     estimate_usd: Decimal = DEFAULTS.estimate_usd
     manifest_interval: float = 1.0
     concurrency_limit_name: str | None = DEFAULTS.concurrency_limit_name
+
+
+ENGINE_PARAMETERS = tuple(f.name for f in fields(Settings) if f.name in {g.name for g in fields(SweepParams)})

@@ -27,7 +27,7 @@ from prefect.states import Cancelled, Failed
 
 from flows.engine.progress import listening
 from flows.engine.runner import SweepRunner
-from flows.engine.settings import SweepParams
+from flows.engine.settings import DEFAULTS, SweepParams
 from flows.errors import SweepError
 from flows.grid import load_grid, model_name
 from flows.orchestrate.artifacts import (
@@ -51,8 +51,6 @@ from flows.store.summary import summarize
 from flows.store.thumbnails import save_thumbnails
 from flows.view.report import write_report
 from wiro_tasks.prefect_tasks import wiro_session
-
-_DEFAULTS = SweepParams(grid=[])
 
 
 class OutNotWritableError(SweepError, RuntimeError):
@@ -86,22 +84,22 @@ async def _rename(name: str) -> None:
 @flow(name="wiro-sweep", flow_run_name=_run_name, persist_result=False, on_cancellation=[kill_on_cancel])
 async def sweep(
     grid: list[str],
-    out: str = _DEFAULTS.out,
-    axes: dict[str, list[str]] | None = _DEFAULTS.axes,
-    max_concurrency: int = _DEFAULTS.max_concurrency,
-    poll_interval: float = _DEFAULTS.poll_interval,
-    poll_cap: float = _DEFAULTS.poll_cap,
-    timeout: float = _DEFAULTS.timeout,
-    budget: Decimal | None = _DEFAULTS.budget,
-    retry_failed: bool = _DEFAULTS.retry_failed,
-    error_grace: float = _DEFAULTS.error_grace,
-    estimate_usd: Decimal = _DEFAULTS.estimate_usd,
-    max_combinations: int = _DEFAULTS.max_combinations,
-    shards: int = _DEFAULTS.shards,
-    shard: int | None = _DEFAULTS.shard,
-    concurrency_limit_name: str | None = _DEFAULTS.concurrency_limit_name,
-    baseline: str | None = _DEFAULTS.baseline,
-    model: str | None = _DEFAULTS.model,
+    out: str = DEFAULTS.out,
+    axes: dict[str, list[str]] | None = DEFAULTS.axes,
+    max_concurrency: int = DEFAULTS.max_concurrency,
+    poll_interval: float = DEFAULTS.poll_interval,
+    poll_cap: float = DEFAULTS.poll_cap,
+    timeout: float = DEFAULTS.timeout,
+    budget: Decimal | None = DEFAULTS.budget,
+    retry_failed: bool = DEFAULTS.retry_failed,
+    error_grace: float = DEFAULTS.error_grace,
+    estimate_usd: Decimal = DEFAULTS.estimate_usd,
+    max_combinations: int = DEFAULTS.max_combinations,
+    shards: int = DEFAULTS.shards,
+    shard: int | None = DEFAULTS.shard,
+    concurrency_limit_name: str | None = DEFAULTS.concurrency_limit_name,
+    baseline: str | None = DEFAULTS.baseline,
+    model: str | None = DEFAULTS.model,
 ) -> dict[str, Any] | State[Any]:
     """Submit every combination of `grid` x `axes` to Wan2.2-TI2V-5B on Wiro; save videos and a manifest.
 
