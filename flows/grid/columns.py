@@ -6,7 +6,7 @@ import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from flows.errors import SweepError
+from flows.errors import InputError
 from wiro_tasks.images import EXTENSIONS
 
 IMAGE = "inputImage"  # a local start image: a path, absolute or relative to its grid file (or, in an axis, to here)
@@ -33,7 +33,7 @@ MAX_REPORTED = 10  # problems listed in one message; the rest are counted
 
 
 @dataclass
-class GridError(SweepError):
+class GridError(InputError):
     """Bad grid input. Prints as `FILE, row N, field F: rule`; the command exits with 2."""
 
     file: str

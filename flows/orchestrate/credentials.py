@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from flows.errors import SweepError
+from flows.errors import InputError
 from wiro_tasks import ClientConfig, ConfigurationError, Credentials
 from wiro_tasks._config import ENV_API_KEY, ENV_API_SECRET, check_credential
 
@@ -21,10 +21,8 @@ KEY_BLOCK = "wiro-api-key"
 SECRET_BLOCK = "wiro-api-secret"
 
 
-class ConfigError(SweepError, RuntimeError):
+class ConfigError(InputError, RuntimeError):
     """The Wiro settings are missing or malformed; the command exits with 2."""
-
-    exit_code = 2
 
 
 class MissingCredentialsError(ConfigError):

@@ -33,7 +33,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from flows.errors import SweepError
+from flows.errors import InputError, SweepError
 from wiro_tasks.types import MAX_SECONDS, MAX_TASK_COST, finite_decimal
 
 JOURNAL = "journal.jsonl"
@@ -49,13 +49,11 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 none; kinds this version does not know are kept and ignored by `RowState.apply`."""
 
 
-class JournalError(SweepError):
+class JournalError(InputError):
     """A journal line is JSON but not a record this sweep can trust; the command exits with 2.
 
     The sweep refuses to run rather than guess: a damaged `intent` skipped could pay twice.
     """
-
-    exit_code = 2
 
     def __init__(self, path: Path, line: int, problem: str) -> None:
         self.path = path

@@ -15,16 +15,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from flows.errors import SweepError
+from flows.errors import InputError
 
 LOCK = ".lock"
 LOCK_WAIT_SECONDS = 2.0  # how long `out_lock` waits: a parent's probe holds the lock an instant
 
 
-class OutBusyError(SweepError):
+class OutBusyError(InputError):
     """Another sweep holds OUT's lock; the command exits with 2 (nothing was submitted)."""
-
-    exit_code = 2
 
     def __init__(self, out: Path) -> None:
         self.out = out

@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from flows.errors import SweepError
+from flows.errors import InputError
 from flows.grid import BASIC_INPUTS
 from flows.grid import COLUMNS as GRID_COLUMNS
 from flows.store.manifest import COST_TYPE, MANIFEST_PARQUET, SCHEMA, read_manifest
@@ -57,10 +57,8 @@ COLUMNS = pa.schema(
 )  # fmt: skip
 
 
-class CompareError(SweepError):
+class CompareError(InputError):
     """Bad input: one line naming the OUT and what is wrong with it; exit code 2."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from flows.errors import SweepError
+from flows.errors import InputError
 
 REPORT_URL_ENV = "WIRO_SWEEP_REPORT_URL"
 DEFAULT_PORT = 4201
@@ -47,10 +47,8 @@ MEDIA_TYPES = {
 HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache", "Referrer-Policy": "no-referrer"}
 
 
-class ReportURLError(SweepError, ValueError):
+class ReportURLError(InputError, ValueError):
     """WIRO_SWEEP_REPORT_URL is not an http(s) address; the command exits with 2."""
-
-    exit_code = 2
 
 
 def report_base(value: str | None = None) -> str:
