@@ -96,3 +96,29 @@ def test_a_sweep_whose_lost_answer_cannot_be_traced_stops_submitting_and_says_wh
     skipped = [r for r in rows if r["status"] == "skipped"]
     assert len(skipped) == 2
     assert all("a lost Run answer cannot be traced" in r["error"] for r in skipped)
+
+
+@pytest.mark.anyio
+async def test_a_blip_while_reading_a_candidate_is_raised_not_taken_as_blind() -> None:
+    """Task/List without parameters, and Task/Detail down for a moment: the scan raises (its task
+    retries it) instead of declaring it cannot judge, which would stop the whole sweep."""
+    import httpx
+
+    from wiro_tasks import RetryPolicy, WiroError
+
+    def api(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/Task/List"):
+            listed = (
+                [{"id": "9", "status": "task_start"}]
+                if b'"start": 0' in request.content or b'"start":0' in request.content
+                else []
+            )
+            return httpx.Response(200, json={"result": True, "errors": [], "tasklist": listed})
+        return httpx.Response(503, json={"result": False, "errors": [{"code": 0, "message": "busy"}]})
+
+    client = AsyncWiroClient("k", None, base_url="https://wiro.test/v1", transport=httpx.MockTransport(api),
+                             retry=RetryPolicy(max_retries=0, backoff=0.0))  # fmt: skip
+    async with client:
+        with pytest.raises(WiroError) as raised:
+            await scan_for_task(client, TEXT_TO_VIDEO, {"prompt": "p"}, datetime.now(UTC), [])
+    assert raised.value.retryable

@@ -163,7 +163,9 @@ class _Reader:
         self.left -= 1
         try:
             whole = await self.client.detail(task.id)
-        except WiroError:
+        except WiroError as exc:
+            if exc.retryable:  # a blip, not an answer: the scan is retried (`find_task`), never taken as blind
+                raise
             return None
         self.read[task.id] = whole
         return whole

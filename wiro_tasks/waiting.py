@@ -169,7 +169,9 @@ async def _wait(
             missing_since = missing_since or time.monotonic()
             if time.monotonic() - missing_since < NOT_FOUND_GRACE:
                 continue
-            return WaitOutcome("failed", task_id, error=f"task {task_id} not found: another account or base URL?")
+            # Wiro named it, so it may run and bill where we cannot see it: its cost is unknown, not 0.
+            return WaitOutcome("failed", task_id, error=f"task {task_id} not found: another account or base URL?",
+                               cost=None)  # fmt: skip
         missing_since = None
         if current.cps > 0:
             rates[task_id] = max(current.cps, rates.get(task_id, Decimal(0)))
