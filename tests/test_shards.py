@@ -453,3 +453,19 @@ def test_cancelling_a_parent_on_a_worker_cancels_its_children_and_stops_unattend
     assert not [e for e in read_events(shard_dir(out, 0) / "journal.jsonl") if e["event"] == "finished"]
     with WiroClient(API_KEY, API_SECRET, base_url=emulator.base_url) as wiro:
         wiro.kill(tasks[0])
+
+
+def test_a_damaged_shard_book_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """A truncated OUT/shards.json (a crash while it was written, a hand edit) names itself."""
+    from click.testing import CliRunner
+
+    from flows.cli import main
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "shards.json").write_text("{bad")
+    grid = tmp_path / "grid.csv"
+    grid.write_text("prompt\na fox\n")
+    result = CliRunner().invoke(main, ["run", str(grid), "--out", str(tmp_path / "out"), "--dry-run"])
+    assert result.exit_code == 2, result.output
+    assert "shards.json: unreadable shard book" in result.output
+    assert "Traceback" not in result.output

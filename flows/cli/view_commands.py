@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from flows.cli.base import SweepCommand
-from flows.errors import InputError
+from flows.errors import InputError, error_line
 from flows.store.manifest import MANIFEST_PARQUET
 from flows.view.compare import COMPARE_CSV, COMPARE_PARQUET, Thresholds, compare_outs, one_line
 from flows.view.compare_page import write_comparison
@@ -81,5 +81,5 @@ def compare(baseline: Path, current: Path, psnr_threshold: float, max_elapsed_ra
     bad = comparison.undecodable
     if len(bad):
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        click.echo(f"error: row {bad['row_id'].iloc[0]}: {bad['video_error'].iloc[0]}{more}", err=True)
+        click.echo(error_line(f"row {bad['row_id'].iloc[0]}: {bad['video_error'].iloc[0]}{more}"), err=True)
     sys.exit(comparison.exit_code)

@@ -79,10 +79,22 @@ def _has_events(journal: Path) -> bool:
 
 
 def _saved_count(out: Path) -> int | None:
-    path = out / SHARDS_FILE
+    book = _read_book(out / SHARDS_FILE)
+    return None if book is None else int(book["count"])
+
+
+def _read_book(path: Path) -> dict[str, Any] | None:
+    """`shards.json` as saved, None when there is none; a damaged one is `GridError` (exit 2), never a traceback."""
     if not path.exists():
         return None
-    return int(json.loads(path.read_text())["count"])
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        int(saved["count"])
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise GridError(
+            str(path), f"unreadable shard book ({type(exc).__name__}); restore it, or sweep into a new --out"
+        ) from None
+    return dict(saved)
 
 
 def check_out_mode(out: Path, shards: int, shard: int | None) -> None:
@@ -155,8 +167,8 @@ class ShardBook:
     @classmethod
     def open(cls, out: Path, count: int, key: str) -> ShardBook:
         path = out / SHARDS_FILE
-        if path.exists():
-            saved = json.loads(path.read_text())
+        saved = _read_book(path)
+        if saved is not None:
             return cls(path, count, key, saved.get("runs", {}) if saved.get("key") == key else {})
         out.mkdir(parents=True, exist_ok=True)
         return cls(path, count, key)
