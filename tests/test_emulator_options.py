@@ -48,6 +48,8 @@ CHANGED: dict[str, Any] = {
     "list_fields": False,
     "repeat_nonces": True,
     "task_error_final": True,
+    "unknown_status": "task_weird",
+    "ignore_kills": True,
 }
 
 

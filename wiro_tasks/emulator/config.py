@@ -128,6 +128,11 @@ class EmulatorConfig:
     With `task_error_final`, a task stuck in `task_error` is final, as Wiro-MCP reads it: Cancel
     and Kill refuse it and it is never billed. `DOCUMENTED` is the strictest documented mode.
 
+    Beyond the documents: with `unknown_status` (say `task_weird`), a task that starts running
+    reports that status, which no document names, and never ends by itself: only a Kill ends it
+    (it bills per second all the while). With `ignore_kills` as well, Cancel and Kill answer that
+    they took the stop and change nothing: the task runs on, and bills on, for good.
+
     `image_fetch_timeout` bounds the fetch of an image-to-video task's `inputImageUrl` when it is
     not one of the emulator's own uploads (a task whose image does not arrive in time fails).
     """
@@ -158,6 +163,8 @@ class EmulatorConfig:
     list_fields: bool = True
     repeat_nonces: bool = False
     task_error_final: bool = False
+    unknown_status: str = ""
+    ignore_kills: bool = False
     faults: Faults = Faults()
 
     def __post_init__(self) -> None:

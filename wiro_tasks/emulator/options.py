@@ -82,6 +82,10 @@ class EmulatorOptions:
     list_fields: bool = _option("config.list_fields", "Task/List carries createtime and parameters (undocumented).")
     repeat_nonces: bool = _option("config.repeat_nonces", "Accept a nonce seen before, as Wiro seems to.")
     task_error_final: bool = _option("config.task_error_final", "A stuck task_error is final: Cancel/Kill refuse it.")
+    unknown_status: str = _option(
+        "config.unknown_status", "A running task reports this status (e.g. task_weird) and ends only when killed."
+    )
+    ignore_kills: bool = _option("config.ignore_kills", "Cancel and Kill answer success and change nothing.")
 
     def targets(self, where: str) -> dict[str, Any]:
         """The values that go to `where` ("config", "faults" or "serve"), by the target's names."""

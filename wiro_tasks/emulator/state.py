@@ -63,6 +63,7 @@ class EmulatedTask:
     odd_fields: dict[str, str | None] = field(default_factory=dict)
     variant: str = ""  # how this model version renders it (emulator/versions.py)
     failure: str = ""  # why a failed task failed, when it is not a drawn model failure
+    odd_status: str = ""  # reported while it runs, instead of the phases; it then ends only when killed
 
     @property
     def callback_url(self) -> str:
@@ -74,7 +75,7 @@ class EmulatedTask:
 
     @property
     def end_at(self) -> float:
-        return FOREVER if self.hang or self.stuck else self.accept_at + self.run
+        return FOREVER if self.hang or self.stuck or self.odd_status else self.accept_at + self.run
 
     def status_at(self, now: float) -> str:
         if self.stopped_at is not None and now >= self.stopped_at:
@@ -84,6 +85,8 @@ class EmulatedTask:
         if now < self.accept_at:
             in_error = self.stuck or (self.error_interim and now >= self.created + self.queue * 0.3)
             return "task_error" if in_error and now >= self.created + self.queue * 0.3 else "task_queue"
+        if self.odd_status:
+            return self.odd_status
         status = "task_accept"
         for name, share in _PHASES:
             if now >= self.accept_at + self.run * share:
@@ -225,6 +228,7 @@ class Account:
                 stuck="stuck" in directives,
                 odd_fields={m.group(1): None if m.group(2) == "-" else m.group(2) for m in _FIELD.finditer(prompt)},
                 variant=changed.variant,
+                odd_status=cfg.unknown_status,
             )
             self.last_created = task
             self.tasks[task.id] = task
@@ -257,7 +261,8 @@ class Account:
                 return "task is already finished"
             if queued_only and status not in ("task_queue", "task_error"):
                 return "not queued"
-            task.stopped_at = now
+            if not self.config.ignore_kills:
+                task.stopped_at = now
             return None
 
     def describe(self, task: EmulatedTask, now: float, file_url: str) -> dict[str, Any]:
@@ -281,7 +286,13 @@ class Account:
                 "concurrency_limit": self.config.limit_for(self.balance(now)),
                 "balance": str(self.balance(now)),
                 "billed": str(self.config.balance - self.balance(now)),
+                "running_cost": str(sum((self.running_cost(self.tasks[i], now) for i in self.live), Decimal(0))),
             }
+
+    def running_cost(self, task: EmulatedTask, now: float) -> Decimal:
+        """What a task still running has run up so far at its rate (billed when it ends, if it ends)."""
+        fixed, cps = self.price_of(task)
+        return fixed if fixed is not None else (self.elapsed(task, now) * cps).quantize(_MONEY)
 
     def intervals(self) -> list[dict[str, Any]]:
         """Each task's life in real monotonic seconds, for utilisation and lag measurements."""
