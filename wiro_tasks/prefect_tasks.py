@@ -11,7 +11,8 @@ and nothing of it outlives the run or is shared with another. Retry rules:
   failing to open comes back as `unreachable` after `CONNECT_WAIT_SECONDS`: a wrong
   `WIRO_BASE_URL` or an outage, which waiting out like code 96 would only hide.
 - `wait` is retried by Prefect on transient errors only: polling and downloading are safe to
-  repeat. It cancels (queued) or kills (running) a task past its deadline. A task that did not
+  repeat. It cancels (queued) or kills (running) a task past its deadline; one that shows no end
+  `STOP_GRACE` s after that is returned as it stands, never raised for a retry. A task that did not
   succeed ends the `wait` task run Failed, TimedOut or Cancelled, with the outcome as its data
   (`outcome_of` reads it back): a returned state is not an error, so it is never retried.
 """

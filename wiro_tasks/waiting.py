@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from ._exceptions import NotFoundError, TaskStateError, WiroConnectionError, WiroError
+from ._exceptions import NotFoundError, TaskStateError, WiroError
 from .client import AsyncWiroClient
 from .types import Task as WiroTask
 from .types import TaskStatus
@@ -22,7 +22,7 @@ from .types import TaskStatus
 Outcome = Literal["succeeded", "failed", "timed_out", "cancelled"]
 NOT_FOUND_GRACE = 60.0
 SOCKET_POLL_FACTOR = 10.0  # with events pushed, polls only guard against a lost one
-STOP_GRACE = 300.0
+STOP_GRACE = 30.0  # how long a stopped task may take to show its end before it is recorded as it stands
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class WaitOutcome:
     output_bytes: int | None = None
     noticed_at: float = 0.0
     cps: Decimal = Decimal(0)  # the highest per-second rate the task's records gave while it was waited for
+    ended: bool = True  # False: stopped, yet Wiro never showed its end; it ran, and may have billed, till now
 
 
 async def wait_for_end(
@@ -58,8 +59,11 @@ async def wait_for_end(
     (and any output it still produced) is never lost. A task stuck in `task_error` past
     `error_grace` is final in Wiro-MCP's reading and interim in Wiro-Docs': it is stopped, and
     recorded failed as it stands when Wiro refuses the stop, or when it is still in `task_error`
-    `error_grace` after the stop was taken. `rates` gets the task's per-second rate
-    while it is watched (the budget guard reads it), and loses it at the end.
+    `error_grace` after the stop was taken. Any other task that shows no end `STOP_GRACE` s after
+    its stop (a status no document names, a Kill that did not land) is returned as it stands,
+    `ended` False, so `--timeout` bounds the wait: nothing here is raised for Prefect to retry.
+    `rates` gets the task's per-second rate while it is watched (the budget guard reads it), and
+    loses it at the end.
     """
     rates = {} if rates is None else rates
     wakeups = _Wakeups(client, poll_interval, max(poll_interval, poll_cap))
@@ -187,8 +191,8 @@ async def _wait(
                 # Accepted, yet still task_error: final in Wiro-MCP's reading, and nothing will move it.
                 return _outcome(current, stopped[0], f"{stopped[1]}; still task_error {since_stop:.0f} s after it",
                                 rates.get(task_id, Decimal(0)))  # fmt: skip
-            if since_stop > STOP_GRACE:
-                raise WiroConnectionError(f"task {task_id} still {current.raw_status} {STOP_GRACE:.0f} s after Kill")
+            if current.status is not TaskStatus.ERROR and since_stop >= STOP_GRACE:
+                return _unended(current, stopped, since_stop, rates.get(task_id, Decimal(0)))
             continue
         in_error = current.status is TaskStatus.ERROR
         if in_error:
@@ -211,6 +215,13 @@ async def _wait(
                 if again.status is TaskStatus.ERROR:  # final (Wiro-MCP's reading): failed now, as it stands
                     return _outcome(again, stopped[0], f"{stopped[1]}; Wiro refused to stop it: task_error is final",
                                     rates.get(task_id, Decimal(0)))  # fmt: skip
+
+
+def _unended(current: WiroTask, stopped: tuple[Outcome, str], since_stop: float, seen_cps: Decimal) -> WaitOutcome:
+    """A stopped task that still shows no end: recorded as it stands, its cost left to the caller
+    (at least its rate x its seconds so far: it ran, and may have billed all along)."""
+    why = f"{stopped[1]}; still {current.raw_status} {since_stop:.0f} s after its Kill"
+    return replace(_outcome(current, stopped[0], why, seen_cps), ended=False)
 
 
 def _until(deadline: datetime, delay: float) -> float:

@@ -131,7 +131,8 @@ class BudgetGuard:
     def bill(self, row_id: str, outcome: WaitOutcome) -> tuple[Decimal, str]:
         """What a row's final task is counted at, and a note when that is not its record's figure:
         an unreadable bill is estimated, and a per-second task is never counted below its rate x
-        its seconds (`least_bill`), whatever its record says."""
+        its seconds (`least_bill`), whatever its record says; one never seen to end after its stop,
+        below its rate x the seconds since its Run request."""
         quote = self.quotes.get(row_id)
         if quote is not None and quote.fixed is not None:
             rate, per_second = Decimal(0), False  # a tier's price is the price
@@ -142,9 +143,10 @@ class BudgetGuard:
             cost = self._estimate(row_id, outcome, rate)
             return cost, f"counted as ${cost:.6f} (an estimate)"
         seconds = outcome.elapsed
-        if outcome.status == "succeeded" and not seconds:  # it ran, yet its record says no time
-            seconds = self.budget.age(row_id)
-        return least_bill(outcome.status, outcome.cost, seconds, rate, per_second=per_second)
+        if not outcome.ended or (outcome.status == "succeeded" and not seconds):  # it ran: from its Run request
+            seconds = max(seconds or Decimal(0), self.budget.age(row_id) or Decimal(0))
+        status = outcome.status if outcome.ended else "timed_out"  # never seen to end: not known to be free
+        return least_bill(status, outcome.cost, seconds, rate, per_second=per_second)
 
     def _estimate(self, row_id: str, outcome: WaitOutcome, rate: Decimal) -> Decimal:
         """What a task whose bill could not be read may have cost: its fixed price, its seconds at
