@@ -1,0 +1,77 @@
+"""Where the budget guard alone stands between the bill and the cap (issue: the budget and
+pay-once, round three): per-second tasks that run far longer than Tool/Detail quotes, so admission
+lets them start and only stopping them in time keeps the bill within the budget; and a sweep
+killed with its tasks running, whose resumed run must stop at once what the budget no longer
+covers. The emulator's own bill is the truth."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from flows.engine.guard import BudgetGuard
+from flows.engine.rows import records
+from flows.store.manifest import read_manifest
+from wiro_tasks.emulator import EmulatorServer
+
+from .conftest import EmulatorFactory
+from .processes import finish, start, wait_for
+from .test_sweep import run_sweep
+
+CPS = Decimal("0.01")
+QUOTED_SECONDS = 1.0  # what Tool/Detail's `approximatelycost` says a task takes
+TASK_SECONDS = 20.0  # what each task takes: 20x the quote
+BUDGET = Decimal("0.10")  # three tasks of the quoted length fit; three of the real length cost $0.60
+
+
+def long_tasks(make_emulator: EmulatorFactory, **settings: object) -> EmulatorServer:
+    return make_emulator(queue_seconds=0.05, cps=CPS, task_seconds=TASK_SECONDS, approximate_seconds=QUOTED_SECONDS,
+                         **settings)  # fmt: skip
+
+
+def write_rows(path: Path, count: int) -> Path:
+    pd.DataFrame({"prompt": [f"long take {n}" for n in range(count)], "numFrames": 9}).to_csv(path, index=False)
+    return path
+
+
+async def no_guard(self: BudgetGuard) -> None:
+    """The guard replaced by a no-op: nothing is ever stopped for the budget."""
+
+
+@pytest.mark.usefixtures("prefect_api")
+@pytest.mark.parametrize("guard", ["on", "no-op"])
+def test_tasks_far_longer_than_quoted_are_held_to_the_budget_by_the_guard_alone(
+    make_emulator: EmulatorFactory,
+    wiro_env: Callable[[EmulatorServer], None],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    guard: str,
+) -> None:
+    """Three tasks quoted at 1 s each fit the $0.10 budget, so admission starts them; each runs 20
+    s at $0.01/s. The guard stops them in time. Replaced by a no-op, the same sweep is billed past
+    the cap: this scenario holds on the guard alone."""
+    if guard == "no-op":
+        monkeypatch.setattr(BudgetGuard, "watch", no_guard)
+    emulator = long_tasks(make_emulator)
+    wiro_env(emulator)
+    out = tmp_path / "out"
+    run_sweep(write_rows(tmp_path / "grid.csv", 6), out, budget=float(BUDGET), max_concurrency=3, timeout=600)
+    stats = emulator.account.stats()
+    billed = Decimal(stats["billed"])
+    assert stats["counters"]["run"] >= 3, "admission let the tasks start: only the guard can hold them"
+    if guard == "no-op":
+        assert billed > BUDGET, f"without the guard the bill stays within the budget (${billed}): not a guard test"
+        return
+    assert billed <= BUDGET, f"billed ${billed} on a ${BUDGET} budget"
+    rows = records(read_manifest(out))
+    assert sum((r["cost_usd"] for r in rows), Decimal(0)) == billed, "every stopped task is counted as billed"
+    assert {r["status"] for r in rows} == {"skipped"}, rows
+    assert all(r["error"].startswith("budget:") for r in rows), [r["error"] for r in rows]
