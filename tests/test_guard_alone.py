@@ -75,3 +75,73 @@ def test_tasks_far_longer_than_quoted_are_held_to_the_budget_by_the_guard_alone(
     assert sum((r["cost_usd"] for r in rows), Decimal(0)) == billed, "every stopped task is counted as billed"
     assert {r["status"] for r in rows} == {"skipped"}, rows
     assert all(r["error"].startswith("budget:") for r in rows), [r["error"] for r in rows]
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Sweeps started as processes of their own; any still running at the end are killed."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+RESUME_BUDGET = Decimal("0.90")  # three 60 s tasks at $0.01/s would cost $1.80
+
+
+def runs(emulator: EmulatorServer) -> int:
+    count: int = emulator.account.stats()["counters"].get("run", 0)
+    return count
+
+
+def running(emulator: EmulatorServer) -> Decimal:
+    """What the tasks still running have run up so far (billed when they end)."""
+    return Decimal(emulator.account.stats()["running_cost"])
+
+
+@pytest.mark.parametrize("down", ["briefly", "past the cap"])
+def test_a_resumed_sweep_stops_at_once_what_the_budget_no_longer_covers(
+    make_emulator: EmulatorFactory,
+    subprocess_env: Callable[[EmulatorServer], dict[str, str]],
+    processes: list[subprocess.Popen[bytes]],
+    tmp_path: Path,
+    down: str,
+) -> None:
+    """A sweep is SIGKILLed as its three 60 s tasks start, and resumed. Down briefly, the resumed
+    guard counts them from their intents and stops them before the bill passes the budget. Down
+    until they have run up more than the budget (unguarded: the guarantee's own condition), the
+    resumed run stops every one of them at once and submits nothing more."""
+    emulator = make_emulator(queue_seconds=0.05, cps=CPS, task_seconds=60.0, approximate_seconds=QUOTED_SECONDS)
+    out, log = tmp_path / "out", tmp_path / "log.txt"
+    grid = write_rows(tmp_path / "grid.csv", 3)
+    args = [str(grid), "--out", str(out), "--budget", str(RESUME_BUDGET), "--max-concurrency", "3",
+            "--poll-interval", "0.1", "--timeout", "600"]  # fmt: skip
+    env = subprocess_env(emulator)
+    first = start(args, env, log)
+    processes.append(first)
+    assert wait_for(lambda: runs(emulator) == 3, first, 120, every=0.05), log.read_text()[-3000:]
+    time.sleep(0.5)  # their answers journaled
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    if down == "past the cap":
+        deadline = time.monotonic() + 120
+        while running(emulator) <= RESUME_BUDGET:
+            assert time.monotonic() < deadline, "the tasks stopped billing on their own"
+            time.sleep(0.2)
+    at_resume = running(emulator)
+    resumed = start(args, env, log)
+    processes.append(resumed)
+    code = finish(resumed, log, 240)
+    stats = emulator.account.stats()
+    billed = Decimal(stats["billed"])
+    assert code == 1, log.read_text()[-3000:]  # rows skipped by the budget
+    assert stats["counters"]["run"] == 3, "nothing more was submitted"
+    assert stats["statuses"] == {"task_cancel": 3}, f"each task was stopped: {stats['statuses']}"
+    rows = records(read_manifest(out))
+    assert all(r["status"] == "skipped" and r["error"].startswith("budget:") for r in rows), rows
+    assert sum((r["cost_usd"] for r in rows), Decimal(0)) == billed, "each is counted at its bill"
+    if down == "briefly":
+        assert billed <= RESUME_BUDGET, f"billed ${billed} on a ${RESUME_BUDGET} budget (${at_resume} at resume)"
+    print(f"down {down}: ${at_resume} run up at resume, ${billed} billed in the end, budget ${RESUME_BUDGET}")
