@@ -67,6 +67,7 @@ def test_tasks_far_longer_than_quoted_are_held_to_the_budget_by_the_guard_alone(
     stats = emulator.account.stats()
     billed = Decimal(stats["billed"])
     assert stats["counters"]["run"] >= 3, "admission let the tasks start: only the guard can hold them"
+    print(f"guard {guard}: ${billed} billed on a ${BUDGET} budget, {stats['counters']['run']} tasks")
     if guard == "no-op":
         assert billed > BUDGET, f"without the guard the bill stays within the budget (${billed}): not a guard test"
         return
