@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from wiro_tasks import TextToVideoInput, WiroClient
+from wiro_tasks import ImageToVideoInput, TextToVideoInput, WiroClient
 from wiro_tasks.emulator import EmulatorServer
 from wiro_tasks.emulator.config import DOCUMENTED, EmulatorConfig
 
@@ -210,3 +210,25 @@ def test_the_documented_mode_is_the_strictest_reading() -> None:
     assert strict.documented
     assert (strict.stop_answer, strict.bill_kills, strict.list_fields) == ("bare", False, False)
     assert not EmulatorConfig().documented
+
+
+def test_task_list_honours_model_name_and_type(make_emulator: EmulatorFactory) -> None:
+    """Wiro-MCP `src/client.ts` `listTasks`: `{type: "model", sort: "id", order: "DESC", start,
+    limit}`, and `modelName` for "a model slug or partial model name" (`src/tools/list-tasks.ts`)."""
+    server = make_emulator()
+    with WiroClient(API_KEY, API_SECRET, base_url=server.base_url, retry=NO_WAIT) as c:
+        text = c.run(TextToVideoInput(prompt="a fox")).task_id
+        image = c.upload(encode(landscape(64, 48), "PNG"), name="start.png")
+        i2v = c.run(ImageToVideoInput(image.url, "a start image", num_frames=5)).task_id
+    body = {"type": "model", "sort": "id", "order": "DESC", "start": "0", "limit": "20"}
+
+    def listed(**extra: str) -> tuple[list[str], str]:
+        answer = post(server, "/Task/List", json={**body, **extra})
+        return [t["id"] for t in answer["tasklist"]], answer["total"]
+
+    assert listed() == ([i2v, text], "2")
+    assert listed(modelName="wan-ai/wan2.2-ti2v-5b-text-to-video") == ([text], "1")
+    assert listed(modelName="image-to-video") == ([i2v], "1")
+    assert listed(modelName="Wan2.2") == ([i2v, text], "2")
+    assert listed(modelName="sora") == ([], "0")
+    assert listed(type="agent") == ([], "0"), "every task here is a model's"

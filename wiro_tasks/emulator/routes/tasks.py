@@ -33,6 +33,7 @@ async def task_list(request: Request, emulator: Emulator) -> Response:
         limit = min(limit, max(1, emulator.config.list_page_cap))
     with account.lock:
         ids = sorted(account.tasks, reverse=str(body.get("order", "DESC")).upper() != "ASC")
+        ids = [i for i in ids if _listed(account.tasks[i].model, body)]
         page = [account.tasks[i] for i in ids[start : start + limit]]
         total = len(ids)
     described = [await emulator.describe(t, file_base(request)) for t in page]
@@ -41,6 +42,15 @@ async def task_list(request: Request, emulator: Emulator) -> Response:
             entry.pop("createtime", None)
             entry.pop("parameters", None)
     return JSONResponse({"total": str(total), "errors": [], "tasklist": described, "result": True})
+
+
+def _listed(model: str, body: dict[str, object]) -> bool:
+    """Whether Task/List's filters keep a task of `model`: `type` (every task here is a "model"
+    task) and `modelName`, a slug or part of one (Wiro-MCP `listTasks`), in any case."""
+    if str(body.get("type") or "model") != "model":
+        return False
+    wanted = str(body.get("modelName") or "").lower()
+    return wanted in model.lower()
 
 
 async def _stop(request: Request, emulator: Emulator, *, queued_only: bool) -> Response:
