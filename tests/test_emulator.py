@@ -196,7 +196,7 @@ def test_huge_numbers_are_validation_errors_not_500s(emulator: EmulatorServer) -
         assert answer.status_code == 200, (body, answer.text)
         assert answer.json()["errors"] == [{"code": 0, "message": message}]
     too_long = raw_post(emulator, path, content=b'{"prompt": "p", "numFrames": ' + b"9" * 5000 + b"}")
-    assert too_long.json()["errors"] == [{"code": 0, "message": "Request body could not be parsed."}]
+    assert too_long.json()["errors"] == [{"code": 0, "message": "Request parameters are invalid."}]
     assert emulator.account.stats()["tasks"] == 0
 
 

@@ -232,3 +232,40 @@ def test_task_list_honours_model_name_and_type(make_emulator: EmulatorFactory) -
     assert listed(modelName="Wan2.2") == ([i2v, text], "2")
     assert listed(modelName="sora") == ([], "0")
     assert listed(type="agent") == ([], "0"), "every task here is a model's"
+
+
+# Wiro-Docs markdown/error-reference.md: "Model Access Errors", "Task Errors", "Balance & Limits"
+# and "Validation Errors", each answer `{"result": false, "errors": [{"code", "message"}]}`.
+MODEL_NOT_FOUND = {"code": 1, "message": "slug-owner-project-not-exist"}
+MISSING_IDENTIFIER = {"code": 0, "message": "taskid or socketaccesstoken is required"}
+TASK_NOT_FOUND = {"code": 1, "message": "There is no task yet."}
+INSUFFICIENT_BALANCE = {"code": 97, "message": "Insufficient balance"}
+INVALID_BODY = {"code": 0, "message": "Request parameters are invalid."}
+CONCURRENCY = (
+    "You have reached your concurrent task limit. With your current balance of ${balance}, you can run "
+    "up to {maxConcurrent} tasks at the same time. Add funds to increase your limit."
+)
+
+
+def refusal(server: EmulatorServer, endpoint: str, **kwargs: Any) -> Any:
+    answer = post(server, endpoint, **kwargs)
+    assert answer["result"] is False
+    [error] = answer["errors"]
+    return error
+
+
+def test_errors_say_what_error_reference_md_says(make_emulator: EmulatorFactory) -> None:
+    server = make_emulator(task_seconds=30.0, concurrency_limit=1)
+    run = "/Run/Wan-AI/Wan2.2-TI2V-5B-text-to-video"
+    assert refusal(server, "/Run/Acme/no-such-model", json={"prompt": "p"}) == MODEL_NOT_FOUND
+    tool = {"slugowner": "Acme", "slugproject": "no-such-model"}
+    assert refusal(server, "/Tool/Detail", json=tool) == MODEL_NOT_FOUND
+    assert refusal(server, "/Task/Detail", json={}) == MISSING_IDENTIFIER
+    assert refusal(server, "/Task/Detail", json={"taskid": "999999"}) == TASK_NOT_FOUND
+    assert refusal(server, run, content=b"{not json", headers={"content-type": "application/json"}) == INVALID_BODY
+    assert post(server, run, json={"prompt": "the one running"})["result"] is True
+    limited = refusal(server, run, json={"prompt": "one too many"})
+    message = CONCURRENCY.replace("{balance}", "100.00").replace("{maxConcurrent}", "1")
+    assert limited == {"code": 96, "message": message}
+    broke = make_emulator(balance=Decimal(0))
+    assert refusal(broke, run, json={"prompt": "p"}) == INSUFFICIENT_BALANCE

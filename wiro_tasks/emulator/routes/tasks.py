@@ -6,14 +6,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..context import Emulator
-from ..wire import NO_TASK, file_base, read_body, wiro_error
+from ..wire import NO_TASK, NO_TASK_REFERENCE, file_base, read_body, wiro_error
 from .guard import api
 
 
 @api("detail")
 async def detail(request: Request, emulator: Emulator) -> Response:
     body = await read_body(request) or {}
-    task = emulator.account.find(body.get("taskid"), body.get("tasktoken") or body.get("socketaccesstoken"))
+    token = body.get("tasktoken") or body.get("socketaccesstoken")
+    if body.get("taskid") in (None, "") and not token:
+        return wiro_error(NO_TASK_REFERENCE)
+    task = emulator.account.find(body.get("taskid"), token)
     if task is None:
         return wiro_error(NO_TASK, code=1)
     described = await emulator.describe(task, file_base(request))
