@@ -443,7 +443,8 @@ def anyio_backend() -> str:
 
 @pytest.mark.anyio
 async def test_the_task_socket_pushes_each_status_to_the_end(make_emulator: EmulatorFactory) -> None:
-    emulator = make_emulator(queue_seconds=1.0)  # the socket is open well before the task leaves the queue
+    # the socket is open well before the task leaves the queue; the emulator's own frames carry the id
+    emulator = make_emulator(queue_seconds=1.0, socket_frames="emulator")
     async with AsyncWiroClient(API_KEY, API_SECRET, base_url=emulator.base_url, socket_url=emulator.socket_url) as c:
         submitted = await c.run(FOX)
         events = [e async for e in c.events(submitted.socket_token)]

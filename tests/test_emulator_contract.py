@@ -8,13 +8,14 @@ the emulator may say more, except where the strictest documented mode says it mu
 
 from __future__ import annotations
 
+import json
 import time
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from wiro_tasks import ImageToVideoInput, TextToVideoInput, WiroClient
+from wiro_tasks import AsyncWiroClient, ImageToVideoInput, TaskStatus, TextToVideoInput, WiroClient
 from wiro_tasks.emulator import EmulatorServer
 from wiro_tasks.emulator.config import DOCUMENTED, EmulatorConfig
 
@@ -209,6 +210,7 @@ def test_the_documented_mode_is_the_strictest_reading() -> None:
     strict = EmulatorConfig(**DOCUMENTED)
     assert strict.documented
     assert (strict.stop_answer, strict.bill_kills, strict.list_fields) == ("bare", False, False)
+    assert strict.socket_frames == "documented"
     assert not EmulatorConfig().documented
 
 
@@ -269,3 +271,70 @@ def test_errors_say_what_error_reference_md_says(make_emulator: EmulatorFactory)
     assert limited == {"code": 96, "message": message}
     broke = make_emulator(balance=Decimal(0))
     assert refusal(broke, run, json={"prompt": "p"}) == INSUFFICIENT_BALANCE
+
+
+# Wiro-Docs markdown/websocket.md, "Messages" (and the order of tasks.md's "Task Lifecycle"):
+# every frame names the task by its `tasktoken`; lifecycle events carry no message; task_output
+# a line of the model's stdout; task_postprocess_end the outputs.
+SOCKET_QUEUE = {"type": "task_queue", "tasktoken": "eDcCm5yy..."}
+SOCKET_OUTPUT = {"type": "task_output", "tasktoken": "eDcCm5yy...", "message": "Step 1/10..."}
+SOCKET_END = {
+    "type": "task_postprocess_end",
+    "tasktoken": "eDcCm5yy...",
+    "message": [{"name": "0.png", "url": "https://cdn1.wiro.ai/.../0.png", "size": "202472"}],
+}
+SOCKET_ORDER = [
+    "task_queue",
+    "task_accept",
+    "task_preprocess_start",
+    "task_preprocess_end",
+    "task_assign",
+    "task_start",
+    "task_output",
+    "task_output_full",
+    "task_end",
+    "task_postprocess_start",
+    "task_postprocess_end",
+]
+
+
+async def socket_frames(server: EmulatorServer, token: str) -> list[dict[str, Any]]:
+    """Every frame the task socket sends for `token`, as JSON, until it closes."""
+    from websockets.asyncio.client import connect
+
+    async with connect(server.socket_url) as socket:
+        await socket.send(json.dumps({"type": "task_info", "tasktoken": token}))
+        return [json.loads(frame) async for frame in socket]
+
+
+@pytest.mark.anyio
+async def test_the_socket_sends_the_frames_websocket_md_shows(make_emulator: EmulatorFactory) -> None:
+    server = make_emulator(socket_frames="documented", queue_seconds=0.5, task_seconds=0.3)
+    async with AsyncWiroClient(API_KEY, API_SECRET, base_url=server.base_url) as c:
+        token = (await c.run(TextToVideoInput(prompt="a fox", num_frames=5))).socket_token
+    frames = await socket_frames(server, token)
+    assert [f["type"] for f in frames] == SOCKET_ORDER, "each step once, in order, none skipped"
+    assert all(f["tasktoken"] == token for f in frames)
+    assert mismatches(SOCKET_QUEUE, frames[0]) == []
+    assert mismatches(SOCKET_OUTPUT, frames[SOCKET_ORDER.index("task_output")]) == []
+    assert mismatches(SOCKET_END, frames[-1]) == []
+    with_message = ("task_output", "task_output_full", "task_postprocess_end")
+    assert [f["type"] for f in frames if f["message"] is None] == [t for t in SOCKET_ORDER if t not in with_message]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("frames", ["emulator", "documented"])
+async def test_the_client_reads_both_kinds_of_socket_frames(make_emulator: EmulatorFactory, frames: str) -> None:
+    server = make_emulator(socket_frames=frames, queue_seconds=0.5)
+    async with AsyncWiroClient(API_KEY, API_SECRET, base_url=server.base_url, socket_url=server.socket_url) as c:
+        submitted = await c.run(TextToVideoInput(prompt="a fox", num_frames=5))
+        events = [e async for e in c.events(submitted.socket_token)]
+    assert events[0].status is TaskStatus.QUEUE
+    assert [e.status for e in events if e.status.is_terminal] == [TaskStatus.POSTPROCESS_END]
+    assert events[-1].message[0]["url"].endswith("/output.mp4")
+    assert TaskStatus.UNKNOWN not in {e.status for e in events}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

@@ -48,6 +48,7 @@ CHANGED: dict[str, Any] = {
     "list_fields": False,
     "repeat_nonces": True,
     "task_error_final": True,
+    "socket_frames": "documented",
 }
 
 

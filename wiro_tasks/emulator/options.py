@@ -20,7 +20,7 @@ from typing import Any, TypeVar, get_args, get_type_hints
 
 import click
 
-from .config import STOP_ANSWERS, EmulatorConfig, Faults
+from .config import SOCKET_FRAMES, STOP_ANSWERS, EmulatorConfig, Faults
 
 F = TypeVar("F", bound=Callable[..., Any])
 _DEFAULTS = {
@@ -82,6 +82,11 @@ class EmulatorOptions:
     list_fields: bool = _option("config.list_fields", "Task/List carries createtime and parameters (undocumented).")
     repeat_nonces: bool = _option("config.repeat_nonces", "Accept a nonce seen before, as Wiro seems to.")
     task_error_final: bool = _option("config.task_error_final", "A stuck task_error is final: Cancel/Kill refuse it.")
+    socket_frames: str = _option(
+        "config.socket_frames",
+        "The task socket's frames: the emulator's {type, id, message, result}, or websocket.md's (every step).",
+        type=click.Choice(SOCKET_FRAMES),
+    )
 
     def targets(self, where: str) -> dict[str, Any]:
         """The values that go to `where` ("config", "faults" or "serve"), by the target's names."""
