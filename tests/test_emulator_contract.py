@@ -338,3 +338,25 @@ async def test_the_client_reads_both_kinds_of_socket_frames(make_emulator: Emula
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+# Wiro-Docs markdown/models.md, "POST /Tool/List", "Response": `dynamicprice` as a JSON string;
+# its "POST /Tool/Detail" example (TOOL above) has the array.
+LISTED_PRICE = '[{"inputs":{},"price":0.09,"priceMethod":"cpr"}]'
+
+
+@pytest.mark.parametrize("as_text", [False, True], ids=["array", "string"])
+def test_dynamicprice_as_either_document_shows_it_prices_the_same(
+    make_emulator: EmulatorFactory, as_text: bool
+) -> None:
+    tier = json.loads(LISTED_PRICE)[0]
+    server = make_emulator(dynamic_price=(tier,), price_as_text=as_text)
+    example = {**TOOL["tool"][0], "dynamicprice": LISTED_PRICE if as_text else TOOL["tool"][0]["dynamicprice"]}
+    tool = post(server, "/Tool/Detail", json={"slugowner": "Wan-AI", "slugproject": "Wan2.2-TI2V-5B-text-to-video"})
+    assert mismatches({**TOOL, "tool": [example]}, tool) == []
+    with WiroClient(API_KEY, API_SECRET, base_url=server.base_url, retry=NO_WAIT) as c:
+        price = c.tool().price
+        task = c.wait(c.run(TextToVideoInput(prompt="a fox", num_frames=5)).task_id)
+    assert [(t.price, t.method) for t in price.tiers] == [(Decimal("0.09"), "cpr")]
+    assert price.anomalies == ()
+    assert task.total_cost == Decimal("0.09"), "billed as the published tier says"
