@@ -8,18 +8,20 @@ the emulator may say more, except where the strictest documented mode says it mu
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 
-from wiro_tasks import AsyncWiroClient, ImageToVideoInput, TaskStatus, TextToVideoInput, WiroClient
+from wiro_tasks import AsyncWiroClient, ImageToVideoInput, TaskStatus, TextToVideoInput, WiroClient, sign
 from wiro_tasks.emulator import EmulatorServer
 from wiro_tasks.emulator.config import DOCUMENTED, EmulatorConfig
 
-from .conftest import API_KEY, API_SECRET, NO_WAIT, EmulatorFactory
+from .conftest import API_KEY, API_SECRET, FAST_POLL, NO_WAIT, EmulatorFactory
 from .images import encode, landscape
 
 # Wiro-Docs markdown/run-a-model.md, "Response"
@@ -64,7 +66,7 @@ STOPPED_EMPTY = {"result": True, "errors": [], "tasklist": []}
 STOPPED_BARE = {"result": True}
 
 # Wiro-Docs markdown/models.md, "POST /Tool/Detail", "Response"
-TOOL = {
+TOOL: dict[str, Any] = {
     "result": True,
     "errors": [],
     "tool": [
@@ -351,7 +353,8 @@ def test_dynamicprice_as_either_document_shows_it_prices_the_same(
 ) -> None:
     tier = json.loads(LISTED_PRICE)[0]
     server = make_emulator(dynamic_price=(tier,), price_as_text=as_text)
-    example = {**TOOL["tool"][0], "dynamicprice": LISTED_PRICE if as_text else TOOL["tool"][0]["dynamicprice"]}
+    detail: dict[str, Any] = TOOL["tool"][0]
+    example = {**detail, "dynamicprice": LISTED_PRICE if as_text else detail["dynamicprice"]}
     tool = post(server, "/Tool/Detail", json={"slugowner": "Wan-AI", "slugproject": "Wan2.2-TI2V-5B-text-to-video"})
     assert mismatches({**TOOL, "tool": [example]}, tool) == []
     with WiroClient(API_KEY, API_SECRET, base_url=server.base_url, retry=NO_WAIT) as c:
@@ -360,3 +363,42 @@ def test_dynamicprice_as_either_document_shows_it_prices_the_same(
     assert [(t.price, t.method) for t in price.tiers] == [(Decimal("0.09"), "cpr")]
     assert price.anomalies == ()
     assert task.total_cost == Decimal("0.09"), "billed as the published tier says"
+
+
+# Wiro-Docs markdown/model-parameters.md, "Single File (fileinput)": a file in `{id}` with an empty
+# `{id}Url` (option 1), a URL in `{id}Url` with an empty `{id}` (option 2), or a URL in `{id}`
+# itself (option 3); multipart for files, JSON otherwise.
+I2V = "/Run/Wan-AI/Wan2.2-TI2V-5B-image-to-video"
+
+
+def signed_post(server: EmulatorServer, path: str, **kwargs: Any) -> Any:
+    """A Run as a client of Wiro's documents sends it (the project's client always sends JSON)."""
+    nonce = str(time.time_ns())
+    headers = {"x-api-key": API_KEY, "x-nonce": nonce, "x-signature": sign(API_KEY, API_SECRET, nonce)}
+    return httpx.post(server.base_url + path, headers=headers, **kwargs).json()
+
+
+def test_run_takes_the_start_image_as_model_parameters_md_shows(make_emulator: EmulatorFactory) -> None:
+    server = make_emulator(preview=True)
+    png = encode(landscape(64, 48), "PNG")
+    fields = {"prompt": "the image moves", "numFrames": "5"}
+    with WiroClient(API_KEY, API_SECRET, base_url=server.base_url, retry=NO_WAIT) as c:
+        url = c.upload(png, name="start.png").url
+        answers = {
+            "file in inputImage": signed_post(
+                server, I2V, data={**fields, "inputImageUrl": ""}, files={"inputImage": ("start.png", png, "image/png")}
+            ),
+            "URL in inputImageUrl": signed_post(server, I2V, data={**fields, "inputImage": "", "inputImageUrl": url}),
+            "URL in inputImage": signed_post(server, I2V, json={**fields, "inputImage": url}),
+        }
+        for how, answer in answers.items():
+            assert answer["result"] is True, (how, answer)
+            task = c.wait(answer["taskid"], schedule=FAST_POLL)
+            assert task.succeeded, (how, task.error_message)
+            uuid = server.account.tasks[int(task.id)].uuid
+            assert server.app.state.renderer.start_images[uuid].sha256 == hashlib.sha256(png).hexdigest(), how
+    text = {"inputImage": ("notes.png", b"not an image at all", "image/png")}
+    refused = signed_post(server, I2V, data={**fields, "inputImageUrl": ""}, files=text)
+    assert refused["result"] is False
+    assert refused["errors"][0]["code"] == 0
+    assert server.account.stats()["tasks"] == 3

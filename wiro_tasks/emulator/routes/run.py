@@ -8,7 +8,8 @@ from starlette.responses import JSONResponse, Response
 from ..._exceptions import InputValidationError
 from ...inputs import IMAGE_TO_VIDEO, MODELS, Value
 from ..context import Emulator
-from ..wire import CONCURRENCY_LIMIT, INVALID_BODY, NO_BALANCE, NO_MODEL, Drop, read_body, wiro_error
+from ..file_inputs import run_body
+from ..wire import CONCURRENCY_LIMIT, NO_BALANCE, NO_MODEL, Drop, wiro_error
 from .guard import api
 
 
@@ -19,9 +20,9 @@ async def run(request: Request, emulator: Emulator) -> Response:
     spec = MODELS.get(slug)
     if spec is None:
         return wiro_error(NO_MODEL, code=1)
-    body = await read_body(request)
-    if body is None:
-        return wiro_error(INVALID_BODY)
+    body = await run_body(request, emulator.uploads, slug)
+    if not isinstance(body, dict):
+        return body  # refused: unreadable, or a file input that is not an image
     try:
         parameters: dict[str, Value] = spec.validate(body, allow_unknown=True)
     except InputValidationError as exc:
