@@ -402,3 +402,57 @@ def test_run_takes_the_start_image_as_model_parameters_md_shows(make_emulator: E
     assert refused["result"] is False
     assert refused["errors"][0]["code"] == 0
     assert server.account.stats()["tasks"] == 3
+
+
+# Wiro-Docs markdown/files.md, "POST /File/Upload": "Images (jpg, png, gif, jpeg, webp, heic), video
+# (mp4, webm, mov), audio (mp3, wav, m4a), documents (pdf, csv, docx, xlsx, pptx, txt, md, epub),
+# and ZIP archives". Each sample's first bytes are what its kind begins with.
+DOCUMENTED_FILES = {
+    "clip.mp4": (b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2", "video/mp4"),
+    "clip.webm": (b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01", "video/webm"),
+    "clip.mov": (b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00qt  ", "video/quicktime"),
+    "sound.mp3": (b"ID3\x04\x00\x00\x00\x00\x00\x00", "audio/mpeg"),
+    "sound.wav": (b"RIFF\x24\x00\x00\x00WAVEfmt ", "audio/wav"),
+    "sound.m4a": (b"\x00\x00\x00\x1cftypM4A \x00\x00\x00\x00M4A isom", "audio/mp4"),
+    "paper.pdf": (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", "application/pdf"),
+    "table.csv": (b"prompt,seed\na fox,1\n", "text/csv"),
+    "letter.docx": (
+        b"PK\x03\x04\x14\x00\x06\x00",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ),
+    "sheet.xlsx": (b"PK\x03\x04\x14\x00\x06\x00", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+    "slides.pptx": (
+        b"PK\x03\x04\x14\x00\x06\x00",
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    ),
+    "notes.txt": ("a fox, in snow: ünïcödé".encode(), "text/plain"),
+    "readme.md": (b"# A fox\n", "text/markdown"),
+    "book.epub": (b"PK\x03\x04\x0a\x00\x00\x00", "application/epub+zip"),
+    "bundle.zip": (b"PK\x03\x04\x0a\x00\x00\x00", "application/zip"),
+}
+NOT_DOCUMENTED = {"tool.exe": b"MZ\x90\x00", "paper.docx": b"%PDF-1.7\n", "data.bin": b"\x00\x01\x02"}
+
+
+def upload(server: EmulatorServer, name: str, content: bytes) -> Any:
+    with WiroClient(API_KEY, API_SECRET, base_url=server.base_url, retry=NO_WAIT) as c:
+        return c._http.post("/File/Upload", files={"file": (name, content)}).json()
+
+
+def test_file_upload_takes_the_types_files_md_lists(make_emulator: EmulatorFactory) -> None:
+    server = make_emulator(upload_types="documented")
+    for name, (content, content_type) in DOCUMENTED_FILES.items():
+        answer = upload(server, name, content)
+        assert answer["result"] is True, (name, answer)
+        assert mismatches(UPLOAD, answer) == []
+        assert (answer["list"][0]["name"], answer["list"][0]["contenttype"]) == (name, content_type)
+    assert upload(server, "start.png", encode(landscape(64, 48), "PNG"))["list"][0]["contenttype"] == "image/png"
+    for name, content in NOT_DOCUMENTED.items():
+        assert upload(server, name, content)["result"] is False, (
+            f"{name}: not a type files.md lists, or not what it says"
+        )
+
+
+def test_file_upload_takes_images_alone_by_default(make_emulator: EmulatorFactory) -> None:
+    server = make_emulator(upload_types="images")
+    assert upload(server, "paper.pdf", DOCUMENTED_FILES["paper.pdf"][0])["result"] is False
+    assert upload(server, "start.png", encode(landscape(64, 48), "PNG"))["result"] is True

@@ -49,6 +49,7 @@ CHANGED: dict[str, Any] = {
     "repeat_nonces": True,
     "task_error_final": True,
     "socket_frames": "documented",
+    "upload_types": "documented",
 }
 
 

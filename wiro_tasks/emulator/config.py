@@ -19,6 +19,8 @@ StopAnswer = Literal["task", "bare", "empty"]
 STOP_ANSWERS: tuple[str, ...] = get_args(StopAnswer)
 SocketFrames = Literal["emulator", "documented"]
 SOCKET_FRAMES: tuple[str, ...] = get_args(SocketFrames)
+UploadTypes = Literal["images", "documented"]
+UPLOAD_TYPES: tuple[str, ...] = get_args(UploadTypes)
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 SCRIPTS = ("script", "run_script")
 
@@ -132,6 +134,8 @@ class EmulatorConfig:
     `{type, id, message, result}` with the status as the message (`emulator`), or Wiro-Docs
     `websocket.md`'s `{type, tasktoken, message}`, a null message on lifecycle events and every
     step of the lifecycle in order, `task_end` and its neighbours included (`documented`).
+    `upload_types` is what File/Upload takes: images alone (`images`), or every type `files.md`
+    lists, video, audio and documents too (`documented`).
     `DOCUMENTED` is the strictest documented mode.
 
     `image_fetch_timeout` bounds the fetch of an image-to-video task's `inputImageUrl` when it is
@@ -165,6 +169,7 @@ class EmulatorConfig:
     repeat_nonces: bool = False
     task_error_final: bool = False
     socket_frames: SocketFrames = "emulator"
+    upload_types: UploadTypes = "images"
     faults: Faults = Faults()
 
     def __post_init__(self) -> None:
@@ -172,6 +177,8 @@ class EmulatorConfig:
             raise ValueError(f"stop_answer: must be one of {', '.join(STOP_ANSWERS)} (got {self.stop_answer!r})")
         if self.socket_frames not in SOCKET_FRAMES:
             raise ValueError(f"socket_frames: must be one of {', '.join(SOCKET_FRAMES)} (got {self.socket_frames!r})")
+        if self.upload_types not in UPLOAD_TYPES:
+            raise ValueError(f"upload_types: must be one of {', '.join(UPLOAD_TYPES)} (got {self.upload_types!r})")
 
     @property
     def approximate_cost(self) -> Decimal:

@@ -26,7 +26,8 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 
-from ..images import ACCEPTED, CONTENT_TYPES, MAX_UPLOAD_BYTES, ImageKind, sniff
+from ..images import ACCEPTED, CONTENT_TYPES, MAX_UPLOAD_BYTES, sniff
+from .file_types import ACCEPTED_FILES, documented_type
 from .wire import wiro_error
 
 MAX_FIELD_BYTES = 4096  # a form field other than a file (folderid)
@@ -122,14 +123,10 @@ class StoredFile:
     path: Path
     size: int
     sha256: str
-    kind: ImageKind
+    content_type: str
     parent_id: str
     added: int
     access_key: str
-
-    @property
-    def content_type(self) -> str:
-        return CONTENT_TYPES[self.kind]
 
     def url(self, root: str) -> str:
         return f"{root}{UPLOAD_PATH}/{self.id}/{quote(self.name)}"
@@ -199,9 +196,17 @@ class _Skip:
 class UploadStore:
     """Uploaded files under `directory` (their bytes on disk; their records, small, in memory)."""
 
-    def __init__(self, directory: Path, *, max_bytes: int = MAX_UPLOAD_BYTES, count: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        max_bytes: int = MAX_UPLOAD_BYTES,
+        count: Callable[[str], None],
+        documented_types: bool = False,
+    ) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
+        self.documented_types = documented_types  # files.md's every type, not images alone
         self._count = count
         self._files: dict[str, StoredFile] = {}
         self._lock = threading.Lock()
@@ -226,7 +231,7 @@ class UploadStore:
         if not sinks:
             self._count("upload_no_file")
             return wiro_error("Request parameter [file] required")
-        return self._store(sinks, fields.get("folderid", "").strip())
+        return self._store(sinks, fields.get("folderid", "").strip(), images_only=not self.documented_types)
 
     async def receive_form(
         self, request: Request, file_field: str, field_limit: int
@@ -238,7 +243,7 @@ class UploadStore:
             return parsed
         sinks, fields = parsed
         self._discard([sink for sink in sinks if not sink.size])
-        stored = self._store([sink for sink in sinks if sink.size], "")
+        stored = self._store([sink for sink in sinks if sink.size], "", images_only=True)
         if isinstance(stored, Response):
             return stored
         return fields, stored[0] if stored else None
@@ -284,16 +289,17 @@ class UploadStore:
             raise
         return sinks, {name: bytes(sink.value).decode(errors="replace") for name, sink in fields.items()}
 
-    def _store(self, sinks: list[_FileSink], parent: str) -> list[StoredFile] | Response:
-        """Keeps the files when every one is an accepted image, else none of them."""
-        kinds = [sniff(sink.head) for sink in sinks]
-        if not all(kinds):
+    def _store(self, sinks: list[_FileSink], parent: str, *, images_only: bool) -> list[StoredFile] | Response:
+        """Keeps the files when every one is of an accepted type, else none of them."""
+        types = [_content_type(sink, images_only) for sink in sinks]
+        if not all(types):
             self._discard(sinks)
             self._count("upload_refused_type")
-            return wiro_error(f"File type is not allowed. Allowed image types: {ACCEPTED}.")
-        return [self._keep(sink, kind, parent) for sink, kind in zip(sinks, kinds, strict=True) if kind]
+            allowed = f"image types: {ACCEPTED}" if images_only else f"types: {ACCEPTED_FILES}"
+            return wiro_error(f"File type is not allowed. Allowed {allowed}.")
+        return [self._keep(sink, kind, parent) for sink, kind in zip(sinks, types, strict=True) if kind]
 
-    def _keep(self, sink: _FileSink, kind: ImageKind, parent: str) -> StoredFile:
+    def _keep(self, sink: _FileSink, content_type: str, parent: str) -> StoredFile:
         sink.file.close()
         name = sink.filename
         with self._lock:
@@ -309,7 +315,7 @@ class UploadStore:
             path=path,
             size=sink.size,
             sha256=sink.hash.hexdigest(),
-            kind=kind,
+            content_type=content_type,
             parent_id=parent or "0",
             added=int(time.time()),
             access_key=secrets.token_hex(8),
@@ -338,6 +344,15 @@ class UploadStore:
 
     def close(self) -> None:
         shutil.rmtree(self.directory / ".incoming", ignore_errors=True)
+
+
+def _content_type(sink: _FileSink, images_only: bool) -> str | None:
+    """An accepted file's content type: an image's by its content, else (unless `images_only`)
+    one of files.md's other types by its name and content."""
+    kind = sniff(sink.head)
+    if kind is not None:
+        return CONTENT_TYPES[kind]
+    return None if images_only else documented_type(sink.filename, sink.head)
 
 
 def safe_name(filename: str | None) -> str:
