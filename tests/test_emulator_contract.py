@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 import time
+from collections import Counter
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -456,3 +460,48 @@ def test_file_upload_takes_images_alone_by_default(make_emulator: EmulatorFactor
     server = make_emulator(upload_types="images")
     assert upload(server, "paper.pdf", DOCUMENTED_FILES["paper.pdf"][0])["result"] is False
     assert upload(server, "start.png", encode(landscape(64, 48), "PNG"))["result"] is True
+
+
+# The fault and money tests: each runs against the emulator in today's mode and in DOCUMENTED
+# (issue 21's "done when"); tests/conftest.py parametrizes the tests marked `both_modes`.
+BOTH_MODES = {
+    "tests/test_faults.py": {
+        "test_fault_matrix_every_row_accounted_for_one_task_each",
+        "test_a_server_clock_an_hour_off_never_makes_a_row_pay_twice",
+        "test_the_bill_never_passes_the_budget_whatever_the_price",
+    },
+    "tests/test_bill.py": {"test_final_records_without_a_bill_never_let_the_sweep_pass_its_budget"},
+    "tests/test_real_api.py": {
+        "test_cancel_and_kill_answered_without_the_task_return_the_task_as_read_after",
+        "test_a_task_past_its_deadline_ends_timed_out_when_kill_answers_without_the_task",
+        "test_stopping_a_sweeps_tasks_records_each_stop_as_the_task_reads_after_it",
+        "test_a_final_task_error_that_wiro_will_not_stop_is_failed_at_once",
+        "test_an_interim_task_error_is_cancelled_and_failed_with_its_reason",
+        "test_the_emulator_accepts_a_repeated_nonce_only_when_asked",
+    },
+    "tests/test_real_api_scan.py": {
+        "test_a_task_list_without_parameters_is_read_with_task_detail",
+        "test_an_old_task_read_whole_ends_the_scan_without_reading_the_rest",
+        "test_tasks_whose_inputs_no_answer_gives_make_the_scan_blind",
+        "test_task_detail_reads_are_bounded",
+        "test_a_sweep_whose_lost_answer_cannot_be_traced_stops_submitting_and_says_why",
+    },
+}
+
+
+def test_the_fault_and_money_tests_run_in_both_modes() -> None:
+    root = Path(__file__).resolve().parent.parent
+    command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *BOTH_MODES]
+    collected = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300, check=False)
+    assert collected.returncode == 0, collected.stdout + collected.stderr
+    modes: dict[str, Counter[str]] = {}
+    for line in collected.stdout.splitlines():
+        path, _, test = line.partition("::")
+        name, _, params = test.partition("[")
+        mode = next((m for m in ("today", "documented") if m in params.rstrip("]").split("-")), "")
+        if name in BOTH_MODES.get(path, ()):
+            modes.setdefault(f"{path}::{name}", Counter())[mode] += 1
+    assert len(modes) == sum(len(names) for names in BOTH_MODES.values()), "every one was collected"
+    for test, seen in modes.items():
+        assert set(seen) == {"today", "documented"}, (test, seen)
+        assert seen["today"] == seen["documented"], (test, seen)
