@@ -22,7 +22,7 @@ from wiro_tasks.emulator.config import DOCUMENTED
 # other work: only their order matters here.
 LONGEST_FIRST = (
     "test_server.py",  # ~300 s / 120 CPU-s: a Prefect server, two workers per test, sharded sweeps
-    "test_faults.py",  # ~290 s / 120 CPU-s: fault matrix, SIGKILLs, a full disk, budgets, clocks
+    "test_faults.py",  # ~290 s / 120 CPU-s: fault matrix, SIGKILLs, a full disk, budgets, clocks (+~80 s: both_modes)
     "test_cli_run.py",  # ~250 s / 65 CPU-s: `wiro-sweep run` killed and resumed
     "test_sweep.py",  # ~210 s / 50 CPU-s
     "test_secrets.py",  # ~180 s / 35 CPU-s
