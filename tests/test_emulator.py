@@ -259,7 +259,7 @@ def test_cancel_a_queued_task_costs_nothing(make_emulator: EmulatorFactory) -> N
 
 
 def test_kill_a_running_task_bills_the_time_used(make_emulator: EmulatorFactory) -> None:
-    emulator = make_emulator(queue_seconds=0.0, task_seconds=30)
+    emulator = make_emulator(queue_seconds=0.0, task_seconds=30, bill_kills=True)  # the billed kill's reading
     with WiroClient(API_KEY, API_SECRET, base_url=emulator.base_url) as c:
         submitted = c.run(FOX)
         time.sleep(0.3)
@@ -348,7 +348,7 @@ def test_run_faults_surface_as_typed_errors(emulator: EmulatorServer, client: Wi
     assert stats["counters"]["run"] == 4
     assert stats["tasks"] == 1, "only the lost answer created a task"
     [lost] = client.list_tasks()
-    assert lost.parameters["prompt"] == FOX.prompt
+    assert client.detail(lost.id).parameters["prompt"] == FOX.prompt, "Task/List need not carry the inputs"
 
 
 def test_slow_answers_time_out_as_connection_errors(emulator: EmulatorServer) -> None:
