@@ -22,7 +22,7 @@ from wiro_tasks.emulator.config import DOCUMENTED
 # other work: only their order matters here.
 LONGEST_FIRST = (
     "test_server.py",  # ~300 s / 120 CPU-s: a Prefect server, two workers per test, sharded sweeps
-    "test_faults.py",  # ~290 s / 120 CPU-s: fault matrix, SIGKILLs, a full disk, budgets, clocks
+    "test_faults.py",  # ~290 s / 120 CPU-s: fault matrix, SIGKILLs, a full disk, budgets, clocks (+~80 s: both_modes)
     "test_cli_run.py",  # ~250 s / 65 CPU-s: `wiro-sweep run` killed and resumed
     "test_sweep.py",  # ~210 s / 50 CPU-s
     "test_secrets.py",  # ~180 s / 35 CPU-s
@@ -44,6 +44,22 @@ FAST_POLL = PollSchedule(first=0.02, factor=1.5, cap=0.1)
 NO_WAIT = RetryPolicy(max_retries=4, backoff=0.0)
 # WIRO_EMULATOR_MODE=documented: every test's emulator answers as Wiro's documents at their strictest
 EMULATOR_MODE = DOCUMENTED if os.environ.get("WIRO_EMULATOR_MODE") == "documented" else {}
+# A test marked `both_modes` (the fault and money tests) runs once in each: today's defaults, and
+# the strictest documented mode (bare stop answers, kills unbilled, no undocumented Task/List fields).
+EMULATOR_MODES: dict[str, dict[str, Any]] = {"today": {}, "documented": DOCUMENTED}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Runs each `both_modes` test that starts emulators once per mode of `EMULATOR_MODES`."""
+    if metafunc.definition.get_closest_marker("both_modes") and "make_emulator" in metafunc.fixturenames:
+        metafunc.parametrize("emulator_mode", list(EMULATOR_MODES), indirect=True)
+
+
+@pytest.fixture
+def emulator_mode(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The settings a test's emulators start with: its `both_modes` mode, else WIRO_EMULATOR_MODE's."""
+    name = getattr(request, "param", None)
+    return EMULATOR_MODES[name] if name is not None else EMULATOR_MODE
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -71,8 +87,8 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def make_emulator() -> Iterator[EmulatorFactory]:
-    """Start emulators with fast defaults; every one is stopped after the test."""
+def make_emulator(emulator_mode: dict[str, Any]) -> Iterator[EmulatorFactory]:
+    """Start emulators with fast defaults (in the test's mode); every one is stopped after the test."""
     started: list[EmulatorServer] = []
 
     def make(**overrides: Any) -> EmulatorServer:
@@ -81,7 +97,7 @@ def make_emulator() -> Iterator[EmulatorFactory]:
             "api_secret": API_SECRET,
             "queue_seconds": 0.05,
             "task_seconds": 0.2,
-            **EMULATOR_MODE,
+            **emulator_mode,
         }
         settings.update(overrides)
         server = EmulatorServer(EmulatorConfig(**settings)).start()

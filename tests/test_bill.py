@@ -35,6 +35,7 @@ def test_a_record_that_says_as_much_or_more_stands_and_failures_stay_free() -> N
     assert least_bill("cancelled", Decimal(0), Decimal(0), Decimal("0.01")) == (Decimal(0), "")  # stopped queued
 
 
+@pytest.mark.both_modes
 @pytest.mark.usefixtures("prefect_api")
 @pytest.mark.parametrize("totalcost", ["0", "-"], ids=["zero", "missing"])
 def test_final_records_without_a_bill_never_let_the_sweep_pass_its_budget(

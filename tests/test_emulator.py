@@ -196,7 +196,7 @@ def test_huge_numbers_are_validation_errors_not_500s(emulator: EmulatorServer) -
         assert answer.status_code == 200, (body, answer.text)
         assert answer.json()["errors"] == [{"code": 0, "message": message}]
     too_long = raw_post(emulator, path, content=b'{"prompt": "p", "numFrames": ' + b"9" * 5000 + b"}")
-    assert too_long.json()["errors"] == [{"code": 0, "message": "Request body could not be parsed."}]
+    assert too_long.json()["errors"] == [{"code": 0, "message": "Request parameters are invalid."}]
     assert emulator.account.stats()["tasks"] == 0
 
 
@@ -259,7 +259,7 @@ def test_cancel_a_queued_task_costs_nothing(make_emulator: EmulatorFactory) -> N
 
 
 def test_kill_a_running_task_bills_the_time_used(make_emulator: EmulatorFactory) -> None:
-    emulator = make_emulator(queue_seconds=0.0, task_seconds=30)
+    emulator = make_emulator(queue_seconds=0.0, task_seconds=30, bill_kills=True)  # the billed kill's reading
     with WiroClient(API_KEY, API_SECRET, base_url=emulator.base_url) as c:
         submitted = c.run(FOX)
         time.sleep(0.3)
@@ -348,7 +348,7 @@ def test_run_faults_surface_as_typed_errors(emulator: EmulatorServer, client: Wi
     assert stats["counters"]["run"] == 4
     assert stats["tasks"] == 1, "only the lost answer created a task"
     [lost] = client.list_tasks()
-    assert lost.parameters["prompt"] == FOX.prompt
+    assert client.detail(lost.id).parameters["prompt"] == FOX.prompt, "Task/List need not carry the inputs"
 
 
 def test_slow_answers_time_out_as_connection_errors(emulator: EmulatorServer) -> None:
@@ -443,7 +443,8 @@ def anyio_backend() -> str:
 
 @pytest.mark.anyio
 async def test_the_task_socket_pushes_each_status_to_the_end(make_emulator: EmulatorFactory) -> None:
-    emulator = make_emulator(queue_seconds=1.0)  # the socket is open well before the task leaves the queue
+    # the socket is open well before the task leaves the queue; the emulator's own frames carry the id
+    emulator = make_emulator(queue_seconds=1.0, socket_frames="emulator")
     async with AsyncWiroClient(API_KEY, API_SECRET, base_url=emulator.base_url, socket_url=emulator.socket_url) as c:
         submitted = await c.run(FOX)
         events = [e async for e in c.events(submitted.socket_token)]

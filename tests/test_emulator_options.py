@@ -50,6 +50,8 @@ CHANGED: dict[str, Any] = {
     "task_error_final": True,
     "unknown_status": "task_weird",
     "ignore_kills": True,
+    "socket_frames": "documented",
+    "upload_types": "documented",
 }
 
 

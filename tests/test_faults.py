@@ -223,6 +223,7 @@ def run_sweep(grid: Path, out: Path, **params: Any) -> Any:
     return asyncio.run(sweep(grid=[str(grid)], out=str(out), return_state=True, **params))  # type: ignore[arg-type]
 
 
+@pytest.mark.both_modes
 @pytest.mark.usefixtures("prefect_api")
 def test_fault_matrix_every_row_accounted_for_one_task_each(
     make_emulator: EmulatorFactory,
@@ -394,6 +395,7 @@ def test_read_manifest_survives_a_concurrent_rewrite(tmp_path: Path) -> None:
     assert not failures, f"{len(failures)} of {reads + len(failures)} reads failed, e.g. {sorted(set(failures))[:3]}"
 
 
+@pytest.mark.both_modes
 @pytest.mark.usefixtures("prefect_api")
 @pytest.mark.parametrize("offset", [-3600.0, -200.0, 3600.0])
 def test_a_server_clock_an_hour_off_never_makes_a_row_pay_twice(
@@ -456,6 +458,7 @@ def price_scenario(seed: int) -> dict[str, Any]:
     }
 
 
+@pytest.mark.both_modes
 @pytest.mark.usefixtures("prefect_api")
 @pytest.mark.parametrize("seed", [11 + n for n in range(3 * SOAK)])
 def test_the_bill_never_passes_the_budget_whatever_the_price(

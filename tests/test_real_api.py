@@ -29,6 +29,7 @@ from wiro_tasks.waiting import wait_for_end
 
 from .conftest import API_KEY, API_SECRET, NO_WAIT, EmulatorFactory
 
+pytestmark = pytest.mark.both_modes  # each test that starts an emulator, in today's mode and the documented one
 STOP_ANSWERS = ["bare", "empty"]  # WiroKit's fixture `{"result": true}`; Wiro-MCP's empty `tasklist`
 
 

@@ -21,6 +21,7 @@ from wiro_tasks.scan import FindOutcome, scan_for_task
 
 from .conftest import API_KEY, API_SECRET, NO_WAIT, EmulatorFactory
 
+pytestmark = pytest.mark.both_modes  # each test that starts an emulator, in today's mode and the documented one
 HIDDEN = "[emulator:field parameters=-]"  # Task/Detail then leaves out the task's parameters too
 
 

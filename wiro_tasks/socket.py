@@ -1,7 +1,10 @@
 """Wiro's task websocket: events pushed as a task moves, so a waiting client need not poll.
 
-Send `{"type": "task_info", "tasktoken": <socketaccesstoken>}`, then read `{type, id, message,
-result}` events whose `type` is the task's new status. The socket is only a hint that something
+Send `{"type": "task_info", "tasktoken": <socketaccesstoken>}`, then read events whose `type` is
+the task's new status: `{type, id, message, result}`, or as `websocket.md` shows them `{type,
+tasktoken, message}` with a null message on lifecycle events (a missing `id` is "", a missing
+`result` true). `task_end` and `task_postprocess_start` come before the end, which is
+`task_postprocess_end` (or `task_cancel`). The socket is only a hint that something
 changed: callers confirm with Task/Detail, and fall back to polling when it is missing or breaks.
 """
 

@@ -17,6 +17,10 @@ DEFAULT_MODEL_VERSION = "1"
 FaultKind = Literal["ok", "500", "503", "429", "drop", "slow", "lost", "dup"]
 StopAnswer = Literal["task", "bare", "empty"]
 STOP_ANSWERS: tuple[str, ...] = get_args(StopAnswer)
+SocketFrames = Literal["emulator", "documented"]
+SOCKET_FRAMES: tuple[str, ...] = get_args(SocketFrames)
+UploadTypes = Literal["images", "documented"]
+UPLOAD_TYPES: tuple[str, ...] = get_args(UploadTypes)
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 SCRIPTS = ("script", "run_script")
 
@@ -126,7 +130,13 @@ class EmulatorConfig:
     leaves out `createtime` and `parameters`, which no document promises there. With
     `repeat_nonces`, a nonce seen before is accepted (Wiro's n8n nodes reuse one), else refused.
     With `task_error_final`, a task stuck in `task_error` is final, as Wiro-MCP reads it: Cancel
-    and Kill refuse it and it is never billed. `DOCUMENTED` is the strictest documented mode.
+    and Kill refuse it and it is never billed. `socket_frames` is what the task socket sends:
+    `{type, id, message, result}` with the status as the message (`emulator`), or Wiro-Docs
+    `websocket.md`'s `{type, tasktoken, message}`, a null message on lifecycle events and every
+    step of the lifecycle in order, `task_end` and its neighbours included (`documented`).
+    `upload_types` is what File/Upload takes: images alone (`images`), or every type `files.md`
+    lists, video, audio and documents too (`documented`).
+    `DOCUMENTED` is the strictest documented mode.
 
     Beyond the documents: with `unknown_status` (say `task_weird`), a task that starts running
     reports that status, which no document names, and never ends by itself: only a Kill ends it
@@ -165,11 +175,17 @@ class EmulatorConfig:
     task_error_final: bool = False
     unknown_status: str = ""
     ignore_kills: bool = False
+    socket_frames: SocketFrames = "emulator"
+    upload_types: UploadTypes = "images"
     faults: Faults = Faults()
 
     def __post_init__(self) -> None:
         if self.stop_answer not in STOP_ANSWERS:
             raise ValueError(f"stop_answer: must be one of {', '.join(STOP_ANSWERS)} (got {self.stop_answer!r})")
+        if self.socket_frames not in SOCKET_FRAMES:
+            raise ValueError(f"socket_frames: must be one of {', '.join(SOCKET_FRAMES)} (got {self.socket_frames!r})")
+        if self.upload_types not in UPLOAD_TYPES:
+            raise ValueError(f"upload_types: must be one of {', '.join(UPLOAD_TYPES)} (got {self.upload_types!r})")
 
     @property
     def approximate_cost(self) -> Decimal:
@@ -200,5 +216,11 @@ class EmulatorConfig:
 
 
 # The strictest reading of Wiro's documents and its own clients' fixtures: Cancel and Kill answer
-# without the task, a stopped task is not billed, Task/List carries no field no document promises.
-DOCUMENTED: dict[str, Any] = {"stop_answer": "bare", "bill_kills": False, "list_fields": False}
+# without the task, a stopped task is not billed, Task/List carries no field no document promises,
+# the task socket sends websocket.md's frames.
+DOCUMENTED: dict[str, Any] = {
+    "stop_answer": "bare",
+    "bill_kills": False,
+    "list_fields": False,
+    "socket_frames": "documented",
+}

@@ -41,7 +41,8 @@ class Emulator:
         directory = Path(tempfile.mkdtemp(prefix="wiro-emulator-")) if storage is None else storage
         directory.mkdir(parents=True, exist_ok=True)
         renderer = Renderer(directory, config.preview)
-        uploads = UploadStore(directory / "uploads", count=account.count)
+        documented_types = config.upload_types == "documented"
+        uploads = UploadStore(directory / "uploads", count=account.count, documented_types=documented_types)
         start_images = StartImages(directory / "fetched", uploads, timeout=config.image_fetch_timeout)
         return cls(config, account, renderer, uploads, start_images, directory, owned=storage is None)
 

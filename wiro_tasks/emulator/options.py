@@ -20,7 +20,7 @@ from typing import Any, TypeVar, get_args, get_type_hints
 
 import click
 
-from .config import STOP_ANSWERS, EmulatorConfig, Faults
+from .config import SOCKET_FRAMES, STOP_ANSWERS, UPLOAD_TYPES, EmulatorConfig, Faults
 
 F = TypeVar("F", bound=Callable[..., Any])
 _DEFAULTS = {
@@ -86,6 +86,16 @@ class EmulatorOptions:
         "config.unknown_status", "A running task reports this status (e.g. task_weird) and ends only when killed."
     )
     ignore_kills: bool = _option("config.ignore_kills", "Cancel and Kill answer success and change nothing.")
+    socket_frames: str = _option(
+        "config.socket_frames",
+        "The task socket's frames: the emulator's {type, id, message, result}, or websocket.md's (every step).",
+        type=click.Choice(SOCKET_FRAMES),
+    )
+    upload_types: str = _option(
+        "config.upload_types",
+        "What File/Upload takes: images alone, or every type files.md lists (video, audio, documents).",
+        type=click.Choice(UPLOAD_TYPES),
+    )
 
     def targets(self, where: str) -> dict[str, Any]:
         """The values that go to `where` ("config", "faults" or "serve"), by the target's names."""

@@ -26,7 +26,8 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 
-from ..images import ACCEPTED, CONTENT_TYPES, MAX_UPLOAD_BYTES, ImageKind, sniff
+from ..images import ACCEPTED, CONTENT_TYPES, MAX_UPLOAD_BYTES, sniff
+from .file_types import ACCEPTED_FILES, documented_type
 from .wire import wiro_error
 
 MAX_FIELD_BYTES = 4096  # a form field other than a file (folderid)
@@ -122,14 +123,10 @@ class StoredFile:
     path: Path
     size: int
     sha256: str
-    kind: ImageKind
+    content_type: str
     parent_id: str
     added: int
     access_key: str
-
-    @property
-    def content_type(self) -> str:
-        return CONTENT_TYPES[self.kind]
 
     def url(self, root: str) -> str:
         return f"{root}{UPLOAD_PATH}/{self.id}/{quote(self.name)}"
@@ -171,19 +168,16 @@ class _FileSink:
 
 
 class _FieldSink:
-    """A small form field (`folderid`), kept in memory up to `MAX_FIELD_BYTES`."""
+    """A small form field (`folderid`, a Run's input), kept in memory up to `limit` bytes."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = MAX_FIELD_BYTES) -> None:
+        self.limit = limit
         self.value = bytearray()
 
     def write(self, data: bytes) -> None:
         self.value.extend(data)
-        if len(self.value) > MAX_FIELD_BYTES:
+        if len(self.value) > self.limit:
             raise MultipartError("a form field is too long")
-
-    @property
-    def text(self) -> str:
-        return bytes(self.value).decode(errors="replace").strip()
 
 
 class _Skip:
@@ -202,9 +196,17 @@ class _Skip:
 class UploadStore:
     """Uploaded files under `directory` (their bytes on disk; their records, small, in memory)."""
 
-    def __init__(self, directory: Path, *, max_bytes: int = MAX_UPLOAD_BYTES, count: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        max_bytes: int = MAX_UPLOAD_BYTES,
+        count: Callable[[str], None],
+        documented_types: bool = False,
+    ) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
+        self.documented_types = documented_types  # files.md's every type, not images alone
         self._count = count
         self._files: dict[str, StoredFile] = {}
         self._lock = threading.Lock()
@@ -222,9 +224,39 @@ class UploadStore:
 
     async def receive(self, request: Request) -> list[StoredFile] | Response:
         """Stores the `file` parts of an upload request, or answers why not (Wiro's error shape)."""
+        parsed = await self._parse(request, "file", MAX_FIELD_BYTES, named_only=False)
+        if isinstance(parsed, Response):
+            return parsed
+        sinks, fields = parsed
+        if not sinks:
+            self._count("upload_no_file")
+            return wiro_error("Request parameter [file] required")
+        return self._store(sinks, fields.get("folderid", "").strip(), images_only=not self.documented_types)
+
+    async def receive_form(
+        self, request: Request, file_field: str, field_limit: int
+    ) -> tuple[dict[str, str], StoredFile | None] | Response:
+        """A multipart form's fields and the image in its `file_field` part, stored as an upload
+        would be (a Run's file input, `model-parameters.md`); an empty file part counts as none."""
+        parsed = await self._parse(request, file_field, field_limit, named_only=True)
+        if isinstance(parsed, Response):
+            return parsed
+        sinks, fields = parsed
+        self._discard([sink for sink in sinks if not sink.size])
+        stored = self._store([sink for sink in sinks if sink.size], "", images_only=True)
+        if isinstance(stored, Response):
+            return stored
+        return fields, stored[0] if stored else None
+
+    async def _parse(
+        self, request: Request, file_field: str, field_limit: int, *, named_only: bool
+    ) -> tuple[list[_FileSink], dict[str, str]] | Response:
+        """The body's `file_field` parts, on disk (with `named_only`, those with a file name: the
+        others are fields, as a URL sent in a file input is), and its other fields; or why it
+        cannot be read."""
         boundary = _boundary(request.headers.get("content-type", ""))
         if boundary is None:
-            return wiro_error("Request parameter [file] required")
+            return wiro_error(f"Request parameter [{file_field}] required")
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes + DRAIN_BYTES:
             self._count("upload_refused_size")
@@ -233,13 +265,13 @@ class UploadStore:
         fields: dict[str, _FieldSink] = {}
 
         def open_part(name: str, filename: str | None) -> Sink:
-            if name == "file":
+            if name == file_field and (filename is not None or not named_only):
                 path = self.directory / ".incoming" / uuid.uuid4().hex
                 sinks.append(_FileSink(path, self.max_bytes, safe_name(filename)))
                 return sinks[-1]
             if filename is not None:
                 return _Skip(self.max_bytes)
-            return fields.setdefault(name, _FieldSink())
+            return fields.setdefault(name, _FieldSink(field_limit))
 
         stream = request.stream()
         try:
@@ -255,17 +287,19 @@ class UploadStore:
         except BaseException:  # the client went away (ClientDisconnect), or the server stops
             self._discard(sinks)
             raise
-        kinds = [sniff(sink.head) for sink in sinks]
-        if not sinks or not all(kinds):
-            self._discard(sinks)
-            self._count("upload_refused_type" if sinks else "upload_no_file")
-            if not sinks:
-                return wiro_error("Request parameter [file] required")
-            return wiro_error(f"File type is not allowed. Allowed image types: {ACCEPTED}.")
-        parent = fields["folderid"].text if "folderid" in fields else ""
-        return [self._keep(sink, kind, parent) for sink, kind in zip(sinks, kinds, strict=True) if kind]
+        return sinks, {name: bytes(sink.value).decode(errors="replace") for name, sink in fields.items()}
 
-    def _keep(self, sink: _FileSink, kind: ImageKind, parent: str) -> StoredFile:
+    def _store(self, sinks: list[_FileSink], parent: str, *, images_only: bool) -> list[StoredFile] | Response:
+        """Keeps the files when every one is of an accepted type, else none of them."""
+        types = [_content_type(sink, images_only) for sink in sinks]
+        if not all(types):
+            self._discard(sinks)
+            self._count("upload_refused_type")
+            allowed = f"image types: {ACCEPTED}" if images_only else f"types: {ACCEPTED_FILES}"
+            return wiro_error(f"File type is not allowed. Allowed {allowed}.")
+        return [self._keep(sink, kind, parent) for sink, kind in zip(sinks, types, strict=True) if kind]
+
+    def _keep(self, sink: _FileSink, content_type: str, parent: str) -> StoredFile:
         sink.file.close()
         name = sink.filename
         with self._lock:
@@ -281,7 +315,7 @@ class UploadStore:
             path=path,
             size=sink.size,
             sha256=sink.hash.hexdigest(),
-            kind=kind,
+            content_type=content_type,
             parent_id=parent or "0",
             added=int(time.time()),
             access_key=secrets.token_hex(8),
@@ -310,6 +344,15 @@ class UploadStore:
 
     def close(self) -> None:
         shutil.rmtree(self.directory / ".incoming", ignore_errors=True)
+
+
+def _content_type(sink: _FileSink, images_only: bool) -> str | None:
+    """An accepted file's content type: an image's by its content, else (unless `images_only`)
+    one of files.md's other types by its name and content."""
+    kind = sniff(sink.head)
+    if kind is not None:
+        return CONTENT_TYPES[kind]
+    return None if images_only else documented_type(sink.filename, sink.head)
 
 
 def safe_name(filename: str | None) -> str:

@@ -28,6 +28,15 @@ NOT_FOUNDED = "Project authorization is not founded."
 NOT_VALID = "Project authorization is not valid."
 NEEDS_SIGNATURE = "Project requires signature authentication. x-signature and x-nonce headers are required."
 NO_TASK = "There is no task yet."
+# Wiro-Docs `error-reference.md`'s words for the errors below
+NO_MODEL = "slug-owner-project-not-exist"
+NO_TASK_REFERENCE = "taskid or socketaccesstoken is required"
+INVALID_BODY = "Request parameters are invalid."
+NO_BALANCE = "Insufficient balance"
+CONCURRENCY_LIMIT = (
+    "You have reached your concurrent task limit. With your current balance of ${balance:.2f}, you can run "
+    "up to {limit} tasks at the same time. Add funds to increase your limit."
+)
 API_BODY_LIMIT = 1 << 20  # a Run body holds at most two 2,000-character prompts and a few numbers
 TOO_LARGE = "Request body is too large: the limit is {limit:,} bytes."
 

@@ -8,7 +8,8 @@ from starlette.responses import JSONResponse, Response
 from ..._exceptions import InputValidationError
 from ...inputs import IMAGE_TO_VIDEO, MODELS, Value
 from ..context import Emulator
-from ..wire import Drop, read_body, wiro_error
+from ..file_inputs import run_body
+from ..wire import CONCURRENCY_LIMIT, NO_BALANCE, NO_MODEL, Drop, wiro_error
 from .guard import api
 
 
@@ -18,10 +19,10 @@ async def run(request: Request, emulator: Emulator) -> Response:
     slug = f"{request.path_params['owner']}/{request.path_params['model']}"
     spec = MODELS.get(slug)
     if spec is None:
-        return wiro_error("Tool is not found.", code=1)
-    body = await read_body(request)
-    if body is None:
-        return wiro_error("Request body could not be parsed.")
+        return wiro_error(NO_MODEL, code=1)
+    body = await run_body(request, emulator.uploads, slug)
+    if not isinstance(body, dict):
+        return body  # refused: unreadable, or a file input that is not an image
     try:
         parameters: dict[str, Value] = spec.validate(body, allow_unknown=True)
     except InputValidationError as exc:
@@ -35,15 +36,11 @@ async def run(request: Request, emulator: Emulator) -> Response:
         balance = account.balance(now)
         if balance <= 0:
             account.count("run_refused_97")
-            return wiro_error("Insufficient balance. Please add funds to run more tasks.", code=97)
+            return wiro_error(NO_BALANCE, code=97)
         limit = emulator.config.limit_for(balance)
         if limit is not None and account.in_flight(now) >= limit:
             account.count("run_refused_96")
-            return wiro_error(
-                "You have reached your concurrent task limit. With your current balance of "
-                f"${balance:.2f}, you can run up to {limit} tasks at the same time.",
-                code=96,
-            )
+            return wiro_error(CONCURRENCY_LIMIT.format(balance=balance, limit=limit), code=96)
         previous = account.last_created
         task = account.create(slug, parameters)
         if isinstance(start, str):  # the model could not get its image: fails, costs nothing

@@ -6,14 +6,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..context import Emulator
-from ..wire import NO_TASK, file_base, read_body, wiro_error
+from ..wire import NO_TASK, NO_TASK_REFERENCE, file_base, read_body, wiro_error
 from .guard import api
 
 
 @api("detail")
 async def detail(request: Request, emulator: Emulator) -> Response:
     body = await read_body(request) or {}
-    task = emulator.account.find(body.get("taskid"), body.get("tasktoken") or body.get("socketaccesstoken"))
+    token = body.get("tasktoken") or body.get("socketaccesstoken")
+    if body.get("taskid") in (None, "") and not token:
+        return wiro_error(NO_TASK_REFERENCE)
+    task = emulator.account.find(body.get("taskid"), token)
     if task is None:
         return wiro_error(NO_TASK, code=1)
     described = await emulator.describe(task, file_base(request))
@@ -33,6 +36,7 @@ async def task_list(request: Request, emulator: Emulator) -> Response:
         limit = min(limit, max(1, emulator.config.list_page_cap))
     with account.lock:
         ids = sorted(account.tasks, reverse=str(body.get("order", "DESC")).upper() != "ASC")
+        ids = [i for i in ids if _listed(account.tasks[i].model, body)]
         page = [account.tasks[i] for i in ids[start : start + limit]]
         total = len(ids)
     described = [await emulator.describe(t, file_base(request)) for t in page]
@@ -41,6 +45,15 @@ async def task_list(request: Request, emulator: Emulator) -> Response:
             entry.pop("createtime", None)
             entry.pop("parameters", None)
     return JSONResponse({"total": str(total), "errors": [], "tasklist": described, "result": True})
+
+
+def _listed(model: str, body: dict[str, object]) -> bool:
+    """Whether Task/List's filters keep a task of `model`: `type` (every task here is a "model"
+    task) and `modelName`, a slug or part of one (Wiro-MCP `listTasks`), in any case."""
+    if str(body.get("type") or "model") != "model":
+        return False
+    wanted = str(body.get("modelName") or "").lower()
+    return wanted in model.lower()
 
 
 async def _stop(request: Request, emulator: Emulator, *, queued_only: bool) -> Response:

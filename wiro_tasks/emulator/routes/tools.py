@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 from ...inputs import IMAGE_TO_VIDEO, MODELS, TEXT_TO_VIDEO, Param
 from ..context import Emulator
 from ..records import MODEL_DESCRIPTIONS
-from ..wire import read_body, wiro_error
+from ..wire import NO_MODEL, read_body, wiro_error
 from .guard import api
 
 TOOL_IDS = {TEXT_TO_VIDEO: "1911", IMAGE_TO_VIDEO: "1912"}  # the emulator's own ids
@@ -42,7 +42,7 @@ async def tool_detail(request: Request, emulator: Emulator) -> Response:
     slug = f"{body.get('slugowner', '')}/{body.get('slugproject', '')}"
     spec = MODELS.get(slug)
     if spec is None:
-        return wiro_error("Tool is not found.", code=1)
+        return wiro_error(NO_MODEL, code=1)
     owner, project = slug.split("/")
     tool: dict[str, Any] = {
         "id": TOOL_IDS.get(slug, "0"),
