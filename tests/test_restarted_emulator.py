@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,10 +22,12 @@ import httpx
 import pandas as pd
 import pytest
 
+import wiro_tasks.emulator.state
 from flows.store.journal import read_events
 from flows.store.manifest import read_manifest
+from wiro_tasks.emulator import EmulatorServer
 
-from .conftest import API_KEY, API_SECRET, free_port
+from .conftest import API_KEY, API_SECRET, EmulatorFactory, free_port
 from .processes import wait_until
 from .test_sweep import run_sweep
 
@@ -101,3 +103,34 @@ def test_a_restarted_emulator_never_gives_an_id_twice_and_each_row_pays_once(
     assert (read_manifest(tmp_path / "a")["status"] == "succeeded").all()
     said = [str(e.get("error", "")) for e in read_events(tmp_path / "a" / "journal.jsonl")]
     assert not [s for s in said if "another row holds" in s], said
+
+
+def test_a_claim_on_a_reused_id_does_not_block_the_task_that_has_it_now(
+    make_emulator: EmulatorFactory,
+    wiro_env: Callable[[EmulatorServer], None],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server that does start its ids again (as this emulator did): OUT a's claims name ids that
+    OUT b's new tasks now have. A claim records which task it was for (its socket token, hashed),
+    so one whose id names another task now no longer blocks: each row still pays once."""
+    # Ids one more per task from 1 in every emulator (as before they followed the clock).
+    monkeypatch.setattr(wiro_tasks.emulator.state, "next_task_id", lambda last: last + 1)
+    four = grid(tmp_path / "four.csv", 4)
+    first = make_emulator()
+    wiro_env(first)
+    assert run_sweep(four, tmp_path / "a").is_completed()
+    first_ids = {t["id"] for t in first.account.intervals()}
+    first.stop()
+
+    second = EmulatorServer(first.config, port=first.port)  # the same API and key: the same account and claims
+    with second:
+        wiro_env(second)
+        b = run_sweep(four, tmp_path / "b")
+        second_tasks = second.account.intervals()
+    assert b.is_completed(), b.message
+    assert {t["id"] for t in second_tasks} == first_ids, "the ids were given again"
+    assert len(second_tasks) == 4, f"one task per row, not {len(second_tasks)}"
+    assert (read_manifest(tmp_path / "b")["status"] == "succeeded").all()
+    notes = [str(e.get("error", "")) for e in read_events(tmp_path / "b" / "journal.jsonl") if e["event"] == "note"]
+    assert len([n for n in notes if "that claim was taken over" in n]) == 4, notes
