@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.store.claims import ENV_STATE, Claims, account_key, state_root
+from flows.store.claims import ENV_STATE, Claims, account_key, state_root, task_mark
 
 API = "https://api.wiro.ai/v1"
 
@@ -106,3 +106,22 @@ def test_claims_without_a_root_live_under_the_state_root(monkeypatch: pytest.Mon
     monkeypatch.setenv(ENV_STATE, str(tmp_path / "state"))
     Claims(tmp_path / "out", "acct").claim("5", "row-1")
     assert (tmp_path / "state" / "claims" / "acct" / "5").is_file()
+
+
+def test_a_claim_made_for_another_task_with_the_id_is_taken_over(tmp_path: Path) -> None:
+    """A server that started its ids again: OUT a's claim on 1234 was for its task, whose socket
+    token it recorded (hashed). OUT b's Run answer names 1234 with another token."""
+    a, b = registry(tmp_path, "a"), registry(tmp_path, "b")
+    old, new = task_mark("token-of-a-task"), task_mark("token-of-another-task")
+    assert a.claim("1234", "row-1", old)
+    assert a.recorded_task("1234") == old
+    assert "token-of-a-task" not in (tmp_path / "state" / "claims" / "acct" / "1234").read_text(), "hashed"
+    assert not b.claim("1234", "row-9", new), "a claim still blocks by itself"
+    assert not b.take_over("1234", "row-9", old), "never over a claim for the same task"
+    assert b.take_over("1234", "row-9", new)
+    assert b.holder("1234") == (str((tmp_path / "b").resolve()), "row-9")
+    assert b.recorded_task("1234") == new
+    assert not a.claim("1234", "row-1", old), "the old claim is gone"
+    assert a.claim("5678", "row-2")
+    assert not b.take_over("5678", "row-3", new), "a claim that recorded no task is never taken over"
+    assert task_mark("") == ""

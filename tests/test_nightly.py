@@ -193,3 +193,18 @@ def test_a_night_killed_mid_sweep_is_no_baseline(tmp_path: Path) -> None:
     assert find_previous(pattern, runs / "nightly-2000-01-03") == (runs / "nightly-2000-01-01").resolve()
     (runs / "nightly-2000-01-01" / MANIFEST_PARQUET).write_bytes(b"not parquet")
     assert find_previous(pattern, runs / "nightly-2000-01-03") is None
+
+
+def test_a_night_whose_every_row_was_cancelled_or_skipped_is_no_baseline(tmp_path: Path) -> None:
+    """A night cancelled before any row ran compares as every row 'fixed' tonight: the last night
+    with at least one row that ran (succeeded, failed or timed out) is the baseline."""
+    from .nights import Row, night
+
+    runs = tmp_path / "runs"
+    night(runs / "nightly-2000-01-01", [Row("a fox"), Row("a boat", status="failed")])
+    night(runs / "nightly-2000-01-02", [Row("a fox", status="cancelled"), Row("a boat", status="skipped")])
+    night(runs / "nightly-2000-01-03", [Row("a fox", status="cancelled"), Row("a boat", status="cancelled")])
+    pattern = str(runs / "nightly-{date}")
+    assert find_previous(pattern, runs / "nightly-2000-01-04") == (runs / "nightly-2000-01-01").resolve()
+    night(runs / "nightly-2000-01-02", [Row("a fox", status="cancelled"), Row("a boat", status="timed_out")])
+    assert find_previous(pattern, runs / "nightly-2000-01-04") == (runs / "nightly-2000-01-02").resolve()

@@ -394,6 +394,60 @@ def test_a_password_in_the_base_url_is_never_written_shown_or_stored(
     assert not scanner.found, f"the password leaked: {sorted(set(scanner.found))}"
 
 
+def test_a_password_in_the_prefect_api_url_never_reaches_the_terminal(
+    make_emulator: EmulatorFactory, subprocess_env: Callable[[EmulatorServer], dict[str, str]], tmp_path: Path
+) -> None:
+    """`PREFECT_API_URL=http://user:password@host/api` (a server behind basic auth): with `-v`,
+    Prefect's own "View at <its UI URL>" line, made from that URL, is shown with `***` instead."""
+    from .processes import finish, start
+
+    password = f"pw-{uuid4().hex}"
+    env = subprocess_env(make_emulator())
+    env["PREFECT_API_URL"] = env["PREFECT_API_URL"].replace("http://", f"http://sweeper:{password}@")
+    env.pop("PREFECT_LOGGING_LEVEL")  # as in a user's terminal: -v shows Prefect's INFO lines
+    grid, log = grid_file(tmp_path / "grid.csv", ["a red fox"]), tmp_path / "terminal.txt"
+    process = start([str(grid), "--out", str(tmp_path / "out"), "-v", "--poll-interval", "0.05"], env, log)
+    assert finish(process, log, 180) == 0, log.read_text()
+    terminal = log.read_text()
+    assert "View at http://***@127.0.0.1:" in terminal, "Prefect's line is shown, masked"
+    assert "1 of 1 rows succeeded" in terminal
+    assert password not in terminal, "the password reached the terminal"
+    assert not [line for line in terminal.splitlines() if "sweeper" in line], "nor the user name"
+
+
+def test_the_console_masks_url_passwords_in_messages_and_tracebacks() -> None:
+    import io
+
+    from prefect.logging.handlers import PrefectConsoleHandler
+    from rich.console import Console
+
+    import flows.cli.console
+    from flows.cli.console import prefect_console
+    from wiro_tasks._config import masked_urls
+
+    assert masked_urls("at http://u:p@ss@h:1/x?a=b@c and ws://tok@h") == "at http://***@h:1/x?a=b@c and ws://***@h"
+    assert masked_urls("no URL, a@b, https://h/x@y") == "no URL, a@b, https://h/x@y"
+    shown = io.StringIO()
+    handler = PrefectConsoleHandler()
+    logger = logging.getLogger("prefect.test-masking")
+    logger.addHandler(handler)
+    try:
+        saved, flows.cli.console.console = flows.cli.console.console, Console(file=shown, width=300)
+        with prefect_console(verbose=True):
+            logger.warning("View at %s", "http://sweeper:hunter2@127.0.0.1:4200/runs/1")
+            try:
+                raise OSError("cannot reach https://sweeper:hunter2@prefect.example/api")
+            except OSError:
+                logger.exception("sending logs failed")
+    finally:
+        flows.cli.console.console = saved
+        logger.removeHandler(handler)
+    assert "View at http://***@127.0.0.1:4200/runs/1" in shown.getvalue()
+    assert "cannot reach https://***@prefect.example/api" in shown.getvalue(), "the traceback is shown, masked"
+    assert "hunter2" not in shown.getvalue()
+    assert "sweeper" not in shown.getvalue()
+
+
 def test_the_client_masks_a_url_password_and_never_sends_it(tmp_path: Path) -> None:
     import httpx
 

@@ -10,13 +10,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
 from click.testing import CliRunner
 
 from flows.cli import main
-from flows.view.serve import REPORT_URL_ENV, ReportServer, ReportURLError, link, report_base
+from flows.view.serve import REPORT_URL_ENV, ReportServer, ReportURLError, link, report_base, trusted_hosts
 
 VIDEO = bytes(range(256)) * 40  # 10,240 bytes: enough to ask for parts of
 
@@ -147,11 +148,14 @@ def test_the_command_binds_to_loopback_by_default(runs: Path) -> None:
                      if line.split()[3] == "0A"]  # fmt: skip
         assert f"0100007F:{port:04X}" in listening, "listening on 127.0.0.1 ..."
         assert f"00000000:{port:04X}" not in listening, "... and not on every interface"
+        rebound = httpx.get(f"http://127.0.0.1:{port}/", headers={"Host": f"evil.example:{port}"}, timeout=5)
+        assert rebound.status_code == 400, "... and answers only its own names"
     finally:
         process.terminate()
         output = process.communicate(timeout=10)[0].decode()
     assert f"at http://127.0.0.1:{port}/ (read-only" in output
     assert f"{REPORT_URL_ENV}=http://127.0.0.1:{port}" in output
+    assert "Answering requests addressed to 127.0.0.1, [::1], localhost (others get 400" in output
 
 
 def test_the_command_refuses_a_folder_that_does_not_exist(tmp_path: Path) -> None:
@@ -193,3 +197,45 @@ def test_a_page_link_opens_on_the_report_server_when_one_is_set(
     assert page_link(page) == page.resolve().as_uri()
     monkeypatch.setenv("WIRO_SWEEP_REPORT_URL", "http://127.0.0.1:4201")
     assert page_link(page) == f"http://127.0.0.1:4201{page.resolve()}"
+
+
+def get_as(server: ReportServer, path: str, host: str | None) -> int:
+    """The status of a GET whose Host header says `host` (None: no Host header at all), as a page
+    served from a rebound DNS name would send it."""
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    try:
+        connection.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
+        if host is not None:
+            connection.putheader("Host", host)
+        connection.endheaders()
+        answer = connection.getresponse()
+        answer.read()
+        return answer.status
+    finally:
+        connection.close()
+
+
+def test_it_answers_only_the_hosts_it_is_bound_to(server: ReportServer, runs: Path) -> None:
+    """DNS rebinding: a page of evil.example whose name now points at 127.0.0.1 may fetch from the
+    server, but its requests say `Host: evil.example`, and those are refused."""
+    report = quote(str(runs / "demo-out" / "report.html"))
+    for host in (f"127.0.0.1:{server.port}", f"localhost:{server.port}", "LOCALHOST", f"[::1]:{server.port}"):
+        assert get_as(server, report, host) == 200, host
+    refused: tuple[str | None, ...] = (f"evil.example:{server.port}", "evil.example", "127.0.0.1.evil.example", None)
+    for other in refused:
+        assert get_as(server, report, other) in (400, 421), other
+        assert get_as(server, "/", other) in (400, 421), other
+
+
+def test_the_hosts_it_accepts_are_the_ones_it_is_bound_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(REPORT_URL_ENV, raising=False)
+    loopback = {"127.0.0.1", "localhost", "[::1]"}
+    assert set(trusted_hosts("127.0.0.1")) == loopback
+    assert set(trusted_hosts("::1")) == loopback
+    assert set(trusted_hosts("10.1.2.3")) == {"10.1.2.3"}
+    assert set(trusted_hosts("reports.lan", ["Other.LAN"])) == {"reports.lan", "other.lan"}
+    everywhere = set(trusted_hosts("0.0.0.0"))
+    assert loopback | {socket.gethostname().lower()} <= everywhere
+    assert "evil.example" not in everywhere
+    monkeypatch.setenv(REPORT_URL_ENV, "http://Reports.Example:4201")
+    assert "reports.example" in trusted_hosts("0.0.0.0"), "the address the artifacts link to"

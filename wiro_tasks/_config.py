@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -20,6 +21,9 @@ DEFAULT_MAX_BACKOFF = 30.0
 # room for any encoder, and bounds what a server that announces no size can make us write.
 DEFAULT_MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 DEFAULT_DOWNLOAD_TIMEOUT = 120.0  # seconds for one whole download: a few MB at a few hundred kbit/s
+
+# scheme://userinfo@ in free text; userinfo runs to the authority's last "@" (a password may hold one)
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)[^\s/?#@]*(?:@[^\s/?#@]*)*@")
 
 ENV_API_KEY = "WIRO_API_KEY"
 ENV_API_SECRET = "WIRO_API_SECRET"
@@ -188,3 +192,8 @@ def shown_url(url: str) -> str:
     if "@" not in parts.netloc:
         return url[:200]
     return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()[:200]
+
+
+def masked_urls(text: str) -> str:
+    """`text` with the user:password of every URL in it replaced by `***`, as `shown_url` shows one."""
+    return _URL_USERINFO.sub(r"\g<scheme>***@", text)

@@ -123,6 +123,7 @@ class SubmitOutcome:
     kind: SubmitKind
     task_id: str = ""
     message: str = ""
+    socket_token: str = field(default="", repr=False)  # the Run answer's, to tell its task from another with its id
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ async def submit_with(
     while True:
         try:
             submitted = await client.run(inputs, model=model)
-            return SubmitOutcome("submitted", submitted.task_id)
+            return SubmitOutcome("submitted", submitted.task_id, socket_token=submitted.socket_token)
         except SubmitOutcomeUnknownError as exc:
             return SubmitOutcome("unknown", message=str(exc))
         except InsufficientBalanceError as exc:

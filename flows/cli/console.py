@@ -3,7 +3,9 @@
 The bar stays clean: Prefect is imported (and its one-time telemetry notice printed) before it
 is drawn, Prefect's console log lines go above it, and the engine's own lines about how runs
 ended ("Crash detected!" for each task run a Ctrl-C cancels, "Finished in state ...") are left
-out: the closing block says how the sweep ended. `-v` shows them all.
+out: the closing block says how the sweep ended. `-v` shows them all. Whatever is shown has the
+password of any URL in it masked: Prefect's "View at <UI URL>" line is made from PREFECT_API_URL,
+which may carry basic-auth credentials.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from flows.store.shards import recorded_states
 from flows.store.summary import summarize
 from flows.view.report import write_report
 from wiro_tasks import ToolPrice
+from wiro_tasks._config import masked_urls
 
 console = Console(stderr=True, highlight=False)
 ENGINE_NOISE = (
@@ -57,19 +60,34 @@ class _DropEngineNoise(logging.Filter):
         return not str(record.msg).startswith(ENGINE_NOISE) and not record.getMessage().startswith(ENGINE_NOISE)
 
 
+class _MaskURLPasswords(logging.Filter):
+    """A record's message and traceback with every URL's user:password as `***` (the record itself
+    is changed, so no later handler sees them either)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        record.msg, record.args = masked_urls(message), None
+        record.exc_text = masked_urls(record.exc_text) if record.exc_text else record.exc_text
+        record.stack_info = masked_urls(record.stack_info) if record.stack_info else record.stack_info
+        return True
+
+
 @contextmanager
 def prefect_console(verbose: bool) -> Iterator[None]:
-    """Prefect's console log lines printed through this module's console (above the live bar);
-    without `verbose`, the engine's lines about how runs ended are dropped."""
+    """Prefect's console log lines printed through this module's console (above the live bar),
+    URL passwords masked; without `verbose`, the engine's lines about how runs ended are dropped."""
     from prefect.logging.handlers import PrefectConsoleHandler
 
     names = [n for n in list(logging.Logger.manager.loggerDict) if n == "prefect" or n.startswith("prefect.")]
     loggers = [logging.getLogger(), *(logging.getLogger(n) for n in names)]
     handlers = {h for logger in loggers for h in logger.handlers if isinstance(h, PrefectConsoleHandler)}
     saved = {h: h.console for h in handlers}
-    quiet = _DropEngineNoise()
+    quiet, masked = _DropEngineNoise(), _MaskURLPasswords()
     for handler in handlers:
         handler.console = console
+        handler.addFilter(masked)
         if not verbose:
             handler.addFilter(quiet)
     try:
@@ -78,6 +96,7 @@ def prefect_console(verbose: bool) -> Iterator[None]:
         for handler, original in saved.items():
             handler.console = original
             handler.removeFilter(quiet)
+            handler.removeFilter(masked)
 
 
 def dry_run_report(

@@ -16,7 +16,7 @@ from flows.store.manifest import MANIFEST_PARQUET
 from flows.view.compare import COMPARE_CSV, COMPARE_PARQUET, Thresholds, compare_outs, one_line
 from flows.view.compare_page import write_comparison
 from flows.view.report import write_report
-from flows.view.serve import DEFAULT_PORT, REPORT_URL_ENV, serve_folders
+from flows.view.serve import DEFAULT_PORT, REPORT_URL_ENV, serve_folders, trusted_hosts
 from flows.view.videodiff import SAMPLES
 
 
@@ -39,7 +39,9 @@ def report(out: Path, rows: str, cols: str | None) -> None:
 @click.argument("out", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (loopback: this machine).")
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535))
-def serve(out: tuple[Path, ...], host: str, port: int) -> None:
+@click.option("--allow-host", "allowed", multiple=True, metavar="NAME",
+              help="Also answer requests addressed to NAME (a DNS alias or proxy of it); repeatable.")  # fmt: skip
+def serve(out: tuple[Path, ...], host: str, port: int, allowed: tuple[str, ...]) -> None:
     """Serve the reports, manifests and videos of the OUT folders (or of the folders they hold), read-only."""
     missing = [str(o) for o in out if not o.is_dir()]
     if missing:
@@ -49,7 +51,9 @@ def serve(out: tuple[Path, ...], host: str, port: int) -> None:
     click.echo(f"Prefect artifacts link here when the flow runs have {REPORT_URL_ENV}={url}")
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: listening on {host}: anyone who reaches it can watch these videos", err=True)
-    serve_folders(out, host=host, port=port)
+    hosts = trusted_hosts(host, allowed)
+    click.echo(f"Answering requests addressed to {', '.join(hosts)} (others get 400; --allow-host adds a name)")
+    serve_folders(out, hosts, host=host, port=port)
 
 
 @click.command("compare", cls=SweepCommand)

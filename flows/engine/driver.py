@@ -121,7 +121,9 @@ class RowDriver:
             return
         self.guard.launch(row_id)  # a per-second task may be billed from here on
         outcome: SubmitOutcome = await submit(row[MODEL], inputs, label, limit_wait=SLOT_WAIT_SECONDS)
-        if outcome.kind == "submitted" and not self.matcher.take(outcome.task_id, row_id):
+        taken = outcome.kind == "submitted" and await self.matcher.take_answered(outcome.task_id, row_id,
+                                                                                 outcome.socket_token)  # fmt: skip
+        if outcome.kind == "submitted" and not taken:
             # Another row holds the task this answer names (a server that gave one id to two Runs):
             # this row's own task, if its Run made one, is looked for like a lost answer's.
             ledger.record("unknown", row_id, error=f"the Run answer named task {outcome.task_id}, which another "

@@ -15,10 +15,11 @@ from typing import Any
 
 from flows.engine.ledger import Ledger, owned_by
 from flows.grid import MODEL
-from flows.store.claims import Claims
+from flows.store.claims import Claims, task_mark
 from flows.store.journal import RowState
+from wiro_tasks import WiroError
 from wiro_tasks.inputs import Value
-from wiro_tasks.prefect_tasks import find_task
+from wiro_tasks.prefect_tasks import find_task, wiro_client
 from wiro_tasks.scan import FindOutcome
 
 FIND_RETRY_DELAYS = (5.0, 15.0)  # seconds between the Task/List scans that look for a lost answer's task
@@ -35,11 +36,33 @@ class TaskMatcher:
         self.account = account
         self.strays: dict[str, list[str]] = {}  # row id -> matching tasks nobody claimed when it adopted one
 
-    def take(self, task_id: str, row_id: str) -> bool:
-        """Claim a task for a row: not another row's here, and not another OUT's on this machine."""
+    def take(self, task_id: str, row_id: str, task: str = "") -> bool:
+        """Claim a task for a row: not another row's here, and not another OUT's on this machine.
+        `task` (`claims.task_mark`) says which task has the id now, where that is known."""
         if self.ledger.held_by_another(task_id, row_id, self.account):
             return False
-        return self.claims.claim(task_id, row_id)
+        return self.claims.claim(task_id, row_id, task)
+
+    async def take_answered(self, task_id: str, row_id: str, socket_token: str) -> bool:
+        """`take` for the task a Run answer named. Another OUT's claim on the id, made for another
+        task (a server that started its ids again), does not block it once Task/Detail shows
+        that the id is now this answer's task: that claim is taken over."""
+        mark = task_mark(socket_token)
+        if self.take(task_id, row_id, mark):
+            return True
+        recorded = self.claims.recorded_task(task_id)
+        if self.ledger.held_by_another(task_id, row_id, self.account) or recorded in ("", mark):
+            return False
+        try:
+            now = await wiro_client().detail(task_id)
+        except WiroError as exc:
+            logger.warning("row %s: Task/Detail of task %s, claimed for another task: %s", row_id, task_id, exc)
+            return False
+        if task_mark(now.socket_token) != mark or not self.claims.take_over(task_id, row_id, mark):
+            return False
+        self.ledger.record("note", row_id, error=f"task id {task_id} was claimed on this machine for an earlier task "
+                           "with that id (a server that started its ids again): that claim was taken over")  # fmt: skip
+        return True
 
     async def find(self, row: dict[str, Any], inputs: dict[str, Value], label: str, state: RowState) -> None:
         """A Run answer was lost: adopt its task if it exists, else record that none was made.

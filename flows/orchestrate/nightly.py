@@ -47,11 +47,13 @@ PREVIOUS = "previous"
 EVENT = "wiro-sweep.regression"
 _MARK = "WIRODATEMARK"
 _ROWS_SHOWN = 50
+RAN = ("succeeded", "failed", "timed_out")  # a row that ran; cancelled and skipped rows say nothing of the model
 
 
 def find_previous(pattern: str, tonight: Path) -> Path | None:
     """The OUT of `pattern` (with `{date}`) of the latest date before `tonight`'s whose sweep
-    finished: a night killed mid-sweep (rows left pending or running) is passed over."""
+    finished with a row that ran: a night killed mid-sweep (rows left pending or running) is passed
+    over, and so is one whose every row was cancelled or skipped (tonight would read as all fixed)."""
     template = str(Path(pattern.replace("{date}", _MARK)).resolve())
     matcher = re.compile(re.escape(template).replace(_MARK, r"(\d{4}-\d{2}-\d{2})") + r"\Z")
     found = matcher.match(str(tonight))
@@ -69,13 +71,13 @@ def find_previous(pattern: str, tonight: Path) -> Path | None:
 
 
 def _finished(out: Path) -> bool:
-    """Whether OUT's manifest is there, readable, and has no row pending or running."""
+    """Whether OUT's manifest is there, readable, has no row pending or running, and one that ran."""
     try:
         with (out / MANIFEST_PARQUET).open("rb") as handle:  # one open file: a rewrite cannot mix in
             statuses = pq.read_table(handle, columns=["status"]).column("status").to_pylist()
     except (OSError, pa.ArrowException, KeyError):
         return False
-    return not set(statuses) & set(UNFINISHED)
+    return not set(statuses) & set(UNFINISHED) and bool(set(statuses) & set(RAN))
 
 
 def artifact_key(pattern: str) -> str:

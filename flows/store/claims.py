@@ -9,7 +9,14 @@ answered two Runs with one id) is treated as lost, and the row looks for its rea
 
 The registry is a directory with one small file per task, per account:
 
-    $WIRO_SWEEP_STATE/claims/<account>/<task id>      {"out": ..., "row_id": ..., "at": ...}
+    $WIRO_SWEEP_STATE/claims/<account>/<task id>      {"out": ..., "row_id": ..., "at": ..., "task": ...}
+
+Claims never expire, and an id is assumed to name one task for good. A server that starts its
+ids again (an emulator restarted on the same port was one) would leave every old claim blocking
+the new task that has its id: each row would pay twice. So a claim made from a Run answer
+records which task it was for (`task`: its socket token, hashed; the token itself is never
+written), and a claim whose task is shown by Wiro no longer to have that id is taken over
+(`take_over`) instead of blocking.
 
 (`WIRO_SWEEP_STATE` defaults to `$XDG_STATE_HOME/wiro-sweep`, else `~/.local/state/wiro-sweep`;
 `<account>` is a hash of the base URL and the API key, never the key itself.) It covers the
@@ -26,8 +33,10 @@ import secrets
 from pathlib import Path
 
 from flows.store.journal import utcnow
+from flows.store.locks import directory_lock
 
 ENV_STATE = "WIRO_SWEEP_STATE"
+TAKE_OVER_WAIT_SECONDS = 5.0  # how long a take-over waits for another's (they are instants)
 
 
 def state_root() -> Path:
@@ -36,6 +45,12 @@ def state_root() -> Path:
         return Path(os.environ[ENV_STATE])
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "wiro-sweep"
+
+
+def task_mark(socket_token: str) -> str:
+    """What a claim records of the task it is for: its socket token (unique to one task), hashed;
+    "" when the token is not known."""
+    return hashlib.sha256(f"task\n{socket_token}".encode()).hexdigest()[:16] if socket_token else ""
 
 
 def account_key(base_url: str, api_key: str) -> str:
@@ -51,13 +66,14 @@ class Claims:
         self.directory = (root or state_root()) / "claims" / account
         self.directory.mkdir(parents=True, exist_ok=True)
 
-    def claim(self, task_id: str, row_id: str) -> bool:
+    def claim(self, task_id: str, row_id: str, task: str = "") -> bool:
         """Take `task_id` for this OUT's `row_id`: True when it is (now, or already) theirs, False when
-        another OUT or another row holds it. An unreadable claim file counts as no claim."""
+        another OUT or another row holds it. An unreadable claim file counts as no claim. `task`
+        (`task_mark`) is recorded, to tell this task from another that may have its id later."""
         path = self._path(task_id)
         mine = {"out": self.out, "row_id": row_id}
         temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-        temporary.write_text(json.dumps({**mine, "at": utcnow()}))
+        temporary.write_text(json.dumps({**mine, "at": utcnow(), **({"task": task} if task else {})}))
         try:
             for _ in range(2):
                 try:
@@ -74,11 +90,31 @@ class Claims:
 
     def holder(self, task_id: str) -> tuple[str, str] | None:
         """(OUT, row id) holding `task_id`, or None when nobody does."""
-        path = self._path(task_id)
+        record = self._record(task_id)
+        return (str(record["out"]), str(record.get("row_id", ""))) if record else None
+
+    def recorded_task(self, task_id: str) -> str:
+        """The `task_mark` the claim on `task_id` recorded: "" when none is known (or no claim)."""
+        record = self._record(task_id)
+        mark = record.get("task") if record else None
+        return mark if isinstance(mark, str) else ""
+
+    def take_over(self, task_id: str, row_id: str, task: str) -> bool:
+        """Claim `task_id` for `row_id` over a claim made for another task that had that id before:
+        `task` is the mark of the task Wiro shows under the id now, and the holder's recorded mark
+        differs from it. A claim with no mark, or with this one, is not taken over (False)."""
+        with directory_lock(self.directory, wait=TAKE_OVER_WAIT_SECONDS) as held:
+            recorded = self.recorded_task(task_id)
+            if not held or not task or not recorded or recorded == task:
+                return False
+            self._path(task_id).unlink(missing_ok=True)
+            return self.claim(task_id, row_id, task)
+
+    def _record(self, task_id: str) -> dict[str, object] | None:
         with contextlib.suppress(OSError, ValueError):
-            record = json.loads(path.read_text())
+            record = json.loads(self._path(task_id).read_text())
             if isinstance(record, dict) and isinstance(record.get("out"), str):
-                return str(record["out"]), str(record.get("row_id", ""))
+                return record
         return None
 
     def held_elsewhere(self, task_id: str) -> bool:

@@ -11,13 +11,16 @@ makes a sweep into /srv/runs/nightly-2026-11-30 link to
 http://127.0.0.1:4201/srv/runs/nightly-2026-11-30/report.html. Only GET and HEAD are answered,
 with Range support so videos seek. Nothing outside the given folders is served: a path is
 resolved (symlinks followed, `..` and encoded dots undone) and must end inside one of them,
-name no hidden file, and be a report, manifest, video or poster. It binds to loopback unless told.
+name no hidden file, and be a report, manifest, video or poster. It binds to loopback unless told,
+and answers only requests whose `Host` names where it is bound (`trusted_hosts`): a page of another
+name that DNS rebinding points at this machine is refused with 400.
 """
 
 from __future__ import annotations
 
 import asyncio
 import html
+import ipaddress
 import os
 import socket
 import threading
@@ -28,6 +31,8 @@ from urllib.parse import quote, urlsplit
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -44,6 +49,8 @@ MEDIA_TYPES = {
     ".jpg": "image/jpeg",
     ".png": "image/png",  # compare.html's frame strips
 }
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+EVERY_INTERFACE = ("0.0.0.0", "::", "")
 HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache", "Referrer-Policy": "no-referrer"}
 
 
@@ -70,6 +77,35 @@ def link(path: Path, base: str | None = None) -> str:
     return f"{root}{quote(str(absolute))}" if root else absolute.as_uri()
 
 
+def trusted_hosts(bound: str, allowed: Sequence[str] = ()) -> list[str]:
+    """The names a request's `Host` may give (port aside) to a server bound to `bound`: that address,
+    loopback's names when it is loopback, and on every interface also this machine's names and the
+    host of `WIRO_SWEEP_REPORT_URL`; `allowed` adds names (a proxy's, a DNS alias)."""
+    hosts = {_host_name(bound), *(_host_name(name) for name in allowed)}
+    if bound in EVERY_INTERFACE or _is_loopback(bound):
+        hosts.update(LOOPBACK_NAMES)
+    if bound in EVERY_INTERFACE:
+        hosts.update(_host_name(name) for name in (socket.gethostname(), socket.getfqdn()))
+        linked = urlsplit(report_base()).hostname
+        if linked:
+            hosts.add(_host_name(linked))
+    hosts.difference_update(_host_name(name) for name in EVERY_INTERFACE)
+    return sorted(hosts)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return host.lower() == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_name(host: str) -> str:
+    """`host` as a Host header gives it: lowercase, an IPv6 address in brackets."""
+    bare = host.strip().strip("[]").lower()
+    return f"[{bare}]" if ":" in bare else bare
+
+
 def resolve(roots: Sequence[Path], url_path: str) -> Path | None:
     """The served file an absolute URL path names, or None: it must resolve (links followed) to a
     file inside one of `roots`, with no hidden part, and of a served kind."""
@@ -88,8 +124,8 @@ def resolve(roots: Sequence[Path], url_path: str) -> Path | None:
     return None
 
 
-def create_app(folders: Sequence[Path]) -> Starlette:
-    """The read-only app serving `folders` (each resolved once, here)."""
+def create_app(folders: Sequence[Path], hosts: Sequence[str] = LOOPBACK_NAMES) -> Starlette:
+    """The read-only app serving `folders` (each resolved once, here) to requests for `hosts`."""
     roots = [Path(f).resolve(strict=True) for f in folders]
 
     async def index(request: Request) -> Response:
@@ -111,8 +147,9 @@ def create_app(folders: Sequence[Path]) -> Starlette:
             return RedirectResponse(quote(str(target)), status_code=307, headers=HEADERS)
         return FileResponse(target, media_type=MEDIA_TYPES[target.suffix], headers=HEADERS)
 
+    own_names = Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts), www_redirect=False)
     return Starlette(routes=[Route("/", index, methods=["GET", "HEAD"]),
-                             Route("/{path:path}", file, methods=["GET", "HEAD"])])  # fmt: skip
+                             Route("/{path:path}", file, methods=["GET", "HEAD"])], middleware=[own_names])  # fmt: skip
 
 
 class ReportServer:
@@ -123,7 +160,8 @@ class ReportServer:
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
         self.host, self.port = self._socket.getsockname()[:2]
-        config = uvicorn.Config(create_app(folders), log_level="warning", access_log=False, lifespan="off")
+        app = create_app(folders, trusted_hosts(host))
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=lambda: asyncio.run(self._server.serve(sockets=[self._socket])),
                                         name=f"wiro-sweep-serve:{self.port}", daemon=True)  # fmt: skip
@@ -147,6 +185,7 @@ class ReportServer:
         self._socket.close()
 
 
-def serve_folders(folders: Sequence[Path], host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
-    """Serve `folders` read-only on `host:port` until interrupted."""
-    uvicorn.run(create_app(folders), host=host, port=port, log_level="warning", access_log=False)
+def serve_folders(folders: Sequence[Path], hosts: Sequence[str], host: str = "127.0.0.1",
+                  port: int = DEFAULT_PORT) -> None:  # fmt: skip
+    """Serve `folders` read-only on `host:port` to requests for `hosts` until interrupted."""
+    uvicorn.run(create_app(folders, hosts), host=host, port=port, log_level="warning", access_log=False)

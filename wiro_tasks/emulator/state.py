@@ -7,6 +7,11 @@ Prompts may carry directives for tests: `[emulator:fail]`, `[emulator:hang]`,
 `task_error`), `[emulator:seconds=N]` (model seconds from accept to end), and
 `[emulator:field NAME=VALUE]`: every answer describing the task says VALUE for its field NAME
 (`-` leaves the field out), as an odd or hostile server might (`totalcost=NaN`, `pexit=-`).
+
+Task ids are numeric strings, as Wiro's, that no emulator on this machine gives twice, restarted
+or not: each is at least the wall clock in milliseconds when the task is made (`next_task_id`), so
+an emulator restarted on the same port (the same account at the same API, to a sweep) never names
+a task by an id that an earlier one's task, held in a journal or a claim, had.
 """
 
 from __future__ import annotations
@@ -109,6 +114,13 @@ class EmulatedTask:
         return self.status_at(now) == "task_postprocess_end" and not self.fail
 
 
+def next_task_id(last: int) -> int:
+    """The id after `last`: one more, or the wall clock in milliseconds if that is higher. Ids go up
+    by one per task only while tasks come faster than one a millisecond, so a restarted emulator,
+    whose ids begin at the clock, starts above every id its predecessor gave."""
+    return max(last + 1, time.time_ns() // 1_000_000)
+
+
 class Account:
     """Everything the emulator knows, behind one lock (the app and tests may share it)."""
 
@@ -126,7 +138,7 @@ class Account:
         self.live: set[int] = set()
         self.callbacks: set[int] = set()
         self.settled = Decimal(0)
-        self._next_id = 1000
+        self._last_id = 0
         self.last_created: EmulatedTask | None = None
         self._tiers = ToolPrice.from_api({"dynamicprice": list(config.dynamic_price)}).tiers
         self._wall_offset = time.time() - clock()
@@ -214,9 +226,9 @@ class Account:
         seconds *= changed.slowdown
         scale = cfg.time_scale
         with self.lock:
-            self._next_id += 1
+            self._last_id = next_task_id(self._last_id)
             task = EmulatedTask(
-                id=self._next_id,
+                id=self._last_id,
                 model=model,
                 parameters=dict(parameters),
                 created=self.clock(),
