@@ -86,3 +86,19 @@ def test_a_journal_that_is_no_regular_file_is_one_line_and_exit_2(
     one_error_line(result, str(out / JOURNAL), f"is {kind}; a journal must be a regular file")
     assert "run" not in emulator.account.stats()["counters"], "nothing was paid for"
     assert sorted(p.name for p in out.iterdir()) == [JOURNAL], "nothing else was written under OUT"
+
+
+# ------------------------------------------------------------------ OUT/videos
+
+
+def test_out_videos_as_a_file_is_one_line_and_exit_2_before_any_run_request(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "videos").write_text("not a folder")
+    result = wiro_sweep(["run", str(grid(tmp_path)), "--out", str(out)], no_prefect_env(emulator))
+    one_error_line(result, f"--out: {out / 'videos'} is not a directory")
+    assert "run" not in emulator.account.stats()["counters"], "nothing was paid for"
+    assert (out / "videos").read_text() == "not a folder"
+    assert sorted(p.name for p in out.iterdir()) == ["videos"], "nothing else was written under OUT"
