@@ -9,6 +9,7 @@ nothing paid for or changed on disk.
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import subprocess
@@ -18,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.store.journal import JOURNAL
+from flows.store.journal import JOURNAL, read_events
+from flows.store.manifest import read_manifest
 from wiro_tasks.emulator import EmulatorServer
 
 MEMORY_LIMIT = 4 << 30  # address space: the command needs far less; reading /dev/zero whole needs more
@@ -102,3 +104,25 @@ def test_out_videos_as_a_file_is_one_line_and_exit_2_before_any_run_request(
     assert "run" not in emulator.account.stats()["counters"], "nothing was paid for"
     assert (out / "videos").read_text() == "not a folder"
     assert sorted(p.name for p in out.iterdir()) == ["videos"], "nothing else was written under OUT"
+
+
+# ------------------------------------------------------------------ zone-less times in the journal
+
+
+def test_a_rerun_reads_zone_less_journal_times_as_utc_and_pays_once(
+    emulator: EmulatorServer, subprocess_env: Callable[[EmulatorServer], dict[str, str]], tmp_path: Path
+) -> None:
+    """A row whose Run answer was lost (only its `intent` is on record), its times written without a
+    zone: the rerun finds its task instead of crashing ("can't subtract offset-naive...")."""
+    out, env = tmp_path / "out", subprocess_env(emulator)
+    first = wiro_sweep(["run", str(grid(tmp_path)), "--out", str(out)], env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    [intent] = [e for e in read_events(out / JOURNAL) if e["event"] == "intent"]
+    naive = {**intent, "at": intent["at"].removesuffix("Z"), "server_at": "2026-01-01T00:00:00"}
+    (out / JOURNAL).write_text(json.dumps(naive) + "\n")
+    rerun = wiro_sweep(["run", str(grid(tmp_path)), "--out", str(out)], env)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "Traceback" not in rerun.stderr
+    assert emulator.account.stats()["counters"]["run"] == 1, "the lost answer's task was found, not paid again"
+    assert [e["event"] for e in read_events(out / JOURNAL)][:2] == ["intent", "adopted"]
+    assert read_manifest(out)["status"].tolist() == ["succeeded"]

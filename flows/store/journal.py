@@ -80,7 +80,24 @@ class JournalWriteError(SweepError):
 
 
 def utcnow() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return _iso(datetime.now(UTC))
+
+
+def utc_text(value: object) -> str:
+    """A recorded time as ISO text in UTC. A zone-less one (a hand edit, another tool) is read as
+    UTC rather than crash every rerun that compares it with an aware time; one that is no time at
+    all is "" (unknown: an `intent`'s own time is checked by `record_problem`)."""
+    if value is None or value == "":
+        return ""
+    try:
+        moment = datetime.fromisoformat(str(value))
+        return _iso(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+    except (ValueError, OverflowError):
+        return ""
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -126,8 +143,8 @@ class RowState:
     def apply(self, event: dict[str, Any]) -> None:
         kind = event["event"]
         if kind == "intent":
-            self.phase, self.intent_at = "intent", event["at"]
-            self.intent_server_at = str(event.get("server_at") or "")
+            self.phase, self.intent_at = "intent", utc_text(event["at"])
+            self.intent_server_at = utc_text(event.get("server_at"))
             self.inputs = event.get("inputs", self.inputs)
             self.model = str(event.get("model") or "")
             self.account = str(event.get("account") or "")
@@ -136,7 +153,7 @@ class RowState:
             self.phase = "unknown"
         elif kind in ("submitted", "adopted"):
             self.phase, self.task_id = "submitted", str(event["task_id"])
-            self.submitted_at = event.get("at", "")
+            self.submitted_at = utc_text(event.get("at"))
             if self.task_id not in self.task_ids:
                 self.task_ids.append(self.task_id)
             self.status = self.error = ""
@@ -156,7 +173,7 @@ class RowState:
             expected = event.get("output_bytes")
             ok = isinstance(expected, int) and not isinstance(expected, bool) and expected >= 0
             self.output_bytes_expected = expected if ok else None
-            self.finished_at = event.get("at", "")
+            self.finished_at = utc_text(event.get("at"))
             self.output_path = self.output_sha256 = ""
             self.output_bytes = None
         elif kind == "downloaded":
