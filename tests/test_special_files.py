@@ -247,3 +247,19 @@ def test_zone_less_manifest_times_are_read_as_utc(nights: tuple[Path, Path], tmp
     result = CliRunner().invoke(main, ["report", str(current)])
     assert result.exit_code == 0, result.output
     assert "last finished 2026-01-02 03:04 UTC" in (current / "report.html").read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------ images
+
+
+def test_a_fifo_in_a_thumbnails_place_is_no_thumbnail_and_does_not_hang(tmp_path: Path) -> None:
+    """The report reads each start image's thumbnail (OUT/thumbs/<sha256>.jpg) for its size."""
+    fifo = tmp_path / "thumbs" / f"{'a' * 64}.jpg"
+    fifo.parent.mkdir()
+    os.mkfifo(fifo)
+    code = f"import pathlib, flows.store.thumbnails as t; print(t.thumbnail_size(pathlib.Path({str(fifo)!r})))"
+    try:
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=TIME_LIMIT)
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError("reading a FIFO thumbnail hangs") from exc
+    assert (result.returncode, result.stdout) == (0, "None\n"), result.stderr[-2000:]

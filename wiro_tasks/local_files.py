@@ -34,8 +34,9 @@ class FileRuleError(ValueError):
         super().__init__(f"{path}: {rule}")
 
 
-def open_regular(path: str | os.PathLike[str], limit: int, what: str = "file") -> BinaryIO:
-    """`path` opened for reading in binary, if it is a regular file of at most `limit` bytes.
+def open_regular(path: str | os.PathLike[str], limit: int | None, what: str = "file") -> BinaryIO:
+    """`path` opened for reading in binary, if it is a regular file of at most `limit` bytes (any
+    size for None: the caller words its own limit).
 
     `FileNotFoundError` passes through (callers decide what a missing file means); any other
     failure is `FileRuleError`. `what` names the file's role in the message ("journal")."""
