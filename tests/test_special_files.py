@@ -263,3 +263,16 @@ def test_a_fifo_in_a_thumbnails_place_is_no_thumbnail_and_does_not_hang(tmp_path
     except subprocess.TimeoutExpired as exc:
         raise AssertionError("reading a FIFO thumbnail hangs") from exc
     assert (result.returncode, result.stdout) == (0, "None\n"), result.stderr[-2000:]
+
+
+# ------------------------------------------------------------------ the shard book
+
+
+def test_a_shard_book_that_is_a_fifo_is_one_line_and_exit_2(emulator: EmulatorServer, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    os.mkfifo(out / "shards.json")
+    result = wiro_sweep(["run", str(grid(tmp_path)), "--out", str(out)], no_prefect_env(emulator))
+    one_error_line(result, str(out / "shards.json"), "is a FIFO (named pipe); a shard book must be a regular file")
+    assert "run" not in emulator.account.stats()["counters"], "nothing was paid for"
+    assert sorted(p.name for p in out.iterdir()) == ["shards.json"], "nothing else was written under OUT"

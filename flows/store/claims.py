@@ -25,6 +25,7 @@ import os
 import secrets
 from pathlib import Path
 
+from flows.store.files import MAX_SMALL_JSON_BYTES, UnreadableFileError, read_json
 from flows.store.journal import utcnow
 
 ENV_STATE = "WIRO_SWEEP_STATE"
@@ -75,8 +76,8 @@ class Claims:
     def holder(self, task_id: str) -> tuple[str, str] | None:
         """(OUT, row id) holding `task_id`, or None when nobody does."""
         path = self._path(task_id)
-        with contextlib.suppress(OSError, ValueError):
-            record = json.loads(path.read_text())
+        with contextlib.suppress(OSError, ValueError, UnreadableFileError):  # a claim that is no file is nobody's
+            record = read_json(path, MAX_SMALL_JSON_BYTES, "claim")
             if isinstance(record, dict) and isinstance(record.get("out"), str):
                 return str(record["out"]), str(record.get("row_id", ""))
         return None

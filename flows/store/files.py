@@ -9,8 +9,9 @@ A FIFO, a device (`/dev/zero`), a directory or a file far larger than its kind e
 
 from __future__ import annotations
 
+import json
 import os
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from flows.errors import InputError
 from wiro_tasks.local_files import FileRuleError
@@ -47,3 +48,10 @@ def require_regular(fd: int, path: str | os.PathLike[str], limit: int | None, wh
         _require_regular(fd, path, limit, what)
     except FileRuleError as problem:
         raise UnreadableFileError(problem) from None
+
+
+def read_json(path: str | os.PathLike[str], limit: int, what: str) -> Any:
+    """A small JSON file's value: `UnreadableFileError` as `open_regular`, `ValueError` if it is not
+    JSON in UTF-8, `FileNotFoundError` if it is missing."""
+    with open_regular(path, limit, what) as handle:
+        return json.loads(handle.read())
