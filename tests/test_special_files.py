@@ -276,3 +276,23 @@ def test_a_shard_book_that_is_a_fifo_is_one_line_and_exit_2(emulator: EmulatorSe
     one_error_line(result, str(out / "shards.json"), "is a FIFO (named pipe); a shard book must be a regular file")
     assert "run" not in emulator.account.stats()["counters"], "nothing was paid for"
     assert sorted(p.name for p in out.iterdir()) == ["shards.json"], "nothing else was written under OUT"
+
+
+# ------------------------------------------------------------------ grid files
+
+
+@pytest.mark.parametrize(
+    ("make", "kind"),
+    [(os.mkfifo, "a FIFO (named pipe)"), (lambda p: p.symlink_to("/dev/zero"), "a character device")],
+    ids=["fifo", "dev-zero"],
+)
+def test_a_grid_file_that_is_no_regular_file_is_named_so(
+    emulator: EmulatorServer, tmp_path: Path, make: Callable[[Path], None], kind: str
+) -> None:
+    """It read as "file is empty" (a FIFO or a device has no size), which sent the user looking for text."""
+    path = tmp_path / "grid.csv"
+    make(path)
+    result = wiro_sweep(["run", str(path), "--out", str(tmp_path / "out")], no_prefect_env(emulator))
+    one_error_line(result, str(path), f"is {kind}")
+    assert "a grid file must be a regular file" in result.stderr
+    assert not (tmp_path / "out").exists()
