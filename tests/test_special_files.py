@@ -13,6 +13,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -42,11 +43,17 @@ def wiro_sweep(args: list[str], env: dict[str, str], timeout: float = TIME_LIMIT
     def limit_memory() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
-    try:
-        return subprocess.run([sys.executable, "-m", "flows", *args], env=env, capture_output=True, text=True,
-                              timeout=timeout, preexec_fn=limit_memory, stdin=subprocess.DEVNULL)  # fmt: skip
-    except subprocess.TimeoutExpired as exc:
-        raise AssertionError(f"wiro-sweep {' '.join(args)} still running after {timeout} s (it hangs)") from exc
+    command = [sys.executable, "-m", "flows", *args]
+    pipe = subprocess.PIPE
+    with subprocess.Popen(command, env=env, stdout=pipe, stderr=pipe, text=True, stdin=subprocess.DEVNULL,
+                          preexec_fn=limit_memory, start_new_session=True) as process:  # fmt: skip
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)  # and whatever it started (a local Prefect server)
+            process.communicate()
+            raise AssertionError(f"wiro-sweep {' '.join(args)} still running after {timeout} s (it hangs)") from None
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def no_prefect_env(emulator: EmulatorServer) -> dict[str, str]:
