@@ -469,7 +469,7 @@ CASES = [
     Case(
         "image is a named pipe",
         image_grid(fifo),
-        ("{file}", "row 1", "field inputImage", "frames.fifo", "is not a regular file"),
+        ("{file}", "row 1", "field inputImage", "frames.fifo", "is a FIFO (named pipe); a start image must be"),
     ),
     Case(
         "image and URL in one row",

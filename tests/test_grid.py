@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -170,9 +171,10 @@ def test_an_unreadable_file_is_a_grid_error(tmp_path: Path, monkeypatch: pytest.
     def refuse(*args: object, **kwargs: object) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(Path, "open", refuse)
-    with pytest.raises(GridError, match=r"locked\.csv: cannot be read: Permission denied"):
-        read_grid_file(path)
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "open", refuse)  # root reads any file: the refusal is the OS's, stood in for
+        with pytest.raises(GridError, match=r"locked\.csv: cannot be read: Permission denied"):
+            read_grid_file(path)
 
 
 def test_every_bad_row_is_reported_at_once_across_files(tmp_path: Path) -> None:

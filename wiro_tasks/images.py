@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 from ._exceptions import InputValidationError
+from .local_files import FileRuleError, open_regular
 
 MAX_UPLOAD_BYTES = 100_000_000  # Wiro's "100 MB", read the stricter way (not MiB)
 IMAGE_FIELD = "inputImage"
@@ -87,15 +88,13 @@ def check_image(source: str | os.PathLike[str] | bytes, *, max_bytes: int = MAX_
         return _inspect(io.BytesIO(source), None, len(source), max_bytes)
     path = Path(source)
     try:
-        if path.exists() and not path.is_dir() and not path.is_file():  # opening a pipe would wait forever
-            raise ImageCheckError(path, "is not a regular file (a pipe, a socket or a device), not an image file")
-        with open(path, "rb") as file:
+        with open_regular(path, None, "start image") as file:  # a FIFO, a device or a directory: refused
             size = os.fstat(file.fileno()).st_size
             return _inspect(file, path, size, max_bytes)
     except FileNotFoundError:
         raise ImageCheckError(path, "file not found") from None
-    except IsADirectoryError:
-        raise ImageCheckError(path, "is a directory, not an image file") from None
+    except FileRuleError as exc:
+        raise ImageCheckError(path, exc.rule) from None
     except OSError as exc:
         raise ImageCheckError(path, f"cannot be read: {exc.strerror or type(exc).__name__}") from None
 
@@ -206,6 +205,14 @@ def _jpeg_dimensions(file: BinaryIO) -> tuple[int, int] | None:
     return None
 
 
+def _reopen(path: str | os.PathLike[str]) -> BinaryIO:
+    """The checked image's file again; one that became a FIFO or a device since is refused."""
+    try:
+        return open_regular(path, None, "start image")
+    except FileRuleError as exc:
+        raise ImageCheckError(Path(path), exc.rule) from None
+
+
 class CheckedReader:
     """The checked image as httpx reads it for a multipart upload: exactly `info.size` bytes from
     the start, hashed as they go. A file that changed since `check_image` raises
@@ -214,7 +221,7 @@ class CheckedReader:
 
     def __init__(self, source: str | os.PathLike[str] | bytes, info: ImageInfo) -> None:
         self._info = info
-        self._file: BinaryIO = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
+        self._file: BinaryIO = io.BytesIO(source) if isinstance(source, bytes) else _reopen(source)
         self._position = 0
         self._digest = hashlib.sha256()
 

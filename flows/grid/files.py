@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import io
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import pandas as pd
 import pyarrow as pa
@@ -18,6 +21,7 @@ from flows.grid.columns import (
     GridError,
     _hint,
 )
+from wiro_tasks.local_files import FileRuleError, open_regular
 
 
 def grid_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -49,18 +53,20 @@ def read_grid_file(path: Path) -> pd.DataFrame:
 
 
 def _read_grid_file(path: Path, name: str) -> pd.DataFrame:
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise GridError(name, f"file is {size:,} bytes, more than the {MAX_FILE_BYTES:,} allowed")
-    if size == 0:
-        raise GridError(name, "file is empty")
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        frame = _read_csv(path)
-    elif suffix in (".parquet", ".pq"):
-        frame = _read_parquet(path)
-    else:
+    if suffix not in (".csv", ".parquet", ".pq"):
         raise GridError(name, f"unsupported file type {suffix!r}: use .csv or .parquet")
+    try:
+        handle = open_regular(path, None, "grid file")  # a FIFO, a device, a directory: refused, never read
+    except FileRuleError as exc:
+        raise GridError(name, exc.rule) from None
+    with handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > MAX_FILE_BYTES:
+            raise GridError(name, f"file is {size:,} bytes, more than the {MAX_FILE_BYTES:,} allowed")
+        if size == 0:
+            raise GridError(name, "file is empty")
+        frame = _read_csv(handle, name) if suffix == ".csv" else _read_parquet(handle, name)
     if frame.empty:
         raise GridError(name, "file has a header but no rows")
     _check_columns(name, list(frame.columns))
@@ -68,11 +74,10 @@ def _read_grid_file(path: Path, name: str) -> pd.DataFrame:
     return frame
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    name = str(path)
+def _read_csv(file: BinaryIO, name: str) -> pd.DataFrame:
     csv.field_size_limit(MAX_FILE_BYTES)  # long prompts get their own, clearer rule
     try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
+        with io.TextIOWrapper(file, encoding="utf-8-sig", newline="") as handle:
             reader = csv.reader(handle, strict=True)
             header = next(reader, None)
             if header is None or not any(h.strip() for h in header):
@@ -100,10 +105,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
     return frame.map(lambda v: None if isinstance(v, str) and not v.strip() else v)
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
-    name = str(path)
+def _read_parquet(file: BinaryIO, name: str) -> pd.DataFrame:
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(file)
     except (pa.ArrowException, OSError) as exc:
         raise GridError(name, f"not a readable Parquet file ({type(exc).__name__})") from None
     if not table.column_names:

@@ -28,7 +28,6 @@ a worker does the same from its cancellation hook (`flows.orchestrate.hooks.kill
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
@@ -43,6 +42,7 @@ from prefect.deployments import arun_deployment
 from prefect.states import Cancelling, Crashed
 
 from flows.engine.runner import cancel_requested
+from flows.store.files import MAX_SMALL_JSON_BYTES, UnreadableFileError, read_json
 from flows.store.locks import lock_is_held
 from flows.store.shards import SHARDS_FILE, ShardBook, shard_dir
 
@@ -192,10 +192,11 @@ async def _mark_crashed(client: PrefectClient, child: FlowRun, index: int) -> No
 
 def stop_children(out: Path) -> list[int]:
     """Cancel the child runs of OUT's sharded sweep (sync: cancellation hooks call it)."""
-    path = out / SHARDS_FILE
-    if not path.exists():
+    try:
+        book = read_json(out / SHARDS_FILE, MAX_SMALL_JSON_BYTES, "shard book")
+    except (FileNotFoundError, UnreadableFileError):  # no book (or none that can hold run ids): no children
         return []
-    return _stop_runs(json.loads(path.read_text()).get("runs", {}))
+    return _stop_runs(book.get("runs", {}))
 
 
 def _stop_runs(runs: Mapping[str, Mapping[str, Any]]) -> list[int]:

@@ -31,6 +31,7 @@ from prefect.events import emit_event
 from prefect.states import Failed
 
 from flows.orchestrate.artifacts import page_link
+from flows.store.files import MAX_MANIFEST_BYTES, UnreadableFileError, open_regular
 from flows.store.manifest import MANIFEST_PARQUET
 from flows.store.thumbnails import text
 from flows.view.compare import (
@@ -73,9 +74,9 @@ def find_previous(pattern: str, tonight: Path) -> Path | None:
 def _finished(out: Path) -> bool:
     """Whether OUT's manifest is there, readable, has no row pending or running, and one that ran."""
     try:
-        with (out / MANIFEST_PARQUET).open("rb") as handle:  # one open file: a rewrite cannot mix in
+        with open_regular(out / MANIFEST_PARQUET, MAX_MANIFEST_BYTES, "manifest") as handle:  # one open file
             statuses = pq.read_table(handle, columns=["status"]).column("status").to_pylist()
-    except (OSError, pa.ArrowException, KeyError):
+    except (OSError, pa.ArrowException, KeyError, UnreadableFileError):  # a FIFO would have blocked the nightly
         return False
     return not set(statuses) & set(UNFINISHED) and bool(set(statuses) & set(RAN))
 

@@ -40,7 +40,7 @@ def check_out_apart(out: Path, grid: Iterable[str | Path]) -> None:
 
 def check_writable(out: Path) -> None:
     """OUT (or the directory it will be made in) must be writable, as must the journal and
-    videos/ it already holds."""
+    videos/ it already holds; videos/ must be a directory."""
     problem = _unwritable(out.resolve())
     if problem:
         raise GridError("--out", f"{problem}: the sweep writes its journal, videos and manifest there; "
@@ -54,6 +54,9 @@ def _unwritable(out: Path) -> str | None:
         existing = existing.parent
     if not existing.is_dir():
         return f"{existing} is not a directory"
+    videos = out / "videos"
+    if videos.exists() and not videos.is_dir():  # its mkdir would fail with [Errno 17] once rows were paid for
+        return f"{videos} is not a directory"
     targets = [existing, *(p for p in (out / JOURNAL, out / "videos") if p.exists())]
     for target in targets:
         if not os.access(target, os.W_OK):

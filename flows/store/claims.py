@@ -32,6 +32,7 @@ import os
 import secrets
 from pathlib import Path
 
+from flows.store.files import MAX_SMALL_JSON_BYTES, UnreadableFileError, read_json
 from flows.store.journal import utcnow
 from flows.store.locks import directory_lock
 
@@ -111,8 +112,8 @@ class Claims:
             return self.claim(task_id, row_id, task)
 
     def _record(self, task_id: str) -> dict[str, object] | None:
-        with contextlib.suppress(OSError, ValueError):
-            record = json.loads(self._path(task_id).read_text())
+        with contextlib.suppress(OSError, ValueError, UnreadableFileError):  # a claim that is no file is nobody's
+            record = read_json(self._path(task_id), MAX_SMALL_JSON_BYTES, "claim")
             if isinstance(record, dict) and isinstance(record.get("out"), str):
                 return record
         return None

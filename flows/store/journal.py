@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.errors import InputError, SweepError
+from flows.store.files import MAX_JOURNAL_BYTES, open_regular, require_regular
 from wiro_tasks.types import MAX_SECONDS, MAX_TASK_COST, finite_decimal
 
 JOURNAL = "journal.jsonl"
@@ -79,7 +80,24 @@ class JournalWriteError(SweepError):
 
 
 def utcnow() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return _iso(datetime.now(UTC))
+
+
+def utc_text(value: object) -> str:
+    """A recorded time as ISO text in UTC. A zone-less one (a hand edit, another tool) is read as
+    UTC rather than crash every rerun that compares it with an aware time; one that is no time at
+    all is "" (unknown: an `intent`'s own time is checked by `record_problem`)."""
+    if value is None or value == "":
+        return ""
+    try:
+        moment = datetime.fromisoformat(str(value))
+        return _iso(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+    except (ValueError, OverflowError):
+        return ""
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -125,8 +143,8 @@ class RowState:
     def apply(self, event: dict[str, Any]) -> None:
         kind = event["event"]
         if kind == "intent":
-            self.phase, self.intent_at = "intent", event["at"]
-            self.intent_server_at = str(event.get("server_at") or "")
+            self.phase, self.intent_at = "intent", utc_text(event["at"])
+            self.intent_server_at = utc_text(event.get("server_at"))
             self.inputs = event.get("inputs", self.inputs)
             self.model = str(event.get("model") or "")
             self.account = str(event.get("account") or "")
@@ -135,7 +153,7 @@ class RowState:
             self.phase = "unknown"
         elif kind in ("submitted", "adopted"):
             self.phase, self.task_id = "submitted", str(event["task_id"])
-            self.submitted_at = event.get("at", "")
+            self.submitted_at = utc_text(event.get("at"))
             if self.task_id not in self.task_ids:
                 self.task_ids.append(self.task_id)
             self.status = self.error = ""
@@ -155,7 +173,7 @@ class RowState:
             expected = event.get("output_bytes")
             ok = isinstance(expected, int) and not isinstance(expected, bool) and expected >= 0
             self.output_bytes_expected = expected if ok else None
-            self.finished_at = event.get("at", "")
+            self.finished_at = utc_text(event.get("at"))
             self.output_path = self.output_sha256 = ""
             self.output_bytes = None
         elif kind == "downloaded":
@@ -192,14 +210,14 @@ class Journal:
         self._committing: asyncio.Lock | None = None
         self._failed: OSError | None = None  # the first write or fsync that failed
         self.uploads: dict[str, Upload] = {}  # image sha256 -> where it is on Wiro, as of the last `load`
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = _open_for_appending(self.path)
         self._repair_torn_tail()
 
     def _repair_torn_tail(self) -> None:
         """A kill mid-write can leave a last line without its newline; end it so the next is whole."""
-        size = self.path.stat().st_size
+        size = os.fstat(self._fd).st_size
         if size:
-            with self.path.open("rb") as handle:
+            with open_regular(self.path, MAX_JOURNAL_BYTES, "journal") as handle:
                 handle.seek(size - 1)
                 if handle.read(1) != b"\n":
                     try:
@@ -270,6 +288,25 @@ class Journal:
         return fold(events)
 
 
+def _open_for_appending(path: Path) -> int:
+    """The journal's descriptor for appending, made if missing. A FIFO, a device or a directory in
+    its place is refused (`UnreadableFileError`, exit 2) instead of blocking, filling memory or a
+    traceback: checked through a read first, then on the very descriptor that will be written."""
+    with contextlib.suppress(FileNotFoundError):
+        open_regular(path, MAX_JOURNAL_BYTES, "journal").close()
+    try:  # O_NONBLOCK: a FIFO swapped in since is refused at once (ENXIO), never waited on
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise JournalWriteError(path, exc) from exc
+    try:
+        require_regular(fd, path, None, "journal")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _amount(value: object, limit: Decimal) -> Decimal | None:
     """A recorded amount (cost, seconds): finite, not negative, below `limit`; None otherwise."""
     if value in (None, ""):
@@ -299,9 +336,11 @@ def read_events(path: Path) -> list[dict[str, Any]]:
     """The journal's records in order. Torn lines (not JSON) are skipped; a JSON line that is not
     a whole record raises `JournalError` naming the file and the line."""
     events: list[dict[str, Any]] = []
-    if not path.exists():
+    try:
+        handle = open_regular(path, MAX_JOURNAL_BYTES, "journal")
+    except FileNotFoundError:
         return events
-    with path.open("rb") as handle:
+    with handle:
         for number, raw in enumerate(handle, start=1):
             try:
                 record = json.loads(raw)

@@ -9,6 +9,7 @@ plain decimal text in CSV.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -22,8 +23,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from flows.grid import IMAGE_SHA, IMAGE_URL, SOURCE
-from flows.store.journal import RowState
+from flows.errors import InputError
+from flows.grid import IMAGE_SHA, IMAGE_URL, SOURCE, is_missing
+from flows.store.files import MAX_MANIFEST_BYTES, open_regular
+from flows.store.journal import RowState, utc_text
+from wiro_tasks.types import MAX_SECONDS, MAX_TASK_COST, finite_decimal
 
 MANIFEST_PARQUET = "manifest.parquet"
 MANIFEST_CSV = "manifest.csv"
@@ -248,7 +252,78 @@ def _write_text(path: str, text: str) -> None:
 
 
 def read_manifest(out: Path) -> pd.DataFrame:
-    """The Parquet manifest as a DataFrame (cost_usd as Decimal)."""
-    with (out / MANIFEST_PARQUET).open("rb") as handle:  # one open file: a rewrite cannot mix in
+    """The Parquet manifest as a DataFrame, every cell of its column's kind (`readable_cells`).
+
+    A FIFO, a device or a directory in its place, or a file over `MAX_MANIFEST_BYTES`, is
+    `UnreadableFileError`; a cost that is no amount of money is `ManifestError` (both exit 2)."""
+    path = out / MANIFEST_PARQUET
+    with open_regular(path, MAX_MANIFEST_BYTES, "manifest") as handle:  # one open file: a rewrite cannot mix in
         frame: pd.DataFrame = pq.read_table(handle).to_pandas()
-    return frame
+    return readable_cells(frame, path)
+
+
+class ManifestError(InputError):
+    """A manifest cell the readers cannot take as it is: one line naming the file, row and field; exit 2."""
+
+    def __init__(self, path: Path, row: int, field: str, rule: str, value: object) -> None:
+        self.path, self.row, self.field = path, row, field
+        shown = value if value is None or isinstance(value, str) else str(value)
+        super().__init__(f"{path}, row {row}, field {field}: {rule} (got {shown!r:.80})")
+
+
+def readable_cells(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """`frame` with each manifest column's cells of its kind, whatever a hand edit or another tool
+    wrote (null, 'abc', '1e400', 'soon', NaN, inf). Money is exact or refused: a `cost_usd` that is
+    not a finite amount from 0 to MAX_TASK_COST is `ManifestError`, since a bill or a cost ratio
+    that left it out would be wrong. Everything else only describes a row: an unreadable elapsed
+    time, timestamp or number is unknown (shown as such, never compared); text is text."""
+    fixed = {name: _readable(name, frame[name], path) for name in COLUMNS if name in frame.columns}
+    return frame.assign(**{name: column for name, column in fixed.items() if column is not None})
+
+
+def _readable(name: str, column: pd.Series, path: Path) -> pd.Series | None:
+    """One column with its cells of its kind (`readable_cells`), or None when they are already."""
+    kind = SCHEMA.field(name).type
+    if name == "cost_usd":
+        return pd.Series([_cost(v, path, row) for row, v in enumerate(column, 1)], column.index, object)
+    if pa.types.is_floating(kind):  # elapsed_seconds, scale: NaN, inf and absurd values are unknown
+        number = column if pd.api.types.is_float_dtype(column.dtype) else column.map(_number).astype("float64")
+        low, high = (0.0, float(MAX_SECONDS)) if name == "elapsed_seconds" else (-1e18, 1e18)
+        return number.where((number >= low) & (number < high))
+    if pa.types.is_timestamp(kind):
+        aware = isinstance(column.dtype, pd.DatetimeTZDtype)
+        return None if aware else pd.Series([_moment(v) for v in column], column.index, "datetime64[ms, UTC]")
+    if pa.types.is_integer(kind):
+        return None if pd.api.types.is_integer_dtype(column.dtype) else pd.Series(column.map(_whole), dtype="Int64")
+    if pd.api.types.infer_dtype(column) in ("string", "empty"):
+        return None
+    return column.map(lambda v: None if is_missing(v) else v if isinstance(v, str) else str(v))
+
+
+def _cost(value: object, path: Path, row: int) -> Decimal:
+    number = finite_decimal(value)
+    if number is None or not 0 <= number < MAX_TASK_COST:
+        raise ManifestError(path, row, "cost_usd", f"not an amount of money (dollars from 0 to {MAX_TASK_COST:,})",
+                            value)  # fmt: skip
+    return number
+
+
+def _number(value: object) -> float:
+    number = finite_decimal(value) if not is_missing(value) else None
+    return float(number) if number is not None and abs(number) < 10**18 else math.nan
+
+
+def _whole(value: object) -> int | None:
+    number = _number(value)
+    return int(number) if number == number and number.is_integer() else None
+
+
+def _moment(value: object) -> pd.Timestamp | None:
+    """A time as UTC: zone-less read as UTC, anything else that is no time (or out of range) unknown."""
+    if is_missing(value) or isinstance(value, (bool, int, float, Decimal)):
+        return None
+    text = utc_text(value)
+    try:
+        return pd.Timestamp(text) if text else None
+    except (ValueError, OverflowError):  # pandas' range ends in 2262
+        return None

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import av
 
+from flows.store.files import MAX_VIDEO_BYTES, open_regular
+
 POSTER_SUFFIX = ".jpg"
 MAX_WIDTH = 512  # the widest a report cell gets (its zoom goes to 520 px)
 WORKERS = min(4, os.cpu_count() or 1)
@@ -48,8 +50,8 @@ def save_poster(video: Path) -> Path | None:
 
 def first_frame_jpeg(video: Path) -> bytes:
     """The first decoded frame of `video`, at most `MAX_WIDTH` wide, as JPEG bytes."""
-    with av.open(str(video)) as container:
-        frame = next(container.decode(video=0))
+    with open_regular(video, MAX_VIDEO_BYTES, "video") as file, av.open(file, mode="r") as container:
+        frame = next(container.decode(video=0))  # a FIFO or a device is refused above: it would block or never end
     width, height = frame.width, frame.height
     if width > MAX_WIDTH:
         width, height = MAX_WIDTH, max(2, round(height * MAX_WIDTH / width / 2) * 2)

@@ -30,6 +30,7 @@ from typing import Any
 import pandas as pd
 
 from flows.grid import GridError
+from flows.store.files import MAX_SMALL_JSON_BYTES, read_json
 from flows.store.journal import JOURNAL, RowState, fold, read_events
 
 SHARDS_FILE = "shards.json"
@@ -85,11 +86,11 @@ def _saved_count(out: Path) -> int | None:
 
 def _read_book(path: Path) -> dict[str, Any] | None:
     """`shards.json` as saved, None when there is none; a damaged one is `GridError` (exit 2), never a traceback."""
-    if not path.exists():
-        return None
     try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
+        saved = read_json(path, MAX_SMALL_JSON_BYTES, "shard book")  # a FIFO, a device: UnreadableFileError
         int(saved["count"])
+    except FileNotFoundError:
+        return None
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise GridError(
             str(path), f"unreadable shard book ({type(exc).__name__}); restore it, or sweep into a new --out"

@@ -22,7 +22,8 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from flows.grid import IMAGE_INPUTS, IMAGE_SHA, MODEL, is_missing
-from wiro_tasks.images import ImageCheckError, check_image
+from flows.store.files import MAX_THUMBNAIL_BYTES, open_regular
+from wiro_tasks.images import MAX_UPLOAD_BYTES, ImageCheckError, check_image
 
 THUMBS = "thumbs"
 MAX_SIDE = 256  # px, the longest side: twice a report's thumbnail at its widest
@@ -53,7 +54,7 @@ def save_thumbnail(image: Path, out: Path, sha256: str) -> Path | None:
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        with Image.open(image) as opened:
+        with open_regular(image, MAX_UPLOAD_BYTES, "start image") as file, Image.open(file) as opened:
             opened.draft("RGB", (MAX_SIDE, MAX_SIDE))  # JPEG: decode at a fraction of the size
             picture = ImageOps.exif_transpose(opened).convert("RGB")
         picture.thumbnail((MAX_SIDE, MAX_SIDE))
@@ -97,8 +98,8 @@ def ensure_thumbnails(out: Path, images: Iterable[tuple[str, str]]) -> int:
 def thumbnail_size(path: Path) -> tuple[int, int] | None:
     """A thumbnail's width and height (read from its header), or None if it is not a readable image."""
     try:
-        with Image.open(path) as image:
-            width, height = image.size
+        with open_regular(path, MAX_THUMBNAIL_BYTES, "thumbnail") as file, Image.open(file) as image:
+            width, height = image.size  # a FIFO in its place is refused above, where it would block
     except Exception:
         return None
     return (width, height) if width and height else None

@@ -153,6 +153,8 @@ def load_out(out: Path, role: str) -> pd.DataFrame:
         raise CompareError(f"{role} {out}: has no {MANIFEST_PARQUET} (not a wiro-sweep OUT, or its sweep never ran)")
     try:
         manifest = read_manifest(out)
+    except InputError as exc:  # not a regular file, or a cost that is no amount of money
+        raise CompareError(f"{role} {exc}") from None
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise CompareError(f"{role} {out / MANIFEST_PARQUET}: unreadable ({one_line(exc)})") from None
     missing = [c for c in _NEEDED if c not in manifest.columns]

@@ -18,11 +18,14 @@ import io
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
+
+from flows.store.files import MAX_VIDEO_BYTES, UnreadableFileError, open_regular
 
 SAMPLES = 8
 STRIP_FRAMES = 4
@@ -86,7 +89,7 @@ def diff_videos(baseline: Path, current: Path, *, threshold_db: float, samples: 
 
 def _probe(path: Path, label: str) -> _Clip:
     try:
-        with av.open(str(path)) as container:
+        with _open(path, label) as file, av.open(file, mode="r") as container:
             if not container.streams.video:
                 raise DecodeError(f"{label} {path}: no video stream")
             stream = container.streams.video[0]
@@ -102,6 +105,14 @@ def _probe(path: Path, label: str) -> _Clip:
         raise DecodeError(f"{label} {path}: cannot open ({_reason(exc)})") from None
 
 
+def _open(path: Path, label: str) -> BinaryIO:
+    """The video file for PyAV, if it is a regular file of a video's size (a FIFO would block it)."""
+    try:
+        return open_regular(path, MAX_VIDEO_BYTES, "video")
+    except UnreadableFileError as exc:
+        raise DecodeError(f"{label} {path}: cannot open ({exc.rule})") from None
+
+
 def _decode(path: Path, label: str, clip: _Clip, times: list[float], strip_at: list[int],
             thumb: tuple[int, int]) -> None:  # fmt: skip
     """Decode every frame; keep the luma of the frame on screen at each time, thumbnails of some."""
@@ -110,7 +121,7 @@ def _decode(path: Path, label: str, clip: _Clip, times: list[float], strip_at: l
     pending = 0  # index of the next sample time not yet passed
     previous = None
     try:
-        with av.open(str(path)) as container:
+        with _open(path, label) as file, av.open(file, mode="r") as container:
             stream = container.streams.video[0]
             for frame in container.decode(stream):
                 clip.frames += 1
