@@ -34,7 +34,8 @@ def run(dry_run: bool, emulator: bool, verbose: bool, **given: Any) -> None:
     """Submit every combination of the GRID files (CSV or Parquet, or directories of them).
 
     Rerun with the same --out to resume: nothing is paid for twice. Exit codes: 0 all rows
-    succeeded, 1 some did not, 2 bad input or configuration.
+    succeeded, 1 some did not, 2 bad input or configuration, 130 stopped (Ctrl-C, or Cancel in
+    Prefect).
     """
     from flows.grid import load_grid, model_name, parse_axes
     from flows.store.checks import check_journals, check_out_apart, check_prefect_api, check_writable

@@ -11,6 +11,7 @@ a task are waited for, and no combination is paid for twice.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -40,7 +41,7 @@ from flows.orchestrate.artifacts import (
 )
 from flows.orchestrate.credentials import load_credentials
 from flows.orchestrate.fanout import ACCOUNT_LIMIT, ensure_concurrency_limit, run_shards
-from flows.orchestrate.hooks import kill_on_cancel, stopping_on_sigterm
+from flows.orchestrate.hooks import kill_on_cancel, stopping_on_signals
 from flows.orchestrate.nightly import compare_with_baseline
 from flows.orchestrate.outcomes import show_row_outcomes
 from flows.store.checks import check_out
@@ -51,6 +52,14 @@ from flows.store.summary import summarize
 from flows.store.thumbnails import save_thumbnails
 from flows.view.report import write_report
 from wiro_tasks.prefect_tasks import wiro_session
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """What a cancelled sweep's final state holds: why it stopped, and how many Wiro tasks it stopped."""
+
+    reason: str
+    tasks: int = 0
 
 
 class OutNotWritableError(SweepError, RuntimeError):
@@ -157,7 +166,7 @@ async def sweep(
                 runner = SweepRunner(frame, work_dir, journal, settings)
                 artifact = await acreate_progress_artifact(0.0, description=progress_description(work_dir, len(frame)))
                 shown = ProgressArtifact(artifact)
-                with listening(shown.update), stopping_on_sigterm():
+                with listening(shown.update), stopping_on_signals():
                     result = await runner.run()
                 await shown.flush()
         finally:
@@ -171,7 +180,8 @@ async def sweep(
         # Under the lock: a parent sees the child alive, and a cancellation hook waits for it.
         reported = await _report(manifest, work_dir, artifact_scope(out, shard), result.strays)
     if result.cancelled:
-        return Cancelled(message=f"{result.cancelled}; stopped its Wiro tasks")
+        stopped = Stopped(result.cancelled, result.stopped)
+        return Cancelled(message=f"{stopped.reason}; stopped {stopped.tasks} Wiro task(s)", data=stopped)
     return await compare_with_baseline(reported, out, out_dir, baseline)
 
 
