@@ -38,13 +38,20 @@ def run(dry_run: bool, emulator: bool, verbose: bool, **given: Any) -> None:
     Prefect).
     """
     from flows.grid import load_grid, model_name, parse_axes
-    from flows.store.checks import check_journals, check_out_apart, check_prefect_api, check_writable
+    from flows.store.checks import (
+        check_journals,
+        check_one_sweep,
+        check_out_apart,
+        check_prefect_api,
+        check_writable,
+    )
     from flows.view.serve import report_base
 
     check_out_apart(Path(given["out"]), given["grid"])
     params = SweepParams(**{**given, "grid": list(given["grid"]), "axes": parse_axes(given["axes"]) or None,
                             "model": model_name(given["model"])})  # fmt: skip
     frame = load_grid(params.grid, params.axes, model=params.model, max_combinations=params.max_combinations)
+    check_one_sweep(Path(params.out), frame)  # another grid's paid rows in OUT would drop from its manifest
     if dry_run:
         from flows.cli.console import dry_run_report
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -44,9 +43,10 @@ from flows.orchestrate.fanout import ACCOUNT_LIMIT, ensure_concurrency_limit, ru
 from flows.orchestrate.hooks import kill_on_cancel, stopping_on_signals
 from flows.orchestrate.nightly import compare_with_baseline
 from flows.orchestrate.outcomes import show_row_outcomes
-from flows.store.checks import check_out
+from flows.store.checks import check_one_sweep, check_out
 from flows.store.journal import Journal
 from flows.store.locks import out_lock
+from flows.store.outs import expand_out
 from flows.store.shards import check_out_mode, select_shard, shard_dir
 from flows.store.summary import summarize
 from flows.store.thumbnails import save_thumbnails
@@ -114,8 +114,9 @@ async def sweep(
 
     Args:
         grid: CSV or Parquet files (or directories of them) whose columns are Wiro's input names.
-        out: Directory for videos/, the manifests and the journal; reuse it to resume. `{date}` in
-            it becomes the run's scheduled date (UTC), e.g. runs/nightly-{date}.
+        out: Directory for videos/, the manifests and the journal of one grid's sweep; reuse it to
+            resume. `{date}` in it becomes the run's scheduled date (UTC), e.g. runs/nightly-{date};
+            `{run}` the run's short id, e.g. runs/adhoc-{date}-{run}: an OUT per run.
         axes: Extra values to sweep, e.g. {"seed": ["1", "2"]}: a cartesian product over every row.
         max_concurrency: Most Wiro tasks in flight at once (per shard when sharded).
         poll_interval: Seconds before the first status poll; later polls back off.
@@ -144,6 +145,7 @@ async def sweep(
     out_dir = resolve_out(out)
     check_out(out_dir, grid)  # a grid directory as OUT, or an OUT nobody can write: exit 2 before anything
     frame = load_grid(grid, axes, model=model_name(model), max_combinations=max_combinations)
+    check_one_sweep(out_dir, frame)  # another grid's paid rows in OUT would drop from its manifest and report
     check_out_mode(out_dir, shards, shard)  # an OUT swept in another mode would pay for its rows again
     await asyncio.to_thread(save_thumbnails, frame, out_dir)  # the start images' pictures for the report
     if shards > 1 and shard is None:
@@ -201,13 +203,12 @@ async def _sweep_in_shards(params: SweepParams, frame: pd.DataFrame, out_dir: Pa
 
 
 def resolve_out(out: str) -> Path:
-    """OUT as an absolute path, with `{date}` replaced by the run's scheduled date (UTC)."""
-    if "{date}" in out:
-        from prefect.runtime import flow_run
+    """OUT as an absolute path: `{date}` is the run's scheduled date (UTC), `{run}` its short id."""
+    if "{date}" not in out and "{run}" not in out:
+        return Path(out).resolve()
+    from prefect.runtime import flow_run
 
-        when = flow_run.scheduled_start_time or datetime.now(UTC)
-        out = out.replace("{date}", when.astimezone(UTC).strftime("%Y-%m-%d"))
-    return Path(out).resolve()
+    return expand_out(out, flow_run.scheduled_start_time, flow_run.id)
 
 
 async def _show_rows(manifest: pd.DataFrame, waited: set[str]) -> None:

@@ -32,6 +32,7 @@ from flows.orchestrate.credentials import load_credentials
 from flows.store.journal import JOURNAL, fold, read_events
 from flows.store.locks import directory_lock
 from flows.store.manifest import build_manifest, write_manifest
+from flows.store.outs import expand_out
 from flows.store.shards import shard_dir, shard_dirs
 from flows.view.report import REPORT, write_report
 
@@ -48,8 +49,7 @@ def kill_on_cancel(flow: Flow[Any, Any], flow_run: FlowRun, state: State[Any]) -
     out = flow_run.parameters.get("out")
     if not out:
         return
-    root = Path(str(out).replace("{date}", flow_run.expected_start_time.strftime("%Y-%m-%d")
-                                  if flow_run.expected_start_time else "")).resolve()  # fmt: skip
+    root = expand_out(str(out), flow_run.expected_start_time, flow_run.id)
     logger = flow_run_logger(flow_run, flow)
     shard = flow_run.parameters.get("shard")
     if shard is not None:
