@@ -26,6 +26,23 @@ then
 else
     echo "No PostgreSQL on 127.0.0.1:5432: the Prefect server uses SQLite (fine for trying, not for load)"
 fi
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for taken in "$PORT" "$REPORT_PORT" ${EMULATOR:+"$EMULATOR_PORT"}; do
+    if listening "$taken"; then   # another server would answer in its place (a README `serve`, an old stack)
+        echo "error: port $taken is already in use (PORT=$PORT, REPORT_PORT=$REPORT_PORT${EMULATOR:+, EMULATOR_PORT=$EMULATOR_PORT}): stop what listens there, or choose another port" >&2
+        exit 1
+    fi
+done
+started() {  # NAME PID LOG PORT: wait until the server answers; fail loudly if it died instead
+    until listening "$4"; do
+        if ! kill -0 "$2" 2>/dev/null; then
+            echo "error: the $1 did not start; the end of $3:" >&2
+            tail -n 5 "$3" >&2
+            exit 1
+        fi
+        sleep 0.2
+    done
+}
 trap 'kill $(jobs -p) 2>/dev/null || true; wait' EXIT INT TERM
 if [ -n "${EMULATOR:-}" ]; then
     export WIRO_API_KEY="${WIRO_API_KEY:-stack-key}" WIRO_API_SECRET="${WIRO_API_SECRET:-stack-secret}"
@@ -34,6 +51,7 @@ if [ -n "${EMULATOR:-}" ]; then
 fi
 mkdir -p runs
 wiro-sweep serve runs --port "$REPORT_PORT" >report-server.log 2>&1 &
+started "report server" $! report-server.log "$REPORT_PORT"
 export WIRO_SWEEP_REPORT_URL="http://127.0.0.1:$REPORT_PORT"   # the workers' artifacts link to the report server
 prefect server start --host 127.0.0.1 --port "$PORT" >prefect-server.log 2>&1 &
 until python -c "import httpx; httpx.get('$PREFECT_API_URL/health').raise_for_status()" 2>/dev/null; do sleep 1; done
