@@ -43,9 +43,10 @@ started() {  # NAME PID LOG PORT: wait until the server answers; fail loudly if 
         sleep 0.2
     done
 }
-trap 'kill $(jobs -p) 2>/dev/null || true; wait' EXIT INT TERM
-if [ -n "${EMULATOR:-}" ]; then
-    export WIRO_API_KEY="${WIRO_API_KEY:-stack-key}" WIRO_API_SECRET="${WIRO_API_SECRET:-stack-secret}"
+ENV_FILE="$PWD/prefect-stack.env"   # what a shell needs to sweep on this stack; gone when it stops
+trap 'rm -f "$ENV_FILE"; kill $(jobs -p) 2>/dev/null || true; wait' EXIT INT TERM
+if [ -n "${EMULATOR:-}" ]; then   # the emulator's own credentials, never a real key of yours
+    export WIRO_API_KEY=stack-key WIRO_API_SECRET=stack-secret
     export WIRO_BASE_URL="http://127.0.0.1:$EMULATOR_PORT/v1" WIRO_SOCKET_URL="ws://127.0.0.1:$EMULATOR_PORT/socket/v1"
     wiro-sweep emulator --port "$EMULATOR_PORT" >emulator.log 2>&1 &
 fi
@@ -64,5 +65,18 @@ for n in $(seq 1 "$WORKERS"); do
 done
 echo "Prefect UI: http://127.0.0.1:$PORT   API: $PREFECT_API_URL   workers: $WORKERS (logs: worker-*.log)"
 echo "Reports: $WIRO_SWEEP_REPORT_URL/ serves runs/ (the deployments' OUTs); the runs' artifacts link there"
-echo "Try: PREFECT_API_URL=$PREFECT_API_URL WIRO_SWEEP_REPORT_URL=$WIRO_SWEEP_REPORT_URL wiro-sweep run prompts/demo.csv --out runs/sharded --shards 2"
+{
+    echo "# This stack's settings for a shell of yours, written by scripts/prefect-stack.sh (removed when it stops)"
+    echo "export PREFECT_API_URL=$PREFECT_API_URL WIRO_SWEEP_REPORT_URL=$WIRO_SWEEP_REPORT_URL"
+    if [ -n "${EMULATOR:-}" ]; then
+        echo "export WIRO_API_KEY=$WIRO_API_KEY WIRO_API_SECRET=$WIRO_API_SECRET"
+        echo "export WIRO_BASE_URL=$WIRO_BASE_URL WIRO_SOCKET_URL=$WIRO_SOCKET_URL"
+    fi
+} >"$ENV_FILE"
+try="cd $(printf %q "$PWD") && source prefect-stack.env && .venv/bin/wiro-sweep run prompts/demo.csv --out runs/sharded --shards 2"
+if [ -n "${EMULATOR:-}" ]; then
+    echo "Try: $try"
+else
+    echo "Try, with your WIRO_API_KEY and WIRO_API_SECRET exported: $try"
+fi
 wait

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .conftest import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_PYTHON = """#!/usr/bin/env bash
 # stands in for python3 and pip: `-m venv DIR` makes DIR/bin/python (this script); the rest succeeds
@@ -60,7 +62,10 @@ LISTEN_ONCE = ("import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL
 
 
 def stack_checkout(tmp_path: Path, **settings: str) -> subprocess.CompletedProcess[str]:
-    """prefect-stack.sh run in a copy of the checkout where every program it starts is a stand-in."""
+    """prefect-stack.sh run in a copy of the checkout where every program it starts is a stand-in,
+    on free ports (`PORT`, `REPORT_PORT`, `EMULATOR_PORT` in `settings` unless given)."""
+    for name in ("PORT", "REPORT_PORT", "EMULATOR_PORT"):
+        settings.setdefault(name, str(free_port()))
     shutil.copytree(ROOT / "scripts", tmp_path / "scripts")
     shutil.copy(ROOT / "pyproject.toml", tmp_path)
     bin_dir = tmp_path / ".venv" / "bin"
@@ -70,8 +75,7 @@ def stack_checkout(tmp_path: Path, **settings: str) -> subprocess.CompletedProce
         (bin_dir / name).chmod(0o755)
     stamp = subprocess.run(["sha256sum", "pyproject.toml"], cwd=tmp_path, capture_output=True, text=True, check=True)
     (tmp_path / ".venv" / f".installed-{stamp.stdout[:16]}").touch()
-    env = {**os.environ, "CALLS": str(tmp_path / "calls.log"), "PORT": "4310", "EMULATOR": "1",
-           "EMULATOR_PORT": "8799", "WORKERS": "2", **settings}  # fmt: skip
+    env = {**os.environ, "CALLS": str(tmp_path / "calls.log"), "EMULATOR": "1", "WORKERS": "2", **settings}
     return subprocess.run(["bash", "scripts/prefect-stack.sh"], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=60)  # fmt: skip
 
@@ -80,19 +84,22 @@ def test_the_stack_script_starts_the_report_server_beside_the_ui_and_points_the_
     tmp_path: Path,
 ) -> None:
     """prefect-stack.sh's wiring, with every program it starts replaced by a stand-in."""
-    done = stack_checkout(tmp_path)
+    port, reports, emulator = free_port(), free_port(), free_port()
+    done = stack_checkout(tmp_path, PORT=str(port), REPORT_PORT=str(reports), EMULATOR_PORT=str(emulator))
     calls = tmp_path / "calls.log"
     assert done.returncode == 0, done.stdout + done.stderr
     started = calls.read_text().splitlines()
-    report = "report=http://127.0.0.1:4311"
-    assert any(s.startswith("wiro-sweep serve runs --port 4311 |") for s in started), started
+    report = f"report=http://127.0.0.1:{reports}"
+    assert any(s.startswith(f"wiro-sweep serve runs --port {reports} |") for s in started), started
     assert (tmp_path / "runs").is_dir(), "the folder the deployments sweep into, served from the start"
-    assert "wiro-sweep emulator --port 8799 | report= base=http://127.0.0.1:8799/v1" in started
-    assert any(s.startswith("prefect server start --host 127.0.0.1 --port 4310 |") for s in started)
+    assert f"wiro-sweep emulator --port {emulator} | report= base=http://127.0.0.1:{emulator}/v1" in started
+    assert any(s.startswith(f"prefect server start --host 127.0.0.1 --port {port} |") for s in started)
     workers = [s for s in started if s.startswith("prefect worker start")]
     assert len(workers) == 2
-    assert all(f"| {report} base=http://127.0.0.1:8799/v1" in w for w in workers), "their links open the reports"
-    assert "Reports: http://127.0.0.1:4311/ serves runs/" in done.stdout
+    assert all(f"| {report} base=http://127.0.0.1:{emulator}/v1" in w for w in workers), "their links open the reports"
+    assert f"Reports: http://127.0.0.1:{reports}/ serves runs/" in done.stdout
+    assert f"Try: cd {tmp_path} && source prefect-stack.env && .venv/bin/wiro-sweep run " in done.stdout
+    assert not (tmp_path / "prefect-stack.env").exists(), "gone with the stack it describes"
 
 
 def test_the_stack_refuses_a_report_port_already_taken_before_starting_anything(tmp_path: Path) -> None:
@@ -104,7 +111,8 @@ def test_the_stack_refuses_a_report_port_already_taken_before_starting_anything(
         port = str(taken.getsockname()[1])
         done = stack_checkout(tmp_path, REPORT_PORT=port)
     assert done.returncode == 1, done.stdout + done.stderr
-    assert f"error: port {port} is already in use (PORT=4310, REPORT_PORT={port}" in done.stderr
+    assert f"error: port {port} is already in use (PORT=" in done.stderr
+    assert f"REPORT_PORT={port}" in done.stderr
     assert "Reports:" not in done.stdout
     assert "prefect server start" not in (tmp_path / "calls.log").read_text(), "nothing started"
 
