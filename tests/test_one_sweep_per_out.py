@@ -67,6 +67,18 @@ def test_a_grid_that_keeps_the_paid_rows_may_grow_in_its_out(
     assert "1 already done" in result.output
 
 
+def test_the_same_grid_with_other_axis_values_is_told_so(
+    emulator: EmulatorServer, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
+) -> None:
+    wiro_env(emulator)
+    out = swept(tmp_path / "out")
+    same = grid(tmp_path / "nightly.csv", FOX)
+    result = CliRunner().invoke(main, ["run", str(same), "--out", str(out), "--axis", "seed=2", "--dry-run"])
+    assert result.exit_code == 2, result.output
+    assert "holds 1 paid row(s) of an earlier sweep of" in result.output
+    assert "(other --axis values, or rows since removed)" in result.output
+
+
 @pytest.mark.usefixtures("prefect_api")
 def test_a_deployment_run_of_another_grid_is_refused_before_any_run_request(
     emulator: EmulatorServer, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path

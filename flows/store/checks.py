@@ -80,8 +80,14 @@ def check_one_sweep(out: Path, grid: pd.DataFrame) -> None:
     held = sorted(r for r, state in recorded_states(out).items() if r not in rows and _may_be_billed(state))
     if not held:
         return
-    before = _grid_files(_sources(out, set(held))) or "another grid"
+    sources = _sources(out, set(held))
+    before = _grid_files(sources) or "another grid"
     given = _grid_files(grid[SOURCE]) or "this grid"
+    if sources and _file_names(sources) == _file_names(grid[SOURCE]):  # other --axis values, or rows removed
+        raise GridError("--out", f"{out} holds {len(held)} paid row(s) of an earlier sweep of {given} that this "
+                        "one does not have (other --axis values, or rows since removed); sweeping it there would "
+                        "drop them from its manifest and report: give it an --out of its own, or keep those rows "
+                        "in it")  # fmt: skip
     raise GridError("--out", f"{out} holds {len(held)} paid row(s) of {before} that {given} does not have; "
                     f"sweeping {given} there would drop them from its manifest and report: give {given} "
                     f"an --out of its own, or sweep it together with {before}")  # fmt: skip
@@ -107,8 +113,16 @@ def _sources(out: Path, row_ids: set[str]) -> list[str]:
 
 def _grid_files(sources: Iterable[object]) -> str:
     """The grid files named by `source` cells (`a.csv:1 b.csv:4`), as one phrase."""
-    files = sorted({name for cell in sources for name in re.findall(r"(\S.*?):\d+(?=\s|$)", str(cell))})
+    files = sorted(_files(sources))
     return " and ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+
+
+def _files(sources: Iterable[object]) -> set[str]:
+    return {name for cell in sources for name in re.findall(r"(\S.*?):\d+(?=\s|$)", str(cell))}
+
+
+def _file_names(sources: Iterable[object]) -> set[str]:
+    return {Path(name).name for name in _files(sources)}
 
 
 def check_journals(out: Path) -> None:
