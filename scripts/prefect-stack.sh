@@ -26,14 +26,33 @@ then
 else
     echo "No PostgreSQL on 127.0.0.1:5432: the Prefect server uses SQLite (fine for trying, not for load)"
 fi
-trap 'kill $(jobs -p) 2>/dev/null || true; wait' EXIT INT TERM
-if [ -n "${EMULATOR:-}" ]; then
-    export WIRO_API_KEY="${WIRO_API_KEY:-stack-key}" WIRO_API_SECRET="${WIRO_API_SECRET:-stack-secret}"
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for taken in "$PORT" "$REPORT_PORT" ${EMULATOR:+"$EMULATOR_PORT"}; do
+    if listening "$taken"; then   # another server would answer in its place (a README `serve`, an old stack)
+        echo "error: port $taken is already in use (PORT=$PORT, REPORT_PORT=$REPORT_PORT${EMULATOR:+, EMULATOR_PORT=$EMULATOR_PORT}): stop what listens there, or choose another port" >&2
+        exit 1
+    fi
+done
+started() {  # NAME PID LOG PORT: wait until the server answers; fail loudly if it died instead
+    until listening "$4"; do
+        if ! kill -0 "$2" 2>/dev/null; then
+            echo "error: the $1 did not start; the end of $3:" >&2
+            tail -n 5 "$3" >&2
+            exit 1
+        fi
+        sleep 0.2
+    done
+}
+ENV_FILE="$PWD/prefect-stack.env"   # what a shell needs to sweep on this stack; gone when it stops
+trap 'rm -f "$ENV_FILE"; kill $(jobs -p) 2>/dev/null || true; wait' EXIT INT TERM
+if [ -n "${EMULATOR:-}" ]; then   # the emulator's own credentials, never a real key of yours
+    export WIRO_API_KEY=stack-key WIRO_API_SECRET=stack-secret
     export WIRO_BASE_URL="http://127.0.0.1:$EMULATOR_PORT/v1" WIRO_SOCKET_URL="ws://127.0.0.1:$EMULATOR_PORT/socket/v1"
     wiro-sweep emulator --port "$EMULATOR_PORT" >emulator.log 2>&1 &
 fi
 mkdir -p runs
 wiro-sweep serve runs --port "$REPORT_PORT" >report-server.log 2>&1 &
+started "report server" $! report-server.log "$REPORT_PORT"
 export WIRO_SWEEP_REPORT_URL="http://127.0.0.1:$REPORT_PORT"   # the workers' artifacts link to the report server
 prefect server start --host 127.0.0.1 --port "$PORT" >prefect-server.log 2>&1 &
 until python -c "import httpx; httpx.get('$PREFECT_API_URL/health').raise_for_status()" 2>/dev/null; do sleep 1; done
@@ -46,5 +65,18 @@ for n in $(seq 1 "$WORKERS"); do
 done
 echo "Prefect UI: http://127.0.0.1:$PORT   API: $PREFECT_API_URL   workers: $WORKERS (logs: worker-*.log)"
 echo "Reports: $WIRO_SWEEP_REPORT_URL/ serves runs/ (the deployments' OUTs); the runs' artifacts link there"
-echo "Try: PREFECT_API_URL=$PREFECT_API_URL WIRO_SWEEP_REPORT_URL=$WIRO_SWEEP_REPORT_URL wiro-sweep run prompts/demo.csv --out runs/sharded --shards 2"
+{
+    echo "# This stack's settings for a shell of yours, written by scripts/prefect-stack.sh (removed when it stops)"
+    echo "export PREFECT_API_URL=$PREFECT_API_URL WIRO_SWEEP_REPORT_URL=$WIRO_SWEEP_REPORT_URL"
+    if [ -n "${EMULATOR:-}" ]; then
+        echo "export WIRO_API_KEY=$WIRO_API_KEY WIRO_API_SECRET=$WIRO_API_SECRET"
+        echo "export WIRO_BASE_URL=$WIRO_BASE_URL WIRO_SOCKET_URL=$WIRO_SOCKET_URL"
+    fi
+} >"$ENV_FILE"
+try="cd $(printf %q "$PWD") && source prefect-stack.env && .venv/bin/wiro-sweep run prompts/demo.csv --out runs/sharded --shards 2"
+if [ -n "${EMULATOR:-}" ]; then
+    echo "Try: $try"
+else
+    echo "Try, with your WIRO_API_KEY and WIRO_API_SECRET exported: $try"
+fi
 wait

@@ -149,6 +149,18 @@ def test_only_new_rows_still_exit_1(tmp_path: Path) -> None:
     assert "0 of 2 rows regressed, 0 fixed, 0 changed, 1 unchanged; 1 new" in result.output
 
 
+def test_a_row_the_current_sweep_stopped_before_is_not_a_regression(tmp_path: Path) -> None:
+    night(tmp_path / "a", [Row(LIGHTHOUSE), Row(TEAPOT)])
+    stopped = Row(TEAPOT, status="not_started", error="the sweep stopped before its Run request")
+    night(tmp_path / "b", [Row(LIGHTHOUSE), stopped])
+    result = compare(str(tmp_path / "a"), str(tmp_path / "b"))
+    assert result.exit_code == 0, result.output
+    assert "0 of 2 rows regressed, 0 fixed, 0 changed, 1 unchanged; 1 not_started" in result.output
+    row = by_prompt(tmp_path / "b")[TEAPOT]
+    assert (row["change"], row["regressed"]) == ("not_started", False)
+    assert 'class="stat ch-not_started"' in (tmp_path / "b" / COMPARE_HTML).read_text()
+
+
 def test_video_size_frame_count_and_fps_changes_are_reported_as_such(tmp_path: Path) -> None:
     prompts = [LIGHTHOUSE, TEAPOT, MARKET]
     night(tmp_path / "a", [Row(p) for p in prompts])

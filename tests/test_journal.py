@@ -135,13 +135,14 @@ def test_a_final_manifest_never_says_pending_or_running(tmp_path: Path) -> None:
     journal.append("submitted", grid["row_id"].iloc[0], task_id="77")
     journal.append("intent", grid["row_id"].iloc[2])
     manifest = build_manifest(grid, journal.load(), final=True)
-    assert manifest["status"].tolist() == ["failed", "failed", "failed"]
+    assert manifest["status"].tolist() == ["failed", "not_started", "failed"]
     assert "task 77 not seen to finish" in manifest["error"].iloc[0]
-    assert manifest["error"].iloc[1].startswith("not submitted")
+    assert manifest["error"].iloc[1] == "the sweep stopped before its Run request; a rerun submits it"
     assert "Run request was sent but not answered" in manifest["error"].iloc[2], (
-        "it may have a task: never 'not submitted'"
+        "it may have a task: never 'not_started'"
     )
     assert needs_work(journal.load()[grid["row_id"].iloc[0]], retry_failed=False), "a rerun re-attaches"
+    assert needs_work(journal.load().get(grid["row_id"].iloc[1]), retry_failed=False), "a rerun submits it"
 
 
 def fill(disk: Path, leave: int) -> Path:

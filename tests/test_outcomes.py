@@ -52,12 +52,13 @@ def test_the_ui_state_of_each_final_status() -> None:
     assert state_for("failed", "CUDA").message == "failed: CUDA"
     assert state_for("timed_out", "").name == "TimedOut"
     assert state_for("timed_out", "").message == "timed_out: no reason recorded"
-    assert {state_for(s, "x").type.value for s in ("cancelled", "skipped")} == {"CANCELLED"}
+    assert {state_for(s, "x").type.value for s in ("cancelled", "skipped", "not_started")} == {"CANCELLED"}
 
 
 def test_rows_with_no_task_run_get_one_named_after_them_in_their_final_state() -> None:
     rows = [row(1, "succeeded"), row(2, "skipped", "budget: $0.50 would pass"), row(3, "failed", "download failed"),
-            row(4, "timed_out", "no end in 600 s"), row(5, "cancelled", "sweep cancelled")]  # fmt: skip
+            row(4, "timed_out", "no end in 600 s"), row(5, "cancelled", "sweep cancelled"),
+            row(6, "not_started", "the sweep stopped before its Run request")]  # fmt: skip
 
     async def scenario() -> tuple[int, int, dict[str, Any]]:
         async with get_client() as client:
@@ -73,7 +74,7 @@ def test_rows_with_no_task_run_get_one_named_after_them_in_their_final_state() -
         f"failed {label[rows[2]['row_id']]}": ("FAILED", "Failed", "failed: download failed"),
         f"timed_out {label[rows[3]['row_id']]}": ("FAILED", "TimedOut", "timed_out: no end in 600 s"),
         f"cancelled {label[rows[4]['row_id']]}": ("CANCELLED", "Cancelled", "cancelled: sweep cancelled"),
-    }, "the succeeded row shows nothing extra"
+    }, "the succeeded row shows nothing extra, and the row never started no task run at all"
     assert (made, again) == (4, 0), "a second pass creates nothing twice"
 
 
@@ -84,6 +85,7 @@ def test_a_crashed_or_unfinished_task_run_takes_its_rows_state_and_a_right_one_i
     server (its end not recorded yet), are set to their rows' states; one already right stays."""
     monkeypatch.setattr(outcomes, "SETTLE_SECONDS", 0.3)
     crashed, running, right = row(1, "cancelled", "sweep cancelled"), row(2, "failed", "CUDA"), row(3, "timed_out")
+    never = row(4, "not_started", "the sweep was cancelled before its Run request")
 
     async def scenario() -> tuple[int, dict[str, Any]]:
         async with get_client() as client:
@@ -91,12 +93,14 @@ def test_a_crashed_or_unfinished_task_run_takes_its_rows_state_and_a_right_one_i
             await left_behind(client, run.id, f"wait {row_label(crashed)}", Crashed(message="cancelled under it"))
             await left_behind(client, run.id, f"wait {row_label(running)}", Running())
             await left_behind(client, run.id, f"wait {row_label(right)}", state_for("timed_out", ""))
-            changed = await show_row_outcomes(run.id, [crashed, running, right], waited={running["row_id"]})
+            await left_behind(client, run.id, f"submit {row_label(never)}", Crashed(message="cancelled under it"))
+            changed = await show_row_outcomes(run.id, [crashed, running, right, never], waited={running["row_id"]})
             return changed, await task_runs(client, run.id)
 
     changed, runs = asyncio.run(scenario())
-    assert changed == 2
+    assert changed == 3
     assert runs == {
+        f"submit {row_label(never)}": ("CANCELLED", "Cancelled", f"not_started: {never['error']}"),
         f"wait {row_label(crashed)}": ("CANCELLED", "Cancelled", "cancelled: sweep cancelled"),
         f"wait {row_label(running)}": ("FAILED", "Failed", "failed: CUDA"),
         f"wait {row_label(right)}": ("FAILED", "TimedOut", "timed_out: no reason recorded"),

@@ -295,6 +295,24 @@ def test_failures_show_their_reason_and_no_video() -> None:
     assert "CUDA" not in by_seed["2"].text()
 
 
+def test_rows_a_stopped_sweep_never_started_are_their_own_status_not_failures() -> None:
+    raw = pd.DataFrame({"prompt": [FOX], "source": ["grid.csv:1"]})
+    grid = expand_grid(raw, {"seed": ["1", "2", "3"]})
+    ran = grid[grid["seed"] == "1"]
+    manifest = build_manifest(grid, fold(events_for(ran, lambda row: succeeded())), final=True)
+    page = build_report(manifest)
+    [sheet] = sheets(page)
+    cards = [cards[0] for cards in sheet.cards.values()]
+    assert sorted(c.attrs["data-status"] for c in cards) == ["not_started", "not_started", "succeeded"]
+    never = [c for c in cards if c.attrs["data-status"] == "not_started"]
+    assert all("st-not_started" in c.attrs["class"].split() and "not started" in c.text() for c in never)
+    header = parse(page).find_all("header")[0]
+    stats = {s.find_all("span")[0].text(): s.find_all("b")[0].text() for s in header.find_all("div", "stat")}
+    assert (stats["not started"], "failed" in stats) == ("2", False)
+    filters = [i.attrs["value"] for i in parse(page).find_all("input") if "data-status-filter" in i.attrs]
+    assert filters == ["succeeded", "not_started"], "a filter of their own, none of them under Failed"
+
+
 def test_the_header_totals_counts_cost_and_elapsed_percentiles() -> None:
     outcomes = {"1": succeeded("0.0010", "2.0"), "2": succeeded("0.0020", "4.0"), "3": succeeded("0.0035", "10.0"),
                 "4": ("failed", "boom", "0.0005", "1.0")}  # fmt: skip

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
+import sys
 from pathlib import Path
+
+from .conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_PYTHON = """#!/usr/bin/env bash
@@ -47,35 +51,75 @@ FAKE_COMMAND = """#!/usr/bin/env bash
 # stands in for `{name}`: notes how it was started, and with which report URL and Wiro API
 echo "{name} $* | report=${{WIRO_SWEEP_REPORT_URL:-}} base=${{WIRO_BASE_URL:-}}" >> "$CALLS"
 [ "$1" = "-" ] && exit 1   # python - (the PostgreSQL probe): no PostgreSQL here
+if [ "{name} $1" = "wiro-sweep serve" ]; then   # listens until the stack has seen it answer, unless told to die
+    [ -n "${{SERVE_DIES:-}}" ] && {{ echo "OSError: [Errno 98] address already in use"; exit 1; }}
+    exec {python} -c "{listen}" "$4"
+fi
 exit 0
 """
+LISTEN_ONCE = ("import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+               "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); s.accept()")  # fmt: skip
+
+
+def stack_checkout(tmp_path: Path, **settings: str) -> subprocess.CompletedProcess[str]:
+    """prefect-stack.sh run in a copy of the checkout where every program it starts is a stand-in,
+    on free ports (`PORT`, `REPORT_PORT`, `EMULATOR_PORT` in `settings` unless given)."""
+    for name in ("PORT", "REPORT_PORT", "EMULATOR_PORT"):
+        settings.setdefault(name, str(free_port()))
+    shutil.copytree(ROOT / "scripts", tmp_path / "scripts")
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    for name in ("python", "prefect", "wiro-sweep"):
+        (bin_dir / name).write_text(FAKE_COMMAND.format(name=name, python=sys.executable, listen=LISTEN_ONCE))
+        (bin_dir / name).chmod(0o755)
+    stamp = subprocess.run(["sha256sum", "pyproject.toml"], cwd=tmp_path, capture_output=True, text=True, check=True)
+    (tmp_path / ".venv" / f".installed-{stamp.stdout[:16]}").touch()
+    env = {**os.environ, "CALLS": str(tmp_path / "calls.log"), "EMULATOR": "1", "WORKERS": "2", **settings}
+    return subprocess.run(["bash", "scripts/prefect-stack.sh"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
 
 
 def test_the_stack_script_starts_the_report_server_beside_the_ui_and_points_the_workers_at_it(
     tmp_path: Path,
 ) -> None:
     """prefect-stack.sh's wiring, with every program it starts replaced by a stand-in."""
-    shutil.copytree(ROOT / "scripts", tmp_path / "scripts")
-    shutil.copy(ROOT / "pyproject.toml", tmp_path)
-    bin_dir = tmp_path / ".venv" / "bin"
-    bin_dir.mkdir(parents=True)
-    for name in ("python", "prefect", "wiro-sweep"):
-        (bin_dir / name).write_text(FAKE_COMMAND.format(name=name))
-        (bin_dir / name).chmod(0o755)
-    stamp = subprocess.run(["sha256sum", "pyproject.toml"], cwd=tmp_path, capture_output=True, text=True, check=True)
-    (tmp_path / ".venv" / f".installed-{stamp.stdout[:16]}").touch()
+    port, reports, emulator = free_port(), free_port(), free_port()
+    done = stack_checkout(tmp_path, PORT=str(port), REPORT_PORT=str(reports), EMULATOR_PORT=str(emulator))
     calls = tmp_path / "calls.log"
-    env = {**os.environ, "CALLS": str(calls), "PORT": "4310", "EMULATOR": "1", "EMULATOR_PORT": "8799", "WORKERS": "2"}
-    done = subprocess.run(["bash", "scripts/prefect-stack.sh"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     started = calls.read_text().splitlines()
-    report = "report=http://127.0.0.1:4311"
-    assert any(s.startswith("wiro-sweep serve runs --port 4311 |") for s in started), started
+    report = f"report=http://127.0.0.1:{reports}"
+    assert any(s.startswith(f"wiro-sweep serve runs --port {reports} |") for s in started), started
     assert (tmp_path / "runs").is_dir(), "the folder the deployments sweep into, served from the start"
-    assert "wiro-sweep emulator --port 8799 | report= base=http://127.0.0.1:8799/v1" in started
-    assert any(s.startswith("prefect server start --host 127.0.0.1 --port 4310 |") for s in started)
+    assert f"wiro-sweep emulator --port {emulator} | report= base=http://127.0.0.1:{emulator}/v1" in started
+    assert any(s.startswith(f"prefect server start --host 127.0.0.1 --port {port} |") for s in started)
     workers = [s for s in started if s.startswith("prefect worker start")]
     assert len(workers) == 2
-    assert all(f"| {report} base=http://127.0.0.1:8799/v1" in w for w in workers), "their links open the reports"
-    assert "Reports: http://127.0.0.1:4311/ serves runs/" in done.stdout
+    assert all(f"| {report} base=http://127.0.0.1:{emulator}/v1" in w for w in workers), "their links open the reports"
+    assert f"Reports: http://127.0.0.1:{reports}/ serves runs/" in done.stdout
+    assert f"Try: cd {tmp_path} && source prefect-stack.env && .venv/bin/wiro-sweep run " in done.stdout
+    assert not (tmp_path / "prefect-stack.env").exists(), "gone with the stack it describes"
+
+
+def test_the_stack_refuses_a_report_port_already_taken_before_starting_anything(tmp_path: Path) -> None:
+    """The README's own `wiro-sweep serve` holds 4201: the stack's report server could not start,
+    and every artifact link would open the other server's pages."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        done = stack_checkout(tmp_path, REPORT_PORT=port)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"error: port {port} is already in use (PORT=" in done.stderr
+    assert f"REPORT_PORT={port}" in done.stderr
+    assert "Reports:" not in done.stdout
+    assert "prefect server start" not in (tmp_path / "calls.log").read_text(), "nothing started"
+
+
+def test_the_stack_fails_loudly_when_its_report_server_does_not_start(tmp_path: Path) -> None:
+    done = stack_checkout(tmp_path, SERVE_DIES="1")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "error: the report server did not start; the end of report-server.log:" in done.stderr
+    assert "address already in use" in done.stderr
+    assert "Reports:" not in done.stdout

@@ -48,13 +48,13 @@ def test_a_mixed_sweep_reads_as_one_line_with_money_and_counts() -> None:
             {"status": "timed_out", "cost": "0.0300", "elapsed": 600}, {}]  # fmt: skip
     summary = summarize(manifest(rows))
 
-    assert summary.message == "4 of 7 rows succeeded; 2 failed, 1 timed_out; $0.0725 billed"
+    assert summary.message == "4 of 7 rows succeeded; 1 failed, 1 timed_out, 1 not_started; $0.0725 billed"
     assert summary.cost == Decimal("0.0725")
     assert not summary.all_succeeded
-    assert summary.counts == {"succeeded": 4, "failed": 2, "timed_out": 1}
+    assert summary.counts == {"succeeded": 4, "failed": 1, "timed_out": 1, "not_started": 1}
     assert (summary.p50, summary.p95) == (25.0, 38.5), "elapsed times of the rows that succeeded only"
-    assert [f["status"] for f in summary.failures] == ["failed", "timed_out", "failed"]
-    assert summary.failures[2]["error"].startswith("not submitted"), "a row never submitted says why"
+    assert [f["status"] for f in summary.failures] == ["failed", "timed_out"], "a row never started never failed"
+    assert "1 row(s) not started: the sweep stopped before their Run requests" in summary.markdown(Path("/out"))
     assert summary.as_dict() == {"counts": summary.counts, "total": 7, "cost_usd": "0.072500000000000000",
                                  "elapsed_p50": 25.0, "elapsed_p95": 38.5}  # fmt: skip
 

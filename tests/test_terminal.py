@@ -64,5 +64,7 @@ def test_ctrl_c_ends_with_one_friendly_block(prefect_api: str, make_emulator: Em
     for noise in NOISE:
         assert noise not in screen.raw, (noise, screen.lines[-12:])
     assert screen.lines[-1] == "Interrupted: stopped 3 running Wiro task(s). Rerun the same command to resume."
-    assert screen.lines[-2].startswith("sweep "), "the bar, then the one closing line"
+    assert re.fullmatch(r"0 of 3 rows succeeded; 3 cancelled; \$\d+\.\d{4} billed", screen.lines[-3]), screen.lines[-6:]
+    assert screen.lines[-2].startswith("Report:   ")
+    assert screen.lines[-4].startswith("sweep "), "the bar, then one short closing block"
     assert emulator.account.stats()["statuses"] == {"task_cancel": 3}

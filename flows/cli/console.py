@@ -37,7 +37,7 @@ from flows.orchestrate.local_server import prefect_api
 from flows.store.journal import JOURNAL, fold, read_events
 from flows.store.manifest import MANIFEST_CSV, MANIFEST_PARQUET, build_manifest, read_manifest, write_manifest
 from flows.store.shards import recorded_states
-from flows.store.summary import summarize
+from flows.store.summary import Summary, summarize
 from flows.view.report import write_report
 from wiro_tasks import ToolPrice
 from wiro_tasks._config import masked_urls
@@ -218,6 +218,28 @@ def run_with_progress(params: SweepParams, frame: pd.DataFrame, verbose: bool = 
     manifest = read_manifest(out)
     summary = summarize(manifest)
     console.print(("[green]" if summary.all_succeeded else "[yellow]") + summary.message)
+    if state.is_cancelled():  # a stopped sweep: a short block, exit 130, never "rows failed"
+        console.print(f"Report:   {out / 'report.html'}")
+        console.print(_stopped_line(state))
+        return 130
+    _print_where(out, manifest, summary)
+    return 0 if summary.all_succeeded else 1
+
+
+def _stopped_line(state: State[Any]) -> str:
+    """The last line of a sweep stopped by Ctrl-C or Cancel in Prefect: what was stopped, and what next."""
+    from flows.orchestrate.flow import Stopped
+    from flows.orchestrate.hooks import CTRL_C
+
+    stopped = state.result(raise_on_failure=False)
+    if not isinstance(stopped, Stopped):
+        return f"Cancelled: {state.message}. Rerun the same command to resume."
+    head = "Interrupted" if stopped.reason == CTRL_C else f"Cancelled ({stopped.reason})"
+    return f"{head}: stopped {stopped.tasks} running Wiro task(s). Rerun the same command to resume."
+
+
+def _print_where(out: Path, manifest: pd.DataFrame, summary: Summary) -> None:
+    """Where the videos, the manifest and the report are, and the first rows that did not succeed."""
     folders = sorted({str((out / p).parent) for p in manifest["output_path"] if p}) or [str(out / VIDEOS)]
     console.print(f"Videos:   {', '.join(f + '/' for f in folders)}")
     console.print(f"Manifest: {out / MANIFEST_PARQUET}  {out / MANIFEST_CSV}")
@@ -226,4 +248,3 @@ def run_with_progress(params: SweepParams, frame: pd.DataFrame, verbose: bool = 
         console.print(f"  {failure['row_id'][:8]} seed {failure['seed']}: {failure['status']}: {failure['error']}")
     if len(summary.failures) > 10:
         console.print(f"  …and {len(summary.failures) - 10} more (see the manifest)")
-    return 0 if summary.all_succeeded else 1

@@ -34,16 +34,24 @@ def run(dry_run: bool, emulator: bool, verbose: bool, **given: Any) -> None:
     """Submit every combination of the GRID files (CSV or Parquet, or directories of them).
 
     Rerun with the same --out to resume: nothing is paid for twice. Exit codes: 0 all rows
-    succeeded, 1 some did not, 2 bad input or configuration.
+    succeeded, 1 some did not, 2 bad input or configuration, 130 stopped (Ctrl-C, or Cancel in
+    Prefect).
     """
     from flows.grid import load_grid, model_name, parse_axes
-    from flows.store.checks import check_journals, check_out_apart, check_prefect_api, check_writable
+    from flows.store.checks import (
+        check_journals,
+        check_one_sweep,
+        check_out_apart,
+        check_prefect_api,
+        check_writable,
+    )
     from flows.view.serve import report_base
 
     check_out_apart(Path(given["out"]), given["grid"])
     params = SweepParams(**{**given, "grid": list(given["grid"]), "axes": parse_axes(given["axes"]) or None,
                             "model": model_name(given["model"])})  # fmt: skip
     frame = load_grid(params.grid, params.axes, model=params.model, max_combinations=params.max_combinations)
+    check_one_sweep(Path(params.out), frame)  # another grid's paid rows in OUT would drop from its manifest
     if dry_run:
         from flows.cli.console import dry_run_report
 

@@ -147,6 +147,7 @@ class RowDriver:
         state = self.ledger.state(row_id)
         started = datetime.fromisoformat(state.submitted_at) if state.submitted_at else None
         deadline = (started or datetime.now(UTC)) + timedelta(seconds=self.settings.timeout)
+        already = state.costs.get(state.task_id, Decimal(0))  # billed in an earlier run, counted already
         ended: State[Any] = await wait(  # type: ignore[misc]  # Prefect types return_state=True as sync
             state.task_id,
             row_label(row),
@@ -159,7 +160,9 @@ class RowDriver:
         outcome: WaitOutcome = await outcome_of(ended)
         if outcome.status != "succeeded":
             self.not_succeeded.add(row_id)  # its `wait` task run shows it in the UI
-        already = state.costs.get(outcome.task_id, Decimal(0))  # billed in an earlier run, counted already
+        if state.phase == "finished" and state.task_id == outcome.task_id:  # stopped meanwhile (Cancel, Ctrl-C):
+            await self.guard.settle(row_id, state.costs.get(outcome.task_id, Decimal(0)) - already)  # recorded once
+            return
         cost = self._finish(row_id, outcome)
         await self.guard.settle(row_id, cost - already)
 

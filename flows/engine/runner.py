@@ -173,10 +173,18 @@ class SweepRunner:
                     for row_id, row in rows.items():
                         if row_id not in live:
                             row.cancel()
-                    self.stopped += await stop_tasks(current_session().client(), live, self.ledger.record)
+                    self.stopped += await stop_tasks(current_session().client(), live, self._record_once)
                     for row in rows.values():
                         row.cancel()
                     return
+
+    def _record_once(self, event: str, row_id: str, **fields: Any) -> None:
+        """`Ledger.record` for the stops of a cancel: a task whose row's wait saw it end first is
+        journaled once, by the wait (the wait, in turn, leaves one the stop recorded first)."""
+        state = self.ledger.state(row_id)
+        if event == "finished" and state.phase == "finished" and state.task_id == str(fields.get("task_id")):
+            return
+        self.ledger.record(event, row_id, **fields)
 
 
 async def cancel_requested(client: PrefectClient, run_id: UUID | str) -> str:

@@ -11,7 +11,7 @@ a task are waited for, and no combination is paid for twice.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -40,17 +40,26 @@ from flows.orchestrate.artifacts import (
 )
 from flows.orchestrate.credentials import load_credentials
 from flows.orchestrate.fanout import ACCOUNT_LIMIT, ensure_concurrency_limit, run_shards
-from flows.orchestrate.hooks import kill_on_cancel, stopping_on_sigterm
+from flows.orchestrate.hooks import kill_on_cancel, stopping_on_signals
 from flows.orchestrate.nightly import compare_with_baseline
 from flows.orchestrate.outcomes import show_row_outcomes
-from flows.store.checks import check_out
+from flows.store.checks import check_one_sweep, check_out
 from flows.store.journal import Journal
 from flows.store.locks import out_lock
+from flows.store.outs import expand_out
 from flows.store.shards import check_out_mode, select_shard, shard_dir
 from flows.store.summary import summarize
 from flows.store.thumbnails import save_thumbnails
 from flows.view.report import write_report
 from wiro_tasks.prefect_tasks import wiro_session
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """What a cancelled sweep's final state holds: why it stopped, and how many Wiro tasks it stopped."""
+
+    reason: str
+    tasks: int = 0
 
 
 class OutNotWritableError(SweepError, RuntimeError):
@@ -105,8 +114,9 @@ async def sweep(
 
     Args:
         grid: CSV or Parquet files (or directories of them) whose columns are Wiro's input names.
-        out: Directory for videos/, the manifests and the journal; reuse it to resume. `{date}` in
-            it becomes the run's scheduled date (UTC), e.g. runs/nightly-{date}.
+        out: Directory for videos/, the manifests and the journal of one grid's sweep; reuse it to
+            resume. `{date}` in it becomes the run's scheduled date (UTC), e.g. runs/nightly-{date};
+            `{run}` the run's short id, e.g. runs/adhoc-{date}-{run}: an OUT per run.
         axes: Extra values to sweep, e.g. {"seed": ["1", "2"]}: a cartesian product over every row.
         max_concurrency: Most Wiro tasks in flight at once (per shard when sharded).
         poll_interval: Seconds before the first status poll; later polls back off.
@@ -135,6 +145,7 @@ async def sweep(
     out_dir = resolve_out(out)
     check_out(out_dir, grid)  # a grid directory as OUT, or an OUT nobody can write: exit 2 before anything
     frame = load_grid(grid, axes, model=model_name(model), max_combinations=max_combinations)
+    check_one_sweep(out_dir, frame)  # another grid's paid rows in OUT would drop from its manifest and report
     check_out_mode(out_dir, shards, shard)  # an OUT swept in another mode would pay for its rows again
     await asyncio.to_thread(save_thumbnails, frame, out_dir)  # the start images' pictures for the report
     if shards > 1 and shard is None:
@@ -157,7 +168,7 @@ async def sweep(
                 runner = SweepRunner(frame, work_dir, journal, settings)
                 artifact = await acreate_progress_artifact(0.0, description=progress_description(work_dir, len(frame)))
                 shown = ProgressArtifact(artifact)
-                with listening(shown.update), stopping_on_sigterm():
+                with listening(shown.update), stopping_on_signals():
                     result = await runner.run()
                 await shown.flush()
         finally:
@@ -171,7 +182,8 @@ async def sweep(
         # Under the lock: a parent sees the child alive, and a cancellation hook waits for it.
         reported = await _report(manifest, work_dir, artifact_scope(out, shard), result.strays)
     if result.cancelled:
-        return Cancelled(message=f"{result.cancelled}; stopped its Wiro tasks")
+        stopped = Stopped(result.cancelled, result.stopped)
+        return Cancelled(message=f"{stopped.reason}; stopped {stopped.tasks} Wiro task(s)", data=stopped)
     return await compare_with_baseline(reported, out, out_dir, baseline)
 
 
@@ -191,13 +203,12 @@ async def _sweep_in_shards(params: SweepParams, frame: pd.DataFrame, out_dir: Pa
 
 
 def resolve_out(out: str) -> Path:
-    """OUT as an absolute path, with `{date}` replaced by the run's scheduled date (UTC)."""
-    if "{date}" in out:
-        from prefect.runtime import flow_run
+    """OUT as an absolute path: `{date}` is the run's scheduled date (UTC), `{run}` its short id."""
+    if "{date}" not in out and "{run}" not in out:
+        return Path(out).resolve()
+    from prefect.runtime import flow_run
 
-        when = flow_run.scheduled_start_time or datetime.now(UTC)
-        out = out.replace("{date}", when.astimezone(UTC).strftime("%Y-%m-%d"))
-    return Path(out).resolve()
+    return expand_out(out, flow_run.scheduled_start_time, flow_run.id)
 
 
 async def _show_rows(manifest: pd.DataFrame, waited: set[str]) -> None:

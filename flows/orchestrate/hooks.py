@@ -4,8 +4,8 @@
   process is gone: it stops the Wiro tasks the run left running (a parent: cancels its child runs
   and stops the tasks of shards nobody sweeps any more), and writes the final manifest, report and
   artifacts the run's process could not.
-- `stopping_on_sigterm` makes SIGTERM (how a worker stops a cancelled run's process) stop the
-  sweep as Cancel does, within Prefect's kill grace.
+- `stopping_on_signals` makes SIGTERM (how a worker stops a cancelled run's process) and Ctrl-C
+  stop the sweep as Cancel does, within Prefect's kill grace.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from flows.orchestrate.credentials import load_credentials
 from flows.store.journal import JOURNAL, fold, read_events
 from flows.store.locks import directory_lock
 from flows.store.manifest import build_manifest, write_manifest
+from flows.store.outs import expand_out
 from flows.store.shards import shard_dir, shard_dirs
 from flows.view.report import REPORT, write_report
 
@@ -48,8 +49,7 @@ def kill_on_cancel(flow: Flow[Any, Any], flow_run: FlowRun, state: State[Any]) -
     out = flow_run.parameters.get("out")
     if not out:
         return
-    root = Path(str(out).replace("{date}", flow_run.expected_start_time.strftime("%Y-%m-%d")
-                                  if flow_run.expected_start_time else "")).resolve()  # fmt: skip
+    root = expand_out(str(out), flow_run.expected_start_time, flow_run.id)
     logger = flow_run_logger(flow_run, flow)
     shard = flow_run.parameters.get("shard")
     if shard is not None:
@@ -119,35 +119,55 @@ def stop_unattended(out: Path) -> int:
     return count
 
 
+CTRL_C = "stopped by Ctrl-C"
+
+
 @contextmanager
-def stopping_on_sigterm() -> Iterator[None]:
-    """SIGTERM (how a worker stops the process of a run cancelled in the UI) stops the sweep as
-    Cancel does: its Wiro tasks are stopped and recorded with what they cost, and the manifest,
-    the report and the summary show it, within Prefect's 30 s grace. Prefect's own handler would
-    raise TerminationSignal mid-row and leave the run Running with a traceback. In the main
-    thread only (a worker's flow process); elsewhere nothing changes."""
+def stopping_on_signals() -> Iterator[None]:
+    """SIGTERM (how a worker stops the process of a run cancelled in the UI) and the first Ctrl-C
+    (SIGINT) stop the sweep as Cancel does: its Wiro tasks are stopped and recorded with what
+    they cost, the manifest, the report and the summary show it, and the run ends Cancelled.
+    Prefect's own handling would raise mid-row and leave the run Crashed (Ctrl-C) or Running
+    (SIGTERM) with a traceback. A second Ctrl-C is handled as before this: it interrupts at
+    once. In the main thread only (the command line, a worker's flow process); elsewhere
+    nothing changes."""
     loop = asyncio.get_running_loop()
-    previous = signal.getsignal(signal.SIGTERM)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    cancelling: set[asyncio.Task[None]] = set()
+
+    def cancel(why: str) -> None:
+        cancelling.add(loop.create_task(_cancel_self(why)))
+
+    def on_sigint() -> None:
+        _restore(loop, signal.SIGINT, previous[signal.SIGINT])  # a second Ctrl-C interrupts
+        cancel(CTRL_C)
+
     try:
-        loop.add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(_cancel_self()))
+        loop.add_signal_handler(signal.SIGTERM, cancel, "stopped by SIGTERM")
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
     except (RuntimeError, ValueError, NotImplementedError):  # not the main thread of the main interpreter
         yield
         return
     try:
         yield
     finally:
-        loop.remove_signal_handler(signal.SIGTERM)
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            _restore(loop, sig, handler)
 
 
-async def _cancel_self() -> None:
+def _restore(loop: asyncio.AbstractEventLoop, sig: int, handler: Any) -> None:
+    loop.remove_signal_handler(sig)
+    signal.signal(sig, handler)
+
+
+async def _cancel_self(why: str) -> None:
     """Make sure the run is Cancelling, which the runner watches for (a worker's cancel already is)."""
     from prefect.runtime import flow_run
 
-    get_run_logger().warning("SIGTERM: stopping the sweep's Wiro tasks, then recording how each row ended")
+    get_run_logger().warning("%s: stopping the sweep's Wiro tasks, then recording how each row ended", why)
     if not flow_run.id:
         return
     async with get_client() as client:
         run = await client.read_flow_run(flow_run.id)
         if run.state is None or not (run.state.is_cancelling() or run.state.is_cancelled()):
-            await client.set_flow_run_state(flow_run.id, Cancelling(message="stopped by SIGTERM"), force=True)
+            await client.set_flow_run_state(flow_run.id, Cancelling(message=why), force=True)

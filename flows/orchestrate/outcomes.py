@@ -10,7 +10,9 @@ rows that did not succeed:
 - a task run Crashed because the sweep was cancelled under it takes the state its row ended in.
 
 So the UI's state filter lists exactly the rows of each kind: Failed the failed rows, TimedOut
-the timed-out ones, Cancelled the cancelled and skipped ones.
+the timed-out ones, Cancelled the cancelled and skipped ones. A row the sweep stopped before
+(`not_started`) ran nothing and gets no task run; one of its own left Crashed or unfinished
+reads Cancelled.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from prefect.client.schemas.objects import State, StateType, TaskRun
 from prefect.states import Cancelled, Failed
 
 from flows.engine.rows import row_label
+from flows.store.manifest import NOT_STARTED
 
 PAGE = 200
 CONCURRENT_CALLS = 8
@@ -49,7 +52,7 @@ def row_outcome(status: str, label: str) -> None:
 def state_for(status: str, error: str) -> State[Any]:
     """The Prefect state a row's final status reads as in the UI."""
     message = f"{status}: {error or 'no reason recorded'}"
-    if status in ("cancelled", "skipped"):
+    if status in ("cancelled", "skipped", NOT_STARTED):
         return Cancelled(message=message)
     return Failed(message=message, name="TimedOut" if status == "timed_out" else "Failed")
 
@@ -83,7 +86,7 @@ async def show_row_outcomes(flow_run_id: UUID, rows: Iterable[Mapping[str, Any]]
             stale = [r for r in runs if r.state and (r.state.type is StateType.CRASHED or not r.state.is_final())]
             if stale:
                 calls.append(client.set_task_run_state(stale[0].id, wanted, force=True))
-            else:
+            elif row["status"] != NOT_STARTED:
                 calls.append(client.create_task_run(row_outcome, flow_run_id, dynamic_key=f"row-{row['row_id']}",
                                                     name=f"{row['status']} {label}", state=wanted))  # fmt: skip
         limit = asyncio.Semaphore(CONCURRENT_CALLS)

@@ -2,18 +2,22 @@
 
 Each problem is one line naming the option, setting or file and what to do, with exit code 2
 (`GridError`, or `JournalError` for a damaged journal): an OUT that is also a grid directory, an
-OUT that cannot be written, a damaged journal under OUT, a `PREFECT_API_URL` that does not
-answer. The flow checks OUT itself too (`check_out`), for runs started by a deployment.
+OUT that cannot be written, a damaged journal under OUT, an OUT that holds paid rows another
+grid swept there (`check_one_sweep`), a `PREFECT_API_URL` that does not answer. The flow checks
+OUT itself too (`check_out`, `check_one_sweep`), for runs started by a deployment.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from flows.grid import GridError
-from flows.store.journal import JOURNAL, read_events
+import pandas as pd
+
+from flows.grid import SOURCE, GridError
+from flows.store.journal import JOURNAL, RowState, read_events
 from wiro_tasks._config import shown_url
 
 
@@ -66,6 +70,62 @@ def _unwritable(out: Path) -> str | None:
                 read_only = False
             return f"{target} is on a read-only file system" if read_only else f"{target} is not writable"
     return None
+
+
+def check_one_sweep(out: Path, grid: pd.DataFrame) -> None:
+    """An OUT holds one sweep: the rows of one grid (with its axes), kept across reruns. A grid
+    may grow there, but must keep every row OUT holds a task for: the manifest and the report are
+    the grid's rows, so a row left out would drop from them with what it cost. Refused with both
+    grids named, before anything is written or paid for."""
+    from flows.store.shards import recorded_states
+
+    rows = set(grid["row_id"])
+    held = sorted(r for r, state in recorded_states(out).items() if r not in rows and _may_be_billed(state))
+    if not held:
+        return
+    sources = _sources(out, set(held))
+    before = _grid_files(sources) or "another grid"
+    given = _grid_files(grid[SOURCE]) or "this grid"
+    if sources and _file_names(sources) == _file_names(grid[SOURCE]):  # other --axis values, or rows removed
+        raise GridError("--out", f"{out} holds {len(held)} paid row(s) of an earlier sweep of {given} that this "
+                        "one does not have (other --axis values, or rows since removed); sweeping it there would "
+                        "drop them from its manifest and report: give it an --out of its own, or keep those rows "
+                        "in it")  # fmt: skip
+    raise GridError("--out", f"{out} holds {len(held)} paid row(s) of {before} that {given} does not have; "
+                    f"sweeping {given} there would drop them from its manifest and report: give {given} "
+                    f"an --out of its own, or sweep it together with {before}")  # fmt: skip
+
+
+def _may_be_billed(state: RowState) -> bool:
+    """Whether a row has a task, or may (its Run request was sent): what it cost must stay in view."""
+    return bool(state.task_ids) or state.cost > 0 or state.phase in ("intent", "unknown", "submitted")
+
+
+def _sources(out: Path, row_ids: set[str]) -> list[str]:
+    """The `source` cells (`file:row`) OUT's manifest gives these rows; none when it cannot say."""
+    from flows.store.manifest import MANIFEST_PARQUET, read_manifest
+
+    try:
+        manifest = read_manifest(out) if (out / MANIFEST_PARQUET).is_file() else None
+    except Exception:  # a damaged manifest: the journal is the record, and the message says less
+        return []
+    if manifest is None or SOURCE not in manifest:
+        return []
+    return [str(s) for r, s in zip(manifest["row_id"], manifest[SOURCE], strict=True) if r in row_ids]
+
+
+def _grid_files(sources: Iterable[object]) -> str:
+    """The grid files named by `source` cells (`a.csv:1 b.csv:4`), as one phrase."""
+    files = sorted(_files(sources))
+    return " and ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+
+
+def _files(sources: Iterable[object]) -> set[str]:
+    return {name for cell in sources for name in re.findall(r"(\S.*?):\d+(?=\s|$)", str(cell))}
+
+
+def _file_names(sources: Iterable[object]) -> set[str]:
+    return {Path(name).name for name in _files(sources)}
 
 
 def check_journals(out: Path) -> None:

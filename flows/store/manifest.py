@@ -32,6 +32,9 @@ from wiro_tasks.types import MAX_SECONDS, MAX_TASK_COST, finite_decimal
 MANIFEST_PARQUET = "manifest.parquet"
 MANIFEST_CSV = "manifest.csv"
 FINAL_STATUSES = ("succeeded", "failed", "timed_out", "cancelled", "skipped")
+NOT_STARTED = "not_started"  # a final manifest's row the sweep stopped before: no task, nothing billed
+STATUSES = (*FINAL_STATUSES, NOT_STARTED, "pending", "running")
+"""Every status a manifest row may have: `pending` and `running` only while a sweep runs."""
 COST_TYPE = pa.decimal128(38, 18)
 _COST_QUANTUM = Decimal("1e-18")
 _WRITING = threading.Lock()
@@ -75,8 +78,10 @@ COLUMNS = SCHEMA.names
 def row_status(state: RowState | None, final: bool = False) -> tuple[str, str]:
     """The manifest status and error of a row; `pending` and `running` only while a sweep runs.
 
-    In the manifest a finished run leaves (`final`), a row it could not bring to an end is
-    `failed`, with what to do about it; the journal still knows its task and a rerun waits for it.
+    In the manifest a finished run leaves (`final`), a row it never sent a Run request for is
+    `not_started` (no task, nothing billed: a rerun submits it); a row it could not bring to an
+    end is `failed`, with what to do about it; the journal still knows its task and a rerun
+    waits for it.
     """
     if state is None or state.phase in ("new", "intent"):
         error = state.error if state else ""
@@ -85,7 +90,7 @@ def row_status(state: RowState | None, final: bool = False) -> tuple[str, str]:
                 "its Run request was sent but not answered before the sweep stopped; rerun with the same --out"
             )
         if final:
-            return "failed", f"not submitted: {error or 'the sweep stopped first'}"
+            return NOT_STARTED, error or "the sweep stopped before its Run request; a rerun submits it"
         return "pending", error
     if state.phase in ("submitted", "unknown"):
         if final:

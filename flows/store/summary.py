@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from flows.store.manifest import FINAL_STATUSES, MANIFEST_CSV, MANIFEST_PARQUET
+from flows.store.manifest import MANIFEST_CSV, MANIFEST_PARQUET, NOT_STARTED, STATUSES
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class Summary:
     cost: Decimal
     p50: float | None
     p95: float | None
-    failures: list[dict[str, str]]
+    failures: list[dict[str, str]]  # rows that ran, or tried to, and did not succeed (never `not_started`)
     strays: tuple[str, ...] = ()  # paid tasks matching a row that no sweep here claimed: "task 1234 (inputs)"
 
     @property
@@ -28,7 +28,7 @@ class Summary:
 
     @property
     def message(self) -> str:
-        """One line, e.g. `18 of 20 rows succeeded; 1 failed, 1 timed_out; $0.0430 billed`."""
+        """One line, e.g. `18 of 20 rows succeeded; 1 failed, 1 not_started; $0.0430 billed`."""
         others = ", ".join(f"{n} {s}" for s, n in self.counts.items() if s != "succeeded" and n)
         head = f"{self.counts.get('succeeded', 0)} of {self.total} rows succeeded"
         return f"{head}{'; ' + others if others else ''}; ${self.cost:.4f} billed"
@@ -51,6 +51,9 @@ class Summary:
             "",
             f"Manifest: `{out / MANIFEST_PARQUET}` and `{out / MANIFEST_CSV}`; videos in `{out / 'videos'}`.",
         ]
+        if self.counts.get(NOT_STARTED):
+            lines += ["", f"{self.counts[NOT_STARTED]} row(s) not started: the sweep stopped before their Run "
+                      "requests. Nothing was billed for them; a rerun with the same OUT submits them."]  # fmt: skip
         if self.strays:
             lines += ["", "## Paid tasks no sweep here claimed", "",
                       "Each matches a row's inputs, and was found while looking for that row's lost Run answer; "
@@ -73,10 +76,10 @@ def _s(value: float | None) -> str:
 
 
 def summarize(manifest: pd.DataFrame, strays: tuple[str, ...] = ()) -> Summary:
-    counts = {s: int((manifest["status"] == s).sum()) for s in (*FINAL_STATUSES, "pending", "running")}
+    counts = {s: int((manifest["status"] == s).sum()) for s in STATUSES}
     counts = {s: n for s, n in counts.items() if n}
     elapsed = manifest.loc[manifest["status"] == "succeeded", "elapsed_seconds"].dropna()
-    failed = manifest[manifest["status"] != "succeeded"]
+    failed = manifest[~manifest["status"].isin(("succeeded", NOT_STARTED))]
     failures = [
         {k: str(r[k] or "") for k in ("row_id", "prompt", "seed", "status", "error")} for r in failed.to_dict("records")
     ]

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-STATUS_ORDER = ("succeeded", "failed", "timed_out", "cancelled", "skipped", "running", "pending")
+STATUS_ORDER = ("succeeded", "failed", "timed_out", "cancelled", "skipped", "not_started", "running", "pending")
 
 
 def by_status(counts: dict[str, int]) -> list[tuple[str, int]]:

@@ -7,8 +7,9 @@
 The manifests are joined by `row_id` (`join`, pure). Each row gets one `change`, in the order a
 reader wants them: regressed (succeeded in BASELINE, not in CURRENT; or slower or dearer past
 the thresholds), gone, undecodable, changed (the video looks different: PSNR under the threshold,
-or another size, frame count or fps), fixed, new, failing (on both sides), similar (other bytes,
-same look) and identical (same sha256; never decoded). Only rows whose bytes differ are decoded
+or another size, frame count or fps), fixed, new, not_started (CURRENT's sweep stopped before
+it: not a regression), failing (on both sides), similar (other bytes, same look) and identical
+(same sha256; never decoded). Only rows whose bytes differ are decoded
 (flows/view/videodiff.py), a few at a time.
 """
 
@@ -28,14 +29,15 @@ import pyarrow as pa
 from flows.errors import InputError
 from flows.grid import BASIC_INPUTS
 from flows.grid import COLUMNS as GRID_COLUMNS
-from flows.store.manifest import COST_TYPE, MANIFEST_PARQUET, SCHEMA, read_manifest
+from flows.store.manifest import COST_TYPE, MANIFEST_PARQUET, NOT_STARTED, SCHEMA, read_manifest
 from flows.store.summary import Summary, summarize
 from flows.store.thumbnails import IMAGE_COLUMNS, image_label, text, with_image_columns
 from flows.view.videodiff import SAMPLES, VideoDiff, diff_videos
 
 COMPARE_CSV, COMPARE_PARQUET, COMPARE_HTML = "compare.csv", "compare.parquet", "compare.html"
 ASSETS = "compare"  # CURRENT/compare/: frame strips, the baseline videos and the start images the page shows
-CHANGES = ("regressed", "gone", "undecodable", "changed", "fixed", "new", "failing", "similar", "identical")
+CHANGES = ("regressed", "gone", "undecodable", "changed", "fixed", "new", NOT_STARTED, "failing", "similar",
+           "identical")  # fmt: skip
 UNFINISHED = ("pending", "running")
 _NEEDED = ("row_id", *BASIC_INPUTS, "status", "error", "output_path",
            "output_sha256", "cost_usd", "elapsed_seconds")  # fmt: skip
@@ -110,7 +112,7 @@ class Comparison:
         unchanged = c["similar"] + c["identical"] + c["failing"]
         line = (f"{self.regressed} of {len(self.rows)} rows regressed, {c['fixed']} fixed, "
                 f"{c['changed']} changed, {unchanged} unchanged")  # fmt: skip
-        extra = [f"{c[k]} {k}" for k in ("new", "gone", "undecodable") if c[k]]
+        extra = [f"{c[k]} {k}" for k in ("new", "gone", "undecodable", NOT_STARTED) if c[k]]
         return str(line + ("; " + ", ".join(extra) if extra else ""))
 
     def lines(self, limit: int = 20) -> list[str]:
@@ -239,6 +241,8 @@ def judge(row: dict[str, Any], diff: VideoDiff | None, t: Thresholds) -> dict[st
     elif after is None:
         change, note = "gone", f"{before} in BASELINE, not in CURRENT"
         reasons = [note] if ok_before else []
+    elif after == NOT_STARTED:
+        change, note = NOT_STARTED, f"{before} in BASELINE; CURRENT's sweep stopped before it"
     else:
         if ok_before and not ok_after:
             reasons.append(f"{before} -> {after}" + (f": {row['error_current']}" if row["error_current"] else ""))

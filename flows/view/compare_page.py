@@ -37,8 +37,8 @@ CARDS = (  # sections of cards, in the order a reader wants them
     ("fixed", "Fixed and new", lambda r: r["change"] in ("fixed", "new")),
 )
 LABELS = {"regressed": "regressed", "gone": "gone", "undecodable": "undecodable", "changed": "changed",
-          "fixed": "fixed", "new": "new", "failing": "still failing", "similar": "looks the same",
-          "identical": "identical"}  # fmt: skip
+          "fixed": "fixed", "new": "new", "not_started": "not started", "failing": "still failing",
+          "similar": "looks the same", "identical": "identical"}  # fmt: skip
 
 
 @cache
@@ -98,7 +98,7 @@ def build_page(comparison: Comparison) -> str:
     totals = [("rows", len(rows)), ("regressed", comparison.regressed), ("fixed", counts["fixed"]),
               ("changed", counts["changed"]),
               ("unchanged", counts["similar"] + counts["identical"] + counts["failing"])]  # fmt: skip
-    totals += [(k, counts[k]) for k in ("new", "gone", "undecodable") if counts[k]]
+    totals += [(k, counts[k]) for k in ("new", "gone", "undecodable", "not_started") if counts[k]]
     b, c = comparison.sides["baseline"], comparison.sides["current"]
     sides = [("succeeded", _n(b.counts.get("succeeded", 0)), _n(c.counts.get("succeeded", 0))),
              ("billed", f"${b.cost:.4f}", f"${c.cost:.4f}"),

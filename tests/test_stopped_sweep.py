@@ -1,0 +1,81 @@
+"""A sweep stopped part-way tells the truth: Ctrl-C on `wiro-sweep run` against a Prefect server
+ends the flow run Cancelled (not Crashed) with its report and summary, and the rows it never
+started are `not_started` everywhere a person looks, never `failed`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from flows.store.manifest import read_manifest
+from wiro_tasks.emulator import EmulatorServer
+
+from .conftest import EmulatorFactory
+from .processes import finish, start, wait_until
+
+ROWS, SLOTS = 5, 2
+
+
+async def flow_run_of(out: Path) -> tuple[Any, list[Any], dict[str, Any]]:
+    """The flow run that swept into `out`, its task runs and its artifacts (by key or type)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        FlowRunFilterId,
+    )
+
+    async with get_client() as client:
+        runs = [r for r in await client.read_flow_runs() if r.parameters.get("out") == str(out)]
+        assert len(runs) == 1, [r.name for r in runs]
+        run = runs[0]
+        tasks = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+        found = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
+        )
+    return run, tasks, {str(a.key or a.type): a for a in found}
+
+
+def test_ctrl_c_against_a_prefect_server_ends_cancelled_and_rows_never_started_are_not_failed(
+    make_emulator: EmulatorFactory, subprocess_env: Callable[[EmulatorServer], dict[str, str]], tmp_path: Path
+) -> None:
+    emulator = make_emulator(queue_seconds=0.05)
+    grid = tmp_path / "grid.csv"
+    grid.write_text("prompt,numFrames\n" + "".join(f'"hang {n} [emulator:hang]",9\n' for n in range(ROWS)))
+    out, log = (tmp_path / "out").resolve(), tmp_path / "log.txt"
+    args = [str(grid), "--out", str(out), "--max-concurrency", str(SLOTS), "--poll-interval", "0.1"]
+    process = start(args, subprocess_env(emulator), log)
+    wait_until(lambda: emulator.account.stats()["tasks"] == SLOTS, seconds=120)
+    time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGINT)
+    assert finish(process, log, 90) == 130, log.read_text()
+    said = log.read_text()
+    assert emulator.account.stats()["statuses"] == {"task_cancel": SLOTS}, "no task runs on"
+
+    manifest = read_manifest(out)
+    assert Counter(manifest["status"]) == {"cancelled": SLOTS, "not_started": ROWS - SLOTS}, said
+    report = (out / "report.html").read_text()
+    assert report.count('data-status="not_started"') == ROWS - SLOTS
+    assert 'data-status="failed"' not in report
+    message = f"0 of {ROWS} rows succeeded; {SLOTS} cancelled, {ROWS - SLOTS} not_started"
+    assert message in said, said[-2000:]
+    last = said.rstrip().splitlines()[-1]
+    assert last == f"Interrupted: stopped {SLOTS} running Wiro task(s). Rerun the same command to resume."
+
+    run, tasks, artifacts = asyncio.run(flow_run_of(out))
+    assert run.state is not None
+    assert run.state.is_cancelled(), run.state
+    assert "cancelled by the runtime environment" not in str(run.state.message)
+    states = Counter(t.state.name for t in tasks if t.state is not None)
+    assert not {"Crashed", "Failed"} & set(states), states
+    summary = [a for key, a in artifacts.items() if key.endswith("-summary")]
+    assert summary, sorted(artifacts)
+    assert message in summary[0].data
+    assert "failed" not in summary[0].data.lower()
