@@ -313,6 +313,9 @@ async def find_task(
     since: datetime,
     exclude: list[str],
     since_server: datetime | None = None,
+    id_floor: int | None = None,
 ) -> FindOutcome:
-    """The tasks a lost Run answer may have created: same inputs, created after `since`."""
-    return await scan_for_task(wiro_client(), model, inputs, since, exclude, since_server=since_server)
+    """The tasks a lost Run answer may have created: same inputs, created after `since` (and,
+    with `id_floor`, numbered above it: see `scan_for_task`)."""
+    client = wiro_client()
+    return await scan_for_task(client, model, inputs, since, exclude, since_server=since_server, id_floor=id_floor)
