@@ -53,12 +53,12 @@ def assert_each_row_has_its_own_task(emulator: EmulatorServer, rows: list[dict[s
 def test_a_run_answered_late_is_found_and_stopped_within_the_budget(
     make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
 ) -> None:
-    """Every Run answer 12 s late, tasks billing per second all along and running 30x longer than
+    """Every Run answer 12 s late, tasks billing per second all along and running 15x longer than
     quoted: the guard finds each late Run's task (Task/List) and stops it, so what the emulator
     billed stays within the budget. Before, a task could be stopped only once its answer came:
     $2.34 was billed on a $1 budget."""
     emulator = make_emulator(
-        preview=True, cps=Decimal("0.05"), task_seconds=60.0, approximate_seconds=2.0,
+        preview=True, cps=Decimal("0.05"), task_seconds=60.0, approximate_seconds=4.0,
         faults=Faults(run_latency=12.0),
     )  # fmt: skip
     wiro_env(emulator)

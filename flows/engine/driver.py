@@ -36,6 +36,7 @@ from typing import Any
 from prefect.client.schemas.objects import State
 from prefect.concurrency.asyncio import concurrency
 
+from flows.engine.budget import RUN_LATE_SECONDS
 from flows.engine.guard import BudgetGuard
 from flows.engine.ledger import Ledger
 from flows.engine.matching import TaskMatcher
@@ -53,7 +54,6 @@ from wiro_tasks.waiting import WaitOutcome
 MAX_SUBMIT_ATTEMPTS = 5
 LOST_ANSWER_SETTLE_SECONDS = 1.0
 SLOT_WAIT_SECONDS = 6 * 3600.0  # how long code 96 (account full) is waited out before a row gives up
-RUN_LATE_SECONDS = 3.0  # a Run answer this late: its task is looked for (Task/List) so the guard can stop it
 RUN_LATE_MAX_GAP = 30.0  # the longest pause between two such looks
 DOUBT_WAIT_SECONDS = 1.0  # how long an answer waits for those of Runs sent before it, before Task/Detail decides
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from flows.engine.budget import Budget, least_bill, work_units
+from flows.engine.budget import UNANSWERED_SECONDS, Budget, least_bill, work_units
 from flows.engine.ledger import Ledger
 from flows.engine.rows import maybe_live, quote_inputs
 from flows.engine.settings import Settings
@@ -45,7 +45,8 @@ class BudgetGuard:
         observed = [s.cost / self.work[k] for k, s in states.items()
                     if k in self.work and s.cost > 0 and s.phase == "finished"]  # fmt: skip
         spent = sum((s.cost for s in states.values()), Decimal(0))
-        self.budget = Budget(settings.budget, spent=spent, estimate_usd=settings.estimate_usd, observed_rates=observed)
+        self.budget = Budget(settings.budget, spent=spent, estimate_usd=settings.estimate_usd, observed_rates=observed,
+                             unanswered=UNANSWERED_SECONDS)  # fmt: skip
 
     @property
     def spent(self) -> Decimal:
