@@ -22,7 +22,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -145,11 +145,15 @@ async def submit(
     label: str,
     limit_wait: float = 3600.0,
     connect_wait: float | None = None,
+    sending: Callable[[bool], None] | None = None,
 ) -> SubmitOutcome:
     """Send one Run request; resend only when Wiro said no task was created. A connection that
-    never opens is retried for `connect_wait` s (default `CONNECT_WAIT_SECONDS`, read per call)."""
+    never opens is retried for `connect_wait` s (default `CONNECT_WAIT_SECONDS`, read per call).
+    `sending(True)` is called as each attempt goes out, `sending(False)` when Wiro said it made
+    no task (it will be sent again, or not at all)."""
     connect = CONNECT_WAIT_SECONDS if connect_wait is None else connect_wait
-    return await submit_with(wiro_client(), model, inputs, limit_wait=limit_wait, connect_wait=connect)
+    client = wiro_client()
+    return await submit_with(client, model, inputs, limit_wait=limit_wait, connect_wait=connect, sending=sending)
 
 
 async def submit_with(
@@ -159,6 +163,7 @@ async def submit_with(
     *,
     limit_wait: float = 3600.0,
     connect_wait: float = CONNECT_WAIT_SECONDS,
+    sending: Callable[[bool], None] | None = None,
 ) -> SubmitOutcome:
     """`submit`'s body, on a given client. Code 96 and 429 are waited out for `limit_wait` s; a
     connection that never opens (no task can exist) is retried for `connect_wait` s of its own."""
@@ -167,6 +172,8 @@ async def submit_with(
     unreachable_since: float | None = None
     warned = False
     while True:
+        if sending is not None:
+            sending(True)
         try:
             submitted = await client.run(inputs, model=model)
             return SubmitOutcome("submitted", submitted.task_id)
@@ -177,6 +184,8 @@ async def submit_with(
         except AuthenticationError as exc:
             return SubmitOutcome("auth", message=str(exc))
         except (ConcurrencyLimitError, RateLimitedError, WiroConnectionError) as exc:
+            if sending is not None:
+                sending(False)
             refusals += 1
             now = time.monotonic()
             if now - started > limit_wait:

@@ -55,6 +55,7 @@ MAX_SUBMIT_ATTEMPTS = 5
 LOST_ANSWER_SETTLE_SECONDS = 1.0
 SLOT_WAIT_SECONDS = 6 * 3600.0  # how long code 96 (account full) is waited out before a row gives up
 RUN_LATE_MAX_GAP = 30.0  # the longest pause between two such looks
+LATE_TICK_SECONDS = 0.5  # how often a Run awaiting its answer is looked at (no request unless it is late)
 DOUBT_WAIT_SECONDS = 1.0  # how long an answer waits for those of Runs sent before it, before Task/Detail decides
 
 logger = logging.getLogger("flows.engine")
@@ -74,6 +75,7 @@ class RowDriver:
         self.not_succeeded: set[str] = set()  # rows whose `wait` task run in this flow run ended otherwise
         self.sending: dict[str, int] = {}  # rows whose Run answer is awaited -> the order their Runs were sent in
         self.named: dict[str, set[str]] = {}  # task id -> rows whose Run answer named it
+        self.attempted: dict[str, float] = {}  # rows whose Run answer is awaited -> when its last attempt went out
         self._order = itertools.count()
         self._answers = asyncio.Condition()  # a Run answer came (or its request ended)
 
@@ -161,25 +163,37 @@ class RowDriver:
                 ledger.record("finished", row_id, status="failed", error=outcome.message, task_id="")
 
     async def _send(self, row: dict[str, Any], inputs: dict[str, Value], label: str) -> tuple[SubmitOutcome, int]:
-        """The Run request and the order it was sent in. While its answer is late, its task is looked for."""
+        """The Run request and the order its last attempt was sent in (a Run refused with code 96
+        or 429 is sent again). While its answer is late, its task is looked for."""
         row_id = row["row_id"]
-        order = self.sending[row_id] = next(self._order)
         answered = asyncio.Event()
+        self._sending(row_id, True)
         looking = asyncio.create_task(self._look_while_late(row, inputs, label, answered))
         outcome: SubmitOutcome | None = None
         try:
-            outcome = await submit(row[MODEL], inputs, label, limit_wait=SLOT_WAIT_SECONDS)
+            outcome = await submit(row[MODEL], inputs, label, limit_wait=SLOT_WAIT_SECONDS,
+                                   sending=lambda out: self._sending(row_id, out))  # fmt: skip
         finally:
             if outcome is not None and outcome.kind == "submitted":
                 self.matcher.saw(outcome.task_id)
                 self.named.setdefault(outcome.task_id, set()).add(row_id)
-            del self.sending[row_id]
+            order = self.sending.pop(row_id, -1)
+            self.attempted.pop(row_id, None)
             answered.set()
             async with self._answers:
                 self._answers.notify_all()
             await asyncio.gather(looking, return_exceptions=True)
         assert outcome is not None  # `submit` returned
         return outcome, order
+
+    def _sending(self, row_id: str, out: bool) -> None:
+        """A Run attempt for the row goes out now (`out`), or was refused without a task."""
+        if out:
+            self.sending[row_id] = next(self._order)
+            self.attempted[row_id] = time.monotonic()
+        else:
+            self.sending.pop(row_id, None)
+            self.attempted.pop(row_id, None)
 
     async def _in_doubt(self, task_id: str, order: int) -> bool:
         """Whether a Run answer may name another Run's task: another answer named it too, or a Run
@@ -197,27 +211,42 @@ class RowDriver:
     async def _look_while_late(self, row: dict[str, Any], inputs: dict[str, Value], label: str,
                                answered: asyncio.Event) -> None:  # fmt: skip
         """With a budget, a Run whose answer is late: find its task (Task/List, as for a lost answer),
-        so the guard can stop it (`BudgetGuard.pending`) before its answer comes."""
-        row_id, gap = row["row_id"], RUN_LATE_SECONDS
+        so the guard can stop it (`BudgetGuard.pending`) before its answer comes. Lateness counts
+        from the attempt in flight (none between attempts refused without a task)."""
+        row_id, pause, attempt, due = row["row_id"], RUN_LATE_SECONDS, 0.0, 0.0
         if self.guard.limit is None:
             return
-        while True:
-            try:
-                await asyncio.wait_for(answered.wait(), gap)
+        while not answered.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(answered.wait(), LATE_TICK_SECONDS)
+            sent = self.attempted.get(row_id)
+            if answered.is_set() or sent is None:
+                continue
+            if sent != attempt:  # a new attempt: late from then on
+                attempt, pause = sent, RUN_LATE_SECONDS
+                due = sent + pause
+            if time.monotonic() < due:
+                continue
+            if await self._look_once(row, inputs, label, answered):
                 return
-            except TimeoutError:
-                pass
-            try:
-                task_id = await self.matcher.find_pending(row, inputs, label)
-            except Exception as exc:  # a look that failed is tried again; the answer may still come
-                logger.warning("row %s: looking for the task of a late Run answer: %s", row_id, exc)
-                task_id = None
-            if task_id and not answered.is_set():
-                self.guard.pending[row_id] = task_id
-                self.ledger.record("note", row_id, error=f"its Run answer is late: its task {task_id} was found in "
-                                   "Task/List, for the budget guard to stop if it must")  # fmt: skip
-                return
-            gap = min(gap * 2, RUN_LATE_MAX_GAP)
+            pause = min(pause * 2, RUN_LATE_MAX_GAP)
+            due = time.monotonic() + pause
+
+    async def _look_once(self, row: dict[str, Any], inputs: dict[str, Value], label: str,
+                         answered: asyncio.Event) -> bool:  # fmt: skip
+        """One look for a late Run's task; whether it was found (and handed to the guard)."""
+        row_id = row["row_id"]
+        try:
+            task_id = await self.matcher.find_pending(row, inputs, label)
+        except Exception as exc:  # a look that failed is tried again; the answer may still come
+            logger.warning("row %s: looking for the task of a late Run answer: %s", row_id, exc)
+            return False
+        if not task_id or answered.is_set():
+            return False
+        self.guard.pending[row_id] = task_id
+        self.ledger.record("note", row_id, error=f"its Run answer is late: its task {task_id} was found in "
+                           "Task/List, for the budget guard to stop if it must")  # fmt: skip
+        return True
 
     async def _claim(self, row: dict[str, Any], inputs: dict[str, Value], task_id: str, order: int) -> str:
         """Claim the task a Run answer named; why it is not this row's, or "" when it is claimed.
