@@ -121,9 +121,10 @@ class BudgetGuard:
         """A row is done in this run. A Run may have made a task that runs and bills, which nobody
         here waits for: its hold stays (orphaned); any other hold is released."""
         if maybe_live(self.ledger.states.get(row_id)):
-            self.budget.orphan(row_id)
+            self.budget.orphan(row_id)  # a task found while its answer was late can still be stopped
         else:
             self.budget.release(row_id)
+            self.pending.pop(row_id, None)
         await self._notify()
 
     async def _notify(self) -> None:
