@@ -71,7 +71,8 @@ def test_a_run_answered_late_is_found_and_stopped_within_the_budget(
     rows = records(read_manifest(out))
     assert not paid_in_no_manifest(emulator, rows)
     assert all(len(ids) == 1 for ids in tasks_by_combination(emulator).values()), "a combination paid twice"
-    assert sum((Decimal(str(r["cost_usd"] or 0)) for r in rows), Decimal(0)) == billed
+    counted = sum((Decimal(str(r["cost_usd"] or 0)) for r in rows), Decimal(0))
+    assert counted >= billed, "the manifest counts what was billed (a kill Wiro does not bill, at its seconds)"
 
 
 def test_an_answer_naming_an_earlier_runs_task_is_not_claimed(
