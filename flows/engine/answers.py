@@ -81,6 +81,8 @@ class RunAnswers:
             order = self.sending.pop(row_id, -1)
             self.attempted.pop(row_id, None)
             answered.set()
+            if outcome is None:  # cancelled (or failed): no look for its task is wanted now
+                looking.cancel()
             async with self._answers:
                 self._answers.notify_all()
             await asyncio.gather(looking, return_exceptions=True)
