@@ -69,6 +69,23 @@ def test_a_task_without_a_known_id_is_never_chosen_but_still_counted() -> None:
     assert money.to_stop(lambda row: row == "a") == ["a"], "b's Run answer is not back: it cannot be stopped"
 
 
+def test_a_task_whose_answer_is_late_counts_until_it_can_be_found_and_stopped() -> None:
+    """b's Run answer is not back and its task cannot be found before `unanswered` s: it is counted
+    as billing until a Kill sent then could land, so a is stopped now to make room. Counted only
+    `lookahead` ahead, both would run on and together pass the limit before b could be stopped."""
+    clock = Clock()
+    money = Budget(Decimal("0.10"), horizon=2.0, period=0.25, unanswered=4.0, clock=clock)
+    money.reserve("a", UNIT, PER_SECOND)
+    money.launch("a")
+    clock.now += 3.0
+    money.reserve("b", UNIT, PER_SECOND)
+    money.launch("b")
+    assert money.to_stop(lambda row: row == "a") == ["a"], "a (5.25 s) + b (6 s) may pass $0.10"
+    blind = Budget(Decimal("0.10"), horizon=2.0, period=0.25, clock=clock)
+    blind.flights = {row: type(f)(f.quote, f.work, sent=f.sent) for row, f in money.flights.items()}
+    assert blind.to_stop(lambda row: row == "a") == [], "counted 2.25 s ahead only, nothing is stopped yet"
+
+
 def test_a_stop_that_could_not_be_sent_is_counted_as_running_and_chosen_again() -> None:
     clock = Clock()
     money = budget("0.05", clock)

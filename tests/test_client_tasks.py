@@ -231,3 +231,29 @@ async def test_a_connection_that_opens_again_submits() -> None:
     async with AsyncWiroClient("k", "s", base_url="https://api.test/v1", transport=transport, retry=NO_RETRY) as c:
         outcome = await submit_with(c, TEXT_TO_VIDEO, INPUTS, connect_wait=0.3)
     assert (outcome.kind, outcome.task_id, len(calls)) == ("submitted", "31", 2)
+
+
+def behind(server: TaskListServer, index: int, seconds: float) -> None:
+    """Task `index`'s `createtime` runs `seconds` behind the server's (truthful) `Date` header."""
+    server.tasks[index]["createtime"] = str(int((datetime.now(UTC) - timedelta(seconds=seconds)).timestamp()))
+
+
+@pytest.mark.anyio
+async def test_task_times_behind_a_true_date_hide_no_task_numbered_above_the_floor() -> None:
+    """The lost task's time is 200 s behind the `Date` header: by time alone it is older than the
+    Run and hidden (the row was paid again); its id, above the newest known before the Run, says
+    it is new."""
+    server = TaskListServer(count=30, lost_at=5, old_from=10)
+    behind(server, 5, 200)
+    assert await scan(server, since_server=SINCE) == FindOutcome((), True), "hidden by the time alone"
+    assert await scan(server, since_server=SINCE, id_floor=4990) == FindOutcome((server.lost_id,), True)
+
+
+@pytest.mark.anyio
+async def test_a_task_is_older_than_the_run_only_when_its_time_and_its_id_both_say_so() -> None:
+    """An id at or below the floor (a server that numbers tasks again) with a recent time is still
+    found; one whose time and id are both older is not, and ends the scan."""
+    server = TaskListServer(count=30, lost_at=5, old_from=10)
+    assert await scan(server, since_server=SINCE, id_floor=5000) == FindOutcome((server.lost_id,), True)
+    old = TaskListServer(count=30, lost_at=12, old_from=10)
+    assert await scan(old, since_server=SINCE, id_floor=4995) == FindOutcome((), True)

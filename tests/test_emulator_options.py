@@ -39,6 +39,8 @@ CHANGED: dict[str, Any] = {
     "lost_run_rate": 0.07,
     "slow_rate": 0.08,
     "slow_seconds": 0.5,
+    "run_latency": 1.5,
+    "task_clock_offset": -200.0,
     "preview": True,
     "seed": 77,
     "model_version": "2.1-rc",

@@ -23,7 +23,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -147,11 +147,15 @@ async def submit(
     label: str,
     limit_wait: float = 3600.0,
     connect_wait: float | None = None,
+    sending: Callable[[bool], None] | None = None,
 ) -> SubmitOutcome:
     """Send one Run request; resend only when Wiro said no task was created. A connection that
-    never opens is retried for `connect_wait` s (default `CONNECT_WAIT_SECONDS`, read per call)."""
+    never opens is retried for `connect_wait` s (default `CONNECT_WAIT_SECONDS`, read per call).
+    `sending(True)` is called as each attempt goes out, `sending(False)` when Wiro said it made
+    no task (it will be sent again, or not at all)."""
     connect = CONNECT_WAIT_SECONDS if connect_wait is None else connect_wait
-    return await submit_with(wiro_client(), model, inputs, limit_wait=limit_wait, connect_wait=connect)
+    client = wiro_client()
+    return await submit_with(client, model, inputs, limit_wait=limit_wait, connect_wait=connect, sending=sending)
 
 
 async def submit_with(
@@ -161,6 +165,7 @@ async def submit_with(
     *,
     limit_wait: float = 3600.0,
     connect_wait: float = CONNECT_WAIT_SECONDS,
+    sending: Callable[[bool], None] | None = None,
 ) -> SubmitOutcome:
     """`submit`'s body, on a given client. Code 96 and 429 are waited out for `limit_wait` s; a
     connection that never opens (no task can exist) is retried for `connect_wait` s of its own."""
@@ -169,6 +174,8 @@ async def submit_with(
     unreachable_since: float | None = None
     warned = False
     while True:
+        if sending is not None:
+            sending(True)
         try:
             submitted = await client.run(inputs, model=model)
             return SubmitOutcome("submitted", submitted.task_id, socket_token=submitted.socket_token)
@@ -179,6 +186,8 @@ async def submit_with(
         except AuthenticationError as exc:
             return SubmitOutcome("auth", message=str(exc))
         except (ConcurrencyLimitError, RateLimitedError, WiroConnectionError) as exc:
+            if sending is not None:
+                sending(False)
             refusals += 1
             now = time.monotonic()
             if now - started > limit_wait:
@@ -315,6 +324,9 @@ async def find_task(
     since: datetime,
     exclude: list[str],
     since_server: datetime | None = None,
+    id_floor: int | None = None,
 ) -> FindOutcome:
-    """The tasks a lost Run answer may have created: same inputs, created after `since`."""
-    return await scan_for_task(wiro_client(), model, inputs, since, exclude, since_server=since_server)
+    """The tasks a lost Run answer may have created: same inputs, created after `since` (and,
+    with `id_floor`, numbered above it: see `scan_for_task`)."""
+    client = wiro_client()
+    return await scan_for_task(client, model, inputs, since, exclude, since_server=since_server, id_floor=id_floor)

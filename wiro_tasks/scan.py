@@ -4,7 +4,7 @@ the same inputs since the Run was sent, judged on the server's clock."""
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ._exceptions import WiroError
@@ -21,6 +21,7 @@ class FindOutcome:
     task_ids: tuple[str, ...]
     complete: bool
     blind: str = ""  # why the scan could not judge every task that may be it (then never complete)
+    newest: int | None = field(default=None, compare=False)  # the highest numeric task id the scan saw
 
     @property
     def task_id(self) -> str | None:
@@ -47,6 +48,7 @@ async def scan_for_task(
     exclude: list[str],
     *,
     since_server: datetime | None = None,
+    id_floor: int | None = None,
     page_size: int = SCAN_PAGE,
     max_scan: int = MAX_SCAN,
     max_details: int = MAX_DETAILS,
@@ -57,7 +59,9 @@ async def scan_for_task(
     the same moment on the server's clock when it was known then. Task times are the server's,
     so they are judged on its clock: `since_server`, else `since` moved by the offset that the
     answers' `Date` headers bound (`client.server_clock`), else `since` less an hour (`UNKNOWN_CLOCK`);
-    then less `CLOCK_SKEW`.
+    then less `CLOCK_SKEW`. Task records' times may disagree with the `Date` header, so neither
+    clock is trusted alone: with `id_floor` (the highest task id known to exist before the Run was
+    sent), a task counts as older than the Run only when its time and its id both say so.
 
     `complete` says the scan saw every task that could be it, and only then may "no task" let a
     row be paid for again. So the end of the list is never inferred from a short page (a server
@@ -79,7 +83,8 @@ async def scan_for_task(
     seen: set[str] = set()
     first_page: list[str] = []
     start, complete = 0, False
-    reader = _Reader(client, spec, wanted, max_details)
+    newest: int | None = None
+    reader = _Reader(client, spec, wanted, max_details, id_floor)
     while start < max_scan:
         page = await client.list_page(start=start, limit=page_size)
         if not page.tasks:
@@ -87,6 +92,7 @@ async def scan_for_task(
             break
         oldest = _oldest(client, since, since_server)  # the first answer has taught the server's clock
         ids = [t.id for t in page.tasks]
+        newest = max([newest or 0, *(int(i) for i in ids if i.isdigit() and len(i) < 20)])
         fresh = [t for t in page.tasks if t.id not in seen]
         # A page of tasks already seen is normal: tasks created meanwhile push the list down
         # (the scan goes on to an empty page). The first page again may mean `start` is ignored,
@@ -104,7 +110,8 @@ async def scan_for_task(
             break
     found.sort(key=lambda t: (t.created_at or since, int(t.id) if t.id.isdigit() else 0))
     blind = "" if found else reader.why_blind()
-    return FindOutcome(tuple(dict.fromkeys(t.id for t in found)), (complete or bool(found)) and not blind, blind)
+    complete = (complete or bool(found)) and not blind
+    return FindOutcome(tuple(dict.fromkeys(t.id for t in found)), complete, blind, newest or None)
 
 
 class _Reader:
@@ -117,8 +124,10 @@ class _Reader:
     too: they need no reading. A task that may be the one yet cannot be read (the reads are
     spent, or Task/Detail lacks `parameters` too) makes the scan blind: it proves nothing."""
 
-    def __init__(self, client: AsyncWiroClient, spec: ModelSpec, wanted: dict[str, Value], max_details: int) -> None:
+    def __init__(self, client: AsyncWiroClient, spec: ModelSpec, wanted: dict[str, Value], max_details: int,
+                 id_floor: int | None = None) -> None:  # fmt: skip
         self.client = client
+        self.floor = id_floor
         self.spec = spec
         self.wanted = wanted
         self.left = max_details
@@ -130,14 +139,23 @@ class _Reader:
     def _implied_older(self, task: WiroTask) -> bool:
         return self.past is not None and task.id.isdigit() and self.past.isdigit() and int(task.id) < int(self.past)
 
+    def newer_by_id(self, task: WiroTask) -> bool:
+        """Whether the task's id says it was made after the Run was sent, whatever its time says."""
+        return self.floor is not None and task.id.isdigit() and len(task.id) < 20 and int(task.id) > self.floor
+
     def older(self, task: WiroTask, oldest: datetime) -> bool:
+        if self.newer_by_id(task):
+            return False
         created = self.read.get(task.id, task).created_at
         return created < oldest if created is not None else self._implied_older(task)
 
+    def _too_old(self, task: WiroTask, oldest: datetime) -> bool:
+        return task.created_at is not None and task.created_at < oldest and not self.newer_by_id(task)
+
     async def judge(self, task: WiroTask, oldest: datetime, ordered: bool) -> tuple[WiroTask, bool]:
         """The task (as read whole, if it had to be) and whether it is the one looked for."""
-        match = bool(task.parameters) and _same_inputs(self.spec, task, self.wanted, oldest)
-        if (task.parameters and not match) or (task.created_at is not None and task.created_at < oldest):
+        match = bool(task.parameters) and self._same(task, oldest)
+        if (task.parameters and not match) or self._too_old(task, oldest):
             self._mark(task, oldest, ordered)
             return task, False
         if task.parameters and task.created_at is not None:
@@ -151,10 +169,13 @@ class _Reader:
             self.unread.append(task.id)
             return task, False
         self._mark(whole, oldest, ordered)
-        return whole, _same_inputs(self.spec, whole, self.wanted, oldest)
+        return whole, self._same(whole, oldest)
+
+    def _same(self, task: WiroTask, oldest: datetime) -> bool:
+        return not self._too_old(task, oldest) and same_inputs(self.spec, task, self.wanted)
 
     def _mark(self, task: WiroTask, oldest: datetime, ordered: bool) -> None:
-        if ordered and self.past is None and task.created_at is not None and task.created_at < oldest:
+        if ordered and self.past is None and self._too_old(task, oldest):
             self.past = task.id
 
     async def _detail(self, task: WiroTask) -> WiroTask | None:
@@ -188,9 +209,20 @@ def _oldest(client: AsyncWiroClient, since: datetime, since_server: datetime | N
     return since + timedelta(seconds=offset.low) - CLOCK_SKEW
 
 
-def _same_inputs(spec: ModelSpec, candidate: WiroTask, wanted: dict[str, Value], oldest: datetime) -> bool:
-    """Whether a listed task was made from `wanted` (defaults filled in) no earlier than `oldest`."""
-    if not candidate.parameters or (candidate.created_at is not None and candidate.created_at < oldest):
+def inputs_match(model: str, candidate: WiroTask, inputs: dict[str, Value]) -> bool:
+    """Whether a task (as Task/Detail or Task/List describes it) was made from these inputs."""
+    try:
+        spec = model_spec(model)
+        wanted = spec.validate(inputs, allow_unknown=True)
+    except WiroError:
+        return False
+    wanted.pop("callbackUrl", None)
+    return same_inputs(spec, candidate, wanted)
+
+
+def same_inputs(spec: ModelSpec, candidate: WiroTask, wanted: dict[str, Value]) -> bool:
+    """Whether a task was made from `wanted` (validated, defaults filled in)."""
+    if not candidate.parameters:
         return False
     try:
         have = spec.validate(dict(candidate.parameters), allow_unknown=True)

@@ -11,6 +11,13 @@ For every task in flight the budget holds the most it can have cost so far:
     no price from the API   the prior (`estimate_usd` per default-sized task), then the highest rate
                             billed x 1.2; one task at a time until a first bill
 
+A task whose Run answer is late (or lost) cannot be stopped before its task is found in
+Task/List (`RUN_LATE_SECONDS` after the Run, then a scan): `to_stop` counts a task it cannot
+stop yet as billing until at least `unanswered + horizon` after its Run, so other tasks are
+stopped first to make room. Admission does not hold that much for a task quoted shorter: when
+every task in flight is such a one, they may together bill past the limit by what their holds
+lacked (see docs/budget.md's conditions).
+
 A submission goes ahead only when what was billed, what the tasks in flight hold and its own
 hold fit in the limit. A per-second task has no price ceiling of its own, so `to_stop` looks
 ahead by the time a Kill takes to land (`horizon`) and names the youngest running tasks to stop
@@ -35,6 +42,8 @@ DEFAULT_ESTIMATE_USD = Decimal("0.10")
 MARGIN = Decimal("1.2")
 HORIZON_SECONDS = 2.0  # how long a Kill may take to stop a task's billing, from the moment it is decided
 PERIOD_SECONDS = 0.25  # how often the guard looks (`to_stop`)
+RUN_LATE_SECONDS = 3.0  # a Run answer this late: its task is looked for in Task/List (`RowDriver`)
+UNANSWERED_SECONDS = RUN_LATE_SECONDS + 1.0  # ... and found within a second's scan: then it can be stopped
 _REFERENCE_WORK = 121 * 25 * 832 * 480
 
 
@@ -109,6 +118,7 @@ class Budget:
         observed_rates: Iterable[Decimal] = (),
         horizon: float = HORIZON_SECONDS,
         period: float = PERIOD_SECONDS,
+        unanswered: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.limit = limit
@@ -118,6 +128,7 @@ class Budget:
         self.seconds: Decimal | None = None  # longest a per-second task took, Run request to its bill
         self.horizon = Decimal(str(horizon))
         self.period = period
+        self.unanswered = Decimal(str(unanswered))  # how long a task may bill before its id can be known
         self.clock = clock
         self.flights: dict[str, Flight] = {}
         self.orphans: set[str] = set()
@@ -245,7 +256,8 @@ class Budget:
     def to_stop(self, stoppable: Callable[[str], bool]) -> list[str]:
         """The running per-second tasks to stop now, youngest first, so that by the next look
         (`period` s on) plus the time a Kill takes, the worst case stays within the limit.
-        Marks them as being stopped; only `stoppable` rows (a known task id) are chosen."""
+        Marks them as being stopped; only `stoppable` rows (a known task id) are chosen, and one
+        that is not is counted as billing at least until `unanswered + horizon` after its Run."""
         if self.limit is None:
             return []
         now, period = self.clock(), self.period
@@ -255,10 +267,12 @@ class Budget:
         for row_id, flight in self.flights.items():
             if flight.rate is None:
                 worst += self.plan(flight.quote, flight.work)
-            else:
+            elif flight.stopping_at is None and flight.sent is not None and stoppable(row_id):
                 worst += self.exposure(flight, look)
-                if flight.stopping_at is None and flight.sent is not None and stoppable(row_id):
-                    running.append((row_id, flight))
+                running.append((row_id, flight))
+            else:
+                unknown = flight.sent + float(self.unanswered + self.horizon) if flight.sent is not None else look
+                worst += self.exposure(flight, look if flight.stopping_at is not None else max(look, unknown))
         victims = []
         for row_id, flight in sorted(running, key=lambda item: -(item[1].sent or 0.0)):
             if worst <= self.limit:

@@ -6,6 +6,9 @@ up where the last one stopped:
                       |                        \\--no_task--> new (submit again)
                       \\--refused / no balance / over budget--> failed / skipped
 
+A Run's answer is judged by `RunAnswers` (answers.py): one whose task may not be the row's
+counts as lost, and a late one's task is found meanwhile for the budget guard.
+
 A row holds a concurrency slot from before its Run request until its task is final, so the Wiro
 tasks in flight never exceed `max_concurrency`; the download needs no slot.
 """
@@ -24,6 +27,7 @@ from typing import Any
 from prefect.client.schemas.objects import State
 from prefect.concurrency.asyncio import concurrency
 
+from flows.engine.answers import RunAnswers
 from flows.engine.guard import BudgetGuard
 from flows.engine.ledger import Ledger
 from flows.engine.matching import TaskMatcher
@@ -33,7 +37,7 @@ from flows.engine.settings import Settings
 from flows.engine.uploads import ImageUploads
 from flows.grid import MODEL
 from wiro_tasks.inputs import Value
-from wiro_tasks.prefect_tasks import Saved, SubmitOutcome, fetch, outcome_of, submit, wait, wiro_client
+from wiro_tasks.prefect_tasks import Saved, fetch, outcome_of, wait, wiro_client
 from wiro_tasks.waiting import WaitOutcome
 
 MAX_SUBMIT_ATTEMPTS = 5
@@ -55,6 +59,7 @@ class RowDriver:
         self.settings = settings
         self.slots = asyncio.Semaphore(settings.max_concurrency)
         self.not_succeeded: set[str] = set()  # rows whose `wait` task run in this flow run ended otherwise
+        self.answers = RunAnswers(ledger, guard, matcher)
 
     async def process(self, row: dict[str, Any]) -> None:
         row_id = row["row_id"]
@@ -110,8 +115,9 @@ class RowDriver:
         row_id, ledger, halt = row["row_id"], self.ledger, self.ledger.halt
         offset = wiro_client().server_clock.offset
         server_at = iso(time.time() + offset.low) if offset else ""  # the moment on Wiro's clock, at the earliest
+        floor = {} if self.matcher.newest is None else {"id_floor": self.matcher.newest}  # ids above it are new
         ledger.record("intent", row_id, inputs=inputs, server_at=server_at, model=row[MODEL],
-                      account=self.matcher.account)  # fmt: skip
+                      account=self.matcher.account, **floor)  # fmt: skip
         if not await ledger.commit(durable=True):  # whole and on disk before the request that may cost money
             ledger.record("no_task", row_id, reason="its intent could not be written: no Run request was sent")
             ledger.record("skipped", row_id, reason=halt.reason)
@@ -120,14 +126,9 @@ class RowDriver:
             ledger.record("no_task", row_id, reason="the sweep was cancelled before its Run request")
             return
         self.guard.launch(row_id)  # a per-second task may be billed from here on
-        outcome: SubmitOutcome = await submit(row[MODEL], inputs, label, limit_wait=SLOT_WAIT_SECONDS)
-        taken = outcome.kind == "submitted" and await self.matcher.take_answered(outcome.task_id, row_id,
-                                                                                 outcome.socket_token)  # fmt: skip
-        if outcome.kind == "submitted" and not taken:
-            # Another row holds the task this answer names (a server that gave one id to two Runs):
-            # this row's own task, if its Run made one, is looked for like a lost answer's.
-            ledger.record("unknown", row_id, error=f"the Run answer named task {outcome.task_id}, which another "
-                          "row holds: looking for this row's own task")  # fmt: skip
+        outcome, why = await self.answers.send(row, inputs, label, limit_wait=SLOT_WAIT_SECONDS)
+        if why:  # this row's own task, if its Run made one, is looked for like a lost answer's
+            ledger.record("unknown", row_id, error=f"{why}: looking for this row's own task")
             await asyncio.sleep(LOST_ANSWER_SETTLE_SECONDS)
         elif outcome.kind == "submitted":
             ledger.record("submitted", row_id, task_id=outcome.task_id)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from flows.engine.budget import Budget, least_bill, work_units
+from flows.engine.budget import UNANSWERED_SECONDS, Budget, least_bill, work_units
 from flows.engine.ledger import Ledger
 from flows.engine.rows import maybe_live, quote_inputs
 from flows.engine.settings import Settings
@@ -38,13 +38,15 @@ class BudgetGuard:
         self.work = {r["row_id"]: work_units(r) for r in rows}
         self.quotes: dict[str, Quote | None] = {}  # row id -> its price, once Tool/Detail has been asked
         self.stopped: dict[str, str] = {}  # row id -> why the guard stopped its running task
+        self.pending: dict[str, str] = {}  # row id -> its task, found while its Run answer is late
         self.changed = asyncio.Condition()  # a hold ended or was settled: rows waiting on the budget look again
         self._stopping: set[asyncio.Task[None]] = set()
         states = ledger.states
         observed = [s.cost / self.work[k] for k, s in states.items()
                     if k in self.work and s.cost > 0 and s.phase == "finished"]  # fmt: skip
         spent = sum((s.cost for s in states.values()), Decimal(0))
-        self.budget = Budget(settings.budget, spent=spent, estimate_usd=settings.estimate_usd, observed_rates=observed)
+        self.budget = Budget(settings.budget, spent=spent, estimate_usd=settings.estimate_usd, observed_rates=observed,
+                             unanswered=UNANSWERED_SECONDS)  # fmt: skip
 
     @property
     def spent(self) -> Decimal:
@@ -119,9 +121,10 @@ class BudgetGuard:
         """A row is done in this run. A Run may have made a task that runs and bills, which nobody
         here waits for: its hold stays (orphaned); any other hold is released."""
         if maybe_live(self.ledger.states.get(row_id)):
-            self.budget.orphan(row_id)
+            self.budget.orphan(row_id)  # a task found while its answer was late can still be stopped
         else:
             self.budget.release(row_id)
+            self.pending.pop(row_id, None)
         await self._notify()
 
     async def _notify(self) -> None:
@@ -160,7 +163,9 @@ class BudgetGuard:
 
     async def watch(self) -> None:
         """Stops running per-second tasks, youngest first, before the bill could pass the budget
-        (see `Budget.to_stop`); their rows are recorded `skipped` with what they cost."""
+        (see `Budget.to_stop`); their rows are recorded `skipped` with what they cost. A Run whose
+        answer is late counts as billing since it was sent, and can be stopped once its task is
+        found (`pending`, `RowDriver`)."""
         if self.budget.limit is None:
             return
         states = self.ledger.states
@@ -170,14 +175,20 @@ class BudgetGuard:
                 rate = self.rates.get(states[row_id].task_id) if row_id in states else None
                 if rate is not None:
                     self.budget.observe(row_id, rate)
-            for row_id in self.budget.to_stop(lambda r: self.ledger.state(r).has_live_task):
-                task_id = self.ledger.state(row_id).task_id
+            for row_id in self.budget.to_stop(lambda r: bool(self._task_of(r))):
+                task_id = self._task_of(row_id)
                 self.stopped[row_id] = (f"budget: stopped while running, at ${self.budget.committed:.4f} "
                                         f"billed and held of ${self.budget.limit}")  # fmt: skip
                 self.ledger.record("note", row_id, error=f"budget: stopping task {task_id}")
                 stopping = asyncio.create_task(self.stop(row_id, task_id))
                 self._stopping.add(stopping)
                 stopping.add_done_callback(self._stopping.discard)
+
+    def _task_of(self, row_id: str) -> str:
+        """The running task the guard may stop for a row: its recorded one, or the one found while
+        its Run answer is late (`pending`); "" when none is known."""
+        state = self.ledger.state(row_id)
+        return state.task_id if state.has_live_task else self.pending.get(row_id, "")
 
     async def stop(self, row_id: str, task_id: str) -> None:
         """Kill one task at once (every second until a Kill lands is billed, and the guard counts

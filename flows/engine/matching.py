@@ -2,8 +2,15 @@
 whose answer was lost (or whose process died around one).
 
 A task is claimed for one row only: not another row's in this OUT, and not another OUT's on
-this machine (`flows.store.claims`). Only several complete Task/List scans, spread over a while,
-count as proof that a lost answer created no task; until then the row is never submitted again.
+this machine (`flows.store.claims`), and a Run answer's task only when its parameters are the
+row's own where the answer is in doubt (`RowDriver`). Only several complete Task/List scans,
+spread over a while, count as proof that a lost answer created no task; until then the row is
+never submitted again.
+
+Task times are the server's, and its `Date` header may disagree with them, so a scan trusts
+neither clock alone: each intent records the highest task id this run knew to exist before its
+Run was sent (`newest`: a Task/List at the start, Run answers and scans since), and a task
+with a higher id is never judged older than the Run, whatever its time says.
 """
 
 from __future__ import annotations
@@ -35,6 +42,25 @@ class TaskMatcher:
         self.claims = claims
         self.account = account
         self.strays: dict[str, list[str]] = {}  # row id -> matching tasks nobody claimed when it adopted one
+        self.newest: int | None = None  # the highest task id known to exist on the account
+
+    def saw(self, task_id: str | int | None) -> None:
+        """A task id known to exist now (an answer named it, a scan listed it)."""
+        text = str(task_id) if task_id is not None else ""
+        if text.isdigit() and len(text) < 20:
+            self.newest = max(self.newest or 0, int(text))
+
+    async def learn_newest(self) -> None:
+        """The newest task on the account before this run submits anything (one Task/List page
+        of one task); an empty account's floor is 0. Without it, scans judge by time alone."""
+        try:
+            page = await wiro_client().list_page(start=0, limit=1)
+        except WiroError as exc:
+            logger.info("Task/List for the newest task id failed (%s): lost answers are matched by time alone", exc)
+            return
+        self.newest = self.newest or 0
+        for task in page.tasks:
+            self.saw(task.id)
 
     def take(self, task_id: str, row_id: str, task: str = "") -> bool:
         """Claim a task for a row: not another row's here, and not another OUT's on this machine.
@@ -77,7 +103,9 @@ class TaskMatcher:
             await asyncio.sleep(delay)
             claimed = [t for s in ledger.states.values() if owned_by(s, self.account) for t in s.task_ids]
             model = state.model or row[MODEL]
-            found: FindOutcome = await find_task(model, inputs, label, since, claimed, since_server)
+            found: FindOutcome = await find_task(model, inputs, label, since, claimed, since_server,
+                                                 state.intent_id_floor)  # fmt: skip
+            self.saw(found.newest)
             for task_id in found.task_ids:
                 if self.take(task_id, row_id):
                     ledger.record("adopted", row_id, task_id=task_id)
@@ -95,6 +123,18 @@ class TaskMatcher:
                 ledger.record("note", row_id, error="Task/List too long to prove no task exists; not resubmitted")
                 raise LookupError(f"could not scan back to {state.intent_at}")
         ledger.record("no_task", row_id, reason="the lost Run answer created no task")
+
+    async def find_pending(self, row: dict[str, Any], inputs: dict[str, Value], label: str) -> str | None:
+        """A Run whose answer is late: its task, if one scan finds it (claimed for the row), else None.
+        Nothing is recorded as the row's task here: its answer, or its loss, still decides that."""
+        row_id, state = row["row_id"], self.ledger.state(row["row_id"])
+        since = datetime.fromisoformat(state.intent_at)
+        since_server = datetime.fromisoformat(state.intent_server_at) if state.intent_server_at else None
+        claimed = [t for s in self.ledger.states.values() if owned_by(s, self.account) for t in s.task_ids]
+        found: FindOutcome = await find_task(state.model or row[MODEL], inputs, label, since, claimed, since_server,
+                                             state.intent_id_floor)  # fmt: skip
+        self.saw(found.newest)
+        return next((t for t in found.task_ids if self.take(t, row_id)), None)
 
     def unclaimed_strays(self) -> tuple[str, ...]:
         """Tasks that matched a row's lost answer beside the one it adopted, and that no sweep on this

@@ -79,6 +79,8 @@ class SweepRunner:
         self.matcher = TaskMatcher(ledger, claims, account)
         driver = RowDriver(ledger, guard, ImageUploads(ledger, account), self.matcher, self.settings)
         todo = self._todo(claims)
+        if todo:  # the id floor of this run's first intents (`TaskMatcher.newest`)
+            await self.matcher.learn_newest()
         guard.hold_resumed(r["row_id"] for r in todo)
         ledger.write()
         publish(ledger.progress(guard.spent))

@@ -110,6 +110,7 @@ class RowState:
     task_ids: list[str] = field(default_factory=list)
     intent_at: str = ""
     intent_server_at: str = ""  # the same moment on the server's clock (a lower bound), when it was known
+    intent_id_floor: int | None = None  # the highest task id known to exist before that Run was sent
     submitted_at: str = ""
     status: str = ""
     error: str = ""
@@ -145,6 +146,8 @@ class RowState:
         if kind == "intent":
             self.phase, self.intent_at = "intent", utc_text(event["at"])
             self.intent_server_at = utc_text(event.get("server_at"))
+            floor = str(event.get("id_floor", ""))
+            self.intent_id_floor = int(floor) if floor.isdigit() and len(floor) < 20 else None
             self.inputs = event.get("inputs", self.inputs)
             self.model = str(event.get("model") or "")
             self.account = str(event.get("account") or "")

@@ -32,7 +32,9 @@ class Faults:
     `script` forces the outcome of the next requests in order ("ok", "500", "503", "429", "drop",
     "slow", and for Run and File/Upload "lost": the work is done, then the connection drops
     unanswered). `run_script` does the same for Run requests alone, where "dup" also creates the
-    task but answers with the task of the Run before it.
+    task but answers with the task of the Run before it. `run_latency` makes every Run answer
+    late by that many seconds, its task created (and billing) meanwhile; `task_clock_offset`
+    moves the times in task records away from the server's `Date` header (`clock_offset` moves both).
     """
 
     error_5xx_rate: float = 0.0
@@ -45,6 +47,8 @@ class Faults:
     download_fault_rate: float = 0.0
     socket_drop_rate: float = 0.0
     clock_offset: float = 0.0  # seconds the server's clock is ahead (negative: behind) of the true time
+    task_clock_offset: float = 0.0  # seconds task records' times are ahead (negative: behind) of the `Date` header
+    run_latency: float = 0.0  # seconds every Run answer is late; its task is created (and billing) meanwhile
     script: tuple[FaultKind, ...] = ()
     run_script: tuple[FaultKind, ...] = ()
     # Another model version changes these shares of its tasks (see emulator/versions.py).
@@ -68,7 +72,7 @@ class Faults:
             elif f.name.endswith("_rate") or f.name.startswith("rate_"):
                 if not 0.0 <= value <= 1.0:
                     raise ValueError(f"{f.name}: must be between 0 and 1 (got {value!r})")
-            elif f.name == "clock_offset":
+            elif f.name in ("clock_offset", "task_clock_offset"):
                 if not (math.isfinite(value) and abs(value) <= 10**7):
                     raise ValueError(f"{f.name}: must be a number of seconds, ahead or behind (got {value!r})")
             elif f.name == "version_slowdown":

@@ -62,6 +62,10 @@ class EmulatorOptions:
     lost_run_rate: float = _option("faults.lost_run_rate")
     slow_rate: float = _option("faults.slow_rate")
     slow_seconds: float = _option("faults.slow_seconds")
+    run_latency: float = _option("faults.run_latency", "Seconds every Run answer is late (its task bills meanwhile).")
+    task_clock_offset: float = _option(
+        "faults.task_clock_offset", "Seconds task records' times are ahead (negative: behind) of the Date header."
+    )
     preview: bool = _option("config.preview", "Small videos, for load tests.")
     seed: int = _option("config.seed", "Seed of the emulator's dice.")
     model_version: str = _option(

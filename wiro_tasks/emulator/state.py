@@ -146,8 +146,9 @@ class Account:
     # Time and money.
 
     def wall(self, at: float) -> int:
-        """Unix seconds on the server's clock (skewed by `faults.clock_offset`) at monotonic time `at`."""
-        return int(self.wall_time(at))
+        """Unix seconds in a task record at monotonic time `at`: the server's clock (skewed by
+        `faults.clock_offset`), moved by `faults.task_clock_offset` from its `Date` header."""
+        return int(self.wall_time(at) + self.faults.task_clock_offset)
 
     def wall_time(self, at: float) -> float:
         return float(self._wall_offset + at + self.faults.clock_offset)

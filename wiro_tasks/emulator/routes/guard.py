@@ -110,6 +110,8 @@ def api(name: str, *, run: bool = False, body_limit: int = API_BODY_LIMIT) -> Ca
                 return wiro_error(str(exc), status=413)
             if fault == "slow":  # the work is done; only the answer is late
                 await asyncio.sleep(account.faults.slow_seconds)
+            if run and account.faults.run_latency:  # the task exists and bills; its answer is late
+                await asyncio.sleep(account.faults.run_latency)
             return response
 
         return endpoint
