@@ -139,7 +139,8 @@ def without_prefect_tasks() -> Any:
     from contextlib import ExitStack
 
     stack = ExitStack()
-    stack.enter_context(patch.multiple("flows.engine.driver", submit=submit.fn, wait=wait_body_as_state))
+    stack.enter_context(patch("flows.engine.answers.submit", submit.fn))
+    stack.enter_context(patch("flows.engine.driver.wait", wait_body_as_state))
     stack.enter_context(patch("flows.engine.matching.find_task", find_task.fn))
     return stack
 

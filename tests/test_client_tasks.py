@@ -234,8 +234,11 @@ async def test_a_connection_that_opens_again_submits() -> None:
 
 
 def behind(server: TaskListServer, index: int, seconds: float) -> None:
-    """Task `index`'s `createtime` runs `seconds` behind the server's (truthful) `Date` header."""
-    server.tasks[index]["createtime"] = str(int((datetime.now(UTC) - timedelta(seconds=seconds)).timestamp()))
+    """Task `index`'s `createtime` runs `seconds` behind the server's (truthful) `Date` header: the
+    task was made as the Run was sent, 30 s after `SINCE` (not "now", which a loaded machine can
+    reach minutes after this module's `SINCE`)."""
+    made = SINCE + timedelta(seconds=30)
+    server.tasks[index]["createtime"] = str(int((made - timedelta(seconds=seconds)).timestamp()))
 
 
 @pytest.mark.anyio

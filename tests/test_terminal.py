@@ -57,14 +57,14 @@ def test_ctrl_c_ends_with_one_friendly_block(prefect_api: str, make_emulator: Em
     grid.write_text("prompt\nlong a [emulator:hang]\nlong b [emulator:hang]\nlong c [emulator:hang]\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(emulator.env(), PREFECT_API_URL=prefect_api, PREFECT_HOME=str(tmp_path / "home"), TERM="xterm")
-    command = [sys.executable, "-m", "flows", "run", str(grid), "--out", str(tmp_path / "out"), "--poll-interval",
-               "0.1"]  # fmt: skip
+    out = tmp_path / ("a-long-out-name-" * 8)  # the report's path is wider than the terminal: not broken in two
+    command = [sys.executable, "-m", "flows", "run", str(grid), "--out", str(out), "--poll-interval", "0.1"]
     screen = run_in_terminal(command, env, tmp_path, ctrl_c_when="running 3")
     assert screen.code == 130, screen.raw[-3000:]
     for noise in NOISE:
         assert noise not in screen.raw, (noise, screen.lines[-12:])
     assert screen.lines[-1] == "Interrupted: stopped 3 running Wiro task(s). Rerun the same command to resume."
     assert re.fullmatch(r"0 of 3 rows succeeded; 3 cancelled; \$\d+\.\d{4} billed", screen.lines[-3]), screen.lines[-6:]
-    assert screen.lines[-2].startswith("Report:   ")
+    assert screen.lines[-2] == f"Report:   {out / 'report.html'}"
     assert screen.lines[-4].startswith("sweep "), "the bar, then one short closing block"
     assert emulator.account.stats()["statuses"] == {"task_cancel": 3}

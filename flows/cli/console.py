@@ -219,7 +219,7 @@ def run_with_progress(params: SweepParams, frame: pd.DataFrame, verbose: bool = 
     summary = summarize(manifest)
     console.print(("[green]" if summary.all_succeeded else "[yellow]") + summary.message)
     if state.is_cancelled():  # a stopped sweep: a short block, exit 130, never "rows failed"
-        console.print(f"Report:   {out / 'report.html'}")
+        console.print(f"Report:   {out / 'report.html'}", soft_wrap=True)  # a path stays whole to copy
         console.print(_stopped_line(state))
         return 130
     _print_where(out, manifest, summary)
@@ -241,9 +241,9 @@ def _stopped_line(state: State[Any]) -> str:
 def _print_where(out: Path, manifest: pd.DataFrame, summary: Summary) -> None:
     """Where the videos, the manifest and the report are, and the first rows that did not succeed."""
     folders = sorted({str((out / p).parent) for p in manifest["output_path"] if p}) or [str(out / VIDEOS)]
-    console.print(f"Videos:   {', '.join(f + '/' for f in folders)}")
-    console.print(f"Manifest: {out / MANIFEST_PARQUET}  {out / MANIFEST_CSV}")
-    console.print(f"Report:   {out / 'report.html'}")
+    console.print(f"Videos:   {', '.join(f + '/' for f in folders)}", soft_wrap=True)  # paths stay whole to copy
+    console.print(f"Manifest: {out / MANIFEST_PARQUET}  {out / MANIFEST_CSV}", soft_wrap=True)
+    console.print(f"Report:   {out / 'report.html'}", soft_wrap=True)
     for failure in summary.failures[:10]:
         console.print(f"  {failure['row_id'][:8]} seed {failure['seed']}: {failure['status']}: {failure['error']}")
     if len(summary.failures) > 10:
