@@ -146,3 +146,33 @@ def test_each_listed_command_loads_under_its_name() -> None:
     unknown = CliRunner().invoke(main, ["nothing"])
     assert unknown.exit_code == 2
     assert "No such command 'nothing'" in unknown.output
+
+
+def test_top_level_help_names_both_models() -> None:
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    assert "text-to-video" in result.output, result.output
+    assert "image-to-video" in result.output, result.output
+
+
+def test_every_emulator_option_has_a_description() -> None:
+    import click
+
+    command = main.get_command(click.Context(main), "emulator")
+    assert command is not None
+    bare = [p.name for p in command.params if isinstance(p, click.Option) and not p.help]
+    assert bare == [], f"options without a description in `wiro-sweep emulator --help`: {bare}"
+
+
+def test_money_options_show_usd_and_no_option_shows_text() -> None:
+    shown = {}
+    for name, _, _ in COMMANDS:
+        result = CliRunner().invoke(main, [name, "--help"], terminal_width=200)
+        assert result.exit_code == 0
+        for line in result.output.splitlines():
+            words = line.split()
+            if words and words[0].startswith("--") and len(words) > 1:
+                shown[f"{name} {words[0]}"] = words[1]
+    assert [flag for flag, metavar in shown.items() if metavar == "TEXT"] == [], "a value named for what it is"
+    for flag in ("run --budget", "run --estimate-usd", "emulator --balance", "emulator --cps"):
+        assert shown[flag] == "USD", (flag, shown[flag])

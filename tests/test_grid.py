@@ -225,3 +225,27 @@ def test_unknown_axis_names_suggest_the_input_meant(specs: list[str], message: s
     assert str(caught.value).startswith(message) if message.startswith("--") else message in str(caught.value)
     with pytest.raises(GridError, match=r"did you mean seed\?"):
         load_grid([], {"sede": ["1"]})
+
+
+def test_every_bad_field_of_a_row_is_reported_not_only_the_first(tmp_path: Path) -> None:
+    """A bad `size` must not hide `steps=abc` in the same row."""
+    grid = write(tmp_path, "g.csv", "prompt,size,steps,fps\nok,huge,abc,16\n")
+    with pytest.raises(GridError) as caught:
+        load_grid([grid])
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "2 problems in the grid:", lines
+    assert lines[1].startswith(f"  {grid}, row 1, field size: "), lines
+    assert lines[2].startswith(f"  {grid}, row 1, field steps: "), lines
+
+
+def test_a_wrong_field_count_hides_no_other_error_in_the_file(tmp_path: Path) -> None:
+    grid = write(tmp_path, "g.csv", "prompt,steps\nshort\nfine,20\nbad steps,500\nlong,20,extra\n")
+    with pytest.raises(GridError) as caught:
+        load_grid([grid])
+    lines = str(caught.value).splitlines()
+    assert lines == [
+        "3 problems in the grid:",
+        f"  {grid}, row 1: has 1 fields, the header has 2 (line 2)",
+        f"  {grid}, row 4: has 3 fields, the header has 2 (line 5)",
+        f"  {grid}, row 3, field steps: must be between 1 and 100 (got '500')",
+    ], "the file's shape first, then its rows' values"

@@ -35,3 +35,21 @@ def test_pace_reads_rate_and_time_left_off_the_manifest() -> None:
     assert pace.text() == "4.0 rows/min · 10s left"
     assert Pace(None, None).text() == "— rows/min · — left"
     assert Pace(1.0, 3725).text() == "1.0 rows/min · 1h 02m left"
+
+
+def test_a_stall_says_how_long_no_row_has_finished_instead_of_a_time_left_that_never_moves() -> None:
+    since = datetime(2026, 1, 1, tzinfo=UTC)
+    at = [since + timedelta(seconds=s) for s in (0, 10, 60)]
+    manifest = pd.DataFrame({
+        "status": ["succeeded", "running", "pending"],
+        "submitted_at": [at[0], at[1], None],
+        "finished_at": [at[1], None, None],
+    })  # fmt: skip
+    pace = pace_of(manifest, since, at[2], slots=1)
+    assert pace.text() == "1.0 rows/min · no row finished for 50s", "rows take 10 s; none finished for 50 s"
+    assert pace_of(manifest, since, at[1] + timedelta(seconds=15), slots=1).text().endswith(" left"), "not yet"
+
+
+def test_a_finished_bar_shows_its_rate_and_no_time_left() -> None:
+    assert Pace(4.0, 0.0).text(finished=True) == "4.0 rows/min"
+    assert Pace(-37.0, None).text() == "0.0 rows/min · — left", "never a negative rate"

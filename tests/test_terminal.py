@@ -68,3 +68,30 @@ def test_ctrl_c_ends_with_one_friendly_block(prefect_api: str, make_emulator: Em
     assert screen.lines[-2] == f"Report:   {out / 'report.html'}"
     assert screen.lines[-4].startswith("sweep "), "the bar, then one short closing block"
     assert emulator.account.stats()["statuses"] == {"task_cancel": 3}
+
+
+def test_the_demo_bar_is_never_split_by_the_temporary_servers_notice_and_ends_without_time_left(
+    tmp_path: Path,
+) -> None:
+    """As `scripts/demo.sh` runs: `--emulator`, no Prefect API (the CLI starts its own server), and a
+    PREFECT_HOME of an earlier Prefect (its profiles, no telemetry marker): that server printed Prefect's
+    first-run notice into the live bar."""
+    grid = tmp_path / "grid.csv"
+    grid.write_text("prompt,numFrames\n" + "".join(f"scene {n},9\n" for n in range(3)))
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "profiles.toml").write_text("")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PREFECT_", "WIRO_")) and k not in QUIET_PREFECT}  # fmt: skip
+    env.update(PREFECT_HOME=str(home), TERM="xterm")
+    command = [sys.executable, "-m", "flows", "run", str(grid), "--out", str(tmp_path / "out"), "--emulator",
+               "--poll-interval", "0.2"]  # fmt: skip
+    screen = run_in_terminal(command, env, tmp_path)
+    assert screen.code == 0, screen.raw[-3000:]
+    lines = screen.lines
+    bars = [n for n, line in enumerate(lines) if line.startswith("sweep ")]
+    notice = [n for n, line in enumerate(lines) if "Prefect collects anonymous usage data" in line]
+    assert not [n for n in notice if n > bars[0]], f"a notice inside the bar's lines: {lines}"
+    assert bars == [bars[0]], f"the bar drawn once, in one place: {lines}"
+    assert re.search(r"3/3 .* · \d+\.\d rows/min +\d+:\d\d:\d\d$", lines[bars[0]]), lines[bars[0]]
+    assert " left" not in lines[bars[0]], "a finished bar has no time left"

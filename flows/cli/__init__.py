@@ -27,4 +27,5 @@ COMMANDS = (
 @click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="wiro-sweep", prog_name="wiro-sweep", message="%(prog)s %(version)s")
 def main() -> None:
-    """Run text-to-video parameter sweeps on Wiro (Wan2.2-TI2V-5B), or a local emulator of it."""
+    """Run text-to-video and image-to-video parameter sweeps on Wiro (Wan2.2-TI2V-5B), or on a local
+    emulator of it: a row with a start image runs image-to-video, a row without one text-to-video."""

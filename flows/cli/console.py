@@ -43,6 +43,7 @@ from wiro_tasks import ToolPrice
 from wiro_tasks._config import masked_urls
 
 console = Console(stderr=True, highlight=False)
+console.soft_wrap = not console.is_terminal  # to a pipe or a file, a message stays one line, however long
 ENGINE_NOISE = (
     "Crash detected!",
     "Finished in state",
@@ -162,21 +163,22 @@ def run_with_progress(params: SweepParams, frame: pd.DataFrame, verbose: bool = 
     with Bar(*columns, console=console, transient=False) as bar:
         task = bar.add_task("sweep", total=len(frame), detail="starting Prefect…", pace="")
         started: list[datetime] = []
-        shown: dict[str, Any] = {"done": 0, "first": 0, "cost": Decimal(0), "left": None}
+        shown: dict[str, Any] = {"done": 0, "first": 0, "cost": Decimal(0), "left": None, "quiet": None}
 
         def counted(by_status: dict[str, int], cost: Decimal) -> str:
             counts = " ".join(f"{k} {v}" for k, v in sorted(by_status.items()) if k != "pending" and v)
             return f"${cost:.4f}" + (f" · {counts}" if counts else "")
 
         def paced() -> str:
-            """Rows/min from the runner's own counts; the time left from the manifest's rows in flight."""
+            """Rows/min from the runner's own counts; the time left from the manifest's rows in flight
+            (or, in a stall, how long no row has finished); once every row is done, the rate alone."""
             minutes = (datetime.now(UTC) - started[0]).total_seconds() / 60
-            finished = shown["done"] - shown["first"]
+            finished = max(0, shown["done"] - shown["first"])
             rate = finished / minutes if finished and minutes > 0 else None
             left = shown["left"]
             if left is None and rate:
                 left = (len(frame) - shown["done"]) / rate * 60
-            return "· " + Pace(rate, left).text()
+            return "· " + Pace(rate, left, quiet=shown["quiet"]).text(finished=shown["done"] >= len(frame))
 
         def show(progress: Progress) -> None:
             if not started:  # the runner's first count: the sweep itself starts now
@@ -189,7 +191,7 @@ def run_with_progress(params: SweepParams, frame: pd.DataFrame, verbose: bool = 
             # The runner counts a row when it ends; the manifest also knows the rows now running.
             if pace.done == shown["done"]:
                 bar.update(task, detail=counted(pace.by_status, shown["cost"]))
-            shown["left"] = pace.seconds_left
+            shown.update(left=pace.seconds_left, quiet=pace.quiet)
             bar.update(task, pace=paced())
 
         def since() -> datetime | None:
@@ -244,7 +246,21 @@ def _print_where(out: Path, manifest: pd.DataFrame, summary: Summary) -> None:
     console.print(f"Videos:   {', '.join(f + '/' for f in folders)}", soft_wrap=True)  # paths stay whole to copy
     console.print(f"Manifest: {out / MANIFEST_PARQUET}  {out / MANIFEST_CSV}", soft_wrap=True)
     console.print(f"Report:   {out / 'report.html'}", soft_wrap=True)
-    for failure in summary.failures[:10]:
-        console.print(f"  {failure['row_id'][:8]} seed {failure['seed']}: {failure['status']}: {failure['error']}")
-    if len(summary.failures) > 10:
-        console.print(f"  …and {len(summary.failures) - 10} more (see the manifest)")
+    for line in failure_lines(summary.failures):
+        console.print(line)
+
+
+def failure_lines(failures: list[dict[str, str]], shown: int = 10) -> list[str]:
+    """One line per reason a row did not succeed, rows that share it counted (the row's id and seed
+    when it is alone); the first `shown` reasons, then how many more."""
+    groups: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for failure in failures:
+        groups.setdefault((failure["status"], failure["error"]), []).append(failure)
+    lines = []
+    for (status, error), rows in groups.items():
+        who = f"{rows[0]['row_id'][:8]} seed {rows[0]['seed']}" if len(rows) == 1 else f"{len(rows)} rows"
+        lines.append(f"  {who}: {status}: {error}")
+    more = len(lines) - shown
+    return lines[:shown] + (
+        [f"  …and {more} more reason{'' if more == 1 else 's'} (see the manifest)"] if more > 0 else []
+    )

@@ -24,6 +24,7 @@ import pandas as pd
 from flows.store.manifest import FINAL_STATUSES, read_manifest
 
 REFRESH_SECONDS = 1.0
+STALL_ROWS = 2.0  # no row finished for this many typical rows' time: a stall, said as such
 logger = logging.getLogger("flows.cli.pace")
 
 
@@ -33,10 +34,16 @@ class Pace:
     seconds_left: float | None
     by_status: dict[str, int] = field(default_factory=dict)  # as the manifest read stands
     done: int = 0
+    quiet: float | None = None  # seconds since a row last finished, when far longer than a row takes
 
-    def text(self) -> str:
-        """`12.5 rows/min · 3m 20s left` (dashes where nothing is known yet)."""
-        rate = "—" if self.rows_per_minute is None else f"{self.rows_per_minute:.1f}"
+    def text(self, finished: bool = False) -> str:
+        """`12.5 rows/min · 3m 20s left` (dashes where nothing is known yet); in a stall, how long
+        no row has finished instead of a time left that would not move; once finished, the rate alone."""
+        rate = "—" if self.rows_per_minute is None else f"{max(0.0, self.rows_per_minute):.1f}"
+        if finished:
+            return f"{rate} rows/min"
+        if self.quiet is not None:
+            return f"{rate} rows/min · no row finished for {_duration(self.quiet)}"
         left = "—" if self.seconds_left is None else _duration(self.seconds_left)
         return f"{rate} rows/min · {left} left"
 
@@ -83,7 +90,18 @@ def pace_of(manifest: pd.DataFrame, since: datetime, now: datetime, slots: int) 
     left = time_left(stamp, [t.timestamp() for t in running], [float(s) for s in took if s >= 0],
                      int((status == "pending").sum()), slots)  # fmt: skip
     counts = {str(k): int(v) for k, v in status.value_counts().items()}
-    return Pace(rate, left, counts, int(status.isin(FINAL_STATUSES).sum()))
+    quiet = _quiet(now, max([since, *finished[mine]]), took, unfinished=len(running) + counts.get("pending", 0))
+    return Pace(rate, left, counts, int(status.isin(FINAL_STATUSES).sum()), quiet)
+
+
+def _quiet(now: datetime, last: datetime, took: pd.Series, unfinished: int) -> float | None:
+    """Seconds since a row of this run last finished (or it started), when rows are left and that
+    is more than `STALL_ROWS` times a typical row's duration; else None."""
+    durations = [float(s) for s in took if s >= 0]
+    if not unfinished or not durations:
+        return None
+    quiet = (now - last).total_seconds()
+    return quiet if quiet > STALL_ROWS * statistics.median(durations) else None
 
 
 @contextmanager

@@ -22,8 +22,12 @@ from flows.view.videodiff import SAMPLES
 
 @click.command("report", cls=SweepCommand)
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--rows", default="prompt", show_default=True, help="Input(s) down the sheet, comma-separated.")
-@click.option("--cols", help="Input(s) across, comma-separated; default: every swept input but the rows.")
+@click.option(
+    "--rows", default="prompt", show_default=True, metavar="INPUTS", help="Input(s) down the sheet, comma-separated."
+)
+@click.option(
+    "--cols", metavar="INPUTS", help="Input(s) across, comma-separated; default: every swept input but the rows."
+)
 def report(out: Path, rows: str, cols: str | None) -> None:
     """Write OUT/report.html: the sweep's videos as a contact sheet, with totals and filters."""
     if not (out / MANIFEST_PARQUET).is_file():
@@ -37,7 +41,13 @@ def report(out: Path, rows: str, cols: str | None) -> None:
 
 @click.command("serve", cls=SweepCommand)
 @click.argument("out", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (loopback: this machine).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    metavar="HOST",
+    help="Interface to listen on (loopback: this machine).",
+)
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--allow-host", "allowed", multiple=True, metavar="NAME",
               help="Also answer requests addressed to NAME (a DNS alias or proxy of it); repeatable.")  # fmt: skip

@@ -77,6 +77,7 @@ class RowDriver:
                                row_id, error=f"{type(exc).__name__}: {exc}")  # fmt: skip
         finally:
             await self.guard.end(row_id)
+            self.ledger.through_with(row_id)
             publish(self.ledger.progress(self.guard.spent, row_id, self.ledger.status.get(row_id, "")))
 
     def _account_slot(self) -> AbstractAsyncContextManager[object]:

@@ -41,6 +41,10 @@ class Halt:
     cancelled: str | None = None  # the user cancelled the run: rows not submitted yet just stop
 
 
+def _done(status: str) -> bool:
+    return status not in ("pending", "running")
+
+
 class Ledger:
     """Row state for one OUT, its journal and its manifest."""
 
@@ -54,6 +58,8 @@ class Ledger:
         self.status = {r: row_status(self.states.get(r))[0] for r in row_ids}
         self.counts = Counter(self.status.values())
         self._holders: dict[str, set[str]] = {}  # task id -> the rows that ever held it
+        self._working: set[str] | None = None  # rows this run has yet to be through with (`work_on`)
+        self._done = 0  # rows done, counted as `work_on` says
         for state in self.states.values():
             for task_id in state.task_ids:
                 self._holders.setdefault(task_id, set()).add(state.row_id)
@@ -88,9 +94,21 @@ class Ledger:
         unnamed one): a lookup, not a scan of every row."""
         return any(k != row_id and owned_by(self.states[k], account) for k in self._holders.get(task_id, ()))
 
+    def work_on(self, row_ids: list[str]) -> None:
+        """The rows this run works on. Each counts as done only once this run is through with it
+        (`through_with`), whatever an earlier run left it as: else a resumed row counted as done
+        (cancelled, not started) drops out of the count when it runs again, and the count goes back."""
+        self._working = set(row_ids)
+        self._done = sum(1 for r, s in self.status.items() if _done(s) and r not in self._working)
+
+    def through_with(self, row_id: str) -> None:
+        if self._working is not None and row_id in self._working:
+            self._working.discard(row_id)
+            self._done += _done(self.status.get(row_id, "pending"))
+
     def progress(self, cost: Decimal, row_id: str = "", status: str = "") -> Progress:
         counts = {k: v for k, v in self.counts.items() if v}
-        done = sum(v for k, v in counts.items() if k not in ("pending", "running"))
+        done = self._done if self._working is not None else sum(v for k, v in counts.items() if _done(k))
         return Progress(self.total, done, counts, cost, last_row=row_id, last_status=status)
 
     # The journal.

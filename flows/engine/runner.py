@@ -82,6 +82,7 @@ class SweepRunner:
         if todo:  # the id floor of this run's first intents (`TaskMatcher.newest`)
             await self.matcher.learn_newest()
         guard.hold_resumed(r["row_id"] for r in todo)
+        ledger.work_on([r["row_id"] for r in todo])
         ledger.write()
         publish(ledger.progress(guard.spent))
         rows = {row["row_id"]: asyncio.create_task(driver.process(row)) for row in todo}

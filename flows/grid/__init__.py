@@ -50,7 +50,7 @@ from flows.grid.files import (
     grid_files,
     read_grid_file,
 )
-from wiro_tasks import IMAGE_TO_VIDEO, TEXT_TO_VIDEO, InputValidationError, model_spec
+from wiro_tasks import IMAGE_TO_VIDEO, TEXT_TO_VIDEO, InputValidationError, ModelSpec, model_spec
 from wiro_tasks.images import ImageCheckError, ImageInfo, check_image
 from wiro_tasks.inputs import Value
 
@@ -158,6 +158,9 @@ def expand_grid(
             given = {c: v for c, v in zip(INPUTS, combo, strict=True) if not is_missing(v)}
             try:
                 key, values = _combination(given, model, images, where)
+            except GridErrors as exc:  # several fields of one combination
+                problems += exc.problems
+                continue
             except GridError as exc:
                 problems.append(exc)
                 continue
@@ -212,7 +215,9 @@ class _Images:
 def _combination(
     given: dict[str, Any], model: str | None, images: _Images, where: _Where
 ) -> tuple[str, dict[str, Any]]:
-    """One combination's id and its frame values, validated against its own model."""
+    """One combination's id and its frame values, validated against its own model; every broken
+    rule is reported (as `GridErrors` when there are several)."""
+    problems: list[GridError] = []
     image, url = given.pop(IMAGE, None), given.get(IMAGE_URL)
     if image is not None and url is not None:
         raise where.error(IMAGE, f"give {IMAGE} (a file) or {IMAGE_URL} (a URL), not both")
@@ -226,17 +231,16 @@ def _combination(
         path = where.image_path(text)
         checked = images.check(path)
         if isinstance(checked, str):
-            raise where.error(IMAGE, f"{path}: {checked}")
-        info = checked
+            problems.append(where.error(IMAGE, f"{path}: {checked}"))
+        else:
+            info = checked
         given[IMAGE_URL] = PLACEHOLDER_URL
     for name, rule in _OTHER_SHAPE.items():
         if name in given and name not in spec.names:
-            raise where.error(name, f"is not an input of {chosen}: {rule}")
-    try:
-        values = spec.validate(given)
-    except InputValidationError as exc:
-        got = "" if exc.value is None else f" (got {exc.value!r})"
-        raise where.error(exc.field, f"{exc.rule}{got}") from None
+            problems.append(where.error(name, f"is not an input of {chosen}: {rule}"))
+            given.pop(name)
+    values = _validated(spec, given, where, problems)
+    raise_all(problems)
     values.pop("callbackUrl", None)
     values = canonical(values)
     if info is not None:
@@ -247,6 +251,21 @@ def _combination(
         key = row_id(chosen, values)
         row = dict(values)
     return key, {MODEL: chosen, **{name: row.get(name) for name in (*INPUTS, IMAGE_SHA, IMAGE_PATH)}}
+
+
+def _validated(spec: ModelSpec, given: Mapping[str, Any], where: _Where, problems: list[GridError]) -> dict[str, Value]:
+    """The typed values, every broken rule added to `problems`: each bad field is left out and the
+    rest checked again, so a bad `size` does not hide a bad `steps`."""
+    left = dict(given)
+    while True:
+        try:
+            return spec.validate(left)
+        except InputValidationError as exc:
+            got = "" if exc.value is None else f" (got {exc.value!r})"
+            problems.append(where.error(exc.field, f"{exc.rule}{got}"))
+            if exc.field not in left:  # a required input missing: nothing more to learn
+                return {}
+            del left[exc.field]
 
 
 def is_missing(value: object) -> bool:
@@ -288,7 +307,7 @@ def load_grid(
         checked.pop(IMAGE)  # the rows are still checked, without it
     for path in grid_files(paths):
         try:
-            frames.append(read_grid_file(path))
+            frames.append(read_grid_file(path, problems))
         except GridError as exc:
             problems.append(exc)
     if frames:

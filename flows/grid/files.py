@@ -20,6 +20,7 @@ from flows.grid.columns import (
     SOURCE,
     GridError,
     _hint,
+    raise_all,
 )
 from wiro_tasks.local_files import FileRuleError, open_regular
 
@@ -43,16 +44,25 @@ def grid_files(paths: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def read_grid_file(path: Path) -> pd.DataFrame:
-    """One file's rows as given (strings, numbers or lists), plus a `source` column `file:row`."""
+def read_grid_file(path: Path, problems: list[GridError] | None = None) -> pd.DataFrame:
+    """One file's rows as given (strings, numbers or lists), plus a `source` column `file:row`.
+
+    A CSV row with the wrong number of fields is left out and added to `problems`, so that the
+    other rows are still checked (without `problems`, it raises)."""
     name = str(path)
+    found: list[GridError] = []
     try:
-        return _read_grid_file(path, name)
+        frame = _read_grid_file(path, name, found)
     except OSError as exc:
         raise GridError(name, f"cannot be read: {exc.strerror or exc}") from None
+    if problems is None:
+        raise_all(found)
+    else:
+        problems += found
+    return frame
 
 
-def _read_grid_file(path: Path, name: str) -> pd.DataFrame:
+def _read_grid_file(path: Path, name: str, problems: list[GridError]) -> pd.DataFrame:
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
         raise GridError(name, f"unsupported file type {suffix!r}: use .csv or .parquet")
@@ -66,15 +76,20 @@ def _read_grid_file(path: Path, name: str) -> pd.DataFrame:
             raise GridError(name, f"file is {size:,} bytes, more than the {MAX_FILE_BYTES:,} allowed")
         if size == 0:
             raise GridError(name, "file is empty")
-        frame = _read_csv(handle, name) if suffix == ".csv" else _read_parquet(handle, name)
-    if frame.empty:
+        if suffix == ".csv":
+            frame, numbers = _read_csv(handle, name, problems)
+        else:
+            frame = _read_parquet(handle, name)
+            numbers = list(range(1, len(frame) + 1))
+    if frame.empty and not problems:
         raise GridError(name, "file has a header but no rows")
     _check_columns(name, list(frame.columns))
-    frame[SOURCE] = [f"{name}:{n}" for n in range(1, len(frame) + 1)]
+    frame[SOURCE] = [f"{name}:{n}" for n in numbers]
     return frame
 
 
-def _read_csv(file: BinaryIO, name: str) -> pd.DataFrame:
+def _read_csv(file: BinaryIO, name: str, problems: list[GridError]) -> tuple[pd.DataFrame, list[int]]:
+    """The rows of the right length, and their numbers (1 = the first row after the header)."""
     csv.field_size_limit(MAX_FILE_BYTES)  # long prompts get their own, clearer rule
     try:
         with io.TextIOWrapper(file, encoding="utf-8-sig", newline="") as handle:
@@ -84,16 +99,18 @@ def _read_csv(file: BinaryIO, name: str) -> pd.DataFrame:
                 raise GridError(name, "no header row: the first line must name the columns")
             columns = [h.strip() for h in header]
             rows: list[list[str]] = []
+            numbers: list[int] = []
+            number = 0
             for record in reader:
                 if not record or all(not cell.strip() for cell in record):
                     continue
+                number += 1
                 if len(record) != len(columns):
-                    raise GridError(
-                        name,
-                        f"has {len(record)} fields, the header has {len(columns)} (line {reader.line_num})",
-                        row=len(rows) + 1,
-                    )
+                    problems.append(GridError(name, f"has {len(record)} fields, the header has {len(columns)} "
+                                              f"(line {reader.line_num})", row=number))  # fmt: skip
+                    continue
                 rows.append(record)
+                numbers.append(number)
     except UnicodeDecodeError as exc:
         raise GridError(name, f"is not UTF-8 text (byte {exc.start})") from None
     except csv.Error as exc:
@@ -102,7 +119,7 @@ def _read_csv(file: BinaryIO, name: str) -> pd.DataFrame:
     if duplicates:
         raise GridError(name, f"column {duplicates[0]!r} appears twice in the header")
     frame = pd.DataFrame(rows, columns=columns, dtype=object)
-    return frame.map(lambda v: None if isinstance(v, str) and not v.strip() else v)
+    return frame.map(lambda v: None if isinstance(v, str) and not v.strip() else v), numbers
 
 
 def _read_parquet(file: BinaryIO, name: str) -> pd.DataFrame:

@@ -45,6 +45,9 @@ def prefect_api() -> Iterator[str | None]:
         "PREFECT_UI_ENABLED": "0",  # as Prefect's own temporary server
         "PREFECT__SERVER_EPHEMERAL": "1",
         "PREFECT__SERVER_FINAL": "1",
+        # It shares the terminal: Prefect's first-run notice from it would land inside the live bar
+        # (the CLI's own process shows the notice, if due, before the bar is drawn).
+        "DO_NOT_TRACK": "1",
     }
     command = [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
                "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"]  # fmt: skip

@@ -30,38 +30,47 @@ _DEFAULTS = {
 MONEY = ("balance", "cps")  # Decimal settings, given as text so that they stay exact
 
 
-def _option(target: str, help: str = "", *, default: Any = MISSING, type: Any = None) -> Any:
-    """A field that is an option: `target` is where its value goes, its default that target's."""
+def _option(
+    target: str, help: str = "", *, default: Any = MISSING, type: Any = None, metavar: str | None = None
+) -> Any:
+    """A field that is an option: `target` is where its value goes, its default that target's
+    (`metavar` names its value in `--help`)."""
     where, _, name = target.partition(".")
     if default is MISSING:
         default = _DEFAULTS[where][name]
         default = str(default) if isinstance(default, Decimal) else default
-    return field(default=default, metadata={"target": target, "help": help, "type": type})
+    return field(default=default, metadata={"target": target, "help": help, "type": type, "metavar": metavar})
 
 
 @dataclass(frozen=True)
 class EmulatorOptions:
     """What `wiro-sweep emulator` takes; credentials come from the environment (`EmulatorConfig.from_env`)."""
 
-    host: str = _option("serve.host", "Interface to listen on.", default="127.0.0.1")
-    port: int = _option("serve.port", default=8765)
-    balance: str = _option("config.balance", "Account balance in USD.")
+    host: str = _option("serve.host", "Interface to listen on.", default="127.0.0.1", metavar="HOST")
+    port: int = _option("serve.port", "Port to listen on.", default=8765)
+    balance: str = _option("config.balance", "Account balance in USD.", metavar="USD")
     concurrency_limit: int | None = _option("config.concurrency_limit", "Fixed limit; default follows the balance.")
-    cps: str = _option("config.cps", "USD per second.")
-    queue_seconds: float = _option("config.queue_seconds")
-    task_seconds: float = _option("config.task_seconds", "Accept to end.")
+    cps: str = _option("config.cps", "USD per second.", metavar="USD")
+    queue_seconds: float = _option("config.queue_seconds", "Seconds a task waits in the queue before it starts.")
+    task_seconds: float = _option("config.task_seconds", "Seconds a task runs, from accepted to ended.")
     task_seconds_max: float | None = _option("config.task_seconds_max", "Draw each task's time up to this.")
-    time_scale: float = _option("config.time_scale", "Real s per model s.")
-    fail_rate: float = _option("config.fail_rate")
-    error_rate: float = _option("config.error_interim_rate", "task_error interims.")
-    hang_rate: float = _option("config.hang_rate")
-    error_5xx_rate: float = _option("faults.error_5xx_rate")
-    rate_429: float = _option("faults.rate_429")
-    retry_after: float = _option("faults.retry_after")
-    drop_rate: float = _option("faults.drop_rate")
-    lost_run_rate: float = _option("faults.lost_run_rate")
-    slow_rate: float = _option("faults.slow_rate")
-    slow_seconds: float = _option("faults.slow_seconds")
+    time_scale: float = _option(
+        "config.time_scale", "Real seconds per model second (0.01 runs a 100 s task in 1 s; the bill still says 100 s)."
+    )
+    fail_rate: float = _option("config.fail_rate", "Share of tasks that end failed (0 to 1).")
+    error_rate: float = _option(
+        "config.error_interim_rate", "Share of tasks that pass through task_error interims (0 to 1)."
+    )
+    hang_rate: float = _option("config.hang_rate", "Share of tasks that run until killed (0 to 1).")
+    error_5xx_rate: float = _option("faults.error_5xx_rate", "Share of requests answered 500 or 503 (0 to 1).")
+    rate_429: float = _option("faults.rate_429", "Share of requests answered 429 Too Many Requests (0 to 1).")
+    retry_after: float = _option("faults.retry_after", "Seconds a 429 answer asks to wait (Retry-After).")
+    drop_rate: float = _option("faults.drop_rate", "Share of requests whose connection drops unanswered (0 to 1).")
+    lost_run_rate: float = _option(
+        "faults.lost_run_rate", "Share of Run requests whose task is created, then the answer is lost (0 to 1)."
+    )
+    slow_rate: float = _option("faults.slow_rate", "Share of requests answered late, by --slow-seconds (0 to 1).")
+    slow_seconds: float = _option("faults.slow_seconds", "Seconds a slow answer is late.")
     run_latency: float = _option("faults.run_latency", "Seconds every Run answer is late (its task bills meanwhile).")
     task_clock_offset: float = _option(
         "faults.task_clock_offset", "Seconds task records' times are ahead (negative: behind) of the Date header."
@@ -71,6 +80,7 @@ class EmulatorOptions:
     model_version: str = _option(
         "faults.model_version",
         "Another version changes some videos (slightly or wholly), fails or slows some tasks.",
+        metavar="VERSION",
     )
     list_page_cap: int | None = _option(
         "config.list_page_cap",
@@ -87,7 +97,9 @@ class EmulatorOptions:
     repeat_nonces: bool = _option("config.repeat_nonces", "Accept a nonce seen before, as Wiro seems to.")
     task_error_final: bool = _option("config.task_error_final", "A stuck task_error is final: Cancel/Kill refuse it.")
     unknown_status: str = _option(
-        "config.unknown_status", "A running task reports this status (e.g. task_weird) and ends only when killed."
+        "config.unknown_status",
+        "A running task reports this status (e.g. task_weird) and ends only when killed.",
+        metavar="STATUS",
     )
     ignore_kills: bool = _option("config.ignore_kills", "Cancel and Kill answer success and change nothing.")
     socket_frames: str = _option(
@@ -152,7 +164,8 @@ def click_options() -> list[click.Option]:
             continue
         kind = f.metadata["type"] or next(t for t in (*get_args(hints[f.name]), hints[f.name]) if t is not NoneType)
         shown = f.default is not None
-        made.append(click.Option([flag], type=kind, default=f.default, show_default=shown, help=help_text))
+        made.append(click.Option([flag], type=kind, default=f.default, show_default=shown, help=help_text,
+                                 metavar=f.metadata["metavar"]))  # fmt: skip
     return made
 
 
