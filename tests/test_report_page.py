@@ -10,7 +10,9 @@ from urllib.parse import quote
 
 import numpy as np
 
-from flows.store.manifest import SUMMARY_JSON
+from flows.grid import load_grid
+from flows.store.journal import fold
+from flows.store.manifest import SUMMARY_JSON, build_manifest
 from flows.view.compare import compare_outs
 from flows.view.compare_page import write_comparison
 from flows.view.report import build_report, write_report
@@ -18,7 +20,7 @@ from flows.view.serve import ReportServer
 
 from .nights import Row, night
 from .test_report import chromium as chromium
-from .test_report import watch
+from .test_report import events_for, sheets, succeeded, watch
 from .test_report_images import image_sweep, picture
 
 if TYPE_CHECKING:
@@ -146,3 +148,24 @@ def test_the_serve_index_lists_each_out_with_its_counts_billed_and_working_links
         assert page.locator("article.cell").count() == 2
         assert errors == []
         page.close()
+
+
+# ------------------------------------------------------------- the shipped image example, as the docs tell it
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_SAYS = "as in `examples/image-grid.csv`, the image heads its row"
+
+
+def test_the_mixed_example_grid_renders_the_one_section_the_docs_describe() -> None:
+    """examples/image-grid.csv mixes three image rows and a text row, one image per prompt:
+    docs/report.md says how that renders, and the report renders it so."""
+    grid = load_grid([ROOT / "examples" / "image-grid.csv"], {"seed": ["1", "2"]})
+    manifest = build_manifest(grid, fold(events_for(grid, lambda row: succeeded())))
+    [sheet] = sheets(build_report(manifest))
+    assert sheet.columns == ["seed 1", "seed 2"]
+    images = [a for attrs in sheet.attrs for a in attrs if a.startswith("inputImage ")]
+    assert images == [f"inputImage {n}" for n in ("sunrise.png", "harbour.jpg", "lantern.png",
+                                                  "no image · text-to-video")]  # fmt: skip
+    said = " ".join((ROOT / "docs" / "report.md").read_text(encoding="utf-8").split())
+    assert EXAMPLE_SAYS in said, "docs/report.md describes the example's sheet"
+    assert "one section, seeds across" in said
