@@ -9,7 +9,6 @@ kept until the manifest's mtime changes.
 from __future__ import annotations
 
 import functools
-import json
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -21,6 +20,8 @@ import jinja2
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from flows.errors import InputError
+from flows.store.files import MAX_MANIFEST_BYTES, MAX_SMALL_JSON_BYTES, open_regular, read_json
 from flows.store.manifest import MANIFEST_PARQUET, SUMMARY_JSON, table_summary
 from flows.view.cells import by_status, status_label, status_slug
 
@@ -49,18 +50,19 @@ def out_summary(out: Path) -> dict[str, Any] | None:
         return None
     try:
         if (out / SUMMARY_JSON).stat().st_mtime_ns >= stamp:
-            summary = json.loads((out / SUMMARY_JSON).read_text(encoding="utf-8"))
+            summary = read_json(out / SUMMARY_JSON, MAX_SMALL_JSON_BYTES, "summary")
             if isinstance(summary, dict) and isinstance(summary.get("counts"), dict):
                 return summary
-    except (OSError, ValueError):
+    except (OSError, ValueError, InputError):  # none, or no regular file of JSON: made from the manifest
         pass
     with _CACHING:
         cached = _CACHE.get(out)
     if cached and cached[0] == stamp:
         return cached[1]
     try:
-        summary = table_summary(pq.read_table(out / MANIFEST_PARQUET, columns=["status", "cost_usd", "finished_at"]))
-    except (OSError, ValueError, KeyError, pa.ArrowException):  # torn, foreign, another version's: no numbers
+        with open_regular(out / MANIFEST_PARQUET, MAX_MANIFEST_BYTES, "manifest") as handle:
+            summary = table_summary(pq.read_table(handle, columns=["status", "cost_usd", "finished_at"]))
+    except (OSError, ValueError, KeyError, InputError, pa.ArrowException):  # torn, foreign, too big: no numbers
         return None
     with _CACHING:
         _CACHE[out] = (stamp, summary)
