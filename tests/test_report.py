@@ -622,7 +622,7 @@ def test_videos_load_only_near_the_screen(chromium: Browser, tmp_path: Path) -> 
     page.goto(report.as_uri())
     page.wait_for_timeout(1500)
     videos = [f for f in fetched if f.endswith(".mp4")]
-    assert 1 <= len(videos) <= 8, f"only the cells near the screen: {videos}"
+    assert 1 <= len(videos) <= 20, f"only the cells near the screen (four one-video rows a line): {videos}"
     assert len(videos) <= len([f for f in fetched if f.endswith(".jpg")]) < 40, "posters as the browser nears them"
     assert page.locator("video").count() == len(videos)
     media = page.locator(".media[data-src]").last

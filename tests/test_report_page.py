@@ -38,15 +38,20 @@ def opened(chromium: Browser, report: Path) -> Page:
     return page
 
 
-def test_two_seed_columns_fill_most_of_a_1400px_window(chromium: Browser, tmp_path: Path) -> None:
+def test_two_seed_columns_fill_a_1400px_window_with_prompts_side_by_side(chromium: Browser, tmp_path: Path) -> None:
     out = tmp_path / "out"
     night(out, [Row(f"a {w} at dusk", seed=s) for w in WORDS for s in "12"])
     page = opened(chromium, write_report(out))
     assert page.locator("table.sheet thead th").all_inner_texts() == ["seed 1", "seed 2"]
     width = page.evaluate("document.querySelector('table.sheet').getBoundingClientRect().width")
-    cells = page.evaluate("[...document.querySelectorAll('article.cell')].map(c => c.getBoundingClientRect().width)")
+    boxes = page.evaluate("[...document.querySelectorAll('article.cell')].map(c => c.getBoundingClientRect())"
+                          ".map(r => [r.left, r.right, r.top])")  # fmt: skip
     assert width > 0.8 * WIDTH, f"the sheet is {width:.0f} px of {WIDTH}"
-    assert min(cells) > 0.35 * WIDTH, f"each of the two cells takes its share: {cells}"
+    covered = max(b[1] for b in boxes) - min(b[0] for b in boxes)
+    assert covered > 0.8 * WIDTH, f"the cells cover {covered:.0f} px of {WIDTH}"
+    assert min(b[1] - b[0] for b in boxes) >= 240, "no cell under the zoom's width"
+    lines = sorted({round(b[2]) for b in boxes})
+    assert len(lines) < len(WORDS), f"prompts sit side by side: {len(WORDS)} prompts on {len(lines)} lines"
     assert page.evaluate(NO_SIDEWAYS)
     page.close()
 

@@ -86,7 +86,9 @@
         th.colSpan = Math.max(n, 1);
       }
       table.closest('section').hidden = live.size === 0;
+      table.style.setProperty('--n', String(Math.max(live.size, 1)));
     }
+    blocks();
     shown.textContent = count + ' of ' + cells.length + ' cells shown';
   }
   boxes.concat(selects).forEach(el => el.addEventListener('change', apply));
@@ -111,7 +113,18 @@
     }, true);
     row.addEventListener('seeked', (event) => { if (event.target === group.lead) group.follow(); }, true);
   }
+  // Row blocks side by side: the header over the columns would stand over one block only; hide it.
+  function blocks() {
+    for (const table of document.querySelectorAll('table.sheet')) {
+      const [first, second] = [...table.tBodies].filter((b) => !b.hidden);
+      table.classList.toggle('wrapped', Boolean(second) && second.offsetTop === first.offsetTop);
+    }
+  }
+  window.addEventListener('resize', blocks);
   const zoom = document.getElementById('zoom');
-  zoom.addEventListener('input', () => document.documentElement.style.setProperty('--cell-w', zoom.value + 'px'));
+  zoom.addEventListener('input', () => {
+    document.documentElement.style.setProperty('--cell-w', zoom.value + 'px');
+    blocks();
+  });
   apply();
 })();
