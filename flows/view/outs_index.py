@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from flows.errors import InputError
 from flows.store.files import MAX_MANIFEST_BYTES, MAX_SMALL_JSON_BYTES, open_regular, read_json
 from flows.store.manifest import MANIFEST_PARQUET, SUMMARY_JSON, table_summary
-from flows.view.cells import by_status, status_label, status_slug
+from flows.view.cells import as_decimal, by_status, show_money, status_label, status_slug
 
 REPORT, COMPARE = "report.html", "compare.html"
 _CACHE: dict[Path, tuple[int, dict[str, Any]]] = {}  # OUT -> (manifest's mtime_ns, its summary)
@@ -79,9 +79,9 @@ def out_entry(out: Path) -> dict[str, Any]:
         "name": out.name,
         "path": str(out),
         "when": str(when).replace("T", " ").removesuffix("Z") + (" UTC" if when else ""),
-        "rows": summary.get("rows", sum(counts.values())),
+        "rows": summary.get("rows", "—"),
         "counts": [(status_slug(s), n, status_label(s)) for s, n in by_status(counts)],
-        "billed": f"${summary['billed_usd']}" if summary.get("billed_usd") else "—",
+        "billed": show_money(as_decimal(summary.get("billed_usd"))) if summary else "—",
         "report": f"{base}/{REPORT}" if (out / REPORT).is_file() else "",
         "compare": f"{base}/{COMPARE}" if (out / COMPARE).is_file() else "",
     }
