@@ -371,7 +371,8 @@ def test_write_report_and_the_command_write_out_report_html(tmp_path: Path) -> N
     assert result.exit_code == 0, result.output
     assert result.output.strip() == str(tmp_path / REPORT)
     assert sheets((tmp_path / REPORT).read_text(encoding="utf-8"))[0].rows == [FOX, BOAT]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.csv", "manifest.parquet", REPORT], "no temp left"
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == ["manifest.csv", "manifest.parquet", REPORT, "summary.json"], "no temp left"
 
 
 def test_the_command_exits_2_without_a_manifest_or_with_an_unknown_input(tmp_path: Path) -> None:
@@ -621,7 +622,7 @@ def test_videos_load_only_near_the_screen(chromium: Browser, tmp_path: Path) -> 
     page.goto(report.as_uri())
     page.wait_for_timeout(1500)
     videos = [f for f in fetched if f.endswith(".mp4")]
-    assert 1 <= len(videos) <= 8, f"only the cells near the screen: {videos}"
+    assert 1 <= len(videos) <= 20, f"only the cells near the screen (four one-video rows a line): {videos}"
     assert len(videos) <= len([f for f in fetched if f.endswith(".jpg")]) < 40, "posters as the browser nears them"
     assert page.locator("video").count() == len(videos)
     media = page.locator(".media[data-src]").last

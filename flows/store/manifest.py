@@ -9,6 +9,7 @@ plain decimal text in CSV.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 import threading
@@ -31,6 +32,7 @@ from wiro_tasks.types import MAX_SECONDS, MAX_TASK_COST, finite_decimal
 
 MANIFEST_PARQUET = "manifest.parquet"
 MANIFEST_CSV = "manifest.csv"
+SUMMARY_JSON = "summary.json"  # the few numbers an index of many OUTs shows, without reading manifests
 FINAL_STATUSES = ("succeeded", "failed", "timed_out", "cancelled", "skipped")
 NOT_STARTED = "not_started"  # a final manifest's row the sweep stopped before: no task, nothing billed
 STATUSES = (*FINAL_STATUSES, NOT_STARTED, "pending", "running")
@@ -226,6 +228,16 @@ def write_manifest(out: Path, manifest: pd.DataFrame | pa.Table) -> None:
     with _WRITING:
         atomic_write(out / MANIFEST_PARQUET, lambda path: pq.write_table(table, path))
         atomic_write(out / MANIFEST_CSV, lambda path: pacsv.write_csv(csv_table, path, options))
+        atomic_write_text(out / SUMMARY_JSON, json.dumps(table_summary(table)))
+
+
+def table_summary(table: pa.Table) -> dict[str, Any]:
+    """A manifest's rows by status, its total billed (exact decimal text) and when its last row finished."""
+    counts = {str(c["values"]): int(c["counts"]) for c in pc.value_counts(table.column("status")).to_pylist()}
+    billed = pc.sum(table.column("cost_usd")).as_py() or Decimal(0)
+    last = pc.max(table.column("finished_at")).as_py()
+    return {"rows": table.num_rows, "counts": counts, "billed_usd": money_text(billed),
+            "last_finished": last.strftime("%Y-%m-%dT%H:%M:%SZ") if last else None}  # fmt: skip
 
 
 def money_text(value: Decimal) -> str:

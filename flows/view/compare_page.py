@@ -117,6 +117,7 @@ def build_page(comparison: Comparison) -> str:
         rows=[_line(r, swept) for r in rows],
         swept=swept,
         css=_asset("compare.css"),
+        sync=_asset("sync.js"),
         js=_asset("compare.js"),
     )
 

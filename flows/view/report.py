@@ -7,7 +7,8 @@ row's header rather than spread over columns that would be mostly empty. An imag
 row's start image is one input, `inputImage`, known by its content (its sha256, or its URL):
 its thumbnail (`OUT/thumbs/<sha256>.jpg`, else its http(s) URL) heads its row or column and
 sits beside each of its videos. The page comes from the
-Jinja2 template `templates/report.html.j2` (autoescaped) with `report.css` and `report.js` inlined:
+Jinja2 template `templates/report.html.j2` (autoescaped) with `report.css`, `sync.js` (a row's videos
+play as one, as in compare.html) and `report.js` inlined:
 one self-contained file, videos and their posters linked relative to OUT, loaded only near the
 screen. `write_report` is the file edge (`wiro-sweep report` is `flows.cli.view_commands`).
 """
@@ -264,7 +265,7 @@ def build_report(manifest: pd.DataFrame, *, rows: str = "prompt", cols: str | No
               "rows": {cell_text(r.get("row_id")): [cell_text(r.get(n)) for n in values] for r in records}}  # fmt: skip
     page = {**_header(view, layout, swept, title, show), "sections": sections, "inputs": inputs,
             **_filters(view, swept, params, ranks, show)}  # fmt: skip
-    return _template().render(page=page, css=_asset("report.css"), js=_asset("report.js"))
+    return _template().render(page=page, css=_asset("report.css"), sync=_asset("sync.js"), js=_asset("report.js"))
 
 
 class _Show:

@@ -11,15 +11,15 @@ makes a sweep into /srv/runs/nightly-2026-11-30 link to
 http://127.0.0.1:4201/srv/runs/nightly-2026-11-30/report.html. Only GET and HEAD are answered,
 with Range support so videos seek. Nothing outside the given folders is served: a path is
 resolved (symlinks followed, `..` and encoded dots undone) and must end inside one of them,
-name no hidden file, and be a report, manifest, video or poster. It binds to loopback unless told,
-and answers only requests whose `Host` names where it is bound (`trusted_hosts`): a page of another
-name that DNS rebinding points at this machine is refused with 400.
+name no hidden file, and be a report, manifest, video or poster. Its index (`/`) lists each OUT
+with its date, rows by status and billed, from its small summary file (flows/view/outs_index.py).
+It binds to loopback unless told, and answers only requests whose `Host` names where it is bound
+(`trusted_hosts`): a page of another name that DNS rebinding points at this machine is refused with 400.
 """
 
 from __future__ import annotations
 
 import asyncio
-import html
 import ipaddress
 import os
 import socket
@@ -38,6 +38,7 @@ from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from flows.errors import InputError
+from flows.view.outs_index import index_page
 
 REPORT_URL_ENV = "WIRO_SWEEP_REPORT_URL"
 DEFAULT_PORT = 4201
@@ -129,14 +130,7 @@ def create_app(folders: Sequence[Path], hosts: Sequence[str] = LOOPBACK_NAMES) -
     roots = [Path(f).resolve(strict=True) for f in folders]
 
     async def index(request: Request) -> Response:
-        items = []
-        for root in roots:
-            reports = sorted(root.glob("report.html")) + sorted(root.glob("*/report.html"))
-            entries = "".join(f'<li><a href="{html.escape(quote(str(r.parent)))}/report.html">'
-                              f"{html.escape(str(r.parent))}</a></li>" for r in reports)  # fmt: skip
-            items.append(f"<h2>{html.escape(str(root))}</h2><ul>{entries or '<li>no report yet</li>'}</ul>")
-        body = f"<!doctype html><meta charset=utf-8><title>wiro-sweep reports</title>{''.join(items)}"
-        return HTMLResponse(body, headers=HEADERS)
+        return HTMLResponse(await asyncio.to_thread(index_page, roots), headers=HEADERS)
 
     async def file(request: Request) -> Response:
         path = "/" + request.path_params["path"]

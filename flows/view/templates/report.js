@@ -10,11 +10,14 @@
   // A cell near the screen gets its video: made then, so a sheet of a thousand cells does not
   // build a thousand video elements, and loaded once the page is (its posters come first).
   function load(media) {
-    if (!media.dataset.src || media.querySelector('video')) return;
     if (document.readyState !== 'complete') {
       window.addEventListener('load', () => load(media), { once: true });
       return;
     }
+    make(media);
+  }
+  function make(media) {
+    if (!media.dataset.src || media.querySelector('video')) return;
     const video = document.createElement('video');
     Object.assign(video, { muted: true, loop: true, playsInline: true, controls: true, preload: 'metadata' });
     const poster = media.querySelector('img.poster');
@@ -83,14 +86,45 @@
         th.colSpan = Math.max(n, 1);
       }
       table.closest('section').hidden = live.size === 0;
+      table.style.setProperty('--n', String(Math.max(live.size, 1)));
     }
+    blocks();
     shown.textContent = count + ' of ' + cells.length + ' cells shown';
   }
   boxes.concat(selects).forEach(el => el.addEventListener('change', apply));
   for (const [event, on] of [['play', true], ['pause', false]]) {
     document.addEventListener(event, e => e.target.closest('.media').classList.toggle('playing', on), true);
   }
+  // A row's videos play as one (a VideoGroup of sync.js): the one played leads, the row's other
+  // shown videos follow it, and pausing or seeking any of them pauses or moves them all.
+  for (const row of document.querySelectorAll('tbody.row')) {
+    const group = new VideoGroup([]);
+    const shownIn = (video) => !video.closest('article.cell').hidden;
+    row.addEventListener('play', (event) => {
+      if (group.playing && event.target !== group.lead) return;  // a follower the group started
+      row.querySelectorAll('article.cell:not([hidden]) .media[data-src]').forEach(make);
+      group.videos = [...row.querySelectorAll('video')].filter(shownIn);
+      group.lead = event.target;
+      group.start();
+    }, true);
+    row.addEventListener('pause', (event) => {
+      if (event.target === group.lead) group.stop();
+      else if (group.playing && shownIn(event.target)) group.lead.pause();  // a follower paused by hand
+    }, true);
+    row.addEventListener('seeked', (event) => { if (event.target === group.lead) group.follow(); }, true);
+  }
+  // Row blocks side by side: the header over the columns would stand over one block only; hide it.
+  function blocks() {
+    for (const table of document.querySelectorAll('table.sheet')) {
+      const [first, second] = [...table.tBodies].filter((b) => !b.hidden);
+      table.classList.toggle('wrapped', Boolean(second) && second.offsetTop === first.offsetTop);
+    }
+  }
+  window.addEventListener('resize', blocks);
   const zoom = document.getElementById('zoom');
-  zoom.addEventListener('input', () => document.documentElement.style.setProperty('--cell-w', zoom.value + 'px'));
+  zoom.addEventListener('input', () => {
+    document.documentElement.style.setProperty('--cell-w', zoom.value + 'px');
+    blocks();
+  });
   apply();
 })();
