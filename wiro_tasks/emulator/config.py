@@ -33,9 +33,10 @@ class Faults:
     "slow", and for Run and File/Upload "lost": the work is done, then the connection drops
     unanswered). `run_script` does the same for Run requests alone, where "dup" also creates the
     task but answers with the task of the Run before it, and "unlisted" is "lost" whose task
-    Task/List leaves out until the next Run request (a list that lags behind its writes). `run_latency` makes every Run answer
-    late by that many seconds, its task created (and billing) meanwhile; `task_clock_offset`
-    moves the times in task records away from the server's `Date` header (`clock_offset` moves both).
+    Task/List leaves out until the next Run request (a list that lags behind its writes).
+    `run_latency` makes every Run answer late by that many seconds, its task created (and billing)
+    meanwhile; `task_clock_offset` moves the times in task records away from the server's `Date`
+    header (`clock_offset` moves both).
     """
 
     error_5xx_rate: float = 0.0
