@@ -57,18 +57,26 @@ def summary_text(state: Any, out: Path) -> str:
     return str(flow_run_artifacts(state.state_details.flow_run_id, out)["summary"].data)
 
 
+SCRIPTS = {
+    "found once the row is done": ("unlisted",),  # the second Run is answered: one more scan finds it
+    "found by the next lost answer's scan": ("unlisted", "lost"),  # that scan lists both tasks
+}
+
+
+@pytest.mark.parametrize("script", SCRIPTS.values(), ids=SCRIPTS.keys())
 def test_a_paid_task_no_row_adopted_is_saved_counted_and_kept(
     make_emulator: EmulatorFactory,
     wiro_env: Callable[[EmulatorServer], None],
     tmp_path: Path,
     wiro_requests: list[str],
+    script: tuple[Any, ...],
 ) -> None:
     """The fox's first Run answer is lost while Task/List lags behind (its task is listed only
     once the next Run comes), so three scans find nothing and the fox is submitted again: two
     paid tasks for one row. The one the row did not adopt is this sweep's own: its bill is in the
     OUT's total, its video is saved, the summary names it, and a rerun asks nothing about it.
     Before, it was billed and in no total, no file and no summary."""
-    emulator = make_emulator(preview=True, faults=Faults(run_script=("unlisted",)))
+    emulator = make_emulator(preview=True, faults=Faults(run_script=script))
     wiro_env(emulator)
     grid = write_grid(tmp_path / "grid.csv", [("a stray fox", "1"), ("a plain owl", "1")])
     out = tmp_path / "out"
@@ -89,7 +97,10 @@ def test_a_paid_task_no_row_adopted_is_saved_counted_and_kept(
     check_mp4(video)
     with av.open(str(video)) as container:
         assert next(container.decode(video=0)).width > 0, "a real video"
-    (found,) = [e for e in read_events(out / JOURNAL) if e["event"] == "stray"]
+    events = read_events(out / JOURNAL)
+    (found,) = [e for e in events if e["event"] == "stray"]
+    sought = any(e["event"] == "strays_sought" for e in events)
+    assert sought == (script == ("unlisted",)), "found by the scan meant to find it"
     assert (found["task_id"], found["row_id"]) == (stray, rows["a stray fox"]["row_id"])
     assert f"task {stray}" in summary_text(state, out)
     saved = video.read_bytes()
