@@ -52,13 +52,16 @@ class StrayKeeper:
         """Once a row is done: look for its lost Runs' tasks once more, then wait for and fetch
         each of its strays. Nothing is asked of Wiro for a row without either."""
         state = self.ledger.state(row["row_id"])
-        if state.unfound and not self.ledger.halt.cancelled:
-            await self._seek(row, state)
-        for stray in list(state.strays.values()):
-            if not stray.status:
-                await self._wait(row["row_id"], stray)
-            if stray.status == "succeeded" and not stray.path:
-                await self._fetch(row["row_id"], stray)
+        try:
+            if state.unfound and not self.ledger.halt.cancelled:
+                await self._seek(row, state)
+            for stray in list(state.strays.values()):
+                if not stray.status:
+                    await self._wait(row["row_id"], stray)
+                if stray.status == "succeeded" and not stray.path:
+                    await self._fetch(row["row_id"], stray)
+        except WiroError as exc:  # the row's own outcome stands; a rerun tries again
+            logger.warning("row %s: its strays: %s; a rerun tries again", row["row_id"], exc)
 
     async def _seek(self, row: dict[str, Any], state: RowState) -> None:
         """One Task/List scan, from the oldest lost Run whose task was never found, for tasks of the
