@@ -148,7 +148,8 @@ def test_a_matching_task_nobody_claims_is_named_not_dropped(
 ) -> None:
     """Another program on the account ran the same combination a moment before, and this sweep's
     Run answer was lost: the row adopts one of the two tasks, and the other is named (id and
-    inputs) in the log and in the run's summary, not left unseen."""
+    inputs) in the log and in the run's summary, not left unseen; no lost Run of the sweep
+    accounts for it, so it is not kept as the sweep's stray."""
     from prefect.client.orchestration import get_client
 
     from wiro_tasks import WiroClient
@@ -169,6 +170,8 @@ def test_a_matching_task_nobody_claims_is_named_not_dropped(
     logged = [r.getMessage() for r in caplog.records if "no sweep here claimed" in r.getMessage()]
     assert logged == [f"a paid task that no sweep here claimed: task {stray} (prompt='the same scene', "
                       "size='832*480', numFrames=9, seed='4')"]  # fmt: skip
+    assert not [e for e in read_events(out / JOURNAL) if e["event"].startswith("stray")], "not ours: not kept"
+    assert not list(out.glob("strays/*")), "another program's task is never fetched as ours"
 
     async def summary() -> str:
         async with get_client() as client:

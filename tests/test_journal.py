@@ -14,7 +14,7 @@ import pytest
 from flows.engine.budget import Budget, work_units
 from flows.engine.rows import needs_work, video_name
 from flows.grid import expand_grid
-from flows.store.journal import Journal, JournalWriteError
+from flows.store.journal import Journal, JournalError, JournalWriteError
 from flows.store.manifest import MANIFEST_CSV, build_manifest, read_manifest, row_status, write_manifest
 
 
@@ -72,6 +72,45 @@ def test_resubmitted_rows_add_up_their_costs(tmp_path: Path) -> None:
     state = journal.load()["r"]
     assert state.cost == Decimal("0.75")
     assert state.task_ids == ["1", "2"]
+
+
+def test_a_stray_folds_into_its_rows_cost_and_tasks_once_per_lost_run(tmp_path: Path) -> None:
+    """A lost Run whose task was not found leaves the row open to one stray; the stray's cost is the
+    row's, its id among the row's tasks, and once saved it asks for no more work."""
+    journal = Journal(tmp_path)
+    journal.append("intent", "r", id_floor=40)
+    journal.append("unknown", "r", error="lost")
+    journal.append("no_task", "r", reason="the lost Run answer created no task")
+    journal.append("intent", "r", id_floor=41)
+    journal.append("submitted", "r", task_id="43")
+    journal.append("finished", "r", task_id="43", status="succeeded", cost="0.5")
+    journal.append("downloaded", "r", path="videos/x.mp4", sha256="ab", bytes=10)
+    journal.close()
+    state = Journal(tmp_path).load()["r"]
+    assert [lost.id_floor for lost in state.unfound] == [40], "the lost Run may still have made a task"
+    assert state.stray_work
+    assert not needs_work(state, retry_failed=False)
+    journal = Journal(tmp_path)
+    journal.append("stray", "r", task_id="42")
+    journal.append("stray", "r", task_id="42")  # recorded twice (a rerun): one stray
+    journal.append("stray_finished", "r", task_id="42", status="succeeded", cost="0.25", output_bytes=9)
+    journal.append("stray_saved", "r", task_id="42", path="strays/42.mp4", sha256="cd", bytes=9)
+    state = journal.load()["r"]
+    assert not state.unfound
+    assert not state.stray_work
+    assert state.cost == Decimal("0.75")
+    assert state.every_task_id == ["43", "42"]
+    assert state.task_ids == ["43"]
+    journal.append("stray_missing", "r", task_id="42")
+    assert journal.load()["r"].stray_work, "a saved stray gone from disk is fetched again"
+
+
+def test_a_stray_saved_without_whole_bytes_stops_the_sweep(tmp_path: Path) -> None:
+    (tmp_path / "journal.jsonl").write_text(
+        '{"event": "stray_saved", "row_id": "r", "task_id": "4", "path": "strays/4.mp4", "sha256": "a", "bytes": "x"}\n'
+    )
+    with pytest.raises(JournalError, match="'stray_saved' record whose 'bytes'"):
+        Journal(tmp_path).load()
 
 
 def test_manifest_round_trips_exact_money_and_iso_times(tmp_path: Path) -> None:

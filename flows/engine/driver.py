@@ -32,8 +32,9 @@ from flows.engine.guard import BudgetGuard
 from flows.engine.ledger import Ledger
 from flows.engine.matching import TaskMatcher
 from flows.engine.progress import publish
-from flows.engine.rows import VIDEOS, iso, row_label, run_inputs, video_name
+from flows.engine.rows import VIDEOS, iso, needs_work, row_label, run_inputs, video_name
 from flows.engine.settings import Settings
+from flows.engine.strays import StrayKeeper
 from flows.engine.uploads import ImageUploads
 from flows.grid import MODEL
 from wiro_tasks.inputs import Value
@@ -60,15 +61,18 @@ class RowDriver:
         self.slots = asyncio.Semaphore(settings.max_concurrency)
         self.not_succeeded: set[str] = set()  # rows whose `wait` task run in this flow run ended otherwise
         self.answers = RunAnswers(ledger, guard, matcher)
+        self.strays = StrayKeeper(ledger, guard, matcher, settings)
 
     async def process(self, row: dict[str, Any]) -> None:
         row_id = row["row_id"]
         try:
-            if not self._paid_not_saved(row_id):
+            state = self.ledger.states.get(row_id)
+            if needs_work(state, self.settings.retry_failed) and not self._paid_not_saved(row_id):
                 async with self.slots, self._account_slot():
                     await self._drive(row)
             if self._paid_not_saved(row_id):  # the download needs no Wiro slot: the next task starts
                 await self._download(row)
+            await self.strays.keep(row)  # tasks paid for the row that it did not adopt
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a row's failure must not stop the others

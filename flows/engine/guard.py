@@ -117,6 +117,11 @@ class BudgetGuard:
         self.budget.settle(row_id, cost, self.work[row_id])
         await self._notify()
 
+    async def charge(self, cost: Decimal) -> None:
+        """A stray (`flows.engine.strays`) ended with this cost: it is spent, as a row's task is."""
+        self.budget.spent += cost
+        await self._notify()
+
     async def end(self, row_id: str) -> None:
         """A row is done in this run. A Run may have made a task that runs and bills, which nobody
         here waits for: its hold stays (orphaned); any other hold is released."""

@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 
 from flows.engine.progress import Progress
-from flows.engine.rows import VIDEOS
+from flows.engine.rows import STRAYS, VIDEOS
 from flows.store.journal import Journal, JournalWriteError, RowState
 from flows.store.manifest import MANIFEST_PARQUET, ManifestBuilder, manifest_frame, row_status, write_manifest
 
@@ -68,7 +68,7 @@ class Ledger:
         self._written = -1
         self._write_lock = threading.Lock()
         (out / VIDEOS).mkdir(parents=True, exist_ok=True)
-        for stale in [*out.glob(".manifest.*.tmp"), *(out / VIDEOS).glob("*.part")]:
+        for stale in [*out.glob(".manifest.*.tmp"), *(out / VIDEOS).glob("*.part"), *(out / STRAYS).glob("*.part")]:
             stale.unlink(missing_ok=True)  # left by a process killed mid-write
 
     def record(self, event: str, row_id: str, **fields: Any) -> None:

@@ -101,7 +101,7 @@ class TaskMatcher:
         since_server = datetime.fromisoformat(state.intent_server_at) if state.intent_server_at else None
         for delay in (0.0, *FIND_RETRY_DELAYS):
             await asyncio.sleep(delay)
-            claimed = [t for s in ledger.states.values() if owned_by(s, self.account) for t in s.task_ids]
+            claimed = self.claimed()
             model = state.model or row[MODEL]
             found: FindOutcome = await find_task(model, inputs, label, since, claimed, since_server,
                                                  state.intent_id_floor)  # fmt: skip
@@ -110,7 +110,8 @@ class TaskMatcher:
                 if self.take(task_id, row_id):
                     ledger.record("adopted", row_id, task_id=task_id)
                     others = [t for t in found.task_ids if t != task_id and self.claims.holder(t) is None]
-                    if others:  # nobody has claimed them yet: another OUT's lost answers, or paid strays
+                    others = self.keep_ours(row_id, others)  # the tasks of this row's earlier lost Runs
+                    if others:  # nobody has claimed them yet: another OUT's lost answers, or another program's
                         ledger.record("note", row_id, error=f"unclaimed tasks with these inputs: {' '.join(others)}")
                         self.strays[row_id] = others
                     return
@@ -130,15 +131,37 @@ class TaskMatcher:
         row_id, state = row["row_id"], self.ledger.state(row["row_id"])
         since = datetime.fromisoformat(state.intent_at)
         since_server = datetime.fromisoformat(state.intent_server_at) if state.intent_server_at else None
-        claimed = [t for s in self.ledger.states.values() if owned_by(s, self.account) for t in s.task_ids]
+        claimed = self.claimed()
         found: FindOutcome = await find_task(state.model or row[MODEL], inputs, label, since, claimed, since_server,
                                              state.intent_id_floor)  # fmt: skip
         self.saw(found.newest)
         return next((t for t in found.task_ids if self.take(t, row_id)), None)
 
+    def claimed(self) -> list[str]:
+        """Every task this OUT's rows hold on this account, their strays included: never another's."""
+        return [t for s in self.ledger.states.values() if owned_by(s, self.account) for t in s.every_task_id]
+
+    def keep_ours(self, row_id: str, task_ids: list[str]) -> list[str]:
+        """Record as the row's strays (`flows.engine.strays`) the tasks, matching its inputs, that
+        its lost Runs whose task was never found account for: one task per such Run, oldest
+        first, each numbered above the newest task known before that Run was sent (made after
+        it), and claimed for the row. The tasks left (another program's, as far as anyone can
+        tell) are returned."""
+        state, left = self.ledger.state(row_id), []
+        for task_id in task_ids:
+            lost = state.unfound[0] if state.unfound else None
+            if lost is not None and made_after(task_id, lost.id_floor) and self.take(task_id, row_id):
+                self.ledger.record("stray", row_id, task_id=task_id)
+                logger.warning("row %s: task %s is a paid task of a lost Run of the row: kept as a stray", row_id,
+                               task_id)  # fmt: skip
+            else:
+                left.append(task_id)
+        return left
+
     def unclaimed_strays(self) -> tuple[str, ...]:
-        """Tasks that matched a row's lost answer beside the one it adopted, and that no sweep on this
-        machine has claimed since: paid, in no manifest. Named in the log and the summary."""
+        """Tasks that matched a row's lost answer beside the one it adopted, that none of its lost
+        Runs accounts for (`keep_ours`) and that no sweep on this machine has claimed since: not
+        provably this sweep's, so not fetched; named in the log and the summary."""
         named = []
         for row_id, task_ids in self.strays.items():
             inputs = self.ledger.state(row_id).inputs or {}
@@ -147,3 +170,11 @@ class TaskMatcher:
         for line in named:
             logger.warning("a paid task that no sweep here claimed: %s", line)
         return tuple(named)
+
+
+def made_after(task_id: str, floor: int | None) -> bool:
+    """Whether a task's id is above `floor`, the newest known before a Run was sent (True when
+    no floor is known: then the scan's times alone judged it, as for an adopted task)."""
+    if floor is None:
+        return True
+    return task_id.isdigit() and len(task_id) < 20 and int(task_id) > floor

@@ -15,6 +15,7 @@ from flows.store.journal import RowState
 from wiro_tasks.inputs import Value, model_spec
 
 VIDEOS = "videos"
+STRAYS = "strays"  # the videos of tasks paid for a row that it did not adopt (`flows.engine.strays`)
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -34,6 +34,7 @@ from flows.engine.progress import publish
 from flows.engine.rows import maybe_live, needs_work, records
 from flows.engine.settings import Settings
 from flows.engine.stopping import stop_in_flight, stop_tasks
+from flows.engine.strays import stray_lines
 from flows.engine.uploads import ImageUploads
 from flows.store.claims import Claims, account_key, state_root
 from flows.store.journal import Journal, JournalWriteError, RowState
@@ -51,7 +52,8 @@ class SweepResult:
     manifest: pd.DataFrame
     out_error: JournalWriteError | None = None  # OUT stopped taking writes: nothing more was submitted
     not_succeeded: frozenset[str] = frozenset()  # rows whose `wait` task run ended other than Completed
-    strays: tuple[str, ...] = ()  # paid tasks that no sweep on this machine claimed
+    strays: tuple[str, ...] = ()  # tasks matching a row that no sweep on this machine claimed, not provably ours
+    kept: tuple[str, ...] = ()  # this OUT's strays: paid tasks no row adopted, fetched into OUT/strays
     cancelled: str | None = None  # why the run was cancelled by its user, if it was
     stopped: int = 0  # Wiro tasks stopped because the run was cancelled
 
@@ -92,6 +94,7 @@ class SweepRunner:
             out_error=self.halt.out_error,
             not_succeeded=frozenset(driver.not_succeeded),
             strays=self.matcher.unclaimed_strays(),
+            kept=stray_lines(ledger.states),
             cancelled=self.halt.cancelled,
             stopped=self.stopped,
         )
@@ -111,17 +114,35 @@ class SweepRunner:
         for state in ledger.states.values():
             if state.has_live_task:  # claims of this OUT's tasks, should the registry have lost them
                 claims.claim(state.task_id, state.row_id)
+            for task_id in state.strays:
+                claims.claim(task_id, state.row_id)
+        self._check_files()
+        todo = [r for r in self.rows if self._has_work(ledger.states.get(r["row_id"]))]
+        todo.sort(key=lambda r: not maybe_live(ledger.states.get(r["row_id"])))
+        return todo
+
+    def _has_work(self, state: RowState | None) -> bool:
+        """Whether a row, or a stray of it, has work left in this run."""
+        return needs_work(state, self.settings.retry_failed) or (state is not None and state.stray_work)
+
+    def _check_files(self) -> None:
+        """Saved videos (rows' and strays') that are gone or changed are fetched again."""
+        ledger = self.ledger
         for state in list(ledger.states.values()):
             if state.downloaded and not self._saved_intact(state):
                 ledger.record("file_missing", state.row_id,
                               error=f"{state.output_path} is missing or changed: fetching again")  # fmt: skip
-        todo = [r for r in self.rows if needs_work(ledger.states.get(r["row_id"]), self.settings.retry_failed)]
-        todo.sort(key=lambda r: not maybe_live(ledger.states.get(r["row_id"])))
-        return todo
+            for stray in list(state.strays.values()):
+                if stray.path and not self._intact(stray.path, stray.size):
+                    ledger.record("stray_missing", state.row_id, task_id=stray.task_id,
+                                  error=f"{stray.path} is missing or changed: fetching again")  # fmt: skip
 
     def _saved_intact(self, state: RowState) -> bool:
-        path = self.out / state.output_path
-        return path.is_file() and path.stat().st_size == state.output_bytes
+        return self._intact(state.output_path, state.output_bytes)
+
+    def _intact(self, relative: str, size: int | None) -> bool:
+        path = self.out / relative
+        return path.is_file() and path.stat().st_size == size
 
     async def _run_rows(self, rows: dict[str, asyncio.Task[None]], guard: BudgetGuard) -> None:
         """The rows to their end, with the background loops beside them."""

@@ -88,10 +88,11 @@ async def publish_artifacts(
     manifest: pd.DataFrame,
     scope: str,
     strays: tuple[str, ...] = (),
+    kept: tuple[str, ...] = (),
 ) -> None:
     """The summary (with any paid task no sweep claimed), the failures, and links to the report and
     the manifest, under `scope`'s keys."""
-    summary = summarize(manifest, strays)
+    summary = summarize(manifest, strays, kept)
     report, manifest_link, where = links(out)
 
     async def create(kind: str, key: str, data: str, description: str) -> None:

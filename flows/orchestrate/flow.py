@@ -180,7 +180,7 @@ async def sweep(
             return Failed(message=message, data=OutNotWritableError(message))
         await _show_rows(manifest, set(result.not_succeeded))
         # Under the lock: a parent sees the child alive, and a cancellation hook waits for it.
-        reported = await _report(manifest, work_dir, artifact_scope(out, shard), result.strays)
+        reported = await _report(manifest, work_dir, artifact_scope(out, shard), result.strays, result.kept)
     if result.cancelled:
         stopped = Stopped(result.cancelled, result.stopped)
         return Cancelled(message=f"{stopped.reason}; stopped {stopped.tasks} Wiro task(s)", data=stopped)
@@ -224,14 +224,14 @@ async def _show_rows(manifest: pd.DataFrame, waited: set[str]) -> None:
 
 
 async def _report(
-    manifest: pd.DataFrame, out: Path, scope: str, strays: tuple[str, ...] = ()
+    manifest: pd.DataFrame, out: Path, scope: str, strays: tuple[str, ...] = (), kept: tuple[str, ...] = ()
 ) -> dict[str, Any] | State[Any]:
-    summary = summarize(manifest, strays)
+    summary = summarize(manifest, strays, kept)
     await asyncio.to_thread(write_report, out)
     context = FlowRunContext.get()
     if context is not None and context.flow_run is not None:
         async with get_client() as client:
-            await publish_artifacts(client, context.flow_run.id, out, manifest, scope, strays)
+            await publish_artifacts(client, context.flow_run.id, out, manifest, scope, strays, kept)
     if not summary.all_succeeded:
         return Failed(message=summary.message)
     return summary.as_dict()

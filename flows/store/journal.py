@@ -17,6 +17,11 @@ forget an `intent`, and the row would be paid for twice. Folding the lines gives
     file_missing  a saved output is gone or changed size: fetch it again
     uploaded    a start image (by sha256) is on Wiro at a URL, for one account at one API: not
                 uploaded again for this OUT while that account is the one swept
+    stray       a task this sweep paid for that the row did not adopt (a lost Run's, found later):
+                its output is fetched into OUT/strays, its cost counted with the row's
+    stray_finished, stray_saved, stray_missing   how a stray ended and what it cost; its video
+                saved; its saved video gone or changed (fetched again)
+    strays_sought   the row's lost Runs whose task was not found were looked for once more
 """
 
 from __future__ import annotations
@@ -45,6 +50,10 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "finished": ("status",),
     "downloaded": ("path", "sha256", "bytes"),
     "uploaded": ("sha256", "url"),
+    "stray": ("task_id",),
+    "stray_finished": ("task_id", "status"),
+    "stray_saved": ("task_id", "path", "sha256", "bytes"),
+    "stray_missing": ("task_id",),
 }
 """The fields each kind of event needs besides `event` and `row_id`. Kinds not named here need
 none; kinds this version does not know are kept and ignored by `RowState.apply`."""
@@ -101,6 +110,34 @@ def _iso(moment: datetime) -> str:
 
 
 @dataclass
+class LostRun:
+    """A Run request whose answer was lost and whose task was not found: it may still have made one."""
+
+    at: str
+    server_at: str = ""
+    id_floor: int | None = None
+
+
+@dataclass
+class Stray:
+    """A task this sweep paid for that its row did not adopt, and what became of it."""
+
+    task_id: str
+    status: str = ""  # "" until it is seen to end
+    cost: Decimal = Decimal(0)
+    output_url: str = ""
+    output_bytes_expected: int | None = None
+    path: str = ""  # relative to OUT, once saved
+    sha256: str = ""
+    size: int | None = None
+
+    @property
+    def work_left(self) -> bool:
+        """Whether it must still be waited for or fetched."""
+        return not self.status or (self.status == "succeeded" and not self.path)
+
+
+@dataclass
 class RowState:
     """Where one row stands, folded from its journal lines."""
 
@@ -126,6 +163,8 @@ class RowState:
     inputs: dict[str, Any] | None = None  # what the last Run request asked for
     model: str = ""  # ... and of which model (journals before image-to-video did not say: text-to-video)
     account: str = ""  # ... on which account at which API (`claims.account_key`; "" in older journals)
+    unfound: list[LostRun] = field(default_factory=list)  # lost Runs whose task was never found
+    strays: dict[str, Stray] = field(default_factory=dict)  # task id -> a paid task the row did not adopt
 
     @property
     def cost(self) -> Decimal:
@@ -141,9 +180,21 @@ class RowState:
     def downloaded(self) -> bool:
         return bool(self.output_path)
 
+    @property
+    def every_task_id(self) -> list[str]:
+        """The row's own tasks, then its strays: every task this OUT paid for the row."""
+        return [*self.task_ids, *(t for t in self.strays if t not in self.task_ids)]
+
+    @property
+    def stray_work(self) -> bool:
+        """Whether a lost Run's task is still to be looked for, or a stray waited for or fetched."""
+        return bool(self.unfound) or any(s.work_left for s in self.strays.values())
+
     def apply(self, event: dict[str, Any]) -> None:
         kind = event["event"]
-        if kind == "intent":
+        if kind.startswith("stray"):
+            self._apply_stray(kind, event)
+        elif kind == "intent":
             self.phase, self.intent_at = "intent", utc_text(event["at"])
             self.intent_server_at = utc_text(event.get("server_at"))
             floor = str(event.get("id_floor", ""))
@@ -161,6 +212,8 @@ class RowState:
                 self.task_ids.append(self.task_id)
             self.status = self.error = ""
         elif kind == "no_task":
+            if self.phase == "unknown":  # its answer was lost, its task not found: it may still exist
+                self.unfound.append(LostRun(self.intent_at, self.intent_server_at, self.intent_id_floor))
             self.phase = "new"
             self.error = event.get("reason", "")
         elif kind == "finished":
@@ -191,6 +244,32 @@ class RowState:
             self.error = event.get("error", "")
         elif kind == "skipped":
             self.phase, self.status, self.error = "skipped", "skipped", event.get("reason", "")
+
+    def _apply_stray(self, kind: str, event: dict[str, Any]) -> None:
+        """The stray events: found (for the oldest lost Run whose task was not found), ended, saved."""
+        task_id = str(event.get("task_id", ""))
+        if kind == "strays_sought":
+            self.unfound.clear()
+            return
+        if kind == "stray":
+            if task_id not in self.strays:
+                self.strays[task_id] = Stray(task_id)
+                del self.unfound[:1]
+            return
+        stray = self.strays.setdefault(task_id, Stray(task_id))
+        if kind == "stray_finished":
+            stray.status = str(event["status"])
+            stray.cost = _amount(event.get("cost", "0"), MAX_TASK_COST) or Decimal(0)
+            self.costs[task_id] = stray.cost
+            stray.output_url = str(event.get("output_url", ""))
+            expected = event.get("output_bytes")
+            ok = isinstance(expected, int) and not isinstance(expected, bool) and expected >= 0
+            stray.output_bytes_expected = expected if ok else None
+            stray.path, stray.sha256, stray.size = "", "", None
+        elif kind == "stray_saved":
+            stray.path, stray.sha256, stray.size = str(event["path"]), str(event["sha256"]), event["bytes"]
+        elif kind == "stray_missing":
+            stray.path, stray.sha256, stray.size = "", "", None
 
 
 class Journal:
@@ -371,8 +450,8 @@ def record_problem(record: object) -> str | None:
             return f"a {kind!r} record without its {name!r}"
         if value == "" or isinstance(value, (bool, list, dict)):
             return f"a {kind!r} record whose {name!r} is not valid (got {value!r})"
-    if kind == "downloaded" and not isinstance(record["bytes"], int):
-        return f"a 'downloaded' record whose 'bytes' is not a whole number (got {record['bytes']!r})"
+    if kind in ("downloaded", "stray_saved") and not isinstance(record["bytes"], int):
+        return f"a {kind!r} record whose 'bytes' is not a whole number (got {record['bytes']!r})"
     if kind == "intent":
         try:
             datetime.fromisoformat(str(record["at"]))

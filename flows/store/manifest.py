@@ -205,7 +205,7 @@ def _dynamic(state: RowState | None, *, final: bool) -> tuple[Any, ...]:
         state.submitted_at or None,
         state.finished_at or None,
         state.attempts,
-        " ".join(state.task_ids),
+        " ".join(state.every_task_id),  # its strays too: every task paid for the row
     )
 
 

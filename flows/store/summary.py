@@ -21,6 +21,7 @@ class Summary:
     p95: float | None
     failures: list[dict[str, str]]  # rows that ran, or tried to, and did not succeed (never `not_started`)
     strays: tuple[str, ...] = ()  # paid tasks matching a row that no sweep here claimed: "task 1234 (inputs)"
+    kept: tuple[str, ...] = ()  # this OUT's strays, paid for a row that did not adopt them: "task 1234 (row ...)"
 
     @property
     def all_succeeded(self) -> bool:
@@ -54,6 +55,11 @@ class Summary:
         if self.counts.get(NOT_STARTED):
             lines += ["", f"{self.counts[NOT_STARTED]} row(s) not started: the sweep stopped before their Run "
                       "requests. Nothing was billed for them; a rerun with the same OUT submits them."]  # fmt: skip
+        if self.kept:
+            lines += ["", "## Strays: paid tasks no row adopted", "",
+                      "Tasks this sweep paid for (a Run whose answer was lost, its task found too late) beside "
+                      f"the row's own: counted in the bill above, their videos in `{out / 'strays'}`:", "",
+                      *(f"- {s}" for s in self.kept)]  # fmt: skip
         if self.strays:
             lines += ["", "## Paid tasks no sweep here claimed", "",
                       "Each matches a row's inputs, and was found while looking for that row's lost Run answer; "
@@ -75,7 +81,7 @@ def _s(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f} s"
 
 
-def summarize(manifest: pd.DataFrame, strays: tuple[str, ...] = ()) -> Summary:
+def summarize(manifest: pd.DataFrame, strays: tuple[str, ...] = (), kept: tuple[str, ...] = ()) -> Summary:
     counts = {s: int((manifest["status"] == s).sum()) for s in STATUSES}
     counts = {s: n for s, n in counts.items() if n}
     elapsed = manifest.loc[manifest["status"] == "succeeded", "elapsed_seconds"].dropna()
@@ -91,4 +97,5 @@ def summarize(manifest: pd.DataFrame, strays: tuple[str, ...] = ()) -> Summary:
         p95=float(elapsed.quantile(0.95)) if len(elapsed) else None,
         failures=failures,
         strays=strays,
+        kept=kept,
     )

@@ -14,7 +14,7 @@ DEFAULT_CPS = Decimal("0.0012")
 DEMO_API_KEY = "emulator"
 DEFAULT_MODEL_VERSION = "1"
 
-FaultKind = Literal["ok", "500", "503", "429", "drop", "slow", "lost", "dup"]
+FaultKind = Literal["ok", "500", "503", "429", "drop", "slow", "lost", "dup", "unlisted"]
 StopAnswer = Literal["task", "bare", "empty"]
 STOP_ANSWERS: tuple[str, ...] = get_args(StopAnswer)
 SocketFrames = Literal["emulator", "documented"]
@@ -32,9 +32,11 @@ class Faults:
     `script` forces the outcome of the next requests in order ("ok", "500", "503", "429", "drop",
     "slow", and for Run and File/Upload "lost": the work is done, then the connection drops
     unanswered). `run_script` does the same for Run requests alone, where "dup" also creates the
-    task but answers with the task of the Run before it. `run_latency` makes every Run answer
-    late by that many seconds, its task created (and billing) meanwhile; `task_clock_offset`
-    moves the times in task records away from the server's `Date` header (`clock_offset` moves both).
+    task but answers with the task of the Run before it, and "unlisted" is "lost" whose task
+    Task/List leaves out until the next Run request (a list that lags behind its writes).
+    `run_latency` makes every Run answer late by that many seconds, its task created (and billing)
+    meanwhile; `task_clock_offset` moves the times in task records away from the server's `Date`
+    header (`clock_offset` moves both).
     """
 
     error_5xx_rate: float = 0.0
@@ -93,7 +95,8 @@ class Faults:
 
 
 def _check_script(name: str, steps: object) -> None:
-    allowed = FAULT_KINDS if name == "run_script" else tuple(k for k in FAULT_KINDS if k != "dup")  # lost: uploads
+    run_only = ("dup", "unlisted")  # "lost" is for uploads too
+    allowed = FAULT_KINDS if name == "run_script" else tuple(k for k in FAULT_KINDS if k not in run_only)
     if not isinstance(steps, tuple):
         raise ValueError(f"{name}: must be a list of steps, each one of {', '.join(allowed)} (got {steps!r})")
     for step in steps:

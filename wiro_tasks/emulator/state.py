@@ -140,6 +140,7 @@ class Account:
         self.settled = Decimal(0)
         self._last_id = 0
         self.last_created: EmulatedTask | None = None
+        self.unlisted: set[int] = set()  # tasks Task/List leaves out until the next Run ("unlisted")
         self._tiers = ToolPrice.from_api({"dynamicprice": list(config.dynamic_price)}).tiers
         self._wall_offset = time.time() - clock()
 

@@ -42,12 +42,15 @@ async def run(request: Request, emulator: Emulator) -> Response:
             account.count("run_refused_96")
             return wiro_error(CONCURRENCY_LIMIT.format(balance=balance, limit=limit), code=96)
         previous = account.last_created
+        account.unlisted.clear()  # the list has caught up with the tasks made before this Run
         task = account.create(slug, parameters)
+        if request.state.fault == "unlisted":
+            account.unlisted.add(task.id)
         if isinstance(start, str):  # the model could not get its image: fails, costs nothing
             task.fail, task.failure = True, start
         elif start is not None:
             emulator.renderer.start_images[task.uuid] = start
-    if request.state.fault == "lost":
+    if request.state.fault in ("lost", "unlisted"):
         return Drop()
     if request.state.fault == "dup" and previous is not None:  # a server that answers two Runs with one id
         task = previous

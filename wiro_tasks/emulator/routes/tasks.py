@@ -36,7 +36,7 @@ async def task_list(request: Request, emulator: Emulator) -> Response:
         limit = min(limit, max(1, emulator.config.list_page_cap))
     with account.lock:
         ids = sorted(account.tasks, reverse=str(body.get("order", "DESC")).upper() != "ASC")
-        ids = [i for i in ids if _listed(account.tasks[i].model, body)]
+        ids = [i for i in ids if _listed(account.tasks[i].model, body) and i not in account.unlisted]
         page = [account.tasks[i] for i in ids[start : start + limit]]
         total = len(ids)
     described = [await emulator.describe(t, file_base(request)) for t in page]
