@@ -346,8 +346,8 @@ def test_read_manifest_survives_a_concurrent_rewrite(tmp_path: Path) -> None:
     """`read_manifest` (what `wiro-sweep report OUT` and the CLI summary use) while a sweep
     rewrites the manifest: every read must give one whole version, as the manifest promises."""
     from flows.grid import load_grid
-    from flows.store.journal import RowState
     from flows.store.manifest import build_manifest, write_manifest
+    from flows.store.rowstate import RowState
 
     grid_path = tmp_path / "grid.csv"
     pd.DataFrame({"prompt": [f"p{n}" for n in range(70)], "numFrames": 9}).to_csv(grid_path, index=False)

@@ -19,7 +19,8 @@ import pytest
 from flows.engine import stopping
 from flows.engine.stopping import find_unanswered, in_flight, kill_in_flight, stop_in_flight, stop_tasks, unanswered
 from flows.store.claims import Claims
-from flows.store.journal import JOURNAL, Journal, RowState, read_events
+from flows.store.journal import JOURNAL, Journal, read_events
+from flows.store.rowstate import RowState
 from wiro_tasks import AsyncWiroClient, Credentials, RetryPolicy
 from wiro_tasks.inputs import Value
 

@@ -23,8 +23,9 @@ import pyarrow as pa
 
 from flows.engine.progress import Progress
 from flows.engine.rows import STRAYS, VIDEOS
-from flows.store.journal import Journal, JournalWriteError, RowState
+from flows.store.journal import Journal, JournalWriteError
 from flows.store.manifest import MANIFEST_PARQUET, ManifestBuilder, manifest_frame, row_status, write_manifest
+from flows.store.rowstate import RowState
 
 JOURNAL_FLUSH_SECONDS = 0.1
 OUT_RETRY_SECONDS = 1.0

@@ -23,7 +23,7 @@ from typing import Any
 from flows.engine.ledger import Ledger, owned_by
 from flows.grid import MODEL
 from flows.store.claims import Claims, task_mark
-from flows.store.journal import RowState
+from flows.store.rowstate import RowState
 from wiro_tasks import WiroError
 from wiro_tasks.inputs import Value
 from wiro_tasks.prefect_tasks import find_task, wiro_client

@@ -11,7 +11,7 @@ from typing import Any, cast
 import pandas as pd
 
 from flows.grid import IMAGE, IMAGE_SHA, IMAGE_URL, MODEL, PLACEHOLDER_URL, is_missing
-from flows.store.journal import RowState
+from flows.store.rowstate import RowState
 from wiro_tasks.inputs import Value, model_spec
 
 VIDEOS = "videos"

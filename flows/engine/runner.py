@@ -37,7 +37,8 @@ from flows.engine.stopping import stop_in_flight, stop_tasks
 from flows.engine.strays import stray_lines
 from flows.engine.uploads import ImageUploads
 from flows.store.claims import Claims, account_key, state_root
-from flows.store.journal import Journal, JournalWriteError, RowState
+from flows.store.journal import Journal, JournalWriteError
+from flows.store.rowstate import RowState
 from wiro_tasks.prefect_tasks import current_session
 
 CANCEL_POLL_SECONDS = 2.0

@@ -18,7 +18,8 @@ from typing import Any
 
 from flows.engine.budget import least_bill
 from flows.store.claims import Claims, account_key
-from flows.store.journal import JOURNAL, Journal, RowState, fold, read_events
+from flows.store.journal import JOURNAL, Journal, fold, read_events
+from flows.store.rowstate import RowState
 from wiro_tasks import TEXT_TO_VIDEO, AsyncWiroClient, Credentials, TaskStateError, WiroError
 from wiro_tasks.scan import scan_for_task
 from wiro_tasks.types import Task as WiroTask

@@ -26,7 +26,7 @@ from flows.engine.matching import TaskMatcher
 from flows.engine.rows import STRAYS, row_label, run_inputs
 from flows.engine.settings import Settings
 from flows.grid import MODEL
-from flows.store.journal import RowState, Stray
+from flows.store.rowstate import RowState, Stray
 from wiro_tasks import WiroError
 from wiro_tasks.prefect_tasks import Saved, fetch, find_task, wait_for_end
 from wiro_tasks.scan import FindOutcome

@@ -17,7 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from flows.grid import SOURCE, GridError
-from flows.store.journal import JOURNAL, RowState, read_events
+from flows.store.journal import JOURNAL, read_events
+from flows.store.rowstate import RowState
 from wiro_tasks._config import shown_url
 
 

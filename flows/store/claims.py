@@ -33,8 +33,8 @@ import secrets
 from pathlib import Path
 
 from flows.store.files import MAX_SMALL_JSON_BYTES, UnreadableFileError, read_json
-from flows.store.journal import utcnow
 from flows.store.locks import directory_lock
+from flows.store.rowstate import utcnow
 
 ENV_STATE = "WIRO_SWEEP_STATE"
 TAKE_OVER_WAIT_SECONDS = 5.0  # how long a take-over waits for another's (they are instants)

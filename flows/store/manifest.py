@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from flows.errors import InputError
 from flows.grid import IMAGE_SHA, IMAGE_URL, SOURCE, is_missing
 from flows.store.files import MAX_MANIFEST_BYTES, open_regular
-from flows.store.journal import RowState, utc_text
+from flows.store.rowstate import RowState, utc_text
 from wiro_tasks.types import MAX_SECONDS, MAX_TASK_COST, finite_decimal
 
 MANIFEST_PARQUET = "manifest.parquet"

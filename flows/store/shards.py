@@ -31,7 +31,8 @@ import pandas as pd
 
 from flows.grid import GridError
 from flows.store.files import MAX_SMALL_JSON_BYTES, read_json
-from flows.store.journal import JOURNAL, RowState, fold, read_events
+from flows.store.journal import JOURNAL, fold, read_events
+from flows.store.rowstate import RowState
 
 SHARDS_FILE = "shards.json"
 SHARDS_DIR = "shards"
