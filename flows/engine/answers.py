@@ -33,6 +33,7 @@ from wiro_tasks import WiroError
 from wiro_tasks.inputs import Value
 from wiro_tasks.prefect_tasks import SubmitOutcome, submit, wiro_client
 from wiro_tasks.scan import inputs_match
+from wiro_tasks.types import numeric_id
 
 RUN_LATE_MAX_GAP = 30.0  # the longest pause between two looks for a late Run's task
 LATE_TICK_SECONDS = 0.5  # how often a Run awaiting its answer is looked at (no request unless it is late)
@@ -159,13 +160,16 @@ class RunAnswers:
         row_id, task_id = row["row_id"], outcome.task_id
         found = self.guard.pending.pop(row_id, "")
         floor = self.ledger.state(row_id).intent_id_floor
-        older = floor is not None and task_id.isdigit() and len(task_id) < 20 and int(task_id) <= floor
+        number = numeric_id(task_id)
+        older = floor is not None and number is not None and number <= floor
         in_doubt = older or found not in ("", task_id) or await self._in_doubt(task_id, order)
         held = self.ledger.held_by_another(task_id, row_id, self.matcher.account)  # then `take` refuses it anyway
         if in_doubt and not held and not await self._made_from(row, inputs, task_id):
             return f"the Run answer named task {task_id}, whose parameters are not this row's"
         if not await self.matcher.take_answered(task_id, row_id, outcome.socket_token):  # one id given to two Runs
             return f"the Run answer named task {task_id}, which another row holds"
+        if found not in ("", task_id):  # taken while the answer was late, yet another's: theirs to claim
+            self.matcher.claims.release(found, row_id)
         return ""
 
     async def _made_from(self, row: dict[str, Any], inputs: dict[str, Value], task_id: str) -> bool:
