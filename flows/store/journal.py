@@ -35,7 +35,7 @@ from typing import Any
 
 from flows.errors import InputError, SweepError
 from flows.store.files import MAX_JOURNAL_BYTES, open_regular, require_regular
-from wiro_tasks.types import MAX_SECONDS, MAX_TASK_COST, finite_decimal
+from wiro_tasks.types import MAX_SECONDS, MAX_TASK_COST, finite_decimal, numeric_id
 
 JOURNAL = "journal.jsonl"
 REQUIRED: dict[str, tuple[str, ...]] = {
@@ -147,7 +147,7 @@ class RowState:
             self.phase, self.intent_at = "intent", utc_text(event["at"])
             self.intent_server_at = utc_text(event.get("server_at"))
             floor = str(event.get("id_floor", ""))
-            self.intent_id_floor = int(floor) if floor.isdigit() and len(floor) < 20 else None
+            self.intent_id_floor = numeric_id(floor)
             self.inputs = event.get("inputs", self.inputs)
             self.model = str(event.get("model") or "")
             self.account = str(event.get("account") or "")
