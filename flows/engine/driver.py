@@ -92,8 +92,8 @@ class RowDriver:
         submissions = 0
         while True:
             state = self.ledger.state(row_id)
-            if state.phase == "submitted":
-                await self._wait(row)
+            if state.phase == "submitted" or (state.phase == "finished" and state.unended):
+                await self._wait(row)  # an unended task is looked at again, never paid for again
                 return
             if state.phase in ("intent", "unknown"):  # looked for by what its Run request sent
                 await self.matcher.find(row, state.inputs or run_inputs(row), label, state)
@@ -149,6 +149,7 @@ class RowDriver:
         started = datetime.fromisoformat(state.submitted_at) if state.submitted_at else None
         deadline = (started or datetime.now(UTC)) + timedelta(seconds=self.settings.timeout)
         already = state.costs.get(state.task_id, Decimal(0))  # billed in an earlier run, counted already
+        finished_at = state.finished_at  # an unended task's record, from an earlier run
         ended: State[Any] = await wait(  # type: ignore[misc]  # Prefect types return_state=True as sync
             state.task_id,
             row_label(row),
@@ -161,7 +162,8 @@ class RowDriver:
         outcome: WaitOutcome = await outcome_of(ended)
         if outcome.status != "succeeded":
             self.not_succeeded.add(row_id)  # its `wait` task run shows it in the UI
-        if state.phase == "finished" and state.task_id == outcome.task_id:  # stopped meanwhile (Cancel, Ctrl-C):
+        stopped = state.phase == "finished" and state.finished_at != finished_at  # meanwhile (Cancel, Ctrl-C):
+        if stopped and state.task_id == outcome.task_id:
             await self.guard.settle(row_id, state.costs.get(outcome.task_id, Decimal(0)) - already)  # recorded once
             return
         cost = self._finish(row_id, outcome)
@@ -183,6 +185,7 @@ class RowDriver:
             output_url=outcome.output_url,
             output_bytes=outcome.output_bytes,
             at=iso(outcome.noticed_at),
+            **({} if outcome.ended else {"ended": False}),  # a rerun looks at it again
         )
         if stopped:  # skipped, as rows the budget never let start: a rerun with more budget submits it again
             self.ledger.record("skipped", row_id, reason=f"{self.guard.stopped[row_id]}; ${cost:.6f} billed for it")

@@ -126,6 +126,7 @@ class RowState:
     inputs: dict[str, Any] | None = None  # what the last Run request asked for
     model: str = ""  # ... and of which model (journals before image-to-video did not say: text-to-video)
     account: str = ""  # ... on which account at which API (`claims.account_key`; "" in older journals)
+    unended: bool = False  # its task was stopped yet never seen to end: it may still succeed (look again)
 
     @property
     def cost(self) -> Decimal:
@@ -157,6 +158,7 @@ class RowState:
         elif kind in ("submitted", "adopted"):
             self.phase, self.task_id = "submitted", str(event["task_id"])
             self.submitted_at = utc_text(event.get("at"))
+            self.unended = False
             if self.task_id not in self.task_ids:
                 self.task_ids.append(self.task_id)
             self.status = self.error = ""
@@ -171,6 +173,7 @@ class RowState:
             if cost is None:  # written by a version that trusted any figure: never let it stop the OUT
                 self.error = "; ".join(filter(None, (self.error, f"journal cost {event.get('cost')!r} unreadable")))
             self.costs[self.task_id] = cost or Decimal(0)
+            self.unended = event.get("ended") is False
             self.elapsed_seconds = _amount(event.get("elapsed"), MAX_SECONDS)
             self.output_url = str(event.get("output_url", ""))
             expected = event.get("output_bytes")
