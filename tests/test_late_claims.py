@@ -64,3 +64,41 @@ def test_a_task_found_for_a_late_answer_is_not_kept_from_the_sweep_that_paid_for
     assert len(tasks) == 2, f"one task per OUT, not {tasks} (manifests name {named})"
     assert set(tasks) <= named, f"a paid task in no manifest: {set(tasks) - named}"
     assert Decimal(emulator.account.stats()["billed"]) > 0
+
+
+def test_a_late_answers_task_stays_stoppable_when_the_task_stopped_for_it_was_another(
+    make_emulator: EmulatorFactory,
+    wiro_env: Callable[[EmulatorServer], None],
+    subprocess_env: Callable[[EmulatorServer], dict[str, str]],
+    tmp_path: Path,
+) -> None:
+    """As above, A's look for its late task finds B's (older) task with the same inputs; A's budget
+    then has the guard stop that task, before A's answer (12 s late) names A's own. A's own task,
+    60 s at $0.01/s, must then be stopped: before, its row counted as stopped already and it ran
+    to its end, $0.60 billed on a $0.07 budget. (Until its answer came, A's task could not be
+    told from B's: it billed $0.12 in all, past the budget; see docs/budget.md's conditions.)"""
+    faults = Faults(run_latency=12.0, run_script=("slow",), slow_seconds=14.0)  # B's Run is the slow one
+    emulator = make_emulator(preview=True, cps=Decimal("0.01"), task_seconds=60.0, approximate_seconds=1.0,
+                             faults=faults)  # fmt: skip
+    grid = write_grid(tmp_path / "grid.csv", [("one fox, two sweeps", "1")])
+    log = tmp_path / "b.log"
+    b = start([str(grid), "--out", str(tmp_path / "b"), "--poll-interval", "0.5"], subprocess_env(emulator), log,
+              FAST_SCANS)  # fmt: skip
+    try:
+        assert wait_for(lambda: len(emulator.account.intervals()) == 1, b, 120, every=0.05), log.read_text()[-3000:]
+        wiro_env(emulator)
+        run_sweep(grid, tmp_path / "a", budget=0.07, poll_interval=0.1)
+    finally:
+        b.kill()
+        b.wait()
+    a_rows = records(read_manifest(tmp_path / "a"))
+    a_tasks = {str(r["task_id"]) for r in a_rows}
+    account = emulator.account
+    with account.lock:
+        now = account.clock()
+        billed_a = sum((account.cost(t, now) for t in account.tasks.values() if str(t.id) in a_tasks), Decimal(0))
+    print(f"A: ${billed_a} billed on a $0.07 budget")
+    [row] = a_rows
+    assert row["status"] == "skipped", row
+    assert row["error"].startswith("budget:"), row["error"]
+    assert billed_a < Decimal("0.30"), f"A's own task ran on: ${billed_a} billed on a $0.07 budget"

@@ -12,7 +12,10 @@ more.
 With a budget, a Run whose answer is `RUN_LATE_SECONDS` late has its task looked for in
 Task/List (as for a lost answer), again at growing pauses, so the guard can stop it
 (`BudgetGuard.pending`). Lateness counts from the attempt in flight: a Run refused with code
-96 or 429 (no task made) is sent again, late from then on.
+96 or 429 (no task made) is sent again, late from then on. A task so found that the answer shows
+was another's (another OUT's, with the same inputs) is given up once the row claims its own: its
+claim is released for its owner, and a stop the guard sent it no longer counts for the row
+(`BudgetGuard.own_task`), whose own task is stopped in its turn.
 """
 
 from __future__ import annotations
@@ -158,7 +161,7 @@ class RunAnswers:
         An answer in doubt (see the module docstring) is believed only when its task's parameters
         (Task/Detail) are the row's own."""
         row_id, task_id = row["row_id"], outcome.task_id
-        found = self.guard.pending.pop(row_id, "")
+        found = self.guard.pending.get(row_id, "")
         floor = self.ledger.state(row_id).intent_id_floor
         number = numeric_id(task_id)
         older = floor is not None and number is not None and number <= floor
@@ -170,6 +173,7 @@ class RunAnswers:
             return f"the Run answer named task {task_id}, which another row holds"
         if found not in ("", task_id):  # taken while the answer was late, yet another's: theirs to claim
             self.matcher.claims.release(found, row_id)
+        self.guard.own_task(row_id, task_id)
         return ""
 
     async def _made_from(self, row: dict[str, Any], inputs: dict[str, Value], task_id: str) -> bool:

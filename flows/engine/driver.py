@@ -97,6 +97,8 @@ class RowDriver:
                 return
             if state.phase in ("intent", "unknown"):  # looked for by what its Run request sent
                 await self.matcher.find(row, state.inputs or run_inputs(row), label, state)
+                if state.phase == "submitted":  # adopted
+                    self.guard.own_task(row_id, state.task_id)
                 continue
             if submissions >= MAX_SUBMIT_ATTEMPTS:
                 self.ledger.record("finished", row_id, status="failed", error=f"no task after {submissions} tries")
