@@ -117,6 +117,8 @@ class RowDriver:
         row_id, ledger, halt = row["row_id"], self.ledger, self.ledger.halt
         offset = wiro_client().server_clock.offset
         server_at = iso(time.time() + offset.low) if offset else ""  # the moment on Wiro's clock, at the earliest
+        if self.matcher.newest is None:  # the run's first look failed: no intent goes without a floor if it can help
+            await self.matcher.learn_newest()
         floor = {} if self.matcher.newest is None else {"id_floor": self.matcher.newest}  # ids above it are new
         ledger.record("intent", row_id, inputs=inputs, server_at=server_at, model=row[MODEL],
                       account=self.matcher.account, **floor)  # fmt: skip

@@ -53,7 +53,8 @@ class TaskMatcher:
 
     async def learn_newest(self) -> None:
         """The newest task on the account before this run submits anything (one Task/List page
-        of one task); an empty account's floor is 0. Without it, scans judge by time alone."""
+        of one task); an empty account's floor is 0. Asked again before each intent while it is
+        not known (a failed Task/List); without it, scans judge by time alone."""
         try:
             page = await wiro_client().list_page(start=0, limit=1)
         except WiroError as exc:
