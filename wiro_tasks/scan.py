@@ -11,6 +11,7 @@ from ._exceptions import WiroError
 from .client import AsyncWiroClient
 from .inputs import ModelSpec, Value, model_spec
 from .types import Task as WiroTask
+from .types import numeric_id
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ async def scan_for_task(
             break
         oldest = _oldest(client, since, since_server)  # the first answer has taught the server's clock
         ids = [t.id for t in page.tasks]
-        newest = max([newest or 0, *(int(i) for i in ids if i.isdigit() and len(i) < 20)])
+        newest = max([newest or 0, *(n for i in ids if (n := numeric_id(i)) is not None)])
         fresh = [t for t in page.tasks if t.id not in seen]
         # A page of tasks already seen is normal: tasks created meanwhile push the list down
         # (the scan goes on to an empty page). The first page again may mean `start` is ignored,
@@ -108,7 +109,7 @@ async def scan_for_task(
         if ordered and all(reader.older(t, oldest) for t in page.tasks):
             complete = True
             break
-    found.sort(key=lambda t: (t.created_at or since, int(t.id) if t.id.isdigit() else 0))
+    found.sort(key=lambda t: (t.created_at or since, numeric_id(t.id) or 0))
     blind = "" if found else reader.why_blind()
     complete = (complete or bool(found)) and not blind
     return FindOutcome(tuple(dict.fromkeys(t.id for t in found)), complete, blind, newest or None)
@@ -137,11 +138,13 @@ class _Reader:
         self.read: dict[str, WiroTask] = {}
 
     def _implied_older(self, task: WiroTask) -> bool:
-        return self.past is not None and task.id.isdigit() and self.past.isdigit() and int(task.id) < int(self.past)
+        here, past = numeric_id(task.id), numeric_id(self.past or "")
+        return here is not None and past is not None and here < past
 
     def newer_by_id(self, task: WiroTask) -> bool:
         """Whether the task's id says it was made after the Run was sent, whatever its time says."""
-        return self.floor is not None and task.id.isdigit() and len(task.id) < 20 and int(task.id) > self.floor
+        number = numeric_id(task.id)
+        return self.floor is not None and number is not None and number > self.floor
 
     def older(self, task: WiroTask, oldest: datetime) -> bool:
         if self.newer_by_id(task):
@@ -234,5 +237,5 @@ def same_inputs(spec: ModelSpec, candidate: WiroTask, wanted: dict[str, Value]) 
 
 def _newest_first(tasks: tuple[WiroTask, ...]) -> bool:
     """Whether a page is in the order asked for (ids descending), so nothing after it is newer."""
-    ids = [int(t.id) if t.id.isdigit() else None for t in tasks]
+    ids = [numeric_id(t.id) for t in tasks]
     return all(a is not None and b is not None and a > b for a, b in itertools.pairwise(ids))

@@ -310,6 +310,12 @@ def _int(value: object) -> int | None:
     return int(number)
 
 
+def numeric_id(task_id: str) -> int | None:
+    """A task id as a number, when it is one Wiro could give: ASCII digits, fewer than 20 (ids of
+    other digits, "²" or "٣", which `str.isdigit` accepts, and huge ones are no number here)."""
+    return int(task_id) if task_id.isascii() and task_id.isdigit() and len(task_id) < 20 else None
+
+
 def _text(value: object) -> str:
     """A string field as text; None and structures read as empty."""
     if value is None or isinstance(value, (Mapping, list, tuple)):

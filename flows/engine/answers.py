@@ -12,7 +12,10 @@ more.
 With a budget, a Run whose answer is `RUN_LATE_SECONDS` late has its task looked for in
 Task/List (as for a lost answer), again at growing pauses, so the guard can stop it
 (`BudgetGuard.pending`). Lateness counts from the attempt in flight: a Run refused with code
-96 or 429 (no task made) is sent again, late from then on.
+96 or 429 (no task made) is sent again, late from then on. A task so found that the answer shows
+was another's (another OUT's, with the same inputs) is given up once the row claims its own: its
+claim is released for its owner, and a stop the guard sent it no longer counts for the row
+(`BudgetGuard.own_task`), whose own task is stopped in its turn.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from wiro_tasks import WiroError
 from wiro_tasks.inputs import Value
 from wiro_tasks.prefect_tasks import SubmitOutcome, submit, wiro_client
 from wiro_tasks.scan import inputs_match
+from wiro_tasks.types import numeric_id
 
 RUN_LATE_MAX_GAP = 30.0  # the longest pause between two looks for a late Run's task
 LATE_TICK_SECONDS = 0.5  # how often a Run awaiting its answer is looked at (no request unless it is late)
@@ -157,15 +161,19 @@ class RunAnswers:
         An answer in doubt (see the module docstring) is believed only when its task's parameters
         (Task/Detail) are the row's own."""
         row_id, task_id = row["row_id"], outcome.task_id
-        found = self.guard.pending.pop(row_id, "")
+        found = self.guard.pending.get(row_id, "")
         floor = self.ledger.state(row_id).intent_id_floor
-        older = floor is not None and task_id.isdigit() and len(task_id) < 20 and int(task_id) <= floor
+        number = numeric_id(task_id)
+        older = floor is not None and number is not None and number <= floor
         in_doubt = older or found not in ("", task_id) or await self._in_doubt(task_id, order)
         held = self.ledger.held_by_another(task_id, row_id, self.matcher.account)  # then `take` refuses it anyway
         if in_doubt and not held and not await self._made_from(row, inputs, task_id):
             return f"the Run answer named task {task_id}, whose parameters are not this row's"
         if not await self.matcher.take_answered(task_id, row_id, outcome.socket_token):  # one id given to two Runs
             return f"the Run answer named task {task_id}, which another row holds"
+        if found not in ("", task_id):  # taken while the answer was late, yet another's: theirs to claim
+            self.matcher.claims.release(found, row_id)
+        self.guard.own_task(row_id, task_id)
         return ""
 
     async def _made_from(self, row: dict[str, Any], inputs: dict[str, Value], task_id: str) -> bool:

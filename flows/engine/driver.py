@@ -97,11 +97,13 @@ class RowDriver:
         submissions = 0
         while True:
             state = self.ledger.state(row_id)
-            if state.phase == "submitted":
-                await self._wait(row)
+            if state.phase == "submitted" or (state.phase == "finished" and state.unended):
+                await self._wait(row)  # an unended task is looked at again, never paid for again
                 return
             if state.phase in ("intent", "unknown"):  # looked for by what its Run request sent
                 await self.matcher.find(row, state.inputs or run_inputs(row), label, state)
+                if state.phase == "submitted":  # adopted
+                    self.guard.own_task(row_id, state.task_id)
                 continue
             if submissions >= MAX_SUBMIT_ATTEMPTS:
                 self.ledger.record("finished", row_id, status="failed", error=f"no task after {submissions} tries")
@@ -120,6 +122,8 @@ class RowDriver:
         row_id, ledger, halt = row["row_id"], self.ledger, self.ledger.halt
         offset = wiro_client().server_clock.offset
         server_at = iso(time.time() + offset.low) if offset else ""  # the moment on Wiro's clock, at the earliest
+        if self.matcher.newest is None:  # the run's first look failed: no intent goes without a floor if it can help
+            await self.matcher.learn_newest()
         floor = {} if self.matcher.newest is None else {"id_floor": self.matcher.newest}  # ids above it are new
         ledger.record("intent", row_id, inputs=inputs, server_at=server_at, model=row[MODEL],
                       account=self.matcher.account, **floor)  # fmt: skip
@@ -154,6 +158,7 @@ class RowDriver:
         started = datetime.fromisoformat(state.submitted_at) if state.submitted_at else None
         deadline = (started or datetime.now(UTC)) + timedelta(seconds=self.settings.timeout)
         already = state.costs.get(state.task_id, Decimal(0))  # billed in an earlier run, counted already
+        finished_at = state.finished_at  # an unended task's record, from an earlier run
         ended: State[Any] = await wait(  # type: ignore[misc]  # Prefect types return_state=True as sync
             state.task_id,
             row_label(row),
@@ -166,7 +171,8 @@ class RowDriver:
         outcome: WaitOutcome = await outcome_of(ended)
         if outcome.status != "succeeded":
             self.not_succeeded.add(row_id)  # its `wait` task run shows it in the UI
-        if state.phase == "finished" and state.task_id == outcome.task_id:  # stopped meanwhile (Cancel, Ctrl-C):
+        stopped = state.phase == "finished" and state.finished_at != finished_at  # meanwhile (Cancel, Ctrl-C):
+        if stopped and state.task_id == outcome.task_id:
             await self.guard.settle(row_id, state.costs.get(outcome.task_id, Decimal(0)) - already)  # recorded once
             return
         cost = self._finish(row_id, outcome)
@@ -188,6 +194,7 @@ class RowDriver:
             output_url=outcome.output_url,
             output_bytes=outcome.output_bytes,
             at=iso(outcome.noticed_at),
+            **({} if outcome.ended else {"ended": False}),  # a rerun looks at it again
         )
         if stopped:  # skipped, as rows the budget never let start: a rerun with more budget submits it again
             self.ledger.record("skipped", row_id, reason=f"{self.guard.stopped[row_id]}; ${cost:.6f} billed for it")

@@ -112,6 +112,15 @@ class BudgetGuard:
         """Its Run request is about to be sent: a per-second task may be billed from here on."""
         self.budget.launch(row_id)
 
+    def own_task(self, row_id: str, task_id: str) -> None:
+        """The row's task is now known to be `task_id`. A task found for it while its Run answer
+        was late (`pending`) that is another (another OUT's, with the same inputs) may have been
+        stopped in its place: then the row's own task runs on, counted as running, to be stopped
+        in its turn."""
+        found = self.pending.pop(row_id, "")
+        if found and found != task_id and self.stopped.pop(row_id, None) is not None:
+            self.budget.unstop(row_id)
+
     async def settle(self, row_id: str, cost: Decimal) -> None:
         """A row's task ended with this (new) cost: the hold becomes the bill."""
         self.budget.settle(row_id, cost, self.work[row_id])

@@ -28,6 +28,7 @@ from wiro_tasks import WiroError
 from wiro_tasks.inputs import Value
 from wiro_tasks.prefect_tasks import find_task, wiro_client
 from wiro_tasks.scan import FindOutcome
+from wiro_tasks.types import numeric_id
 
 FIND_RETRY_DELAYS = (5.0, 15.0)  # seconds between the Task/List scans that look for a lost answer's task
 
@@ -46,13 +47,14 @@ class TaskMatcher:
 
     def saw(self, task_id: str | int | None) -> None:
         """A task id known to exist now (an answer named it, a scan listed it)."""
-        text = str(task_id) if task_id is not None else ""
-        if text.isdigit() and len(text) < 20:
-            self.newest = max(self.newest or 0, int(text))
+        number = numeric_id(str(task_id) if task_id is not None else "")
+        if number is not None:
+            self.newest = max(self.newest or 0, number)
 
     async def learn_newest(self) -> None:
         """The newest task on the account before this run submits anything (one Task/List page
-        of one task); an empty account's floor is 0. Without it, scans judge by time alone."""
+        of one task); an empty account's floor is 0. Asked again before each intent while it is
+        not known (a failed Task/List); without it, scans judge by time alone."""
         try:
             page = await wiro_client().list_page(start=0, limit=1)
         except WiroError as exc:

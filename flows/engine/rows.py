@@ -66,6 +66,8 @@ def needs_work(state: RowState | None, retry_failed: bool) -> bool:
         return True
     if state.status == "succeeded":
         return not state.downloaded
+    if state.unended:  # stopped, never seen to end: it may have succeeded since (its video is paid for)
+        return True
     if state.status == "cancelled":
         return True
     return retry_failed and state.status in ("failed", "timed_out")

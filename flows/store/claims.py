@@ -111,6 +111,13 @@ class Claims:
             self._path(task_id).unlink(missing_ok=True)
             return self.claim(task_id, row_id, task)
 
+    def release(self, task_id: str, row_id: str) -> None:
+        """Give up this OUT's `row_id`'s claim on `task_id` (a task taken for a late Run answer that
+        turned out to be another's): a claim that is anyone else's stays."""
+        with directory_lock(self.directory, wait=TAKE_OVER_WAIT_SECONDS) as held:
+            if held and self.holder(task_id) == (self.out, row_id):
+                self._path(task_id).unlink(missing_ok=True)
+
     def _record(self, task_id: str) -> dict[str, object] | None:
         with contextlib.suppress(OSError, ValueError, UnreadableFileError):  # a claim that is no file is nobody's
             record = read_json(self._path(task_id), MAX_SMALL_JSON_BYTES, "claim")

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from wiro_tasks.types import MAX_SECONDS, MAX_TASK_COST, finite_decimal
+from wiro_tasks.types import MAX_SECONDS, MAX_TASK_COST, finite_decimal, numeric_id
 
 
 def utcnow() -> str:
@@ -87,6 +87,7 @@ class RowState:
     inputs: dict[str, Any] | None = None  # what the last Run request asked for
     model: str = ""  # ... and of which model (journals before image-to-video did not say: text-to-video)
     account: str = ""  # ... on which account at which API (`claims.account_key`; "" in older journals)
+    unended: bool = False  # its task was stopped yet never seen to end: it may still succeed (look again)
     unfound: list[LostRun] = field(default_factory=list)  # lost Runs whose task was never found
     strays: dict[str, Stray] = field(default_factory=dict)  # task id -> a paid task the row did not adopt
 
@@ -122,7 +123,7 @@ class RowState:
             self.phase, self.intent_at = "intent", utc_text(event["at"])
             self.intent_server_at = utc_text(event.get("server_at"))
             floor = str(event.get("id_floor", ""))
-            self.intent_id_floor = int(floor) if floor.isdigit() and len(floor) < 20 else None
+            self.intent_id_floor = numeric_id(floor)
             self.inputs = event.get("inputs", self.inputs)
             self.model = str(event.get("model") or "")
             self.account = str(event.get("account") or "")
@@ -132,6 +133,7 @@ class RowState:
         elif kind in ("submitted", "adopted"):
             self.phase, self.task_id = "submitted", str(event["task_id"])
             self.submitted_at = utc_text(event.get("at"))
+            self.unended = False
             if self.task_id not in self.task_ids:
                 self.task_ids.append(self.task_id)
             self.status = self.error = ""
@@ -148,6 +150,7 @@ class RowState:
             if cost is None:  # written by a version that trusted any figure: never let it stop the OUT
                 self.error = "; ".join(filter(None, (self.error, f"journal cost {event.get('cost')!r} unreadable")))
             self.costs[self.task_id] = cost or Decimal(0)
+            self.unended = event.get("ended") is False
             self.elapsed_seconds = _amount(event.get("elapsed"), MAX_SECONDS)
             self.output_url = str(event.get("output_url", ""))
             expected = event.get("output_bytes")

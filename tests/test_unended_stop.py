@@ -1,0 +1,50 @@
+"""A stopped task that shows no end within `STOP_GRACE` is recorded as it stands (`timed_out`,
+counted at its rate x its seconds): adversarial pass on issue 18. When such a task goes on to
+succeed (the Kill never landed), its video was paid for; a rerun must fetch it rather than leave
+it unfetched (or, with --retry-failed, pay for the combination again)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from flows.engine.rows import records
+from flows.store.manifest import read_manifest
+from wiro_tasks.emulator import EmulatorServer
+
+from .conftest import EmulatorFactory
+from .test_faults import run_sweep, write_grid
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+def test_a_stopped_task_seen_to_succeed_later_is_fetched_on_rerun(
+    make_emulator: EmulatorFactory,
+    wiro_env: Callable[[EmulatorServer], None],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import wiro_tasks.waiting
+
+    monkeypatch.setattr(wiro_tasks.waiting, "STOP_GRACE", 2.0)  # 30 s in use; the rule is the same
+    emulator = make_emulator(preview=True, task_seconds=8.0, ignore_kills=True)
+    wiro_env(emulator)
+    grid = write_grid(tmp_path / "grid.csv", [("a kill that never lands", "1")])
+    out = tmp_path / "out"
+    run_sweep(grid, out, timeout=1, poll_interval=0.1)
+    [row] = records(read_manifest(out))
+    assert row["status"] == "timed_out", row
+    deadline = time.monotonic() + 60
+    while emulator.account.intervals()[0]["status"] != "task_postprocess_end":
+        assert time.monotonic() < deadline, emulator.account.intervals()
+        time.sleep(0.2)
+    for retry_failed in (False, True):
+        run_sweep(grid, out, timeout=60, poll_interval=0.1, retry_failed=retry_failed)
+        [row] = records(read_manifest(out))
+        tasks = emulator.account.intervals()
+        assert len(tasks) == 1, f"paid again for the combination (retry_failed={retry_failed}): {tasks}"
+        assert row["status"] == "succeeded", ("its paid video is not fetched", row)
+        assert row["output_path"], row
