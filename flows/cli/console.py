@@ -200,6 +200,7 @@ def run_with_progress(params: SweepParams, frame: pd.DataFrame, verbose: bool = 
         try:
             with prefect_console(verbose), prefect_api(), listening(show), watch_pace(out, since, slots, show_pace):
                 state: State[Any] = asyncio.run(sweep(**params.flow_parameters(), return_state=True))  # type: ignore[arg-type]
+                state = asyncio.run(_as_prefect_ended(state))
         except KeyboardInterrupt:
             bar.stop()
             if params.shards > 1:
@@ -228,12 +229,33 @@ def run_with_progress(params: SweepParams, frame: pd.DataFrame, verbose: bool = 
     return 0 if summary.all_succeeded else 1
 
 
+async def _as_prefect_ended(state: State[Any]) -> State[Any]:
+    """The run's state as Prefect's server ended it. A run cancelled there can finish in its own
+    process first (a sharded parent sees its cancelled shards end before its own Cancelling), so
+    its local state is not Cancelled while the server's is: the server's is the truth."""
+    run_id = state.state_details.flow_run_id
+    if state.is_cancelled() or run_id is None:
+        return state
+    from prefect.client.orchestration import get_client
+
+    try:
+        async with get_client() as client:
+            server = (await client.read_flow_run(run_id)).state
+    except Exception as exc:  # the local state stands
+        logging.getLogger("flows.cli").debug("could not read the flow run's state: %s", exc)
+        return state
+    return server if server is not None and (server.is_cancelled() or server.is_cancelling()) else state
+
+
 def _stopped_line(state: State[Any]) -> str:
     """The last line of a sweep stopped by Ctrl-C or Cancel in Prefect: what was stopped, and what next."""
     from flows.orchestrate.flow import Stopped
     from flows.orchestrate.hooks import CTRL_C
 
-    stopped = state.result(raise_on_failure=False)
+    try:
+        stopped = state.result(raise_on_failure=False)
+    except Exception:  # a state read back from the server may hold no result
+        stopped = None
     if not isinstance(stopped, Stopped):
         return f"Cancelled: {state.message}. Rerun the same command to resume."
     head = "Interrupted" if stopped.reason == CTRL_C else f"Cancelled ({stopped.reason})"
