@@ -5,6 +5,7 @@
 # (`wiro-sweep serve runs/`) the runs' artifacts link to. Ctrl-C stops it all.
 #   WORKERS=2 PORT=4200 REPORT_PORT=4201 WIRO_ACCOUNT_LIMIT=5 ./scripts/prefect-stack.sh
 #   EMULATOR=1 EMULATOR_PORT=8765 ./scripts/prefect-stack.sh   # workers talk to a bundled emulator instead of Wiro
+#   STOP_SECONDS=5                                             # Ctrl-C: SIGTERM to all, SIGKILL to what is left then
 #   DATABASE=wiro_sweep                                        # the PostgreSQL database it uses (made if missing)
 source "$(dirname "$0")/bootstrap.sh"
 WORKERS="${WORKERS:-2}" PORT="${PORT:-4200}" LIMIT="${WIRO_ACCOUNT_LIMIT:-5}"
@@ -44,24 +45,57 @@ started() {  # NAME PID LOG PORT: wait until the server answers; fail loudly if 
     done
 }
 ENV_FILE="$PWD/prefect-stack.env"   # what a shell needs to sweep on this stack; gone when it stops
-trap 'rm -f "$ENV_FILE"; kill $(jobs -p) 2>/dev/null || true; wait' EXIT INT TERM
+below() {  # PID: every process below it (children, theirs, ...), but the subshell asking and its `ps`
+    local child
+    for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+        [ "$child" = "$BASHPID" ] || { echo "$child"; below "$child"; }
+    done
+}
+spawn() {  # COMMAND...: in the background, in a process group of its own: a terminal's Ctrl-C reaches
+    set -m  # this script alone, which stops them all (`stop`), instead of every worker at once
+    "$@" &
+    set +m
+}
+alive() { local each; for each in "$@"; do kill -0 -- "$each" 2>/dev/null && echo "$each"; done; }
+stop() {  # CODE: end every process this stack started within STOP_SECONDS: SIGTERM, then SIGKILL
+    trap - EXIT INT TERM
+    set +e
+    rm -f "$ENV_FILE"
+    local targets left tries=$((${STOP_SECONDS:-5} * 5))
+    # Each job's process group (what its processes started, even after their parent ended), and
+    # whatever left it (a worker's flow runs, in sessions of their own).
+    targets="$(for group in $(jobs -p); do echo "-$group"; done) $(below $$)"
+    left=$(alive $targets)
+    [ -n "$left" ] && kill -TERM -- $left 2>/dev/null
+    while [ -n "$left" ] && [ "$tries" -gt 0 ]; do   # a worker may wait on its flow runs
+        sleep 0.2
+        left=$(alive $left)
+        tries=$((tries - 1))
+    done
+    [ -n "$left" ] && kill -KILL -- $left 2>/dev/null
+    wait 2>/dev/null
+    exit "$1"
+}
+trap 'stop $?' EXIT
+trap 'stop 130' INT
+trap 'stop 143' TERM
 if [ -n "${EMULATOR:-}" ]; then   # the emulator's own credentials, never a real key of yours
     export WIRO_API_KEY=stack-key WIRO_API_SECRET=stack-secret
     export WIRO_BASE_URL="http://127.0.0.1:$EMULATOR_PORT/v1" WIRO_SOCKET_URL="ws://127.0.0.1:$EMULATOR_PORT/socket/v1"
-    wiro-sweep emulator --port "$EMULATOR_PORT" >emulator.log 2>&1 &
+    spawn wiro-sweep emulator --port "$EMULATOR_PORT" >emulator.log 2>&1
 fi
 mkdir -p runs
-wiro-sweep serve runs --port "$REPORT_PORT" >report-server.log 2>&1 &
+spawn wiro-sweep serve runs --port "$REPORT_PORT" >report-server.log 2>&1
 started "report server" $! report-server.log "$REPORT_PORT"
 export WIRO_SWEEP_REPORT_URL="http://127.0.0.1:$REPORT_PORT"   # the workers' artifacts link to the report server
-prefect server start --host 127.0.0.1 --port "$PORT" >prefect-server.log 2>&1 &
+spawn prefect server start --host 127.0.0.1 --port "$PORT" >prefect-server.log 2>&1
 until python -c "import httpx; httpx.get('$PREFECT_API_URL/health').raise_for_status()" 2>/dev/null; do sleep 1; done
 prefect work-pool inspect wiro-sweep >/dev/null 2>&1 || prefect work-pool create wiro-sweep --type process
 prefect global-concurrency-limit inspect wiro-account >/dev/null 2>&1 \
     || prefect global-concurrency-limit create wiro-account --limit "$LIMIT"
 prefect --no-prompt deploy --prefect-file deployments.yaml --all
 for n in $(seq 1 "$WORKERS"); do
-    prefect worker start --pool wiro-sweep --name "worker-$n" --limit 1 >"worker-$n.log" 2>&1 &
+    spawn prefect worker start --pool wiro-sweep --name "worker-$n" --limit 1 >"worker-$n.log" 2>&1
 done
 echo "Prefect UI: http://127.0.0.1:$PORT   API: $PREFECT_API_URL   workers: $WORKERS (logs: worker-*.log)"
 echo "Reports: $WIRO_SWEEP_REPORT_URL/ serves runs/ (the deployments' OUTs); the runs' artifacts link there"

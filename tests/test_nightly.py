@@ -17,6 +17,7 @@ from uuid import UUID
 import pandas as pd
 import pytest
 
+from flows.orchestrate.artifacts import artifact_scope
 from flows.orchestrate.nightly import EVENT, find_previous
 from flows.view.compare import COMPARE_HTML, COMPARE_PARQUET
 from wiro_tasks.emulator.config import Faults
@@ -49,12 +50,13 @@ def grid(tmp_path: Path, prompts: list[str]) -> Path:
     return path
 
 
-def events_about(out: Path, timeout: float = 20.0) -> list[Any]:
-    """`wiro-sweep.regression` events for OUT, as the Prefect API has them (they arrive asynchronously)."""
+def events_about(pattern: Path, timeout: float = 20.0) -> list[Any]:
+    """`wiro-sweep.regression` events for the OUT `pattern`, as the Prefect API has them (they arrive
+    asynchronously). Their resource reads as the OUT's artifact keys do: `wiro-sweep.out.runs-nightly`."""
     from prefect.client.orchestration import get_client
     from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
-    about = EventResourceFilter(id=[f"wiro-sweep.out.{out}"])
+    about = EventResourceFilter(id=[f"wiro-sweep.out.{artifact_scope(str(pattern))}"])
     wanted = EventFilter(event=EventNameFilter(name=[EVENT]), resource=about)
 
     async def read() -> list[Any]:
@@ -128,8 +130,14 @@ def test_the_nightly_flow_compares_with_the_night_before_publishes_it_and_emits_
     assert len(table) == 3
     assert any(prompts["fail"] in line and "succeeded → failed" in line for line in table)
     assert any(prompts["redraw"] in line for line in table)
+    header = next(line for line in text.splitlines() if line.startswith("| change |"))
+    assert header.startswith("| change | what | status |"), "what changed comes first, on screen"
+    slow = next(line for line in table if prompts["slow"] in line)
+    assert slow.startswith("| regressed | elapsed 0.2 s -&gt; 0.6 s"), slow
 
-    [event] = events_about(tonight)
+    [event] = events_about(runs / "nightly-{date}")
+    assert event.resource.id == "wiro-sweep.out.runs-nightly", "readable, no absolute path"
+    assert event.resource.name == tonight.name
     assert event.payload["regressed"] == 2
     assert (event.payload["changed"], event.payload["identical"], event.payload["similar"]) == (1, 1, 1)
     assert event.payload["baseline"] == str(runs / "nightly-2000-01-02")

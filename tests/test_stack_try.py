@@ -93,3 +93,51 @@ def test_the_try_command_the_stack_prints_works_as_printed(stack: tuple[subproce
     done = subprocess.run(["bash", "-c", found.group(1)], env=shell, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr + log.read_text()[-2000:]
     assert "4 of 4 rows succeeded" in done.stderr + done.stdout, done.stderr[-2000:]
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid` (its children, theirs, ...), as /proc has them now."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(stat.parent.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive(pids: set[int]) -> dict[int, str]:
+    """Those of `pids` still running (a zombie has ended), with their command lines."""
+    running = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                running[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+    return running
+
+
+def test_ctrl_c_stops_the_whole_stack_within_seconds_and_leaves_no_process(
+    stack: tuple[subprocess.Popen[bytes], Path],
+) -> None:
+    """A terminal's Ctrl-C sends SIGINT to its whole foreground group: the script, its servers and
+    its workers. Every process the stack started is gone within a few seconds."""
+    process, log = stack
+    deadline = time.monotonic() + 300
+    while "Try: " not in log.read_text():
+        assert process.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.5)
+    time.sleep(3)  # the workers have polled their pool
+    started = descendants(process.pid) | {process.pid}
+    assert len(alive(started)) >= 6, alive(started)  # the script, emulator, report server, server, two workers
+    os.killpg(process.pid, signal.SIGINT)
+    stopped_by = time.monotonic() + 10
+    while alive(started) and time.monotonic() < stopped_by:
+        time.sleep(0.2)
+    assert alive(started) == {}, log.read_text()[-2000:]

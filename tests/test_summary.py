@@ -87,8 +87,7 @@ def test_the_markdown_names_the_files_the_failures_and_the_strays() -> None:
     text = summarize(frame, strays).markdown(Path("/data/out"))
     lines = text.splitlines()
 
-    assert lines[0] == "# wiro-sweep"
-    assert "1 of 2 rows succeeded; 1 failed; $0.0100 billed." in lines
+    assert lines[0] == "| status | rows |", "headed by the caller (the artifact: its OUT and message)"
     assert "| succeeded | 1 |" in lines
     assert "| failed | 1 |" in lines
     assert "Billed: **$0.010000**. Elapsed per task: p50 12.0 s, p95 12.0 s." in lines
@@ -96,11 +95,11 @@ def test_the_markdown_names_the_files_the_failures_and_the_strays() -> None:
     assert "`/data/out/videos`" in text
     assert "- task 9001 (scene 0, seed 3)" in lines, "a paid task nobody claimed is named"
     failed_id = frame["row_id"].iloc[1]
-    assert f"| `{failed_id}` | scene 1 | 3 | failed | bad \\| worse |" in lines, "a | in the reason keeps the table"
+    assert f"| failed | bad \\| worse | scene 1 | 3 | `{failed_id}` |" in lines, "a | in the reason keeps the table"
 
 
 def test_the_markdown_lists_at_most_fifty_failures() -> None:
     rows = [{"status": "failed", "error": f"reason {n}", "elapsed": 1} for n in range(53)]
     text = summarize(manifest(rows)).markdown(Path("/out"))
-    assert sum(line.startswith("| `") for line in text.splitlines()) == 50
+    assert sum(line.startswith("| failed | reason") for line in text.splitlines()) == 50
     assert text.endswith("…and 3 more in the manifest.")

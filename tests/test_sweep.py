@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import re
 import time
 from collections import Counter
@@ -93,10 +92,10 @@ def task_run_names(flow_run_id: UUID | None) -> list[str]:
     return asyncio.run(read())
 
 
-def linked_file(markdown_link: str) -> Path:
-    """The local file a link artifact (`[text](file:///...)`) points at."""
-    match = re.fullmatch(r"\[[^\]]*\]\((file://[^)]+)\)", markdown_link)
-    assert match, markdown_link
+def linked_file(markdown: str, text: str) -> Path:
+    """The local file the markdown link `[text](file:///...)` in an artifact points at."""
+    match = re.search(re.escape(f"[{text}]") + r"\((file://[^)]+)\)", markdown)
+    assert match, markdown
     return Path(url2pathname(urlparse(match.group(1)).path))
 
 
@@ -135,9 +134,9 @@ def test_a_clean_sweep(
     assert sum(manifest["cost_usd"], Decimal(0)) == Decimal(emulator.account.stats()["billed"])
     assert set(tasks_per_combination(emulator).values()) == {1}
     found = flow_run_artifacts(state.state_details.flow_run_id, tmp_path / "out")
-    assert set(found) == {"progress", "summary", "manifest", "report"}, "no failures table"
+    assert set(found) == {"progress", "summary"}, "one summary card with its links"
     assert "4 of 4 rows succeeded" in found["summary"].data
-    assert linked_file(found["report"].data) == (tmp_path / "out" / REPORT).resolve()
+    assert linked_file(found["summary"].data, "Open report.html") == (tmp_path / "out" / REPORT).resolve()
     assert report_cells((tmp_path / "out" / REPORT).read_text(encoding="utf-8")) == dict.fromkeys(
         manifest["row_id"], "succeeded"
     )
@@ -229,21 +228,19 @@ def test_artifacts_show_progress_summary_failures_the_manifest_and_the_report(
     flow_run_id = state.state_details.flow_run_id
 
     found = flow_run_artifacts(flow_run_id, out)
-    assert set(found) == {"progress", "summary", "failures", "manifest", "report"}
+    assert set(found) == {"progress", "summary"}
     assert found["progress"].data == 100.0
     assert "2 of 3 rows succeeded" in found["summary"].data
     assert "| failed | 1 |" in found["summary"].data
     assert found["summary"].description.startswith("2 of 3 rows succeeded; 1 failed")
-    failures = json.loads(found["failures"].data)
-    assert [(f["row_id"], f["prompt"], f["status"]) for f in failures] == [
-        (rows["bad [emulator:fail]"]["row_id"], "bad [emulator:fail]", "failed")
-    ]
-    assert failures[0]["error"] == rows["bad [emulator:fail]"]["error"] != ""
-    assert linked_file(found["manifest"].data) == (out / MANIFEST_PARQUET).resolve()
+    bad = rows["bad [emulator:fail]"]
+    assert bad["error"] != ""
+    assert f"| failed | {bad['error']} | bad [emulator:fail] | 42 | `{bad['row_id']}` |" in found["summary"].data
+    assert linked_file(found["summary"].data, "manifest.csv") == (out / MANIFEST_CSV).resolve()
 
     # The sweep ended by writing OUT/report.html, after the last manifest, and links to it.
     report = out / REPORT
-    assert linked_file(found["report"].data) == report.resolve()
+    assert linked_file(found["summary"].data, "Open report.html") == report.resolve()
     assert report.stat().st_mtime_ns >= (out / MANIFEST_PARQUET).stat().st_mtime_ns
     cells = report_cells(report.read_text(encoding="utf-8"))
     assert cells == {r["row_id"]: r["status"] for r in rows.values()}, "one cell per row, at its final status"
@@ -785,6 +782,6 @@ def test_the_cancellation_hook_records_each_task_as_it_ended_and_writes_the_fina
         "cancelled"
     )
     found = flow_run_artifacts(run.id, out)
-    assert set(found) == {"progress", "summary", "failures", "manifest", "report"}
+    assert set(found) == {"progress", "summary"}
     assert found["progress"].data == 100.0
     assert "2 cancelled" in found["summary"].data

@@ -1,14 +1,18 @@
 """What a sweep shows in the Prefect UI besides its task runs: its name and its artifacts.
 
 - A flow run is named after what it sweeps: `demo-out · demo.csv · 20 rows`,
-  `nightly-2026-11-30 · nightly.csv · 40 rows`, a child `demo-out · shard 2/4 · 10 rows`.
-- Artifact keys are scoped by OUT as the run was given it (`{date}` and all, plus a hash of
-  its absolute path), so the Artifacts index keeps each OUT's, or each scheduled deployment's,
-  latest summary instead of only the last sweep's. Every artifact has a description.
+  `nightly-2026-11-30 · nightly.csv · 40 rows`, a child `demo-out · shards/1 of 4 · 10 rows`
+  (numbered as its folder, `OUT/shards/1`).
+- A sweep publishes one summary: its OUT and how it went, links to the report and the manifest,
+  counts, cost, and the rows that did not succeed; a sharded sweep's parent says how each shard
+  ended, and its shards publish none of their own. Its key is scoped by OUT as the run was given
+  it (`runs/nightly-{date}` -> `runs-nightly-summary`), so the Artifacts index keeps each OUT's,
+  or each scheduled deployment's, latest summary, and only what the latest run published.
 - Links go to the report server (`wiro-sweep serve`, `WIRO_SWEEP_REPORT_URL`) when one is set:
   a browser does not open file:// links from an http page.
 
-- `ProgressArtifact` keeps a run's progress artifact current while it sweeps.
+- `ProgressArtifact` keeps a run's progress artifact current while it sweeps (the live bar on
+  the run's page; unkeyed, so never in the index; a shard's run has none, its parent's shows all).
 
 The same `publish_artifacts` serves the flow at its end and the cancellation hook, which runs in the
 worker after a cancelled run's process is gone, with its own client and the run's id.
@@ -17,10 +21,9 @@ worker after a cancelled run's process is gone, with its own client and the run'
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -32,25 +35,26 @@ from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType
 
 from flows.engine.progress import Progress
-from flows.store.manifest import FINAL_STATUSES, MANIFEST_CSV, MANIFEST_PARQUET
-from flows.store.summary import summarize
+from flows.store.manifest import FINAL_STATUSES, MANIFEST_CSV
+from flows.store.summary import Summary, summarize
 from flows.view.report import REPORT
 from flows.view.serve import REPORT_URL_ENV, ReportURLError, link, report_base
 
 
-def artifact_scope(out: str, shard: int | None = None) -> str:
-    """The key prefix of an OUT: its folder's name (`{date}` reads `date`) and a hash of its path."""
-    template = os.path.abspath(os.path.expanduser(out))
-    name = Path(template).name.replace("{date}", "date").lower()
-    slug = re.sub(r"[^a-z0-9]+", "-", name).strip("-")[:40].strip("-") or "out"
-    scope = f"{slug}-{hashlib.sha256(template.encode()).hexdigest()[:6]}"
-    return f"{scope}-shard-{shard}" if shard is not None else scope
+def artifact_scope(out: str) -> str:
+    """The key prefix of an OUT, readable: its parent folder's name and its own, `{date}` and
+    `{run}` left out (`runs/nightly-{date}` reads `runs-nightly`), so a scheduled OUT keeps one key
+    across nights and two OUTs of one name in two folders keep two."""
+    template = Path(os.path.abspath(os.path.expanduser(out)))
+    words = f"{template.parent.name} {template.name}".replace("{date}", " ").replace("{run}", " ")
+    return re.sub(r"[^a-z0-9]+", "-", words.lower()).strip("-")[:48].strip("-") or "out"
 
 
 def run_name(out: Path, grid: list[str], *, rows: int | None = None, shard: int | None = None, shards: int = 1) -> str:
-    """`demo-out · demo.csv · 20 rows`: the OUT folder, the grid files (a child: its shard), the rows."""
+    """`demo-out · demo.csv · 20 rows`: the OUT folder, the grid files (a child: its shard, numbered
+    as its folder `OUT/shards/<k>` is: `demo-out · shards/0 of 2 · 10 rows`), the rows."""
     files = [Path(g).name or str(g) for g in grid]
-    what = f"shard {shard + 1}/{shards}" if shard is not None else " + ".join(files[:2]) + (
+    what = f"shards/{shard} of {shards}" if shard is not None else " + ".join(files[:2]) + (
         f" +{len(files) - 2}" if len(files) > 2 else "")  # fmt: skip
     parts = [out.name or str(out), what or "no grid"]
     if shard is None and shards > 1:
@@ -75,10 +79,23 @@ def links(out: Path) -> tuple[str, str, str]:
         served = bool(report_base())
     except ReportURLError:
         served = False
+    report, manifest = out / REPORT, out / MANIFEST_CSV
     if served:
-        return link(out / REPORT), link(out / MANIFEST_CSV), "on the report server"
-    note = f"a file:// link; run `wiro-sweep serve` and set {REPORT_URL_ENV} to open it from the UI"
-    return (out / REPORT).resolve().as_uri(), (out / MANIFEST_PARQUET).resolve().as_uri(), note
+        return link(report), link(manifest), "on the report server"
+    note = f"file:// links; run `wiro-sweep serve` and set {REPORT_URL_ENV} to open them from the UI"
+    return report.resolve().as_uri(), manifest.resolve().as_uri(), note
+
+
+def summary_markdown(out: Path, summary: Summary, shards: Mapping[int, str] | None = None) -> str:
+    """The one card a sweep shows: the OUT and how it went, its links, then the summary's body
+    (counts, cost, the rows that did not succeed); a sharded sweep's shards and how they ended."""
+    report, manifest, where = links(out)
+    lines = [f"# {out.name}: {summary.message}", "",
+             f"**[Open report.html]({report})** · [manifest.csv]({manifest}) · {where}", ""]  # fmt: skip
+    if shards:
+        ended = ", ".join(f"`shards/{k}` {state}" for k, state in sorted(shards.items()))
+        lines += [f"Swept in {len(shards)} shards, merged here: {ended}.", ""]
+    return "\n".join(lines) + summary.markdown(out)
 
 
 async def publish_artifacts(
@@ -86,27 +103,20 @@ async def publish_artifacts(
     flow_run_id: UUID,
     out: Path,
     manifest: pd.DataFrame,
-    scope: str,
+    scope: str | None,
     strays: tuple[str, ...] = (),
     kept: tuple[str, ...] = (),
+    shards: Mapping[int, str] | None = None,
 ) -> None:
-    """The summary (with any paid task no sweep claimed), the failures, and links to the report and
-    the manifest, under `scope`'s keys."""
+    """One summary of the sweep (links, counts, cost, failures, any paid task no sweep claimed) under
+    `scope`'s key: the Artifacts index keeps the latest run's. A shard's run (`scope` None) adds no
+    card of its own (its rows are in its parent's) unless it found such paid tasks, or kept strays."""
     summary = summarize(manifest, strays, kept)
-    report, manifest_link, where = links(out)
-
-    async def create(kind: str, key: str, data: str, description: str) -> None:
-        await client.create_artifact(ArtifactCreate(type=kind, key=f"{scope}-{key}", data=data,
-                                                    description=description, flow_run_id=flow_run_id))  # fmt: skip
-
-    await create("markdown", "report", f"[{out.name} · report.html]({report})",
-                 f"Contact sheet of every video with its inputs, status and cost ({where})")  # fmt: skip
-    await create("markdown", "summary", summary.markdown(out), f"{summary.message} · {out}")
-    if summary.failures:
-        await create("table", "failures", json.dumps(summary.failures),
-                     f"{len(summary.failures)} row(s) that did not succeed, and why")  # fmt: skip
-    await create("markdown", "manifest", f"[{out.name} · manifest]({manifest_link})",
-                 f"Manifest, one row per combination: {out / MANIFEST_CSV} and {out / MANIFEST_PARQUET}")  # fmt: skip
+    if scope is None and not strays and not kept:
+        return
+    await client.create_artifact(ArtifactCreate(
+        type="markdown", key=f"{scope}-summary" if scope else None, data=summary_markdown(out, summary, shards),
+        description=f"{summary.message} · {out}", flow_run_id=flow_run_id))  # fmt: skip
 
 
 def progress_description(out: Path, rows: int) -> str:
@@ -130,7 +140,8 @@ def summary_rows(manifest: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 class ProgressArtifact:
-    """Keeps the run's progress artifact current: at most one update a second, one at a time."""
+    """Keeps the run's progress artifact current: at most one update a second, one at a time (none
+    when `artifact_id` is None: a run that shows no progress bar)."""
 
     def __init__(self, artifact_id: Any) -> None:
         self.artifact_id = artifact_id
@@ -145,7 +156,7 @@ class ProgressArtifact:
 
     async def _send(self) -> None:
         await asyncio.sleep(1.0)  # gathers the rows that finish meanwhile into one update
-        if self.share != self._sent:
+        if self.artifact_id is not None and self.share != self._sent:
             share = self.share
             await aupdate_progress_artifact(self.artifact_id, share)
             self._sent = share
@@ -154,6 +165,6 @@ class ProgressArtifact:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        if self._sent != self.share:
+        if self.artifact_id is not None and self._sent != self.share:
             await aupdate_progress_artifact(self.artifact_id, self.share)
             self._sent = self.share

@@ -147,7 +147,7 @@ async def run_children(
                         client=client,
                         parameters={**parameters, "shard": index, "shards": book.count},
                         idempotency_key=f"{book.key}-{index}-{entry['launch']}",
-                        flow_run_name=f"{flow_run_name}-shard-{index}",
+                        flow_run_name=f"{flow_run_name} · shards/{index}",  # as its folder, OUT/shards/<k>
                         timeout=0,
                     )
                     entry["flow_run_id"] = str(run.id)
@@ -185,7 +185,7 @@ def _relaunch(entry: dict[str, Any]) -> None:
 
 
 async def _mark_crashed(client: PrefectClient, child: FlowRun, index: int) -> None:
-    message = (f"shard {index}: its lock was free for {STALE_LOCK_SECONDS:g} s while the run was RUNNING "
+    message = (f"shards/{index}: its lock was free for {STALE_LOCK_SECONDS:g} s while the run was RUNNING "
                "(its worker is gone); the parent run starts it again")  # fmt: skip
     await client.set_flow_run_state(child.id, Crashed(message=message), force=True)
 

@@ -35,8 +35,11 @@ async def ensure_concurrency_limit(name: str, limit: int) -> None:
             get_run_logger().info("created global concurrency limit %r with %d slots", name, limit)
 
 
-async def run_shards(frame: pd.DataFrame, out: Path, count: int, children: dict[str, Any]) -> tuple[pd.DataFrame, str]:
-    """Run the children to their end; the merged manifest, and why the run was cancelled (or "")."""
+async def run_shards(
+    frame: pd.DataFrame, out: Path, count: int, children: dict[str, Any]
+) -> tuple[pd.DataFrame, str, dict[int, str]]:
+    """Run the children to their end; the merged manifest, why the run was cancelled (or ""), and
+    how each shard's run ended (by its index: `OUT/shards/<k>`)."""
     from prefect.runtime import flow_run
 
     book = ShardBook.open(out, count, sweep_key(out, frame))
@@ -77,7 +80,7 @@ async def run_shards(frame: pd.DataFrame, out: Path, count: int, children: dict[
         parent_run_id=flow_run.id or None,
         on_stopping=stop_left_shards,
     )
-    logger.info("shards finished: %s", ", ".join(f"{k}: {v}" for k, v in sorted(outcome.states.items())))
+    logger.info("shards finished: %s", ", ".join(f"shards/{k}: {v}" for k, v in sorted(outcome.states.items())))
     if outcome.crashed:
         logger.warning("shard run(s) %s lost their worker (their lock was free): marked Crashed, started again",
                        sorted(set(outcome.crashed)))  # fmt: skip
@@ -94,4 +97,4 @@ async def run_shards(frame: pd.DataFrame, out: Path, count: int, children: dict[
                      f" and stopped {stopped} Wiro task(s) of shards no run was sweeping any more")  # fmt: skip
         logger.warning("flow run cancelled: %s", cancelled)
     await progress()
-    return merge(final=True), cancelled
+    return merge(final=True), cancelled, dict(outcome.states)

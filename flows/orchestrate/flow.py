@@ -11,6 +11,7 @@ a task are waited for, and no combination is paid for twice.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -166,8 +167,7 @@ async def sweep(
         try:
             async with wiro_session(credentials):
                 runner = SweepRunner(frame, work_dir, journal, settings)
-                artifact = await acreate_progress_artifact(0.0, description=progress_description(work_dir, len(frame)))
-                shown = ProgressArtifact(artifact)
+                shown = await _progress_artifact(work_dir, len(frame), shard)
                 with listening(shown.update), stopping_on_signals():
                     result = await runner.run()
                 await shown.flush()
@@ -180,7 +180,8 @@ async def sweep(
             return Failed(message=message, data=OutNotWritableError(message))
         await _show_rows(manifest, set(result.not_succeeded))
         # Under the lock: a parent sees the child alive, and a cancellation hook waits for it.
-        reported = await _report(manifest, work_dir, artifact_scope(out, shard), result.strays, result.kept)
+        scope = artifact_scope(out) if shard is None else None  # a shard's rows are in its parent's summary
+        reported = await _report(manifest, work_dir, scope, result.strays, result.kept)
     if result.cancelled:
         stopped = Stopped(result.cancelled, result.stopped)
         return Cancelled(message=f"{stopped.reason}; stopped {stopped.tasks} Wiro task(s)", data=stopped)
@@ -195,8 +196,8 @@ async def _sweep_in_shards(params: SweepParams, frame: pd.DataFrame, out_dir: Pa
     children = params.child_parameters([str(Path(g).resolve()) for g in params.grid], str(out_dir), limit_name)
     await ensure_concurrency_limit(limit_name, params.max_concurrency)
     with out_lock(out_dir):
-        manifest, cancelled = await run_shards(frame, out_dir, params.shards, children)
-    reported = await _report(manifest, out_dir, artifact_scope(params.out))
+        manifest, cancelled, ended = await run_shards(frame, out_dir, params.shards, children)
+    reported = await _report(manifest, out_dir, artifact_scope(params.out), shards=ended)
     if cancelled:
         return Cancelled(message=cancelled)
     return await compare_with_baseline(reported, params.out, out_dir, params.baseline)
@@ -223,15 +224,27 @@ async def _show_rows(manifest: pd.DataFrame, waited: set[str]) -> None:
         get_run_logger().warning("could not show every row's outcome as a task run: %s", exc)
 
 
+async def _progress_artifact(out: Path, rows: int, shard: int | None) -> ProgressArtifact:
+    """The run's live progress bar; a shard's run keeps none (its parent's shows every shard's rows)."""
+    if shard is not None:
+        return ProgressArtifact(None)
+    return ProgressArtifact(await acreate_progress_artifact(0.0, description=progress_description(out, rows)))
+
+
 async def _report(
-    manifest: pd.DataFrame, out: Path, scope: str, strays: tuple[str, ...] = (), kept: tuple[str, ...] = ()
+    manifest: pd.DataFrame,
+    out: Path,
+    scope: str | None,
+    strays: tuple[str, ...] = (),
+    kept: tuple[str, ...] = (),
+    shards: Mapping[int, str] | None = None,
 ) -> dict[str, Any] | State[Any]:
     summary = summarize(manifest, strays, kept)
     await asyncio.to_thread(write_report, out)
     context = FlowRunContext.get()
     if context is not None and context.flow_run is not None:
         async with get_client() as client:
-            await publish_artifacts(client, context.flow_run.id, out, manifest, scope, strays, kept)
+            await publish_artifacts(client, context.flow_run.id, out, manifest, scope, strays, kept, shards)
     if not summary.all_succeeded:
         return Failed(message=summary.message)
     return summary.as_dict()

@@ -94,9 +94,8 @@ def _write_final(flow: Flow[Any, Any], flow_run: FlowRun, out: Path, logger: Any
 
         async def artifacts() -> None:
             async with get_client() as client:
-                await publish_artifacts(
-                    client, flow_run.id, out, manifest, artifact_scope(str(params.get("out") or out))
-                )
+                scope = artifact_scope(str(params.get("out") or out)) if params.get("shard") is None else None
+                await publish_artifacts(client, flow_run.id, out, manifest, scope)
                 await final_progress(client, flow_run.id, manifest)
 
         with ThreadPoolExecutor(max_workers=1) as pool:  # the hook may be called on a running event loop

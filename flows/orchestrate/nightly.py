@@ -10,7 +10,8 @@ The sweep flow's `baseline` parameter turns it on (the `nightly-regression` depl
 It writes CURRENT/compare.{csv,parquet,html} (flows/view/compare.py), publishes a markdown artifact
 (totals, the regressed and changed rows, a link to compare.html) under a key of the deployment
 or the OUT pattern, and when something regressed emits the Prefect event `wiro-sweep.regression`
-with the counts in its payload, for an automation to notify on, and ends the run Failed with
+with the counts in its payload, for an automation to notify on (its resource reads as the OUT's
+artifact keys do: `wiro-sweep.out.runs-nightly`, named after tonight's folder), and ends the run Failed with
 the counts in its message. The first night, with nothing to compare with, says so and passes.
 """
 
@@ -30,7 +31,7 @@ from prefect.client.schemas.objects import State
 from prefect.events import emit_event
 from prefect.states import Failed
 
-from flows.orchestrate.artifacts import page_link
+from flows.orchestrate.artifacts import artifact_scope, page_link
 from flows.store.files import MAX_MANIFEST_BYTES, UnreadableFileError, open_regular
 from flows.store.manifest import MANIFEST_PARQUET
 from flows.store.thumbnails import text
@@ -120,9 +121,10 @@ async def compare_with_baseline(
     counts = {"regressed": comparison.regressed, **comparison.counts}
     if not comparison.failed:
         return {**reported, "compare": {"baseline": str(base), **counts}} if isinstance(reported, dict) else reported
+    about = {"prefect.resource.id": f"wiro-sweep.out.{artifact_scope(pattern)}", "prefect.resource.name": out.name}
     emit_event(
         event=EVENT,
-        resource={"prefect.resource.id": f"wiro-sweep.out.{out}", "prefect.resource.name": out.name},
+        resource=about,
         related=_related(),
         payload={**counts, "rows": len(comparison.rows), "message": comparison.message(),
                  "baseline": str(base), "current": str(out), "compare_html": page_link(page)},
@@ -149,7 +151,8 @@ def _related() -> list[dict[str, str]]:
 
 
 def markdown(comparison: Comparison, page: Path) -> str:
-    """The artifact: totals, the regressed and changed rows, links to the page and the table."""
+    """The artifact: totals, the regressed and changed rows (what changed first, where a narrow
+    window still shows it), links to the page and the table."""
     b, c = comparison.sides["baseline"], comparison.sides["current"]
     lines = [
         f"# Nightly compare: {comparison.current.name} against {comparison.baseline.name}",
@@ -170,14 +173,14 @@ def markdown(comparison: Comparison, page: Path) -> str:
     shown = rows[rows["regressed"] | rows["change"].isin(("gone", "undecodable", "changed", "new"))]
     if len(shown):
         lines += ["", "## Regressed and changed rows", "",
-                  "| change | row | prompt | seed | status | PSNR (dB) | what |",
-                  "| --- | --- | --- | --- | --- | ---: | --- |"]  # fmt: skip
+                  "| change | what | status | PSNR (dB) | prompt | seed | row |",
+                  "| --- | --- | --- | ---: | --- | --- | --- |"]  # fmt: skip
         for r in shown.head(_ROWS_SHOWN).to_dict("records"):
             change = "regressed" if r["regressed"] else r["change"]
             status = f"{text(r['status_baseline']) or '—'} → {text(r['status_current']) or '—'}"
             psnr = f"{r['psnr_db']:.1f}" if text(r["psnr_db"]) else ""
-            lines.append(f"| {change} | `{r['row_id'][:8]}` | {_cell(r['prompt'], 60)} | {_cell(r['seed'])} | "
-                         f"{status} | {psnr} | {_cell(r['note'], 120)} |")  # fmt: skip
+            lines.append(f"| {change} | {_cell(r['note'], 120)} | {status} | {psnr} | {_cell(r['prompt'], 40)} | "
+                         f"{_cell(r['seed'])} | `{r['row_id'][:8]}` |")  # fmt: skip
         if len(shown) > _ROWS_SHOWN:
             lines.append(f"\n…and {len(shown) - _ROWS_SHOWN} more in compare.html and {COMPARE_CSV}.")
     return "\n".join(lines)

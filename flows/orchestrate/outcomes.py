@@ -7,7 +7,10 @@ rows that did not succeed:
 - a row with no such task run in this flow run (skipped by the budget, refused at submission, a
   download that failed, or failed in an earlier run and not retried) gets one, named
   `<status> <row label>`, created in its final state;
-- a task run Crashed because the sweep was cancelled under it takes the state its row ended in.
+- a task run Crashed because the sweep was cancelled under it takes the state its row ended in;
+- a `wait` task run that ended as its Wiro task did while its row says more takes the row's
+  status and reason: a task the budget stopped ended `task_cancel`, and its row is `skipped:
+  budget: stopped while running, ...`, as the manifest says.
 
 So the UI's state filter lists exactly the rows of each kind: Failed the failed rows, TimedOut
 the timed-out ones, Cancelled the cancelled and skipped ones. A row the sweep stopped before
@@ -81,9 +84,10 @@ async def show_row_outcomes(flow_run_id: UUID, rows: Iterable[Mapping[str, Any]]
             runs = [
                 shown[f"{verb} {label}"] for verb in ("wait", "submit", row["status"]) if f"{verb} {label}" in shown
             ]
-            if any(r.state and (r.state.type, r.state.name) == (wanted.type, wanted.name) for r in runs):
+            if any(_shows(r, wanted) for r in runs):
                 continue
-            stale = [r for r in runs if r.state and (r.state.type is StateType.CRASHED or not r.state.is_final())]
+            stale = [r for r in runs if r.state and (r.state.type is StateType.CRASHED or not r.state.is_final()
+                                                     or r.state.type is wanted.type)]  # fmt: skip
             if stale:
                 calls.append(client.set_task_run_state(stale[0].id, wanted, force=True))
             elif row["status"] != NOT_STARTED:
@@ -97,6 +101,15 @@ async def show_row_outcomes(flow_run_id: UUID, rows: Iterable[Mapping[str, Any]]
 
         await asyncio.gather(*(call(c) for c in calls))
     return len(calls)
+
+
+def _shows(run: TaskRun, wanted: State[Any]) -> bool:
+    """Whether a task run already reads as `wanted`: its state, and its row's status and reason (a
+    task the budget stopped ended `cancelled` in its `wait` run; its row is `skipped: budget: ...`)."""
+    state = run.state
+    said = (wanted.message or "").split(":", 1)[0] + ":"
+    return state is not None and (state.type, state.name) == (wanted.type, wanted.name) and (
+        state.message or "").startswith(said)  # fmt: skip
 
 
 async def _task_runs_named(client: PrefectClient, flow_run_id: UUID, names: list[str]) -> dict[str, TaskRun]:

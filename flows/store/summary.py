@@ -39,11 +39,9 @@ class Summary:
                 "elapsed_p50": self.p50, "elapsed_p95": self.p95}  # fmt: skip
 
     def markdown(self, out: Path) -> str:
+        """The summary's body: counts, money and time, the rows that did not succeed, any paid task
+        no sweep claimed, and where the files are (its heading and links are the caller's)."""
         lines = [
-            "# wiro-sweep",
-            "",
-            self.message + ".",
-            "",
             "| status | rows |",
             "| --- | ---: |",
             *(f"| {s} | {n} |" for s, n in self.counts.items()),
@@ -60,20 +58,20 @@ class Summary:
                       "Tasks this sweep paid for (a Run whose answer was lost, its task found too late) beside "
                       f"the row's own: counted in the bill above, their videos in `{out / 'strays'}`:", "",
                       *(f"- {s}" for s in self.kept)]  # fmt: skip
+        if self.failures:
+            lines += ["", "## Rows that did not succeed", "", "| status | reason | prompt | seed | row |",
+                      "| --- | --- | --- | --- | --- |"]  # fmt: skip
+            for f in self.failures[:50]:
+                reason = f["error"].replace("|", "\\|")
+                lines.append(f"| {f['status']} | {reason} | {f['prompt'][:40]} | {f['seed']} | `{f['row_id']}` |")
+            if len(self.failures) > 50:
+                lines.append(f"\n…and {len(self.failures) - 50} more in the manifest.")
         if self.strays:
             lines += ["", "## Paid tasks no sweep here claimed", "",
                       "Each matches a row's inputs, and was found while looking for that row's lost Run answer; "
                       "none of this machine's sweeps holds it (another machine's sweep, or a second task of the "
                       "row). Check them in Wiro before paying for more:", "",
                       *(f"- {s}" for s in self.strays)]  # fmt: skip
-        if self.failures:
-            lines += ["", "## Rows that did not succeed", "", "| row | prompt | seed | status | reason |",
-                      "| --- | --- | --- | --- | --- |"]  # fmt: skip
-            for f in self.failures[:50]:
-                reason = f["error"].replace("|", "\\|")
-                lines.append(f"| `{f['row_id']}` | {f['prompt'][:40]} | {f['seed']} | {f['status']} | {reason} |")
-            if len(self.failures) > 50:
-                lines.append(f"\n…and {len(self.failures) - 50} more in the manifest.")
         return "\n".join(lines)
 
 
