@@ -17,6 +17,7 @@ from .terminal import run_in_terminal
 
 QUIET_PREFECT = (*CI_ENV_VARS, "DO_NOT_TRACK")  # any of these set turns Prefect's telemetry notice off
 NOISE = ("Crash detected", "Finished in state", "Error logging to API", "Traceback", "EventsWorker")
+SIZE = ("COLUMNS", "LINES")  # the pty sets the size; a COLUMNS left in the environment would override it
 
 
 def test_a_failed_run_shows_a_clean_bar_with_rate_and_time_left_then_one_closing_block(
@@ -28,7 +29,7 @@ def test_a_failed_run_shows_a_clean_bar_with_rate_and_time_left_then_one_closing
     grid.write_text("prompt,numFrames\n" + "".join(f"{p},9\n" for p in prompts))
     # A new PREFECT_HOME, and no CI variable or DO_NOT_TRACK (Prefect stays quiet under those): Prefect
     # prints its first-run telemetry notice in an interactive terminal, as on a user's machine.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k not in QUIET_PREFECT}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k not in QUIET_PREFECT + SIZE}
     env.update(emulator.env(), PREFECT_API_URL=prefect_api, PREFECT_HOME=str(tmp_path / "home"), TERM="xterm")
     command = [sys.executable, "-m", "flows", "run", str(grid), "--out", str(tmp_path / "out"),
                "--max-concurrency", "2", "--poll-interval", "0.1"]  # fmt: skip
@@ -55,7 +56,7 @@ def test_ctrl_c_ends_with_one_friendly_block(prefect_api: str, make_emulator: Em
     emulator = make_emulator(queue_seconds=0.05)
     grid = tmp_path / "grid.csv"
     grid.write_text("prompt\nlong a [emulator:hang]\nlong b [emulator:hang]\nlong c [emulator:hang]\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k not in SIZE}
     env.update(emulator.env(), PREFECT_API_URL=prefect_api, PREFECT_HOME=str(tmp_path / "home"), TERM="xterm")
     out = tmp_path / ("a-long-out-name-" * 8)  # the report's path is wider than the terminal: not broken in two
     command = [sys.executable, "-m", "flows", "run", str(grid), "--out", str(out), "--poll-interval", "0.1"]
@@ -82,7 +83,7 @@ def test_the_demo_bar_is_never_split_by_the_temporary_servers_notice_and_ends_wi
     home.mkdir()
     (home / "profiles.toml").write_text("")
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PREFECT_", "WIRO_")) and k not in QUIET_PREFECT}  # fmt: skip
+           if not k.startswith(("PREFECT_", "WIRO_")) and k not in QUIET_PREFECT + SIZE}  # fmt: skip
     env.update(PREFECT_HOME=str(home), TERM="xterm")
     command = [sys.executable, "-m", "flows", "run", str(grid), "--out", str(tmp_path / "out"), "--emulator",
                "--poll-interval", "0.2"]  # fmt: skip

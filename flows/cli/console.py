@@ -269,7 +269,7 @@ def _print_where(out: Path, manifest: pd.DataFrame, summary: Summary) -> None:
     console.print(f"Manifest: {out / MANIFEST_PARQUET}  {out / MANIFEST_CSV}", soft_wrap=True)
     console.print(f"Report:   {out / 'report.html'}", soft_wrap=True)
     for line in failure_lines(summary.failures):
-        console.print(line)
+        console.print(line, soft_wrap=True)  # a reason stays one line, to copy or grep, at any width
 
 
 def failure_lines(failures: list[dict[str, str]], shown: int = 10) -> list[str]:
