@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 from collections.abc import Callable, Iterator
@@ -239,3 +240,14 @@ def resize_disk(point: Path, size: int) -> None:
 def _own_state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test's sweeps claim Wiro tasks in a registry of their own, never the user's."""
     monkeypatch.setenv("WIRO_SWEEP_STATE", str(tmp_path_factory.mktemp("wiro-sweep-state")))
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Subprocesses of a test; any still running at its end are killed (by their own group)."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

@@ -35,7 +35,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -518,17 +518,6 @@ def runs_seen(emulator: EmulatorServer) -> int:
 def grown(count: Callable[[], int], start: int) -> Callable[[], bool]:
     """Whether `count()` has grown past `start`."""
     return lambda: count() > start
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Subprocesses of a test; any still running at its end are killed (by their own group)."""
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def test_random_sigkills_then_resume_lose_nothing_and_pay_once(

@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -76,17 +76,6 @@ def test_tasks_far_longer_than_quoted_are_held_to_the_budget_by_the_guard_alone(
     assert sum((r["cost_usd"] for r in rows), Decimal(0)) == billed, "every stopped task is counted as billed"
     assert {r["status"] for r in rows} == {"skipped"}, rows
     assert all(r["error"].startswith("budget:") for r in rows), [r["error"] for r in rows]
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Sweeps started as processes of their own; any still running at the end are killed."""
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 RESUME_TASK_SECONDS = 120.0  # three such tasks at $0.01/s would cost $3.60
