@@ -251,3 +251,12 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+@pytest.fixture
+def quick_scans(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The emulator's Task/List is consistent at once: the three scans that prove no task was made
+    need not be spread over 20 s (the rule, three complete scans, is unchanged)."""
+    import flows.engine.matching
+
+    monkeypatch.setattr(flows.engine.matching, "FIND_RETRY_DELAYS", (0.2, 0.4))

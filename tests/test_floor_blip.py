@@ -18,14 +18,7 @@ from wiro_tasks.emulator.config import Faults
 from .conftest import EmulatorFactory
 from .test_faults import run_sweep, tasks_by_combination, write_grid
 
-pytestmark = pytest.mark.usefixtures("prefect_api")
-
-
-@pytest.fixture(autouse=True)
-def _quick_scans(monkeypatch: pytest.MonkeyPatch) -> None:
-    import flows.engine.matching
-
-    monkeypatch.setattr(flows.engine.matching, "FIND_RETRY_DELAYS", (0.2, 0.4))
+pytestmark = pytest.mark.usefixtures("prefect_api", "quick_scans")
 
 
 def test_a_failed_first_task_list_leaves_no_intent_without_a_floor(

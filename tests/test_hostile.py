@@ -29,16 +29,7 @@ from .conftest import EmulatorFactory
 from .test_faults import tasks_by_combination
 from .test_sweep import run_sweep
 
-pytestmark = pytest.mark.usefixtures("prefect_api")
-
-
-@pytest.fixture(autouse=True)
-def _quick_scans(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The emulator's Task/List is consistent at once: the three scans that prove no task was made
-    need not be spread over 20 s (the rule, three complete scans, is unchanged)."""
-    import flows.engine.matching
-
-    monkeypatch.setattr(flows.engine.matching, "FIND_RETRY_DELAYS", (0.2, 0.4))
+pytestmark = pytest.mark.usefixtures("prefect_api", "quick_scans")
 
 
 def write_grid(path: Path, prompts: list[str], seeds: tuple[str, ...] = ("1",)) -> Path:

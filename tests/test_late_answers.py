@@ -23,16 +23,7 @@ from wiro_tasks.emulator.config import Faults
 from .conftest import EmulatorFactory
 from .test_faults import run_sweep, tasks_by_combination, write_grid
 
-pytestmark = pytest.mark.usefixtures("prefect_api")
-
-
-@pytest.fixture(autouse=True)
-def _quick_scans(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The emulator's Task/List is consistent at once: the scans that prove no task was made need
-    not be spread over 20 s (the rule, three complete scans, is unchanged)."""
-    import flows.engine.matching
-
-    monkeypatch.setattr(flows.engine.matching, "FIND_RETRY_DELAYS", (0.2, 0.4))
+pytestmark = pytest.mark.usefixtures("prefect_api", "quick_scans")
 
 
 def paid_in_no_manifest(emulator: EmulatorServer, rows: list[dict[str, Any]]) -> set[str]:
@@ -44,10 +35,12 @@ def paid_in_no_manifest(emulator: EmulatorServer, rows: list[dict[str, Any]]) ->
 def assert_each_row_has_its_own_task(emulator: EmulatorServer, rows: list[dict[str, Any]]) -> None:
     """A row's task is one the emulator made from that row's prompt and seed, and its video is saved."""
     tasks = tasks_by_combination(emulator)
-    for row in rows:
-        if row["status"] == "succeeded":
-            assert str(row["task_id"]) in tasks[(row["prompt"], str(row["seed"]))], ("another row's task", row)
-            assert row["output_path"], row
+    succeeded = [row for row in rows if row["status"] == "succeeded"]
+    assert succeeded, rows
+    for row in succeeded:
+        assert str(row["task_id"]) in tasks[(row["prompt"], str(row["seed"]))], ("another row's task", row)
+        assert row["output_path"], row
+        assert row["output_bytes"] > 0, row
 
 
 def test_a_run_answered_late_is_found_and_stopped_within_the_budget(

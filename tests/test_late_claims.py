@@ -21,14 +21,7 @@ from .conftest import EmulatorFactory
 from .processes import FAST_SCANS, finish, start, wait_for
 from .test_faults import run_sweep, tasks_by_combination, write_grid
 
-pytestmark = pytest.mark.usefixtures("prefect_api")
-
-
-@pytest.fixture(autouse=True)
-def _quick_scans(monkeypatch: pytest.MonkeyPatch) -> None:
-    import flows.engine.matching
-
-    monkeypatch.setattr(flows.engine.matching, "FIND_RETRY_DELAYS", (0.2, 0.4))
+pytestmark = pytest.mark.usefixtures("prefect_api", "quick_scans")
 
 
 def test_a_task_found_for_a_late_answer_is_not_kept_from_the_sweep_that_paid_for_it(

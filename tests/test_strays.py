@@ -28,15 +28,7 @@ from .conftest import EmulatorFactory
 from .test_faults import run_sweep, tasks_by_combination, write_grid
 from .test_sweep import flow_run_artifacts
 
-pytestmark = pytest.mark.usefixtures("prefect_api")
-
-
-@pytest.fixture(autouse=True)
-def _quick_scans(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The scans that prove no task was made need not be spread over 20 s (still three of them)."""
-    import flows.engine.matching
-
-    monkeypatch.setattr(flows.engine.matching, "FIND_RETRY_DELAYS", (0.2, 0.4))
+pytestmark = pytest.mark.usefixtures("prefect_api", "quick_scans")
 
 
 @pytest.fixture

@@ -47,4 +47,4 @@ def test_a_stopped_task_seen_to_succeed_later_is_fetched_on_rerun(
         tasks = emulator.account.intervals()
         assert len(tasks) == 1, f"paid again for the combination (retry_failed={retry_failed}): {tasks}"
         assert row["status"] == "succeeded", ("its paid video is not fetched", row)
-        assert row["output_path"], row
+        assert (out / row["output_path"]).stat().st_size == row["output_bytes"] > 0, row
