@@ -179,4 +179,5 @@ def made_after(task_id: str, floor: int | None) -> bool:
     no floor is known: then the scan's times alone judged it, as for an adopted task)."""
     if floor is None:
         return True
-    return task_id.isdigit() and len(task_id) < 20 and int(task_id) > floor
+    number = numeric_id(task_id)
+    return number is not None and number > floor

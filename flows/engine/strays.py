@@ -91,8 +91,10 @@ class StrayKeeper:
         except WiroError as exc:
             logger.warning("row %s: waiting for its stray task %s: %s", row_id, stray.task_id, exc)
             return
-        if not outcome.ended:
+        if not outcome.ended:  # it ran, and may have billed, till now: this run's budget counts it (not journaled,
+            # so the rerun that waits for it again counts it once)
             logger.warning("row %s: stray task %s not seen to end: a rerun waits for it", row_id, stray.task_id)
+            await self.guard.charge(self.guard.bill(row_id, outcome)[0])
             return
         cost, note = self.guard.bill(row_id, outcome)
         self.ledger.record("stray_finished", row_id, task_id=stray.task_id, status=outcome.status, cost=str(cost),
