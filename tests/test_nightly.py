@@ -216,3 +216,16 @@ def test_a_night_whose_every_row_was_cancelled_or_skipped_is_no_baseline(tmp_pat
     assert find_previous(pattern, runs / "nightly-2000-01-04") == (runs / "nightly-2000-01-01").resolve()
     night(runs / "nightly-2000-01-02", [Row("a fox", status="cancelled"), Row("a boat", status="timed_out")])
     assert find_previous(pattern, runs / "nightly-2000-01-04") == (runs / "nightly-2000-01-02").resolve()
+
+
+def test_an_out_per_run_finds_the_previous_night_too(tmp_path: Path) -> None:
+    """`runs/adhoc-{date}-{run}` (one OUT per flow run) still has a previous night: `{run}` matches
+    any run's id, where it used to be looked for as a folder literally named `{run}`."""
+    from .nights import Row, night
+
+    runs = tmp_path / "runs"
+    night(runs / "adhoc-2000-01-01-1a2b3c4d", [Row("a fox"), Row("a boat")])
+    night(runs / "adhoc-2000-01-02-5e6f7a8b", [Row("a fox"), Row("a boat", status="cancelled")])
+    pattern = str(runs / "adhoc-{date}-{run}")
+    tonight = runs / "adhoc-2000-01-03-0c0d0e0f"
+    assert find_previous(pattern, tonight) == (runs / "adhoc-2000-01-02-5e6f7a8b").resolve()

@@ -48,20 +48,24 @@ from flows.view.compare_page import write_comparison
 PREVIOUS = "previous"
 EVENT = "wiro-sweep.regression"
 _MARK = "WIRODATEMARK"
+_RUN_MARK = "WIRORUNMARK"  # `{run}`: one OUT per flow run, any of them a night
 _ROWS_SHOWN = 50
 RAN = ("succeeded", "failed", "timed_out")  # a row that ran; cancelled and skipped rows say nothing of the model
 
 
 def find_previous(pattern: str, tonight: Path) -> Path | None:
-    """The OUT of `pattern` (with `{date}`) of the latest date before `tonight`'s whose sweep
+    """The OUT of `pattern` (with `{date}`, and maybe `{run}`) of the latest date before `tonight`'s whose sweep
     finished with a row that ran: a night killed mid-sweep (rows left pending or running) is passed
     over, and so is one whose every row was cancelled or skipped (tonight would read as all fixed)."""
-    template = str(Path(pattern.replace("{date}", _MARK)).resolve())
-    matcher = re.compile(re.escape(template).replace(_MARK, r"(\d{4}-\d{2}-\d{2})") + r"\Z")
+    template = str(Path(pattern.replace("{date}", _MARK).replace("{run}", _RUN_MARK)).resolve())
+    matcher = re.compile(re.escape(template).replace(_MARK, r"(\d{4}-\d{2}-\d{2})").replace(_RUN_MARK, r"(?:[0-9a-z]+)")
+                         + r"\Z")  # fmt: skip
     found = matcher.match(str(tonight))
     tonight_date = found.group(1) if found else "9999-99-99"
     candidates = []
-    for path in glob.glob(glob.escape(template).replace(_MARK, "[0-9]" * 4 + "-[0-9][0-9]-[0-9][0-9]")):
+    for path in glob.glob(
+        glob.escape(template).replace(_MARK, "[0-9]" * 4 + "-[0-9][0-9]-[0-9][0-9]").replace(_RUN_MARK, "*")
+    ):
         match = matcher.match(path)
         same_date = match is not None and len(set(match.groups())) == 1
         if match and same_date and match.group(1) < tonight_date and (Path(path) / MANIFEST_PARQUET).is_file():
@@ -87,7 +91,7 @@ def artifact_key(pattern: str) -> str:
     lowercase letters, digits and dashes, as Prefect wants."""
     from prefect.runtime import deployment
 
-    name = str(deployment.name or "") or Path(pattern.replace("{date}", "")).name or "out"
+    name = str(deployment.name or "") or Path(pattern.replace("{date}", "").replace("{run}", "")).name or "out"
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "out"
     return f"compare-{slug}"[:64].rstrip("-")
 
