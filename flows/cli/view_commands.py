@@ -16,7 +16,7 @@ from flows.store.manifest import MANIFEST_PARQUET
 from flows.view.compare import COMPARE_CSV, COMPARE_PARQUET, Thresholds, compare_outs, one_line
 from flows.view.compare_page import write_comparison
 from flows.view.report import write_report
-from flows.view.serve import DEFAULT_PORT, REPORT_URL_ENV, serve_folders, trusted_hosts
+from flows.view.serve import DEFAULT_PORT, REPORT_URL_ENV, is_loopback, serve_folders, trusted_hosts
 from flows.view.videodiff import SAMPLES
 
 
@@ -59,7 +59,7 @@ def serve(out: tuple[Path, ...], host: str, port: int, allowed: tuple[str, ...])
     url = f"http://{host}:{port}"
     click.echo(f"Serving {', '.join(str(o.resolve()) for o in out)} at {url}/ (read-only; Ctrl-C stops)")
     click.echo(f"Prefect artifacts link here when the flow runs have {REPORT_URL_ENV}={url}")
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if not is_loopback(host):
         click.echo(f"warning: listening on {host}: anyone who reaches it can watch these videos", err=True)
     hosts = trusted_hosts(host, allowed)
     click.echo(f"Answering requests addressed to {', '.join(hosts)} (others get 400; --allow-host adds a name)")

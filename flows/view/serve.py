@@ -83,7 +83,7 @@ def trusted_hosts(bound: str, allowed: Sequence[str] = ()) -> list[str]:
     loopback's names when it is loopback, and on every interface also this machine's names and the
     host of `WIRO_SWEEP_REPORT_URL`; `allowed` adds names (a proxy's, a DNS alias)."""
     hosts = {_host_name(bound), *(_host_name(name) for name in allowed)}
-    if bound in EVERY_INTERFACE or _is_loopback(bound):
+    if bound in EVERY_INTERFACE or is_loopback(bound):
         hosts.update(LOOPBACK_NAMES)
     if bound in EVERY_INTERFACE:
         hosts.update(_host_name(name) for name in (socket.gethostname(), socket.getfqdn()))
@@ -94,7 +94,7 @@ def trusted_hosts(bound: str, allowed: Sequence[str] = ()) -> list[str]:
     return sorted(hosts)
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     try:
         return host.lower() == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
