@@ -534,3 +534,27 @@ def test_the_scanner_finds_a_planted_secret(
         time.sleep(0.2)
         for path in prefect_database():
             scanner.file(path)
+
+
+def test_every_handler_of_prefects_loggers_gets_masked_records_not_only_the_console() -> None:
+    """The handler that sends log lines to Prefect's API (stored in its database) may run before
+    the console's: it must not see the password either."""
+    from prefect.logging.handlers import APILogHandler
+
+    from flows.cli.console import prefect_console
+
+    seen: list[str] = []
+
+    class Collected(APILogHandler):  # the API's handler, collecting instead of sending
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    logger = logging.getLogger("prefect.test-masking-api")
+    handler = Collected()
+    logger.addHandler(handler)
+    try:
+        with prefect_console(verbose=True):
+            logger.warning("View at %s", "http://sweeper:hunter2@127.0.0.1:4200/runs/1")
+    finally:
+        logger.removeHandler(handler)
+    assert seen == ["View at http://***@127.0.0.1:4200/runs/1"]

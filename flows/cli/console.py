@@ -62,8 +62,9 @@ class _DropEngineNoise(logging.Filter):
 
 
 class _MaskURLPasswords(logging.Filter):
-    """A record's message and traceback with every URL's user:password as `***` (the record itself
-    is changed, so no later handler sees them either)."""
+    """A record's message and traceback with every URL's user:password as `***`. It sits on every
+    handler of Prefect's loggers (the console's, and the one that sends log lines to Prefect's API),
+    so no handler sees them, whichever runs first."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -83,12 +84,14 @@ def prefect_console(verbose: bool) -> Iterator[None]:
 
     names = [n for n in list(logging.Logger.manager.loggerDict) if n == "prefect" or n.startswith("prefect.")]
     loggers = [logging.getLogger(), *(logging.getLogger(n) for n in names)]
-    handlers = {h for logger in loggers for h in logger.handlers if isinstance(h, PrefectConsoleHandler)}
+    every = {h for logger in loggers for h in logger.handlers}
+    handlers = {h for h in every if isinstance(h, PrefectConsoleHandler)}
     saved = {h: h.console for h in handlers}
     quiet, masked = _DropEngineNoise(), _MaskURLPasswords()
+    for handler in every:
+        handler.addFilter(masked)
     for handler in handlers:
         handler.console = console
-        handler.addFilter(masked)
         if not verbose:
             handler.addFilter(quiet)
     try:
@@ -97,6 +100,7 @@ def prefect_console(verbose: bool) -> Iterator[None]:
         for handler, original in saved.items():
             handler.console = original
             handler.removeFilter(quiet)
+        for handler in every:
             handler.removeFilter(masked)
 
 
