@@ -73,7 +73,11 @@ class RunAnswers:
         row_id = row["row_id"]
         answered = asyncio.Event()
         self._sending(row_id, True)
-        looking = asyncio.create_task(self._look_while_late(row, inputs, label, answered))
+        looking = (
+            asyncio.create_task(self._look_while_late(row, inputs, label, answered))
+            if self.guard.limit is not None
+            else None
+        )  # without a budget, no guard to hand a task to
         outcome: SubmitOutcome | None = None
         try:
             outcome = await submit(row[MODEL], inputs, label, limit_wait=limit_wait,
@@ -85,11 +89,12 @@ class RunAnswers:
             order = self.sending.pop(row_id, -1)
             self.attempted.pop(row_id, None)
             answered.set()
-            if outcome is None:  # cancelled (or failed): no look for its task is wanted now
+            if outcome is None and looking is not None:  # cancelled (or failed): no look for its task now
                 looking.cancel()
             async with self._answers:
                 self._answers.notify_all()
-            await asyncio.gather(looking, return_exceptions=True)
+            if looking is not None:
+                await asyncio.gather(looking, return_exceptions=True)
         assert outcome is not None  # `submit` returned
         return outcome, order
 
@@ -121,8 +126,6 @@ class RunAnswers:
         so the guard can stop it (`BudgetGuard.pending`) before its answer comes. Lateness counts
         from the attempt in flight (none between attempts refused without a task)."""
         row_id, pause, attempt, due = row["row_id"], RUN_LATE_SECONDS, 0.0, 0.0
-        if self.guard.limit is None:
-            return
         while not answered.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(answered.wait(), LATE_TICK_SECONDS)
