@@ -195,3 +195,16 @@ def test_a_tier_priced_task_is_counted_at_its_price_not_its_seconds(tmp_path: Pa
     guard.quotes["r0"] = Quote(Decimal("0.05"), None, Decimal("0.05"), "test")
     outcome = WaitOutcome("succeeded", "7", cost=Decimal("0.05"), elapsed=Decimal(10), cps=Decimal("0.01"))
     assert guard.bill("r0", outcome) == (Decimal("0.05"), "")
+
+
+def test_a_ledger_clears_every_whole_file_write_a_killed_process_left(tmp_path: Path) -> None:
+    """A SIGKILL mid-write leaves `.<name>.<pid>.<thread>.tmp` beside the manifests, summary.json
+    or the report (the random-SIGKILL test once found a summary.json one after its resume); the
+    next run's ledger removes them, and keeps what is not its temporary."""
+    left = [tmp_path / f".{name}.31212.1402.tmp" for name in ("manifest.parquet", "summary.json", "report.html")]
+    for path in left:
+        path.write_text("half")
+    (tmp_path / "keep.tmp").write_text("not ours")
+    ledger_in(tmp_path)
+    assert [p for p in left if p.exists()] == []
+    assert (tmp_path / "keep.tmp").exists()

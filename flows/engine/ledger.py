@@ -69,8 +69,11 @@ class Ledger:
         self._written = -1
         self._write_lock = threading.Lock()
         (out / VIDEOS).mkdir(parents=True, exist_ok=True)
-        for stale in [*out.glob(".manifest.*.tmp"), *(out / VIDEOS).glob("*.part"), *(out / STRAYS).glob("*.part")]:
-            stale.unlink(missing_ok=True)  # left by a process killed mid-write
+        # Left by a process killed mid-write: the OUT's own files written whole (`atomic_write`: the
+        # manifests, summary.json, the report) and partial downloads. This run holds the OUT's lock.
+        written = [p for p in out.glob(".*.tmp") if p.is_file()]
+        for stale in [*written, *(out / VIDEOS).glob("*.part"), *(out / STRAYS).glob("*.part")]:
+            stale.unlink(missing_ok=True)
 
     def record(self, event: str, row_id: str, **fields: Any) -> None:
         """Append to the journal first, then update the in-memory state from the same record."""
