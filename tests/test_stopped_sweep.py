@@ -22,14 +22,16 @@ from .processes import finish, start, wait_until
 ROWS, SLOTS = 5, 2
 
 
-async def flow_run_of(out: Path) -> tuple[Any, list[Any], dict[str, Any]]:
-    """The flow run that swept into `out`, its task runs and its artifacts (by key or type)."""
+async def flow_run_of(out: Path) -> tuple[Any, list[Any], dict[str, Any], list[Any]]:
+    """The flow run that swept into `out`, its task runs, its artifacts (by key or type) and logs."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         ArtifactFilter,
         ArtifactFilterFlowRunId,
         FlowRunFilter,
         FlowRunFilterId,
+        LogFilter,
+        LogFilterFlowRunId,
     )
 
     async with get_client() as client:
@@ -40,7 +42,8 @@ async def flow_run_of(out: Path) -> tuple[Any, list[Any], dict[str, Any]]:
         found = await client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
         )
-    return run, tasks, {str(a.key or a.type): a for a in found}
+        logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+    return run, tasks, {str(a.key or a.type): a for a in found}, logs
 
 
 def test_ctrl_c_against_a_prefect_server_ends_cancelled_and_rows_never_started_are_not_failed(
@@ -50,7 +53,7 @@ def test_ctrl_c_against_a_prefect_server_ends_cancelled_and_rows_never_started_a
     grid = tmp_path / "grid.csv"
     grid.write_text("prompt,numFrames\n" + "".join(f'"hang {n} [emulator:hang]",9\n' for n in range(ROWS)))
     out, log = (tmp_path / "out").resolve(), tmp_path / "log.txt"
-    args = [str(grid), "--out", str(out), "--max-concurrency", str(SLOTS), "--poll-interval", "0.1"]
+    args = [str(grid), "--out", str(out), "--max-concurrency", str(SLOTS), "--poll-interval", "5"]
     process = start(args, subprocess_env(emulator), log)
     wait_until(lambda: emulator.account.stats()["tasks"] == SLOTS, seconds=120)
     time.sleep(0.5)
@@ -69,7 +72,9 @@ def test_ctrl_c_against_a_prefect_server_ends_cancelled_and_rows_never_started_a
     last = said.rstrip().splitlines()[-1]
     assert last == f"Interrupted: stopped {SLOTS} running Wiro task(s). Rerun the same command to resume."
 
-    run, tasks, artifacts = asyncio.run(flow_run_of(out))
+    run, tasks, artifacts, logs = asyncio.run(flow_run_of(out))
+    crashes = [log.message for log in logs if "Crash detected" in log.message]
+    assert not crashes, crashes  # each task run ended as its row did, none interrupted
     assert run.state is not None
     assert run.state.is_cancelled(), run.state
     assert "cancelled by the runtime environment" not in str(run.state.message)

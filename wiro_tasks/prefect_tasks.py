@@ -23,7 +23,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -68,11 +68,20 @@ connection to the API opened for `connect_wait` s: no task was created, stop sub
 class WiroSession:
     """One flow run's link to Wiro: its credentials, its client (made on first use), and the
     per-second rate each of its tasks' records gave while `wait` watched it (the budget guard
-    counts a task at that rate from then on)."""
+    counts a task at that rate from then on), and for each task waited on, a call that makes its
+    wait look at it now (`wake`)."""
 
     credentials: Credentials
     rates: dict[str, Decimal] = field(default_factory=dict)
+    wakers: dict[str, Callable[[], None]] = field(default_factory=dict)
     _client: AsyncWiroClient | None = None
+
+    def wake(self, task_ids: Iterable[str]) -> None:
+        """Make the waits on these tasks (stopped by the caller) look at them now."""
+        for task_id in task_ids:
+            waker = self.wakers.get(task_id)
+            if waker is not None:
+                waker()
 
     def client(self) -> AsyncWiroClient:
         if self._client is None or self._client.is_closed:
@@ -256,7 +265,9 @@ async def wait_for_end(
 ) -> WaitOutcome:
     """`waiting.wait_for_end` on the current session's client, its rates recorded in the session."""
     session = current_session()
-    return await wait_on(session.client(), task_id, deadline, poll_interval, poll_cap, error_grace, session.rates)
+    return await wait_on(
+        session.client(), task_id, deadline, poll_interval, poll_cap, error_grace, session.rates, session.wakers
+    )
 
 
 def as_state(outcome: WaitOutcome) -> WaitOutcome | State[Any]:

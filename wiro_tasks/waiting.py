@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -49,6 +50,7 @@ async def wait_for_end(
     poll_cap: float = 30.0,
     error_grace: float = 120.0,
     rates: dict[str, Decimal] | None = None,
+    wakers: dict[str, Callable[[], None]] | None = None,
 ) -> WaitOutcome:
     """Poll a task to its end (or its deadline, then stop it); `fetch` saves its output after.
 
@@ -63,15 +65,19 @@ async def wait_for_end(
     its stop (a status no document names, a Kill that did not land) is returned as it stands,
     `ended` False, so `--timeout` bounds the wait: nothing here is raised for Prefect to retry.
     `rates` gets the task's per-second rate while it is watched (the budget guard reads it), and
-    loses it at the end.
+    loses it at the end; `wakers` a call that makes the wait look at the task now (whoever stopped
+    it calls it, so the wait ends as the task did rather than being cancelled mid-sleep).
     """
     rates = {} if rates is None else rates
+    wakers = {} if wakers is None else wakers
     wakeups = _Wakeups(client, poll_interval, max(poll_interval, poll_cap))
+    wakers[task_id] = wakeups.look_now
     try:
         return await _wait(client, wakeups, task_id, deadline, error_grace, rates)
     finally:
         wakeups.close()
         rates.pop(task_id, None)
+        wakers.pop(task_id, None)
 
 
 class _Wakeups:
@@ -93,6 +99,11 @@ class _Wakeups:
         self.soon = False  # look again shortly: Task/Detail may lag what the socket said
         self.live = False  # the socket has delivered an event and is still open
         self.watcher: asyncio.Task[None] | None = None
+
+    def look_now(self) -> None:
+        """Someone stopped the task: look at it now, and again soon, as after pushed news."""
+        self.news = True
+        self.woken.set()
 
     def listen(self, socket_token: str) -> None:
         if self.watcher is None and self.client.socket_url and socket_token:

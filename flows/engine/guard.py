@@ -21,7 +21,7 @@ from flows.engine.rows import maybe_live, quote_inputs
 from flows.engine.settings import Settings
 from flows.grid import MODEL
 from wiro_tasks import Quote, TaskStateError, ToolPrice, WiroError
-from wiro_tasks.prefect_tasks import wiro_client
+from wiro_tasks.prefect_tasks import current_session, wiro_client
 from wiro_tasks.waiting import WaitOutcome
 
 logger = logging.getLogger("flows.engine")
@@ -209,7 +209,8 @@ class BudgetGuard:
         `horizon` from its decision); a task still queued is cancelled instead, and one that ended
         meanwhile is left as it ended. Its row's wait records how it ended. If Wiro could not be
         told, the budget counts the task as running again and the guard tries once more."""
-        client = wiro_client()
+        session = current_session()
+        client = session.client()
         try:
             try:
                 await client.kill(task_id)
@@ -220,6 +221,8 @@ class BudgetGuard:
         except WiroError as exc:
             logger.warning("budget: could not stop task %s: %s", task_id, exc)
             self.budget.unstop(row_id)
+            return
+        session.wake([task_id])  # its row's wait looks now, and frees its slot as soon as it ended
 
     async def drain(self) -> None:
         """Wait for the stops already sent."""

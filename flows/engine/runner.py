@@ -42,6 +42,8 @@ from flows.store.rowstate import RowState
 from wiro_tasks.prefect_tasks import current_session
 
 CANCEL_POLL_SECONDS = 2.0
+STOPPED_ROWS_END_SECONDS = 5.0  # a cancel lets the rows whose tasks it stopped end on their own (a row
+# cancelled in its `wait` leaves a Crashed task run and a "Crash detected!" error) before it cancels them
 
 logger = logging.getLogger("flows.engine")
 
@@ -181,7 +183,8 @@ class SweepRunner:
         Then nothing is submitted any more (rows without a live task stop at once, a Run being
         sent included), the live tasks are stopped while their rows still hold their slots (freed
         first, the account's slots would go to other runs while these tasks still bill), and
-        only then do those rows stop."""
+        only then do those rows stop: their waits look at once and end as the tasks did, and
+        what is still running `STOPPED_ROWS_END_SECONDS` later is cancelled."""
         from prefect.client.orchestration import get_client
         from prefect.runtime import flow_run
 
@@ -198,7 +201,12 @@ class SweepRunner:
                     for row_id, row in rows.items():
                         if row_id not in live:
                             row.cancel()
-                    self.stopped += await stop_tasks(current_session().client(), live, self._record_once)
+                    session = current_session()
+                    self.stopped += await stop_tasks(session.client(), live, self._record_once)
+                    session.wake(live.values())  # their waits end as the tasks did, their task runs too
+                    ending = [rows[row_id] for row_id in live if row_id in rows]
+                    if ending:
+                        await asyncio.wait(ending, timeout=STOPPED_ROWS_END_SECONDS)
                     for row in rows.values():
                         row.cancel()
                     return
