@@ -12,6 +12,7 @@ import asyncio
 import fcntl
 import json
 import os
+import signal
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -40,6 +41,7 @@ from wiro_tasks import WiroClient
 from wiro_tasks.emulator import EmulatorServer
 
 from .conftest import API_KEY, API_SECRET, EmulatorFactory
+from .processes import start, wait_until
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -419,6 +421,49 @@ def test_a_parent_started_from_the_command_line_notices_cancel_and_stops_its_chi
     assert {t["id"]: t["status"] for t in emulator.account.intervals()} == {orphan[0]: "task_cancel"}
     assert len(read_manifest(out)) == len(PROMPTS), "the merged manifest is written"
     assert run_requests(emulator) == 1, "only the test's own task"
+
+
+@pytest.mark.usefixtures("deployment")
+def test_ctrl_c_on_a_sharded_run_from_the_command_line_ends_it_cancelled_with_its_children(
+    make_emulator: EmulatorFactory, subprocess_env: Callable[[EmulatorServer], dict[str, str]], tmp_path: Path
+) -> None:
+    """Ctrl-C on `wiro-sweep run --shards 2` stops it as Cancel in the UI does: the parent run
+    ends Cancelled (not Crashed), and so do its children. The test plays their worker."""
+    emulator = make_emulator()
+    grid, out, log = grid_file(tmp_path), (tmp_path / "out").resolve(), tmp_path / "log.txt"
+    process = start([str(grid), "--out", str(out), "--shards", "2"], subprocess_env(emulator), log)
+
+    def children_started() -> bool:  # entries appear one by one, id-less at first
+        if not (out / SHARDS_FILE).exists():
+            return False
+        runs = json.loads((out / SHARDS_FILE).read_text())["runs"]
+        return len(runs) == 2 and all(e.get("flow_run_id") for e in runs.values())
+
+    wait_until(children_started, seconds=120)
+    ids = [UUID(e["flow_run_id"]) for e in json.loads((out / SHARDS_FILE).read_text())["runs"].values()]
+    os.killpg(process.pid, signal.SIGINT)
+
+    async def play_the_worker() -> tuple[Any, list[StateType | None]]:
+        async with get_client() as client:
+            while process.poll() is None:  # a worker ends each child its parent cancels
+                for child in ids:
+                    if await state_type(client, str(child)) == StateType.CANCELLING:
+                        await client.set_flow_run_state(child, Cancelled(message="worker stopped it"), force=True)
+                await asyncio.sleep(0.2)
+            parent = await client.read_task_run((await client.read_flow_run(ids[0])).parent_task_run_id)
+            assert parent.flow_run_id is not None
+            return await client.read_flow_run(parent.flow_run_id), [await state_type(client, str(c)) for c in ids]
+
+    parent, states = asyncio.run(asyncio.wait_for(play_the_worker(), 120))
+    said = log.read_text()
+    assert process.returncode == 130, said[-3000:]
+    assert parent.state.is_cancelled(), parent.state
+    assert "stopped by Ctrl-C" in str(parent.state.message)
+    assert states == [StateType.CANCELLED, StateType.CANCELLED]
+    assert "Traceback" not in said, said[-3000:]
+    assert "KeyboardInterrupt" not in said, said[-3000:]
+    assert said.rstrip().splitlines()[-1].startswith("Interrupted: cancelled shard run(s) 0, 1"), said[-1000:]
+    assert run_requests(emulator) == 0, "no worker swept a shard"
 
 
 def test_cancelling_a_parent_on_a_worker_cancels_its_children_and_stops_unattended_shards(

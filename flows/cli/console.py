@@ -260,8 +260,10 @@ def _stopped_line(state: State[Any]) -> str:
         stopped = state.result(raise_on_failure=False)
     except Exception:  # a state read back from the server may hold no result
         stopped = None
-    if not isinstance(stopped, Stopped):
-        return f"Cancelled: {state.message}. Rerun the same command to resume."
+    if not isinstance(stopped, Stopped):  # a sharded parent: why, then what it cancelled and stopped
+        why, _, what = str(state.message).partition("; ")
+        head = "Interrupted" if why == CTRL_C else f"Cancelled ({why})"
+        return f"{head}: {what or 'stopped'}. Rerun the same command to resume."
     head = "Interrupted" if stopped.reason == CTRL_C else f"Cancelled ({stopped.reason})"
     return f"{head}: stopped {stopped.tasks} running Wiro task(s). Rerun the same command to resume."
 

@@ -195,7 +195,7 @@ async def _sweep_in_shards(params: SweepParams, frame: pd.DataFrame, out_dir: Pa
     limit_name = params.concurrency_limit_name or ACCOUNT_LIMIT
     children = params.child_parameters([str(Path(g).resolve()) for g in params.grid], str(out_dir), limit_name)
     await ensure_concurrency_limit(limit_name, params.max_concurrency)
-    with out_lock(out_dir):
+    with out_lock(out_dir), stopping_on_signals():  # Ctrl-C cancels the children as Cancel in the UI does
         manifest, cancelled, ended = await run_shards(frame, out_dir, params.shards, children)
     reported = await _report(manifest, out_dir, artifact_scope(params.out), shards=ended)
     if cancelled:
