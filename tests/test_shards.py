@@ -450,7 +450,9 @@ def test_ctrl_c_on_a_sharded_run_from_the_command_line_ends_it_cancelled_with_it
                     if await state_type(client, str(child)) == StateType.CANCELLING:
                         await client.set_flow_run_state(child, Cancelled(message="worker stopped it"), force=True)
                 await asyncio.sleep(0.2)
-            parent = await client.read_task_run((await client.read_flow_run(ids[0])).parent_task_run_id)
+            first = await client.read_flow_run(ids[0])
+            assert first.parent_task_run_id is not None
+            parent = await client.read_task_run(first.parent_task_run_id)
             assert parent.flow_run_id is not None
             return await client.read_flow_run(parent.flow_run_id), [await state_type(client, str(c)) for c in ids]
 
