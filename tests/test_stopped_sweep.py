@@ -15,6 +15,7 @@ from typing import Any
 
 from flows.store.manifest import read_manifest
 from wiro_tasks.emulator import EmulatorServer
+from wiro_tasks.emulator.config import Faults
 
 from .conftest import EmulatorFactory
 from .processes import finish, start, wait_until
@@ -84,3 +85,28 @@ def test_ctrl_c_against_a_prefect_server_ends_cancelled_and_rows_never_started_a
     assert summary, sorted(artifacts)
     assert message in summary[0].data
     assert "failed" not in summary[0].data.lower()
+
+
+def test_ctrl_c_while_runs_await_their_answers_records_their_tasks_stopped_not_failed(
+    make_emulator: EmulatorFactory, subprocess_env: Callable[[EmulatorServer], dict[str, str]], tmp_path: Path
+) -> None:
+    """Ctrl-C as every Run's answer is late (its task made, billing): each row waits for its answer
+    (a few seconds at most), then its task is stopped and recorded cancelled with what it cost,
+    rather than the row cut off mid-Run and called failed."""
+    emulator = make_emulator(queue_seconds=0.05, faults=Faults(run_latency=2.0))
+    grid = tmp_path / "grid.csv"
+    grid.write_text("prompt,numFrames\n" + "".join(f'"late {n} [emulator:hang]",9\n' for n in range(SLOTS)))
+    out, log = (tmp_path / "out").resolve(), tmp_path / "log.txt"
+    args = [str(grid), "--out", str(out), "--max-concurrency", str(SLOTS), "--poll-interval", "5"]
+    process = start(args, subprocess_env(emulator), log)
+    wait_until(lambda: emulator.account.stats()["tasks"] == SLOTS, seconds=120)
+    os.killpg(process.pid, signal.SIGINT)
+    assert finish(process, log, 90) == 130, log.read_text()
+    assert emulator.account.stats()["statuses"] == {"task_cancel": SLOTS}, "no task runs on"
+    manifest = read_manifest(out)
+    why = list(zip(manifest["status"], manifest["error"], strict=True))
+    assert Counter(manifest["status"]) == {"cancelled": SLOTS}, why
+    assert all(cost > 0 for cost in manifest["cost_usd"]), "what each stopped task cost is kept"
+    _, tasks, _, _ = asyncio.run(flow_run_of(out))
+    states = Counter(t.state.name for t in tasks if t.state is not None)
+    assert not {"Crashed", "Failed"} & set(states), states

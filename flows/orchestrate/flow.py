@@ -43,7 +43,7 @@ from flows.orchestrate.credentials import load_credentials
 from flows.orchestrate.fanout import ACCOUNT_LIMIT, ensure_concurrency_limit, run_shards
 from flows.orchestrate.hooks import kill_on_cancel, stopping_on_signals
 from flows.orchestrate.nightly import compare_with_baseline
-from flows.orchestrate.outcomes import show_row_outcomes
+from flows.orchestrate.outcomes import SETTLE_SECONDS, STOPPED_SETTLE_SECONDS, show_row_outcomes
 from flows.store.checks import check_one_sweep, check_out
 from flows.store.journal import Journal
 from flows.store.locks import out_lock
@@ -178,7 +178,7 @@ async def sweep(
             message = (f"{result.out_error}; stopped submitting. Free space and rerun the same command"
                        " (nothing is paid twice)")  # fmt: skip
             return Failed(message=message, data=OutNotWritableError(message))
-        await _show_rows(manifest, set(result.not_succeeded))
+        await _show_rows(manifest, set(result.not_succeeded), stopped=bool(result.cancelled))
         # Under the lock: a parent sees the child alive, and a cancellation hook waits for it.
         scope = artifact_scope(out) if shard is None else None  # a shard's rows are in its parent's summary
         reported = await _report(manifest, work_dir, scope, result.strays, result.kept)
@@ -212,14 +212,16 @@ def resolve_out(out: str) -> Path:
     return expand_out(out, flow_run.scheduled_start_time, flow_run.id)
 
 
-async def _show_rows(manifest: pd.DataFrame, waited: set[str]) -> None:
-    """Every row that did not succeed as a task run the UI's state filter finds (`flows.orchestrate.outcomes`)."""
+async def _show_rows(manifest: pd.DataFrame, waited: set[str], stopped: bool) -> None:
+    """Every row that did not succeed as a task run the UI's state filter finds (`flows.orchestrate.outcomes`);
+    a stopped run waits less for its task runs to reach the server (its worker's kill grace runs)."""
     from prefect.runtime import flow_run
 
     if not flow_run.id:
         return
+    settle = STOPPED_SETTLE_SECONDS if stopped else SETTLE_SECONDS
     try:
-        await show_row_outcomes(UUID(str(flow_run.id)), summary_rows(manifest), waited)
+        await show_row_outcomes(UUID(str(flow_run.id)), summary_rows(manifest), waited, settle)
     except Exception as exc:  # what the UI shows must never cost the sweep its end
         get_run_logger().warning("could not show every row's outcome as a task run: %s", exc)
 

@@ -46,6 +46,7 @@ PAGE = 200
 CONCURRENT_CALLS = 8
 SETTLE_SECONDS = 30.0  # how long a `wait` task run that ended not Completed may take to reach the server (a
 # loaded server took over 10 s in CI, and the row was shown twice); waited only while one is missing
+STOPPED_SETTLE_SECONDS = 5.0  # ... in a stopped run, whose process a worker kills 30 s after its SIGTERM
 
 
 @task(name="row", task_run_name="{status} {label}")
@@ -61,18 +62,20 @@ def state_for(status: str, error: str) -> State[Any]:
     return Failed(message=message, name="TimedOut" if status == "timed_out" else "Failed")
 
 
-async def show_row_outcomes(flow_run_id: UUID, rows: Iterable[Mapping[str, Any]], waited: Collection[str] = ()) -> int:
+async def show_row_outcomes(
+    flow_run_id: UUID, rows: Iterable[Mapping[str, Any]], waited: Collection[str] = (), settle: float = SETTLE_SECONDS
+) -> int:
     """Make the UI show each of `rows` (manifest records) that did not succeed; how many task runs
     were created or corrected. `waited` names the rows (by id) whose `wait` task ran in this flow
     run: the server records task runs a moment after they end, so those are waited for (up to
-    `SETTLE_SECONDS`) rather than shown twice."""
+    `settle` s) rather than shown twice."""
     todo = [r for r in rows if r["status"] != "succeeded"]
     if not todo:
         return 0
     async with get_client() as client:
         expected = {f"wait {row_label(r)}" for r in todo if r["row_id"] in waited}
         shown = await _unfinished_task_runs(client, flow_run_id)
-        deadline = time.monotonic() + SETTLE_SECONDS
+        deadline = time.monotonic() + settle
         while not expected <= shown.keys() and time.monotonic() < deadline:
             await asyncio.sleep(0.25)
             shown = await _unfinished_task_runs(client, flow_run_id)
