@@ -18,6 +18,8 @@ from flows.grid import expand_grid
 from flows.store.journal import fold
 from flows.store.manifest import MANIFEST_PARQUET, ROW_GROUP_ROWS, build_manifest, write_manifest
 from flows.view import outs_index
+from flows.view.compare import compare_outs
+from flows.view.compare_page import ROWS_PAGE, write_comparison
 from flows.view.report import build_report
 
 from .test_report import chromium as chromium
@@ -195,3 +197,35 @@ def test_the_serve_index_reads_each_outs_summary_not_its_manifest(tmp_path: Path
     size = (tmp_path / "runs-5" / "out-000" / MANIFEST_PARQUET).stat().st_size
     assert read[20] / 20 < size / 4, f"bytes read per OUT {read}, a manifest is {size}"
     assert read[20] < 4 * read[5] + 4096, f"bytes read grow with the OUTs, no faster: {read}"
+
+
+# ------------------------------------------------------------------ the compare page
+
+
+def compared(root: Path, rows: int) -> Path:
+    """BASELINE all succeeded, CURRENT with two rows failed (regressions): CURRENT/compare.html."""
+    for side, failed in (("baseline", frozenset[int]()), ("current", frozenset({5, rows - 1}))):
+        (root / side).mkdir(parents=True)
+        write_manifest(root / side, big_manifest(rows, failed))
+    return write_comparison(compare_outs(root / "baseline", root / "current"))
+
+
+def test_the_compare_page_holds_a_page_of_every_row_and_the_rest_as_json(chromium: Browser, tmp_path: Path) -> None:
+    pages = {n: compared(tmp_path / str(n), n) for n in (1000, 4000)}
+    texts = {n: page.read_text(encoding="utf-8") for n, page in pages.items()}
+    lines = {n: len(parse(text).find_all("table", "rows")[0].find_all("tbody")[0].find_all("tr"))
+             for n, text in texts.items()}  # fmt: skip
+    assert lines == {1000: ROWS_PAGE, 4000: ROWS_PAGE}
+    assert (len(texts[4000]) - len(texts[1000])) / 3000 < 400, "bytes for each row past the first 1,000"
+    page = chromium.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(pages[4000].as_uri())
+    assert page.locator("nav.pager .at").inner_text() == f"rows 1–{ROWS_PAGE} of 4000"
+    first = page.locator("#every tr").first.get_attribute("data-row-id")
+    page.locator("nav.pager button", has_text="next").click()
+    assert page.locator("nav.pager .at").inner_text() == f"rows {ROWS_PAGE + 1}–{2 * ROWS_PAGE} of 4000"
+    assert page.locator("#every tr").count() == ROWS_PAGE
+    assert page.locator("#every tr").first.get_attribute("data-row-id") != first
+    assert page.locator("#every tr td.prompt").first.inner_text().startswith("scene ")
+    page.locator("nav.pager button", has_text="previous").click()
+    assert page.locator("#every tr").first.get_attribute("data-row-id") == first
+    page.close()

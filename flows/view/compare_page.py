@@ -84,7 +84,9 @@ def _records(rows: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _card_rows(rows: pd.DataFrame) -> list[dict[str, Any]]:
-    return [r for r in _records(rows) if any(pick(r) for _, _, pick in CARDS)]
+    """The rows the page shows as cards (any of CARDS'), picked by column before any row is made a dict."""
+    may = rows["regressed"] | rows["change"].isin(("gone", "changed", "undecodable", "fixed", "new"))
+    return [r for r in _records(rows[may]) if any(pick(r) for _, _, pick in CARDS)]
 
 
 def build_page(comparison: Comparison) -> str:
@@ -95,8 +97,9 @@ def build_page(comparison: Comparison) -> str:
     baseline_videos = shown_videos(comparison)
     thumbnails = shown_thumbnails(comparison)
     sections = []
+    shown = _card_rows(comparison.rows)
     for key, title, pick in CARDS:
-        cards = [_card(r, comparison, swept, r["row_id"] in baseline_videos, thumbnails) for r in rows if pick(r)]
+        cards = [_card(r, comparison, swept, r["row_id"] in baseline_videos, thumbnails) for r in shown if pick(r)]
         if cards:
             sections.append({"key": key, "title": title, "cards": cards})
     lines = [_line(r, swept) for r in rows]
