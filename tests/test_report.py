@@ -327,6 +327,8 @@ def inputs_listed(page: str) -> dict[str, Any]:
     """The JSON block a cell's "inputs" list is made from when it is opened."""
     [block] = [s for s in parse(page).find_all("script") if s.attrs.get("id") == "inputs"]
     listed: dict[str, Any] = json.loads(block.text())
+    strings = listed.pop("strings")  # each text once, given by its index
+    listed["rows"] = {row_id: [strings[i] for i in values] for row_id, values in listed["rows"].items()}
     return listed
 
 

@@ -157,13 +157,20 @@ def test_the_report_filters_cover_every_row_not_only_those_made(big_pages: dict[
     cards = page.locator("article.cell:not([hidden])")
     page.wait_for_function("document.querySelectorAll('article.cell:not([hidden])').length === 2")
     assert cards.evaluate_all("cs => cs.map(c => c.dataset.status)") == ["failed", "failed"]
-    first, last = cards.evaluate_all("cs => cs.map(c => c.dataset.p0)")  # their seeds
+    first, last = cards.evaluate_all("cs => cs.map(c => c.dataset.p1)")  # their seeds
     assert first != last
-    page.locator("select[data-param=p0]").select_option(last)
+    page.locator("select[data-param=p1]").select_option(last)
     assert page.locator("#shown").inner_text() == "1 of 4000 cells shown"
     page.locator("input[data-status-filter][value=succeeded]").check()
-    page.locator("select[data-param=p0]").select_option("")
+    page.locator("select[data-param=p1]").select_option("")
     assert page.locator("#shown").inner_text() == "4000 of 4000 cells shown"
+    prompts = page.locator("select[data-param=p0]")  # 400 prompts: its options come when it is first opened
+    assert prompts.locator("option").count() == 1
+    prompts.focus()
+    assert prompts.locator("option").count() == 401
+    prompts.select_option("scene 399: a lighthouse keeper walks the stairs at dusk")
+    assert page.locator("#shown").inner_text() == "10 of 4000 cells shown"
+    prompts.select_option("")
 
 
 # ------------------------------------------------------------------ the serve index

@@ -265,11 +265,15 @@ def build_report(manifest: pd.DataFrame, *, rows: str = "prompt", cols: str | No
     listed = [n for n in (*INPUTS, "input_image_sha256", MODEL, "row_id", "task_id", "attempts", "source")
               if n not in optional or n in present]  # fmt: skip
     values = ["image_path" if n == "inputImage" else n for n in listed]
-    inputs = {"names": listed, "optional": sorted({*present, *ONE_MODEL}),
-              "rows": {cell_text(r.get("row_id")): [cell_text(r.get(n)) for n in values] for r in records}}  # fmt: skip
-    sheet = pages.sheet(sections)  # every row as JSON; the sections keep the rows the HTML holds
+    inputs = pages.inputs(
+        listed,
+        sorted({*present, *ONE_MODEL}),
+        ((cell_text(r.get("row_id")), [cell_text(r.get(n)) for n in values]) for r in records),
+    )
+    filters = _filters(view, swept, params, ranks, show)
+    sheet = pages.sheet(sections, filters["selects"])  # every row as JSON; the HTML keeps the first rows
     page = {**_header(view, layout, swept, title, show), "sections": sections, "inputs": inputs, "sheet": sheet,
-            **_filters(view, swept, params, ranks, show)}  # fmt: skip
+            **filters}  # fmt: skip
     return _template().render(page=page, css=_asset("report.css"), sync=_asset("sync.js"), js=_asset("report.js"))
 
 

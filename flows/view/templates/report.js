@@ -10,6 +10,8 @@
 (() => {
   const sheet = JSON.parse(document.getElementById('sheet').textContent);
   const inputs = JSON.parse(document.getElementById('inputs').textContent);
+  const S = sheet.strings;  // every text of #sheet once; elsewhere in it, a text is its index here
+  const indexOf = new Map(S.map((text, i) => [text, i]));
   const boxes = [...document.querySelectorAll('input[data-status-filter]')];
   const selects = [...document.querySelectorAll('select[data-param]')];
   const shown = document.getElementById('shown');
@@ -33,15 +35,21 @@
     const known = icons.querySelector(`[data-icon="${name}"]`) || icons.querySelector('[data-icon=""]');
     return known.firstElementChild.cloneNode(true);
   }
-  function pair(p) {  // [name, text, thumbnail src]: as the template's shown()
+  function pair(indices) {  // [name, text, thumbnail src]: as the template's shown()
+    const p = indices.map((i) => S[i]);
     if (p[2]) return [el('span', { class: 'k' }, p[0]), ' ', el('img', { class: 'thumb', src: p[2], loading: 'lazy', alt: '' }), p[1]];
     if (p[0]) return [el('span', { class: 'k' }, p[0]), ' ', p[1] || '—'];
     return [p[1]];
   }
   function card(c) {
-    const [status, rowId, values, ratio, video, poster, start, path, clip, reason, cost, time, params, note] = c;
+    const [status, ratio, clip, reason, cost, time, note] = [c[0], c[3], c[8], c[9], c[10], c[11], c[13]].map((i) => S[i]);
+    const [, rowId, values, , video, , start] = c;
+    const dot = video.lastIndexOf('.');
+    const poster = c[5] === 1 ? (dot < 0 ? '' : video.slice(0, dot)) + '.jpg' : c[5];
+    const path = c[7] === 0 ? video : c[7];
+    const params = c[12].map(([n, v]) => [S[n], S[v]]);
     const article = el('article', { class: `cell st-${slug(status)}`, 'data-status': status, 'data-row-id': rowId });
-    values.forEach((v, i) => article.setAttribute(`data-p${i}`, v));
+    values.forEach((v, i) => article.setAttribute(`data-p${i}`, S[v]));
     if (video) {
       const media = el('div', { class: 'media', style: `aspect-ratio:${ratio}`, 'data-src': video, 'data-file': path });
       if (poster) media.append(el('img', { class: 'poster', src: poster, loading: 'lazy', alt: 'first frame' }));
@@ -71,10 +79,10 @@
   function row(section, index) {
     const [prompt, pairs, attrs, counts, columns] = section.rows[index];
     const head = el('div', { class: 'rowlabel' });
-    if (prompt !== null) head.append(el('span', { class: 'prompt' }, prompt));
+    if (prompt !== null) head.append(el('span', { class: 'prompt' }, S[prompt]));
     pairs.forEach((p) => head.append(el('span', { class: 'rowkey' }, ...pair(p))));
     attrs.forEach((p) => head.append(el('span', { class: 'attrs' }, ...pair(p))));
-    head.append(el('span', { class: 'tally' }, ...counts.map(([s, n]) => el('span', { class: `st-${slug(s)}` }, `${n} ${label(s)}`))));
+    head.append(el('span', { class: 'tally' }, ...counts.map(([s, n]) => el('span', { class: `st-${slug(S[s])}` }, `${n} ${label(S[s])}`))));
     const cells = el('tr', { class: 'cells' });
     columns.forEach((cards, col) => {
       const td = el('td', { 'data-col': col });
@@ -88,7 +96,7 @@
   }
 
   // ---------------------------------------------------------------- the filters, over the JSON
-  let statuses = new Set(boxes.map((b) => b.value));
+  let statuses = new Set();  // of indices in S, as the cards hold them
   let picks = [];
   const passes = (c) => statuses.has(c[0]) && picks.every(([i, v]) => c[2][i] === v);
   function fit(section, body) {  // a made row, as the filters show it
@@ -191,8 +199,8 @@
   }
 
   function apply(adopt = false) {
-    statuses = new Set(boxes.filter((b) => b.checked).map((b) => b.value));
-    picks = selects.filter((s) => s.value !== '').map((s) => [Number(s.dataset.param.slice(1)), s.value]);
+    statuses = new Set(boxes.filter((b) => b.checked).map((b) => indexOf.get(b.value)));
+    picks = selects.filter((s) => s.value !== '').map((s) => [Number(s.dataset.param.slice(1)), indexOf.get(s.value) ?? -1]);
     let count = 0;
     for (const section of sections) {
       const order = [];
@@ -218,6 +226,16 @@
     shown.textContent = count + ' of ' + total + ' cells shown';
   }
   boxes.concat(selects).forEach((e) => e.addEventListener('change', () => apply()));
+  // A filter of many values gets its options when first opened (a <select> of 10,000 parses slowly).
+  for (const select of selects.filter((s) => sheet.options[s.dataset.param])) {
+    const fill = () => {
+      if (select.options.length > 1) return;
+      const all = document.createDocumentFragment();
+      for (const [value, text] of sheet.options[select.dataset.param]) all.append(new Option(S[text], S[value]));
+      select.append(all);
+    };
+    ['pointerdown', 'focus', 'keydown'].forEach((on) => select.addEventListener(on, fill));
+  }
 
   // ---------------------------------------------------------------- videos, made near the screen
   // A cell near the screen gets its video: made then, so a sheet of a thousand cells does not
@@ -252,7 +270,7 @@
     const details = event.target;
     if (!(details instanceof HTMLDetailsElement) || !details.open || details.querySelector('dl')) return;
     const cell = details.closest('article.cell');
-    const values = inputs.rows[cell.dataset.rowId] || [];
+    const values = (inputs.rows[cell.dataset.rowId] || []).map((i) => inputs.strings[i]);
     const list = document.createElement('dl');
     const optional = new Set(inputs.optional);  // one model's inputs, the image's: listed for the rows that have them
     inputs.names.forEach((name, i) => {
