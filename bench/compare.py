@@ -134,6 +134,7 @@ def run_compare(size: Size, root: Path) -> dict[str, float]:
         comparison = compare_outs(baseline, current, workers=workers)
         write_comparison(comparison)
         compare_s.append(time.perf_counter() - started)
+        print(f"  compare of {size.rows:,} rows: {compare_s[-1]:.1f} s", flush=True)
 
         started = time.perf_counter()
         joined = join(load_out(baseline, "BASELINE"), load_out(current, "CURRENT"))
@@ -153,12 +154,13 @@ def run_compare(size: Size, root: Path) -> dict[str, float]:
     counts = comparison.counts
     assert (counts["changed"], counts["similar"]) == (size.redraw, size.noise), counts
     assert comparison.regressed == size.failed + size.slower, comparison.message()
+    html_bytes = (current / "compare.html").stat().st_size
     shutil.rmtree(root, ignore_errors=True)
     return {
         "rows": float(size.rows), "decoded": float(len(changed)), "compare_s": min(compare_s),
         "pure_s": min(pure_s), "every_s": min(every_s or [math.nan]), "per_row_s": statistics.median(per_row),
         "per_row_max_s": max(per_row), "ratio": min(compare_s) / min(every_s or [math.nan]), "workers": float(workers),
-        "html_bytes": float((current / "compare.html").stat().st_size),
+        "html_bytes": float(html_bytes),
     }  # fmt: skip
 
 

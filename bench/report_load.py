@@ -210,9 +210,10 @@ def section(cells: int, repeats: int, videos: int = VIDEOS) -> str:
         "", f"Medians of {repeats} opening(s), each in a fresh Chromium (Debian's, headless, 1600x1000, "
         f"{cell(lazy, 'in_view')} cells on the first screen). \"Shown\" is when the page has loaded, every "
         "video on the first screen has its poster decoded, and two frames have been drawn. The baseline "
-        "(left out past {BASELINE_UP_TO:,} cells) is the same file with a video element in every cell, its "
-        "source and poster set and preload=\"metadata\", as the report was before: Chromium delays the load "
-        "event for each video's metadata.".replace("{BASELINE_UP_TO:,}", f"{BASELINE_UP_TO:,}"),
+        f"(left out past {BASELINE_UP_TO:,} cells) is the same file with a video element in every cell the "
+        "HTML holds (its first rows; the others are made from JSON near the screen), its source and poster "
+        "set and preload=\"metadata\", as the report was before: Chromium delays the load event for each "
+        "video's metadata.",
     ])  # fmt: skip
 
 
