@@ -155,13 +155,24 @@ def run_compare(size: Size, root: Path) -> dict[str, float]:
     assert (counts["changed"], counts["similar"]) == (size.redraw, size.noise), counts
     assert comparison.regressed == size.failed + size.slower, comparison.message()
     html_bytes = (current / "compare.html").stat().st_size
+    opened = _open(current / "compare.html") if size.rows >= 1000 else {}
     shutil.rmtree(root, ignore_errors=True)
     return {
         "rows": float(size.rows), "decoded": float(len(changed)), "compare_s": min(compare_s),
         "pure_s": min(pure_s), "every_s": min(every_s or [math.nan]), "per_row_s": statistics.median(per_row),
         "per_row_max_s": max(per_row), "ratio": min(compare_s) / min(every_s or [math.nan]), "workers": float(workers),
-        "html_bytes": float(html_bytes),
+        "html_bytes": float(html_bytes), "page_load_ms": opened.get("load_ms", math.nan),
+        "page_pss_mib": opened.get("pss_mib", math.nan), "page_nodes": opened.get("nodes", math.nan),
     }  # fmt: skip
+
+
+def _open(page: Path) -> dict[str, float]:
+    """compare.html opened in a fresh Chromium, as bench.report_load opens the report."""
+    from .report_load import open_once
+
+    found = open_once(page)
+    print(f"  compare.html: load event {found['load_ms']:.0f} ms, {found['nodes']:.0f} elements", flush=True)
+    return found
 
 
 def _decode_all(joined: list[dict[str, Any]], baseline: Path, current: Path, workers: int) -> None:
@@ -195,7 +206,8 @@ def compare_section(result: dict[str, float], size: Size) -> str:
         "", "Only rows whose sha256 differ are decoded, so the cost follows the changed rows, not the grid: "
         "rows x per-row cost / threads is the bound. The emulator's clips are cheap to decode (P-frames with "
         "no residual); a real model's H.264 costs more per frame, and the same proportion holds. "
-        f"compare.html: {r['html_bytes'] / 2**20:.1f} MiB.",
+        f"compare.html: {r['html_bytes'] / 2**20:.1f} MiB; opened in Chromium (1600x1000): load event "
+        f"{r['page_load_ms']:.0f} ms, {r['page_nodes']:.0f} elements, {r['page_pss_mib']:.0f} MiB PSS.",
     ])  # fmt: skip
 
 

@@ -124,12 +124,20 @@ def build_page(comparison: Comparison) -> str:
         thresholds=comparison.thresholds,
         sections=sections,
         rows=lines[:ROWS_PAGE],
-        every={"page": ROWS_PAGE, "rows": [[line[k] for k in LINE] for line in lines]},
+        every=_every(lines),
         swept=swept,
         css=_asset("compare.css"),
         sync=_asset("sync.js"),
         js=_asset("compare.js"),
     )
+
+
+def _every(lines: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every row's line as compact JSON: each text once in `strings`, given by its index (the row id as it is)."""
+    index: dict[str, int] = {}
+    rows = [[line["row_id"] if k == "row_id" else index.setdefault(str(line[k]), len(index)) for k in LINE]
+            for line in lines]  # fmt: skip
+    return {"page": ROWS_PAGE, "rows": rows, "strings": list(index)}
 
 
 def _swept(rows: pd.DataFrame) -> list[str]:

@@ -60,7 +60,9 @@
     cell.textContent = text;
     return cell;
   }
-  function line([change, label, rowId, prompt, inputs, status, psnr, cost, elapsed, note]) {
+  function line(indices) {
+    const [change, label, , prompt, inputs, status, psnr, cost, elapsed, note] = indices.map((i) => every.strings[i]);
+    const rowId = indices[2];
     const tr = document.createElement('tr');
     tr.className = `ch-${change}`;
     tr.dataset.rowId = rowId;
