@@ -1,14 +1,17 @@
-"""Scenario 5: how long Chromium takes to open a 1,000-cell report, and how much memory it uses.
+"""Scenario 5: how long Chromium takes to open a report of 1,000 (or 100,000) cells, and how much memory it uses.
 
     python -m bench.report_load                          # 1,000 cells, 3 repetitions; updates docs/benchmarks.md
     python -m bench.report_load --cells 50 --out /tmp/b.md
+    python -m bench.report_load --size 100k --out /tmp/b.md   # 100,000 cells, no baseline (see below)
 
 Only its own section of the file is replaced, so the other scenarios need not run again; a full
 `python -m bench.run` includes it. The OUT is real: a full-size MP4 as the emulator renders it
 and its poster, copied for every succeeded cell (5% of the cells failed), and the report
-`write_report` makes of it. The baseline, in the same run, is the same page with a video element
-per cell loading at once (`preload="metadata"`, poster and source set), as the report did before
-it made videos near the screen only. Each page opens in a fresh Chromium at 1600x1000.
+`write_report` makes of it; past `--videos` cells (200 by default) the cells share that many files
+(`videos/v<k>.mp4`), so a 100,000-cell OUT takes seconds and megabytes to make. The baseline,
+in the same run, is the same page with a video element per cell loading at once
+(`preload="metadata"`, poster and source set), as the report did before it made videos near the
+screen only; it is left out past `BASELINE_UP_TO` cells. Each page opens in a fresh Chromium at 1600x1000.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 SECTION = "## 5. Report"
-SIZES = {"smoke": (20, 1), "quick": (200, 1), "full": (1000, 3)}  # cells, repetitions
+SIZES = {"smoke": (20, 1), "quick": (200, 1), "full": (1000, 3), "10k": (10_000, 1), "100k": (100_000, 1)}
+BASELINE_UP_TO = 2000  # cells: past this the every-video-at-once page is not worth opening
+VIDEOS = 200  # distinct video files at most; more cells share them
 TARGET_MS = 2000.0
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -41,8 +46,9 @@ READY = """async () => {
 }"""
 
 
-def make_out(out: Path, cells: int) -> Path:
-    """A swept OUT of `cells` rows (prompts down, 10 seeds across): its report's path."""
+def make_out(out: Path, cells: int, videos: int = VIDEOS) -> Path:
+    """A swept OUT of `cells` rows (prompts down, 10 seeds across), sharing at most `videos` files:
+    its manifest's folder (the report not yet written)."""
     import pandas as pd
 
     from flows.engine.rows import records
@@ -50,7 +56,6 @@ def make_out(out: Path, cells: int) -> Path:
     from flows.store.journal import fold
     from flows.store.manifest import build_manifest, write_manifest
     from flows.store.posters import save_poster
-    from flows.view.report import write_report
     from wiro_tasks.emulator.app import Renderer
     from wiro_tasks.emulator.state import EmulatedTask
     from wiro_tasks.inputs import TEXT_TO_VIDEO, model_spec
@@ -82,15 +87,16 @@ def make_out(out: Path, cells: int) -> Path:
                     "error": "RuntimeError: CUDA out of memory" if failed else "", "cost": "0.0036", "elapsed": "3.0",
                     "output_url": "", "at": "2026-01-01T00:00:03.000Z"}]  # fmt: skip
         if not failed:
-            name = f"videos/{rid}.mp4"
-            shutil.copyfile(template, out / name)
-            shutil.copyfile(poster, (out / name).with_suffix(".jpg"))
+            name = f"videos/{rid}.mp4" if cells <= videos else f"videos/v{n % videos}.mp4"
+            if not (out / name).exists():
+                shutil.copyfile(template, out / name)
+                shutil.copyfile(poster, (out / name).with_suffix(".jpg"))
             events.append({"event": "downloaded", "row_id": rid, "path": name, "sha256": "0", "bytes": 1})
     template.unlink()
     poster.unlink()
     shutil.rmtree(out / "renders")
     write_manifest(out, build_manifest(grid, fold(events)))
-    return write_report(out)
+    return out
 
 
 def eager_copy(report: Path) -> Path:
@@ -140,31 +146,45 @@ def open_once(page_path: Path) -> dict[str, float]:
             session = context.new_cdp_session(page)
             session.send("Performance.enable")
             metrics = {m["name"]: m["value"] for m in session.send("Performance.getMetrics")["metrics"]}
+            nodes, articles = page.evaluate(
+                "[document.getElementsByTagName('*').length, document.querySelectorAll('article.cell').length]"
+            )
             return {"load_ms": float(load), "ready_ms": float(ready), "pss_mib": pss_mib(profile),
+                    "nodes": float(nodes), "articles": float(articles),
                     "heap_mib": metrics["JSHeapUsedSize"] / 2**20, "videos": float(len(videos)),
                     "in_view": float(shown)}  # fmt: skip
         finally:
             context.close()
 
 
-def measure(cells: int, repeats: int) -> tuple[int, list[dict[str, float]], list[dict[str, float]]]:
+def measure(cells: int, repeats: int, videos: int = VIDEOS) -> dict[str, Any]:
+    """Make the OUT, write its report (timed), open it `repeats` times (and the baseline, when small)."""
+    from flows.view.report import write_report
+
     with tempfile.TemporaryDirectory(prefix="bench-report-") as scratch:
-        report = make_out(Path(scratch) / "out", cells)
-        baseline = eager_copy(report)
-        count = report.read_text(encoding="utf-8").count("<article ")
+        out = make_out(Path(scratch) / "out", cells, videos)
+        started = time.perf_counter()
+        report = write_report(out)
+        written = time.perf_counter() - started
+        baseline = eager_copy(report) if cells <= BASELINE_UP_TO else None
         lazy, eager = [], []
         for n in range(repeats):
-            print(f"  report {n + 1}/{repeats} ({count} cells)", flush=True)
+            print(f"  report {n + 1}/{repeats} ({cells} cells)", flush=True)
             lazy.append(open_once(report))
-            eager.append(open_once(baseline))
+            if baseline is not None:
+                eager.append(open_once(baseline))
             time.sleep(0.5)
-        return count, lazy, eager
+        return {"cells": cells, "lazy": lazy, "eager": eager, "write_s": written,
+                "bytes": report.stat().st_size}  # fmt: skip
 
 
-def section(cells: int, repeats: int) -> str:
-    count, lazy, eager = measure(cells, repeats)
+def section(cells: int, repeats: int, videos: int = VIDEOS) -> str:
+    measured = measure(cells, repeats, videos)
+    lazy, eager = measured["lazy"], measured["eager"]
 
     def cell(runs: list[dict[str, float]], key: str, digits: int = 0) -> str:
+        if not runs:
+            return "—"
         values = [r[key] for r in runs]
         text = f"{statistics.median(values):.{digits}f}"
         return text + (f" ({min(values):.{digits}f}–{max(values):.{digits}f})" if len(values) > 1 else "")
@@ -174,7 +194,9 @@ def section(cells: int, repeats: int) -> str:
     ok = statistics.median(r["ready_ms"] for r in lazy) < TARGET_MS
     taken = f"Taken {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}."
     return "\n".join([
-        "", f"{SECTION}: {count:,} cells opened in Chromium (`python -m bench.report_load`)", "", taken,
+        "", f"{SECTION}: {cells:,} cells opened in Chromium (`python -m bench.report_load --cells {cells}`)", "",
+        taken, "", f"`write_report` took {measured['write_s']:.1f} s; report.html is "
+        f"{measured['bytes'] / 2**20:.1f} MiB ({measured['bytes'] / cells:.0f} bytes a cell).",
         "", "| | this report | baseline: every video at once | target |", "| --- | --- | --- | --- |",
         f"| load event (ms) | {cell(lazy, 'load_ms')} | {cell(eager, 'load_ms')} | |",
         f"| first screen shown with its posters (ms) | {cell(lazy, 'ready_ms')} | {cell(eager, 'ready_ms')} "
@@ -182,14 +204,16 @@ def section(cells: int, repeats: int) -> str:
         f"| Chromium memory a second later, PSS of all its processes (MiB) | {cell(lazy, 'pss_mib')} "
         f"| {cell(eager, 'pss_mib')} | |",
         f"| JS heap used (MiB) | {cell(lazy, 'heap_mib', 1)} | {cell(eager, 'heap_mib', 1)} | |",
+        f"| DOM elements | {cell(lazy, 'nodes')} | {cell(eager, 'nodes')} | |",
+        f"| cells in the DOM | {cell(lazy, 'articles')} | {cell(eager, 'articles')} | |",
         f"| videos fetched by then | {cell(lazy, 'videos')} | {cell(eager, 'videos')} | |",
         "", f"Medians of {repeats} opening(s), each in a fresh Chromium (Debian's, headless, 1600x1000, "
         f"{cell(lazy, 'in_view')} cells on the first screen). \"Shown\" is when the page has loaded, every "
         "video on the first screen has its poster decoded, and two frames have been drawn. The baseline "
-        "is the same file with a video element in every cell, its source and poster set and "
-        "preload=\"metadata\", as the report was before: Chromium delays the load event for each "
-        "video's metadata. This report makes a cell's video element only when the cell nears the "
-        "screen (its poster is an image loaded lazily), and the list of its inputs when opened.",
+        f"(left out past {BASELINE_UP_TO:,} cells) is the same file with a video element in every cell the "
+        "HTML holds (its first rows; the others are made from JSON near the screen), its source and poster "
+        "set and preload=\"metadata\", as the report was before: Chromium delays the load event for each "
+        "video's metadata.",
     ])  # fmt: skip
 
 
@@ -204,11 +228,15 @@ def replace_section(document: str, new: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cells", type=int, default=SIZES["full"][0])
-    parser.add_argument("--repeats", type=int, default=SIZES["full"][1])
+    parser.add_argument("--size", choices=SIZES, default="full", help="cells and repetitions: " + ", ".join(
+        f"{k} {c:,} x{r}" for k, (c, r) in SIZES.items()))  # fmt: skip
+    parser.add_argument("--cells", type=int, help="cells, overriding --size")
+    parser.add_argument("--repeats", type=int, help="openings, overriding --size")
+    parser.add_argument("--videos", type=int, default=VIDEOS, help="distinct video files the cells share")
     parser.add_argument("--out", default="docs/benchmarks.md", type=Path)
     args = parser.parse_args()
-    new = section(args.cells, args.repeats)
+    cells, repeats = SIZES[args.size]
+    new = section(args.cells or cells, args.repeats or repeats, args.videos)
     existing = args.out.read_text() if args.out.exists() else "# Benchmarks\n"
     args.out.write_text(replace_section(existing, new))
     print(new)

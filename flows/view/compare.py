@@ -315,8 +315,11 @@ def compare_outs(baseline: Path, current: Path, thresholds: Thresholds | None = 
             return VideoDiff(error=f"{role} output_path {row[f'output_path_{role}']!r} is not a file under {out}")
         return diff_videos(before, after, threshold_db=thresholds.psnr_db, samples=thresholds.samples)
 
+    changed = [n for n, row in enumerate(joined) if needs_decoding(row)]  # only these are decoded
+    diffs: list[VideoDiff | None] = [None] * len(joined)
     with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
-        diffs = list(pool.map(look, joined))
+        for n, diff in zip(changed, pool.map(look, [joined[n] for n in changed]), strict=True):
+            diffs[n] = diff
     judged = [judge(row, diff, thresholds) for row, diff in zip(joined, diffs, strict=True)]
     strips = {row["row_id"]: d.strip for row, d in zip(joined, diffs, strict=True) if d is not None and d.strip}
     sides = {"baseline": summarize(before), "current": summarize(after)}

@@ -5,7 +5,10 @@ manifests is escaped) with its CSS and script inlined, so the page needs no netw
 are relative links: CURRENT's own under `videos/`, BASELINE's linked into `CURRENT/compare/
 baseline/` by `write_comparison`, so CURRENT can be copied anywhere and still play both sides.
 An image-to-video row shows its start image beside its two videos: the thumbnail either OUT made,
-linked into `CURRENT/compare/thumbs/`, else the image's http(s) URL.
+linked into `CURRENT/compare/thumbs/`, else the image's http(s) URL. Cards are made for the rows
+to look at only; "Every row" holds its first `ROWS_PAGE` rows as HTML and all of them as compact
+JSON, which compare.js shows a page at a time, so a compare of 100,000 rows opens as fast as one
+of 1,000. A card's videos load when it nears the screen.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ CARDS = (  # sections of cards, in the order a reader wants them
     ("undecodable", "Could not compare", lambda r: not r["regressed"] and r["change"] == "undecodable"),
     ("fixed", "Fixed and new", lambda r: r["change"] in ("fixed", "new")),
 )
+ROWS_PAGE = 200  # rows of "Every row" shown at once
+LINE = ("change", "label", "row_id", "prompt", "inputs", "status", "psnr", "cost", "elapsed", "note")  # its JSON
 LABELS = {"regressed": "regressed", "gone": "gone", "undecodable": "undecodable", "changed": "changed",
           "fixed": "fixed", "new": "new", "not_started": "not started", "failing": "still failing",
           "similar": "looks the same", "identical": "identical"}  # fmt: skip
@@ -79,7 +84,9 @@ def _records(rows: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _card_rows(rows: pd.DataFrame) -> list[dict[str, Any]]:
-    return [r for r in _records(rows) if any(pick(r) for _, _, pick in CARDS)]
+    """The rows the page shows as cards (any of CARDS'), picked by column before any row is made a dict."""
+    may = rows["regressed"] | rows["change"].isin(("gone", "changed", "undecodable", "fixed", "new"))
+    return [r for r in _records(rows[may]) if any(pick(r) for _, _, pick in CARDS)]
 
 
 def build_page(comparison: Comparison) -> str:
@@ -90,10 +97,12 @@ def build_page(comparison: Comparison) -> str:
     baseline_videos = shown_videos(comparison)
     thumbnails = shown_thumbnails(comparison)
     sections = []
+    shown = _card_rows(comparison.rows)
     for key, title, pick in CARDS:
-        cards = [_card(r, comparison, swept, r["row_id"] in baseline_videos, thumbnails) for r in rows if pick(r)]
+        cards = [_card(r, comparison, swept, r["row_id"] in baseline_videos, thumbnails) for r in shown if pick(r)]
         if cards:
             sections.append({"key": key, "title": title, "cards": cards})
+    lines = [_line(r, swept) for r in rows]
     counts = comparison.counts
     totals = [("rows", len(rows)), ("regressed", comparison.regressed), ("fixed", counts["fixed"]),
               ("changed", counts["changed"]),
@@ -114,12 +123,21 @@ def build_page(comparison: Comparison) -> str:
         sides=sides,
         thresholds=comparison.thresholds,
         sections=sections,
-        rows=[_line(r, swept) for r in rows],
+        rows=lines[:ROWS_PAGE],
+        every=_every(lines),
         swept=swept,
         css=_asset("compare.css"),
         sync=_asset("sync.js"),
         js=_asset("compare.js"),
     )
+
+
+def _every(lines: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every row's line as compact JSON: each text once in `strings`, given by its index (the row id as it is)."""
+    index: dict[str, int] = {}
+    rows = [[line["row_id"] if k == "row_id" else index.setdefault(str(line[k]), len(index)) for k in LINE]
+            for line in lines]  # fmt: skip
+    return {"page": ROWS_PAGE, "rows": rows, "strings": list(index)}
 
 
 def _swept(rows: pd.DataFrame) -> list[str]:

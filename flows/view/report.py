@@ -10,7 +10,9 @@ sits beside each of its videos. The page comes from the
 Jinja2 template `templates/report.html.j2` (autoescaped) with `report.css`, `sync.js` (a row's videos
 play as one, as in compare.html) and `report.js` inlined:
 one self-contained file, videos and their posters linked relative to OUT, loaded only near the
-screen. `write_report` is the file edge (`wiro-sweep report` is `flows.cli.view_commands`).
+screen. The HTML holds the first rows; every row is in the page as compact JSON (`pages.py`),
+from which the script makes the rows near the screen, so 100,000 cells open as fast as 1,000.
+`write_report` is the file edge (`wiro-sweep report` is `flows.cli.view_commands`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from flows.store.thumbnails import (
     web_url,
     with_image_columns,
 )
+from flows.view import pages
 from flows.view.cells import (
     as_decimal,
     as_float,
@@ -252,6 +255,7 @@ def build_report(manifest: pd.DataFrame, *, rows: str = "prompt", cols: str | No
                 "pairs": [] if layout.rows == ("prompt",) else show.pairs(layout.rows, row),
                 "attrs": show.pairs(layout.attrs, key(first, layout.attrs)),
                 "tally": [(status_slug(s), n, status_label(s)) for s, n in by_status(Counter(statuses))],
+                "counts": by_status(Counter(statuses)),
                 "cells": [[_card(r, swept, params, posters, layout.attrs, show) for r in rs] for rs in found],
             })  # fmt: skip
         sections.append({"heading": show.pairs(layout.groups, group), "head": _head(names, columns, show),
@@ -261,10 +265,15 @@ def build_report(manifest: pd.DataFrame, *, rows: str = "prompt", cols: str | No
     listed = [n for n in (*INPUTS, "input_image_sha256", MODEL, "row_id", "task_id", "attempts", "source")
               if n not in optional or n in present]  # fmt: skip
     values = ["image_path" if n == "inputImage" else n for n in listed]
-    inputs = {"names": listed, "optional": sorted({*present, *ONE_MODEL}),
-              "rows": {cell_text(r.get("row_id")): [cell_text(r.get(n)) for n in values] for r in records}}  # fmt: skip
-    page = {**_header(view, layout, swept, title, show), "sections": sections, "inputs": inputs,
-            **_filters(view, swept, params, ranks, show)}  # fmt: skip
+    inputs = pages.inputs(
+        listed,
+        sorted({*present, *ONE_MODEL}),
+        ((cell_text(r.get("row_id")), [cell_text(r.get(n)) for n in values]) for r in records),
+    )
+    filters = _filters(view, swept, params, ranks, show)
+    sheet = pages.sheet(sections, filters["selects"])  # every row as JSON; the HTML keeps the first rows
+    page = {**_header(view, layout, swept, title, show), "sections": sections, "inputs": inputs, "sheet": sheet,
+            **filters}  # fmt: skip
     return _template().render(page=page, css=_asset("report.css"), sync=_asset("sync.js"), js=_asset("report.js"))
 
 

@@ -32,3 +32,61 @@
     if (difference) difference.addEventListener('change', () => pair.classList.toggle('diff', difference.checked));
   }
 })();
+// A card's videos load when it nears the screen (preload="none" until then): a compare of many
+// changed rows does not fetch every video at once.
+(() => {
+  const pairs = [...document.querySelectorAll('.pair')];
+  const ready = (pair) => pair.querySelectorAll('video').forEach((v) => { v.preload = 'auto'; });
+  if (!('IntersectionObserver' in window)) { pairs.forEach(ready); return; }
+  const near = new IntersectionObserver((entries) => {
+    for (const entry of entries) {
+      if (entry.isIntersecting) { ready(entry.target); near.unobserve(entry.target); }
+    }
+  }, { rootMargin: '600px 0px' });
+  pairs.forEach((p) => near.observe(p));
+})();
+// "Every row", a page at a time: the HTML holds the first page, #every-rows all of them.
+(() => {
+  const pager = document.querySelector('nav.pager');
+  if (!pager) return;
+  const every = JSON.parse(document.getElementById('every-rows').textContent);
+  const body = document.getElementById('every');
+  const withInputs = document.querySelector('table.rows thead th:nth-child(4)').textContent === 'inputs';
+  const [back, forward] = pager.querySelectorAll('button');
+  let at = 0;
+  function td(text, cls) {
+    const cell = document.createElement('td');
+    if (cls) cell.className = cls;
+    cell.textContent = text;
+    return cell;
+  }
+  function line(indices) {
+    const [change, label, , prompt, inputs, status, psnr, cost, elapsed, note] = indices.map((i) => every.strings[i]);
+    const rowId = indices[2];
+    const tr = document.createElement('tr');
+    tr.className = `ch-${change}`;
+    tr.dataset.rowId = rowId;
+    const badge = document.createElement('span');
+    badge.className = 'badge';
+    badge.textContent = label;
+    const code = document.createElement('code');
+    code.textContent = rowId.slice(0, 8);
+    tr.append(td(''), td(''), td(prompt, 'prompt'));
+    tr.cells[0].append(badge);
+    tr.cells[1].append(code);
+    if (withInputs) tr.append(td(inputs));
+    tr.append(td(status), td(psnr, 'num'), td(cost, 'num'), td(elapsed, 'num'), td(note, 'note'));
+    return tr;
+  }
+  function show(step) {
+    at = Math.min(Math.max(at + step * every.page, 0), every.rows.length - 1);
+    at -= at % every.page;
+    const end = Math.min(at + every.page, every.rows.length);
+    body.replaceChildren(...every.rows.slice(at, end).map(line));
+    pager.querySelector('.at').textContent = `rows ${at + 1}–${end} of ${every.rows.length}`;
+    back.disabled = at === 0;
+    forward.disabled = end >= every.rows.length;
+  }
+  back.addEventListener('click', () => show(-1));
+  forward.addEventListener('click', () => show(1));
+})();
