@@ -55,19 +55,22 @@ def test_a_failed_run_shows_a_clean_bar_with_rate_and_time_left_then_one_closing
 def test_ctrl_c_ends_with_one_friendly_block(prefect_api: str, make_emulator: EmulatorFactory, tmp_path: Path) -> None:
     emulator = make_emulator(queue_seconds=0.05)
     grid = tmp_path / "grid.csv"
-    grid.write_text("prompt\nlong a [emulator:hang]\nlong b [emulator:hang]\nlong c [emulator:hang]\n")
+    grid.write_text("prompt\n" + "".join(f"long {n} [emulator:hang]\n" for n in "abcd"))  # d never starts
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k not in SIZE}
     env.update(emulator.env(), PREFECT_API_URL=prefect_api, PREFECT_HOME=str(tmp_path / "home"), TERM="xterm")
     out = tmp_path / ("a-long-out-name-" * 8)  # the report's path is wider than the terminal: not broken in two
-    command = [sys.executable, "-m", "flows", "run", str(grid), "--out", str(out), "--poll-interval", "0.1"]
+    command = [sys.executable, "-m", "flows", "run", str(grid), "--out", str(out), "--poll-interval", "0.1",
+               "--max-concurrency", "3"]  # fmt: skip
     screen = run_in_terminal(command, env, tmp_path, ctrl_c_when="running 3")
     assert screen.code == 130, screen.raw[-3000:]
     for noise in NOISE:
         assert noise not in screen.raw, (noise, screen.lines[-12:])
     assert screen.lines[-1] == "Interrupted: stopped 3 running Wiro task(s). Rerun the same command to resume."
-    assert re.fullmatch(r"0 of 3 rows succeeded; 3 cancelled; \$\d+\.\d{4} billed", screen.lines[-3]), screen.lines[-6:]
+    closing = r"0 of 4 rows succeeded; 3 cancelled, 1 not_started; \$\d+\.\d{4} billed"
+    assert re.fullmatch(closing, screen.lines[-3]), screen.lines[-6:]
     assert screen.lines[-2] == f"Report:   {out / 'report.html'}"
     assert screen.lines[-4].startswith("sweep "), "the bar, then one short closing block"
+    assert " left" not in screen.lines[-4], "a stopped sweep's bar has no time left"
     assert emulator.account.stats()["statuses"] == {"task_cancel": 3}
 
 

@@ -167,7 +167,7 @@ def run_with_progress(params: SweepParams, frame: pd.DataFrame, verbose: bool = 
     with Bar(*columns, console=console, transient=False) as bar:
         task = bar.add_task("sweep", total=len(frame), detail="starting Prefect…", pace="")
         started: list[datetime] = []
-        shown: dict[str, Any] = {"done": 0, "first": 0, "cost": Decimal(0), "left": None, "quiet": None}
+        shown: dict[str, Any] = {"done": 0, "first": 0, "cost": Decimal(0), "left": None, "quiet": None, "ended": False}
 
         def counted(by_status: dict[str, int], cost: Decimal) -> str:
             counts = " ".join(f"{k} {v}" for k, v in sorted(by_status.items()) if k != "pending" and v)
@@ -175,14 +175,16 @@ def run_with_progress(params: SweepParams, frame: pd.DataFrame, verbose: bool = 
 
         def paced() -> str:
             """Rows/min from the runner's own counts; the time left from the manifest's rows in flight
-            (or, in a stall, how long no row has finished); once every row is done, the rate alone."""
+            (or, in a stall, how long no row has finished); once every row is done, or the sweep
+            stopped, the rate alone."""
             minutes = (datetime.now(UTC) - started[0]).total_seconds() / 60
             finished = max(0, shown["done"] - shown["first"])
             rate = finished / minutes if finished and minutes > 0 else None
             left = shown["left"]
             if left is None and rate:
                 left = (len(frame) - shown["done"]) / rate * 60
-            return "· " + Pace(rate, left, quiet=shown["quiet"]).text(finished=shown["done"] >= len(frame))
+            ended = shown["ended"] or shown["done"] >= len(frame)
+            return "· " + Pace(rate, left, quiet=shown["quiet"]).text(finished=ended)
 
         def show(progress: Progress) -> None:
             if not started:  # the runner's first count: the sweep itself starts now
@@ -205,6 +207,9 @@ def run_with_progress(params: SweepParams, frame: pd.DataFrame, verbose: bool = 
             with prefect_console(verbose), prefect_api(), listening(show), watch_pace(out, since, slots, show_pace):
                 state: State[Any] = asyncio.run(sweep(**params.flow_parameters(), return_state=True))  # type: ignore[arg-type]
                 state = asyncio.run(_as_prefect_ended(state))
+            shown["ended"] = True  # a stopped sweep's bar keeps no time left
+            if started:
+                bar.update(task, pace=paced())
         except KeyboardInterrupt:
             bar.stop()
             if params.shards > 1:
