@@ -129,7 +129,7 @@ def prefect_api() -> Iterator[str]:
         "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
         "PREFECT_API_DATABASE_CONNECTION_URL": database,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "true" if os.environ.get("WIRO_BENCH_UI") else "false",  # bench.server_load opens it
     }
     with (home / "server.log").open("wb") as log:
         server = subprocess.Popen(
