@@ -78,7 +78,7 @@ class Ledger:
     def record(self, event: str, row_id: str, **fields: Any) -> None:
         """Append to the journal first, then update the in-memory state from the same record."""
         entry = self.journal.append(event, row_id, **fields)
-        state = self.states.setdefault(row_id, RowState(row_id))
+        state = self.state(row_id)
         state.apply(entry)
         if state.task_id:
             self._holders.setdefault(state.task_id, set()).add(row_id)
@@ -91,7 +91,10 @@ class Ledger:
         self._dirty.set()
 
     def state(self, row_id: str) -> RowState:
-        return self.states.setdefault(row_id, RowState(row_id))
+        state = self.states.get(row_id)
+        if state is None:
+            state = self.states[row_id] = RowState(row_id)
+        return state
 
     def held_by_another(self, task_id: str, row_id: str, account: str) -> bool:
         """Whether a row other than `row_id` holds (or held) `task_id` on `account` (or on an

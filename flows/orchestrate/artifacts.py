@@ -25,7 +25,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import pandas as pd
@@ -136,7 +136,7 @@ async def final_progress(client: PrefectClient, flow_run_id: UUID, manifest: pd.
 
 def summary_rows(manifest: pd.DataFrame) -> list[dict[str, Any]]:
     """The manifest's rows as the outcome pass reads them."""
-    return [{k: r[k] for k in ("row_id", "prompt", "seed", "status", "error")} for r in manifest.to_dict("records")]
+    return cast(list[dict[str, Any]], manifest[["row_id", "prompt", "seed", "status", "error"]].to_dict("records"))
 
 
 class ProgressArtifact:

@@ -37,6 +37,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from flows.errors import InputError, SweepError
 from flows.store.files import MAX_JOURNAL_BYTES, open_regular, require_regular
 from flows.store.rowstate import RowState, utcnow
@@ -100,6 +102,7 @@ class Journal:
     def __init__(self, out: Path) -> None:
         self.path = Path(out) / JOURNAL
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        forget_folded()  # its states are this journal's now, and the memory theirs
         self._lock = threading.Lock()
         self._pending: list[bytes] = []
         self._appended = 0  # events queued so far
@@ -232,9 +235,12 @@ def read_events(path: Path) -> list[dict[str, Any]]:
     with handle:
         for number, raw in enumerate(handle, start=1):
             try:
-                record = json.loads(raw)
-            except ValueError:
-                continue  # a write cut short (a kill, a full disk): it never counted
+                record = orjson.loads(raw)
+            except orjson.JSONDecodeError:  # orjson is stricter: NaN, a huge number, UTF-16
+                try:
+                    record = json.loads(raw)
+                except ValueError:
+                    continue  # a write cut short (a kill, a full disk): it never counted
             problem = record_problem(record)
             if problem:
                 raise JournalError(path, number, problem)
@@ -282,9 +288,42 @@ def uploads(events: list[dict[str, Any]]) -> dict[str, Upload]:
             if e["event"] == "uploaded"}  # fmt: skip
 
 
+_FOLDED: dict[Path, tuple[tuple[int, ...], dict[str, RowState]]] = {}
+_FOLDED_LOCK = threading.Lock()
+
+
+def folded(path: Path) -> dict[str, RowState]:
+    """`fold(read_events(path))`, read once while the file stays as it was: the checks before a
+    sweep (the command's, then the flow's) read one journal several times, 100 MB at 100,000 rows.
+    Read-only: the states are shared. Forgotten when a `Journal` is opened to write."""
+    key = path.absolute()
+    try:
+        info = os.stat(key)
+    except OSError:
+        return fold(read_events(path))  # none (or unreadable: `read_events` says why)
+    stamp = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+    with _FOLDED_LOCK:
+        known = _FOLDED.get(key)
+    if known is not None and known[0] == stamp:
+        return known[1]
+    states = fold(read_events(path))
+    with _FOLDED_LOCK:
+        _FOLDED.clear()  # one journal's at a time: 100,000 rows' states are 100 MB and more
+        _FOLDED[key] = (stamp, states)
+    return states
+
+
+def forget_folded() -> None:
+    with _FOLDED_LOCK:
+        _FOLDED.clear()
+
+
 def fold(events: list[dict[str, Any]]) -> dict[str, RowState]:
     states: dict[str, RowState] = {}
     for record in events:
         row = record["row_id"]
-        states.setdefault(row, RowState(row)).apply(record)
+        state = states.get(row)
+        if state is None:  # made once per row, not once per line: a 100,000-row fold makes 100,000
+            state = states[row] = RowState(row)
+        state.apply(record)
     return states
