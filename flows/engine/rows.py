@@ -3,6 +3,7 @@ inputs its Run request sends, and whether it has work left."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -67,11 +68,16 @@ def run_inputs(row: Mapping[str, Any], image_url: str | None = None) -> dict[str
     """What a row's Run request sends: the inputs of its model that the row has, with a local
     image's uploaded URL as `inputImageUrl`."""
     inputs: dict[str, Value] = {}
-    for name in model_spec(row[MODEL]).names:
-        value = given(image_url if name == IMAGE_URL and image_url else row.get(name))
-        if value is not None:
+    for name in _input_names(row[MODEL]):
+        value = image_url if name == IMAGE_URL and image_url else row.get(name)
+        if value is not None and not is_missing(value):
             inputs[name] = value.item() if hasattr(value, "item") else value  # numpy scalars as Python's
     return inputs
+
+
+@functools.cache
+def _input_names(model: str) -> tuple[str, ...]:
+    return model_spec(model).names
 
 
 def quote_inputs(row: Mapping[str, Any]) -> dict[str, Value]:

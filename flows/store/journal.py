@@ -102,7 +102,6 @@ class Journal:
     def __init__(self, out: Path) -> None:
         self.path = Path(out) / JOURNAL
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        forget_folded()  # its states are this journal's now, and the memory theirs
         self._lock = threading.Lock()
         self._pending: list[bytes] = []
         self._appended = 0  # events queued so far
@@ -183,9 +182,8 @@ class Journal:
     def load(self) -> dict[str, RowState]:
         """Every row's state; lines that do not parse (a torn write) are skipped."""
         self.flush()
-        events = read_events(self.path)
-        self.uploads = uploads(events)
-        return fold(events)
+        states, self.uploads = _folded(self.path, take=True)  # the checks' fold, if nothing was written since
+        return states
 
 
 def _open_for_appending(path: Path) -> int:
@@ -288,34 +286,38 @@ def uploads(events: list[dict[str, Any]]) -> dict[str, Upload]:
             if e["event"] == "uploaded"}  # fmt: skip
 
 
-_FOLDED: dict[Path, tuple[tuple[int, ...], dict[str, RowState]]] = {}
+_FOLDED: dict[Path, tuple[tuple[int, ...], dict[str, RowState], dict[str, Upload]]] = {}
 _FOLDED_LOCK = threading.Lock()
 
 
 def folded(path: Path) -> dict[str, RowState]:
     """`fold(read_events(path))`, read once while the file stays as it was: the checks before a
     sweep (the command's, then the flow's) read one journal several times, 100 MB at 100,000 rows.
-    Read-only: the states are shared. Forgotten when a `Journal` is opened to write."""
+    Read-only: the states are shared, until the `Journal` that writes the file takes them (`load`)."""
+    return _folded(path)[0]
+
+
+def _folded(path: Path, take: bool = False) -> tuple[dict[str, RowState], dict[str, Upload]]:
+    """A journal's states and uploads: the ones known if the file is as it was then (given up to
+    the caller with `take`), else read now (and kept, unless taken)."""
     key = path.absolute()
     try:
         info = os.stat(key)
     except OSError:
-        return fold(read_events(path))  # none (or unreadable: `read_events` says why)
+        events = read_events(path)  # none (or unreadable: `read_events` says why)
+        return fold(events), uploads(events)
     stamp = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
     with _FOLDED_LOCK:
-        known = _FOLDED.get(key)
+        known = _FOLDED.pop(key, None) if take else _FOLDED.get(key)
     if known is not None and known[0] == stamp:
-        return known[1]
-    states = fold(read_events(path))
-    with _FOLDED_LOCK:
-        _FOLDED.clear()  # one journal's at a time: 100,000 rows' states are 100 MB and more
-        _FOLDED[key] = (stamp, states)
-    return states
-
-
-def forget_folded() -> None:
-    with _FOLDED_LOCK:
-        _FOLDED.clear()
+        return known[1], known[2]
+    events = read_events(path)
+    states, uploaded = fold(events), uploads(events)
+    if not take:
+        with _FOLDED_LOCK:
+            _FOLDED.clear()  # one journal's at a time: 100,000 rows' states are 100 MB and more
+            _FOLDED[key] = (stamp, states, uploaded)
+    return states, uploaded
 
 
 def fold(events: list[dict[str, Any]]) -> dict[str, RowState]:
