@@ -111,10 +111,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, one repetition")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: only checks that it all runs")
     parser.add_argument("--out", default="docs/benchmarks.md", type=Path)
-    parser.add_argument("--only", help="comma-separated: throughput,overhead,waiting,scale,report,compare")
+    parser.add_argument("--only", help="comma-separated: throughput,overhead,waiting,scale,report,compare,scale-plan")
     args = parser.parse_args()
     plan = SMOKE if args.smoke else QUICK if args.quick else FULL
-    chosen = set((args.only or "throughput,overhead,waiting,scale,report,compare").split(","))
+    chosen = set((args.only or "throughput,overhead,waiting,scale,report,compare,scale-plan").split(","))
     started = datetime.now(UTC)
     sections: list[str] = []
     with prefect_api() as api:
@@ -144,6 +144,12 @@ def main() -> None:
 
             size = COMPARE_SIZES["smoke" if args.smoke else "quick" if args.quick else "full"]
             sections.append(compare_section(run_compare(size, scratch()), size))
+        if "scale-plan" in chosen:  # bench/scale_plan.py; `python -m bench.scale_plan` reruns it alone
+            from . import scale_plan
+
+            kind = "smoke" if args.smoke else "quick" if args.quick else "full"
+            flag = {"smoke": " --smoke", "quick": " --quick", "full": ""}[kind]
+            sections.append(scale_plan.section(scale_plan.run(kind), f"python -m bench.run --only scale-plan{flag}"))
     header = [
         "# Benchmarks",
         "",

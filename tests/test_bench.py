@@ -20,7 +20,8 @@ def test_benchmark_script_runs_every_scenario_and_writes_the_report(prefect_api:
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     text = out.read_text()
-    headings = ("## 1. Throughput", "## 2. Overhead", "## 3. Waiting", "## 4. Scale", "## 5. Report", "## 6. Compare")
+    headings = ("## 1. Throughput", "## 2. Overhead", "## 3. Waiting", "## 4. Scale", "## 5. Report", "## 6. Compare",
+                "## 9. Planning and resuming at scale")  # fmt: skip
     for heading in headings:
         assert heading in text
     assert "cores" in text, "the machine is named"

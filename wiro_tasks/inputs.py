@@ -30,6 +30,11 @@ MAX_SEED = 2**32 - 1
 
 Kind = Literal["text", "int", "float", "choice", "url", "seed"]
 Value = str | int | float
+Memo = dict[tuple[str, str, type, object], Value]
+"""Values already coerced, by model, parameter and raw value (`ModelSpec.validate`)."""
+_MEMO_TYPES = (str, int, float)  # exactly these (a bool is not an int here): hashable, and equal only when alike
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029]")
+"""Unicode's control (Cc) and surrogate (Cs) characters, and the line and paragraph separators; not tab, LF or CR."""
 
 
 @dataclass(frozen=True)
@@ -127,8 +132,13 @@ class ModelSpec:
                 return p
         raise KeyError(name)
 
-    def validate(self, raw: Mapping[str, object], *, allow_unknown: bool = False) -> dict[str, Value]:
-        """Typed values for every parameter, defaults filled in; the first broken rule raises."""
+    def validate(
+        self, raw: Mapping[str, object], *, allow_unknown: bool = False, memo: Memo | None = None
+    ) -> dict[str, Value]:
+        """Typed values for every parameter, defaults filled in; the first broken rule raises.
+
+        `memo` (a dict the caller keeps) remembers each value coerced: a grid of 100,000 rows that
+        repeats its prompts, seeds and sizes checks each distinct value once."""
         if not allow_unknown:
             unknown = sorted(set(raw) - set(self.names) - {"projectid"})
             if unknown:
@@ -142,7 +152,13 @@ class ModelSpec:
                 if p.default is None:
                     continue
                 given = p.default
-            values[p.name] = p.coerce(given)
+            if memo is None or type(given) not in _MEMO_TYPES:
+                values[p.name] = p.coerce(given)
+                continue
+            key = (self.slug, p.name, type(given), repr(given) if type(given) is float else given)  # -0.0 is not 0.0
+            if key not in memo:
+                memo[key] = p.coerce(given)  # a broken rule raises, and is not remembered
+            values[p.name] = memo[key]
         return values
 
 
@@ -331,10 +347,6 @@ def _fmt(x: float) -> str:
 
 
 def _bad_character(text: str) -> str | None:
-    for ch in text:
-        if ch in "\t\n\r":
-            continue
-        category = unicodedata.category(ch)
-        if category in ("Cc", "Cs") or ch in "\u2028\u2029":
-            return f"U+{ord(ch):04X}"
-    return None
+    """The first control character of `text` (`_CONTROL`) as U+XXXX, or None."""
+    found = _CONTROL.search(text)
+    return f"U+{ord(found.group()):04X}" if found else None

@@ -23,7 +23,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -333,7 +333,7 @@ async def find_task(
     inputs: dict[str, Value],
     label: str,
     since: datetime,
-    exclude: list[str],
+    exclude: Collection[str],
     since_server: datetime | None = None,
     id_floor: int | None = None,
 ) -> FindOutcome:

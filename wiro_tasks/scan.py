@@ -4,6 +4,7 @@ the same inputs since the Run was sent, judged on the server's clock."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -46,7 +47,7 @@ async def scan_for_task(
     model: str,
     inputs: dict[str, Value],
     since: datetime,
-    exclude: list[str],
+    exclude: Collection[str],
     *,
     since_server: datetime | None = None,
     id_floor: int | None = None,
@@ -77,6 +78,7 @@ async def scan_for_task(
     tasks are read with Task/Detail (`_Reader`, at most `max_details`); when even that cannot
     tell, `blind` says why and the outcome is never complete.
     """
+    excluded = exclude if isinstance(exclude, (set, frozenset)) else set(exclude)  # a list: one pass, not one a task
     spec = model_spec(model)
     wanted = spec.validate(inputs, allow_unknown=True)
     wanted.pop("callbackUrl", None)
@@ -103,7 +105,7 @@ async def scan_for_task(
         first_page = first_page or ids
         seen.update(ids)
         ordered = _newest_first(page.tasks)
-        judged = [await reader.judge(t, oldest, ordered) for t in fresh if t.id not in exclude]
+        judged = [await reader.judge(t, oldest, ordered) for t in fresh if t.id not in excluded]
         found.extend(t for t, match in judged if match)
         start += len(page.tasks)
         if ordered and all(reader.older(t, oldest) for t in page.tasks):

@@ -1,4 +1,4 @@
-"""What `wiro-sweep run` shows: the dry-run estimate, a live progress bar, the closing summary.
+"""What `wiro-sweep run` shows: a live progress bar, the closing summary (the dry run's estimate is `dry_run.py`'s).
 
 The bar stays clean: Prefect is imported (and its one-time telemetry notice printed) before it
 is drawn, Prefect's console log lines go above it, and the engine's own lines about how runs
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -27,19 +27,16 @@ from rich.progress import Progress as Bar
 from rich.text import Text
 
 from flows.cli.pace import Pace, watch_pace
-from flows.engine.budget import Budget, work_units
 from flows.engine.progress import Progress, listening
-from flows.engine.rows import VIDEOS, needs_work, quote_inputs, records
+from flows.engine.rows import VIDEOS
 from flows.engine.settings import SweepParams
 from flows.errors import error_line, exit_code_of
 from flows.orchestrate.children import stop_children
 from flows.orchestrate.local_server import prefect_api
 from flows.store.journal import JOURNAL, fold, read_events
 from flows.store.manifest import MANIFEST_CSV, MANIFEST_PARQUET, build_manifest, read_manifest, write_manifest
-from flows.store.shards import recorded_states
 from flows.store.summary import Summary, summarize
 from flows.view.report import write_report
-from wiro_tasks import ToolPrice
 from wiro_tasks._config import masked_urls
 
 console = Console(stderr=True, highlight=False)
@@ -102,57 +99,6 @@ def prefect_console(verbose: bool) -> Iterator[None]:
             handler.removeFilter(quiet)
         for handler in every:
             handler.removeFilter(masked)
-
-
-def dry_run_report(
-    frame: pd.DataFrame,
-    params: SweepParams,
-    prices: Mapping[str, ToolPrice] | None = None,
-    no_price: str = "no price asked for",
-) -> str:
-    """How many combinations, how many are left to submit in OUT, the price used and where it came
-    from, and what the rows left may cost (and how many fit in the budget)."""
-    out, estimate_usd, limit = Path(params.out), params.estimate_usd, params.budget
-    states = recorded_states(out)
-    rows = records(frame)
-    left = [r for r in rows if needs_work(states.get(r["row_id"]), retry_failed=params.retry_failed)]
-    rates = [s.cost / work_units(r) for r in rows
-             if (s := states.get(r["row_id"])) is not None and s.cost > 0]  # fmt: skip
-    spent = sum((s.cost for s in states.values()), Decimal(0))
-    budget = Budget(None, estimate_usd=estimate_usd, observed_rates=rates)
-    prices = prices or {}
-    quotes = [prices[r["model"]].quote(quote_inputs(r)) if r["model"] in prices else None for r in left]
-    typical = [q.typical if q is not None else budget.estimate(work_units(r)) for q, r in
-               zip(quotes, left, strict=True)]  # fmt: skip
-    lines = [f"{len(frame)} combination{'' if len(frame) == 1 else 's'}; {len(frame) - len(left)} already done"
-             f" in {out}, {len(left)} to submit."]  # fmt: skip
-    if not left:
-        failed = sum(1 for r in rows if (s := states.get(r["row_id"])) and s.status in ("failed", "timed_out"))
-        again = f" ({failed} failed or timed out: --retry-failed submits them again)" if failed else ""
-        lines += [f"Nothing to submit: every combination has finished{again}.", "Nothing was submitted (--dry-run)."]
-        return "\n".join(lines)
-    models = sorted({r["model"] for r in left})
-    priced = sorted({(r["model"], q.source) for q, r in zip(quotes, left, strict=True) if q is not None})
-    lines += [f"Price{'' if len(models) == 1 else ' of ' + model}: {source}." for model, source in priced]
-    if any(q is None for q in quotes):
-        basis = "the highest rate billed so far in OUT" if rates else f"${estimate_usd} per default-sized task"
-        why = no_price if not prices else "Tool/Detail has none for some rows"
-        lines.append(f"Price: {why}; estimated at {basis} (--estimate-usd).")
-    lines.append(f"Estimated cost of the {len(left)} to submit: ${sum(typical, Decimal(0)):.4f}.")
-    if limit is not None:
-        running, fits = spent, 0
-        for quote, row, cost in zip(quotes, left, typical, strict=True):
-            if running + budget.plan(quote, work_units(row)) > limit:
-                break
-            running, fits = running + cost, fits + 1
-        head = f"Budget ${limit} (${spent:.4f} billed in OUT so far): "
-        if fits == len(left):
-            lines.append(head + f"all {len(left)} fit.")
-        else:
-            lines.append(head + f"about {fits} of {len(left)} fit, each counted at what it may cost before a "
-                         "Kill lands; the rest would be skipped.")  # fmt: skip
-    lines.append("Nothing was submitted (--dry-run).")
-    return "\n".join(lines)
 
 
 def run_with_progress(params: SweepParams, frame: pd.DataFrame, verbose: bool = False) -> int:
@@ -275,7 +221,11 @@ def _stopped_line(state: State[Any]) -> str:
 
 def _print_where(out: Path, manifest: pd.DataFrame, summary: Summary) -> None:
     """Where the videos, the manifest and the report are, and the first rows that did not succeed."""
-    folders = sorted({str((out / p).parent) for p in manifest["output_path"] if p}) or [str(out / VIDEOS)]
+    alike: dict[tuple[str, bool], str] = {}  # one path per folder: 100,000 Paths take a second
+    for path in manifest["output_path"]:
+        if path:
+            alike.setdefault((path.rpartition("/")[0], path.endswith("/")), path)
+    folders = sorted({str((out / p).parent) for p in alike.values()}) or [str(out / VIDEOS)]
     console.print(f"Videos:   {', '.join(f + '/' for f in folders)}", soft_wrap=True)  # paths stay whole to copy
     console.print(f"Manifest: {out / MANIFEST_PARQUET}  {out / MANIFEST_CSV}", soft_wrap=True)
     console.print(f"Report:   {out / 'report.html'}", soft_wrap=True)

@@ -45,7 +45,6 @@ def run(dry_run: bool, emulator: bool, verbose: bool, **given: Any) -> None:
         check_prefect_api,
         check_writable,
     )
-    from flows.view.serve import report_base
 
     check_out_apart(Path(given["out"]), given["grid"])
     params = SweepParams(**{**given, "grid": list(given["grid"]), "axes": parse_axes(given["axes"]) or None,
@@ -53,11 +52,13 @@ def run(dry_run: bool, emulator: bool, verbose: bool, **given: Any) -> None:
     frame = load_grid(params.grid, params.axes, model=params.model, max_combinations=params.max_combinations)
     check_one_sweep(Path(params.out), frame)  # another grid's paid rows in OUT would drop from its manifest
     if dry_run:
-        from flows.cli.console import dry_run_report
+        from flows.cli.dry_run import dry_run_report
 
         price, no_price = _dry_run_price(emulator, sorted(set(frame["model"])))
         click.echo(dry_run_report(frame, params, price, no_price))
         return
+    from flows.view.serve import report_base
+
     report_base()  # where the Prefect artifacts will link to the report
     _check_wiro_settings(emulator, params.shards)
     for name, value in PREFECT_DEFAULTS.items():  # before anything imports Prefect, which reads them once

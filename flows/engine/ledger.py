@@ -61,9 +61,12 @@ class Ledger:
         self._holders: dict[str, set[str]] = {}  # task id -> the rows that ever held it
         self._working: set[str] | None = None  # rows this run has yet to be through with (`work_on`)
         self._done = 0  # rows done, counted as `work_on` says
+        self._paid: dict[str, Counter[str]] = {}  # account -> the tasks rows on it hold (strays too), counted
+        self._paid_by: dict[str, tuple[str, tuple[str, ...]]] = {}  # row id -> its account and those tasks
         for state in self.states.values():
             for task_id in state.task_ids:
                 self._holders.setdefault(task_id, set()).add(state.row_id)
+            self._index_paid(state)
         self._dirty = asyncio.Event()
         self._version = 0
         self._written = -1
@@ -78,10 +81,11 @@ class Ledger:
     def record(self, event: str, row_id: str, **fields: Any) -> None:
         """Append to the journal first, then update the in-memory state from the same record."""
         entry = self.journal.append(event, row_id, **fields)
-        state = self.states.setdefault(row_id, RowState(row_id))
+        state = self.state(row_id)
         state.apply(entry)
         if state.task_id:
             self._holders.setdefault(state.task_id, set()).add(row_id)
+        self._index_paid(state)
         self.manifest.forget(row_id)
         if row_id in self.status:
             self.counts[self.status[row_id]] -= 1
@@ -91,7 +95,31 @@ class Ledger:
         self._dirty.set()
 
     def state(self, row_id: str) -> RowState:
-        return self.states.setdefault(row_id, RowState(row_id))
+        state = self.states.get(row_id)
+        if state is None:
+            state = self.states[row_id] = RowState(row_id)
+        return state
+
+    def _index_paid(self, state: RowState) -> None:
+        """Keep `paid_tasks`' index of the row's tasks up to date (its account or tasks changed)."""
+        now = (state.account, tuple(state.every_task_id))
+        before = self._paid_by.get(state.row_id)
+        if before == now:
+            return
+        if before is not None:
+            held = self._paid[before[0]]
+            for task_id in before[1]:
+                held[task_id] -= 1
+                if held[task_id] <= 0:
+                    del held[task_id]
+        self._paid.setdefault(now[0], Counter()).update(now[1])
+        self._paid_by[state.row_id] = now
+
+    def paid_tasks(self, account: str) -> frozenset[str]:
+        """Every task this OUT's rows hold on `account` or on an unnamed one (`owned_by`), their
+        strays included: from an index kept as rows change, not a pass over every row."""
+        named = self._paid.get(account, Counter()) if account else Counter()
+        return frozenset(named).union(self._paid.get("", ()))
 
     def held_by_another(self, task_id: str, row_id: str, account: str) -> bool:
         """Whether a row other than `row_id` holds (or held) `task_id` on `account` (or on an

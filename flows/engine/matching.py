@@ -20,7 +20,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from flows.engine.ledger import Ledger, owned_by
+from flows.engine.ledger import Ledger
 from flows.grid import MODEL
 from flows.store.claims import Claims, task_mark
 from flows.store.rowstate import RowState
@@ -139,9 +139,10 @@ class TaskMatcher:
         self.saw(found.newest)
         return next((t for t in found.task_ids if self.take(t, row_id)), None)
 
-    def claimed(self) -> list[str]:
-        """Every task this OUT's rows hold on this account, their strays included: never another's."""
-        return [t for s in self.ledger.states.values() if owned_by(s, self.account) for t in s.every_task_id]
+    def claimed(self) -> frozenset[str]:
+        """Every task this OUT's rows hold on this account, their strays included: never another's.
+        A frozenset: Prefect walks a list parameter item by item (half a second at 100,000 rows)."""
+        return self.ledger.paid_tasks(self.account)
 
     def keep_ours(self, row_id: str, task_ids: list[str]) -> list[str]:
         """Record as the row's strays (`flows.engine.strays`) the tasks, matching its inputs, that

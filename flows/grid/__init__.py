@@ -16,7 +16,7 @@ import hashlib
 import itertools
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -47,12 +47,14 @@ from flows.grid.columns import (
     raise_all,
 )
 from flows.grid.files import (
+    LOADED,
     grid_files,
+    load_key,
     read_grid_file,
 )
 from wiro_tasks import IMAGE_TO_VIDEO, TEXT_TO_VIDEO, InputValidationError, ModelSpec, model_spec
 from wiro_tasks.images import ImageCheckError, ImageInfo, check_image
-from wiro_tasks.inputs import Value
+from wiro_tasks.inputs import Memo, Value
 
 
 def parse_axes(specs: Iterable[str]) -> dict[str, list[str]]:
@@ -103,17 +105,6 @@ def _cell_values(value: Any) -> list[Any]:
     return [value]
 
 
-def _options(record: Mapping[str, Any], column: str, axes: Mapping[str, Sequence[object]]) -> list[Any]:
-    """The values one row takes for one input: the axis if there is one, else its cell (or list)."""
-    if axes.get(column):
-        return list(axes[column])
-    try:
-        return _cell_values(record.get(column))
-    except ValueError as exc:
-        file, _, row = str(record.get(SOURCE, "?")).rpartition(":")
-        raise GridError(file, str(exc), int(row) if row.isdigit() else None, column) from None
-
-
 def expand_grid(
     raw: pd.DataFrame,
     axes: Mapping[str, Sequence[object]] | None = None,
@@ -132,32 +123,26 @@ def expand_grid(
     axes = dict(axes or {})
     if model is not None:
         model_spec(model)  # an unknown model is refused before anything else
-    records = cast(list[dict[str, Any]], raw.to_dict("records"))
-    total = 0
-    for record in records:
-        count = 1
-        for column in INPUTS:
-            count *= len(_options(record, column, axes))
-        total += count
+    cells = _Cells(raw, axes)
+    total = cells.combinations()
     if total > max_combinations:
         raise GridError("grid", f"expands to {total:,} combinations, more than the maximum {max_combinations:,}"
                         " (raise it with --max-combinations)")  # fmt: skip
     out: dict[str, dict[str, Any]] = {}
     problems: list[GridError] = []
-    images = _Images()
-    for record in records:
-        source = str(record.get(SOURCE, "?"))
+    images, memo = _Images(), cast(Memo, {})
+    for index, (source, cell) in enumerate(zip(cells.sources, cells.values(), strict=True)):
         file, _, row = source.rpartition(":")
         where = _Where(file, int(row) if row.isdigit() else None, axes)
         try:
-            choices = [_options(record, c, axes) for c in INPUTS]
+            combos = cells.combos(index, cell)
         except GridError as exc:
             problems.append(exc)
             continue
-        for combo in itertools.product(*choices):
-            given = {c: v for c, v in zip(INPUTS, combo, strict=True) if not is_missing(v)}
+        for combo in combos:
+            given = {c: v for c, v in zip(INPUTS, combo, strict=True) if v is not None and not is_missing(v)}
             try:
-                key, values = _combination(given, model, images, where)
+                key, values = _combination(given, model, images, where, memo)
             except GridErrors as exc:  # several fields of one combination
                 problems += exc.problems
                 continue
@@ -169,9 +154,59 @@ def expand_grid(
             else:
                 out[key] = {"row_id": key, **values, SOURCE: source}
     raise_all(problems)
-    frame = pd.DataFrame(list(out.values()), columns=[*COLUMNS, IMAGE_PATH, SOURCE])
+    names = [*COLUMNS, IMAGE_PATH, SOURCE]
+    rows = list(out.values())  # by column: a frame from 100,000 dicts takes seconds
+    frame = pd.DataFrame({name: [r[name] for r in rows] for name in names} if rows else [], columns=names)
     return frame.astype({"numFrames": "int64", "steps": "int64", "fps": "int64", "scale": "float64",
                          "width": "Int64", "height": "Int64"})  # fmt: skip
+
+
+class _Cells:
+    """A raw grid's cells by input, read once: the values each row takes for each input (its axis,
+    else its cell, a list cell's items), without a dict per row."""
+
+    def __init__(self, raw: pd.DataFrame, axes: Mapping[str, Sequence[object]]) -> None:
+        self.rows = len(raw)
+        self.axes = {c: list(axes[c]) for c in INPUTS if axes.get(c)}
+        self.columns = {c: raw[c].tolist() for c in INPUTS if c in raw.columns and c not in self.axes}
+        self.listed = [c for c, values in self.columns.items() if any(not _scalar(v) for v in values)]
+        self.sources = [str(v) for v in raw[SOURCE].tolist()] if SOURCE in raw.columns else ["?"] * self.rows
+
+    def combinations(self) -> int:
+        """How many combinations the rows make; a list cell that holds an empty value raises."""
+        each = math.prod(len(v) for v in self.axes.values())
+        total = 0
+        for index in range(self.rows):
+            count = 1
+            for column in self.listed:
+                count *= len(self._cell(index, column))
+            total += count
+        return total * each
+
+    def values(self) -> Iterator[tuple[Any, ...]]:
+        """Each row's cells, in the order of `INPUTS` (None for an input it has no column of)."""
+        absent = [None] * self.rows
+        return zip(*(self.columns.get(c, absent) for c in INPUTS), strict=True)
+
+    def combos(self, index: int, cells: tuple[Any, ...]) -> Iterable[tuple[Any, ...]]:
+        """The combinations row `index` (its `cells`) makes: axes replace their column, a list cell
+        gives each of its items; a list cell that holds an empty value raises."""
+        if not self.axes and not self.listed:
+            return (cells,)
+        return itertools.product(*(self.axes[c] if c in self.axes else self._cell(index, c) if c in self.listed
+                                   else [cell] for c, cell in zip(INPUTS, cells, strict=True)))  # fmt: skip
+
+    def _cell(self, index: int, column: str) -> list[Any]:
+        try:
+            return _cell_values(self.columns[column][index])
+        except ValueError as exc:
+            file, _, row = self.sources[index].rpartition(":")
+            raise GridError(file, str(exc), int(row) if row.isdigit() else None, column) from None
+
+
+def _scalar(value: object) -> bool:
+    """A cell that `_cell_values` would give as it is: one value, of Python's own types."""
+    return value is None or type(value) in (str, int, float, bool)
 
 
 @dataclass(frozen=True)
@@ -213,7 +248,7 @@ class _Images:
 
 
 def _combination(
-    given: dict[str, Any], model: str | None, images: _Images, where: _Where
+    given: dict[str, Any], model: str | None, images: _Images, where: _Where, memo: Memo
 ) -> tuple[str, dict[str, Any]]:
     """One combination's id and its frame values, validated against its own model; every broken
     rule is reported (as `GridErrors` when there are several)."""
@@ -239,7 +274,7 @@ def _combination(
         if name in given and name not in spec.names:
             problems.append(where.error(name, f"is not an input of {chosen}: {rule}"))
             given.pop(name)
-    values = _validated(spec, given, where, problems)
+    values = _validated(spec, given, where, problems, memo)
     raise_all(problems)
     values.pop("callbackUrl", None)
     values = canonical(values)
@@ -253,13 +288,15 @@ def _combination(
     return key, {MODEL: chosen, **{name: row.get(name) for name in (*INPUTS, IMAGE_SHA, IMAGE_PATH)}}
 
 
-def _validated(spec: ModelSpec, given: Mapping[str, Any], where: _Where, problems: list[GridError]) -> dict[str, Value]:
+def _validated(
+    spec: ModelSpec, given: Mapping[str, Any], where: _Where, problems: list[GridError], memo: Memo
+) -> dict[str, Value]:
     """The typed values, every broken rule added to `problems`: each bad field is left out and the
     rest checked again, so a bad `size` does not hide a bad `steps`."""
     left = dict(given)
     while True:
         try:
-            return spec.validate(left)
+            return spec.validate(left, memo=memo)
         except InputValidationError as exc:
             got = "" if exc.value is None else f" (got {exc.value!r})"
             problems.append(where.error(exc.field, f"{exc.rule}{got}"))
@@ -282,8 +319,11 @@ def canonical(values: Mapping[str, Value]) -> dict[str, Value]:
 def row_id(model: str, values: Mapping[str, Value]) -> str:
     """A stable id from the model and the resolved inputs: reordering a file keeps it, and so
     does spelling a number another way (`5`, `05`, `5.0`, `-0.0` and `0`)."""
-    text = json.dumps({"model": model, "inputs": canonical(values)}, sort_keys=True, separators=(",", ":"))
+    text = _ID_JSON.encode({"model": model, "inputs": canonical(values)})
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+_ID_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))  # `json.dumps`'s, made once
 
 
 def load_grid(
@@ -305,7 +345,11 @@ def load_grid(
     except GridError as exc:
         problems.append(exc)
         checked.pop(IMAGE)  # the rows are still checked, without it
-    for path in grid_files(paths):
+    files = grid_files(paths)
+    key = load_key(files, checked, model, max_combinations) if not problems else None
+    if key is not None and key in LOADED:
+        return LOADED.pop(key)
+    for path in files:
         try:
             frames.append(read_grid_file(path, problems))
         except GridError as exc:
@@ -315,6 +359,9 @@ def load_grid(
         try:
             frame = expand_grid(raw, checked, model=model, max_combinations=max_combinations)
             if not problems:
+                LOADED.clear()
+                if key is not None:
+                    LOADED[key] = frame.copy()
                 return frame
         except GridErrors as exc:
             problems += exc.problems

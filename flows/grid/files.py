@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pandas as pd
 import pyarrow as pa
@@ -42,6 +43,25 @@ def grid_files(paths: Iterable[str | Path]) -> list[Path]:
     if not files:
         raise GridError("", "no grid files given")
     return files
+
+
+LOADED: dict[tuple[Any, ...], pd.DataFrame] = {}
+"""The last grid loaded, kept for the next load of the same files (by content) and options: the
+command checks a grid, then its flow loads it again in the same process (2 s at 100,000 rows)."""
+
+
+def load_key(files: list[Path], axes: Mapping[str, list[str]], model: str | None, most: int) -> tuple[Any, ...] | None:
+    """What a load depends on: each file's name as given, where it is and its bytes' sha256 (None
+    when a file cannot be read as a regular file: the load itself says why)."""
+    named = []
+    for path in files:
+        try:
+            with open_regular(path, MAX_FILE_BYTES, "grid file") as handle:
+                digest = hashlib.sha256(handle.read()).hexdigest()
+        except (OSError, FileRuleError):
+            return None
+        named.append((str(path), str(path.resolve()), digest))
+    return (tuple(named), tuple((k, tuple(v)) for k, v in sorted(axes.items())), model, most)
 
 
 def read_grid_file(path: Path, problems: list[GridError] | None = None) -> pd.DataFrame:

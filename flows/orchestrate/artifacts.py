@@ -35,6 +35,7 @@ from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType
 
 from flows.engine.progress import Progress
+from flows.engine.rows import records
 from flows.store.manifest import FINAL_STATUSES, MANIFEST_CSV
 from flows.store.summary import Summary, summarize
 from flows.view.report import REPORT
@@ -136,7 +137,7 @@ async def final_progress(client: PrefectClient, flow_run_id: UUID, manifest: pd.
 
 def summary_rows(manifest: pd.DataFrame) -> list[dict[str, Any]]:
     """The manifest's rows as the outcome pass reads them."""
-    return [{k: r[k] for k in ("row_id", "prompt", "seed", "status", "error")} for r in manifest.to_dict("records")]
+    return records(manifest[["row_id", "prompt", "seed", "status", "error"]])
 
 
 class ProgressArtifact:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from flows.grid import SOURCE, GridError
-from flows.store.journal import JOURNAL, read_events
+from flows.store.journal import JOURNAL, folded, read_events
 from flows.store.rowstate import RowState
 from wiro_tasks._config import shown_url
 
@@ -134,7 +134,8 @@ def check_journals(out: Path) -> None:
     line raises `JournalError` naming the file and the line."""
     from flows.store.shards import shard_dirs
 
-    for journal in [out / JOURNAL, *(d / JOURNAL for d in shard_dirs(out))]:
+    folded(out / JOURNAL)  # read once for the checks after it too
+    for journal in (d / JOURNAL for d in shard_dirs(out)):
         read_events(journal)
 
 

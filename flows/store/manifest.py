@@ -129,6 +129,9 @@ def manifest_frame(table: pa.Table) -> pd.DataFrame:
     return frame.astype(dict.fromkeys(("numFrames", "steps", "fps", "attempts"), "int64"))
 
 
+_WORDED_ALIKE = ("finished", "skipped")  # phases whose rows `row_status` words alike in a final manifest
+
+
 class ManifestBuilder:
     """Builds one grid's manifest again and again, cheaply, while a sweep runs: the grid's own
     columns are converted once, and a row's journal-derived values are kept until it changes."""
@@ -147,15 +150,16 @@ class ManifestBuilder:
         self._rows.pop(row_id, None)
 
     def table(self, states: Mapping[str, RowState], *, final: bool = False) -> pa.Table:
-        if final:  # computed afresh: a final manifest words unfinished rows differently
-            values = [_dynamic(states.get(r), final=True) for r in self._row_ids]
-        else:
-            cache, values = self._rows, []
-            for row_id in self._row_ids:
-                row = cache.get(row_id)
-                if row is None:
-                    row = cache[row_id] = _dynamic(states.get(row_id), final=False)
-                values.append(row)
+        cache, values = self._rows, []
+        for row_id in self._row_ids:
+            state = states.get(row_id)
+            if final and (state is None or state.phase not in _WORDED_ALIKE):
+                values.append(_dynamic(state, final=True))  # a final manifest words unfinished rows differently
+                continue
+            row = cache.get(row_id)
+            if row is None:
+                row = cache[row_id] = _dynamic(state, final=False)
+            values.append(row)
         columns = dict(zip(_DYNAMIC, zip(*values, strict=True), strict=True)) if values else dict.fromkeys(_DYNAMIC, ())
         arrays = []
         for name in COLUMNS:

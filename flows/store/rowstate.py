@@ -4,8 +4,10 @@ rerun). `flows/store/journal.py` writes and folds the lines; this module only in
 
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -22,11 +24,27 @@ def utc_text(value: object) -> str:
     all is "" (unknown: an `intent`'s own time is checked by `record_problem`)."""
     if value is None or value == "":
         return ""
+    written = _AS_WRITTEN.fullmatch(value) if type(value) is str and len(value) == 24 else None
+    if written is not None and _real_day(written.group(1)):  # as `utcnow` writes it: already the answer
+        return written.group()
     try:
         moment = datetime.fromisoformat(str(value))
         return _iso(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
     except (ValueError, OverflowError):
         return ""
+
+
+_AS_WRITTEN = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{3}Z")
+
+
+@functools.lru_cache(maxsize=1024)
+def _real_day(day: str) -> bool:
+    """Whether `YYYY-MM-DD` is a day of the calendar (a journal's lines share a few)."""
+    try:
+        date.fromisoformat(day)
+    except ValueError:
+        return False
+    return True
 
 
 def _iso(moment: datetime) -> str:

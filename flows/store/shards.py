@@ -31,7 +31,7 @@ import pandas as pd
 
 from flows.grid import GridError
 from flows.store.files import MAX_SMALL_JSON_BYTES, read_json
-from flows.store.journal import JOURNAL, fold, read_events
+from flows.store.journal import JOURNAL, fold, folded, read_events
 from flows.store.rowstate import RowState
 
 SHARDS_FILE = "shards.json"
@@ -190,10 +190,11 @@ class ShardBook:
 
 
 def recorded_states(out: Path) -> dict[str, RowState]:
-    """What OUT's journals say of its rows: the shards' when OUT was swept in shards."""
+    """What OUT's journals say of its rows: the shards' when OUT was swept in shards. Read-only
+    (an OUT's own journal is folded once while it stays as it was: `journal.folded`)."""
     dirs = shard_dirs(out)
     count = _saved_count(out) or (int(dirs[-1].name) + 1 if dirs else 0)
-    return merged_states(out, count) if count else fold(read_events(out / JOURNAL))
+    return merged_states(out, count) if count else folded(out / JOURNAL)
 
 
 def merged_states(out: Path, count: int) -> dict[str, RowState]:

@@ -1,0 +1,183 @@
+"""Planning and resuming cost the same per row at any size: work counted at 1,000 and 4,000 rows.
+
+A 100,000-row grid must plan (`--dry-run`) in seconds and a finished 100,000-row OUT reopen in
+seconds (`python -m bench.scale_plan` times them). Timings are too noisy on a shared machine to
+fail a test; these counts are exact. What each test counts, and the growth it catches:
+
+- the values checked while a grid is expanded: each distinct value once, not each cell;
+- the row states made while a journal is folded, and the journal reads of one command: once
+  per row (not once per line), one read (not one per check);
+- on reopening a finished OUT: one manifest row built per row, no row priced;
+- the rows a lost Run answer's lookup visits: none (an index, not a pass over every row).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+import flows.store.journal
+import flows.store.manifest
+from bench.scale_plan import finished_out, write_grid
+from flows.cli import main
+from flows.engine.matching import TaskMatcher
+from flows.orchestrate.flow import sweep
+from flows.store.manifest import read_manifest
+from flows.store.rowstate import RowState
+from wiro_tasks import ToolPrice
+from wiro_tasks.emulator import EmulatorServer
+from wiro_tasks.inputs import Param
+
+from .conftest import EmulatorFactory
+
+SIZES = (1000, 4000)
+
+
+class Calls:
+    """Counts calls of the functions it wraps (`count`), by name."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.monkeypatch = monkeypatch
+        self.seen: Counter[str] = Counter()
+
+    def count(self, owner: Any, name: str) -> None:
+        original = getattr(owner, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.seen[name] += 1
+            return original(*args, **kwargs)
+
+        self.monkeypatch.setattr(owner, name, counted)
+
+
+def per_row(small: Counter[str], large: Counter[str], name: str) -> float:
+    """What one more row adds to a count, from the two sizes."""
+    return (large[name] - small[name]) / (SIZES[1] - SIZES[0])
+
+
+def dry_run(grid: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """`wiro-sweep run GRID --out OUT --dry-run` in this process (no key: nothing is asked of
+    Wiro), with the per-row functions counted."""
+    with monkeypatch.context() as patch:
+        calls = Calls(patch)
+        calls.count(Param, "coerce")
+        calls.count(RowState, "__init__")
+        calls.count(flows.store.journal, "read_events")
+        result = CliRunner().invoke(main, ["run", str(grid), "--out", str(out), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "Nothing was submitted (--dry-run)." in result.output
+    return calls.seen
+
+
+def test_planning_checks_each_distinct_value_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ten seeds of each prompt: a row adds a tenth of a prompt's check, not eight checks."""
+    small, large = (dry_run(write_grid(tmp_path / f"g{n}.csv", n), tmp_path / f"o{n}", monkeypatch) for n in SIZES)
+    assert per_row(small, large, "coerce") <= 0.15, (small, large)
+
+
+def test_reopening_a_finished_out_folds_its_journal_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    counts, sizes = [], []
+    for rows in SIZES:
+        grid, out = write_grid(tmp_path / f"g{rows}.csv", rows), tmp_path / f"o{rows}"
+        finished_out(grid, out)
+        sizes.append((out / "journal.jsonl").stat().st_size / rows)
+        counts.append(dry_run(grid, out, monkeypatch))
+        assert (
+            f"{rows} combinations; {rows} already done"
+            in CliRunner().invoke(main, ["run", str(grid), "--out", str(out), "--dry-run"]).output
+        )
+    small, large = counts
+    assert per_row(small, large, "__init__") <= 1.0, (small, large)  # one state a row, not one a line
+    assert small["read_events"] == large["read_events"] == 1  # the command's checks and its estimate share it
+    assert sizes[1] <= sizes[0] * 1.01, sizes  # the journal's bytes per row do not grow with the rows
+
+
+def reopen(grid: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """The sweep flow run again on a finished OUT, in this process, with the per-row work counted."""
+    with monkeypatch.context() as patch:
+        calls = Calls(patch)
+        calls.count(RowState, "__init__")
+        calls.count(flows.store.manifest, "_dynamic")
+        calls.count(ToolPrice, "quote")
+        calls.count(flows.store.journal, "read_events")
+        state: Any = asyncio.run(sweep(grid=[str(grid)], out=str(out), return_state=True))  # type: ignore[arg-type]
+    assert state.is_completed(), state.message
+    return calls.seen
+
+
+def test_a_finished_out_reopens_with_one_pass_per_row(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, prefect_api: str,
+) -> None:  # fmt: skip
+    wiro_env(make_emulator())
+    counts = []
+    for rows in SIZES:
+        grid, out = write_grid(tmp_path / f"g{rows}.csv", rows), tmp_path / f"o{rows}"
+        finished_out(grid, out)
+        counts.append(reopen(grid, out, monkeypatch))
+        assert (read_manifest(out)["status"] == "succeeded").sum() == rows
+    small, large = counts
+    assert per_row(small, large, "__init__") <= 1.0, (small, large)  # the Ledger takes the checks' fold
+    assert per_row(small, large, "_dynamic") <= 1.0, (small, large)  # one manifest build, not one more at the start
+    assert large["quote"] == 0, large  # nothing to submit: nothing priced
+    assert small["read_events"] == large["read_events"] == 1, (small, large)
+
+
+def test_a_lost_answers_lookup_visits_no_row(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, prefect_api: str,
+) -> None:  # fmt: skip
+    """One new row beside a finished OUT's rows loses its Run answer: looking for its task excludes
+    every task the OUT holds, from an index, whatever the number of rows."""
+    emulator = make_emulator(queue_seconds=0.0, task_seconds=0.0, preview=True)
+    wiro_env(emulator)
+    visited: list[int] = []
+    claimed, original = [], TaskMatcher.claimed
+
+    def counted(self: TaskMatcher) -> frozenset[str]:
+        before = StatesVisits.count
+        tasks = original(self)
+        visited.append(StatesVisits.count - before)
+        claimed.append(tasks)
+        return tasks
+
+    monkeypatch.setattr(TaskMatcher, "claimed", counted)
+    load = flows.store.journal.Journal.load
+    monkeypatch.setattr(flows.store.journal.Journal, "load", lambda self: StatesVisits(load(self)))
+    for rows in (SIZES[0] // 10, SIZES[1] // 10):
+        grid, out = write_grid(tmp_path / f"g{rows}.csv", rows + 1), tmp_path / f"o{rows}"
+        finished_out(grid, out, rows)
+        emulator.account.faults = emulator.account.faults.updated({"run_script": ["lost"]})
+        state: Any = asyncio.run(sweep(grid=[str(grid)], out=str(out), return_state=True))  # type: ignore[arg-type]
+        assert state.is_completed(), state.message
+        assert (read_manifest(out)["status"] == "succeeded").sum() == rows + 1
+    assert visited, "a lookup was made"
+    assert not any(visited), visited  # no row visited by a lookup
+    assert all(isinstance(c, frozenset) for c in claimed)  # Prefect walks a list parameter item by item
+
+
+class StatesVisits(dict[str, RowState]):
+    """The Ledger's row states, counting the entries every pass over them visits."""
+
+    count = 0
+
+    def values(self) -> Any:
+        return self._counted(super().values())
+
+    def items(self) -> Any:
+        return self._counted(super().items())
+
+    def __iter__(self) -> Any:
+        return self._counted(super().__iter__())
+
+    @classmethod
+    def _counted(cls, entries: Any) -> Any:
+        for entry in entries:
+            cls.count += 1
+            yield entry
