@@ -326,6 +326,11 @@ def row_id(model: str, values: Mapping[str, Value]) -> str:
 _ID_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))  # `json.dumps`'s, made once
 
 
+def _local_images(frame: pd.DataFrame) -> bool:
+    """Whether rows name local start images: their bytes name the rows, and may change under a grid that does not."""
+    return IMAGE_PATH in frame.columns and bool(frame[IMAGE_PATH].fillna("").astype(bool).any())
+
+
 def load_grid(
     paths: Iterable[str | Path],
     axes: Mapping[str, Sequence[object]] | None = None,
@@ -360,7 +365,7 @@ def load_grid(
             frame = expand_grid(raw, checked, model=model, max_combinations=max_combinations)
             if not problems:
                 LOADED.clear()
-                if key is not None:
+                if key is not None and not _local_images(frame):  # the key holds the grid's bytes, not its images'
                     LOADED[key] = frame.copy()
                 return frame
         except GridErrors as exc:
