@@ -284,7 +284,9 @@ def test_fault_matrix_every_row_accounted_for_one_task_each(
     assert set(statuses) <= set(FINAL_STATUSES), statuses
     doubled = {k: v for k, v in after_first.items() if len(v) != 1}
     assert not doubled, f"more than one Wiro task for a row: {doubled}"
-    assert len(after_first) == len(rows), "every row got its one task"
+    untasked = [(r["prompt"], r["seed"], r["status"], r["error"]) for r in first.values()
+                if (r["prompt"], str(r["seed"])) not in after_first]  # fmt: skip
+    assert len(after_first) == len(rows), f"every row got its one task; none for {untasked}"
     hung = [r for r in first.values() if "[emulator:hang]" in r["prompt"]]
     assert {r["status"] for r in hung} == {"timed_out"}
     assert all(r["cost_usd"] > 0 for r in hung), "a killed running task is billed"
