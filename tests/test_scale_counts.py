@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+import flows.grid
 import flows.store.journal
 import flows.store.manifest
 from bench.scale_plan import finished_out, write_grid
@@ -181,3 +182,22 @@ class StatesVisits(dict[str, RowState]):
         for entry in entries:
             cls.count += 1
             yield entry
+
+
+def test_the_command_line_expands_its_grid_once_for_its_check_and_its_flow(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, prefect_api: str,
+) -> None:  # fmt: skip
+    """`wiro-sweep run` checks the grid, then its flow sweeps that very frame (2 s a load at
+    100,000 rows); a flow run anywhere else reads its grid itself."""
+    wiro_env(make_emulator())
+    grid, out = write_grid(tmp_path / "g.csv", 20), tmp_path / "out"
+    calls = Calls(monkeypatch)
+    calls.count(flows.grid, "expand_grid")
+    result = CliRunner().invoke(main, ["run", str(grid), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (read_manifest(out)["status"] == "succeeded").sum() == 20
+    assert calls.seen["expand_grid"] == 1
+    state: Any = asyncio.run(sweep(grid=[str(grid)], out=str(out), return_state=True))  # type: ignore[arg-type]
+    assert state.is_completed(), state.message
+    assert calls.seen["expand_grid"] == 2, "outside the command line, the flow loads its grid"

@@ -31,6 +31,7 @@ from flows.engine.progress import Progress, listening
 from flows.engine.rows import VIDEOS
 from flows.engine.settings import SweepParams
 from flows.errors import error_line, exit_code_of
+from flows.grid import checked_grid, load_key
 from flows.orchestrate.children import stop_children
 from flows.orchestrate.local_server import prefect_api
 from flows.store.journal import JOURNAL, fold, read_events
@@ -150,7 +151,14 @@ def run_with_progress(params: SweepParams, frame: pd.DataFrame, verbose: bool = 
             return started[0] if started else None
 
         try:
-            with prefect_console(verbose), prefect_api(), listening(show), watch_pace(out, since, slots, show_pace):
+            checked = checked_grid(frame, load_key(params.grid, params.axes, params.model, params.max_combinations))
+            with (
+                checked,
+                prefect_console(verbose),
+                prefect_api(),
+                listening(show),
+                watch_pace(out, since, slots, show_pace),
+            ):
                 state: State[Any] = asyncio.run(sweep(**params.flow_parameters(), return_state=True))  # type: ignore[arg-type]
                 state = asyncio.run(_as_prefect_ended(state))
             shown["ended"] = True  # a stopped sweep's bar keeps no time left

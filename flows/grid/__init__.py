@@ -46,12 +46,7 @@ from flows.grid.columns import (
     _hint,
     raise_all,
 )
-from flows.grid.files import (
-    LOADED,
-    grid_files,
-    load_key,
-    read_grid_file,
-)
+from flows.grid.files import already_checked, checked_grid, grid_files, load_key, read_grid_file
 from wiro_tasks import IMAGE_TO_VIDEO, TEXT_TO_VIDEO, InputValidationError, ModelSpec, model_spec
 from wiro_tasks.images import ImageCheckError, ImageInfo, check_image
 from wiro_tasks.inputs import Memo, Value
@@ -326,11 +321,6 @@ def row_id(model: str, values: Mapping[str, Value]) -> str:
 _ID_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))  # `json.dumps`'s, made once
 
 
-def _local_images(frame: pd.DataFrame) -> bool:
-    """Whether rows name local start images: their bytes name the rows, and may change under a grid that does not."""
-    return IMAGE_PATH in frame.columns and bool(frame[IMAGE_PATH].fillna("").astype(bool).any())
-
-
 def load_grid(
     paths: Iterable[str | Path],
     axes: Mapping[str, Sequence[object]] | None = None,
@@ -341,7 +331,10 @@ def load_grid(
     """Read every grid file and expand them together into one validated frame; every problem found
     in the files and their rows is reported at once. `model` forces one model on every row (by
     Wiro's name or a short one, `image-to-video`)."""
-    model = model_name(model)
+    paths, model = list(paths), model_name(model)
+    given = already_checked(load_key(paths, axes, model, max_combinations))
+    if given is not None:  # the grid the command line checked, in its flow
+        return given
     checked = check_axes(axes)
     frames, problems = [], []
     try:
@@ -351,9 +344,6 @@ def load_grid(
         problems.append(exc)
         checked.pop(IMAGE)  # the rows are still checked, without it
     files = grid_files(paths)
-    key = load_key(files, checked, model, max_combinations) if not problems else None
-    if key is not None and key in LOADED:
-        return LOADED.pop(key)
     for path in files:
         try:
             frames.append(read_grid_file(path, problems))
@@ -364,9 +354,6 @@ def load_grid(
         try:
             frame = expand_grid(raw, checked, model=model, max_combinations=max_combinations)
             if not problems:
-                LOADED.clear()
-                if key is not None and not _local_images(frame):  # the key holds the grid's bytes, not its images'
-                    LOADED[key] = frame.copy()
                 return frame
         except GridErrors as exc:
             problems += exc.problems
@@ -435,11 +422,13 @@ __all__ = [
     "GridErrors",
     "canonical",
     "check_axes",
+    "checked_grid",
     "expand_grid",
     "grid_files",
     "image_axis",
     "is_missing",
     "load_grid",
+    "load_key",
     "model_name",
     "parse_axes",
     "raise_all",
