@@ -30,6 +30,7 @@ from prefect.states import Cancelled, Cancelling, Completed, Crashed, Pending, R
 
 import flows.orchestrate.children as children
 from flows.cli import main
+from flows.engine.runner import cancel_requested
 from flows.orchestrate.children import run_children
 from flows.orchestrate.flow import sweep
 from flows.orchestrate.hooks import kill_on_cancel
@@ -321,6 +322,44 @@ def test_a_cancelled_parent_cancels_its_children_and_starts_none_again(tmp_path:
     assert outcome.cancelled == "cancelled in the UI"
     assert outcome.stopped == [0, 1]
     assert outcome.states == {0: "Cancelled", 1: "Cancelled"}
+
+
+@pytest.mark.usefixtures("deployment", "fast")
+def test_a_parent_whose_children_end_cancelled_before_it_sees_its_own_cancel_ends_cancelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prefect cancels a cancelled parent's children itself: they may read Cancelled at a poll
+    whose look at the parent came a moment too early. The parent still ends cancelled, with why."""
+    book = ShardBook.open(tmp_path / "out", 2, "children-first")
+    real = cancel_requested
+    lagged: list[Any] = []
+
+    async def scenario() -> children.ShardOutcome:
+        armed, go = asyncio.Event(), asyncio.Event()
+
+        async def a_moment_late(client: PrefectClient, run_id: Any) -> str:
+            if armed.is_set() and not lagged:  # this look at the parent was sent before the cancel
+                await go.wait()
+                lagged.append(run_id)
+                return ""
+            return await real(client, run_id)
+
+        monkeypatch.setattr(children, "cancel_requested", a_moment_late)
+        async with get_client() as client:
+            parent_run = await client.create_flow_run(fake_parent, state=Running())
+            parent = Parent(book, parent_run.id)
+            started = await parent.children()
+            armed.set()
+            await client.set_flow_run_state(parent_run.id, Cancelling(message="cancelled in the UI"))
+            for child in started:
+                await client.set_flow_run_state(child, Cancelled(message="cancelled with its parent"), force=True)
+            go.set()
+            return await parent.task
+
+    outcome = asyncio.run(scenario())
+    assert lagged, "the race was played"
+    assert outcome.states == {0: "Cancelled", 1: "Cancelled"}
+    assert outcome.cancelled == "cancelled in the UI"
 
 
 @pytest.mark.usefixtures("deployment", "fast")

@@ -193,9 +193,8 @@ def run_with_progress(params: SweepParams, frame: pd.DataFrame, verbose: bool = 
 
 
 async def _as_prefect_ended(state: State[Any]) -> State[Any]:
-    """The run's state as Prefect's server ended it. A run cancelled there can finish in its own
-    process first (a sharded parent sees its cancelled shards end before its own Cancelling), so
-    its local state is not Cancelled while the server's is: the server's is the truth."""
+    """The run's state as Prefect's server ended it: a run cancelled there as it finished in its
+    own process ends Completed there, Cancelled on the server, and the server's is the truth."""
     run_id = state.state_details.flow_run_id
     if state.is_cancelled() or run_id is None:
         return state

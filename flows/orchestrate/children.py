@@ -177,6 +177,9 @@ async def run_children(
                 if outcome.cancelled and on_stopping is not None:
                     await on_stopping()
                 await asyncio.sleep(poll)
+        if parent_run_id is not None and not outcome.cancelled and "Cancelled" in outcome.states.values():
+            # Prefect cancels a cancelled parent's children itself: they can end before a look saw the parent's own
+            outcome.cancelled = await cancel_requested(client, parent_run_id)
         return outcome
 
 
