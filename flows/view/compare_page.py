@@ -32,6 +32,7 @@ from flows.store.manifest import atomic_write, atomic_write_text, money_text
 from flows.store.thumbnails import ONE_MODEL, THUMBS, image_label, is_sha256, thumbnail_path, web_url
 from flows.store.thumbnails import text as _str
 from flows.view.compare import ASSETS, COLUMNS, COMPARE_CSV, COMPARE_HTML, COMPARE_PARQUET, Comparison, video
+from flows.view.pages import Strings
 
 CARDS = (  # sections of cards, in the order a reader wants them
     ("regressions", "Regressions", lambda r: bool(r["regressed"]) or r["change"] == "gone"),
@@ -89,13 +90,12 @@ def _card_rows(rows: pd.DataFrame) -> list[dict[str, Any]]:
     return [r for r in _records(rows[may]) if any(pick(r) for _, _, pick in CARDS)]
 
 
-def build_page(comparison: Comparison) -> str:
-    """The whole page as one string."""
+def build_page(comparison: Comparison, baseline_videos: dict[str, Path], thumbnails: dict[str, Path]) -> str:
+    """The whole page as one string; `baseline_videos` and `thumbnails` as `shown_videos` and
+    `shown_thumbnails` give them."""
     env = _environment()
     rows = _records(comparison.rows)
     swept = _swept(comparison.rows)
-    baseline_videos = shown_videos(comparison)
-    thumbnails = shown_thumbnails(comparison)
     sections = []
     shown = _card_rows(comparison.rows)
     for key, title, pick in CARDS:
@@ -134,10 +134,9 @@ def build_page(comparison: Comparison) -> str:
 
 def _every(lines: list[dict[str, Any]]) -> dict[str, Any]:
     """Every row's line as compact JSON: each text once in `strings`, given by its index (the row id as it is)."""
-    index: dict[str, int] = {}
-    rows = [[line["row_id"] if k == "row_id" else index.setdefault(str(line[k]), len(index)) for k in LINE]
-            for line in lines]  # fmt: skip
-    return {"page": ROWS_PAGE, "rows": rows, "strings": list(index)}
+    strings = Strings()
+    rows = [[line["row_id"] if k == "row_id" else strings(str(line[k])) for k in LINE] for line in lines]
+    return {"page": ROWS_PAGE, "rows": rows, "strings": strings.table}
 
 
 def _swept(rows: pd.DataFrame) -> list[str]:
@@ -260,10 +259,11 @@ def write_comparison(comparison: Comparison) -> Path:
         (assets / "baseline").mkdir(parents=True)
         for row_id, strip in comparison.strips.items():
             (assets / f"{row_id}.png").write_bytes(strip)
-        for row_id, source in shown_videos(comparison).items():
+        videos, thumbnails = shown_videos(comparison), shown_thumbnails(comparison)
+        for row_id, source in videos.items():
             if source.is_file():
                 _link(source, assets / "baseline" / f"{row_id}{source.suffix}")
-        for sha, source in shown_thumbnails(comparison).items():
+        for sha, source in thumbnails.items():
             (assets / THUMBS).mkdir(exist_ok=True)
             _link(source, assets / THUMBS / f"{sha}.jpg")
         if (out / ASSETS).exists():
@@ -275,7 +275,7 @@ def write_comparison(comparison: Comparison) -> Path:
     arrow = pa.Table.from_pandas(comparison.rows, schema=COLUMNS, preserve_index=False)
     atomic_write(out / COMPARE_PARQUET, lambda path: pq.write_table(arrow, path))
     atomic_write(out / COMPARE_CSV, lambda path: pacsv.write_csv(_csv_table(arrow), path))
-    page = build_page(comparison)
+    page = build_page(comparison, videos, thumbnails)
     atomic_write_text(out / COMPARE_HTML, page)
     return out / COMPARE_HTML
 

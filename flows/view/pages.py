@@ -4,9 +4,10 @@ The HTML holds the first page of rows of each section while it stays under `STAT
 sheet of a few hundred cells is all HTML, as it always was); report.js makes the elements of the
 other rows when their page nears the screen and drops them when it is far, so a sheet of 100,000
 cells opens as fast as one of 1,000 and keeps about as many elements. The filters work on this
-JSON, so on every row. `sheet` is pure: `build_report`'s sections in, the JSON and the HTML's
-share of the rows out. Each JSON block names every text once, in its `strings`, and gives its
-index elsewhere: a sweep's texts (its prompts, statuses, costs) repeat from cell to cell.
+JSON, so on every row. `sheet` takes `build_report`'s sections and returns the JSON; it cuts each
+section's rows, in place, to the HTML's share (and empties a select whose options move to the
+JSON). Each JSON block names every text once, in its `strings`, and gives its index elsewhere:
+a sweep's texts (its prompts, statuses, costs) repeat from cell to cell.
 """
 
 from __future__ import annotations

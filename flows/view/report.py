@@ -249,13 +249,13 @@ def build_report(manifest: pd.DataFrame, *, rows: str = "prompt", cols: str | No
         for row in ordered((key(r, layout.rows) for r in members), layout.rows):
             found = [cells.get((row, col), []) for col in columns]
             first = next(r for rs in found for r in rs)
-            statuses = [cell_text(r.get("status")) or "unknown" for rs in found for r in rs]
+            counts = by_status(Counter(cell_text(r.get("status")) or "unknown" for rs in found for r in rs))
             body.append({
                 "prompt": row[0] if layout.rows == ("prompt",) else None,
                 "pairs": [] if layout.rows == ("prompt",) else show.pairs(layout.rows, row),
                 "attrs": show.pairs(layout.attrs, key(first, layout.attrs)),
-                "tally": [(status_slug(s), n, status_label(s)) for s, n in by_status(Counter(statuses))],
-                "counts": by_status(Counter(statuses)),
+                "tally": [(status_slug(s), n, status_label(s)) for s, n in counts],
+                "counts": counts,
                 "cells": [[_card(r, swept, params, posters, layout.attrs, show) for r in rs] for rs in found],
             })  # fmt: skip
         sections.append({"heading": show.pairs(layout.groups, group), "head": _head(names, columns, show),
