@@ -116,7 +116,7 @@ def pointed_at(env: dict[str, str]) -> Iterator[None]:
 
 
 @contextmanager
-def prefect_api() -> Iterator[str]:
+def prefect_api(ui: bool = False) -> Iterator[str]:
     """The Prefect API to run flows against (see the module docstring); yields a note on it."""
     if os.environ.get("PREFECT_API_URL"):
         yield f"the given Prefect API ({os.environ['PREFECT_API_URL']})"
@@ -129,7 +129,7 @@ def prefect_api() -> Iterator[str]:
         "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
         "PREFECT_API_DATABASE_CONNECTION_URL": database,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "true" if os.environ.get("WIRO_BENCH_UI") else "false",  # bench.server_load opens it
+        "PREFECT_UI_ENABLED": "true" if ui else "false",  # bench.server_load opens it
     }
     with (home / "server.log").open("wb") as log:
         server = subprocess.Popen(

@@ -28,13 +28,12 @@ from typing import Any
 import httpx
 
 from .harness import emulator, prefect_api
+from .report_load import CHROMIUM, CHROMIUM_ARGS
 from .scenarios import scratch, write_grid
 
 IDLE_SECONDS = 10.0
 PROBE_EVERY = 0.25
 PROBE = {"sort": "EXPECTED_START_TIME_DESC", "limit": 50}
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu"]
 
 
 class Probe:
@@ -147,8 +146,7 @@ def main() -> None:
     parser.add_argument("--rows", default="1000", help="comma-separated sizes, e.g. 1000,10000,100000")
     parser.add_argument("--out", type=Path, help="also write the table here")
     args = parser.parse_args()
-    os.environ["WIRO_BENCH_UI"] = "1"
-    with prefect_api() as note:
+    with prefect_api(ui=True) as note:
         runs = [server_load(scratch(), int(n)) for n in args.rows.split(",")]
     text = f"Against {note}, {statistics.fmean(r['per_row_ms'] for r in runs):.1f} ms a row on average.\n\n"
     text += table(runs) + "\n"
