@@ -114,13 +114,13 @@ def run_with_progress(params: SweepParams, frame: pd.DataFrame, verbose: bool = 
     with Bar(*columns, console=console, transient=False) as bar:
         task = bar.add_task("sweep", total=len(frame), detail="starting Prefect…", pace="")
         started: list[datetime] = []
-        shown: dict[str, Any] = {"done": 0, "first": 0, "cost": Decimal(0), "left": None, "quiet": None, "ended": False}
+        shown: dict[str, Any] = {"done": 0, "first": 0, "cost": Decimal(0), "left": None, "quiet": None}
 
         def counted(by_status: dict[str, int], cost: Decimal) -> str:
             counts = " ".join(f"{k} {v}" for k, v in sorted(by_status.items()) if k != "pending" and v)
             return f"${cost:.4f}" + (f" · {counts}" if counts else "")
 
-        def paced() -> str:
+        def paced(ended: bool = False) -> str:
             """Rows/min from the runner's own counts; the time left from the manifest's rows in flight
             (or, in a stall, how long no row has finished); once every row is done, or the sweep
             stopped, the rate alone."""
@@ -130,7 +130,7 @@ def run_with_progress(params: SweepParams, frame: pd.DataFrame, verbose: bool = 
             left = shown["left"]
             if left is None and rate:
                 left = (len(frame) - shown["done"]) / rate * 60
-            ended = shown["ended"] or shown["done"] >= len(frame)
+            ended = ended or shown["done"] >= len(frame)
             return "· " + Pace(rate, left, quiet=shown["quiet"]).text(finished=ended)
 
         def show(progress: Progress) -> None:
@@ -161,9 +161,8 @@ def run_with_progress(params: SweepParams, frame: pd.DataFrame, verbose: bool = 
             ):
                 state: State[Any] = asyncio.run(sweep(**params.flow_parameters(), return_state=True))  # type: ignore[arg-type]
                 state = asyncio.run(_as_prefect_ended(state))
-            shown["ended"] = True  # a stopped sweep's bar keeps no time left
-            if started:
-                bar.update(task, pace=paced())
+            if started:  # a stopped sweep's bar keeps no time left
+                bar.update(task, pace=paced(ended=True))
         except KeyboardInterrupt:
             bar.stop()
             if params.shards > 1:

@@ -43,7 +43,7 @@ from flows.orchestrate.credentials import load_credentials
 from flows.orchestrate.fanout import ACCOUNT_LIMIT, ensure_concurrency_limit, run_shards
 from flows.orchestrate.hooks import kill_on_cancel, stopping_on_signals
 from flows.orchestrate.nightly import compare_with_baseline
-from flows.orchestrate.outcomes import SETTLE_SECONDS, STOPPED_SETTLE_SECONDS, show_row_outcomes
+from flows.orchestrate.outcomes import show_row_outcomes
 from flows.store.checks import check_one_sweep, check_out
 from flows.store.journal import Journal
 from flows.store.locks import out_lock
@@ -219,9 +219,8 @@ async def _show_rows(manifest: pd.DataFrame, waited: set[str], stopped: bool) ->
 
     if not flow_run.id:
         return
-    settle = STOPPED_SETTLE_SECONDS if stopped else SETTLE_SECONDS
     try:
-        await show_row_outcomes(UUID(str(flow_run.id)), summary_rows(manifest), waited, settle)
+        await show_row_outcomes(UUID(str(flow_run.id)), summary_rows(manifest), waited, stopped)
     except Exception as exc:  # what the UI shows must never cost the sweep its end
         get_run_logger().warning("could not show every row's outcome as a task run: %s", exc)
 

@@ -94,7 +94,7 @@ def _write_final(flow: Flow[Any, Any], flow_run: FlowRun, out: Path, logger: Any
 
         async def artifacts() -> None:
             async with get_client() as client:
-                scope = artifact_scope(str(params.get("out") or out)) if params.get("shard") is None else None
+                scope = artifact_scope(str(params.get("out") or out))  # an unsharded run's: its own summary
                 await publish_artifacts(client, flow_run.id, out, manifest, scope)
                 await final_progress(client, flow_run.id, manifest)
 

@@ -63,19 +63,19 @@ def state_for(status: str, error: str) -> State[Any]:
 
 
 async def show_row_outcomes(
-    flow_run_id: UUID, rows: Iterable[Mapping[str, Any]], waited: Collection[str] = (), settle: float = SETTLE_SECONDS
+    flow_run_id: UUID, rows: Iterable[Mapping[str, Any]], waited: Collection[str] = (), stopped: bool = False
 ) -> int:
     """Make the UI show each of `rows` (manifest records) that did not succeed; how many task runs
     were created or corrected. `waited` names the rows (by id) whose `wait` task ran in this flow
     run: the server records task runs a moment after they end, so those are waited for (up to
-    `settle` s) rather than shown twice."""
+    `SETTLE_SECONDS`, or `STOPPED_SETTLE_SECONDS` in a `stopped` run) rather than shown twice."""
     todo = [r for r in rows if r["status"] != "succeeded"]
     if not todo:
         return 0
     async with get_client() as client:
         expected = {f"wait {row_label(r)}" for r in todo if r["row_id"] in waited}
         shown = await _unfinished_task_runs(client, flow_run_id)
-        deadline = time.monotonic() + settle
+        deadline = time.monotonic() + (STOPPED_SETTLE_SECONDS if stopped else SETTLE_SECONDS)
         while not expected <= shown.keys() and time.monotonic() < deadline:
             await asyncio.sleep(0.25)
             shown = await _unfinished_task_runs(client, flow_run_id)
