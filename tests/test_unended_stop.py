@@ -48,3 +48,28 @@ def test_a_stopped_task_seen_to_succeed_later_is_fetched_on_rerun(
         assert len(tasks) == 1, f"paid again for the combination (retry_failed={retry_failed}): {tasks}"
         assert row["status"] == "succeeded", ("its paid video is not fetched", row)
         assert (out / row["output_path"]).stat().st_size == row["output_bytes"] > 0, row
+
+
+def test_a_task_never_seen_to_end_after_its_stop_is_still_stopped_by_a_later_cancel(
+    make_emulator: EmulatorFactory,
+    wiro_env: Callable[[EmulatorServer], None],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Such a task may still run and bill: Ctrl-C or Cancel on a later run stops it again, as it
+    stops any task whose end was never seen (and the budget holds it, as it holds those)."""
+    import wiro_tasks.waiting
+    from flows.engine.stopping import kill_in_flight
+    from wiro_tasks import Credentials
+
+    monkeypatch.setattr(wiro_tasks.waiting, "STOP_GRACE", 2.0)
+    emulator = make_emulator(preview=True, ignore_kills=True)
+    wiro_env(emulator)
+    grid = write_grid(tmp_path / "grid.csv", [("a kill that never lands [emulator:hang]", "1")])
+    out = tmp_path / "out"
+    run_sweep(grid, out, timeout=1, poll_interval=0.1)
+    [row] = records(read_manifest(out))
+    assert row["status"] == "timed_out", row
+    kills = emulator.account.stats()["counters"].get("kill", 0)
+    assert kill_in_flight(out, Credentials.resolve) == 1, "its task is stopped again"
+    assert emulator.account.stats()["counters"].get("kill", 0) > kills

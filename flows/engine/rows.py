@@ -105,8 +105,9 @@ def needs_work(state: RowState | None, retry_failed: bool) -> bool:
 
 
 def maybe_live(state: RowState | None) -> bool:
-    """Whether a row may have a task that runs and bills: its Run was sent or about to be."""
-    return state is not None and state.phase in ("submitted", "intent", "unknown")
+    """Whether a row may have a task that runs and bills: its Run was sent or about to be, or its
+    task was never seen to end."""
+    return state is not None and (state.has_live_task or state.phase in ("intent", "unknown"))
 
 
 def iso(epoch: float) -> str:

@@ -116,8 +116,9 @@ class RowState:
 
     @property
     def has_live_task(self) -> bool:
-        """A task exists that has not been seen to finish: wait for it, never submit again."""
-        return self.phase == "submitted"
+        """A task exists that has not been seen to finish (or was stopped, yet never seen to end):
+        wait for it, stop it on a cancel, count it in the budget, never submit again."""
+        return self.phase == "submitted" or (self.phase == "finished" and self.unended)
 
     @property
     def downloaded(self) -> bool:
