@@ -151,9 +151,13 @@ class RunAnswers:
         except Exception as exc:  # a look that failed is tried again; the answer may still come
             logger.warning("row %s: looking for the task of a late Run answer: %s", row_id, exc)
             return False
-        if not task_id or answered.is_set():
+        if not task_id:
             return False
-        self.guard.pending[row_id] = task_id
+        self.guard.pending[row_id] = (
+            task_id  # claimed: an answer that came meanwhile decides if it is the row's (`own`)
+        )
+        if answered.is_set():
+            return False
         self.ledger.record("note", row_id, error=f"its Run answer is late: its task {task_id} was found in "
                            "Task/List, for the budget guard to stop if it must")  # fmt: skip
         return True
@@ -174,10 +178,17 @@ class RunAnswers:
             return f"the Run answer named task {task_id}, whose parameters are not this row's"
         if not await self.matcher.take_answered(task_id, row_id, outcome.socket_token):  # one id given to two Runs
             return f"the Run answer named task {task_id}, which another row holds"
-        if found not in ("", task_id):  # taken while the answer was late, yet another's: theirs to claim
+        self.own(row_id, task_id)
+        return ""
+
+    def own(self, row_id: str, task_id: str) -> None:
+        """The row's task is `task_id` (its answer's, or one adopted after a lost or refused
+        answer): a task claimed for it while its answer was late that is another is given up, for
+        its own row to claim, and the guard is told."""
+        found = self.guard.pending.get(row_id, "")
+        if found not in ("", task_id):
             self.matcher.claims.release(found, row_id)
         self.guard.own_task(row_id, task_id)
-        return ""
 
     async def _made_from(self, row: dict[str, Any], inputs: dict[str, Value], task_id: str) -> bool:
         """Whether Task/Detail says the task was made from this row's inputs (False when it cannot say)."""

@@ -97,13 +97,13 @@ class RowDriver:
         submissions = 0
         while True:
             state = self.ledger.state(row_id)
-            if state.phase == "submitted" or (state.phase == "finished" and state.unended):
-                await self._wait(row)  # an unended task is looked at again, never paid for again
+            if state.has_live_task:
+                await self._wait(row)  # a task stopped yet never seen to end is looked at again, never paid again
                 return
             if state.phase in ("intent", "unknown"):  # looked for by what its Run request sent
                 await self.matcher.find(row, state.inputs or run_inputs(row), label, state)
                 if state.phase == "submitted":  # adopted
-                    self.guard.own_task(row_id, state.task_id)
+                    self.answers.own(row_id, state.task_id)
                 continue
             if submissions >= MAX_SUBMIT_ATTEMPTS:
                 self.ledger.record("finished", row_id, status="failed", error=f"no task after {submissions} tries")
