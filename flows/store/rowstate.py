@@ -172,9 +172,7 @@ class RowState:
             self.unended = event.get("ended") is False
             self.elapsed_seconds = _amount(event.get("elapsed"), MAX_SECONDS)
             self.output_url = str(event.get("output_url", ""))
-            expected = event.get("output_bytes")
-            ok = isinstance(expected, int) and not isinstance(expected, bool) and expected >= 0
-            self.output_bytes_expected = expected if ok else None
+            self.output_bytes_expected = _byte_count(event.get("output_bytes"))
             self.finished_at = utc_text(event.get("at"))
             self.output_path = self.output_sha256 = ""
             self.output_bytes = None
@@ -208,9 +206,7 @@ class RowState:
             stray.cost = _amount(event.get("cost", "0"), MAX_TASK_COST) or Decimal(0)
             self.costs[task_id] = stray.cost
             stray.output_url = str(event.get("output_url", ""))
-            expected = event.get("output_bytes")
-            ok = isinstance(expected, int) and not isinstance(expected, bool) and expected >= 0
-            stray.output_bytes_expected = expected if ok else None
+            stray.output_bytes_expected = _byte_count(event.get("output_bytes"))
             stray.path, stray.sha256, stray.size = "", "", None
         elif kind == "stray_saved":
             stray.path, stray.sha256, stray.size = str(event["path"]), str(event["sha256"]), event["bytes"]
@@ -224,3 +220,8 @@ def _amount(value: object, limit: Decimal) -> Decimal | None:
         return None
     number = finite_decimal(value)
     return number if number is not None and 0 <= number < limit else None
+
+
+def _byte_count(value: Any) -> int | None:
+    """A size Wiro announced for an output, as the journal holds it: a whole number of bytes, else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
