@@ -35,7 +35,8 @@ def test_output_to_a_file_keeps_each_message_on_one_line(
     grid = tmp_path / "grid.csv"
     grid.write_text("prompt,numFrames\n" + "".join(f"a rather long prompt number {n},9\n" for n in range(8)))
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k not in ("COLUMNS", "LINES")}
-    env.update(emulator.env(), PREFECT_API_URL=prefect_api, PREFECT_HOME=str(tmp_path / "home"))
+    # A narrow width: a message wrapped to it would be cut in two (a file's output is never wrapped).
+    env.update(emulator.env(), PREFECT_API_URL=prefect_api, PREFECT_HOME=str(tmp_path / "home"), COLUMNS="40")
     log = tmp_path / "run.log"
     command = [sys.executable, "-m", "flows", "run", str(grid), "--out", str(tmp_path / "out"), "--budget", "0.034",
                "--estimate-usd", "0.002", "--max-concurrency", "3", "--poll-interval", "0.05"]  # fmt: skip

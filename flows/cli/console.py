@@ -41,7 +41,8 @@ from flows.view.report import write_report
 from wiro_tasks._config import masked_urls
 
 console = Console(stderr=True, highlight=False)
-console.soft_wrap = not console.is_terminal  # to a pipe or a file, a message stays one line, however long
+if not console.is_terminal:  # to a pipe or a file, a message (the bar's last line too) stays one line, however long
+    console.soft_wrap, console.width = True, 1000
 ENGINE_NOISE = (
     "Crash detected!",
     "Finished in state",
