@@ -77,14 +77,14 @@ def test_ctrl_c_ends_with_one_friendly_block(prefect_api: str, make_emulator: Em
 def test_the_demo_bar_is_never_split_by_the_temporary_servers_notice_and_ends_without_time_left(
     tmp_path: Path,
 ) -> None:
-    """As `scripts/demo.sh` runs: `--emulator`, no Prefect API (the CLI starts its own server), and a
-    PREFECT_HOME of an earlier Prefect (its profiles, no telemetry marker): that server printed Prefect's
-    first-run notice into the live bar."""
+    """As `scripts/demo.sh` runs on a fresh machine: `--emulator`, no Prefect API (the CLI starts its
+    own server) and a new PREFECT_HOME, so Prefect prints its first-run telemetry notice. It comes
+    before the bar (the CLI imports Prefect before drawing it) and once: the temporary server,
+    started while the bar is live, printed it into the bar."""
     grid = tmp_path / "grid.csv"
     grid.write_text("prompt,numFrames\n" + "".join(f"scene {n},9\n" for n in range(3)))
     home = tmp_path / "home"
     home.mkdir()
-    (home / "profiles.toml").write_text("")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PREFECT_", "WIRO_")) and k not in QUIET_PREFECT + SIZE}  # fmt: skip
     env.update(PREFECT_HOME=str(home), TERM="xterm")
@@ -95,7 +95,8 @@ def test_the_demo_bar_is_never_split_by_the_temporary_servers_notice_and_ends_wi
     lines = screen.lines
     bars = [n for n, line in enumerate(lines) if line.startswith("sweep ")]
     notice = [n for n, line in enumerate(lines) if "Prefect collects anonymous usage data" in line]
-    assert not [n for n in notice if n > bars[0]], f"a notice inside the bar's lines: {lines}"
+    assert len(notice) == 1, f"Prefect's first-run notice, once: {lines}"
+    assert notice[0] < bars[0], f"the notice inside the bar's lines: {lines}"
     assert bars == [bars[0]], f"the bar drawn once, in one place: {lines}"
     assert re.search(r"3/3 .* · \d+\.\d rows/min +\d+:\d\d:\d\d$", lines[bars[0]]), lines[bars[0]]
     assert " left" not in lines[bars[0]], "a finished bar has no time left"
