@@ -215,3 +215,19 @@ def test_a_full_disk_never_leaves_a_torn_intent_and_says_so(small_disk: Callable
     assert set(reopened.load()) == {"r0", "r1"}
     reopened.close()
     journal.close()  # its failure was raised already: closing does not raise it again
+
+
+def test_a_stray_recorded_twice_answers_for_one_lost_run_only(tmp_path: Path) -> None:
+    """A rerun may record the same stray again: it stands for one lost Run, and the row's other
+    lost Run may still have made a task of its own."""
+    journal = Journal(tmp_path)
+    for floor in (40, 41):
+        journal.append("intent", "r", id_floor=floor)
+        journal.append("unknown", "r", error="lost")
+        journal.append("no_task", "r", reason="the lost Run answer created no task")
+    journal.append("stray", "r", task_id="42")
+    journal.append("stray", "r", task_id="42")
+    state = journal.load()["r"]
+    assert list(state.strays) == ["42"]
+    assert [lost.id_floor for lost in state.unfound] == [41]
+    assert state.stray_work
