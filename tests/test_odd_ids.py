@@ -18,7 +18,7 @@ def anyio_backend() -> str:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("odd", ["²", "1²", "٣"])
+@pytest.mark.parametrize("odd", ["²", "1²", "٣", "٥٠٠٠"])  # the last, read as 5000, would pass the floor
 async def test_a_listed_task_id_of_odd_digits_does_not_break_the_scan(odd: str) -> None:
     """One listed task's id is odd digits: the lost task is still found, its floor still applies."""
     server = TaskListServer(count=30, lost_at=5, old_from=10)
@@ -27,7 +27,7 @@ async def test_a_listed_task_id_of_odd_digits_does_not_break_the_scan(odd: str) 
     assert found.task_ids == (server.lost_id,)
 
 
-@pytest.mark.parametrize("odd", ["²", "1²", "9" * 30])
+@pytest.mark.parametrize("odd", ["²", "1²", "9" * 30, "٩٩"])
 def test_a_run_answer_naming_an_odd_id_is_noted_without_a_crash(odd: str) -> None:
     matcher = TaskMatcher.__new__(TaskMatcher)
     matcher.newest = 7
