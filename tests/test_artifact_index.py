@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -85,7 +86,8 @@ def test_after_a_clean_night_the_index_shows_only_what_the_clean_night_published
 def test_a_sweep_shows_one_summary_with_its_links_counts_cost_and_failures(
     make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
 ) -> None:
-    wiro_env(make_emulator())
+    emulator = make_emulator()
+    wiro_env(emulator)
     out = tmp_path / "demo-out"
     state = run_sweep(grid_file(tmp_path, ["ok", "bad [emulator:fail]"]), out)
     assert state.is_failed()
@@ -97,7 +99,9 @@ def test_a_sweep_shows_one_summary_with_its_links_counts_cost_and_failures(
     assert f"]({(out / REPORT).resolve().as_uri()})" in text, "a link to the report"
     assert f"]({(out / MANIFEST_CSV).resolve().as_uri()})" in text, "a link to the manifest"
     assert "| failed | 1 |" in text
-    assert "Billed: **$0.0" in text, "what it cost"
+    billed = Decimal(emulator.account.stats()["billed"])
+    assert billed > 0
+    assert f"Billed: **${billed:.6f}**" in text, "what it cost, as the API billed it"
     assert "bad [emulator:fail]" in text.split("## Rows that did not succeed")[1], "the failure, with its row"
 
 
