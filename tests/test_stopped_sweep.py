@@ -47,20 +47,32 @@ async def flow_run_of(out: Path) -> tuple[Any, list[Any], dict[str, Any], list[A
     return run, tasks, {str(a.key or a.type): a for a in found}, logs
 
 
+def interrupted(emulator: EmulatorServer, env: dict[str, str], tmp_path: Path, prompts: list[str],
+                settle: float = 0.0) -> tuple[Path, str]:  # fmt: skip
+    """`wiro-sweep run` of `prompts` (each task hangs), SLOTS at a time, Ctrl-C'd `settle` s after
+    its SLOTS tasks exist: it exits 130; OUT, and what it said."""
+    grid = tmp_path / "grid.csv"
+    grid.write_text("prompt,numFrames\n" + "".join(f'"{p} [emulator:hang]",9\n' for p in prompts))
+    out, log = (tmp_path / "out").resolve(), tmp_path / "log.txt"
+    args = [str(grid), "--out", str(out), "--max-concurrency", str(SLOTS), "--poll-interval", "5"]
+    process = start(args, env, log)
+    try:
+        wait_until(lambda: emulator.account.stats()["tasks"] == SLOTS, seconds=120)
+        time.sleep(settle)
+        os.killpg(process.pid, signal.SIGINT)
+        assert finish(process, log, 90) == 130, log.read_text()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return out, log.read_text()
+
+
 def test_ctrl_c_against_a_prefect_server_ends_cancelled_and_rows_never_started_are_not_failed(
     make_emulator: EmulatorFactory, subprocess_env: Callable[[EmulatorServer], dict[str, str]], tmp_path: Path
 ) -> None:
     emulator = make_emulator(queue_seconds=0.05)
-    grid = tmp_path / "grid.csv"
-    grid.write_text("prompt,numFrames\n" + "".join(f'"hang {n} [emulator:hang]",9\n' for n in range(ROWS)))
-    out, log = (tmp_path / "out").resolve(), tmp_path / "log.txt"
-    args = [str(grid), "--out", str(out), "--max-concurrency", str(SLOTS), "--poll-interval", "5"]
-    process = start(args, subprocess_env(emulator), log)
-    wait_until(lambda: emulator.account.stats()["tasks"] == SLOTS, seconds=120)
-    time.sleep(0.5)
-    os.killpg(process.pid, signal.SIGINT)
-    assert finish(process, log, 90) == 130, log.read_text()
-    said = log.read_text()
+    out, said = interrupted(emulator, subprocess_env(emulator), tmp_path, [f"hang {n}" for n in range(ROWS)], 0.5)
     assert emulator.account.stats()["statuses"] == {"task_cancel": SLOTS}, "no task runs on"
 
     manifest = read_manifest(out)
@@ -90,18 +102,11 @@ def test_ctrl_c_against_a_prefect_server_ends_cancelled_and_rows_never_started_a
 def test_ctrl_c_while_runs_await_their_answers_records_their_tasks_stopped_not_failed(
     make_emulator: EmulatorFactory, subprocess_env: Callable[[EmulatorServer], dict[str, str]], tmp_path: Path
 ) -> None:
-    """Ctrl-C as every Run's answer is late (its task made, billing): each row waits for its answer
-    (a few seconds at most), then its task is stopped and recorded cancelled with what it cost,
-    rather than the row cut off mid-Run and called failed."""
+    """Ctrl-C as every Run's answer is late (its task made, billing): the rows stop at once, and
+    their Runs' tasks are found (Task/List), stopped, and recorded cancelled with what each cost,
+    never failed."""
     emulator = make_emulator(queue_seconds=0.05, faults=Faults(run_latency=2.0))
-    grid = tmp_path / "grid.csv"
-    grid.write_text("prompt,numFrames\n" + "".join(f'"late {n} [emulator:hang]",9\n' for n in range(SLOTS)))
-    out, log = (tmp_path / "out").resolve(), tmp_path / "log.txt"
-    args = [str(grid), "--out", str(out), "--max-concurrency", str(SLOTS), "--poll-interval", "5"]
-    process = start(args, subprocess_env(emulator), log)
-    wait_until(lambda: emulator.account.stats()["tasks"] == SLOTS, seconds=120)
-    os.killpg(process.pid, signal.SIGINT)
-    assert finish(process, log, 90) == 130, log.read_text()
+    out, _ = interrupted(emulator, subprocess_env(emulator), tmp_path, [f"late {n}" for n in range(SLOTS)])
     assert emulator.account.stats()["statuses"] == {"task_cancel": SLOTS}, "no task runs on"
     manifest = read_manifest(out)
     why = list(zip(manifest["status"], manifest["error"], strict=True))
