@@ -19,6 +19,7 @@ import pytest
 
 from .conftest import free_port
 from .prefect_stack import ROOT
+from .processes import wait_for
 
 COPIED = ("scripts", "flows", "wiro_tasks", "prompts", "deployments.yaml", "pyproject.toml")
 
@@ -84,11 +85,9 @@ def stack(checkout: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[byt
 
 def test_the_try_command_the_stack_prints_works_as_printed(stack: tuple[subprocess.Popen[bytes], Path]) -> None:
     process, log = stack
-    deadline = time.monotonic() + 300
-    while not (found := re.search(r"^Try: (.+)$", log.read_text(), re.MULTILINE)):
-        assert process.poll() is None, log.read_text()[-3000:]
-        assert time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.5)
+    assert wait_for(lambda: "Try: " in log.read_text(), process, 300, every=0.5), log.read_text()[-3000:]
+    found = re.search(r"^Try: (.+)$", log.read_text(), re.MULTILINE)
+    assert found is not None, log.read_text()[-3000:]
     shell = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "WIRO_"))}  # a fresh terminal
     done = subprocess.run(["bash", "-c", found.group(1)], env=shell, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr + log.read_text()[-2000:]
@@ -128,11 +127,7 @@ def test_ctrl_c_stops_the_whole_stack_within_seconds_and_leaves_no_process(
     """A terminal's Ctrl-C sends SIGINT to its whole foreground group: the script, its servers and
     its workers. Every process the stack started is gone within a few seconds."""
     process, log = stack
-    deadline = time.monotonic() + 300
-    while "Try: " not in log.read_text():
-        assert process.poll() is None, log.read_text()[-3000:]
-        assert time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.5)
+    assert wait_for(lambda: "Try: " in log.read_text(), process, 300, every=0.5), log.read_text()[-3000:]
     time.sleep(3)  # the workers have polled their pool
     started = descendants(process.pid) | {process.pid}
     assert len(alive(started)) >= 6, alive(started)  # the script, emulator, report server, server, two workers

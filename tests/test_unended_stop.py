@@ -5,7 +5,6 @@ it unfetched (or, with --retry-failed, pay for the combination again)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from flows.store.manifest import read_manifest
 from wiro_tasks.emulator import EmulatorServer
 
 from .conftest import EmulatorFactory
+from .processes import wait_until
 from .test_faults import run_sweep, write_grid
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -37,10 +37,7 @@ def test_a_stopped_task_seen_to_succeed_later_is_fetched_on_rerun(
     run_sweep(grid, out, timeout=1, poll_interval=0.1)
     [row] = records(read_manifest(out))
     assert row["status"] == "timed_out", row
-    deadline = time.monotonic() + 60
-    while emulator.account.intervals()[0]["status"] != "task_postprocess_end":
-        assert time.monotonic() < deadline, emulator.account.intervals()
-        time.sleep(0.2)
+    wait_until(lambda: emulator.account.intervals()[0]["status"] == "task_postprocess_end", seconds=60)
     for retry_failed in (False, True):
         run_sweep(grid, out, timeout=60, poll_interval=0.1, retry_failed=retry_failed)
         [row] = records(read_manifest(out))
