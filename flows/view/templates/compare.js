@@ -45,7 +45,8 @@
   }, { rootMargin: '600px 0px' });
   pairs.forEach((p) => near.observe(p));
 })();
-// "Every row", a page at a time: the HTML holds the first page, #every-rows all of them.
+// "Every row", a page at a time: the HTML holds the first page, #every-rows all of them; the find
+// box keeps the rows any of whose texts (or the row id) hold what is typed, across every page.
 (() => {
   const pager = document.querySelector('nav.pager');
   if (!pager) return;
@@ -53,7 +54,9 @@
   const body = document.getElementById('every');
   const withInputs = document.querySelector('table.rows thead th:nth-child(4)').textContent === 'inputs';
   const [back, forward] = pager.querySelectorAll('button');
+  const find = pager.querySelector('input.find');
   let at = 0;
+  let rows = every.rows;
   function td(text, cls) {
     const cell = document.createElement('td');
     if (cls) cell.className = cls;
@@ -79,14 +82,23 @@
     return tr;
   }
   function show(step) {
-    at = Math.min(Math.max(at + step * every.page, 0), every.rows.length - 1);
+    at = Math.max(Math.min(at + step * every.page, rows.length - 1), 0);
     at -= at % every.page;
-    const end = Math.min(at + every.page, every.rows.length);
-    body.replaceChildren(...every.rows.slice(at, end).map(line));
-    pager.querySelector('.at').textContent = `rows ${at + 1}–${end} of ${every.rows.length}`;
+    const end = Math.min(at + every.page, rows.length);
+    body.replaceChildren(...rows.slice(at, end).map(line));
+    const of = rows === every.rows ? '' : ` (found in ${every.rows.length})`;
+    pager.querySelector('.at').textContent = rows.length
+      ? `rows ${at + 1}–${end} of ${rows.length}${of}` : `no row of ${every.rows.length} holds it`;
     back.disabled = at === 0;
-    forward.disabled = end >= every.rows.length;
+    forward.disabled = end >= rows.length;
+  }
+  function matching(text) {
+    const wanted = text.trim().toLowerCase();
+    if (!wanted) return every.rows;
+    const holds = every.strings.map((s) => String(s).toLowerCase().includes(wanted));
+    return every.rows.filter((r) => r.some((v, k) => (k === 2 ? v.toLowerCase().includes(wanted) : holds[v])));
   }
   back.addEventListener('click', () => show(-1));
   forward.addEventListener('click', () => show(1));
+  find.addEventListener('input', () => { rows = matching(find.value); at = 0; show(0); });
 })();
