@@ -231,12 +231,18 @@ def test_fault_matrix_every_row_accounted_for_one_task_each(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    import flows.engine.driver
     import flows.engine.matching
     from flows.grid import load_grid
 
     # The emulator's Task/List is consistent at once: the scans that prove a lost Run answer
     # created no task need not be spread over 20 s here (the rule, three scans, is unchanged).
     monkeypatch.setattr(flows.engine.matching, "FIND_RETRY_DELAYS", (0.2, 0.4))
+    # About a fifth of Run requests are refused here (5xx, 429, drops), so a row refused five tries
+    # in a row, and failed unpaid with "no task after 5 tries", came up in about one sweep in 60:
+    # right, yet not what this test counts. Twelve tries make it about one in 10^7. The cap itself:
+    # `test_sweep.py::test_a_row_refused_every_try_fails_unpaid_and_a_rerun_sweeps_it`.
+    monkeypatch.setattr(flows.engine.driver, "MAX_SUBMIT_ATTEMPTS", 12)
     faults = Faults(
         error_5xx_rate=0.10,
         rate_429=0.05,

@@ -414,6 +414,31 @@ def test_a_lost_run_answer_with_no_task_behind_it_is_submitted_again_once(
     assert stats["counters"]["list"] >= 3, "three scans found nothing before the second Run"
 
 
+def test_a_row_refused_every_try_fails_unpaid_and_a_rerun_sweeps_it(
+    make_emulator: EmulatorFactory,
+    wiro_env: Callable[[EmulatorServer], None],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import flows.engine.matching
+    from flows.engine.driver import MAX_SUBMIT_ATTEMPTS
+
+    monkeypatch.setattr(flows.engine.matching, "FIND_RETRY_DELAYS", (0.1, 0.1))  # a 5xx may hide a task: scans
+    emulator = make_emulator()
+    refusals = ["503"] * MAX_SUBMIT_ATTEMPTS
+    emulator.account.faults = emulator.account.faults.updated({"run_script": refusals})
+    wiro_env(emulator)
+    grid, out = grid_file(tmp_path, ["refused"]), tmp_path / "out"
+    state = run_sweep(grid, out)
+    assert state.is_failed()
+    row = manifest_rows(out)["refused"]
+    assert (row["status"], row["error"], row["cost_usd"]) == ("failed", f"no task after {MAX_SUBMIT_ATTEMPTS} tries", 0)
+    assert emulator.account.stats()["tasks"] == 0, "a refused Run creates nothing"
+    assert run_sweep(grid, out, retry_failed=True).is_completed()
+    assert manifest_rows(out)["refused"]["status"] == "succeeded"
+    assert emulator.account.stats()["tasks"] == 1
+
+
 def test_resume_puts_live_rows_first_within_concurrency_and_budget(
     make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
 ) -> None:
