@@ -41,11 +41,12 @@ def write_grid(path: Path, rows: int) -> Path:
 
 def finished_out(grid: Path, out: Path, rows: int | None = None) -> None:
     """OUT as a sweep that finished every row of `grid` (or its first `rows`) leaves it: the
-    journal, the videos with their posters, the manifest."""
+    journal, the videos with their posters, the manifest and the report."""
     from flows.engine.rows import VIDEOS, records, run_inputs, video_name
     from flows.grid import load_grid
     from flows.store.journal import Journal
     from flows.store.manifest import build_manifest, write_manifest
+    from flows.view.report import write_report
 
     frame = load_grid([grid])
     (out / VIDEOS).mkdir(parents=True, exist_ok=True)
@@ -62,6 +63,7 @@ def finished_out(grid: Path, out: Path, rows: int | None = None) -> None:
     journal.flush(durable=True)
     write_manifest(out, build_manifest(frame, journal.load(), final=True))
     journal.close()
+    write_report(out)  # as the sweep's end left it
 
 
 def timed_command(*args: str) -> dict[str, float]:

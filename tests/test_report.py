@@ -410,6 +410,51 @@ def test_a_poster_is_made_for_a_video_without_one_and_a_broken_video_gets_none(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "a.mp4", "b.mp4", "renders"], "no temp left"
 
 
+def test_an_unchanged_out_keeps_its_report_and_any_change_renders_it_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reopening a finished OUT rewrote a report nothing had changed: 15 s at 100,000 rows."""
+    import flows.view.report
+
+    built: list[int] = []
+    build = flows.view.report.build_report
+
+    def counted(manifest: pd.DataFrame, **options: Any) -> str:
+        built.append(len(manifest))
+        return build(manifest, **options)
+
+    monkeypatch.setattr(flows.view.report, "build_report", counted)
+    (tmp_path / "renders").mkdir()
+    out = tmp_path / "out"
+    manifest = sweep([FOX, BOAT], {"seed": ["1", "2"]})
+    (out / "videos").mkdir(parents=True)
+    video = emulator_video(tmp_path / "renders", records(manifest)[0])
+    for path in manifest["output_path"]:
+        (out / path).write_bytes(video)
+    write_manifest(out, manifest)
+
+    def renders(**options: Any) -> bool:
+        before = len(built)
+        write_report(out, **options)
+        return len(built) > before
+
+    assert renders(), "the first report"
+    page = (out / REPORT).read_bytes()
+    assert not renders(), "nothing changed: the page stays"
+    assert (out / REPORT).read_bytes() == page
+    poster_path(out / manifest["output_path"][0]).unlink()
+    assert not renders(), "a missing poster is made again, as it was: the same page"
+    assert poster_path(out / manifest["output_path"][0]).is_file()
+    assert renders(cols="seed"), "other options"
+    assert renders(), "and back"
+    write_manifest(out, manifest.assign(status=["failed", *manifest["status"][1:]]))
+    assert renders(), "a row changed"
+    assert (out / REPORT).read_bytes() != page
+    (out / REPORT).write_text((out / REPORT).read_text().replace("wiro-sweep page", "wiro-sweep pag"))
+    assert renders(), "a page without its stamp is rendered again"
+    assert not renders()
+
+
 # ------------------------------------------------------------- in a real browser
 
 CLIPS = {"numFrames": ["17", "33"], "fps": ["16", "8"]}  # 1.06 s, 2.06 s, 2.13 s and 4.13 s

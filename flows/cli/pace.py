@@ -24,6 +24,7 @@ import pandas as pd
 from flows.store.manifest import FINAL_STATUSES, read_manifest
 
 REFRESH_SECONDS = 1.0
+PACE_COLUMNS = ("status", "submitted_at", "finished_at")
 STALL_ROWS = 2.0  # no row finished for this many typical rows' time: a stall, said as such
 logger = logging.getLogger("flows.cli.pace")
 
@@ -118,7 +119,7 @@ def watch_pace(
             if start is None:
                 continue
             try:
-                manifest = read_manifest(out)
+                manifest = read_manifest(out, PACE_COLUMNS)  # not the prompts and inputs of every row
                 pace = pace_of(manifest, start, datetime.now(start.tzinfo), slots)
             except Exception as exc:  # not written yet, or unreadable this once: the next look tries again
                 logger.debug("no pace from %s: %s: %s", out, type(exc).__name__, exc)

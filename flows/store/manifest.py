@@ -15,7 +15,7 @@ import json
 import math
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -280,14 +280,15 @@ def _write_text(path: str, text: str) -> None:
     Path(path).write_text(text, encoding="utf-8")
 
 
-def read_manifest(out: Path) -> pd.DataFrame:
-    """The Parquet manifest as a DataFrame, every cell of its column's kind (`readable_cells`).
+def read_manifest(out: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The Parquet manifest as a DataFrame, every cell of its column's kind (`readable_cells`):
+    every column, or only `columns` (each must be there).
 
     A FIFO, a device or a directory in its place, or a file over `MAX_MANIFEST_BYTES`, is
     `UnreadableFileError`; a cost that is no amount of money is `ManifestError` (both exit 2)."""
     path = out / MANIFEST_PARQUET
     with open_regular(path, MAX_MANIFEST_BYTES, "manifest") as handle:  # one open file: a rewrite cannot mix in
-        frame: pd.DataFrame = pq.read_table(handle).to_pandas()
+        frame: pd.DataFrame = pq.read_table(handle, columns=None if columns is None else list(columns)).to_pandas()
     return readable_cells(frame, path)
 
 

@@ -87,19 +87,72 @@ _FULL_LUMA = [min(255, max(0, round((v - 16) * 255 / 219))) for v in range(256)]
 _FULL_CHROMA = [min(255, max(0, round((v - 128) * 255 / 224 + 128))) for v in range(256)]
 
 
-def ensure_posters(videos: Iterable[Path]) -> int:
+def ensure_posters(videos: Iterable[str | Path]) -> int:
     """Make the posters that are missing or older than their video, `WORKERS` at a time; how many
     were made."""
-    wanted = [video for video in videos if _stale(video)]
+    wanted = [Path(video) for video in stale(videos)]
     if len(wanted) < 2:
         return sum(save_poster(video) is not None for video in wanted)
     with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="poster") as pool:
         return sum(made is not None for made in pool.map(save_poster, wanted))
 
 
-def _stale(video: Path) -> bool:
-    """Whether `video` exists and its poster is missing or older."""
+def stale(videos: Iterable[str | Path]) -> list[str]:
+    """The videos whose poster is older, or missing where the video is a file (a FIFO or a device
+    in its place is refused when opened): from one listing of each folder, where a path object
+    and a stat for each video and poster took 2.1 s at 100,000 rows."""
+    wanted, listed = [], _Listings(times=True)
+    for video in videos:
+        folder, name = os.path.split(os.fspath(video))
+        entries = listed.of(folder)
+        made, poster = entries.get(name), entries.get(_poster_name(name))
+        if made is not None and (made[0] > poster[0] if poster is not None else made[1]):
+            wanted.append(os.fspath(video))
+    return wanted
+
+
+def with_posters(videos: Iterable[str]) -> set[str]:
+    """The videos whose poster is a file, from one listing of each folder."""
+    found, listed = set(), _Listings(times=False)
+    for video in videos:
+        folder, name = os.path.split(video)
+        if _poster_name(name) in listed.of(folder):
+            found.add(video)
+    return found
+
+
+def _poster_name(video: str) -> str:
+    return os.path.splitext(video)[0] + POSTER_SUFFIX
+
+
+class _Listings:
+    """Each folder's entries by name, listed once: (mtime in ns, whether a regular file) if
+    `times`, else only the regular files (or links to one), as (0, True)."""
+
+    def __init__(self, times: bool) -> None:
+        self.times = times
+        self.folders: dict[str, dict[str, tuple[int, bool]]] = {}
+
+    def of(self, folder: str) -> dict[str, tuple[int, bool]]:
+        found = self.folders.get(folder)
+        if found is None:
+            found = self.folders[folder] = self._list(folder or ".")
+        return found
+
+    def _list(self, folder: str) -> dict[str, tuple[int, bool]]:
+        try:
+            with os.scandir(folder) as entries:
+                if not self.times:
+                    return {e.name: (0, True) for e in entries if e.is_file()}
+                return {e.name: (e.stat().st_mtime_ns, e.is_file()) for e in entries if _exists(e)}
+        except OSError:  # no folder, or one that cannot be listed: no files in it
+            return {}
+
+
+def _exists(entry: os.DirEntry[str]) -> bool:
+    """Whether `entry` (followed if a link) can be stat'ed: a dangling link cannot."""
     try:
-        return poster_path(video).stat().st_mtime_ns < video.stat().st_mtime_ns
-    except FileNotFoundError:
-        return video.is_file()
+        entry.stat()
+    except OSError:
+        return False
+    return True

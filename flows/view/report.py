@@ -34,7 +34,7 @@ from markupsafe import Markup
 
 from flows.grid import BASIC_INPUTS, IMAGE_INPUTS, INPUTS
 from flows.store.manifest import MANIFEST_PARQUET, atomic_write_text, read_manifest
-from flows.store.posters import ensure_posters, poster_path
+from flows.store.posters import ensure_posters, poster_path, with_posters
 from flows.store.summary import summarize
 from flows.store.thumbnails import (
     ONE_MODEL,
@@ -60,6 +60,7 @@ from flows.view.cells import (
     status_label,
     status_slug,
 )
+from flows.view.stamp import is_current, stamp, stamped
 from wiro_tasks import TEXT_TO_VIDEO
 
 REPORT = "report.html"
@@ -429,14 +430,18 @@ def write_report(out: Path, *, rows: str = "prompt", cols: str | None = None) ->
         raise FileNotFoundError(f"{out / MANIFEST_PARQUET} does not exist: run a sweep with --out {out} first")
     manifest = read_manifest(out)
     videos = [p for p, s in zip(manifest["output_path"], manifest["status"], strict=True) if p and s == "succeeded"]
-    ensure_posters(out / p for p in videos)
-    posters = frozenset(p for p in videos if poster_path(out / p).is_file())
+    paths = {p: os.path.join(out, p) for p in videos}
+    ensure_posters(paths.values())
+    shown = with_posters(paths.values())
+    posters = frozenset(p for p, path in paths.items() if path in shown)
     images = with_image_columns(manifest)[["inputImage", "input_image_sha256"]].map(cell_text)
     shas = {s for s in images["input_image_sha256"] if is_sha256(s)}
     ensure_thumbnails(out, ((p, s) for p, s in images.itertuples(index=False) if p and s in shas))
     thumbs = {s: size for s in shas if (size := thumbnail_size(thumbnail_path(out, s)))}
     title = f"wiro-sweep · {out.resolve().name}"
-    text = build_report(manifest, rows=rows, cols=cols, title=title, posters=posters, thumbs=thumbs)
     path = out / REPORT
-    atomic_write_text(path, text)
+    made_of = stamp(manifest, rows, cols, title, sorted(posters), sorted(thumbs.items()))
+    if not is_current(path, made_of):  # a reopened OUT with nothing new keeps its page
+        text = build_report(manifest, rows=rows, cols=cols, title=title, posters=posters, thumbs=thumbs)
+        atomic_write_text(path, stamped(text, made_of))
     return path
