@@ -7,7 +7,7 @@ fail a test; these counts are exact. What each test counts, and the growth it ca
 - the values checked while a grid is expanded: each distinct value once, not each cell;
 - the row states made while a journal is folded, and the journal reads of one command: once
   per row (not once per line), one read (not one per check);
-- on reopening a finished OUT: one manifest row built per row, no row priced;
+- on reopening a finished OUT: one manifest row built per row, no row priced, no file rewritten;
 - the rows a lost Run answer's lookup visits: none (an index, not a pass over every row).
 """
 
@@ -107,6 +107,7 @@ def reopen(grid: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> Counter[st
         calls.count(flows.store.manifest, "_dynamic")
         calls.count(ToolPrice, "quote")
         calls.count(flows.store.journal, "read_events")
+        calls.count(flows.store.manifest, "atomic_write")
         state: Any = asyncio.run(sweep(grid=[str(grid)], out=str(out), return_state=True))  # type: ignore[arg-type]
     assert state.is_completed(), state.message
     return calls.seen
@@ -128,6 +129,7 @@ def test_a_finished_out_reopens_with_one_pass_per_row(
     assert per_row(small, large, "_dynamic") <= 1.0, (small, large)  # one manifest build, not one more at the start
     assert large["quote"] == 0, large  # nothing to submit: nothing priced
     assert small["read_events"] == large["read_events"] == 1, (small, large)
+    assert small["atomic_write"] == large["atomic_write"] == 0, "nothing new: the manifests and report stay"
 
 
 def test_a_lost_answers_lookup_visits_no_row(
@@ -201,3 +203,36 @@ def test_the_command_line_expands_its_grid_once_for_its_check_and_its_flow(
     state: Any = asyncio.run(sweep(grid=[str(grid)], out=str(out), return_state=True))  # type: ignore[arg-type]
     assert state.is_completed(), state.message
     assert calls.seen["expand_grid"] == 2, "outside the command line, the flow loads its grid"
+
+
+def test_a_manifest_is_written_again_only_when_its_table_or_a_file_beside_it_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow.parquet as pq
+
+    from flows.store.manifest import MANIFEST_CSV, MANIFEST_PARQUET, SUMMARY_JSON, write_manifest
+
+    grid, out = write_grid(tmp_path / "g.csv", 20), tmp_path / "out"
+    finished_out(grid, out)
+    table = pq.read_table(out / MANIFEST_PARQUET)  # the table as the sweep wrote it
+    calls = Calls(monkeypatch)
+    calls.count(flows.store.manifest, "atomic_write")
+
+    def writes(manifest: Any) -> int:
+        before = calls.seen["atomic_write"]
+        write_manifest(out, manifest)
+        return calls.seen["atomic_write"] - before
+
+    assert writes(table) == 0, "the same table"
+    changed = read_manifest(out)
+    assert writes(changed.assign(status=["failed", *changed["status"][1:]])) == 3, "a cell changed"
+    assert read_manifest(out)["status"][0] == "failed"
+    assert writes(table) == 3, "and back"
+    assert writes(table) == 0
+    (out / MANIFEST_CSV).unlink()
+    assert writes(table) == 3, "a file beside it is gone"
+    (out / SUMMARY_JSON).unlink()
+    assert writes(table) == 3
+    pq.write_table(table.replace_schema_metadata(None), out / MANIFEST_PARQUET)  # as an older version wrote it
+    assert writes(table) == 3, "a manifest with no digest"
+    assert writes(table) == 0
