@@ -106,8 +106,8 @@ def section(results: list[dict[str, float]], command: str) -> str:
         f"Taken {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `{command}`. Each figure is one `wiro-sweep run "
         "GRID --out OUT --emulator` process, wall seconds and peak RSS: **dry run**, `--dry-run` into an "
         "empty OUT; **reopen**, the same grid again on an OUT where every row has finished (nothing to "
-        "submit), which rewrites the manifest and the report; **report**, `wiro-sweep report OUT` alone, "
-        "to tell the report's share of the reopen. Targets at 100,000 rows: dry run under 5 s, reopen "
+        "submit), which keeps the manifest and the report when nothing in them changed; **report**, "
+        "`wiro-sweep report OUT` alone on that OUT (it checks its stamp, it does not render). Targets at 100,000 rows: dry run under 5 s, reopen "
         f"under 10 s. Prefect: {prefect_used()}.",
         "",
         "| rows | dry run (s) | its peak (MiB) | reopen (s) | its peak (MiB) | report alone (s) |"
