@@ -410,6 +410,39 @@ def test_a_poster_is_made_for_a_video_without_one_and_a_broken_video_gets_none(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "a.mp4", "b.mp4", "renders"], "no temp left"
 
 
+@pytest.mark.parametrize(("codec", "pixels"), [("mpeg4", "yuv420p"), ("mjpeg", "yuvj420p"), ("ffv1", "yuv444p"),
+                                               ("ffv1", "bgr0")])  # fmt: skip
+def test_a_poster_is_the_first_frame_in_its_colours_whatever_the_pixel_format(
+    tmp_path: Path, codec: str, pixels: str
+) -> None:
+    """Video range (yuv420p) and full range (yuvj420p) planes go to JPEG as they are, stretched
+    where they must be; other formats through RGB. Left half red, right half green; the second
+    frame's green turns blue-ish, so a poster of it would show."""
+    import av
+    import numpy as np
+
+    from flows.store.posters import first_frame_jpeg
+
+    video = tmp_path / "clip.mkv"
+    with av.open(str(video), "w") as container:
+        stream = container.add_stream(codec, rate=8)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, pixels
+        for frame in range(2):
+            picture = np.zeros((48, 64, 3), np.uint8)
+            picture[:, :32], picture[:, 32:] = (200, 30, 30), (20, 180, 60 + 120 * frame)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    jpeg = tmp_path / "poster.jpg"
+    jpeg.write_bytes(first_frame_jpeg(video))
+    with av.open(str(jpeg)) as image:
+        shown = next(image.decode(video=0)).to_ndarray(format="rgb24").astype(int)
+    assert shown.shape == (48, 64, 3)
+    assert np.abs(shown[8:40, 4:24] - (200, 30, 30)).max() < 8, shown[24, 10]  # 10 off: not stretched
+    assert np.abs(shown[8:40, 40:60] - (20, 180, 60)).max() < 8, shown[24, 50]
+
+
 def test_an_unchanged_out_keeps_its_report_and_any_change_renders_it_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
