@@ -425,7 +425,7 @@ def test_a_poster_is_the_first_frame_in_its_colours_whatever_the_pixel_format(
 
     video = tmp_path / "clip.mkv"
     with av.open(str(video), "w") as container:
-        stream = container.add_stream(codec, rate=8)
+        stream = cast("av.VideoStream", container.add_stream(codec, rate=8))
         stream.width, stream.height, stream.pix_fmt = 64, 48, pixels
         for frame in range(2):
             picture = np.zeros((48, 64, 3), np.uint8)
