@@ -107,8 +107,8 @@ def section(results: list[dict[str, float]], command: str) -> str:
         "GRID --out OUT --emulator` process, wall seconds and peak RSS: **dry run**, `--dry-run` into an "
         "empty OUT; **reopen**, the same grid again on an OUT where every row has finished (nothing to "
         "submit), which keeps the manifest and the report when nothing in them changed; **report**, "
-        "`wiro-sweep report OUT` alone on that OUT (it checks its stamp, it does not render). Targets at 100,000 rows: dry run under 5 s, reopen "
-        f"under 10 s. Prefect: {prefect_used()}.",
+        "`wiro-sweep report OUT` alone on that OUT (it checks its stamp, it does not render). Targets at "
+        f"100,000 rows: dry run under 5 s, reopen under 10 s. Prefect: {prefect_used()}.",
         "",
         "| rows | dry run (s) | its peak (MiB) | reopen (s) | its peak (MiB) | report alone (s) |"
         " journal (bytes/row) | per row past the first size: dry run, reopen (ms) |",
