@@ -14,6 +14,7 @@ fail a test; these counts are exact. What each test counts, and the growth it ca
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -233,6 +234,9 @@ def test_a_manifest_is_written_again_only_when_its_table_or_a_file_beside_it_cha
     assert writes(table) == 3, "a file beside it is gone"
     (out / SUMMARY_JSON).unlink()
     assert writes(table) == 3
+    os.utime(out / SUMMARY_JSON, ns=(1, 1))  # older than the Parquet: a write stopped before it ended
+    assert writes(table) == 3
+    assert writes(table) == 0
     pq.write_table(table.replace_schema_metadata(None), out / MANIFEST_PARQUET)  # as an older version wrote it
     assert writes(table) == 3, "a manifest with no digest"
     assert writes(table) == 0
