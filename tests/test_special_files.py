@@ -303,3 +303,16 @@ def test_a_grid_file_that_is_no_regular_file_is_named_so(
     one_error_line(result, str(path), f"is {kind}")
     assert "a grid file must be a regular file" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_report_is_written_over_a_fifo_in_its_place_without_hanging(
+    nights: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Whether the page is current is read from its last line: a FIFO there is not waited on."""
+    out = copy_out(nights[0], tmp_path / "out")
+    (out / "report.html").unlink(missing_ok=True)
+    os.mkfifo(out / "report.html")
+    result = wiro_sweep(["report", str(out)], dict(os.environ))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "report.html").is_file()
+    assert "wiro-sweep page" in (out / "report.html").read_text()

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from wiro_tasks.local_files import FileRuleError, open_regular
+
 _LINE = re.compile(rb"<!-- wiro-sweep page (\w{64}) -->\s*$")
 _TAIL = 200  # bytes read from a page's end to find its stamp
 
@@ -38,13 +40,11 @@ def stamped(text: str, made_of: str) -> str:
 def is_current(page: Path, made_of: str) -> bool:
     """Whether `page` is a regular file whose stamp is `made_of`."""
     try:
-        with page.open("rb") as handle:
-            if not page.is_file():
-                return False
+        with open_regular(page, None, "page") as handle:  # a FIFO in its place would block an open()
             size = handle.seek(0, 2)
             handle.seek(max(0, size - _TAIL))
             found = _LINE.search(handle.read())
-    except OSError:
+    except (OSError, FileRuleError):
         return False
     return found is not None and found.group(1).decode() == made_of
 
