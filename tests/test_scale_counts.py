@@ -201,9 +201,12 @@ def test_the_command_line_expands_its_grid_once_for_its_check_and_its_flow(
     assert result.exit_code == 0, result.output
     assert (read_manifest(out)["status"] == "succeeded").sum() == 20
     assert calls.seen["expand_grid"] == 1
+    result = CliRunner().invoke(main, ["run", str(grid), "--out", str(tmp_path / "forced"), "--model", "t2v"])
+    assert result.exit_code == 0, result.output
+    assert calls.seen["expand_grid"] == 2, "a model given by its short name: the same handover"
     state: Any = asyncio.run(sweep(grid=[str(grid)], out=str(out), return_state=True))  # type: ignore[arg-type]
     assert state.is_completed(), state.message
-    assert calls.seen["expand_grid"] == 2, "outside the command line, the flow loads its grid"
+    assert calls.seen["expand_grid"] == 3, "outside the command line, the flow loads its grid"
 
 
 def test_a_manifest_is_written_again_only_when_its_table_or_a_file_beside_it_changed(

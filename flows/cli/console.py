@@ -31,7 +31,7 @@ from flows.engine.progress import Progress, listening
 from flows.engine.rows import VIDEOS
 from flows.engine.settings import SweepParams
 from flows.errors import error_line, exit_code_of
-from flows.grid import checked_grid, load_key
+from flows.grid import checked_grid, load_key, model_name
 from flows.orchestrate.children import stop_children
 from flows.orchestrate.local_server import prefect_api
 from flows.store.journal import JOURNAL, fold, read_events
@@ -152,7 +152,8 @@ def run_with_progress(params: SweepParams, frame: pd.DataFrame, verbose: bool = 
             return started[0] if started else None
 
         try:
-            checked = checked_grid(frame, load_key(params.grid, params.axes, params.model, params.max_combinations))
+            key = load_key(params.grid, params.axes, model_name(params.model), params.max_combinations)  # the flow's
+            checked = checked_grid(frame, key)
             with (
                 checked,
                 prefect_console(verbose),
