@@ -153,9 +153,8 @@ class RunAnswers:
             return False
         if not task_id:
             return False
-        self.guard.pending[row_id] = (
-            task_id  # claimed: an answer that came meanwhile decides if it is the row's (`own`)
-        )
+        # Claimed: an answer that came meanwhile decides whether it is the row's (`own`).
+        self.guard.pending[row_id] = task_id
         if answered.is_set():
             return False
         self.ledger.record("note", row_id, error=f"its Run answer is late: its task {task_id} was found in "
