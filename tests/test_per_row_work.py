@@ -10,7 +10,9 @@ shared machine to fail a test. These counts are exact. A row's marginal work, (c
   are per run or per second, not per row);
 - journal writes: the intent is written (and fsynced) on its own, before its Run; the other
   events of a row ride in the batches written every tenth of a second;
-- manifest rewrites: at most one a second, whatever the number of rows.
+- manifest rewrites: at most one a second, whatever the number of rows;
+- memory: Prefect's links from task results to their states (`run_results`) and the rows'
+  coroutines alive at once stay bounded (each was kilobytes a row, gigabytes at 100,000 rows).
 
 A change that adds a request, a task run, a state or a write per row fails here.
 """
@@ -28,11 +30,16 @@ import httpx
 import pandas as pd
 import pytest
 
+import flows.engine.runner
 import flows.store.journal
 import flows.store.manifest
+from flows.engine.driver import RowDriver
+from flows.engine.ledger import Ledger
+from flows.engine.window import window_size
 from flows.orchestrate.flow import sweep
 from flows.store.manifest import read_manifest
 from wiro_tasks.emulator import EmulatorServer
+from wiro_tasks.prefect_tasks import forget_old_result_links
 
 from .conftest import EmulatorFactory
 
@@ -60,11 +67,13 @@ class Counts:
 @pytest.fixture
 def counting(monkeypatch: pytest.MonkeyPatch, prefect_api: str) -> Callable[[], Counts]:
     """Each call starts fresh counts of requests, events, journal writes and manifest rewrites."""
+    from prefect.context import FlowRunContext
     from prefect.events.worker import EventsWorker
 
     current = [Counts(prefect_api)]
     send_async, send_sync, enqueue = httpx.AsyncClient.send, httpx.Client.send, EventsWorker.send
     write_whole, atomic = flows.store.journal._write_whole, flows.store.manifest.atomic_write
+    final_manifest = Ledger.final_manifest
 
     async def counted_async(self: httpx.AsyncClient, request: httpx.Request, *a: Any, **k: Any) -> httpx.Response:
         current[0].request(request)
@@ -86,6 +95,17 @@ def counting(monkeypatch: pytest.MonkeyPatch, prefect_api: str) -> Callable[[], 
         current[0].seen[f"file {Path(path).name}"] += 1
         atomic(path, write)
 
+    def counted_links(self: Ledger) -> pd.DataFrame:
+        context = FlowRunContext.get()
+        assert context is not None
+        current[0].seen["result links"] = len(context.run_results)  # as the last rows end
+        return final_manifest(self)
+
+    async def forgetting_at_once() -> None:  # links forgotten as soon as made, not after a minute
+        await forget_old_result_links(keep_seconds=0.0, every=0.05)
+
+    monkeypatch.setattr(Ledger, "final_manifest", counted_links)
+    monkeypatch.setattr(flows.engine.runner, "forget_old_result_links", forgetting_at_once, raising=False)
     monkeypatch.setattr(httpx.AsyncClient, "send", counted_async)
     monkeypatch.setattr(httpx.Client, "send", counted_sync)
     monkeypatch.setattr(EventsWorker, "send", counted_event)
@@ -130,3 +150,36 @@ def test_a_row_costs_the_same_work_at_any_size(
     assert per_row("prefect ") <= 0.25, shown  # per run and per second, never per row
     assert per_row("journal write") <= 1.5, shown  # the intent alone, the rest in batches
     assert per_row("file manifest.parquet") <= 0.25, shown
+    assert per_row("result links") <= 1, shown  # about ten a row if kept for the run's life
+
+
+def test_only_a_window_of_rows_is_alive_at_once(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """A row's coroutine is made as room frees, not all up front, and is dropped when it ends."""
+    wiro_env(make_emulator(queue_seconds=0.0, task_seconds=0.0, preview=True, concurrency_limit=1000))
+    process, alive, peak = RowDriver.process, [0], [0]
+
+    def counted(self: RowDriver, row: dict[str, Any]) -> Any:
+        alive[0] += 1
+        peak[0] = max(peak[0], alive[0])
+
+        async def body() -> None:
+            try:
+                await process(self, row)
+            finally:
+                alive[0] -= 1
+
+        return body()
+
+    monkeypatch.setattr(RowDriver, "process", counted)
+    rows, concurrency = 3 * window_size(2), 2
+    grid = tmp_path / "grid.csv"
+    pd.DataFrame({"prompt": [f"row {n}" for n in range(rows)], "numFrames": 9}).to_csv(grid, index=False)
+    state: Any = asyncio.run(sweep(grid=[str(grid)], out=str(tmp_path / "out"), max_concurrency=concurrency,  # type: ignore[arg-type]
+                              poll_interval=0.01, return_state=True))  # fmt: skip
+    assert state.is_completed(), state.message
+    assert (read_manifest(tmp_path / "out")["status"] == "succeeded").sum() == rows
+    assert alive[0] == 0
+    assert concurrency < peak[0] <= window_size(concurrency), f"{peak[0]} of {rows} rows alive at once"

@@ -341,3 +341,32 @@ async def find_task(
     with `id_floor`, numbered above it: see `scan_for_task`)."""
     client = wiro_client()
     return await scan_for_task(client, model, inputs, since, exclude, since_server=since_server, id_floor=id_floor)
+
+
+RESULT_LINK_SECONDS = 60.0
+
+
+async def forget_old_result_links(keep_seconds: float = RESULT_LINK_SECONDS, every: float = 10.0) -> None:
+    """Drop, every `every` s, the flow run's links from task results to the states that made them
+    once they are `keep_seconds` old.
+
+    Prefect keeps such a link (`FlowRunContext.run_results`) for each task result and each of its
+    fields for the flow run's whole life, so that a later task given one of them shows it as
+    upstream: about 7 KiB a row here, 700 MiB at 100,000 rows. A row's `wait` is given its
+    `submit`'s task id within seconds, and nothing later is given either's results. Plain values
+    (strings, dicts) are linked by `id()` alone, so an old link can also attach a later task to a
+    task whose result died long ago (PrefectHQ/prefect#20558): forgetting it mends that too."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    if context is None:
+        return
+    links = context.run_results
+    first_seen: dict[int, float] = {}  # a link's own state has no usable time (its copy drops it)
+    while True:
+        await asyncio.sleep(every)
+        now = time.monotonic()
+        for key in list(links):  # a copy: sync task runs link from other threads
+            if now - first_seen.setdefault(key, now) >= keep_seconds:
+                links.pop(key, None)
+        first_seen = {key: at for key, at in first_seen.items() if key in links}

@@ -8,9 +8,10 @@ The pieces, each with one job:
     BudgetGuard   admission, and stopping running tasks before the bill could pass the budget
     ImageUploads  start images, uploaded once per OUT and account
     TaskMatcher   which task is a row's: claims, and finding a lost Run answer's task
+    RowTasks      the rows' coroutines, started in order, a window of them alive at once
 
 The runner wires them together, starts the background loops (manifest, journal flush, budget
-guard, the Prefect cancel watcher) and returns a `SweepResult`.
+guard, Prefect's old result links forgotten, the Prefect cancel watcher) and returns a `SweepResult`.
 """
 
 from __future__ import annotations
@@ -38,10 +39,11 @@ from flows.engine.settings import Settings
 from flows.engine.stopping import stop_in_flight, stop_tasks
 from flows.engine.strays import stray_lines
 from flows.engine.uploads import ImageUploads
+from flows.engine.window import RowTasks, window_size
 from flows.store.claims import Claims, account_key, state_root
 from flows.store.journal import Journal, JournalWriteError
 from flows.store.rowstate import RowState
-from wiro_tasks.prefect_tasks import current_session
+from wiro_tasks.prefect_tasks import current_session, forget_old_result_links
 
 CANCEL_POLL_SECONDS = 2.0
 STOPPED_ROWS_END_SECONDS = 5.0  # a cancel lets the rows whose tasks it stopped end on their own (a row
@@ -93,8 +95,7 @@ class SweepRunner:
         if todo:  # else the final manifest follows at once
             ledger.write()
         publish(ledger.progress(guard.spent))
-        rows = {row["row_id"]: asyncio.create_task(driver.process(row)) for row in todo}
-        await self._run_rows(rows, guard)
+        await self._run_rows(todo, driver, guard)
         return SweepResult(
             manifest=ledger.final_manifest(),
             out_error=self.halt.out_error,
@@ -153,17 +154,19 @@ class SweepRunner:
             return False
         return stat.S_ISREG(info.st_mode) and info.st_size == size
 
-    async def _run_rows(self, rows: dict[str, asyncio.Task[None]], guard: BudgetGuard) -> None:
-        """The rows to their end, with the background loops beside them."""
+    async def _run_rows(self, todo: list[dict[str, Any]], driver: RowDriver, guard: BudgetGuard) -> None:
+        """The rows to their end, a window of them alive at once, with the background loops beside them."""
         ledger = self.ledger
+        rows = RowTasks(window_size(self.settings.max_concurrency))
         helpers = [
             asyncio.create_task(ledger.keep_manifest_fresh(self.settings.manifest_interval)),
             asyncio.create_task(ledger.keep_journal_flushed()),
             asyncio.create_task(guard.watch()),
+            asyncio.create_task(forget_old_result_links()),
         ]
         watcher = asyncio.create_task(self._watch_cancellation(rows))
         try:
-            await asyncio.gather(*rows.values())
+            await rows.run(todo, driver.process)
         except asyncio.CancelledError:
             if not self.halt.cancelled:
                 raise
@@ -172,18 +175,19 @@ class SweepRunner:
                 await asyncio.wait({watcher})  # it stops the live tasks, then the rows that wait on them
             for helper in [*helpers, watcher]:
                 helper.cancel()
-            await asyncio.gather(*helpers, watcher, return_exceptions=True)
+            for ended in await asyncio.gather(*helpers, watcher, return_exceptions=True):
+                if isinstance(ended, Exception):  # a loop that died early must not go unseen
+                    logger.error("a sweep's background loop failed: %r", ended)
             await guard.drain()
             ledger.flush_or_stop()
         if self.halt.cancelled:
-            await asyncio.gather(*rows.values(), return_exceptions=True)
             # What is left: tasks that could not be stopped yet, and those of unanswered Runs.
             client = current_session().client()
             self.stopped += await stop_in_flight(client, ledger.states.values(), ledger.record, self.matcher.claims)
             logger.warning("flow run cancelled: stopped %d Wiro task(s)", self.stopped)
             ledger.flush_or_stop()
 
-    async def _watch_cancellation(self, rows: dict[str, asyncio.Task[None]]) -> None:
+    async def _watch_cancellation(self, tasks: RowTasks) -> None:
         """Cancel in the Prefect UI reaches a run started outside a worker only if it looks.
 
         Then nothing is submitted any more (rows without a live task stop at once, a Run being
@@ -203,6 +207,8 @@ class SweepRunner:
                 reason = await cancel_requested(client, run_id)
                 if reason:
                     self.halt.cancelled = reason
+                    tasks.stop()  # rows not started yet stay as they are: not sent
+                    rows = dict(tasks.alive)
                     live = live_task_ids(self.ledger.states, rows)
                     for row_id, row in rows.items():
                         if row_id not in live:
