@@ -45,7 +45,7 @@ def finished_out(grid: Path, out: Path, rows: int | None = None) -> None:
     from flows.engine.rows import VIDEOS, records, run_inputs, video_name
     from flows.grid import load_grid
     from flows.store.journal import Journal
-    from flows.store.manifest import build_manifest, write_manifest
+    from flows.store.manifest import build_manifest, manifest_source, write_manifest
     from flows.view.report import write_report
 
     frame = load_grid([grid])
@@ -61,7 +61,9 @@ def finished_out(grid: Path, out: Path, rows: int | None = None) -> None:
                        output_url=f"http://127.0.0.1:1/{task_id}.mp4", output_bytes=len(VIDEO))  # fmt: skip
         journal.append("downloaded", row_id, at=AT, path=f"{VIDEOS}/{name}", sha256="0" * 64, bytes=len(VIDEO))
     journal.flush(durable=True)
-    write_manifest(out, build_manifest(frame, journal.load(), final=True))
+    states, on_disk = journal.load(), journal.on_disk()  # stamped with its source, as a sweep's last write is
+    source = None if on_disk is None else manifest_source(on_disk, frame)
+    write_manifest(out, build_manifest(frame, states, final=True), source)
     journal.close()
     write_report(out)  # as the sweep's end left it
 

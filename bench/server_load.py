@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import subprocess
@@ -120,22 +121,25 @@ def server_load(work: Path, rows: int) -> dict[str, float]:
     with emulator(*options) as emu, Probe(api) as busy:
         started = time.perf_counter()
         command = [sys.executable, "-m", "bench.child", str(grid), str(work / f"server-{rows}")]
-        subprocess.run(command, env={**os.environ, **emu.env}, capture_output=True, text=True, check=True)
+        child = subprocess.run(command, env={**os.environ, **emu.env}, capture_output=True, text=True, check=True)
         wall = time.perf_counter() - started
+    peak = json.loads(child.stdout.strip().splitlines()[-1])["rss_mib"]  # the sweep process's own
     pages = open_seconds(api.removesuffix("/api"), last_flow_run(api))
     return {
         "rows": rows, "per_row_ms": 1000 * wall / rows, "idle_p50_ms": idle.p(0.5), "idle_p95_ms": idle.p(0.95),
         "busy_p50_ms": busy.p(0.5), "busy_p95_ms": busy.p(0.95), "p95_ratio": busy.p(0.95) / idle.p(0.95),
-        "db_growth_mib": database_mib() - before, **pages,
+        "db_growth_mib": database_mib() - before, "peak_rss_mib": peak, **pages,
     }  # fmt: skip
 
 
 def table(runs: list[dict[str, Any]]) -> str:
     head = ("| rows | per row (ms) | API p95 idle (ms) | API p95 during (ms) | ratio (target ≤ 2x) "
-            "| database growth (MiB) | run page (s) | task-run list (s) |\n" + "| ---: " * 8 + "|")  # fmt: skip
+            "| database growth (MiB) | sweep's peak RSS (MiB) | run page (s) | task-run list (s) |\n"
+            + "| ---: " * 9 + "|")  # fmt: skip
     lines = [
         f"| {r['rows']:,} | {r['per_row_ms']:.1f} | {r['idle_p95_ms']:.0f} | {r['busy_p95_ms']:.0f} "
-        f"| {r['p95_ratio']:.2f} | {r['db_growth_mib']:.1f} | {r['run_page_s']:.2f} | {r['task_list_s']:.2f} |"
+        f"| {r['p95_ratio']:.2f} | {r['db_growth_mib']:.1f} | {r['peak_rss_mib']:.0f} | {r['run_page_s']:.2f} "
+        f"| {r['task_list_s']:.2f} |"
         for r in runs
     ]
     return "\n".join([head, *lines])

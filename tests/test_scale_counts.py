@@ -7,7 +7,8 @@ fail a test; these counts are exact. What each test counts, and the growth it ca
 - the values checked while a grid is expanded: each distinct value once, not each cell;
 - the row states made while a journal is folded, and the journal reads of one command: once
   per row (not once per line), one read (not one per check);
-- on reopening a finished OUT: one manifest row built per row, no row priced, no file rewritten;
+- on reopening a finished OUT: no manifest row built (it is read back), no row priced, no file
+  rewritten; a manifest is built again when its journal, grid or code changed;
 - the rows a lost Run answer's lookup visits: none (an index, not a pass over every row).
 """
 
@@ -127,7 +128,7 @@ def test_a_finished_out_reopens_with_one_pass_per_row(
         assert (read_manifest(out)["status"] == "succeeded").sum() == rows
     small, large = counts
     assert per_row(small, large, "__init__") <= 1.0, (small, large)  # the Ledger takes the checks' fold
-    assert per_row(small, large, "_dynamic") <= 1.0, (small, large)  # one manifest build, not one more at the start
+    assert small["_dynamic"] == large["_dynamic"] == 0, (small, large)  # read back: the same journal, grid and code
     assert large["quote"] == 0, large  # nothing to submit: nothing priced
     assert small["read_events"] == large["read_events"] == 1, (small, large)
     assert small["atomic_write"] == large["atomic_write"] == 0, "nothing new: the manifests and report stay"
@@ -243,3 +244,28 @@ def test_a_manifest_is_written_again_only_when_its_table_or_a_file_beside_it_cha
     pq.write_table(table.replace_schema_metadata(None), out / MANIFEST_PARQUET)  # as an older version wrote it
     assert writes(table) == 3, "a manifest with no digest"
     assert writes(table) == 0
+
+
+def test_a_reopen_reads_its_manifest_back_only_while_journal_grid_and_code_are_the_same(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, prefect_api: str,
+) -> None:  # fmt: skip
+    from flows.store.journal import Journal, folded
+    from flows.store.manifest import build_manifest
+
+    wiro_env(make_emulator())
+    grid, out = write_grid(tmp_path / "g.csv", 20), tmp_path / "out"
+    finished_out(grid, out)
+    assert reopen(grid, out, monkeypatch)["_dynamic"] == 0, "nothing changed: read back"
+    expected = build_manifest(flows.grid.load_grid([grid]), folded(out / "journal.jsonl"), final=True)
+    assert read_manifest(out).equals(expected)
+    journal = Journal(out)
+    journal.append("note", expected["row_id"][3], error="a line from another run")
+    journal.close()
+    assert reopen(grid, out, monkeypatch)["_dynamic"] == 20, "the journal grew: built again"
+    assert reopen(grid, out, monkeypatch)["_dynamic"] == 0
+    monkeypatch.setattr(flows.store.manifest, "code_digest", lambda: b"another version")
+    assert reopen(grid, out, monkeypatch)["_dynamic"] == 20, "other code: built again"
+    grid.write_text(grid.read_text().replace(",9\n", ",9\n", 1) + "a scene number 2 of the sweep,0,17\n")
+    assert reopen(grid, out, monkeypatch)["_dynamic"] >= 21, "another grid (a row more, sent now): built again"
+    assert len(read_manifest(out)) == 21

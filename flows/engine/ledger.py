@@ -24,7 +24,15 @@ import pyarrow as pa
 from flows.engine.progress import Progress
 from flows.engine.rows import STRAYS, VIDEOS
 from flows.store.journal import Journal, JournalWriteError
-from flows.store.manifest import MANIFEST_PARQUET, ManifestBuilder, manifest_frame, row_status, write_manifest
+from flows.store.manifest import (
+    MANIFEST_PARQUET,
+    ManifestBuilder,
+    kept_manifest,
+    manifest_frame,
+    manifest_source,
+    row_status,
+    write_manifest,
+)
 from flows.store.rowstate import RowState
 
 JOURNAL_FLUSH_SECONDS = 0.1
@@ -55,6 +63,7 @@ class Ledger:
         self.halt = halt
         self.states: dict[str, RowState] = journal.load()
         self.total = len(row_ids)
+        self.grid = grid
         self.manifest = ManifestBuilder(grid)
         self.status = {r: row_status(self.states.get(r))[0] for r in row_ids}
         self.counts = Counter(self.status.values())
@@ -176,25 +185,31 @@ class Ledger:
 
     # The manifest.
 
-    def write(self, final: bool = False) -> pd.DataFrame:
+    def write(self, final: bool = False, source: bytes | None = None) -> pd.DataFrame:
         """Write the manifest as the journal stands now."""
         table = self.manifest.table(self.states, final=final)
-        self._write(table, self._version)
+        self._write(table, self._version, source)
         return manifest_frame(table)
 
     def final_manifest(self) -> pd.DataFrame:
-        """The final manifest, written; if OUT cannot take it, the old one stays whole."""
+        """The final manifest, written; if OUT cannot take it, the old one stays whole. One made
+        from the same journal, grid and code is read back instead (a reopen with nothing new)."""
+        on_disk = self.journal.on_disk()
+        source = None if on_disk is None else manifest_source(on_disk, self.grid)
+        kept = None if source is None else kept_manifest(self.out, source)
+        if kept is not None:
+            return kept
         try:
-            return self.write(final=True)
+            return self.write(final=True, source=source)
         except OSError as exc:  # the journal (if it could be written) is the record
             self.out_failed(JournalWriteError(self.out / MANIFEST_PARQUET, exc))
             return manifest_frame(self.manifest.table(self.states, final=True))
 
-    def _write(self, manifest: pd.DataFrame | pa.Table, version: int) -> None:
+    def _write(self, manifest: pd.DataFrame | pa.Table, version: int, source: bytes | None = None) -> None:
         # A slow background write must never land after a newer one.
         with self._write_lock:
             if version >= self._written:
-                write_manifest(self.out, manifest)
+                write_manifest(self.out, manifest, source)
                 self._written = version
 
     async def keep_manifest_fresh(self, interval: float) -> None:

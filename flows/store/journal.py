@@ -179,6 +179,15 @@ class Journal:
             if self._pending or durable:
                 await asyncio.to_thread(self.flush, durable)
 
+    def on_disk(self) -> tuple[int, ...] | None:
+        """The file's identity, size and time if every event is in it (none pending, no write
+        failed): what a manifest made from these events may be stamped with; else None."""
+        with self._lock:
+            if self._pending or self._failed is not None:
+                return None
+            info = os.fstat(self._fd)
+        return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
     def load(self) -> dict[str, RowState]:
         """Every row's state; lines that do not parse (a torn write) are skipped."""
         self.flush()

@@ -9,13 +9,13 @@ page, so writing it again is skipped; anything else (a row, a poster, an upgrade
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import re
 from pathlib import Path
 
 import pandas as pd
 
+from flows.store.code import code_digest
 from wiro_tasks.local_files import FileRuleError, open_regular
 
 _LINE = re.compile(rb"<!-- wiro-sweep page (\w{64}) -->\s*$")
@@ -24,7 +24,7 @@ _TAIL = 200  # bytes read from a page's end to find its stamp
 
 def stamp(manifest: pd.DataFrame, *parts: object) -> str:
     """A hash of `manifest`'s cells and columns, `parts` (options, posters...) and the page's code."""
-    digest = hashlib.sha256(_code())
+    digest = hashlib.sha256(code_digest())
     digest.update(repr(list(manifest.columns)).encode())
     digest.update(pd.util.hash_pandas_object(manifest, index=False).to_numpy().tobytes())
     for part in parts:
@@ -47,13 +47,3 @@ def is_current(page: Path, made_of: str) -> bool:
     except (OSError, FileRuleError):
         return False
     return found is not None and found.group(1).decode() == made_of
-
-
-@functools.cache
-def _code() -> bytes:
-    """The digest of `flows`' sources and templates: any new version renders anew."""
-    digest = hashlib.sha256()
-    root = Path(__file__).parent.parent
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix != ".pyc"):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
-    return digest.digest()
