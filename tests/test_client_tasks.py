@@ -1,6 +1,7 @@
 """The Prefect tasks' bodies on a given client: looking for a lost answer's task in Task/List
 (against fake servers on `httpx.MockTransport` that page the way a real one might), and a Run
-whose connection never opens (against a closed loopback port)."""
+whose connection never opens (against a closed loopback port), and Runs refused for a nonce
+(against the emulator, which refuses a nonce it has seen)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,13 @@ from typing import Any
 import httpx
 import pytest
 
-from wiro_tasks import TEXT_TO_VIDEO, AsyncWiroClient, RetryPolicy, model_spec
+from wiro_tasks import TEXT_TO_VIDEO, AsyncWiroClient, NonceSource, RetryPolicy, model_spec
+from wiro_tasks.emulator import EmulatorServer
 from wiro_tasks.inputs import Value
-from wiro_tasks.prefect_tasks import submit_with
+from wiro_tasks.prefect_tasks import NONCE_CLASHES, submit_with
 from wiro_tasks.scan import FindOutcome, scan_for_task
+
+from .conftest import API_KEY, API_SECRET, EmulatorFactory
 
 INPUTS: dict[str, Value] = {"prompt": "the one whose answer was lost", "seed": "7", "numFrames": 33}
 SINCE = datetime.now(UTC) - timedelta(seconds=30)  # when the row's intent was journaled
@@ -260,3 +264,66 @@ async def test_a_task_is_older_than_the_run_only_when_its_time_and_its_id_both_s
     assert await scan(server, since_server=SINCE, id_floor=5000) == FindOutcome((server.lost_id,), True)
     old = TaskListServer(count=30, lost_at=12, old_from=10)
     assert await scan(old, since_server=SINCE, id_floor=4995) == FindOutcome((), True)
+
+
+class Replaying(NonceSource):
+    """A nonce source that first sends `replayed` (a nonce another process on the key sent
+    already), then its own; it counts the times it was asked to change digit."""
+
+    def __init__(self, replayed: list[str]) -> None:
+        super().__init__()
+        self.replayed = replayed
+        self.avoided = 0
+
+    def next(self) -> str:
+        return self.replayed.pop(0) if self.replayed else super().next()
+
+    def avoid(self) -> None:
+        self.avoided += 1
+        super().avoid()
+
+
+async def _seen_nonce(emulator: EmulatorServer) -> str:
+    """A nonce the emulator has seen: another process's request on the same key."""
+    sent: list[str] = []
+
+    async def keep(request: httpx.Request) -> None:
+        sent.append(request.headers["x-nonce"])
+
+    async with AsyncWiroClient(API_KEY, API_SECRET, base_url=emulator.base_url) as other:
+        other._http.event_hooks["request"].append(keep)
+        await other.tool(TEXT_TO_VIDEO)
+    return sent[-1]
+
+
+@pytest.mark.anyio
+async def test_a_run_refused_for_another_process_nonce_is_sent_again_under_another_digit(
+    make_emulator: EmulatorFactory,
+) -> None:
+    """Two shards on one key drew the same last digit (one time in two with four): Wiro refuses
+    the second use of a nonce as "not valid". The Run made no task, so it goes again, and this
+    process signs from another digit from then on; one task is made."""
+    emulator = make_emulator()
+    nonces = Replaying([await _seen_nonce(emulator)])
+    async with AsyncWiroClient(API_KEY, API_SECRET, base_url=emulator.base_url, retry=NO_RETRY) as c:
+        c._auth._nonces = nonces
+        outcome = await submit_with(c, TEXT_TO_VIDEO, INPUTS)
+    assert outcome.kind == "submitted", outcome.message
+    assert nonces.avoided == 1
+    assert emulator.account.stats()["tasks"] == 1
+
+
+@pytest.mark.anyio
+async def test_a_run_under_a_wrong_secret_is_refused_as_auth_after_a_few_tries(make_emulator: EmulatorFactory) -> None:
+    emulator = make_emulator()
+    runs: list[httpx.Request] = []
+
+    async def count(request: httpx.Request) -> None:
+        runs.extend([request] if "/Run/" in request.url.path else [])
+
+    async with AsyncWiroClient(API_KEY, "not the secret", base_url=emulator.base_url, retry=NO_RETRY) as c:
+        c._http.event_hooks["request"].append(count)
+        outcome = await submit_with(c, TEXT_TO_VIDEO, INPUTS)
+    assert outcome.kind == "auth"
+    assert len(runs) == 1 + NONCE_CLASHES
+    assert emulator.account.stats()["tasks"] == 0

@@ -42,7 +42,8 @@ class NonceSource:
     - ending in a digit of its own per process (`nonce % STEP`), drawn again after `fork`, so a
       process and its fork never send the same nonce, and two unrelated processes only when they
       drew the same digit and sign in the same 10 ms. Where Wiro refuses such a clash (HTTP 401
-      "not valid"), a read is signed once more with a fresh nonce (`_base.nonce_refused`).
+      "not valid"), the process moves to another digit (`avoid`) and a read is signed once more
+      (`_base.nonce_refused`); a Run, which made no task, is sent again (`prefect_tasks.submit`).
 
     The older choice, milliseconds x 1000 plus a salt, is a unix time in no unit that any client
     of Wiro sends, and fails a freshness check that reads milliseconds.
@@ -58,8 +59,17 @@ class NonceSource:
 
     def _reseed_after_fork(self) -> None:
         self._lock = threading.Lock()
+        self._other_digit()
+
+    def avoid(self) -> None:
+        """Change to another last digit: Wiro refused a nonce as seen before, so another process
+        on the key likely drew this one (with four shards, one time in two), and would clash again."""
+        with self._lock:
+            self._other_digit()
+
+    def _other_digit(self) -> None:
         digit = secrets.randbelow(self.STEP - 1)
-        self._digit = digit if digit < self._digit else digit + 1  # any digit but the parent's
+        self._digit = digit if digit < self._digit else digit + 1  # any digit but this one
         self._last = self._last - self._last % self.STEP + self._digit
 
     def next(self) -> str:
@@ -89,6 +99,10 @@ class WiroAuth(httpx.Auth):
 
     def __repr__(self) -> str:
         return f"WiroAuth({self._credentials!r})"
+
+    def avoid_clash(self) -> None:
+        """A nonce of this process was refused as seen: draw the next ones from another digit."""
+        self._nonces.avoid()
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         request.headers["x-api-key"] = self._credentials.api_key

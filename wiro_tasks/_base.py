@@ -71,8 +71,13 @@ NOT_VALID = "project authorization is not valid"  # Wiro's 401 for a bad signatu
 def nonce_refused(error: WiroError, signed: bool, kind: Kind) -> bool:
     """Whether a signed read was refused as Wiro refuses a signature or a nonce it has seen: one
     more request with a fresh nonce may pass (`NonceSource`); a wrong secret is refused again,
-    and raised then. A Run is never sent twice by the client, not even then."""
-    return kind == "read" and signed and isinstance(error, AuthenticationError) and NOT_VALID in error.message.lower()
+    and raised then. A Run is never sent twice by the client, not even then (`submit` decides)."""
+    return kind == "read" and signed and run_nonce_refused(error)
+
+
+def run_nonce_refused(error: WiroError) -> bool:
+    """Whether Wiro refused a request's signature or nonce ("not valid"): no task was made."""
+    return isinstance(error, AuthenticationError) and NOT_VALID in error.message.lower()
 
 
 class _BaseClient:
@@ -101,6 +106,11 @@ class _BaseClient:
         self._timeout = httpx.Timeout(timeout, connect=min(10.0, timeout))
         self._auth = WiroAuth(self.credentials)
         self.server_clock = ServerClock()  # what time the server thinks it is, from its answers
+
+    def avoid_nonce_clash(self) -> None:
+        """Wiro refused a nonce as seen: another process on the key drew the same digit. Sign the
+        next requests from another (`NonceSource.avoid`)."""
+        self._auth.avoid_clash()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r}, credentials={self.credentials!r})"

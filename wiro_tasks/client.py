@@ -115,6 +115,7 @@ class WiroClient(_BaseClient):
                 error = exc
             if not resigned and nonce_refused(error, bool(self.credentials.api_secret), kind):
                 resigned = True
+                self.avoid_nonce_clash()
                 continue
             if kind == "run" or not self.retry.should_retry(error, attempt):
                 raise error
@@ -302,6 +303,7 @@ class AsyncWiroClient(_BaseClient):
                 error = exc
             if not resigned and nonce_refused(error, bool(self.credentials.api_secret), kind):
                 resigned = True
+                self.avoid_nonce_clash()
                 continue
             if kind == "run" or not self.retry.should_retry(error, attempt):
                 raise error

@@ -6,7 +6,8 @@ the run's tasks find in a context variable: it is never a parameter, a cache key
 and nothing of it outlives the run or is shared with another. Retry rules:
 
 - `submit` is never retried by Prefect. Inside, it submits again only when Wiro said no task was
-  created (code 96, HTTP 429, a connection that never opened). A lost answer comes back as
+  created (code 96, HTTP 429, a connection that never opened, a nonce another process on the key
+  sent first: HTTP 401 "not valid", up to `NONCE_CLASHES` times). A lost answer comes back as
   `unknown`, for the caller to look for the task before anything else. A connection that keeps
   failing to open comes back as `unreachable` after `CONNECT_WAIT_SECONDS`: a wrong
   `WIRO_BASE_URL` or an outage, which waiting out like code 96 would only hide.
@@ -50,12 +51,15 @@ from . import (
     WiroConnectionError,
     WiroError,
 )
+from ._base import run_nonce_refused
 from .downloads import check_mp4
 from .inputs import Value
 from .scan import FindOutcome, scan_for_task
 from .types import TaskOutput
 from .waiting import WaitOutcome
 from .waiting import wait_for_end as wait_on
+
+NONCE_CLASHES = 3  # Runs refused "not valid" sent again under a new nonce digit; a wrong secret: 4 refusals
 
 SubmitKind = Literal["submitted", "unknown", "refused", "auth", "balance", "unreachable", "gave_up"]
 """How `submit` ended: `submitted` (a task id); `unknown` (sent, answer lost: look for the task);
@@ -179,7 +183,7 @@ async def submit_with(
     """`submit`'s body, on a given client. Code 96 and 429 are waited out for `limit_wait` s; a
     connection that never opens (no task can exist) is retried for `connect_wait` s of its own."""
     started = time.monotonic()
-    refusals = 0
+    refusals = clashes = 0
     unreachable_since: float | None = None
     warned = False
     while True:
@@ -193,7 +197,12 @@ async def submit_with(
         except InsufficientBalanceError as exc:
             return SubmitOutcome("balance", message=exc.message)
         except AuthenticationError as exc:
-            return SubmitOutcome("auth", message=str(exc))
+            if not (client.credentials.api_secret and run_nonce_refused(exc) and clashes < NONCE_CLASHES):
+                return SubmitOutcome("auth", message=str(exc))
+            clashes += 1  # a nonce another process on the key sent: no task was made, so send it again
+            client.avoid_nonce_clash()
+            if sending is not None:
+                sending(False)
         except (ConcurrencyLimitError, RateLimitedError, WiroConnectionError) as exc:
             if sending is not None:
                 sending(False)
