@@ -111,7 +111,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, one repetition")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: only checks that it all runs")
     parser.add_argument("--out", default="docs/benchmarks.md", type=Path)
-    parser.add_argument("--only", help="comma-separated: throughput,overhead,waiting,scale,report,compare,scale-plan")
+    parser.add_argument(
+        "--only",
+        help="comma-separated: throughput,overhead,waiting,scale,report,compare,scale-plan,"
+        "scale-100k (most of an hour; with --quick, 1,000 and 10,000 rows)",
+    )
     args = parser.parse_args()
     plan = SMOKE if args.smoke else QUICK if args.quick else FULL
     chosen = set((args.only or "throughput,overhead,waiting,scale,report,compare,scale-plan").split(","))
@@ -150,6 +154,12 @@ def main() -> None:
             kind = "smoke" if args.smoke else "quick" if args.quick else "full"
             flag = {"smoke": " --smoke", "quick": " --quick", "full": ""}[kind]
             sections.append(scale_plan.section(scale_plan.run(kind), f"python -m bench.run --only scale-plan{flag}"))
+    if "scale-100k" in chosen:  # a stack of its own per sweep; `python -m bench.scale_100k` reruns it alone
+        from . import scale_100k
+
+        kind = "smoke" if args.smoke else "quick" if args.quick else "full"
+        flag = {"smoke": " --smoke", "quick": " --quick", "full": ""}[kind]
+        sections.append(scale_100k.section(scale_100k.run(kind), f"python -m bench.run --only scale-100k{flag}"))
     header = [
         "# Benchmarks",
         "",

@@ -1,0 +1,181 @@
+"""Sweeps of 1,000 to 100,000 rows in one process and on four shards against the production
+setup (issue 19, `python -m bench.run --only scale-100k`): a `prefect server` on PostgreSQL with
+its UI on, the `wiro-sweep` process work pool, the `wiro-account` limit, deployments.yaml
+deployed and one worker a shard, as `scripts/prefect-stack.sh` sets them up; a stack of its own
+for each sweep.
+
+    python -m bench.scale_100k --rows 1000                      # prints a Markdown table
+    python -m bench.scale_100k --rows 1000,10000 --shards 1,4 --out /tmp/scale.md
+
+Each sweep is `wiro-sweep run GRID` (`--shards 4`: four child runs on the workers), instant
+emulator tasks and preview videos, 100 at a time a process. Measured: wall time a row, the peak
+RSS of the process that runs the rows (the command's own, or each shard's flow-run process, from
+/proc five times a second), the API's p95 during the sweep against the same server idle
+(`bench.server_load.Probe`), the database's growth, and a run page with its task runs in Chromium.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.prefect_stack import PREFECT, ROOT, Stack
+
+from .harness import _database, emulator, pointed_at
+from .scenarios import scratch, write_grid
+from .server_load import IDLE_SECONDS, Probe, database_mib, open_seconds
+
+OPTIONS = ["--concurrency-limit", "100000", "--task-seconds", "0", "--queue-seconds", "0", "--preview"]
+PER_SHARD = 100
+
+
+class PeakRss:
+    """The peak RSS (VmHWM, MiB) of every `python -m prefect.engine` process (a worker's flow run,
+    a shard) seen while it runs, from /proc, five times a second."""
+
+    def __init__(self) -> None:
+        self.peaks: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+                try:
+                    if b"prefect.engine" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                        continue
+                    status = Path(f"/proc/{pid}/status").read_text()
+                except OSError:
+                    continue
+                for line in status.splitlines():
+                    if line.startswith("VmHWM:"):
+                        self.peaks[pid] = max(self.peaks.get(pid, 0.0), int(line.split()[1]) / 1024)
+
+
+def a_shards_run(api: str) -> str:
+    """The flow run of the latest task run: the sweep's, or a shard's (a parent runs none)."""
+    runs = httpx.post(f"{api}/task_runs/filter", json={"sort": "EXPECTED_START_TIME_DESC", "limit": 1}, timeout=60)
+    return str(runs.json()[0]["flow_run_id"])
+
+
+def shard_load(work: Path, rows: int, shards: int) -> dict[str, Any]:
+    """One sweep of `rows` (on `shards` shards, if more than 1) on its own stack, and what it cost."""
+    home = Path(tempfile.mkdtemp(prefix="wiro-bench-stack-"))
+    database, _ = _database(home)
+    stack = Stack(home, database, PREFECT_UI_ENABLED="true", PREFECT_LOGGING_LEVEL="WARNING")
+    try:
+        stack.serve()
+        stack.deploy(account_limit=shards * PER_SHARD)
+        with emulator(*OPTIONS) as emu, pointed_at({"PREFECT_API_DATABASE_CONNECTION_URL": database}):
+            env = {**stack.env, **emu.env, "PREFECT_WORKER_QUERY_SECONDS": "1"}
+            for n in range(shards):
+                command = [PREFECT, "worker", "start", "--pool", "wiro-sweep", "--name", f"worker-{n}", "--limit", "1"]
+                stack.start(f"worker-{n}", command, env)
+            api = stack.env["PREFECT_API_URL"]
+            grid, out = write_grid(work, rows, f"shards-{rows}"), work / f"shards-{rows}"
+            before = database_mib()
+            with Probe(api) as idle:
+                time.sleep(IDLE_SECONDS)
+            command = [sys.executable, "-m", "flows", "run", str(grid), "--out", str(out),
+                       "--max-concurrency", str(PER_SHARD), "--poll-interval", "0.2"]  # fmt: skip
+            command += ["--shards", str(shards)] if shards > 1 else []
+            with Probe(api) as busy:
+                started = time.perf_counter()
+                sweep = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                with PeakRss() as rss:
+                    output = sweep.stdout.read() if sweep.stdout else b""
+                    _, status, usage = os.wait4(sweep.pid, 0)  # its own peak, to the last byte
+                wall = time.perf_counter() - started
+            if os.waitstatus_to_exitcode(status) != 0:
+                raise RuntimeError(f"the sweep exited {status}: {output.decode()[-2000:]}")
+            tasks = emu.stats()["tasks"]
+            growth = database_mib() - before
+        pages = open_seconds(api.removesuffix("/api"), a_shards_run(api))
+    finally:
+        stack.stop(grace=10)
+    if tasks != rows:
+        raise RuntimeError(f"{rows} rows made {tasks} tasks")
+    peaks = [usage.ru_maxrss / 1024] if shards == 1 else list(rss.peaks.values())
+    return {
+        "rows": rows, "shards": shards, "per_row_ms": 1000 * wall / rows, "peak_rss_mib": max(peaks or [0.0]),
+        "idle_p95_ms": idle.p(0.95), "busy_p95_ms": busy.p(0.95), "p95_ratio": busy.p(0.95) / idle.p(0.95),
+        "db_growth_mib": growth, **pages,
+    }  # fmt: skip
+
+
+def table(runs: list[dict[str, Any]]) -> str:
+    head = ("| rows | processes | per row (ms) | peak RSS of one (MiB) | API p95 idle (ms) | API p95 during (ms) "
+            "| ratio (target ≤ 2x) | database growth (MiB) | a run page (s) | its task-run list (s) |\n"
+            + "| ---: " * 10 + "|")  # fmt: skip
+    lines = [
+        f"| {r['rows']:,} | {r['shards']} | {r['per_row_ms']:.1f} | {r['peak_rss_mib']:.0f} "
+        f"| {r['idle_p95_ms']:.0f} | {r['busy_p95_ms']:.0f} | {r['p95_ratio']:.2f} | {r['db_growth_mib']:.1f} "
+        f"| {r['run_page_s']:.2f} | {r['task_list_s']:.2f} |"
+        for r in runs
+    ]
+    return "\n".join([head, *lines])
+
+
+HEADING = "## 11. One process and four shards on a real server, 1,000 to 100,000 rows (issue 19)"
+SIZES = {"full": (1000, 10_000, 100_000), "quick": (1000, 10_000), "smoke": (200,)}
+
+
+def run(size: str, shards: tuple[int, ...] = (1, 4)) -> list[dict[str, Any]]:
+    return [shard_load(scratch(), rows, k) for rows in SIZES[size] for k in shards]
+
+
+def section(runs: list[dict[str, Any]], command: str) -> str:
+    """The section of docs/benchmarks.md: the table, and each target met or missed."""
+    verdicts = []
+    for k in sorted({r["shards"] for r in runs}):
+        mine = [r for r in runs if r["shards"] == k]
+        first, last = mine[0], mine[-1]
+        flat, pages = last["per_row_ms"] / first["per_row_ms"], max(last["run_page_s"], last["task_list_s"])
+        verdicts.append(
+            f"- {'one process' if k == 1 else f'{k} shards'} at {last['rows']:,} rows: per row "
+            f"{flat:.2f}x the {first['rows']:,} figure ({_verdict(flat <= 1.3, '≤ 1.3x')}); peak RSS "
+            f"{last['peak_rss_mib']:.0f} MiB ({_verdict(last['peak_rss_mib'] < 1024, '< 1024')}); API p95 "
+            f"{last['p95_ratio']:.1f}x idle ({_verdict(last['p95_ratio'] <= 2, '≤ 2x')}); pages {pages:.1f} s "
+            f"({_verdict(pages < 3, '< 3 s')})."
+        )
+    return "\n".join([HEADING, "", f"Taken {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `{command}`.", "",
+                      table(runs), "", *verdicts, ""])  # fmt: skip
+
+
+def _verdict(ok: bool, target: str) -> str:
+    return f"target {target}: {'met' if ok else '**missed**'}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", default="1000", help="comma-separated sizes, e.g. 1000,10000,100000")
+    parser.add_argument("--shards", default="1,4", help="comma-separated: 1 is one process, more are shards")
+    parser.add_argument("--out", type=Path, help="also write the table here")
+    args = parser.parse_args()
+    runs = [shard_load(scratch(), int(n), int(k)) for n in args.rows.split(",") for k in args.shards.split(",")]
+    text = table(runs) + "\n"
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
