@@ -30,8 +30,6 @@ class RowTasks:
     def __init__(self, size: int) -> None:
         self.size = size
         self.alive: dict[str, asyncio.Task[None]] = {}
-        self.started = 0
-        self.peak = 0  # the most rows alive at once
         self._stopped = False
         self._ended_with: list[BaseException] = []
 
@@ -63,8 +61,6 @@ class RowTasks:
         row_id = row["row_id"]
         task = asyncio.create_task(process(row))
         self.alive[row_id] = task
-        self.started += 1
-        self.peak = max(self.peak, len(self.alive))
         task.add_done_callback(partial(self._ended, row_id, room))
 
     def _ended(self, row_id: str, room: asyncio.Semaphore, task: asyncio.Task[None]) -> None:
