@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -269,3 +270,36 @@ def test_a_reopen_reads_its_manifest_back_only_while_journal_grid_and_code_are_t
     grid.write_text(grid.read_text().replace(",9\n", ",9\n", 1) + "a scene number 2 of the sweep,0,17\n")
     assert reopen(grid, out, monkeypatch)["_dynamic"] >= 21, "another grid (a row more, sent now): built again"
     assert len(read_manifest(out)) == 21
+
+
+def test_a_manifest_read_back_has_the_types_of_one_built(tmp_path: Path) -> None:
+    """Whole numbers a row may lack (an image-to-video row's `width`) are nullable in a built
+    manifest; read back from Parquet, where none is missing, they must not turn plain."""
+    from flows.store.journal import folded
+    from flows.store.manifest import build_manifest, kept_manifest, write_manifest
+
+    grid, out = write_grid(tmp_path / "g.csv", 20), tmp_path / "out"
+    finished_out(grid, out)
+    built = build_manifest(flows.grid.load_grid([grid]), folded(out / "journal.jsonl"), final=True)
+    built = built.assign(width=pd.array([832] * 20, dtype="Int64"), height=pd.array([480] * 20, dtype="Int64"))
+    write_manifest(out, built, b"a source")
+    kept = kept_manifest(out, b"a source")
+    assert kept is not None
+    assert kept.equals(built), (kept.dtypes, built.dtypes)
+    assert kept_manifest(out, b"another source") is None
+
+
+def test_the_code_digest_covers_wiro_tasks_which_reads_the_journal_s_costs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    import wiro_tasks
+    from flows.store.code import code_digest
+
+    copy = tmp_path / "wiro_tasks"
+    shutil.copytree(Path(wiro_tasks.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(wiro_tasks, "__file__", str(copy / "__init__.py"))
+    same = code_digest.__wrapped__()
+    (copy / "types.py").write_text((copy / "types.py").read_text() + "\n# another version\n")
+    assert code_digest.__wrapped__() != same

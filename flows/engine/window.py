@@ -38,8 +38,9 @@ class RowTasks:
         self._stopped = True
 
     async def run(self, rows: Iterable[dict[str, Any]], process: Process) -> None:
-        """Every row to its end (unless stopped first); a row's unexpected error is raised once all
-        started rows have ended. Cancelled, it cancels the rows alive and waits for them to end."""
+        """Every row to its end (unless stopped first); a row's unexpected error stops the starting
+        and is raised once the started rows have ended. Cancelled, it cancels the rows alive and
+        waits for them to end."""
         room = asyncio.Semaphore(self.size)
         try:
             for row in rows:
@@ -59,6 +60,8 @@ class RowTasks:
 
     def _start(self, row: dict[str, Any], process: Process, room: asyncio.Semaphore) -> None:
         row_id = row["row_id"]
+        if row_id in self.alive:  # `expand_grid` merges equal rows: two alive would pay twice for one
+            raise ValueError(f"row {row_id} is already being driven")
         task = asyncio.create_task(process(row))
         self.alive[row_id] = task
         task.add_done_callback(partial(self._ended, row_id, room))
@@ -67,5 +70,6 @@ class RowTasks:
         if self.alive.get(row_id) is task:
             del self.alive[row_id]
         room.release()
-        if not task.cancelled() and task.exception() is not None:
+        if not task.cancelled() and task.exception() is not None:  # a bug: a row catches its own errors
             self._ended_with.append(task.exception())  # type: ignore[arg-type]
+            self._stopped = True  # no more rows start, as the gather that raised at once started none

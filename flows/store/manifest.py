@@ -125,10 +125,13 @@ def build_manifest(grid: pd.DataFrame, states: Mapping[str, RowState], *, final:
     return manifest_frame(ManifestBuilder(grid).table(states, final=final))
 
 
+_PLAIN_INTS = ("numFrames", "steps", "fps", "attempts")  # never empty: int64; other whole numbers Int64
+
+
 def manifest_frame(table: pa.Table) -> pd.DataFrame:
     """A built manifest table as the DataFrame its readers get."""
     frame: pd.DataFrame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
-    return frame.astype(dict.fromkeys(("numFrames", "steps", "fps", "attempts"), "int64"))
+    return frame.astype(dict.fromkeys(_PLAIN_INTS, "int64"))
 
 
 _WORDED_ALIKE = ("finished", "skipped")  # phases whose rows `row_status` words alike in a final manifest
@@ -265,9 +268,11 @@ def kept_manifest(out: Path, source: bytes) -> pd.DataFrame | None:
         if not (out / MANIFEST_CSV).is_file() or not _summary_is_current(out):
             return None
         try:
-            return read_manifest(out)
+            frame = read_manifest(out)
         except (OSError, InputError):
             return None
+    nullable = [f.name for f in SCHEMA if pa.types.is_integer(f.type) and f.name not in _PLAIN_INTS]
+    return frame.astype(dict.fromkeys(nullable, "Int64"))  # as `manifest_frame` types them: `width` of i2v rows
 
 
 def _summary_is_current(out: Path) -> bool:
