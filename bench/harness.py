@@ -123,7 +123,7 @@ def prefect_api(ui: bool = False) -> Iterator[str]:
         return
     home = Path(tempfile.mkdtemp(prefix="wiro-bench-prefect-"))
     port = free_port()
-    database, note = _database(home)
+    database, note = new_database(home)
     env = {
         "PREFECT_HOME": str(home),
         "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
@@ -147,7 +147,8 @@ def prefect_api(ui: bool = False) -> Iterator[str]:
         server.wait(timeout=60)
 
 
-def _database(home: Path) -> tuple[str, str]:
+def new_database(home: Path) -> tuple[str, str]:
+    """A fresh database for a Prefect server (PostgreSQL if one answers, else SQLite in `home`), and a note on it."""
     import asyncpg
 
     name = f"wiro_sweep_bench_{secrets.token_hex(4)}"
@@ -198,3 +199,10 @@ def peak_rss_mib() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
+    """A right-aligned Markdown table of `rows`: each column a heading, the row's key and a format spec."""
+    lines = ["| " + " | ".join(heading for heading, _, _ in columns) + " |", "| ---: " * len(columns) + "|"]
+    lines += ["| " + " | ".join(format(row[key], spec) for _, key, spec in columns) + " |" for row in rows]
+    return "\n".join(lines)

@@ -31,7 +31,7 @@ import httpx
 
 from tests.prefect_stack import PREFECT, ROOT, Stack
 
-from .harness import _database, emulator, pointed_at
+from .harness import emulator, markdown_table, new_database, pointed_at
 from .scenarios import scratch, write_grid
 from .server_load import IDLE_SECONDS, Probe, database_mib, open_seconds
 
@@ -76,10 +76,10 @@ def a_shards_run(api: str) -> str:
     return str(runs.json()[0]["flow_run_id"])
 
 
-def shard_load(work: Path, rows: int, shards: int) -> dict[str, Any]:
+def stack_sweep(work: Path, rows: int, shards: int) -> dict[str, Any]:
     """One sweep of `rows` (on `shards` shards, if more than 1) on its own stack, and what it cost."""
     home = Path(tempfile.mkdtemp(prefix="wiro-bench-stack-"))
-    database, _ = _database(home)
+    database, _ = new_database(home)
     stack = Stack(home, database, PREFECT_UI_ENABLED="true", PREFECT_LOGGING_LEVEL="WARNING")
     try:
         stack.serve()
@@ -121,17 +121,17 @@ def shard_load(work: Path, rows: int, shards: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
+COLUMNS = [
+    ("rows", "rows", ","), ("processes", "shards", "d"), ("per row (ms)", "per_row_ms", ".1f"),
+    ("peak RSS of one (MiB)", "peak_rss_mib", ".0f"), ("API p95 idle (ms)", "idle_p95_ms", ".0f"),
+    ("API p95 during (ms)", "busy_p95_ms", ".0f"), ("ratio (target ≤ 2x)", "p95_ratio", ".2f"),
+    ("database growth (MiB)", "db_growth_mib", ".1f"), ("a run page (s)", "run_page_s", ".2f"),
+    ("its task-run list (s)", "task_list_s", ".2f"),
+]  # fmt: skip
+
+
 def table(runs: list[dict[str, Any]]) -> str:
-    head = ("| rows | processes | per row (ms) | peak RSS of one (MiB) | API p95 idle (ms) | API p95 during (ms) "
-            "| ratio (target ≤ 2x) | database growth (MiB) | a run page (s) | its task-run list (s) |\n"
-            + "| ---: " * 10 + "|")  # fmt: skip
-    lines = [
-        f"| {r['rows']:,} | {r['shards']} | {r['per_row_ms']:.1f} | {r['peak_rss_mib']:.0f} "
-        f"| {r['idle_p95_ms']:.0f} | {r['busy_p95_ms']:.0f} | {r['p95_ratio']:.2f} | {r['db_growth_mib']:.1f} "
-        f"| {r['run_page_s']:.2f} | {r['task_list_s']:.2f} |"
-        for r in runs
-    ]
-    return "\n".join([head, *lines])
+    return markdown_table(runs, COLUMNS)
 
 
 HEADING = "## 11. One process and four shards on a real server, 1,000 to 100,000 rows (issue 19)"
@@ -139,7 +139,7 @@ SIZES = {"full": (1000, 10_000, 100_000), "quick": (1000, 10_000), "smoke": (200
 
 
 def run(size: str, shards: tuple[int, ...] = (1, 4)) -> list[dict[str, Any]]:
-    return [shard_load(scratch(), rows, k) for rows in SIZES[size] for k in shards]
+    return [stack_sweep(scratch(), rows, k) for rows in SIZES[size] for k in shards]
 
 
 def section(runs: list[dict[str, Any]], command: str) -> str:
@@ -170,7 +170,7 @@ def main() -> None:
     parser.add_argument("--shards", default="1,4", help="comma-separated: 1 is one process, more are shards")
     parser.add_argument("--out", type=Path, help="also write the table here")
     args = parser.parse_args()
-    runs = [shard_load(scratch(), int(n), int(k)) for n in args.rows.split(",") for k in args.shards.split(",")]
+    runs = [stack_sweep(scratch(), int(n), int(k)) for n in args.rows.split(",") for k in args.shards.split(",")]
     text = table(runs) + "\n"
     print(text)
     if args.out:

@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from .harness import emulator, prefect_api
+from .harness import emulator, markdown_table, prefect_api
 from .report_load import CHROMIUM, CHROMIUM_ARGS
 from .scenarios import scratch, write_grid
 
@@ -132,17 +132,16 @@ def server_load(work: Path, rows: int) -> dict[str, float]:
     }  # fmt: skip
 
 
+COLUMNS = [
+    ("rows", "rows", ","), ("per row (ms)", "per_row_ms", ".1f"), ("API p95 idle (ms)", "idle_p95_ms", ".0f"),
+    ("API p95 during (ms)", "busy_p95_ms", ".0f"), ("ratio (target ≤ 2x)", "p95_ratio", ".2f"),
+    ("database growth (MiB)", "db_growth_mib", ".1f"), ("sweep's peak RSS (MiB)", "peak_rss_mib", ".0f"),
+    ("run page (s)", "run_page_s", ".2f"), ("task-run list (s)", "task_list_s", ".2f"),
+]  # fmt: skip
+
+
 def table(runs: list[dict[str, Any]]) -> str:
-    head = ("| rows | per row (ms) | API p95 idle (ms) | API p95 during (ms) | ratio (target ≤ 2x) "
-            "| database growth (MiB) | sweep's peak RSS (MiB) | run page (s) | task-run list (s) |\n"
-            + "| ---: " * 9 + "|")  # fmt: skip
-    lines = [
-        f"| {r['rows']:,} | {r['per_row_ms']:.1f} | {r['idle_p95_ms']:.0f} | {r['busy_p95_ms']:.0f} "
-        f"| {r['p95_ratio']:.2f} | {r['db_growth_mib']:.1f} | {r['peak_rss_mib']:.0f} | {r['run_page_s']:.2f} "
-        f"| {r['task_list_s']:.2f} |"
-        for r in runs
-    ]
-    return "\n".join([head, *lines])
+    return markdown_table(runs, COLUMNS)
 
 
 def main() -> None:
