@@ -72,10 +72,10 @@ def nonce_refused(error: WiroError, signed: bool, kind: Kind) -> bool:
     """Whether a signed read was refused as Wiro refuses a signature or a nonce it has seen: one
     more request with a fresh nonce may pass (`NonceSource`); a wrong secret is refused again,
     and raised then. A Run is never sent twice by the client, not even then (`submit` decides)."""
-    return kind == "read" and signed and run_nonce_refused(error)
+    return kind == "read" and signed and refused_as_not_valid(error)
 
 
-def run_nonce_refused(error: WiroError) -> bool:
+def refused_as_not_valid(error: WiroError) -> bool:
     """Whether Wiro refused a request's signature or nonce ("not valid"): no task was made."""
     return isinstance(error, AuthenticationError) and NOT_VALID in error.message.lower()
 

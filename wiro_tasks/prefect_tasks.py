@@ -51,7 +51,7 @@ from . import (
     WiroConnectionError,
     WiroError,
 )
-from ._base import run_nonce_refused
+from ._base import refused_as_not_valid
 from .downloads import check_mp4
 from .inputs import Value
 from .scan import FindOutcome, scan_for_task
@@ -197,7 +197,7 @@ async def submit_with(
         except InsufficientBalanceError as exc:
             return SubmitOutcome("balance", message=exc.message)
         except AuthenticationError as exc:
-            if not (client.credentials.api_secret and run_nonce_refused(exc) and clashes < NONCE_CLASHES):
+            if not (client.credentials.api_secret and refused_as_not_valid(exc) and clashes < NONCE_CLASHES):
                 return SubmitOutcome("auth", message=str(exc))
             clashes += 1  # a nonce another process on the key sent: no task was made, so send it again
             client.avoid_nonce_clash()
