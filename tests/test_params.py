@@ -45,6 +45,7 @@ EVERY = SweepParams(
     concurrency_limit_name="wiro-account",
     baseline="previous",
     model="text-to-video",
+    row_task_runs_max=10,
 )
 
 

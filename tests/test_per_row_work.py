@@ -6,6 +6,7 @@ shared machine to fail a test. These counts are exact. A row's marginal work, (c
 
 - Wiro requests: a Run, a Task/Detail (instant tasks end by the first poll) and the download;
 - Prefect task runs: two (submit, wait), each Pending -> Running -> Completed, sent as events;
+  none of its own past `row_task_runs_max` rows (one task run per 1,000 rows shows them);
 - requests to the Prefect API: none of a row's own (artifacts, renames and the cancel watch
   are per run or per second, not per row);
 - journal writes: the intent is written (and fsynced) on its own, before its Run; the other
@@ -119,24 +120,26 @@ def counting(monkeypatch: pytest.MonkeyPatch, prefect_api: str) -> Callable[[], 
     return fresh
 
 
-def sweep_rows(tmp_path: Path, rows: int, counts: Callable[[], Counts]) -> Counts:
+def sweep_rows(tmp_path: Path, rows: int, counts: Callable[[], Counts], **params: Any) -> Counts:
     grid = tmp_path / f"grid-{rows}.csv"
     pd.DataFrame({"prompt": [f"row {n}" for n in range(rows)], "numFrames": 9}).to_csv(grid, index=False)
     counted = counts()
     state: Any = asyncio.run(sweep(grid=[str(grid)], out=str(tmp_path / f"out-{rows}"), max_concurrency=8,  # type: ignore[arg-type]
-                              poll_interval=0.01, return_state=True))  # fmt: skip
+                              poll_interval=0.01, return_state=True, **params))  # fmt: skip
     assert state.is_completed(), state.message
     assert (read_manifest(tmp_path / f"out-{rows}")["status"] == "succeeded").all()
     return counted  # events are counted as they are handed to Prefect's events worker
 
 
+@pytest.mark.parametrize(("params", "task_run_events"), [({}, 6), ({"row_task_runs_max": 0}, 0)],
+                         ids=["a task run per step", "past row_task_runs_max"])  # fmt: skip
 def test_a_row_costs_the_same_work_at_any_size(
     make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path,
-    counting: Callable[[], Counts],
+    counting: Callable[[], Counts], params: dict[str, Any], task_run_events: int,
 ) -> None:  # fmt: skip
     emulator = make_emulator(queue_seconds=0.0, task_seconds=0.0, preview=True, concurrency_limit=1000)
     wiro_env(emulator)
-    small, large = (sweep_rows(tmp_path, n, counting) for n in SIZES)
+    small, large = (sweep_rows(tmp_path, n, counting, **params) for n in SIZES)
     extra = SIZES[1] - SIZES[0]
 
     def per_row(key: str) -> float:
@@ -146,7 +149,7 @@ def test_a_row_costs_the_same_work_at_any_size(
     assert per_row("wiro POST /v1/Run/") == 1, shown
     assert per_row("wiro POST /v1/Task/Detail") <= 1.1, shown  # instant tasks: one look, a rare second
     assert per_row("wiro GET ") == 1, shown  # the video
-    assert per_row("event prefect.task-run.") == 6, shown  # two task runs, three states each
+    assert per_row("event prefect.task-run.") == task_run_events, shown  # two task runs, three states each
     assert per_row("prefect ") <= 0.25, shown  # per run and per second, never per row
     assert per_row("journal write") <= 1.5, shown  # the intent alone, the rest in batches
     assert per_row("file manifest.parquet") <= 0.25, shown

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from flows.store.manifest import read_manifest
 from wiro_tasks.emulator import EmulatorServer
 from wiro_tasks.emulator.config import Faults
@@ -48,13 +50,13 @@ async def flow_run_of(out: Path) -> tuple[Any, list[Any], dict[str, Any], list[A
 
 
 def interrupted(emulator: EmulatorServer, env: dict[str, str], tmp_path: Path, prompts: list[str],
-                settle: float = 0.0) -> tuple[Path, str]:  # fmt: skip
+                settle: float = 0.0, *options: str) -> tuple[Path, str]:  # fmt: skip
     """`wiro-sweep run` of `prompts` (each task hangs), SLOTS at a time, Ctrl-C'd `settle` s after
     its SLOTS tasks exist: it exits 130; OUT, and what it said."""
     grid = tmp_path / "grid.csv"
     grid.write_text("prompt,numFrames\n" + "".join(f'"{p} [emulator:hang]",9\n' for p in prompts))
     out, log = (tmp_path / "out").resolve(), tmp_path / "log.txt"
-    args = [str(grid), "--out", str(out), "--max-concurrency", str(SLOTS), "--poll-interval", "5"]
+    args = [str(grid), "--out", str(out), "--max-concurrency", str(SLOTS), "--poll-interval", "5", *options]
     process = start(args, env, log)
     try:
         wait_until(lambda: emulator.account.stats()["tasks"] == SLOTS, seconds=120)
@@ -68,11 +70,14 @@ def interrupted(emulator: EmulatorServer, env: dict[str, str], tmp_path: Path, p
     return out, log.read_text()
 
 
+@pytest.mark.parametrize("options", [(), ("--row-task-runs-max", "0")], ids=["task runs per step", "chunks"])
 def test_ctrl_c_against_a_prefect_server_ends_cancelled_and_rows_never_started_are_not_failed(
-    make_emulator: EmulatorFactory, subprocess_env: Callable[[EmulatorServer], dict[str, str]], tmp_path: Path
-) -> None:
+    make_emulator: EmulatorFactory, subprocess_env: Callable[[EmulatorServer], dict[str, str]], tmp_path: Path,
+    options: tuple[str, ...],
+) -> None:  # fmt: skip
     emulator = make_emulator(queue_seconds=0.05)
-    out, said = interrupted(emulator, subprocess_env(emulator), tmp_path, [f"hang {n}" for n in range(ROWS)], 0.5)
+    prompts = [f"hang {n}" for n in range(ROWS)]
+    out, said = interrupted(emulator, subprocess_env(emulator), tmp_path, prompts, 0.5, *options)
     assert emulator.account.stats()["statuses"] == {"task_cancel": SLOTS}, "no task runs on"
 
     manifest = read_manifest(out)
@@ -97,6 +102,12 @@ def test_ctrl_c_against_a_prefect_server_ends_cancelled_and_rows_never_started_a
     assert summary, sorted(artifacts)
     assert message in summary[0].data
     assert "failed" not in summary[0].data.lower()
+    chunks = [t for t in tasks if t.name.startswith("rows ")]
+    if options:  # the chunk's task run ended with its rows, none of them counted failed
+        assert [(t.name, t.state.name) for t in chunks] == [(f"rows 1-{ROWS} of {ROWS}", "Completed")]
+        assert "failed" not in str(chunks[0].state.message), chunks[0].state.message
+    else:
+        assert not chunks
 
 
 def test_ctrl_c_while_runs_await_their_answers_records_their_tasks_stopped_not_failed(

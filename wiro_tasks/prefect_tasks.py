@@ -248,13 +248,16 @@ async def _transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any])
     return isinstance(error, (WiroConnectionError, TransientError))
 
 
+WAIT_RETRY_DELAYS = (2.0, 10.0, 30.0)  # `wait` is tried again after these pauses, for errors another try can cure
+
+
 @task(
     name="wait",
     task_run_name="wait {label}",
     cache_policy=NO_CACHE,
     persist_result=False,
-    retries=3,
-    retry_delay_seconds=[2, 10, 30],
+    retries=len(WAIT_RETRY_DELAYS),
+    retry_delay_seconds=list(WAIT_RETRY_DELAYS),
     retry_condition_fn=_transient,
 )
 async def wait(
@@ -277,6 +280,22 @@ async def wait_for_end(
     return await wait_on(
         session.client(), task_id, deadline, poll_interval, poll_cap, error_grace, session.rates, session.wakers
     )
+
+
+async def wait_retrying(
+    task_id: str, deadline: datetime, poll_interval: float = 3.0, poll_cap: float = 30.0, error_grace: float = 120.0
+) -> WaitOutcome:
+    """`wait` without a task run: its body, tried again as the task is (after `WAIT_RETRY_DELAYS`,
+    for a lost connection or a transient error only)."""
+    for delay in (*WAIT_RETRY_DELAYS, None):
+        try:
+            return await wait_for_end(task_id, deadline, poll_interval, poll_cap, error_grace)
+        except (WiroConnectionError, TransientError) as exc:
+            if delay is None:
+                raise
+            _logger().warning("waiting for task %s failed (%s); trying again in %.0f s", task_id, exc, delay)
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 def as_state(outcome: WaitOutcome) -> WaitOutcome | State[Any]:

@@ -31,10 +31,11 @@ from flows.engine.budget import RUN_LATE_SECONDS
 from flows.engine.guard import BudgetGuard
 from flows.engine.ledger import Ledger
 from flows.engine.matching import TaskMatcher
+from flows.engine.steps import Steps
 from flows.grid import MODEL
 from wiro_tasks import WiroError
 from wiro_tasks.inputs import Value
-from wiro_tasks.prefect_tasks import SubmitOutcome, submit, wiro_client
+from wiro_tasks.prefect_tasks import SubmitOutcome, wiro_client
 from wiro_tasks.scan import inputs_match
 from wiro_tasks.types import numeric_id
 
@@ -48,8 +49,9 @@ logger = logging.getLogger("flows.engine")
 class RunAnswers:
     """Sends the Run requests of one run's rows and judges their answers."""
 
-    def __init__(self, ledger: Ledger, guard: BudgetGuard, matcher: TaskMatcher) -> None:
+    def __init__(self, ledger: Ledger, guard: BudgetGuard, matcher: TaskMatcher, steps: Steps) -> None:
         self.ledger = ledger
+        self.steps = steps
         self.guard = guard
         self.matcher = matcher
         self.sending: dict[str, int] = {}  # rows whose Run answer is awaited -> the order their Runs were sent in
@@ -80,8 +82,8 @@ class RunAnswers:
         )  # without a budget, no guard to hand a task to
         outcome: SubmitOutcome | None = None
         try:
-            outcome = await submit(row[MODEL], inputs, label, limit_wait=limit_wait,
-                                   sending=lambda out: self._sending(row_id, out))  # fmt: skip
+            outcome = await self.steps.submit(row[MODEL], inputs, label, limit_wait,
+                                              lambda out: self._sending(row_id, out))  # fmt: skip
         finally:
             if outcome is not None and outcome.kind == "submitted":
                 self.matcher.saw(outcome.task_id)

@@ -24,7 +24,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from prefect.client.schemas.objects import State
 from prefect.concurrency.asyncio import concurrency
 
 from flows.engine.answers import RunAnswers
@@ -34,11 +33,12 @@ from flows.engine.matching import TaskMatcher
 from flows.engine.progress import publish
 from flows.engine.rows import VIDEOS, iso, needs_work, row_label, run_inputs, video_name
 from flows.engine.settings import Settings
+from flows.engine.steps import Steps
 from flows.engine.strays import StrayKeeper
 from flows.engine.uploads import ImageUploads
 from flows.grid import MODEL
 from wiro_tasks.inputs import Value
-from wiro_tasks.prefect_tasks import Saved, fetch, outcome_of, wait, wiro_client
+from wiro_tasks.prefect_tasks import Saved, fetch, wiro_client
 from wiro_tasks.waiting import WaitOutcome
 
 MAX_SUBMIT_ATTEMPTS = 5
@@ -52,15 +52,16 @@ class RowDriver:
     """Drives rows of one run: submit, wait, download, each step recorded in the ledger."""
 
     def __init__(self, ledger: Ledger, guard: BudgetGuard, uploads: ImageUploads, matcher: TaskMatcher,
-                 settings: Settings) -> None:  # fmt: skip
+                 settings: Settings, steps: Steps | None = None) -> None:  # fmt: skip
         self.ledger = ledger
+        self.steps = steps or Steps(settings)
         self.guard = guard
         self.uploads = uploads
         self.matcher = matcher
         self.settings = settings
         self.slots = asyncio.Semaphore(settings.max_concurrency)
         self.not_succeeded: set[str] = set()  # rows whose `wait` task run in this flow run ended otherwise
-        self.answers = RunAnswers(ledger, guard, matcher)
+        self.answers = RunAnswers(ledger, guard, matcher, self.steps)
         self.strays = StrayKeeper(ledger, guard, matcher, settings)
 
     async def process(self, row: dict[str, Any]) -> None:
@@ -159,17 +160,8 @@ class RowDriver:
         deadline = (started or datetime.now(UTC)) + timedelta(seconds=self.settings.timeout)
         already = state.costs.get(state.task_id, Decimal(0))  # billed in an earlier run, counted already
         finished_at = state.finished_at  # an unended task's record, from an earlier run
-        ended: State[Any] = await wait(  # type: ignore[misc]  # Prefect types return_state=True as sync
-            state.task_id,
-            row_label(row),
-            deadline,
-            poll_interval=self.settings.poll_interval,
-            poll_cap=self.settings.poll_cap,
-            error_grace=self.settings.error_grace,
-            return_state=True,  # a row that did not succeed ends its task run Failed: still an outcome
-        )
-        outcome: WaitOutcome = await outcome_of(ended)
-        if outcome.status != "succeeded":
+        outcome = await self.steps.wait(state.task_id, row_label(row), deadline)
+        if outcome.status != "succeeded" and self.steps.per_row:
             self.not_succeeded.add(row_id)  # its `wait` task run shows it in the UI
         stopped = state.phase == "finished" and state.finished_at != finished_at  # meanwhile (Cancel, Ctrl-C):
         if stopped and state.task_id == outcome.task_id:

@@ -29,6 +29,7 @@ import pandas as pd
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.objects import StateType
 
+from flows.engine.chunks import CHUNK_ROWS, Chunks
 from flows.engine.driver import RowDriver
 from flows.engine.guard import BudgetGuard
 from flows.engine.ledger import Halt, Ledger, live_task_ids
@@ -36,6 +37,7 @@ from flows.engine.matching import TaskMatcher
 from flows.engine.progress import publish
 from flows.engine.rows import maybe_live, needs_work, records
 from flows.engine.settings import Settings
+from flows.engine.steps import Steps
 from flows.engine.stopping import stop_in_flight, stop_tasks
 from flows.engine.strays import stray_lines
 from flows.engine.uploads import ImageUploads
@@ -85,8 +87,9 @@ class SweepRunner:
         ledger = self.ledger
         guard = BudgetGuard(ledger, self.rows, self.settings, session.rates)
         self.matcher = TaskMatcher(ledger, claims, account)
-        driver = RowDriver(ledger, guard, ImageUploads(ledger, account), self.matcher, self.settings)
         todo = self._todo(claims)
+        steps = self._steps(len(todo))
+        driver = RowDriver(ledger, guard, ImageUploads(ledger, account), self.matcher, self.settings, steps)
         await guard.price(todo)  # only rows this run may submit, wait for or bill are priced
         if todo:  # the id floor of this run's first intents (`TaskMatcher.newest`)
             await self.matcher.learn_newest()
@@ -105,6 +108,16 @@ class SweepRunner:
             cancelled=self.halt.cancelled,
             stopped=self.stopped,
         )
+
+    def _steps(self, rows: int) -> Steps:
+        """A task run for each row's submit and wait, or, past `row_task_runs_max` rows, none (`steps.py`)."""
+        limit = self.settings.row_task_runs_max
+        if rows <= limit:
+            return Steps(self.settings)
+        logger.info("%d rows to run, over %d: their submit and wait run without task runs of their own; "
+                    "one task run per %d rows shows them, and one each the rows that do not succeed",
+                    rows, limit, CHUNK_ROWS)  # fmt: skip
+        return Steps(self.settings, per_row=False)
 
     def _open_claims(self, account: str) -> Claims:
         """This machine's referee for tasks on the account (OUT's own, where the state dir is unwritable)."""
@@ -158,6 +171,8 @@ class SweepRunner:
         """The rows to their end, a window of them alive at once, with the background loops beside them."""
         ledger = self.ledger
         rows = RowTasks(window_size(self.settings.max_concurrency))
+        status = ledger.status.get
+        chunks = None if driver.steps.per_row else Chunks(len(todo), lambda row_id: status(row_id, ""), CHUNK_ROWS)
         helpers = [
             asyncio.create_task(ledger.keep_manifest_fresh(self.settings.manifest_interval)),
             asyncio.create_task(ledger.keep_journal_flushed()),
@@ -166,7 +181,7 @@ class SweepRunner:
         ]
         watcher = asyncio.create_task(self._watch_cancellation(rows))
         try:
-            await rows.run(todo, driver.process)
+            await rows.run(todo, chunks.wrap(driver.process) if chunks else driver.process)
         except asyncio.CancelledError:
             if not self.halt.cancelled:
                 raise
@@ -180,6 +195,8 @@ class SweepRunner:
                     logger.error("a sweep's background loop failed: %r", ended)
             await guard.drain()
             ledger.flush_or_stop()
+            if chunks:
+                await chunks.close()
         if self.halt.cancelled:
             # What is left: tasks that could not be stopped yet, and those of unanswered Runs.
             client = current_session().client()

@@ -18,6 +18,7 @@ from flows.errors import InputError
 from flows.grid.columns import DEFAULT_MAX_COMBINATIONS
 
 BUDGET_QUANTUM = Decimal("0.00000001")  # a shard's share of the budget is rounded down to this
+ROW_TASK_RUNS_MAX = 1000  # rows; 2,000 task runs, where a Prefect server starts to strain (docs/benchmarks.md, 12)
 MAX_USD = Decimal(10) ** 9  # no sweep is worth more; far larger amounts are typing mistakes (1e25 cannot be split)
 
 
@@ -108,6 +109,16 @@ class SweepParams:
         ),
     )
 
+    row_task_runs_max: int = field(
+        default=ROW_TASK_RUNS_MAX,
+        metadata=cli(
+            "Rows to run up to which each row's submit and wait are task runs of their own; past it, one "
+            "task run per 1,000 rows, and one per row that does not succeed (lighter on a Prefect server).",
+            low=0,
+            metavar="ROWS",
+        ),
+    )
+
     def __post_init__(self) -> None:
         """Every parameter within its bounds, whoever set it (the command line, a deployment, the UI):
         a zero `estimate_usd` would price unquoted rows at nothing, a budget of 1e25 cannot be split."""
@@ -167,6 +178,7 @@ class Settings:
     estimate_usd: Decimal = DEFAULTS.estimate_usd
     manifest_interval: float = 1.0
     concurrency_limit_name: str | None = DEFAULTS.concurrency_limit_name
+    row_task_runs_max: int = DEFAULTS.row_task_runs_max
 
 
 ENGINE_PARAMETERS = tuple(f.name for f in fields(Settings) if f.name in {g.name for g in fields(SweepParams)})

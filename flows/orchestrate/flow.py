@@ -110,6 +110,7 @@ async def sweep(
     concurrency_limit_name: str | None = DEFAULTS.concurrency_limit_name,
     baseline: str | None = DEFAULTS.baseline,
     model: str | None = DEFAULTS.model,
+    row_task_runs_max: int = DEFAULTS.row_task_runs_max,
 ) -> dict[str, Any] | State[Any]:
     """Submit every combination of `grid` x `axes` to Wan2.2-TI2V-5B on Wiro; save videos and a manifest.
 
@@ -140,6 +141,9 @@ async def sweep(
         model: Run every row on this model ("text-to-video", "image-to-video" or Wiro's full name).
             Unset, each row runs the model its inputs call for: image-to-video with a start image
             (`inputImage`, a file every worker can read, or `inputImageUrl`), else text-to-video.
+        row_task_runs_max: Up to this many rows to run, each row's submit and wait are task runs of
+            their own; past it they run without, shown as one task run per 1,000 rows and one for
+            each row that does not succeed (flows/engine/steps.py).
     """
     params = SweepParams.of(locals())  # every parameter, as the child runs and the engine get them
     logger = get_run_logger()

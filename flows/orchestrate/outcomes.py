@@ -5,7 +5,8 @@ A `wait` task run already ends as its Wiro task did (Failed, TimedOut, Cancelled
 rows that did not succeed:
 
 - a row with no such task run in this flow run (skipped by the budget, refused at submission, a
-  download that failed, or failed in an earlier run and not retried) gets one, named
+  download that failed, failed in an earlier run and not retried, or run without task runs of its
+  own past `row_task_runs_max` rows: `flows.engine.steps`) gets one, named
   `<status> <row label>`, created in its final state;
 - a task run Crashed because the sweep was cancelled under it takes the state its row ended in;
 - a `wait` task run that ended as its Wiro task did while its row says more takes the row's

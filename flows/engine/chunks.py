@@ -1,0 +1,95 @@
+"""Chunk task runs: what the Prefect UI shows of a sweep whose rows run without task runs of their own.
+
+The rows to run are cut, in the order they start, into chunks of `CHUNK_ROWS`. A chunk's task
+run (`rows 1001-2000 of 100000`) runs from its first row's start to its last row's end, and
+ends Completed with how its rows ended ("998 succeeded, 2 failed"). The rows that did not
+succeed each get a task run of their own from the flow's outcome pass, named and in the state
+the row ended in, so the UI's state filter lists the same rows as in a smaller sweep. A chunk
+never ends Failed, or that filter would list it beside its rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
+from prefect.states import Completed
+
+from flows.engine.window import Process
+
+CHUNK_ROWS = 1000
+
+
+@task(name="rows", task_run_name="rows {first}-{last} of {total}", cache_policy=NO_CACHE, persist_result=False)
+async def rows_chunk(first: int, last: int, total: int, ended: asyncio.Future[str]) -> State[None]:
+    """Runs while its rows do (the runner drives them); Completed with how they ended."""
+    return Completed(message=await ended)
+
+
+def summary(counts: Counter[str], rows: int) -> str:
+    """How a chunk's rows ended: `1,000 rows: 998 succeeded, 2 failed`, the most common first."""
+    kinds = ", ".join(f"{n:,} {status}" for status, n in counts.most_common())
+    return f"{rows:,} rows: {kinds}"
+
+
+class Chunks:
+    """The chunk task runs of `total` rows, started in order; `status(row_id)` says how a row ended."""
+
+    def __init__(self, total: int, status: Callable[[str], str], size: int = CHUNK_ROWS) -> None:
+        self.total = total
+        self.status = status
+        self.size = size
+        self.started = 0
+        self.left: dict[int, int] = {}  # open chunk -> its rows not yet ended
+        self.counts: dict[int, Counter[str]] = {}
+        self.ended: dict[int, asyncio.Future[str]] = {}
+        self.runs: list[asyncio.Task[Any]] = []
+
+    def wrap(self, process: Process) -> Process:
+        """`process`, each row counted in its chunk, whose task run starts with its first row."""
+
+        async def counted(row: dict[str, Any]) -> None:
+            chunk = self.started // self.size
+            self.started += 1
+            if chunk not in self.left:
+                self._open(chunk)
+            try:
+                await process(row)
+            finally:
+                self._row_ended(chunk, row["row_id"])
+
+        return counted
+
+    def _open(self, chunk: int) -> None:
+        first = chunk * self.size
+        last = min(self.total, first + self.size)
+        self.left[chunk] = last - first
+        self.counts[chunk] = Counter()
+        self.ended[chunk] = asyncio.get_running_loop().create_future()
+        run = rows_chunk(first + 1, last, self.total, self.ended[chunk], return_state=True)
+        self.runs.append(asyncio.create_task(run))  # type: ignore[arg-type]  # Prefect types it as sync
+
+    def _row_ended(self, chunk: int, row_id: str) -> None:
+        self.counts[chunk][self.status(row_id)] += 1
+        self.left[chunk] -= 1
+        if not self.left[chunk]:
+            self._close(chunk)
+
+    def _close(self, chunk: int) -> None:
+        counts = self.counts.pop(chunk)
+        unstarted = self.left.pop(chunk)
+        if unstarted:  # a stopped sweep: its rows were never started
+            counts["not started"] += unstarted
+        self.ended.pop(chunk).set_result(summary(counts, sum(counts.values())))
+
+    async def close(self) -> None:
+        """End every chunk still open (rows a stopped sweep never started count as such) and wait
+        for their task runs."""
+        for chunk in list(self.left):
+            self._close(chunk)
+        await asyncio.gather(*self.runs, return_exceptions=True)

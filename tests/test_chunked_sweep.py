@@ -1,0 +1,127 @@
+"""Past `row_task_runs_max` rows to run, a row's submit and wait run without task runs of their
+own; what the Prefect UI shows of the sweep is a task run per chunk of rows, and one for every
+row that did not succeed, named after it and in its state, as a smaller sweep shows it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect import flow
+
+import flows.engine.runner
+import wiro_tasks.prefect_tasks
+from flows.engine.chunks import Chunks
+from flows.engine.rows import row_label
+from wiro_tasks import TransientError, WiroConnectionError
+from wiro_tasks.emulator import EmulatorServer
+from wiro_tasks.prefect_tasks import wait_retrying
+from wiro_tasks.waiting import WaitOutcome
+
+from .conftest import EmulatorFactory
+from .test_sweep import grid_file, manifest_rows, run_sweep, task_runs
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+PROMPTS = ["fine", "breaks [emulator:fail]", "stalls [emulator:hang]", "fine too", "fine three"]
+
+
+def test_past_the_limit_rows_show_as_chunks_and_each_row_that_did_not_succeed_by_name(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    emulator = make_emulator()
+    wiro_env(emulator)
+    monkeypatch.setattr(flows.engine.runner, "CHUNK_ROWS", 2)
+    out = tmp_path / "out"
+    state = run_sweep(grid_file(tmp_path, PROMPTS), out, timeout=1.5, row_task_runs_max=4)
+    assert state.is_failed()
+    rows = manifest_rows(out)
+    assert {p: r["status"] for p, r in rows.items()} == {
+        "fine": "succeeded", "breaks [emulator:fail]": "failed", "stalls [emulator:hang]": "timed_out",
+        "fine too": "succeeded", "fine three": "succeeded"}  # fmt: skip
+    assert emulator.account.stats()["tasks"] == 5, "one task a row, as with a task run a step"
+    run_id = state.state_details.flow_run_id
+    runs = task_runs(run_id)
+    label = {p: row_label(r) for p, r in rows.items()}
+    shown = {name: (run.state.type.value, run.state.name) for name, run in runs.items()}
+    assert shown == {
+        "rows 1-2 of 5": ("COMPLETED", "Completed"),
+        "rows 3-4 of 5": ("COMPLETED", "Completed"),
+        "rows 5-5 of 5": ("COMPLETED", "Completed"),
+        f"failed {label['breaks [emulator:fail]']}": ("FAILED", "Failed"),
+        f"timed_out {label['stalls [emulator:hang]']}": ("FAILED", "TimedOut"),
+    }
+    assert list(task_runs(run_id, "Failed")) == [f"failed {label['breaks [emulator:fail]']}"]
+    assert rows["breaks [emulator:fail]"]["error"] in runs[f"failed {label['breaks [emulator:fail]']}"].state.message
+    said = Counter[str]()
+    for name in ("rows 1-2 of 5", "rows 3-4 of 5", "rows 5-5 of 5"):
+        _, _, kinds = runs[name].state.message.partition(": ")
+        for kind in kinds.split(", "):
+            n, status = kind.split(" ", 1)
+            said[status] += int(n)
+    assert said == Counter(r["status"] for r in rows.values()), "the chunks' messages add up to the manifest"
+
+
+def test_at_the_limit_every_row_keeps_its_submit_and_wait_task_runs(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path
+) -> None:
+    wiro_env(make_emulator())
+    out = tmp_path / "out"
+    state = run_sweep(grid_file(tmp_path, ["one", "two"]), out, row_task_runs_max=2)
+    assert state.is_completed()
+    labels = [row_label(r) for r in manifest_rows(out).values()]
+    assert set(task_runs(state.state_details.flow_run_id)) == {f"{v} {lb}" for v in ("submit", "wait") for lb in labels}
+
+
+def test_a_chunk_of_a_stopped_sweep_counts_the_rows_it_never_started() -> None:
+    messages: list[str] = []
+
+    @flow
+    async def stopped_after_three() -> None:
+        from flows.engine.chunks import rows_chunk
+
+        chunks = Chunks(5, lambda row_id: "succeeded", size=5)
+
+        async def process(row: dict[str, Any]) -> None:
+            await asyncio.sleep(0)
+
+        counted = chunks.wrap(process)
+        for n in range(3):
+            await counted({"row_id": str(n)})
+        ended = chunks.ended[0]
+        await chunks.close()
+        messages.append(ended.result())
+        assert rows_chunk.name == "rows"
+
+    asyncio.run(stopped_after_three())
+    assert messages == ["5 rows: 3 succeeded, 2 not started"]
+
+
+@pytest.mark.parametrize("error", [TransientError("busy"), WiroConnectionError("reset")])
+def test_a_bare_wait_is_tried_again_as_the_wait_task_is(monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
+    calls: list[str] = []
+    done = WaitOutcome(task_id="7", status="succeeded")
+
+    async def flaky(task_id: str, *args: Any) -> WaitOutcome:
+        calls.append(task_id)
+        if len(calls) < 3:
+            raise error
+        return done
+
+    monkeypatch.setattr(wiro_tasks.prefect_tasks, "wait_for_end", flaky)
+    monkeypatch.setattr(wiro_tasks.prefect_tasks, "WAIT_RETRY_DELAYS", (0.0, 0.0, 0.0))
+    deadline = datetime.now(UTC) + timedelta(seconds=5)
+    assert asyncio.run(wait_retrying("7", deadline)) is done
+    assert calls == ["7", "7", "7"]
+
+    calls.clear()
+    monkeypatch.setattr(wiro_tasks.prefect_tasks, "WAIT_RETRY_DELAYS", (0.0,))
+    with pytest.raises(type(error)):
+        asyncio.run(wait_retrying("7", deadline))
+    assert calls == ["7", "7"], "tried once more than there are delays, then raised"
