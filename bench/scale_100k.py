@@ -37,6 +37,10 @@ from .server_load import IDLE_SECONDS, Probe, database_mib, open_seconds
 
 OPTIONS = ["--concurrency-limit", "100000", "--task-seconds", "0", "--queue-seconds", "0", "--preview"]
 PER_SHARD = 100
+DESIGNS = {  # how many rows may have task runs of their own (`--row-task-runs-max`)
+    "step": 10**9,  # today's: a submit and a wait task run for every row
+    "chunk": 0,  # past the limit: a task run per 1,000 rows and per row that did not succeed
+}
 
 
 class PeakRss:
@@ -76,8 +80,9 @@ def a_shards_run(api: str) -> str:
     return str(runs.json()[0]["flow_run_id"])
 
 
-def stack_sweep(work: Path, rows: int, shards: int) -> dict[str, Any]:
-    """One sweep of `rows` (on `shards` shards, if more than 1) on its own stack, and what it cost."""
+def stack_sweep(work: Path, rows: int, shards: int, design: str = "step") -> dict[str, Any]:
+    """One sweep of `rows` (on `shards` shards, if more than 1) on its own stack, its task runs as
+    `design` says (`DESIGNS`), and what it cost."""
     home = Path(tempfile.mkdtemp(prefix="wiro-bench-stack-"))
     database, _ = new_database(home)
     stack = Stack(home, database, PREFECT_UI_ENABLED="true", PREFECT_LOGGING_LEVEL="WARNING")
@@ -95,7 +100,8 @@ def stack_sweep(work: Path, rows: int, shards: int) -> dict[str, Any]:
             with Probe(api) as idle:
                 time.sleep(IDLE_SECONDS)
             command = [sys.executable, "-m", "flows", "run", str(grid), "--out", str(out),
-                       "--max-concurrency", str(PER_SHARD), "--poll-interval", "0.2"]  # fmt: skip
+                       "--max-concurrency", str(PER_SHARD), "--poll-interval", "0.2",
+                       "--row-task-runs-max", str(DESIGNS[design])]  # fmt: skip
             command += ["--shards", str(shards)] if shards > 1 else []
             with Probe(api) as busy:
                 started = time.perf_counter()
@@ -115,14 +121,16 @@ def stack_sweep(work: Path, rows: int, shards: int) -> dict[str, Any]:
         raise RuntimeError(f"{rows} rows made {tasks} tasks")
     peaks = [usage.ru_maxrss / 1024] if shards == 1 else list(rss.peaks.values())
     return {
-        "rows": rows, "shards": shards, "per_row_ms": 1000 * wall / rows, "peak_rss_mib": max(peaks or [0.0]),
+        "rows": rows, "shards": shards, "design": design, "per_row_ms": 1000 * wall / rows,
+        "peak_rss_mib": max(peaks or [0.0]),
         "idle_p95_ms": idle.p(0.95), "busy_p95_ms": busy.p(0.95), "p95_ratio": busy.p(0.95) / idle.p(0.95),
         "db_growth_mib": growth, **pages,
     }  # fmt: skip
 
 
 COLUMNS = [
-    ("rows", "rows", ","), ("processes", "shards", "d"), ("per row (ms)", "per_row_ms", ".1f"),
+    ("rows", "rows", ","), ("processes", "shards", "d"), ("task runs", "design", "s"),
+    ("per row (ms)", "per_row_ms", ".1f"),
     ("peak RSS of one (MiB)", "peak_rss_mib", ".0f"), ("API p95 idle (ms)", "idle_p95_ms", ".0f"),
     ("API p95 during (ms)", "busy_p95_ms", ".0f"), ("ratio (target ≤ 2x)", "p95_ratio", ".2f"),
     ("database growth (MiB)", "db_growth_mib", ".1f"), ("a run page (s)", "run_page_s", ".2f"),
@@ -138,19 +146,19 @@ HEADING = "## 11. One process and four shards on a real server, 1,000 to 100,000
 SIZES = {"full": (1000, 10_000, 100_000), "quick": (1000, 10_000), "smoke": (200,)}
 
 
-def run(size: str, shards: tuple[int, ...] = (1, 4)) -> list[dict[str, Any]]:
-    return [stack_sweep(scratch(), rows, k) for rows in SIZES[size] for k in shards]
+def run(size: str, shards: tuple[int, ...] = (1, 4), designs: tuple[str, ...] = tuple(DESIGNS)) -> list[dict[str, Any]]:
+    return [stack_sweep(scratch(), rows, k, d) for rows in SIZES[size] for k in shards for d in designs]
 
 
 def section(runs: list[dict[str, Any]], command: str) -> str:
     """The section of docs/benchmarks.md: the table, and each target met or missed."""
     verdicts = []
-    for k in sorted({r["shards"] for r in runs}):
-        mine = [r for r in runs if r["shards"] == k]
+    for k, design in sorted({(r["shards"], r["design"]) for r in runs}):
+        mine = [r for r in runs if (r["shards"], r["design"]) == (k, design)]
         first, last = mine[0], mine[-1]
         flat, pages = last["per_row_ms"] / first["per_row_ms"], max(last["run_page_s"], last["task_list_s"])
         verdicts.append(
-            f"- {'one process' if k == 1 else f'{k} shards'} at {last['rows']:,} rows: per row "
+            f"- {'one process' if k == 1 else f'{k} shards'}, task runs by {design}, at {last['rows']:,} rows: per row "
             f"{flat:.2f}x the {first['rows']:,} figure ({_verdict(flat <= 1.3, '≤ 1.3x')}); peak RSS "
             f"{last['peak_rss_mib']:.0f} MiB ({_verdict(last['peak_rss_mib'] < 1024, '< 1024')}); API p95 "
             f"{last['p95_ratio']:.1f}x idle ({_verdict(last['p95_ratio'] <= 2, '≤ 2x')}); pages {pages:.1f} s "
@@ -168,9 +176,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", default="1000", help="comma-separated sizes, e.g. 1000,10000,100000")
     parser.add_argument("--shards", default="1,4", help="comma-separated: 1 is one process, more are shards")
+    parser.add_argument("--designs", default=",".join(DESIGNS), help=f"comma-separated, of {', '.join(DESIGNS)}")
     parser.add_argument("--out", type=Path, help="also write the table here")
     args = parser.parse_args()
-    runs = [stack_sweep(scratch(), int(n), int(k)) for n in args.rows.split(",") for k in args.shards.split(",")]
+    runs = [stack_sweep(scratch(), int(n), int(k), d) for n in args.rows.split(",") for k in args.shards.split(",")
+            for d in args.designs.split(",")]  # fmt: skip
     text = table(runs) + "\n"
     print(text)
     if args.out:

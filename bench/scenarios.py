@@ -25,12 +25,11 @@ from unittest.mock import patch
 import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import State
 
 from flows.orchestrate.flow import sweep
 from flows.store.journal import read_events
 from wiro_tasks import TEXT_TO_VIDEO, Credentials
-from wiro_tasks.prefect_tasks import fetch, find_task, submit, wait, wait_for_end, wiro_session
+from wiro_tasks.prefect_tasks import fetch, find_task, submit, wait_for_end, wiro_session
 
 from .harness import Emulator, emulator, in_flight_profile, pointed_at
 
@@ -134,23 +133,20 @@ def throughput(work: Path, rows: int, limit: int, task_seconds: float) -> dict[s
 
 
 def without_prefect_tasks() -> Any:
-    """The sweep's runner with its Prefect tasks replaced by their bodies: what the sweep's own
-    bookkeeping (journal, manifest, budget, progress) costs, with no task runs around the calls."""
+    """The sweep's runner with no task runs: its rows' steps bare (as past `row_task_runs_max`) and
+    no chunk task runs either. What the sweep's own bookkeeping (journal, manifest, budget,
+    progress) costs, with no task runs around the calls."""
     from contextlib import ExitStack
 
     stack = ExitStack()
-    stack.enter_context(patch("flows.engine.answers.submit", submit.fn))
-    stack.enter_context(patch("flows.engine.driver.wait", wait_body_as_state))
+    stack.enter_context(patch("flows.engine.chunks.rows_chunk", no_chunk_task_run))
     stack.enter_context(patch("flows.engine.matching.find_task", find_task.fn))
     return stack
 
 
-async def wait_body_as_state(*args: Any, return_state: bool = True, **kwargs: Any) -> Any:
-    """`wait`'s body, answering as the runner calls the task (`return_state=True`): a state."""
-    from prefect.states import Completed
-
-    ended = await wait.fn(*args, **kwargs)
-    return ended if isinstance(ended, State) else Completed(data=ended)
+async def no_chunk_task_run(first: int, last: int, total: int, ended: Any, return_state: bool = True) -> None:
+    """A chunk's task run, without the task run: it waits for its rows as the task does."""
+    await ended
 
 
 def timed_runner(grid: Path, out: Path, concurrency: int, poll_interval: float) -> float:
@@ -163,7 +159,7 @@ def timed_runner(grid: Path, out: Path, concurrency: int, poll_interval: float) 
     async def everything() -> None:
         journal = Journal(out)
         try:
-            settings = Settings(max_concurrency=concurrency, poll_interval=poll_interval)
+            settings = Settings(max_concurrency=concurrency, poll_interval=poll_interval, row_task_runs_max=0)
             async with wiro_session(Credentials.resolve()):
                 await SweepRunner(load_grid([str(grid)]), out, journal, settings).run()
         finally:
