@@ -53,3 +53,27 @@ def test_a_stall_says_how_long_no_row_has_finished_instead_of_a_time_left_that_n
 def test_a_finished_bar_shows_its_rate_and_no_time_left() -> None:
     assert Pace(4.0, 0.0).text(finished=True) == "4.0 rows/min"
     assert Pace(-37.0, None).text() == "0.0 rows/min · — left", "never a negative rate"
+
+
+def test_a_look_at_a_large_manifest_waits_in_proportion_to_what_it_cost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A look reads every row: every second at 100,000 rows it took a fifth of a core from the sweep."""
+    import time
+    from pathlib import Path
+
+    import flows.cli.pace as pace
+
+    looks: list[float] = []
+
+    def costly(manifest: pd.DataFrame, since: datetime, now: datetime, slots: int) -> Pace:
+        began = time.process_time()
+        while time.process_time() - began < 0.03:  # the CPU a look at a large manifest takes
+            pass
+        looks.append(time.monotonic())
+        return Pace(None, None)
+
+    monkeypatch.setattr(pace, "REFRESH_SECONDS", 0.001)
+    monkeypatch.setattr(pace, "read_manifest", lambda out, columns: pd.DataFrame())
+    monkeypatch.setattr(pace, "pace_of", costly)
+    with pace.watch_pace(Path("."), lambda: datetime.now(UTC), 1, lambda p: None):
+        time.sleep(1.0)
+    assert 1 <= len(looks) <= 4, f"{len(looks)} looks in 1 s, each 0.03 s of CPU (about 30 without a pause)"
