@@ -186,3 +186,31 @@ def test_only_a_window_of_rows_is_alive_at_once(
     assert (read_manifest(tmp_path / "out")["status"] == "succeeded").sum() == rows
     assert alive[0] == 0
     assert concurrency < peak[0] <= window_size(concurrency), f"{peak[0]} of {rows} rows alive at once"
+
+
+def test_the_rows_state_is_let_go_before_the_report_is_built(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The report holds every row at once (about 10 KiB a row while it is built): at 100,000 rows the
+    sweep's own state (every row's journal state, inputs, grid) beside it made the run's peak."""
+    import gc
+
+    import flows.orchestrate.flow
+    from flows.engine.runner import SweepRunner
+
+    wiro_env(make_emulator(queue_seconds=0.0, task_seconds=0.0, preview=True))
+    write_report, alive = flows.orchestrate.flow.write_report, []
+
+    def counting(out: Path) -> Path:
+        gc.collect()
+        alive.append(sum(isinstance(o, Ledger | SweepRunner) for o in gc.get_objects()))
+        return write_report(out)
+
+    monkeypatch.setattr(flows.orchestrate.flow, "write_report", counting)
+    grid = tmp_path / "grid.csv"
+    pd.DataFrame({"prompt": ["a", "b", "c"], "numFrames": 9}).to_csv(grid, index=False)
+    state: Any = asyncio.run(sweep(grid=[str(grid)], out=str(tmp_path / "out"), poll_interval=0.01,  # type: ignore[arg-type]
+                              return_state=True))  # fmt: skip
+    assert state.is_completed(), state.message
+    assert alive == [0], "the ledger and runner outlived the rows into the report"

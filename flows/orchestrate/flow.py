@@ -174,6 +174,7 @@ async def sweep(
                 shown = await _progress_artifact(work_dir, len(frame), shard)
                 with listening(shown.update), stopping_on_signals():
                     result = await runner.run()
+                del runner, frame  # every row's state and input: the report, built next, needs room at 100,000
                 await shown.flush()
         finally:
             journal.close()
