@@ -198,9 +198,10 @@ def test_the_rows_state_is_let_go_before_the_report_is_built(
 
     import flows.orchestrate.flow
     from flows.engine.runner import SweepRunner
+    from flows.view.report import write_report
 
     wiro_env(make_emulator(queue_seconds=0.0, task_seconds=0.0, preview=True))
-    write_report, alive = flows.orchestrate.flow.write_report, []
+    alive: list[int] = []
 
     def counting(out: Path) -> Path:
         gc.collect()
