@@ -65,8 +65,8 @@ def test_a_look_at_a_large_manifest_waits_in_proportion_to_what_it_cost(monkeypa
     looks: list[float] = []
 
     def costly(manifest: pd.DataFrame, since: datetime, now: datetime, slots: int) -> Pace:
-        began = time.process_time()
-        while time.process_time() - began < 0.03:  # the CPU a look at a large manifest takes
+        began = time.thread_time()
+        while time.thread_time() - began < 0.03:  # the CPU a look at a large manifest takes
             pass
         looks.append(time.monotonic())
         return Pace(None, None)

@@ -25,7 +25,7 @@ import pandas as pd
 from flows.store.manifest import FINAL_STATUSES, read_manifest
 
 REFRESH_SECONDS = 1.0
-LOOK_SHARE = 20  # the pause after a look is at least this many times the CPU it took
+LOOK_SHARE = 20  # the pause after a look is at least this many times the CPU (its thread's) it took
 PACE_COLUMNS = ("status", "submitted_at", "finished_at")
 STALL_ROWS = 2.0  # no row finished for this many typical rows' time: a stall, said as such
 logger = logging.getLogger("flows.cli.pace")
@@ -121,7 +121,7 @@ def watch_pace(
             start = since()
             if start is None:
                 continue
-            began = time.process_time()
+            began = time.thread_time()
             try:
                 manifest = read_manifest(out, PACE_COLUMNS)  # not the prompts and inputs of every row
                 pace = pace_of(manifest, start, datetime.now(start.tzinfo), slots)
@@ -129,7 +129,7 @@ def watch_pace(
                 logger.debug("no pace from %s: %s: %s", out, type(exc).__name__, exc)
                 continue
             finally:  # a look reads every row (0.2 s of CPU at 100,000): at most ~5% of a core on it
-                pause = max(REFRESH_SECONDS, LOOK_SHARE * (time.process_time() - began))
+                pause = max(REFRESH_SECONDS, LOOK_SHARE * (time.thread_time() - began))
             show(pace)
 
     watcher = threading.Thread(target=loop, name="wiro-sweep-pace", daemon=True)
