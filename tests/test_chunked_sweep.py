@@ -103,6 +103,29 @@ def test_a_chunk_of_a_stopped_sweep_counts_the_rows_it_never_started() -> None:
     assert messages == ["5 rows: 3 succeeded, 2 not started"]
 
 
+def test_a_row_cancelled_before_it_ran_counts_as_not_started_in_its_own_chunk() -> None:
+    """A cancel can reach a row whose coroutine was made but never ran: it stays in its chunk."""
+    messages: list[str] = []
+
+    @flow
+    async def cancelled_early() -> None:
+        chunks = Chunks(4, lambda row_id: "succeeded", size=2)
+
+        async def process(row: dict[str, Any]) -> None:
+            await asyncio.sleep(0)
+
+        counted = chunks.wrap(process)
+        tasks = [asyncio.create_task(counted({"row_id": str(n)})) for n in range(4)]
+        ended = [chunks.ended[0], chunks.ended[1]]  # both chunks open as their rows' coroutines are made
+        tasks[1].cancel()  # before it ran
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await chunks.close()
+        messages.extend(e.result() for e in ended)
+
+    asyncio.run(cancelled_early())
+    assert messages == ["2 rows: 1 succeeded, 1 not started", "2 rows: 2 succeeded"]
+
+
 @pytest.mark.parametrize("error", [TransientError("busy"), WiroConnectionError("reset")])
 def test_a_bare_wait_is_tried_again_as_the_wait_task_is(monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
     calls: list[str] = []

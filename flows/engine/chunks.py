@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from prefect import task
@@ -51,19 +51,23 @@ class Chunks:
         self.runs: list[asyncio.Task[Any]] = []
 
     def wrap(self, process: Process) -> Process:
-        """`process`, each row counted in its chunk, whose task run starts with its first row."""
+        """`process`, each row counted in its chunk, whose task run starts with its first row. A
+        row's chunk is fixed as its coroutine is made; one cancelled before it ran never started."""
 
-        async def counted(row: dict[str, Any]) -> None:
+        def counted(row: dict[str, Any]) -> Coroutine[Any, Any, None]:
             chunk = self.started // self.size
             self.started += 1
             if chunk not in self.left:
                 self._open(chunk)
-            try:
-                await process(row)
-            finally:
-                self._row_ended(chunk, row["row_id"])
+            return self._counted(chunk, row, process)
 
         return counted
+
+    async def _counted(self, chunk: int, row: dict[str, Any], process: Process) -> None:
+        try:
+            await process(row)
+        finally:
+            self._row_ended(chunk, row["row_id"])
 
     def _open(self, chunk: int) -> None:
         first = chunk * self.size
