@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import flows.engine.runner
 import wiro_tasks.prefect_tasks
 from flows.engine.chunks import Chunks
 from flows.engine.rows import row_label
+from flows.engine.window import Process
 from wiro_tasks import TransientError, WiroConnectionError
 from wiro_tasks.emulator import EmulatorServer
 from wiro_tasks.prefect_tasks import wait_retrying
@@ -79,51 +80,71 @@ def test_at_the_limit_every_row_keeps_its_submit_and_wait_task_runs(
     assert set(task_runs(state.state_details.flow_run_id)) == {f"{v} {lb}" for v in ("submit", "wait") for lb in labels}
 
 
-def test_a_chunk_of_a_stopped_sweep_counts_the_rows_it_never_started() -> None:
-    messages: list[str] = []
+def chunk_messages(total: int, size: int, drive: Callable[[Chunks, Process], Awaitable[None]]) -> list[str]:
+    """In a flow, `drive(chunks, counted)` over `Chunks(total)` of rows that all succeed; the
+    messages the chunk task runs ended with, as the UI shows them."""
+    from prefect.client.schemas.objects import State
+
+    ended: list[State[None]] = []
 
     @flow
-    async def stopped_after_three() -> None:
-        from flows.engine.chunks import rows_chunk
-
-        chunks = Chunks(5, lambda row_id: "succeeded", size=5)
+    async def chunked() -> None:
+        chunks = Chunks(total, lambda row_id: "succeeded", size=size)
 
         async def process(row: dict[str, Any]) -> None:
             await asyncio.sleep(0)
 
-        counted = chunks.wrap(process)
+        await drive(chunks, chunks.wrap(process))
+        await chunks.close()
+        ended.extend(await asyncio.gather(*chunks.runs))
+
+    asyncio.run(chunked())
+    assert all(state.is_completed() for state in ended), ended
+    return [str(state.message) for state in ended]
+
+
+def test_a_chunk_of_a_stopped_sweep_counts_the_rows_it_never_started() -> None:
+    async def three_of_five(chunks: Chunks, counted: Process) -> None:
         for n in range(3):
             await counted({"row_id": str(n)})
-        ended = chunks.ended[0]
-        await chunks.close()
-        messages.append(ended.result())
-        assert rows_chunk.name == "rows"
 
-    asyncio.run(stopped_after_three())
-    assert messages == ["5 rows: 3 succeeded, 2 not started"]
+    assert chunk_messages(5, 5, three_of_five) == ["5 rows: 3 succeeded, 2 not started"]
 
 
 def test_a_row_cancelled_before_it_ran_counts_as_not_started_in_its_own_chunk() -> None:
     """A cancel can reach a row whose coroutine was made but never ran: it stays in its chunk."""
-    messages: list[str] = []
 
-    @flow
-    async def cancelled_early() -> None:
-        chunks = Chunks(4, lambda row_id: "succeeded", size=2)
-
-        async def process(row: dict[str, Any]) -> None:
-            await asyncio.sleep(0)
-
-        counted = chunks.wrap(process)
+    async def second_cancelled(chunks: Chunks, counted: Process) -> None:
         tasks = [asyncio.create_task(counted({"row_id": str(n)})) for n in range(4)]
-        ended = [chunks.ended[0], chunks.ended[1]]  # both chunks open as their rows' coroutines are made
+        assert len(chunks.runs) == 2, "both chunks open as their rows' coroutines are made"
         tasks[1].cancel()  # before it ran
         await asyncio.gather(*tasks, return_exceptions=True)
-        await chunks.close()
-        messages.extend(e.result() for e in ended)
 
-    asyncio.run(cancelled_early())
-    assert messages == ["2 rows: 1 succeeded, 1 not started", "2 rows: 2 succeeded"]
+    assert chunk_messages(4, 2, second_cancelled) == ["2 rows: 1 succeeded, 1 not started", "2 rows: 2 succeeded"]
+
+
+def test_a_chunk_task_run_cancelled_under_its_rows_does_not_stop_them() -> None:
+    ended: list[BaseException | None] = []
+
+    @flow
+    async def chunk_cancelled() -> None:
+        chunks = Chunks(2, lambda row_id: "succeeded", size=2)
+        go = asyncio.Event()
+
+        async def process(row: dict[str, Any]) -> None:
+            await go.wait()
+
+        counted = chunks.wrap(process)
+        rows = [asyncio.create_task(counted({"row_id": str(n)})) for n in range(2)]
+        await asyncio.sleep(0.5)  # the chunk's task run is running
+        chunks.runs[0].cancel()
+        await asyncio.gather(chunks.runs[0], return_exceptions=True)
+        go.set()
+        ended.extend(await asyncio.gather(*rows, return_exceptions=True))
+        await chunks.close()
+
+    asyncio.run(chunk_cancelled())
+    assert ended == [None, None], "a row ends as it would have, whatever became of its chunk's task run"
 
 
 @pytest.mark.parametrize("error", [TransientError("busy"), WiroConnectionError("reset")])

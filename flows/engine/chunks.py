@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import task
@@ -37,6 +38,15 @@ def summary(counts: Counter[str], rows: int) -> str:
     return f"{rows:,} rows: {kinds}"
 
 
+@dataclass
+class _Open:
+    """A chunk whose task run is running: its rows not yet ended, how those that did ended."""
+
+    left: int
+    ended: asyncio.Future[str]
+    counts: Counter[str] = field(default_factory=Counter)
+
+
 class Chunks:
     """The chunk task runs of `total` rows, started in order; `status(row_id)` says how a row ended."""
 
@@ -45,10 +55,8 @@ class Chunks:
         self.status = status
         self.size = size
         self.started = 0
-        self.left: dict[int, int] = {}  # open chunk -> its rows not yet ended
-        self.counts: dict[int, Counter[str]] = {}
-        self.ended: dict[int, asyncio.Future[str]] = {}
-        self.runs: list[asyncio.Task[Any]] = []
+        self.open: dict[int, _Open] = {}
+        self.runs: list[asyncio.Task[State[None]]] = []  # their task runs, each ending with its final state
 
     def wrap(self, process: Process) -> Process:
         """`process`, each row counted in its chunk, whose task run starts with its first row. A
@@ -57,7 +65,7 @@ class Chunks:
         def counted(row: dict[str, Any]) -> Coroutine[Any, Any, None]:
             chunk = self.started // self.size
             self.started += 1
-            if chunk not in self.left:
+            if chunk not in self.open:
                 self._open(chunk)
             return self._counted(chunk, row, process)
 
@@ -72,28 +80,27 @@ class Chunks:
     def _open(self, chunk: int) -> None:
         first = chunk * self.size
         last = min(self.total, first + self.size)
-        self.left[chunk] = last - first
-        self.counts[chunk] = Counter()
-        self.ended[chunk] = asyncio.get_running_loop().create_future()
-        run = rows_chunk(first + 1, last, self.total, self.ended[chunk], return_state=True)
+        self.open[chunk] = opened = _Open(last - first, asyncio.get_running_loop().create_future())
+        run = rows_chunk(first + 1, last, self.total, opened.ended, return_state=True)
         self.runs.append(asyncio.create_task(run))  # type: ignore[arg-type]  # Prefect types it as sync
 
     def _row_ended(self, chunk: int, row_id: str) -> None:
-        self.counts[chunk][self.status(row_id)] += 1
-        self.left[chunk] -= 1
-        if not self.left[chunk]:
+        opened = self.open[chunk]
+        opened.counts[self.status(row_id)] += 1
+        opened.left -= 1
+        if not opened.left:
             self._close(chunk)
 
     def _close(self, chunk: int) -> None:
-        counts = self.counts.pop(chunk)
-        unstarted = self.left.pop(chunk)
-        if unstarted:  # a stopped sweep: its rows were never started
-            counts["not started"] += unstarted
-        self.ended.pop(chunk).set_result(summary(counts, sum(counts.values())))
+        opened = self.open.pop(chunk)
+        if opened.left:  # a stopped sweep: its rows were never started
+            opened.counts["not started"] += opened.left
+        if not opened.ended.done():  # its task run cancelled under it: what it shows must not stop a row
+            opened.ended.set_result(summary(opened.counts, sum(opened.counts.values())))
 
     async def close(self) -> None:
         """End every chunk still open (rows a stopped sweep never started count as such) and wait
         for their task runs."""
-        for chunk in list(self.left):
+        for chunk in list(self.open):
             self._close(chunk)
         await asyncio.gather(*self.runs, return_exceptions=True)
