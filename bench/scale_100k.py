@@ -6,6 +6,10 @@ for each sweep.
 
     python -m bench.scale_100k --rows 1000                      # prints a Markdown table
     python -m bench.scale_100k --rows 1000,10000 --shards 1,4 --out /tmp/scale.md
+    python -m bench.scale_100k --rows 100000 --shards 1 --designs chunk
+
+Each sweep runs in each design of `DESIGNS`: a task run per row's step (today's), or chunks
+(`--row-task-runs-max 0`), so the two are measured in the same run.
 
 Each sweep is `wiro-sweep run GRID` (`--shards 4`: four child runs on the workers), instant
 emulator tasks and preview videos, 100 at a time a process. Measured: wall time a row, the peak
@@ -23,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -146,8 +151,14 @@ HEADING = "## 11. One process and four shards on a real server, 1,000 to 100,000
 SIZES = {"full": (1000, 10_000, 100_000), "quick": (1000, 10_000), "smoke": (200,)}
 
 
-def run(size: str, shards: tuple[int, ...] = (1, 4), designs: tuple[str, ...] = tuple(DESIGNS)) -> list[dict[str, Any]]:
-    return [stack_sweep(scratch(), rows, k, d) for rows in SIZES[size] for k in shards for d in designs]
+def sweeps(sizes: Sequence[int], shards: Sequence[int] = (1, 4),
+           designs: Sequence[str] = tuple(DESIGNS)) -> list[dict[str, Any]]:  # fmt: skip
+    """Every combination of size, shards and design, each on a stack of its own."""
+    return [stack_sweep(scratch(), rows, k, d) for rows in sizes for k in shards for d in designs]
+
+
+def run(size: str) -> list[dict[str, Any]]:
+    return sweeps(SIZES[size])
 
 
 def section(runs: list[dict[str, Any]], command: str) -> str:
@@ -179,8 +190,8 @@ def main() -> None:
     parser.add_argument("--designs", default=",".join(DESIGNS), help=f"comma-separated, of {', '.join(DESIGNS)}")
     parser.add_argument("--out", type=Path, help="also write the table here")
     args = parser.parse_args()
-    runs = [stack_sweep(scratch(), int(n), int(k), d) for n in args.rows.split(",") for k in args.shards.split(",")
-            for d in args.designs.split(",")]  # fmt: skip
+    sizes, shards = ([int(n) for n in given.split(",")] for given in (args.rows, args.shards))
+    runs = sweeps(sizes, shards, args.designs.split(","))
     text = table(runs) + "\n"
     print(text)
     if args.out:

@@ -242,10 +242,13 @@ def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
         return logging.getLogger("wiro_tasks")
 
 
+CURABLE = (WiroConnectionError, TransientError)  # errors another try of a wait or a look may cure
+
+
 async def _transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
     """Retry a task only for errors that another attempt can cure (Prefect awaits this)."""
     error = await state.aresult(raise_on_failure=False)
-    return isinstance(error, (WiroConnectionError, TransientError))
+    return isinstance(error, CURABLE)
 
 
 WAIT_RETRY_DELAYS = (2.0, 10.0, 30.0)  # `wait` is tried again after these pauses, for errors another try can cure
@@ -290,7 +293,7 @@ async def wait_retrying(
     for delay in (*WAIT_RETRY_DELAYS, None):
         try:
             return await wait_for_end(task_id, deadline, poll_interval, poll_cap, error_grace)
-        except (WiroConnectionError, TransientError) as exc:
+        except CURABLE as exc:
             if delay is None:
                 raise
             _logger().warning("waiting for task %s failed (%s); trying again in %.0f s", task_id, exc, delay)
