@@ -52,9 +52,9 @@ class RowDriver:
     """Drives rows of one run: submit, wait, download, each step recorded in the ledger."""
 
     def __init__(self, ledger: Ledger, guard: BudgetGuard, uploads: ImageUploads, matcher: TaskMatcher,
-                 settings: Settings, steps: Steps | None = None) -> None:  # fmt: skip
+                 settings: Settings, steps: Steps) -> None:  # fmt: skip
         self.ledger = ledger
-        self.steps = steps or Steps(settings)
+        self.steps = steps
         self.guard = guard
         self.uploads = uploads
         self.matcher = matcher
