@@ -34,7 +34,7 @@ from flows.errors import error_line, exit_code_of
 from flows.grid import checked_grid, load_key, model_name
 from flows.orchestrate.children import stop_children
 from flows.orchestrate.local_server import prefect_api
-from flows.store.journal import JOURNAL, fold, read_events
+from flows.store.journal import JOURNAL, fold, iter_events
 from flows.store.manifest import MANIFEST_CSV, MANIFEST_PARQUET, build_manifest, read_manifest, write_manifest
 from flows.store.summary import Summary, summarize
 from flows.view.report import write_report
@@ -172,7 +172,7 @@ def run_with_progress(params: SweepParams, frame: pd.DataFrame, verbose: bool = 
                 console.print(f"Interrupted: cancelled {children} shard run(s); their workers stop their tasks.")
                 return 130
             stopped = kill_in_flight(out)
-            write_manifest(out, build_manifest(frame, fold(read_events(out / JOURNAL)), final=True))
+            write_manifest(out, build_manifest(frame, fold(iter_events(out / JOURNAL)), final=True))
             write_report(out)
             console.print(f"Interrupted: stopped {stopped} running Wiro task(s). Rerun the same command to resume.")
             return 130

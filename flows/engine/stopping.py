@@ -18,7 +18,7 @@ from typing import Any
 
 from flows.engine.budget import least_bill
 from flows.store.claims import Claims, account_key
-from flows.store.journal import JOURNAL, Journal, fold, read_events
+from flows.store.journal import JOURNAL, Journal, fold, iter_events
 from flows.store.rowstate import RowState
 from wiro_tasks import TEXT_TO_VIDEO, AsyncWiroClient, Credentials, TaskStateError, WiroError
 from wiro_tasks.scan import scan_for_task
@@ -173,7 +173,7 @@ def kill_in_flight(out: Path, credentials: Callable[[], Credentials] = Credentia
     """`stop_in_flight` for OUT's journal, from synchronous code (Ctrl-C, a cancellation hook):
     on an event loop of its own, in a thread of its own. Credentials are read only when there is
     something to stop, and the journal opened (made, where there is none) only then."""
-    if not in_flight(fold(read_events(out / JOURNAL)).values()):
+    if not in_flight(fold(iter_events(out / JOURNAL)).values()):
         return 0
     creds = credentials()
     journal = Journal(out)

@@ -29,7 +29,7 @@ from flows.grid import DEFAULT_MAX_COMBINATIONS, load_grid, model_name
 from flows.orchestrate.artifacts import artifact_scope, final_progress, publish_artifacts
 from flows.orchestrate.children import stop_children
 from flows.orchestrate.credentials import load_credentials
-from flows.store.journal import JOURNAL, fold, read_events
+from flows.store.journal import JOURNAL, fold, iter_events
 from flows.store.locks import directory_lock
 from flows.store.manifest import build_manifest, write_manifest
 from flows.store.outs import expand_out
@@ -88,7 +88,7 @@ def _write_final(flow: Flow[Any, Any], flow_run: FlowRun, out: Path, logger: Any
     try:
         frame = load_grid(params.get("grid") or [], params.get("axes"), model=model_name(params.get("model")),
                           max_combinations=int(params.get("max_combinations") or DEFAULT_MAX_COMBINATIONS))  # fmt: skip
-        manifest = build_manifest(frame, fold(read_events(out / JOURNAL)), final=True)
+        manifest = build_manifest(frame, fold(iter_events(out / JOURNAL)), final=True)
         write_manifest(out, manifest)
         write_report(out)
 

@@ -32,6 +32,7 @@ import errno
 import json
 import os
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -232,13 +233,17 @@ def _write_whole(fd: int, data: bytes) -> None:
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:
-    """The journal's records in order. Torn lines (not JSON) are skipped; a JSON line that is not
-    a whole record raises `JournalError` naming the file and the line."""
-    events: list[dict[str, Any]] = []
+    """The journal's records in order (`iter_events`, as a list)."""
+    return list(iter_events(path))
+
+
+def iter_events(path: Path) -> Iterator[dict[str, Any]]:
+    """The journal's records in order, one line at a time. Torn lines (not JSON) are skipped; a
+    JSON line that is not a whole record raises `JournalError` naming the file and the line."""
     try:
         handle = open_regular(path, MAX_JOURNAL_BYTES, "journal")
     except FileNotFoundError:
-        return events
+        return
     with handle:
         for number, raw in enumerate(handle, start=1):
             try:
@@ -251,8 +256,7 @@ def read_events(path: Path) -> list[dict[str, Any]]:
             problem = record_problem(record)
             if problem:
                 raise JournalError(path, number, problem)
-            events.append(record)
-    return events
+            yield record
 
 
 def record_problem(record: object) -> str | None:
@@ -289,7 +293,7 @@ class Upload:
     account: str = ""
 
 
-def uploads(events: list[dict[str, Any]]) -> dict[str, Upload]:
+def uploads(events: Iterable[dict[str, Any]]) -> dict[str, Upload]:
     """The start images already uploaded for this OUT: sha256 -> the latest upload of it."""
     return {str(e["sha256"]): Upload(str(e["url"]), str(e.get("account") or "")) for e in events
             if e["event"] == "uploaded"}  # fmt: skip
@@ -313,15 +317,13 @@ def _folded(path: Path, take: bool = False) -> tuple[dict[str, RowState], dict[s
     try:
         info = os.stat(key)
     except OSError:
-        events = read_events(path)  # none (or unreadable: `read_events` says why)
-        return fold(events), uploads(events)
+        return _fold_file(path)  # none (or unreadable: `iter_events` says why)
     stamp = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
     with _FOLDED_LOCK:
         known = _FOLDED.pop(key, None) if take else _FOLDED.get(key)
     if known is not None and known[0] == stamp:
         return known[1], known[2]
-    events = read_events(path)
-    states, uploaded = fold(events), uploads(events)
+    states, uploaded = _fold_file(path)
     if not take:
         with _FOLDED_LOCK:
             _FOLDED.clear()  # one journal's at a time: 100,000 rows' states are 100 MB and more
@@ -329,7 +331,22 @@ def _folded(path: Path, take: bool = False) -> tuple[dict[str, RowState], dict[s
     return states, uploaded
 
 
-def fold(events: list[dict[str, Any]]) -> dict[str, RowState]:
+def _fold_file(path: Path) -> tuple[dict[str, RowState], dict[str, Upload]]:
+    """A journal's states and uploads, folded as its lines are read: a line's record is gone once
+    applied (all of them at once were 100 MB at 100,000 rows, and left the heap that much larger)."""
+    added: list[dict[str, Any]] = []
+
+    def noting_uploads() -> Iterator[dict[str, Any]]:
+        for record in iter_events(path):
+            if record["event"] == "uploaded":
+                added.append(record)
+            yield record
+
+    states = fold(noting_uploads())
+    return states, uploads(added)
+
+
+def fold(events: Iterable[dict[str, Any]]) -> dict[str, RowState]:
     states: dict[str, RowState] = {}
     for record in events:
         row = record["row_id"]

@@ -31,7 +31,7 @@ import pandas as pd
 
 from flows.grid import GridError
 from flows.store.files import MAX_SMALL_JSON_BYTES, read_json
-from flows.store.journal import JOURNAL, fold, folded, read_events
+from flows.store.journal import JOURNAL, fold, folded, iter_events
 from flows.store.rowstate import RowState
 
 SHARDS_FILE = "shards.json"
@@ -202,7 +202,7 @@ def merged_states(out: Path, count: int) -> dict[str, RowState]:
     merged: dict[str, RowState] = {}
     for index in range(count):
         directory = shard_dir(out, index)
-        for row_id, state in fold(read_events(directory / JOURNAL)).items():
+        for row_id, state in fold(iter_events(directory / JOURNAL)).items():
             if state.output_path:
                 state.output_path = str((directory / state.output_path).relative_to(out))
             merged[row_id] = state
