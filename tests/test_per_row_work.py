@@ -203,10 +203,10 @@ def test_the_rows_state_is_let_go_before_the_report_is_built(
     wiro_env(make_emulator(queue_seconds=0.0, task_seconds=0.0, preview=True))
     alive: list[int] = []
 
-    def counting(out: Path) -> Path:
+    def counting(out: Path, **options: Any) -> Path:
         gc.collect()
         alive.append(sum(isinstance(o, Ledger | SweepRunner) for o in gc.get_objects()))
-        return write_report(out)
+        return write_report(out, **options)
 
     monkeypatch.setattr(flows.orchestrate.flow, "write_report", counting)
     grid = tmp_path / "grid.csv"

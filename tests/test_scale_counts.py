@@ -28,12 +28,14 @@ from click.testing import CliRunner
 import flows.grid
 import flows.store.journal
 import flows.store.manifest
+import flows.view.report
 from bench.scale_plan import finished_out, write_grid
 from flows.cli import main
 from flows.engine.matching import TaskMatcher
 from flows.orchestrate.flow import sweep
 from flows.store.manifest import read_manifest
 from flows.store.rowstate import RowState
+from flows.view.stamp import stamp
 from wiro_tasks import ToolPrice
 from wiro_tasks.emulator import EmulatorServer
 from wiro_tasks.inputs import Param
@@ -111,9 +113,22 @@ def reopen(grid: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> Counter[st
         calls.count(ToolPrice, "quote")
         calls.count(flows.store.journal, "iter_events")
         calls.count(flows.store.manifest, "atomic_write")
+        whole_reads(patch, calls.seen)
         state: Any = asyncio.run(sweep(grid=[str(grid)], out=str(out), return_state=True))  # type: ignore[arg-type]
     assert state.is_completed(), state.message
     return calls.seen
+
+
+def whole_reads(patch: pytest.MonkeyPatch, seen: Counter[str]) -> None:
+    """Counts the reads of a whole manifest (every column) as `whole_read`."""
+    original = flows.store.manifest.read_manifest
+
+    def read(out: Path, columns: Any = None) -> pd.DataFrame:
+        seen["whole_read"] += columns is None
+        return original(out, columns)
+
+    for module in (flows.store.manifest, flows.view.report):
+        patch.setattr(module, "read_manifest", read)
 
 
 def test_a_finished_out_reopens_with_one_pass_per_row(
@@ -133,6 +148,7 @@ def test_a_finished_out_reopens_with_one_pass_per_row(
     assert large["quote"] == 0, large  # nothing to submit: nothing priced
     assert small["iter_events"] == large["iter_events"] == 1, (small, large)
     assert small["atomic_write"] == large["atomic_write"] == 0, "nothing new: the manifests and report stay"
+    assert small["whole_read"] == large["whole_read"] == 1, "the manifest read back serves the report's check too"
 
 
 def test_a_lost_answers_lookup_visits_no_row(
@@ -286,6 +302,7 @@ def test_a_manifest_read_back_has_the_types_of_one_built(tmp_path: Path) -> None
     kept = kept_manifest(out, b"a source")
     assert kept is not None
     assert kept.equals(built), (kept.dtypes, built.dtypes)
+    assert stamp(kept) == stamp(built)  # the report a sweep wrote from its built manifest stays current on a reopen
     assert kept_manifest(out, b"another source") is None
 
 

@@ -423,12 +423,14 @@ def _clip(record: Record) -> str:
     return f"{frames / fps:.1f} s" if frames and fps else ""
 
 
-def write_report(out: Path, *, rows: str = "prompt", cols: str | None = None) -> Path:
-    """Build OUT/report.html from OUT's manifest and replace it atomically; returns its path."""
+def write_report(out: Path, *, rows: str = "prompt", cols: str | None = None,
+                 manifest: pd.DataFrame | None = None) -> Path:  # fmt: skip
+    """Build OUT/report.html from OUT's manifest and replace it atomically; returns its path.
+    `manifest` is that manifest as its writer or reader holds it (at 100,000 rows, a read is 100 MB)."""
     out = Path(out)
     if not (out / MANIFEST_PARQUET).is_file():
         raise FileNotFoundError(f"{out / MANIFEST_PARQUET} does not exist: run a sweep with --out {out} first")
-    manifest = read_manifest(out)
+    manifest = read_manifest(out) if manifest is None else manifest
     videos = [p for p, s in zip(manifest["output_path"], manifest["status"], strict=True) if p and s == "succeeded"]
     paths = {p: os.path.join(out, p) for p in videos}
     ensure_posters(paths.values())
