@@ -4,9 +4,11 @@ Each takes whatever a manifest cell may hold (None, NaN, pd.NA, text) and never 
 from __future__ import annotations
 
 import math
+import os
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 
@@ -68,3 +70,20 @@ def cell_text(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+def frame_ratio(record: dict[str, Any]) -> str:
+    """An image-to-video row's asked-for aspect ratio: its width and height, when neither follows the image."""
+    width, height = as_float(record.get("width")), as_float(record.get("height"))
+    return f"{width:g} / {height:g}" if width and height else ""
+
+
+def href(path: str) -> str:
+    """A path under OUT as a link relative to OUT."""
+    return quote(path.replace(os.sep, "/"))
+
+
+def clip_length(record: dict[str, Any]) -> str:
+    """The clip's length (numFrames / fps), shown on the poster until the controls are."""
+    frames, fps = as_float(record.get("numFrames")), as_float(record.get("fps"))
+    return f"{frames / fps:.1f} s" if frames and fps else ""

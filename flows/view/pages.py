@@ -4,9 +4,9 @@ The HTML holds the first page of rows of each section while it stays under `STAT
 sheet of a few hundred cells is all HTML, as it always was); report.js makes the elements of the
 other rows when their page nears the screen and drops them when it is far, so a sheet of 100,000
 cells opens as fast as one of 1,000 and keeps about as many elements. The filters work on this
-JSON, so on every row. `sheet` takes `build_report`'s sections and returns the JSON; it cuts each
-section's rows, in place, to the HTML's share (and empties a select whose options move to the
-JSON). Each JSON block names every text once, in its `strings`, and gives its index elsewhere:
+JSON, so on every row. `build_report` hands each row to a `Sheet` as it makes it and keeps only
+the HTML's share of each section's rows (a select whose options move to the JSON is emptied).
+Each JSON block names every text once, in its `strings`, and gives its index elsewhere:
 a sweep's texts (its prompts, statuses, costs) repeat from cell to cell.
 """
 
@@ -52,26 +52,41 @@ def inputs(names: list[str], optional: list[str], rows: Iterable[tuple[str, list
     return {"names": names, "optional": optional, "rows": found, "strings": strings.table}
 
 
-def sheet(sections: list[dict[str, Any]], selects: list[tuple[str, str, list[tuple[str, str]]]]) -> dict[str, Any]:
-    """The page's JSON of every section's rows; each section's `rows` cut to what the HTML holds.
-    `selects` (name, param, [(value, text)...]) past MAX_OPTIONS values move here too, by param."""
-    images: dict[tuple[str, str], int] = {}
-    strings = Strings()
-    found, budget = [], STATIC_CELLS
-    for section in sections:
-        rows, page = section["rows"], page_rows(section["width"])
-        cells = sum(len(cards) for row in rows[:page] for cards in row["cells"])
-        static = min(page, len(rows)) if cells <= budget else 0
-        budget -= cells if static else 0
-        found.append({"width": section["width"], "page": page, "static": static,
-                      "rows": [_row(row, images, strings) for row in rows]})  # fmt: skip
-        section["rows"] = rows[:static]
-    options = {}  # after the rows: their texts, repeated, get the short indices
-    for n, (name, param, values) in enumerate(selects):
-        if len(values) > MAX_OPTIONS:
-            options[param] = [strings.all(pair) for pair in values]
-            selects[n] = (name, param, [])
-    return {"sections": found, "images": [list(key) for key in images], "options": options, "strings": strings.table}
+class Sheet:
+    """The page's JSON of every section's rows, made row by row as the report builds them: a row's
+    card dicts (a kilobyte and more) live only until its compact JSON is made, but for the rows the
+    HTML may hold."""
+
+    def __init__(self) -> None:
+        self.images: dict[tuple[str, str], int] = {}
+        self.strings = Strings()
+        self.sections: list[dict[str, Any]] = []
+        self._budget = STATIC_CELLS
+
+    def row(self, row: dict[str, Any]) -> list[Any]:
+        """A row as the JSON holds it (`_row`)."""
+        return _row(row, self.images, self.strings)
+
+    def section(self, width: int, rows: list[list[Any]], first: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Adds a section of these compact `rows`; returns those of its `first` rows the HTML holds
+        (its first page while the HTML's cells fit in `STATIC_CELLS`, else none)."""
+        page = page_rows(width)
+        cells = sum(len(cards) for row in first[:page] for cards in row["cells"])
+        static = min(page, len(rows)) if cells <= self._budget else 0
+        self._budget -= cells if static else 0
+        self.sections.append({"width": width, "page": page, "static": static, "rows": rows})
+        return first[:static]
+
+    def finish(self, selects: list[tuple[str, str, list[tuple[str, str]]]]) -> dict[str, Any]:
+        """The JSON; `selects` (name, param, [(value, text)...]) past MAX_OPTIONS values move here
+        too, by param (their select is emptied)."""
+        options = {}  # after the rows: their texts, repeated, get the short indices
+        for n, (name, param, values) in enumerate(selects):
+            if len(values) > MAX_OPTIONS:
+                options[param] = [self.strings.all(pair) for pair in values]
+                selects[n] = (name, param, [])
+        return {"sections": self.sections, "images": [list(key) for key in self.images], "options": options,
+                "strings": self.strings.table}  # fmt: skip
 
 
 def _row(row: dict[str, Any], images: dict[tuple[str, str], int], strings: Strings) -> list[Any]:

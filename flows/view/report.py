@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import quote
 
 import jinja2
 import pandas as pd
@@ -54,6 +53,9 @@ from flows.view.cells import (
     aspect_ratio,
     by_status,
     cell_text,
+    clip_length,
+    frame_ratio,
+    href,
     shorten,
     show_money,
     show_seconds,
@@ -236,31 +238,37 @@ def build_report(manifest: pd.DataFrame, *, rows: str = "prompt", cols: str | No
     by_group: dict[tuple[str, ...], list[Record]] = {}
     for record in records:
         by_group.setdefault(key(record, layout.groups), []).append(record)
-    sections = []
+    sections, sheet = [], pages.Sheet()  # every row as JSON, made as it goes; the HTML keeps the first rows
+    members: list[Record] = []
+    cells: dict[tuple[tuple[str, ...], tuple[str, ...]], list[Record]] = {}
     for group in ordered(by_group, layout.groups):
         members = by_group[group]
         names = layout.cols
         if by_model:
             names = tuple(n for n in names if n != "inputImage" or any(r["inputImage"] for r in members))
             columns = ordered((key(r, names) for r in members), names)
-        cells: dict[tuple[tuple[str, ...], tuple[str, ...]], list[Record]] = {}
+        cells = {}
         for record in members:
             cells.setdefault((key(record, layout.rows), key(record, names)), []).append(record)
-        body = []
+        width = max(len(columns), 1)
+        compact: list[list[Any]] = []  # every row's JSON
+        html: list[dict[str, Any]] = []  # the rows the HTML may hold, as dicts
         for row in ordered((key(r, layout.rows) for r in members), layout.rows):
             found = [cells.get((row, col), []) for col in columns]
             first = next(r for rs in found for r in rs)
             counts = by_status(Counter(cell_text(r.get("status")) or "unknown" for rs in found for r in rs))
-            body.append({
+            built = {
                 "prompt": row[0] if layout.rows == ("prompt",) else None,
                 "pairs": [] if layout.rows == ("prompt",) else show.pairs(layout.rows, row),
                 "attrs": show.pairs(layout.attrs, key(first, layout.attrs)),
                 "tally": [(status_slug(s), n, status_label(s)) for s, n in counts],
                 "counts": counts,
                 "cells": [[_card(r, swept, params, posters, layout.attrs, show) for r in rs] for rs in found],
-            })  # fmt: skip
+            }  # fmt: skip
+            compact.append(sheet.row(built))
+            html += [built] if len(html) < pages.page_rows(width) else []
         sections.append({"heading": show.pairs(layout.groups, group), "head": _head(names, columns, show),
-                         "width": max(len(columns), 1), "rows": body})  # fmt: skip
+                         "width": width, "rows": sheet.section(width, compact, html)})  # fmt: skip
     optional = (*IMAGE_INPUTS, "input_image_sha256", MODEL)  # listed for the rows that have them
     present = {n for n in optional if not _blank(view["image_path" if n == "inputImage" else n])}
     listed = [n for n in (*INPUTS, "input_image_sha256", MODEL, "row_id", "task_id", "attempts", "source")
@@ -272,9 +280,9 @@ def build_report(manifest: pd.DataFrame, *, rows: str = "prompt", cols: str | No
         ((cell_text(r.get("row_id")), [cell_text(r.get(n)) for n in values]) for r in records),
     )
     filters = _filters(view, swept, params, ranks, show)
-    sheet = pages.sheet(sections, filters["selects"])  # every row as JSON; the HTML keeps the first rows
-    page = {**_header(view, layout, swept, title, show), "sections": sections, "inputs": inputs, "sheet": sheet,
-            **filters}  # fmt: skip
+    page = {**_header(view, layout, swept, title, show), "sections": sections, "inputs": inputs,
+            "sheet": sheet.finish(filters["selects"]), **filters}  # fmt: skip
+    del records, by_group, cells, members, view  # the rows are in the page's JSON: let their records go
     return _template().render(page=page, css=_asset("report.css"), sync=_asset("sync.js"), js=_asset("report.js"))
 
 
@@ -393,34 +401,19 @@ def _card(record: Record, swept: list[str], params: dict[str, str], posters: fro
         "label": status_label(status),
         "row_id": cell_text(record.get("row_id")),
         "data": [(params[n], cell_text(record.get(n))) for n in swept],
-        "ratio": ((_frame(record) or image["ratio"]) if image else "") or aspect_ratio(cell_text(record.get("size"))),
-        "video": _href(path) if playable else "",
-        "poster": _href(str(poster_path(Path(path)))) if playable and path in posters else "",
+        "ratio": ((frame_ratio(record) or image["ratio"]) if image else "")
+        or aspect_ratio(cell_text(record.get("size"))),
+        "video": href(path) if playable else "",
+        "poster": href(str(poster_path(Path(path)))) if playable and path in posters else "",
         "start": image if image.get("src") else None,
         "path": path,
-        "clip": _clip(record),
+        "clip": clip_length(record),
         "reason": reason,
         "cost": show_money(as_decimal(record.get("cost_usd"))),
         "time": show_seconds(as_float(record.get("elapsed_seconds"))),
         "shown": [(n, show.text(n, v)) for n, v in shown if v or (n not in ONE_MODEL and n != "inputImage")],
         "note": error if error and status == "succeeded" else "",
     }
-
-
-def _frame(record: Record) -> str:
-    """An image-to-video row's asked-for aspect ratio: its width and height, when neither follows the image."""
-    width, height = as_float(record.get("width")), as_float(record.get("height"))
-    return f"{width:g} / {height:g}" if width and height else ""
-
-
-def _href(path: str) -> str:
-    return quote(path.replace(os.sep, "/"))
-
-
-def _clip(record: Record) -> str:
-    """The clip's length (numFrames / fps), shown on the poster until the controls are."""
-    frames, fps = as_float(record.get("numFrames")), as_float(record.get("fps"))
-    return f"{frames / fps:.1f} s" if frames and fps else ""
 
 
 def write_report(out: Path, *, rows: str = "prompt", cols: str | None = None,
