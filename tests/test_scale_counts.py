@@ -25,6 +25,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+import flows.cli.console
 import flows.grid
 import flows.store.journal
 import flows.store.manifest
@@ -127,7 +128,7 @@ def whole_reads(patch: pytest.MonkeyPatch, seen: Counter[str]) -> None:
         seen["whole_read"] += columns is None
         return original(out, columns)
 
-    for module in (flows.store.manifest, flows.view.report):
+    for module in (flows.store.manifest, flows.view.report, flows.cli.console):
         patch.setattr(module, "read_manifest", read)
 
 
@@ -225,6 +226,11 @@ def test_the_command_line_expands_its_grid_once_for_its_check_and_its_flow(
     state: Any = asyncio.run(sweep(grid=[str(grid)], out=str(out), return_state=True))  # type: ignore[arg-type]
     assert state.is_completed(), state.message
     assert calls.seen["expand_grid"] == 3, "outside the command line, the flow loads its grid"
+    whole_reads(monkeypatch, calls.seen)
+    result = CliRunner().invoke(main, ["run", str(grid), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "20 of 20 rows succeeded" in result.output
+    assert calls.seen["whole_read"] == 1, "a reopen reads its manifest whole once: the command's lines need 8 columns"
 
 
 def test_a_manifest_is_written_again_only_when_its_table_or_a_file_beside_it_changed(

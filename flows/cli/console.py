@@ -36,7 +36,7 @@ from flows.orchestrate.children import stop_children
 from flows.orchestrate.local_server import prefect_api
 from flows.store.journal import JOURNAL, fold, iter_events
 from flows.store.manifest import MANIFEST_CSV, MANIFEST_PARQUET, build_manifest, read_manifest, write_manifest
-from flows.store.summary import Summary, summarize
+from flows.store.summary import SUMMARY_COLUMNS, Summary, summarize
 from flows.view.report import write_report
 from wiro_tasks._config import masked_urls
 
@@ -182,7 +182,7 @@ def run_with_progress(params: SweepParams, frame: pd.DataFrame, verbose: bool = 
         line.stylize("red", 0, len("error:"))
         console.print(line, soft_wrap=True)  # one line, whatever the width
         return exit_code_of(error if isinstance(error, BaseException) else None)
-    manifest = read_manifest(out)
+    manifest = read_manifest(out, (*SUMMARY_COLUMNS, "output_path"))  # not every input of 100,000 rows
     summary = summarize(manifest)
     console.print(("[green]" if summary.all_succeeded else "[yellow]") + summary.message)
     if state.is_cancelled():  # a stopped sweep: a short block, exit 130, never "rows failed"

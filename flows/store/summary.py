@@ -79,6 +79,9 @@ def _s(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f} s"
 
 
+SUMMARY_COLUMNS = ("row_id", "prompt", "seed", "status", "error", "cost_usd", "elapsed_seconds")  # what it reads
+
+
 def summarize(manifest: pd.DataFrame, strays: tuple[str, ...] = (), kept: tuple[str, ...] = ()) -> Summary:
     counts = {s: int((manifest["status"] == s).sum()) for s in STATUSES}
     counts = {s: n for s, n in counts.items() if n}
