@@ -331,7 +331,7 @@ async def test_the_socket_sends_the_frames_websocket_md_shows(make_emulator: Emu
 @pytest.mark.anyio
 @pytest.mark.parametrize("frames", ["emulator", "documented"])
 async def test_the_client_reads_both_kinds_of_socket_frames(make_emulator: EmulatorFactory, frames: str) -> None:
-    server = make_emulator(socket_frames=frames, queue_seconds=0.5)
+    server = make_emulator(socket_frames=frames, queue_seconds=2.0)  # queued still when the socket opens, under load
     async with AsyncWiroClient(API_KEY, API_SECRET, base_url=server.base_url, socket_url=server.socket_url) as c:
         submitted = await c.run(TextToVideoInput(prompt="a fox", num_frames=5))
         events = [e async for e in c.events(submitted.socket_token)]
