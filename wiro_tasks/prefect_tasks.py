@@ -290,15 +290,13 @@ async def wait_retrying(
 ) -> WaitOutcome:
     """`wait` without a task run: its body, tried again as the task is (after `WAIT_RETRY_DELAYS`,
     for a lost connection or a transient error only)."""
-    for delay in (*WAIT_RETRY_DELAYS, None):
+    for delay in WAIT_RETRY_DELAYS:
         try:
             return await wait_for_end(task_id, deadline, poll_interval, poll_cap, error_grace)
         except CURABLE as exc:
-            if delay is None:
-                raise
             _logger().warning("waiting for task %s failed (%s); trying again in %.0f s", task_id, exc, delay)
             await asyncio.sleep(delay)
-    raise AssertionError("unreachable")
+    return await wait_for_end(task_id, deadline, poll_interval, poll_cap, error_grace)  # its last try raises
 
 
 def as_state(outcome: WaitOutcome) -> WaitOutcome | State[Any]:

@@ -172,8 +172,9 @@ def run_with_progress(params: SweepParams, frame: pd.DataFrame, verbose: bool = 
                 console.print(f"Interrupted: cancelled {children} shard run(s); their workers stop their tasks.")
                 return 130
             stopped = kill_in_flight(out)
-            write_manifest(out, build_manifest(frame, fold(iter_events(out / JOURNAL)), final=True))
-            write_report(out)
+            manifest = build_manifest(frame, fold(iter_events(out / JOURNAL)), final=True)
+            write_manifest(out, manifest)
+            write_report(out, manifest=manifest)
             console.print(f"Interrupted: stopped {stopped} running Wiro task(s). Rerun the same command to resume.")
             return 130
     error = state.result(raise_on_failure=False) if state.is_failed() else None

@@ -32,10 +32,10 @@ async def rows_chunk(first: int, last: int, total: int, ended: asyncio.Future[st
     return Completed(message=await ended)
 
 
-def summary(counts: Counter[str], rows: int) -> str:
+def summary(counts: Counter[str]) -> str:
     """How a chunk's rows ended: `1,000 rows: 998 succeeded, 2 failed`, the most common first."""
     kinds = ", ".join(f"{n:,} {status}" for status, n in counts.most_common())
-    return f"{rows:,} rows: {kinds}"
+    return f"{counts.total():,} rows: {kinds}"
 
 
 @dataclass
@@ -96,7 +96,7 @@ class Chunks:
         if opened.left:  # a stopped sweep: its rows were never started
             opened.counts["not started"] += opened.left
         if not opened.ended.done():  # its task run cancelled under it: what it shows must not stop a row
-            opened.ended.set_result(summary(opened.counts, sum(opened.counts.values())))
+            opened.ended.set_result(summary(opened.counts))
 
     async def close(self) -> None:
         """End every chunk still open (rows a stopped sweep never started count as such) and wait

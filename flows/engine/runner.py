@@ -171,8 +171,7 @@ class SweepRunner:
         """The rows to their end, a window of them alive at once, with the background loops beside them."""
         ledger = self.ledger
         rows = RowTasks(window_size(self.settings.max_concurrency))
-        status = ledger.status.get
-        chunks = None if driver.steps.per_row else Chunks(len(todo), lambda row_id: status(row_id, ""), CHUNK_ROWS)
+        chunks = None if driver.steps.per_row else Chunks(len(todo), lambda r: ledger.status.get(r, ""), CHUNK_ROWS)
         helpers = [
             asyncio.create_task(ledger.keep_manifest_fresh(self.settings.manifest_interval)),
             asyncio.create_task(ledger.keep_journal_flushed()),

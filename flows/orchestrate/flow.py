@@ -11,7 +11,6 @@ a task are waited for, and no combination is paid for twice.
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -247,7 +246,7 @@ async def _report(
     shards: Mapping[int, str] | None = None,
 ) -> dict[str, Any] | State[Any]:
     summary = summarize(manifest, strays, kept)
-    await asyncio.to_thread(functools.partial(write_report, out, manifest=manifest))
+    await asyncio.to_thread(write_report, out, manifest=manifest)
     context = FlowRunContext.get()
     if context is not None and context.flow_run is not None:
         async with get_client() as client:

@@ -90,7 +90,7 @@ def _write_final(flow: Flow[Any, Any], flow_run: FlowRun, out: Path, logger: Any
                           max_combinations=int(params.get("max_combinations") or DEFAULT_MAX_COMBINATIONS))  # fmt: skip
         manifest = build_manifest(frame, fold(iter_events(out / JOURNAL)), final=True)
         write_manifest(out, manifest)
-        write_report(out)
+        write_report(out, manifest=manifest)
 
         async def artifacts() -> None:
             async with get_client() as client:

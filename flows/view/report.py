@@ -251,6 +251,7 @@ def build_report(manifest: pd.DataFrame, *, rows: str = "prompt", cols: str | No
         for record in members:
             cells.setdefault((key(record, layout.rows), key(record, names)), []).append(record)
         width = max(len(columns), 1)
+        held = pages.page_rows(width)  # the rows the HTML may hold: a page's
         compact: list[list[Any]] = []  # every row's JSON
         html: list[dict[str, Any]] = []  # the rows the HTML may hold, as dicts
         for row in ordered((key(r, layout.rows) for r in members), layout.rows):
@@ -266,7 +267,7 @@ def build_report(manifest: pd.DataFrame, *, rows: str = "prompt", cols: str | No
                 "cells": [[_card(r, swept, params, posters, layout.attrs, show) for r in rs] for rs in found],
             }  # fmt: skip
             compact.append(sheet.row(built))
-            html += [built] if len(html) < pages.page_rows(width) else []
+            html += [built] if len(html) < held else []
         sections.append({"heading": show.pairs(layout.groups, group), "head": _head(names, columns, show),
                          "width": width, "rows": sheet.section(width, compact, html)})  # fmt: skip
     optional = (*IMAGE_INPUTS, "input_image_sha256", MODEL)  # listed for the rows that have them
