@@ -271,3 +271,64 @@ def test_kill_in_flight_stops_the_journals_tasks_and_records_it(
     assert stops == [("/Task/Cancel", "901"), ("/Task/Kill", "901")], "the finished row's task is left alone"
     last = read_events(out / JOURNAL)[-1]
     assert (last["event"], last["row_id"], last["status"], last["cost"]) == ("finished", "row-a", "cancelled", "0.0125")
+
+
+@dataclass
+class HeldWiro(FakeWiro):
+    """`FakeWiro` whose answers about the tasks in `held` wait until `release` is set (a Wiro slow
+    to answer for one task), and which counts the requests it holds at once."""
+
+    held: set[str] = field(default_factory=set)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    in_flight: int = 0
+    most_in_flight: int = 0
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0.01)  # an answer takes a moment: others may be sent meanwhile
+            if str(json.loads(request.content or b"{}").get("taskid")) in self.held:
+                await self.release.wait()
+            return self(request)
+        finally:
+            self.in_flight -= 1
+
+    def client(self) -> AsyncWiroClient:
+        transport = httpx.MockTransport(self.handle)
+        return AsyncWiroClient("k", "s", base_url="https://api.test/v1", transport=transport, retry=NO_RETRY)
+
+
+def test_a_task_slow_to_stop_does_not_hold_back_the_others_stops() -> None:
+    """Every second a task runs is billed: a stop is not queued behind another task's slow answer
+    (one at a time, 100 running tasks took 18 minutes to stop with the API unreachable)."""
+    wiro = HeldWiro(held={"501"})
+    for task_id in ("501", "502", "503"):
+        wiro.add(task_id, RUNNING)
+    record = Recorder()
+
+    async def go(client: AsyncWiroClient) -> None:
+        stopping_all = asyncio.create_task(stop_tasks(client, {"a": "501", "b": "502", "c": "503"}, record))
+        for _ in range(500):
+            if wiro.tasks["502"]["status"] == wiro.tasks["503"]["status"] == CANCELLED:
+                break
+            await asyncio.sleep(0.01)
+        assert wiro.tasks["502"]["status"] == wiro.tasks["503"]["status"] == CANCELLED, "the others were stopped"
+        assert not stopping_all.done(), "the slow one is still being stopped"
+        wiro.release.set()
+        await stopping_all
+
+    run(go, wiro)
+    assert sorted((r, f["status"]) for _, r, f in record.lines) == [("a", "cancelled"), ("b", "cancelled"),
+                                                                    ("c", "cancelled")]  # fmt: skip
+
+
+def test_stops_are_sent_side_by_side_but_not_all_at_once() -> None:
+    wiro = HeldWiro()
+    live = {f"row-{n}": str(600 + n) for n in range(3 * stopping.STOPS_AT_ONCE)}
+    for task_id in live.values():
+        wiro.add(task_id, RUNNING)
+    record = Recorder()
+    run(lambda c: stop_tasks(c, live, record), wiro)
+    assert wiro.most_in_flight == stopping.STOPS_AT_ONCE, "as many as allowed, and no more"
+    assert [f["status"] for _, _, f in record.lines] == ["cancelled"] * len(live)

@@ -10,7 +10,8 @@ on the account may have sent the same inputs, and its task is not ours to kill.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping
+import functools
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,41 +30,61 @@ LOOKS = (1.0, 5.0)  # seconds before each Task/List scan for an unanswered Run's
 RECENT = timedelta(minutes=15)  # older unanswered intents are left to the next run's own search
 CONFIRM_SECONDS = 5.0  # how long stopped tasks are read again for their end
 CONFIRM_STEP = 0.5
+STOPS_AT_ONCE = 16  # stop (and confirming read) requests in flight at once
 
 
 async def stop_tasks(client: AsyncWiroClient, live: Mapping[str, str], record: Record) -> int:
-    """Cancel (queued) or kill (running) each task of `live` (row id -> task id); records how each
-    ended with what it cost. A task that ended on its own meanwhile (it cannot be stopped any
-    more) is recorded as Wiro says it ended: a success stays a paid output a rerun fetches.
-    A stop is confirmed by reading the task (its answer may not hold it): one still running is
-    read again for up to `CONFIRM_SECONDS`, then left to the next run's wait. Returns how many
-    it tried."""
-    pending: dict[str, str] = {}
-    for row_id, task_id in live.items():
-        try:
-            try:
-                stopped = await client.cancel(task_id)
-            except TaskStateError:
-                stopped = await client.kill(task_id)
-        except WiroError as exc:
-            ended = await _ended(client, task_id)
-            if ended is None:
-                record("note", row_id, error=f"could not stop task {task_id}: {exc}")
-            else:
-                record("finished", row_id, task_id=task_id, **as_finished(ended))
-            continue
-        if not _record_stopped(stopped, row_id, record):
-            pending[row_id] = task_id
+    """Cancel (queued) or kill (running) each task of `live` (row id -> task id), `STOPS_AT_ONCE`
+    at a time: every second a task runs is billed, so no stop waits behind another task's slow
+    answer. Records how each ended with what it cost. A task that ended on its own meanwhile (it
+    cannot be stopped any more) is recorded as Wiro says it ended: a success stays a paid output
+    a rerun fetches. A stop is confirmed by reading the task (its answer may not hold it): one
+    still running is read again for up to `CONFIRM_SECONDS`, then left to the next run's wait.
+    Returns how many it tried."""
+    pending = await _each(functools.partial(_stop, client, record), live)
     deadline = asyncio.get_running_loop().time() + CONFIRM_SECONDS
     while pending and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(CONFIRM_STEP)
-        for row_id, task_id in list(pending.items()):
-            ended = await _ended(client, task_id)
-            if ended is not None and _record_stopped(ended, row_id, record):
-                del pending[row_id]
+        pending = await _each(functools.partial(_confirm, client, record), pending)
     for row_id, task_id in pending.items():
         record("note", row_id, error=f"stop sent to task {task_id}, still running: the next run waits for its end")
     return len(live)
+
+
+async def _each(step: Callable[[str, str], Awaitable[bool]], tasks: Mapping[str, str]) -> dict[str, str]:
+    """`step(row_id, task_id)` for each of `tasks`, `STOPS_AT_ONCE` at a time; the rows whose
+    step did not see their task end. An error stops the rest, as it would one at a time."""
+    gate = asyncio.Semaphore(STOPS_AT_ONCE)
+
+    async def gated(row_id: str, task_id: str) -> bool:
+        async with gate:
+            return await step(row_id, task_id)
+
+    async with asyncio.TaskGroup() as group:
+        ended = {row_id: group.create_task(gated(row_id, task_id)) for row_id, task_id in tasks.items()}
+    return {row_id: tasks[row_id] for row_id, done in ended.items() if not done.result()}
+
+
+async def _stop(client: AsyncWiroClient, record: Record, row_id: str, task_id: str) -> bool:
+    """Stop one task and record how it ended; False when it is still to be seen to end."""
+    try:
+        try:
+            stopped = await client.cancel(task_id)
+        except TaskStateError:
+            stopped = await client.kill(task_id)
+    except WiroError as exc:
+        ended = await _ended(client, task_id)
+        if ended is None:
+            record("note", row_id, error=f"could not stop task {task_id}: {exc}")
+        else:
+            record("finished", row_id, task_id=task_id, **as_finished(ended))
+        return True  # nothing more to confirm: a rerun looks at a task it could not stop
+    return _record_stopped(stopped, row_id, record)
+
+
+async def _confirm(client: AsyncWiroClient, record: Record, row_id: str, task_id: str) -> bool:
+    ended = await _ended(client, task_id)
+    return ended is not None and _record_stopped(ended, row_id, record)
 
 
 def _record_stopped(task: WiroTask, row_id: str, record: Record) -> bool:
