@@ -67,14 +67,14 @@ class Ledger:
         self.manifest = ManifestBuilder(grid)
         self.status = {r: row_status(self.states.get(r))[0] for r in row_ids}
         self.counts = Counter(self.status.values())
-        self._holders: dict[str, set[str]] = {}  # task id -> the rows that ever held it
+        self._holders: dict[str, tuple[str, ...]] = {}  # task id -> the rows that ever held it (a set was 216 B)
         self._working: set[str] | None = None  # rows this run has yet to be through with (`work_on`)
         self._done = 0  # rows done, counted as `work_on` says
         self._paid: dict[str, Counter[str]] = {}  # account -> the tasks rows on it hold (strays too), counted
         self._paid_by: dict[str, tuple[str, tuple[str, ...]]] = {}  # row id -> its account and those tasks
         for state in self.states.values():
             for task_id in state.task_ids:
-                self._holders.setdefault(task_id, set()).add(state.row_id)
+                self._hold(task_id, state.row_id)
             self._index_paid(state)
         self._dirty = asyncio.Event()
         self._version = 0
@@ -93,7 +93,7 @@ class Ledger:
         state = self.state(row_id)
         state.apply(entry)
         if state.task_id:
-            self._holders.setdefault(state.task_id, set()).add(row_id)
+            self._hold(state.task_id, row_id)
         self._index_paid(state)
         self.manifest.forget(row_id)
         if row_id in self.status:
@@ -108,6 +108,11 @@ class Ledger:
         if state is None:
             state = self.states[row_id] = RowState(row_id)
         return state
+
+    def _hold(self, task_id: str, row_id: str) -> None:
+        held = self._holders.get(task_id, ())
+        if row_id not in held:
+            self._holders[task_id] = (*held, row_id)
 
     def _index_paid(self, state: RowState) -> None:
         """Keep `paid_tasks`' index of the row's tasks up to date (its account or tasks changed)."""

@@ -30,12 +30,19 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _cells(column: pd.Series) -> list[Any]:
-    values = column.tolist()
+    values = _shared(column.tolist())
     kind = column.dtype
     if isinstance(kind, pd.StringDtype) or not (pd.api.types.is_object_dtype(kind) or
                                                 isinstance(kind, pd.api.extensions.ExtensionDtype)):  # fmt: skip
         return values  # Python's own values already
     return list(map(_native, values))
+
+
+def _shared(values: list[Any]) -> list[Any]:
+    """Equal text as one object: a column's cells are each a copy, and a value that every row
+    repeats (a model, a negative prompt) cost a copy a row for as long as the sweep ran."""
+    pool: dict[str, str] = {}
+    return [pool.setdefault(v, v) if type(v) is str else v for v in values]
 
 
 def _native(value: Any) -> Any:

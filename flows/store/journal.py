@@ -348,10 +348,30 @@ def _fold_file(path: Path) -> tuple[dict[str, RowState], dict[str, Upload]]:
 
 def fold(events: Iterable[dict[str, Any]]) -> dict[str, RowState]:
     states: dict[str, RowState] = {}
+    shared: dict[str, str] = {}
     for record in events:
         row = record["row_id"]
         state = states.get(row)
         if state is None:  # made once per row, not once per line: a 100,000-row fold makes 100,000
             state = states[row] = RowState(row)
+        _share(record, shared)
         state.apply(record)
     return states
+
+
+_SHARED = ("status", "model", "account")
+
+
+def _share(record: dict[str, Any], pool: dict[str, str]) -> None:
+    """The text that many rows repeat (a status, a model, an account, an input such as the default
+    negative prompt) as one object in `pool`: each line decodes its own copy, and the rows kept
+    them all, 1 KiB a row and more."""
+    for name in _SHARED:
+        value = record.get(name)
+        if type(value) is str:
+            record[name] = pool.setdefault(value, value)
+    inputs = record.get("inputs")
+    if type(inputs) is dict:
+        for name, value in inputs.items():
+            if type(value) is str:
+                inputs[name] = pool.setdefault(value, value)

@@ -51,7 +51,7 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@dataclass
+@dataclass(slots=True)
 class LostRun:
     """A Run request whose answer was lost and whose task was not found: it may still have made one."""
 
@@ -60,7 +60,7 @@ class LostRun:
     id_floor: int | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Stray:
     """A task this sweep paid for that its row did not adopt, and what became of it."""
 
@@ -79,7 +79,7 @@ class Stray:
         return not self.status or (self.status == "succeeded" and not self.path)
 
 
-@dataclass
+@dataclass(slots=True)
 class RowState:
     """Where one row stands, folded from its journal lines."""
 
