@@ -401,11 +401,11 @@ def test_a_poster_is_made_for_a_video_without_one_and_a_broken_video_gets_none(
     video.write_bytes(emulator_video(tmp_path / "renders", row))
     broken = tmp_path / "b.mp4"
     broken.write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
-    assert ensure_posters([video, broken, tmp_path / "gone.mp4"]) == 1
+    assert ensure_posters([video, broken, tmp_path / "gone.mp4"]) == (1, {str(video)})
     assert poster_path(video).read_bytes()[:3] == b"\xff\xd8\xff"
     assert not poster_path(broken).exists()
     assert "no poster for" in caplog.text
-    assert ensure_posters([video]) == 0, "an up-to-date poster is kept"
+    assert ensure_posters([video]) == (0, {str(video)}), "an up-to-date poster is kept, and shown"
     assert save_poster(broken) is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "a.mp4", "b.mp4", "renders"], "no temp left"
 

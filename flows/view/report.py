@@ -33,7 +33,7 @@ from markupsafe import Markup
 
 from flows.grid import BASIC_INPUTS, IMAGE_INPUTS, INPUTS
 from flows.store.manifest import MANIFEST_PARQUET, atomic_write_text, read_manifest
-from flows.store.posters import ensure_posters, poster_path, with_posters
+from flows.store.posters import ensure_posters, poster_path
 from flows.store.summary import summarize
 from flows.store.thumbnails import (
     ONE_MODEL,
@@ -427,8 +427,7 @@ def write_report(out: Path, *, rows: str = "prompt", cols: str | None = None,
     manifest = read_manifest(out) if manifest is None else manifest
     videos = [p for p, s in zip(manifest["output_path"], manifest["status"], strict=True) if p and s == "succeeded"]
     paths = {p: os.path.join(out, p) for p in videos}
-    ensure_posters(paths.values())
-    shown = with_posters(paths.values())
+    shown = ensure_posters(paths.values()).shown
     posters = frozenset(p for p, path in paths.items() if path in shown)
     images = with_image_columns(manifest)[["inputImage", "input_image_sha256"]].map(cell_text)
     shas = {s for s in images["input_image_sha256"] if is_sha256(s)}
