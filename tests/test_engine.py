@@ -208,3 +208,21 @@ def test_a_ledger_clears_every_whole_file_write_a_killed_process_left(tmp_path: 
     ledger_in(tmp_path)
     assert [p for p in left if p.exists()] == []
     assert (tmp_path / "keep.tmp").exists()
+
+
+def test_a_ledger_clears_the_half_written_files_a_killed_process_left(tmp_path: Path) -> None:
+    """Partial downloads and atomic writes cut short are deleted when a run takes the OUT; saved
+    videos, posters and files that only look alike stay."""
+    videos, strays = tmp_path / "videos", tmp_path / "strays"
+    videos.mkdir()
+    strays.mkdir()
+    left = [videos / "fox-seed1.mp4.123.part", videos / ".fox-seed2.mp4.9.part", strays / "77.mp4.5.part",
+            tmp_path / ".manifest.csv.42.tmp"]  # fmt: skip
+    kept = [videos / "fox-seed1.mp4", videos / "fox-seed1.jpg", videos / "part", tmp_path / "notes.tmp"]
+    for path in [*left, *kept]:
+        path.write_bytes(b"x")
+    (videos / "a.part").mkdir()  # a folder is not a download
+    ledger_in(tmp_path)
+    assert [p for p in left if p.exists()] == []
+    assert [p for p in kept if not p.exists()] == []
+    assert (videos / "a.part").is_dir()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -84,7 +85,7 @@ class Ledger:
         # Left by a process killed mid-write: the OUT's own files written whole (`atomic_write`: the
         # manifests, summary.json, the report) and partial downloads. This run holds the OUT's lock.
         written = [p for p in out.glob(".*.tmp") if p.is_file()]
-        for stale in [*written, *(out / VIDEOS).glob("*.part"), *(out / STRAYS).glob("*.part")]:
+        for stale in [*written, *_partial(out / VIDEOS), *_partial(out / STRAYS)]:
             stale.unlink(missing_ok=True)
 
     def record(self, event: str, row_id: str, **fields: Any) -> None:
@@ -233,6 +234,16 @@ class Ledger:
             # Big grids take longer to rebuild: never spend more than ~5% of the time on it.
             spent = time.perf_counter() - started
             await asyncio.sleep(max(interval, 20 * spent))
+
+
+def _partial(folder: Path) -> list[Path]:
+    """The partial downloads (`*.part` files) in `folder`, from one listing: a glob of 200,000
+    saved videos and posters took 0.3 s of every resume."""
+    try:
+        with os.scandir(folder) as entries:
+            return [Path(e.path) for e in entries if e.name.endswith(".part") and e.is_file()]
+    except OSError:  # none yet
+        return []
 
 
 def owned_by(state: RowState, account: str) -> bool:
