@@ -275,10 +275,10 @@ def _combination(
     values = canonical(values)
     if info is not None:
         values.pop(IMAGE_URL)
-        key = row_id(chosen, {**values, IMAGE_SHA: info.sha256})  # the content, not the path, names the row
+        key = _id_of(chosen, {**values, IMAGE_SHA: info.sha256})  # the content, not the path, names the row
         row = {**values, IMAGE: text, IMAGE_SHA: info.sha256, IMAGE_PATH: str(info.path)}
     else:
-        key = row_id(chosen, values)
+        key = _id_of(chosen, values)
         row = dict(values)
     return key, {MODEL: chosen, **{name: row.get(name) for name in (*INPUTS, IMAGE_SHA, IMAGE_PATH)}}
 
@@ -314,7 +314,12 @@ def canonical(values: Mapping[str, Value]) -> dict[str, Value]:
 def row_id(model: str, values: Mapping[str, Value]) -> str:
     """A stable id from the model and the resolved inputs: reordering a file keeps it, and so
     does spelling a number another way (`5`, `05`, `5.0`, `-0.0` and `0`)."""
-    text = _ID_JSON.encode({"model": model, "inputs": canonical(values)})
+    return _id_of(model, canonical(values))
+
+
+def _id_of(model: str, values: Mapping[str, Value]) -> str:
+    """`row_id` of values already `canonical`."""
+    text = _ID_JSON.encode({"model": model, "inputs": values})
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
