@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from flows.engine.progress import Progress
 from flows.engine.rows import STRAYS, VIDEOS
+from flows.memory import give_back
 from flows.store.journal import Journal, JournalWriteError
 from flows.store.manifest import (
     MANIFEST_PARQUET,
@@ -231,6 +232,8 @@ class Ledger:
                 logger.warning("could not write the manifest in %s: %s", self.out, exc.strerror or exc)
             except Exception:
                 logger.exception("could not write the manifest")
+            del manifest  # not kept through the pause: 150 MB at 100,000 rows
+            give_back()
             # Big grids take longer to rebuild: never spend more than ~5% of the time on it.
             spent = time.perf_counter() - started
             await asyncio.sleep(max(interval, 20 * spent))

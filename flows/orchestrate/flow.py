@@ -31,6 +31,7 @@ from flows.engine.runner import SweepRunner
 from flows.engine.settings import DEFAULTS, SweepParams
 from flows.errors import SweepError
 from flows.grid import load_grid, model_name
+from flows.memory import give_back
 from flows.orchestrate.artifacts import (
     ProgressArtifact,
     artifact_scope,
@@ -175,6 +176,7 @@ async def sweep(
                 with listening(shown.update), stopping_on_signals():
                     result = await runner.run()
                 del runner, frame  # every row's state and input: the report, built next, needs room at 100,000
+                give_back()
                 await shown.flush()
         finally:
             journal.close()
