@@ -359,18 +359,19 @@ def fold(events: Iterable[dict[str, Any]]) -> dict[str, RowState]:
     return states
 
 
-_SHARED = ("status", "model", "account")
+_SHARED = {"intent": ("model", "account"), "finished": ("status",)}  # the lines that repeat text, and where
 
 
 def _share(record: dict[str, Any], pool: dict[str, str]) -> None:
     """The text that many rows repeat (a status, a model, an account, an input such as the default
     negative prompt) as one object in `pool`: each line decodes its own copy, and the rows kept
     them all, 1 KiB a row and more."""
-    for name in _SHARED:
+    names = _SHARED.get(record["event"], ())
+    for name in names:
         value = record.get(name)
         if type(value) is str:
             record[name] = pool.setdefault(value, value)
-    inputs = record.get("inputs")
+    inputs = record.get("inputs") if names else None
     if type(inputs) is dict:
         for name, value in inputs.items():
             if type(value) is str:
