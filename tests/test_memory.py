@@ -22,12 +22,13 @@ def resident_bytes() -> int:
 
 
 def kept_per_row_after_rewrites(rows: int, rewrites: int = 2) -> float:
-    """Bytes a row that the process holds more after the ledger rewrote a finished OUT's manifest
-    `rewrites` times (its background loop, as a sweep runs it) than before."""
+    """Bytes a row that the process holds more after the ledger wrote a finished OUT's manifest,
+    then rewrote it `rewrites` times (its background loop, as a sweep runs it), than before."""
     import flows  # noqa: F401  first, as the command and a deployment's flow run import it
     from bench.scale_plan import finished_out, write_grid
     from flows.engine.ledger import Halt, Ledger
     from flows.grid import load_grid
+    from flows.memory import give_back
     from flows.store.journal import Journal
 
     async def rewrite(ledger: Ledger) -> None:
@@ -46,9 +47,10 @@ def kept_per_row_after_rewrites(rows: int, rewrites: int = 2) -> float:
         frame = load_grid([grid])
         journal = Journal(out)
         ledger = Ledger(frame, frame["row_id"].tolist(), out, journal, Halt())
-        ledger.write()
         gc.collect()
+        give_back()  # from as little as the process can hold
         before = resident_bytes()
+        ledger.write()  # the run's first write, then its loop's
         asyncio.run(rewrite(ledger))
         gc.collect()
         kept = resident_bytes() - before
@@ -58,9 +60,10 @@ def kept_per_row_after_rewrites(rows: int, rewrites: int = 2) -> float:
 
 @pytest.mark.skipif(sys.platform != "linux", reason="what is given back, and how, is Linux's (flows/memory.py)")
 def test_a_manifest_rewrite_gives_its_memory_back() -> None:
-    """A sweep rewrites its manifest every few seconds. Each rewrite's table and CSV text stayed
-    with the process once freed (2 KiB a row: 200 MiB at 100,000 rows, out of Python's reach)."""
+    """A sweep rewrites its manifest every few seconds. The tables and CSV texts of three writes
+    left the process 1.4 KiB a row larger once freed (140 MiB at 100,000 rows, out of Python's
+    reach: pyarrow's pool kept its part, glibc's malloc the rest); 0.55 KiB now."""
     code = f"from tests.test_memory import kept_per_row_after_rewrites as k; print(k({ROWS}))"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert float(done.stdout.split()[-1]) < 300, done.stdout
+    assert float(done.stdout.split()[-1]) < 1000, done.stdout

@@ -38,6 +38,7 @@ def run(dry_run: bool, emulator: bool, verbose: bool, **given: Any) -> None:
     Prefect).
     """
     from flows.grid import load_grid, model_name, parse_axes
+    from flows.memory import give_back
     from flows.store.checks import (
         check_journals,
         check_one_sweep,
@@ -51,6 +52,7 @@ def run(dry_run: bool, emulator: bool, verbose: bool, **given: Any) -> None:
                             "model": model_name(given["model"])})  # fmt: skip
     frame = load_grid(params.grid, params.axes, model=params.model, max_combinations=params.max_combinations)
     check_one_sweep(Path(params.out), frame)  # another grid's paid rows in OUT would drop from its manifest
+    give_back()  # what the grid's expansion and the journal's fold were done with
     if dry_run:
         from flows.cli.dry_run import dry_run_report
 
