@@ -332,3 +332,18 @@ def test_stops_are_sent_side_by_side_but_not_all_at_once() -> None:
     run(lambda c: stop_tasks(c, live, record), wiro)
     assert wiro.most_in_flight == stopping.STOPS_AT_ONCE, "as many as allowed, and no more"
     assert [f["status"] for _, _, f in record.lines] == ["cancelled"] * len(live)
+
+
+def test_an_error_that_is_not_wiro_s_stops_the_stopping_as_itself() -> None:
+    """A bug or an interruption in one stop ends the others and is raised as it is, not wrapped."""
+    wiro = FakeWiro()
+    wiro.add("701", RUNNING)
+    wiro.add("702", RUNNING)
+
+    async def broken(client: AsyncWiroClient, record: Any, row_id: str, task_id: str) -> bool:
+        raise LookupError(f"no such row {row_id}")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(stopping, "_stop", broken)
+        with pytest.raises(LookupError, match="no such row"):
+            run(lambda c: stop_tasks(c, {"a": "701", "b": "702"}, Recorder()), wiro)

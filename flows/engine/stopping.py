@@ -60,8 +60,11 @@ async def _each(step: Callable[[str, str], Awaitable[bool]], tasks: Mapping[str,
         async with gate:
             return await step(row_id, task_id)
 
-    async with asyncio.TaskGroup() as group:
-        ended = {row_id: group.create_task(gated(row_id, task_id)) for row_id, task_id in tasks.items()}
+    try:
+        async with asyncio.TaskGroup() as group:
+            ended = {row_id: group.create_task(gated(row_id, task_id)) for row_id, task_id in tasks.items()}
+    except BaseExceptionGroup as failed:  # the first error, as one at a time raised it
+        raise failed.exceptions[0] from None
     return {row_id: tasks[row_id] for row_id, done in ended.items() if not done.result()}
 
 
