@@ -235,7 +235,9 @@ def write_manifest(out: Path, manifest: pd.DataFrame | pa.Table, source: bytes |
     table = manifest if isinstance(manifest, pa.Table) else to_table(manifest)
     text = _csv_text(table)
     types = table.schema.to_string(show_field_metadata=False, show_schema_metadata=False).encode()
-    digest = hashlib.blake2b(types + b"\0" + text, digest_size=20).hexdigest().encode()
+    hashed = hashlib.blake2b(types + b"\0", digest_size=20)
+    hashed.update(text)
+    digest = hashed.hexdigest().encode()
     metadata = {k: v for k, v in (table.schema.metadata or {}).items() if k not in (DIGEST_KEY, SOURCE_KEY)}
     table = table.replace_schema_metadata({**metadata, DIGEST_KEY: digest, **({SOURCE_KEY: source} if source else {})})
     with _WRITING:  # the CSV before the Parquet, whose digest says the CSV is of its table
@@ -287,8 +289,9 @@ DIGEST_KEY = b"wiro-sweep-digest"
 SOURCE_KEY = b"wiro-sweep-source"
 
 
-def _csv_text(table: pa.Table) -> bytes:
-    """The CSV manifest's bytes: money as plain decimals, times to the second."""
+def _csv_text(table: pa.Table) -> pa.Buffer:
+    """The CSV manifest's bytes, in pyarrow's memory (60 MB at 100,000 rows: copied to Python's,
+    and again to hash them, they were three at once): money as plain decimals, times to the second."""
     for name in ("cost_usd", "submitted_at", "finished_at"):
         column = table.column(name)
         if name == "cost_usd":  # plain decimal text: 0.00351, 0.00 (never 0E-18 nor 0.003510000000000000)
@@ -298,11 +301,10 @@ def _csv_text(table: pa.Table) -> bytes:
         table = table.set_column(COLUMNS.index(name), name, text)
     sink = pa.BufferOutputStream()
     pacsv.write_csv(table, sink, pacsv.WriteOptions(quoting_style="needed"))
-    written: bytes = sink.getvalue().to_pybytes()
-    return written
+    return sink.getvalue()
 
 
-def _write_bytes(path: str, data: bytes) -> None:
+def _write_bytes(path: str, data: pa.Buffer) -> None:
     Path(path).write_bytes(data)
 
 
