@@ -3,10 +3,11 @@
 A sweep of 100,000 rows builds its manifest again every few seconds (a table and its CSV text,
 150 MB), and its report once at the end. Once freed, that memory stayed with the process, out
 of reach of the next piece of work: pyarrow's default pool (mimalloc) keeps what it frees for
-itself, and so does glibc's malloc for Python's own objects. On Linux, pyarrow is told to use
-jemalloc and to give freed pages back at once (set before pyarrow is first imported: importing
+itself, and so does glibc's malloc for Python's own objects. On x86-64 Linux, pyarrow is told to
+use jemalloc and to give freed pages back at once (set before pyarrow is first imported: importing
 `flows` does it), and `give_back` asks glibc to return what it holds free (`malloc_trim`, as
-Dask's workers do). Elsewhere both are left as they are.
+Dask's workers do; any Linux with glibc). Elsewhere both are left as they are: another pool name
+would only earn a warning where pyarrow was built without jemalloc.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import platform
 import sys
 from typing import Any
 
 
 def arrow_gives_back() -> None:
     """pyarrow's pool: jemalloc, whose freed pages go back at once (unless the environment says otherwise)."""
-    if sys.platform == "linux":  # where pyarrow's wheels are built with jemalloc
+    if sys.platform == "linux" and platform.machine() == "x86_64":  # pyarrow's wheels with jemalloc, as tried
         os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
         os.environ.setdefault("JE_ARROW_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
 
