@@ -233,7 +233,7 @@ class Ledger:
             except Exception:
                 logger.exception("could not write the manifest")
             del manifest  # not kept through the pause: 150 MB at 100,000 rows
-            give_back()
+            await asyncio.to_thread(give_back)  # tens of ms on a large heap: not on the loop the rows run on
             # Big grids take longer to rebuild: never spend more than ~5% of the time on it.
             spent = time.perf_counter() - started
             await asyncio.sleep(max(interval, 20 * spent))
