@@ -37,6 +37,7 @@ from ._exceptions import WiroError
 
 Check = Callable[[Path], None]
 """Looks at a finished download before it is renamed into place; raises `DownloadRejectedError`."""
+PART_SUFFIX = ".part"  # a download in progress: `<dest>.part` (a rerun deletes one a killed run left)
 MAX_MP4_BOXES = 100_000  # top-level boxes walked before a file counts as garbage (real ones have a handful)
 
 
@@ -127,7 +128,7 @@ class PartFile:
     def __init__(self, dest: Path, allowance: Allowance) -> None:
         self.dest = dest
         self.allowance = allowance
-        self.part = dest.with_name(dest.name + ".part")
+        self.part = dest.with_name(dest.name + PART_SUFFIX)
         self.size = 0
         self._hash = hashlib.sha256()
         self._file: Any = None

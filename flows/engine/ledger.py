@@ -36,6 +36,7 @@ from flows.store.manifest import (
     write_manifest,
 )
 from flows.store.rowstate import RowState
+from wiro_tasks.downloads import PART_SUFFIX
 
 JOURNAL_FLUSH_SECONDS = 0.1
 OUT_RETRY_SECONDS = 1.0
@@ -244,7 +245,7 @@ def _partial(folder: Path) -> list[Path]:
     saved videos and posters took 0.3 s of every resume."""
     try:
         with os.scandir(folder) as entries:
-            return [Path(e.path) for e in entries if e.name.endswith(".part") and e.is_file()]
+            return [Path(e.path) for e in entries if e.name.endswith(PART_SUFFIX) and e.is_file()]
     except OSError:  # none yet
         return []
 
