@@ -12,7 +12,6 @@ would only earn a warning where pyarrow was built without jemalloc.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import os
 import platform
@@ -39,6 +38,8 @@ def _malloc_trim() -> Any:
     """glibc's `malloc_trim`, or None (another libc, another system)."""
     if sys.platform != "linux":
         return None
+    import ctypes  # here: `wiro-sweep --help` imports flows
+
     try:
         return ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):  # musl has none

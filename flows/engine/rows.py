@@ -30,8 +30,10 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _cells(column: pd.Series) -> list[Any]:
-    values = _shared(column.tolist())
     kind = column.dtype
+    values = column.tolist()
+    if not (pd.api.types.is_numeric_dtype(kind) or pd.api.types.is_bool_dtype(kind)):  # text, or may hold it
+        values = _shared(values)
     if isinstance(kind, pd.StringDtype) or not (pd.api.types.is_object_dtype(kind) or
                                                 isinstance(kind, pd.api.extensions.ExtensionDtype)):  # fmt: skip
         return values  # Python's own values already

@@ -100,11 +100,13 @@ def ensure_posters(videos: Iterable[str | Path]) -> Posters:
     0.5 s more. A poster that could not be made again stays, older."""
     wanted: list[str] = []
     shown: set[str] = set()
-    listed = _Listings()
+    listed: dict[str, dict[str, tuple[int, bool]]] = {}  # folder -> its entries
     for given in videos:
         video = os.fspath(given)
         folder, name = os.path.split(video)
-        entries = listed.of(folder)
+        entries = listed.get(folder)
+        if entries is None:
+            entries = listed[folder] = _entries(folder or ".")
         made, poster = entries.get(name), entries.get(_poster_name(name))
         if poster is not None and poster[1]:
             shown.add(video)
@@ -123,25 +125,13 @@ def _poster_name(video: str) -> str:
     return os.path.splitext(video)[0] + POSTER_SUFFIX
 
 
-class _Listings:
-    """Each folder's entries by name, listed once: (mtime in ns, whether a regular file)."""
-
-    def __init__(self) -> None:
-        self.folders: dict[str, dict[str, tuple[int, bool]]] = {}
-
-    def of(self, folder: str) -> dict[str, tuple[int, bool]]:
-        found = self.folders.get(folder)
-        if found is None:
-            found = self.folders[folder] = self._list(folder or ".")
-        return found
-
-    @staticmethod
-    def _list(folder: str) -> dict[str, tuple[int, bool]]:
-        try:
-            with os.scandir(folder) as entries:
-                return {e.name: (e.stat().st_mtime_ns, e.is_file()) for e in entries if _exists(e)}
-        except OSError:  # no folder, or one that cannot be listed: no files in it
-            return {}
+def _entries(folder: str) -> dict[str, tuple[int, bool]]:
+    """A folder's entries by name: (mtime in ns, whether a regular file)."""
+    try:
+        with os.scandir(folder) as entries:
+            return {e.name: (e.stat().st_mtime_ns, e.is_file()) for e in entries if _exists(e)}
+    except OSError:  # no folder, or one that cannot be listed: no files in it
+        return {}
 
 
 def _exists(entry: os.DirEntry[str]) -> bool:
