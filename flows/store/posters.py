@@ -10,6 +10,7 @@ side by side). PyAV's FFmpeg decodes the frame on one thread and Pillow encodes 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import os
@@ -91,6 +92,7 @@ _FULL_CHROMA = [min(255, max(0, round((v - 128) * 255 / 224 + 128))) for v in ra
 class Posters(NamedTuple):
     made: int  # posters made now
     shown: set[str]  # the videos (as text) that have a poster now, made or kept
+    mark: str = ""  # their folders as they are now (`folders_mark`)
 
 
 def ensure_posters(videos: Iterable[str | Path]) -> Posters:
@@ -118,7 +120,56 @@ def ensure_posters(videos: Iterable[str | Path]) -> Posters:
         with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="poster") as pool:
             saved = list(pool.map(save_poster, map(Path, wanted)))
     fresh = [video for video, poster in zip(wanted, saved, strict=True) if poster is not None]
-    return Posters(len(fresh), shown.union(fresh))
+    return Posters(len(fresh), shown.union(fresh), folders_mark(listed))
+
+
+def listed_posters(videos: Iterable[str | Path]) -> tuple[set[str], str]:
+    """The videos with a poster beside them, from their folders' names alone (no stat of each
+    file: 0.1 s where `ensure_posters` takes 1.9 at 100,000 rows), and a mark of those folders as
+    they are: the same mark later means no entry was added, removed or renamed in them since, so
+    no poster was made, lost, or left older than a video saved again (saves are renames)."""
+    names: dict[str, set[str]] = {}
+    shown: set[str] = set()
+    for given in videos:
+        video = os.fspath(given)
+        folder, name = os.path.split(video)
+        listed = names.get(folder)
+        if listed is None:
+            listed = names[folder] = _names(folder or ".")
+        if _poster_name(name) in listed:
+            shown.add(video)
+    return shown, folders_mark(names)
+
+
+def folders_mark(folders: Iterable[str]) -> str:
+    """Each folder's identity and modification time, as one digest ("" for none), whatever the
+    spelling of its path. The time moves in the kernel's clock ticks (a few ms): a change in the
+    tick it is read in goes unseen, and nothing writes videos then (a sweep makes its report
+    after its last video)."""
+    seen: list[tuple[int, int, int]] = []
+    for folder in set(folders):
+        try:
+            info = os.stat(folder or ".")
+        except OSError:
+            continue
+        seen.append((info.st_dev, info.st_ino, info.st_mtime_ns))
+    return hashlib.sha256(repr(sorted(seen)).encode()).hexdigest() if seen else ""
+
+
+def _names(folder: str) -> set[str]:
+    """The names of a folder's regular files (links followed), from its listing's types."""
+    try:
+        with os.scandir(folder) as entries:
+            return {e.name for e in entries if _is_file(e)}
+    except OSError:
+        return set()
+
+
+def _is_file(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
 
 
 def _poster_name(video: str) -> str:

@@ -33,7 +33,7 @@ from markupsafe import Markup
 
 from flows.grid import BASIC_INPUTS, IMAGE_INPUTS, INPUTS
 from flows.store.manifest import MANIFEST_PARQUET, atomic_write_text, read_manifest
-from flows.store.posters import ensure_posters, poster_path
+from flows.store.posters import ensure_posters, listed_posters, poster_path
 from flows.store.summary import summarize
 from flows.store.thumbnails import (
     ONE_MODEL,
@@ -62,7 +62,7 @@ from flows.view.cells import (
     status_label,
     status_slug,
 )
-from flows.view.stamp import is_current, stamp, stamped
+from flows.view.stamp import page_stamp, stamped, stamper, unstamped
 from wiro_tasks import TEXT_TO_VIDEO
 
 REPORT = "report.html"
@@ -427,16 +427,30 @@ def write_report(out: Path, *, rows: str = "prompt", cols: str | None = None,
     manifest = read_manifest(out) if manifest is None else manifest
     videos = [p for p, s in zip(manifest["output_path"], manifest["status"], strict=True) if p and s == "succeeded"]
     paths = {p: os.path.join(out, p) for p in videos}
-    shown = ensure_posters(paths.values()).shown
-    posters = frozenset(p for p, path in paths.items() if path in shown)
     images = with_image_columns(manifest)[["inputImage", "input_image_sha256"]].map(cell_text)
     shas = {s for s in images["input_image_sha256"] if is_sha256(s)}
     ensure_thumbnails(out, ((p, s) for p, s in images.itertuples(index=False) if p and s in shas))
     thumbs = {s: size for s in shas if (size := thumbnail_size(thumbnail_path(out, s)))}
     title = f"wiro-sweep · {out.resolve().name}"
+    options = stamper(manifest)
+
+    def posters(shown: set[str]) -> frozenset[str]:
+        return frozenset(p for p, path in paths.items() if path in shown)
+
+    def made_of(shown: set[str]) -> str:
+        return options(rows, cols, title, sorted(posters(shown)), sorted(thumbs.items()))
+
     path = out / REPORT
-    made_of = stamp(manifest, rows, cols, title, sorted(posters), sorted(thumbs.items()))
-    if not is_current(path, made_of):  # a reopened OUT with nothing new keeps its page
-        text = build_report(manifest, rows=rows, cols=cols, title=title, posters=posters, thumbs=thumbs)
-        atomic_write_text(path, stamped(text, made_of))
+    on_page = page_stamp(path)
+    if on_page is not None and on_page[1]:  # its posters' folders as they were: unchanged, their names suffice
+        shown, mark = listed_posters(paths.values())
+        if on_page == (made_of(shown), mark):
+            return path  # a reopened OUT with nothing new keeps its page, and no video is looked at
+    shown, mark = ensure_posters(paths.values())[1:]
+    now = made_of(shown)
+    if on_page is None or on_page[0] != now:
+        text = build_report(manifest, rows=rows, cols=cols, title=title, posters=posters(shown), thumbs=thumbs)
+        atomic_write_text(path, stamped(text, now, mark))
+    elif on_page[1] != mark:  # the same page; its mark made again, for the next reopen's quick look
+        atomic_write_text(path, stamped(unstamped(path), now, mark))
     return path

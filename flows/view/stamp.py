@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -18,32 +19,56 @@ import pandas as pd
 from flows.store.code import code_digest
 from wiro_tasks.local_files import FileRuleError, open_regular
 
-_LINE = re.compile(rb"<!-- wiro-sweep page (\w{64}) -->\s*$")
+_LINE = re.compile(rb"<!-- wiro-sweep page (\w{64})(?: (\w{64}))? -->\s*$")
 _TAIL = 200  # bytes read from a page's end to find its stamp
 
 
 def stamp(manifest: pd.DataFrame, *parts: object) -> str:
     """A hash of `manifest`'s cells and columns, `parts` (options, posters...) and the page's code."""
+    return stamper(manifest)(*parts)
+
+
+def stamper(manifest: pd.DataFrame) -> Callable[..., str]:
+    """`stamp` of `manifest` with parts still to give: the manifest is hashed once, whatever is tried."""
     digest = hashlib.sha256(code_digest())
     digest.update(repr(list(manifest.columns)).encode())
     digest.update(pd.util.hash_pandas_object(manifest, index=False).to_numpy().tobytes())
-    for part in parts:
-        digest.update(b"\x1f" + repr(part).encode())
-    return digest.hexdigest()
+
+    def made_of(*parts: object) -> str:
+        mine = digest.copy()
+        for part in parts:
+            mine.update(b"\x1f" + repr(part).encode())
+        return mine.hexdigest()
+
+    return made_of
 
 
-def stamped(text: str, made_of: str) -> str:
-    """`text` with its stamp as its last line (an HTML comment)."""
-    return f"{text.rstrip()}\n<!-- wiro-sweep page {made_of} -->\n"
+def stamped(text: str, made_of: str, mark: str = "") -> str:
+    """`text` with its stamp as its last line (an HTML comment), and `mark`, if any: what the page's
+    posters were found in (`flows.store.posters.listed_posters`)."""
+    return f"{text.rstrip()}\n<!-- wiro-sweep page {made_of}{f' {mark}' if mark else ''} -->\n"
 
 
-def is_current(page: Path, made_of: str) -> bool:
-    """Whether `page` is a regular file whose stamp is `made_of`."""
+def unstamped(page: Path) -> str:
+    """A stamped page's text without its stamp."""
+    with open_regular(page, None, "page") as handle:
+        text = handle.read().decode()
+    return text[: text.rfind("<!-- wiro-sweep page ")]
+
+
+def page_stamp(page: Path) -> tuple[str, str] | None:
+    """The stamp and mark `page` carries (mark "" if none); None if it is not a regular file that has one."""
     try:
         with open_regular(page, None, "page") as handle:  # a FIFO in its place would block an open()
             size = handle.seek(0, 2)
             handle.seek(max(0, size - _TAIL))
             found = _LINE.search(handle.read())
     except (OSError, FileRuleError):
-        return False
-    return found is not None and found.group(1).decode() == made_of
+        return None
+    return None if found is None else (found.group(1).decode(), (found.group(2) or b"").decode())
+
+
+def is_current(page: Path, made_of: str) -> bool:
+    """Whether `page` is a regular file whose stamp is `made_of`."""
+    found = page_stamp(page)
+    return found is not None and found[0] == made_of
