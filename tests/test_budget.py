@@ -136,3 +136,25 @@ def test_the_time_tasks_really_take_is_learned_from_those_that_ran_to_their_end(
     clock.now += 1.0
     money.settle("b", Decimal("0.05"), UNIT)
     assert money.plan(PER_SECOND, UNIT) == Decimal("0.01") * (Decimal("6.0") + Decimal("2.25"))
+
+
+def test_a_resumed_guard_starts_from_every_cost_and_the_dearest_rate_any_finished_task_was_billed() -> None:
+    """Worked out once per shape of task (`work_by_row`), not once per row, as it was per row."""
+    from types import SimpleNamespace
+    from typing import cast
+
+    from flows.engine.budget import work_units
+    from flows.engine.guard import BudgetGuard
+    from flows.engine.ledger import Ledger
+    from flows.engine.settings import Settings
+    from flows.store.rowstate import RowState
+
+    rows = [{"row_id": f"r{n}", "size": "832*480", "numFrames": (121, 61, 33)[n % 3], "steps": 25} for n in range(9)]
+    costs = [Decimal(c) for c in ("0.40", "0.30", "0.05", "0.20", "0.31", "0", "0.10", "0.90", "0.01")]
+    states = {r["row_id"]: RowState(str(r["row_id"]), phase="finished", costs={"t": c}) for r, c in zip(rows, costs)}
+    states["r7"].phase = "submitted"  # running: billed so far, no rate yet
+    states["elsewhere"] = RowState("elsewhere", phase="finished", costs={"u": Decimal("5")})  # not this grid's
+    guard = BudgetGuard(cast(Ledger, SimpleNamespace(states=states)), rows, Settings(), {})
+    assert guard.spent == sum(costs) + 5
+    rates = [c / work_units(r) for r, c in zip(rows, costs) if c > 0 and r["row_id"] != "r7"]
+    assert guard.budget.rate == max(rates) == Decimal("0.31") / work_units(rows[4])

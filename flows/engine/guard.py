@@ -15,11 +15,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from flows.engine.budget import UNANSWERED_SECONDS, Budget, least_bill, work_units
+from flows.engine.budget import UNANSWERED_SECONDS, Budget, least_bill, work_by_row
 from flows.engine.ledger import Ledger
 from flows.engine.rows import maybe_live, quote_inputs
 from flows.engine.settings import Settings
 from flows.grid import MODEL
+from flows.store.rowstate import RowState
 from wiro_tasks import Quote, TaskStateError, ToolPrice, WiroError
 from wiro_tasks.prefect_tasks import current_session, wiro_client
 from wiro_tasks.waiting import WaitOutcome
@@ -35,18 +36,28 @@ class BudgetGuard:
         self.ledger = ledger
         self.limit = settings.budget
         self.rates = rates
-        self.work = {r["row_id"]: work_units(r) for r in rows}
+        self.work = work_by_row(rows)
         self.quotes: dict[str, Quote | None] = {}  # row id -> its price, once Tool/Detail has been asked
         self.stopped: dict[str, str] = {}  # row id -> why the guard stopped its running task
         self.pending: dict[str, str] = {}  # row id -> its task, found while its Run answer is late
         self.changed = asyncio.Condition()  # a hold ended or was settled: rows waiting on the budget look again
         self._stopping: set[asyncio.Task[None]] = set()
-        states = ledger.states
-        observed = [s.cost / self.work[k] for k, s in states.items()
-                    if k in self.work and s.cost > 0 and s.phase == "finished"]  # fmt: skip
-        spent = sum((s.cost for s in states.values()), Decimal(0))
+        spent, observed = self._billed(ledger.states)
         self.budget = Budget(settings.budget, spent=spent, estimate_usd=settings.estimate_usd, observed_rates=observed,
                              unanswered=UNANSWERED_SECONDS)  # fmt: skip
+
+    def _billed(self, states: Mapping[str, RowState]) -> tuple[Decimal, list[Decimal]]:
+        """What the rows' tasks cost together, and the rates (cost per work unit) their finished
+        ones were billed at: for each work, its dearest task's (the budget takes the dearest rate)."""
+        spent = Decimal(0)
+        dearest: dict[Decimal, Decimal] = {}  # work -> the dearest finished task of that work
+        for row_id, state in states.items():
+            cost = state.cost
+            spent += cost
+            work = self.work.get(row_id)
+            if work is not None and cost > 0 and state.phase == "finished" and cost > dearest.get(work, 0):
+                dearest[work] = cost
+        return spent, [cost / work for work, cost in dearest.items()]
 
     @property
     def spent(self) -> Decimal:
