@@ -7,9 +7,9 @@ fail a test; these counts are exact. What each test counts, and the growth it ca
 - the values checked while a grid is expanded: each distinct value once, not each cell;
 - the row states made while a journal is folded, and the journal reads of one command: once
   per row (not once per line), one read (not one per check);
-- on reopening a finished OUT: no manifest row built (it is read back), no row priced, no file
-  rewritten; a manifest is built again when its journal, grid or code changed; the work of each
-  shape of task worked out once, not once per row;
+- on reopening a finished OUT: no manifest row built (it is read back), no grid expanded (OUT
+  keeps it), no row priced, no file rewritten; a manifest is built again when its journal, grid
+  or code changed; the work of each shape of task worked out once, not once per row;
 - the rows a lost Run answer's lookup visits: none (an index, not a pass over every row).
 """
 
@@ -116,6 +116,7 @@ def reopen(grid: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> Counter[st
         calls.count(ToolPrice, "quote")
         calls.count(flows.store.journal, "iter_events")
         calls.count(flows.store.manifest, "atomic_write")
+        calls.count(flows.grid, "expand_grid")
         calls.count(flows.engine.budget, "work_units")
         whole_reads(patch, calls.seen)
         state: Any = asyncio.run(sweep(grid=[str(grid)], out=str(out), return_state=True))  # type: ignore[arg-type]
@@ -150,6 +151,7 @@ def test_a_finished_out_reopens_with_one_pass_per_row(
     assert per_row(small, large, "__init__") <= 1.0, (small, large)  # the Ledger takes the checks' fold
     assert small["_dynamic"] == large["_dynamic"] == 0, (small, large)  # read back: the same journal, grid and code
     assert large["quote"] == 0, large  # nothing to submit: nothing priced
+    assert small["expand_grid"] == large["expand_grid"] == 0, (small, large)  # the grid OUT keeps, read back
     assert small["work_units"] == large["work_units"] == 1, (small, large)  # once per shape of task, not per row
     assert small["iter_events"] == large["iter_events"] == 1, (small, large)
     assert small["atomic_write"] == large["atomic_write"] == 0, "nothing new: the manifests and report stay"

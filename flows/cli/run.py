@@ -37,7 +37,7 @@ def run(dry_run: bool, emulator: bool, verbose: bool, **given: Any) -> None:
     succeeded, 1 some did not, 2 bad input or configuration, 130 stopped (Ctrl-C, or Cancel in
     Prefect).
     """
-    from flows.grid import load_grid, model_name, parse_axes
+    from flows.grid import model_name, parse_axes
     from flows.memory import give_back
     from flows.store.checks import (
         check_journals,
@@ -46,11 +46,13 @@ def run(dry_run: bool, emulator: bool, verbose: bool, **given: Any) -> None:
         check_prefect_api,
         check_writable,
     )
+    from flows.store.gridcache import kept_grid
 
     check_out_apart(Path(given["out"]), given["grid"])
     params = SweepParams(**{**given, "grid": list(given["grid"]), "axes": parse_axes(given["axes"]) or None,
                             "model": model_name(given["model"])})  # fmt: skip
-    frame = load_grid(params.grid, params.axes, model=params.model, max_combinations=params.max_combinations)
+    frame = kept_grid(Path(params.out), params.grid, params.axes, model=params.model,
+                      max_combinations=params.max_combinations)  # fmt: skip
     check_one_sweep(Path(params.out), frame)  # another grid's paid rows in OUT would drop from its manifest
     give_back()  # what the grid's expansion and the journal's fold were done with
     if dry_run:

@@ -30,7 +30,7 @@ from flows.engine.progress import listening
 from flows.engine.runner import SweepRunner
 from flows.engine.settings import DEFAULTS, SweepParams
 from flows.errors import SweepError
-from flows.grid import load_grid, model_name
+from flows.grid import model_name
 from flows.memory import give_back
 from flows.orchestrate.artifacts import (
     ProgressArtifact,
@@ -46,6 +46,7 @@ from flows.orchestrate.hooks import kill_on_cancel, stopping_on_signals
 from flows.orchestrate.nightly import compare_with_baseline
 from flows.orchestrate.outcomes import show_row_outcomes
 from flows.store.checks import check_one_sweep, check_out
+from flows.store.gridcache import keep_grid, kept_grid
 from flows.store.journal import Journal
 from flows.store.locks import out_lock
 from flows.store.outs import expand_out
@@ -150,9 +151,11 @@ async def sweep(
     logger = get_run_logger()
     out_dir = resolve_out(out)
     check_out(out_dir, grid)  # a grid directory as OUT, or an OUT nobody can write: exit 2 before anything
-    frame = load_grid(grid, axes, model=model_name(model), max_combinations=max_combinations)
+    forced = model_name(model)
+    frame = kept_grid(out_dir, grid, axes, model=forced, max_combinations=max_combinations)
     check_one_sweep(out_dir, frame)  # another grid's paid rows in OUT would drop from its manifest and report
     check_out_mode(out_dir, shards, shard)  # an OUT swept in another mode would pay for its rows again
+    await asyncio.to_thread(keep_grid, out_dir, frame, grid, axes, model=forced, max_combinations=max_combinations)
     await asyncio.to_thread(save_thumbnails, frame, out_dir)  # the start images' pictures for the report
     if shards > 1 and shard is None:
         return await _sweep_in_shards(params, frame, out_dir)
