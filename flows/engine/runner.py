@@ -42,6 +42,7 @@ from flows.engine.stopping import stop_in_flight, stop_tasks
 from flows.engine.strays import stray_lines
 from flows.engine.uploads import ImageUploads
 from flows.engine.window import RowTasks, window_size
+from flows.memory import many_objects
 from flows.store.claims import Claims, account_key, state_root
 from flows.store.journal import Journal, JournalWriteError
 from flows.store.rowstate import RowState
@@ -71,11 +72,12 @@ class SweepRunner:
     """Runs the rows of one grid into one OUT directory, in the current `WiroSession`."""
 
     def __init__(self, grid: pd.DataFrame, out: Path, journal: Journal, settings: Settings) -> None:
-        self.rows = records(grid)
         self.out = out
         self.settings = settings
         self.halt = Halt()
-        self.ledger = Ledger(grid, [r["row_id"] for r in self.rows], out, journal, self.halt)
+        with many_objects():  # every row's inputs, its state and the ledger's indexes
+            self.rows = records(grid)
+            self.ledger = Ledger(grid, [r["row_id"] for r in self.rows], out, journal, self.halt)
         self.stopped = 0
 
     async def run(self) -> SweepResult:

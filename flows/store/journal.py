@@ -41,6 +41,7 @@ from typing import Any
 import orjson
 
 from flows.errors import InputError, SweepError
+from flows.memory import many_objects
 from flows.store.files import MAX_JOURNAL_BYTES, open_regular, require_regular
 from flows.store.rowstate import RowState, utcnow
 
@@ -342,7 +343,8 @@ def _fold_file(path: Path) -> tuple[dict[str, RowState], dict[str, Upload]]:
                 added.append(record)
             yield record
 
-    states = fold(noting_uploads())
+    with many_objects():
+        states = fold(noting_uploads())
     return states, uploads(added)
 
 
