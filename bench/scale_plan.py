@@ -43,15 +43,15 @@ def finished_out(grid: Path, out: Path, rows: int | None = None) -> None:
     """OUT as a sweep that finished every row of `grid` (or its first `rows`) leaves it: the
     journal, the videos with their posters, the manifest and the report."""
     from flows.engine.rows import VIDEOS, records, run_inputs, video_name
-    from flows.grid import DEFAULT_MAX_COMBINATIONS, load_grid
-    from flows.store.gridcache import keep_grid
+    from flows.grid import DEFAULT_MAX_COMBINATIONS
+    from flows.store.gridcache import keep_grid, kept_grid
     from flows.store.journal import Journal
     from flows.store.manifest import build_manifest, manifest_source, write_manifest
     from flows.view.report import write_report
 
-    frame = load_grid([str(grid)])
+    frame = kept_grid(out, [str(grid)], max_combinations=DEFAULT_MAX_COMBINATIONS)
     (out / VIDEOS).mkdir(parents=True, exist_ok=True)
-    keep_grid(out, frame, [str(grid)], max_combinations=DEFAULT_MAX_COMBINATIONS)  # as the sweep's flow keeps it
+    keep_grid(out, frame)  # as the sweep's flow keeps it
     journal = Journal(out)
     for number, row in enumerate(records(frame)[:rows], start=1):
         row_id, task_id, name = row["row_id"], str(10_000_000 + number), video_name(row)

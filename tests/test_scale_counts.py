@@ -229,9 +229,13 @@ def test_the_command_line_expands_its_grid_once_for_its_check_and_its_flow(
     result = CliRunner().invoke(main, ["run", str(grid), "--out", str(tmp_path / "forced"), "--model", "t2v"])
     assert result.exit_code == 0, result.output
     assert calls.seen["expand_grid"] == 2, "a model given by its short name: the same handover"
-    state: Any = asyncio.run(sweep(grid=[str(grid)], out=str(out), return_state=True))  # type: ignore[arg-type]
+    elsewhere = str(tmp_path / "elsewhere")
+    state: Any = asyncio.run(sweep(grid=[str(grid)], out=elsewhere, return_state=True))  # type: ignore[arg-type]
     assert state.is_completed(), state.message
     assert calls.seen["expand_grid"] == 3, "outside the command line, the flow loads its grid"
+    state = asyncio.run(sweep(grid=[str(grid)], out=str(out), return_state=True))  # type: ignore[arg-type]
+    assert state.is_completed(), state.message
+    assert calls.seen["expand_grid"] == 3, "...or reads the one its OUT keeps"
     whole_reads(monkeypatch, calls.seen)
     result = CliRunner().invoke(main, ["run", str(grid), "--out", str(out)])
     assert result.exit_code == 0, result.output

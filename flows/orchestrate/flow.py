@@ -151,11 +151,10 @@ async def sweep(
     logger = get_run_logger()
     out_dir = resolve_out(out)
     check_out(out_dir, grid)  # a grid directory as OUT, or an OUT nobody can write: exit 2 before anything
-    forced = model_name(model)
-    frame = kept_grid(out_dir, grid, axes, model=forced, max_combinations=max_combinations)
+    frame = kept_grid(out_dir, grid, axes, model=model_name(model), max_combinations=max_combinations)
     check_one_sweep(out_dir, frame)  # another grid's paid rows in OUT would drop from its manifest and report
     check_out_mode(out_dir, shards, shard)  # an OUT swept in another mode would pay for its rows again
-    await asyncio.to_thread(keep_grid, out_dir, frame, grid, axes, model=forced, max_combinations=max_combinations)
+    await asyncio.to_thread(keep_grid, out_dir, frame)  # the next run's, unexpanded
     await asyncio.to_thread(save_thumbnails, frame, out_dir)  # the start images' pictures for the report
     if shards > 1 and shard is None:
         return await _sweep_in_shards(params, frame, out_dir)
