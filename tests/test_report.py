@@ -496,10 +496,11 @@ def test_a_reopened_out_keeps_its_report_without_looking_at_each_video_yet_sees_
     import os
     import time
 
+    import flows.store.posters
     import flows.view.report
 
     looked: list[int] = []
-    ensure = flows.view.report.ensure_posters
+    ensure = flows.store.posters.ensure_posters
 
     def counted(videos: Any) -> Any:
         looked.append(1)
@@ -540,7 +541,21 @@ def test_a_reopened_out_keeps_its_report_without_looking_at_each_video_yet_sees_
     assert poster_path(first).read_bytes() != old, "its poster made again"
     marked = (out / REPORT).read_text()
     (out / REPORT).write_text(re.sub(r" \w{64} -->", " -->", marked))  # a page from before the mark
-    assert looks() and not looks(), "a page without its folders' mark looks once, and is marked"
+    assert looks(), "a page without its folders' mark looks once..."
+    assert not looks(), "...and is marked"
+    real = flows.store.posters.first_frame_jpeg
+
+    def failing(video: Path) -> bytes:
+        raise OSError(24, "Too many open files")  # a passing trouble
+
+    poster_path(first).unlink()
+    monkeypatch.setattr(flows.store.posters, "first_frame_jpeg", failing)
+    assert looks()
+    assert not poster_path(first).exists()
+    monkeypatch.setattr(flows.store.posters, "first_frame_jpeg", real)
+    assert looks(), "a poster that could not be made is tried again..."
+    assert poster_path(first).is_file(), "...and made"
+    assert not looks()
 
 
 # ------------------------------------------------------------- in a real browser

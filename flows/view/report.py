@@ -444,7 +444,7 @@ def write_report(out: Path, *, rows: str = "prompt", cols: str | None = None,
     on_page = page_stamp(path)
     if on_page is not None and on_page[1]:  # its posters' folders as they were: unchanged, their names suffice
         shown, mark = listed_posters(paths.values())
-        if on_page == (made_of(shown), mark):
+        if len(shown) == len(paths) and on_page == (made_of(shown), mark):  # a poster missing is tried again
             return path  # a reopened OUT with nothing new keeps its page, and no video is looked at
     shown, mark = ensure_posters(paths.values())[1:]
     now = made_of(shown)
