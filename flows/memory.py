@@ -23,6 +23,7 @@ import gc
 import os
 import platform
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -35,16 +36,30 @@ def arrow_gives_back() -> None:
         os.environ.setdefault("JE_ARROW_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
 
 
+class _Pauses:
+    """How many `many_objects` blocks are open, in any thread, and whether collection was on before the first."""
+
+    lock = threading.Lock()
+    open = 0
+    was_on = False
+
+
 @contextmanager
 def many_objects() -> Iterator[None]:
-    """No cyclic garbage collection inside (if there was outside): many long-lived objects are made."""
-    paused = gc.isenabled()
-    gc.disable()
+    """No cyclic garbage collection inside (if there was outside): many long-lived objects are made.
+    Blocks may overlap in threads: collection comes back on as the last one ends."""
+    with _Pauses.lock:
+        if _Pauses.open == 0:
+            _Pauses.was_on = gc.isenabled()
+            gc.disable()
+        _Pauses.open += 1
     try:
         yield
     finally:
-        if paused:
-            gc.enable()
+        with _Pauses.lock:
+            _Pauses.open -= 1
+            if _Pauses.open == 0 and _Pauses.was_on:
+                gc.enable()
 
 
 def give_back() -> None:

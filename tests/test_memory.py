@@ -117,3 +117,42 @@ def test_a_resumed_sweeps_states_are_made_without_a_cycle_collection(tmp_path: P
     with pytest.raises(JournalError):
         folded(tmp_path / "bad.jsonl")
     assert gc.isenabled(), "collection is back on, even past an error"
+
+
+@pytest.mark.parametrize("first_out", ["first in", "last in"])
+def test_pauses_that_overlap_in_threads_leave_collection_on(first_out: str) -> None:
+    """Two blocks in two threads, the second opened while the first is open: collection stays off
+    until the last one ends, then is on (a read then a disable, unlocked, could leave it off)."""
+    import threading
+
+    from flows.memory import many_objects
+
+    inside, second_in, first_done, second_done = (threading.Event() for _ in range(4))
+    seen: list[bool] = []
+
+    def first() -> None:
+        with many_objects():
+            inside.set()
+            second_in.wait(5)
+            if first_out == "last in":
+                second_done.wait(5)
+        seen.append(gc.isenabled())
+        first_done.set()
+
+    def second() -> None:
+        inside.wait(5)
+        with many_objects():
+            second_in.set()
+            if first_out == "first in":
+                first_done.wait(5)
+        seen.append(gc.isenabled())
+        second_done.set()
+
+    assert gc.isenabled()
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert seen == [False, True], "off while the other block is open, on after the last"
+    assert gc.isenabled()
