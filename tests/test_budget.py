@@ -151,10 +151,11 @@ def test_a_resumed_guard_starts_from_every_cost_and_the_dearest_rate_any_finishe
 
     rows = [{"row_id": f"r{n}", "size": "832*480", "numFrames": (121, 61, 33)[n % 3], "steps": 25} for n in range(9)]
     costs = [Decimal(c) for c in ("0.40", "0.30", "0.05", "0.20", "0.31", "0", "0.10", "0.90", "0.01")]
-    states = {r["row_id"]: RowState(str(r["row_id"]), phase="finished", costs={"t": c}) for r, c in zip(rows, costs)}
+    states = {str(r["row_id"]): RowState(str(r["row_id"]), phase="finished", costs={"t": c})
+              for r, c in zip(rows, costs, strict=True)}  # fmt: skip
     states["r7"].phase = "submitted"  # running: billed so far, no rate yet
     states["elsewhere"] = RowState("elsewhere", phase="finished", costs={"u": Decimal("5")})  # not this grid's
     guard = BudgetGuard(cast(Ledger, SimpleNamespace(states=states)), rows, Settings(), {})
     assert guard.spent == sum(costs) + 5
-    rates = [c / work_units(r) for r, c in zip(rows, costs) if c > 0 and r["row_id"] != "r7"]
+    rates = [c / work_units(r) for r, c in zip(rows, costs, strict=True) if c > 0 and r["row_id"] != "r7"]
     assert guard.budget.rate == max(rates) == Decimal("0.31") / work_units(rows[4])

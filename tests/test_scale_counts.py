@@ -9,7 +9,8 @@ fail a test; these counts are exact. What each test counts, and the growth it ca
   per row (not once per line), one read (not one per check);
 - on reopening a finished OUT: no manifest row built (it is read back), no grid expanded (OUT
   keeps it), no row priced, no file rewritten; a manifest is built again when its journal, grid
-  or code changed; the work of each shape of task worked out once, not once per row;
+  or code changed; the work of each shape of task worked out once, not once per row; only the
+  rows that did not succeed made into records for the UI's outcome pass;
 - the rows a lost Run answer's lookup visits: none (an index, not a pass over every row).
 """
 
@@ -29,6 +30,8 @@ from click.testing import CliRunner
 import flows.cli.console
 import flows.engine.budget
 import flows.grid
+import flows.orchestrate.artifacts
+import flows.orchestrate.flow
 import flows.store.journal
 import flows.store.manifest
 import flows.view.report
@@ -119,9 +122,21 @@ def reopen(grid: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> Counter[st
         calls.count(flows.grid, "expand_grid")
         calls.count(flows.engine.budget, "work_units")
         whole_reads(patch, calls.seen)
+        outcome_rows(patch, calls.seen)
         state: Any = asyncio.run(sweep(grid=[str(grid)], out=str(out), return_state=True))  # type: ignore[arg-type]
     assert state.is_completed(), state.message
     return calls.seen
+
+
+def outcome_rows(patch: pytest.MonkeyPatch, seen: Counter[str]) -> None:
+    """Counts the rows the outcome pass gets as records as `outcome_rows`."""
+    original = flows.orchestrate.artifacts.summary_rows
+
+    def rows(manifest: pd.DataFrame) -> list[dict[str, Any]]:
+        seen["outcome_rows"] += len(manifest)
+        return original(manifest)
+
+    patch.setattr(flows.orchestrate.flow, "summary_rows", rows)
 
 
 def whole_reads(patch: pytest.MonkeyPatch, seen: Counter[str]) -> None:
@@ -153,6 +168,7 @@ def test_a_finished_out_reopens_with_one_pass_per_row(
     assert large["quote"] == 0, large  # nothing to submit: nothing priced
     assert small["expand_grid"] == large["expand_grid"] == 0, (small, large)  # the grid OUT keeps, read back
     assert small["work_units"] == large["work_units"] == 1, (small, large)  # once per shape of task, not per row
+    assert small["outcome_rows"] == large["outcome_rows"] == 0, (small, large)  # only rows that did not succeed
     assert small["iter_events"] == large["iter_events"] == 1, (small, large)
     assert small["atomic_write"] == large["atomic_write"] == 0, "nothing new: the manifests and report stay"
     assert small["whole_read"] == large["whole_read"] == 1, "the manifest read back serves the report's check too"
