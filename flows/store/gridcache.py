@@ -31,7 +31,7 @@ from flows.store.manifest import atomic_write
 from wiro_tasks.local_files import FileRuleError, open_regular
 
 GRID_CACHE = ".grid.arrow"
-KEY = "wiro-sweep-grid"  # a frame's `attrs`: the key of the files it was made from, and its rows
+KEY = "wiro-sweep-grid"  # a frame's `attrs`: the key of the files it was made from, its rows, read from OUT
 MAX_CACHE_BYTES = 1 << 30
 _SEAL = 32  # bytes of SHA-256 after the frame
 
@@ -53,13 +53,13 @@ def kept_grid(
     if given is not None:  # the command line's, with its key
         return given
     key = grid_key(paths, axes, model, max_combinations)
-    frame = None if key is None else _read(out / GRID_CACHE, key)
+    frame = kept = None if key is None else _read(out / GRID_CACHE, key)
     if frame is None:
         frame = load_grid(paths, axes, model=model, max_combinations=max_combinations)
         if key is not None and grid_key(paths, axes, model, max_combinations) != key:
             return frame  # a file saved while it was read: which rows it holds is not known
     if key is not None:
-        frame.attrs[KEY] = (key, len(frame))
+        frame.attrs[KEY] = (key, len(frame), kept is not None)
     return frame
 
 
@@ -67,11 +67,11 @@ def keep_grid(out: Path, frame: pd.DataFrame) -> bool:
     """Keep `frame`, as `kept_grid` gave it, in OUT for the next run (unless OUT has it, or it
     cannot be kept exactly); whether OUT now keeps it. Its key is the one its files had when it
     was read, not what they hold now: a grid saved since is another key."""
-    key, rows = frame.attrs.get(KEY, (None, None))
+    key, rows, read_back = frame.attrs.get(KEY, (None, None, False))
     if key is None or rows != len(frame) or frame[IMAGE_PATH].notna().any():  # a part of it, or images
         return False
     path = out / GRID_CACHE
-    if _read(path, key) is not None:
+    if read_back or _read(path, key) is not None:  # read from OUT (by this run's command line, or this flow)
         return True
     try:
         sink = pa.BufferOutputStream()

@@ -427,7 +427,8 @@ def write_report(out: Path, *, rows: str = "prompt", cols: str | None = None,
     manifest = read_manifest(out) if manifest is None else manifest
     videos = [p for p, s in zip(manifest["output_path"], manifest["status"], strict=True) if p and s == "succeeded"]
     paths = {p: os.path.join(out, p) for p in videos}
-    images = with_image_columns(manifest)[["inputImage", "input_image_sha256"]].map(cell_text)
+    images = with_image_columns(manifest)[["inputImage", "input_image_sha256"]]
+    images = images[images["input_image_sha256"].notna()].map(cell_text)  # the rows with a start image
     shas = {s for s in images["input_image_sha256"] if is_sha256(s)}
     ensure_thumbnails(out, ((p, s) for p, s in images.itertuples(index=False) if p and s in shas))
     thumbs = {s: size for s in shas if (size := thumbnail_size(thumbnail_path(out, s)))}
