@@ -95,6 +95,16 @@ def ensure_thumbnails(out: Path, images: Iterable[tuple[str, str]]) -> int:
     return made
 
 
+def shown_thumbnails(out: Path, manifest: pd.DataFrame) -> dict[str, tuple[int, int]]:
+    """The start images' thumbnails a report of `manifest` shows (by sha256, with their sizes), the
+    missing ones made first. Only rows with a start image are looked at (0.2 s at 100,000 rows)."""
+    images = with_image_columns(manifest)[["inputImage", "input_image_sha256"]]
+    images = images[images["input_image_sha256"].notna()].map(text)
+    shas = {s for s in images["input_image_sha256"] if is_sha256(s)}
+    ensure_thumbnails(out, ((p, s) for p, s in images.itertuples(index=False) if p and s in shas))
+    return {s: size for s in shas if (size := thumbnail_size(thumbnail_path(out, s)))}
+
+
 def thumbnail_size(path: Path) -> tuple[int, int] | None:
     """A thumbnail's width and height (read from its header), or None if it is not a readable image."""
     try:

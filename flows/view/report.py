@@ -32,17 +32,15 @@ import pandas as pd
 from markupsafe import Markup
 
 from flows.grid import BASIC_INPUTS, IMAGE_INPUTS, INPUTS
-from flows.store.manifest import MANIFEST_PARQUET, atomic_write_text, read_manifest
-from flows.store.posters import ensure_posters, listed_posters, poster_path
+from flows.store.manifest import MANIFEST_PARQUET, read_manifest
+from flows.store.posters import ensure_posters, poster_path
 from flows.store.summary import summarize
 from flows.store.thumbnails import (
     ONE_MODEL,
     THUMBS,
-    ensure_thumbnails,
     image_label,
     is_sha256,
-    thumbnail_path,
-    thumbnail_size,
+    shown_thumbnails,
     web_url,
     with_image_columns,
 )
@@ -62,7 +60,7 @@ from flows.view.cells import (
     status_label,
     status_slug,
 )
-from flows.view.stamp import page_stamp, stamped, stamper, unstamped
+from flows.view.stamp import stamper, unchanged, write_stamped
 from wiro_tasks import TEXT_TO_VIDEO
 
 REPORT = "report.html"
@@ -427,11 +425,7 @@ def write_report(out: Path, *, rows: str = "prompt", cols: str | None = None,
     manifest = read_manifest(out) if manifest is None else manifest
     videos = [p for p, s in zip(manifest["output_path"], manifest["status"], strict=True) if p and s == "succeeded"]
     paths = {p: os.path.join(out, p) for p in videos}
-    images = with_image_columns(manifest)[["inputImage", "input_image_sha256"]]
-    images = images[images["input_image_sha256"].notna()].map(cell_text)  # the rows with a start image
-    shas = {s for s in images["input_image_sha256"] if is_sha256(s)}
-    ensure_thumbnails(out, ((p, s) for p, s in images.itertuples(index=False) if p and s in shas))
-    thumbs = {s: size for s in shas if (size := thumbnail_size(thumbnail_path(out, s)))}
+    thumbs = shown_thumbnails(out, manifest)
     title = f"wiro-sweep · {out.resolve().name}"
     options = stamper(manifest)
 
@@ -442,16 +436,9 @@ def write_report(out: Path, *, rows: str = "prompt", cols: str | None = None,
         return options(rows, cols, title, sorted(posters(shown)), sorted(thumbs.items()))
 
     path = out / REPORT
-    on_page = page_stamp(path)
-    if on_page is not None and on_page[1]:  # its posters' folders as they were: unchanged, their names suffice
-        shown, mark = listed_posters(paths.values())
-        if len(shown) == len(paths) and on_page == (made_of(shown), mark):  # a poster missing is tried again
-            return path  # a reopened OUT with nothing new keeps its page, and no video is looked at
+    if unchanged(path, list(paths.values()), made_of):
+        return path  # a reopened OUT with nothing new keeps its page, and no video is looked at
     shown, mark = ensure_posters(paths.values())[1:]
-    now = made_of(shown)
-    if on_page is None or on_page[0] != now:
-        text = build_report(manifest, rows=rows, cols=cols, title=title, posters=posters(shown), thumbs=thumbs)
-        atomic_write_text(path, stamped(text, now, mark))
-    elif on_page[1] != mark:  # the same page; its mark made again, for the next reopen's quick look
-        atomic_write_text(path, stamped(unstamped(path), now, mark))
+    write_stamped(path, made_of(shown), mark, lambda: build_report(
+        manifest, rows=rows, cols=cols, title=title, posters=posters(shown), thumbs=thumbs))  # fmt: skip
     return path

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import pandas as pd
 
 from flows.store.code import code_digest
+from flows.store.manifest import atomic_write_text
+from flows.store.posters import listed_posters
 from wiro_tasks.local_files import FileRuleError, open_regular
 
 _LINE = re.compile(rb"<!-- wiro-sweep page (\w{64})(?: (\w{64}))? -->\s*$")
@@ -72,3 +74,24 @@ def is_current(page: Path, made_of: str) -> bool:
     """Whether `page` is a regular file whose stamp is `made_of`."""
     found = page_stamp(page)
     return found is not None and found[0] == made_of
+
+
+def unchanged(page: Path, videos: Collection[str], made_of: Callable[[set[str]], str]) -> bool:
+    """Whether `page` is current without a look at any video: its stamp is `made_of` the posters
+    found by name, its mark that of their folders as they are, and every video has its poster
+    (one missing is tried again, by `ensure_posters`)."""
+    on_page = page_stamp(page)
+    if on_page is None or not on_page[1]:
+        return False
+    shown, mark = listed_posters(videos)
+    return len(shown) == len(videos) and on_page == (made_of(shown), mark)
+
+
+def write_stamped(page: Path, made_of: str, mark: str, render: Callable[[], str]) -> None:
+    """`page` rendered and stamped, unless it already has that stamp: then only marked again, if
+    its folders moved (a poster made since), for the next reopen's quick look."""
+    on_page = page_stamp(page)
+    if on_page is None or on_page[0] != made_of:
+        atomic_write_text(page, stamped(render(), made_of, mark))
+    elif on_page[1] != mark:
+        atomic_write_text(page, stamped(unstamped(page), made_of, mark))
