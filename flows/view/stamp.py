@@ -70,12 +70,6 @@ def page_stamp(page: Path) -> tuple[str, str] | None:
     return None if found is None else (found.group(1).decode(), (found.group(2) or b"").decode())
 
 
-def is_current(page: Path, made_of: str) -> bool:
-    """Whether `page` is a regular file whose stamp is `made_of`."""
-    found = page_stamp(page)
-    return found is not None and found[0] == made_of
-
-
 def unchanged(page: Path, videos: Collection[str], made_of: Callable[[set[str]], str]) -> bool:
     """Whether `page` is current without a look at any video: its stamp is `made_of` the posters
     found by name, its mark that of their folders as they are, and every video has its poster
