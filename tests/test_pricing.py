@@ -97,3 +97,53 @@ def test_the_emulator_publishes_and_bills_the_same_price(make_emulator: Emulator
     assert tiered.total_cost == Decimal("0.13")
     assert timed.total_cost == timed.elapsed_seconds * Decimal("0.01")
     assert timed.total_cost > 0
+
+
+METHODS = ["cpr", "cpo", "cps", "cp-outputVideoLength", "cp-promptlength", "cp-pixel", "cp-tokens"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_quote_depends_on_the_inputs_its_price_reads_and_no_other(method: str) -> None:
+    """`ToolPrice.reads` keys the dry run's quotes: a run differing only in an input it does not
+    name must get the very same quote (a method that read more would price rows wrongly)."""
+    import random
+
+    price = ToolPrice.from_api({"dynamicprice": [{"inputs": {"steps": "25"}, "price": 0.2, "priceMethod": method},
+                                                 {"inputs": {}, "price": 0.0015, "priceMethod": "cps"}],
+                                "cps": "0.001", "approximatelycost": "0.05"})  # fmt: skip
+    values: dict[str, list[object]] = {
+        "prompt": ["a fox", "a much longer prompt about a boat", ""],
+        "numFrames": [81, 121, "33", None],
+        "fps": [16, 8, "24"],
+        "steps": [25, "25", 30],
+        "size": ["832*480", "480*832", "1280*720", None],
+        "width": [None, 640, 1280],
+        "height": [None, 480, 720],
+        "inputImageUrl": [None, "https://x.invalid/a.png"],
+        "seed": ["1", "2"],
+        "negativePrompt": ["blurry", ""],
+    }
+    chance = random.Random(7)
+    for _ in range(300):
+        run = {name: chance.choice(options) for name, options in values.items()}
+        other = {name: chance.choice(options) if name not in price.reads else run[name]
+                 for name, options in values.items()}  # fmt: skip
+        assert price.quote(run) == price.quote(other), (method, price.reads, run, other)
+    assert "steps" in price.reads, "a tier's own inputs are read"
+
+
+def test_the_dry_run_quotes_each_row_as_its_price_does(tmp_path: Any) -> None:
+    import pandas as pd
+
+    from flows.cli.dry_run import _quotes
+    from flows.engine.rows import quote_inputs, records
+    from flows.grid import expand_grid
+
+    grid = pd.DataFrame({"prompt": [f"a fox number {n}" for n in range(40)], "seed": [str(n % 3) for n in range(40)],
+                         "numFrames": [(81, 121)[n % 2] for n in range(40)]})  # fmt: skip
+    rows = records(expand_grid(grid))
+    for tiers in (TIERS, [{"inputs": {}, "price": 0.0001, "priceMethod": "cp-promptlength"}], []):
+        price = ToolPrice.from_api({"dynamicprice": tiers, "cps": "0.001", "approximatelycost": "0.05"})
+        expected = [price.quote(quote_inputs(r)) for r in rows]
+        assert _quotes(rows, {rows[0]["model"]: price}) == expected
+    assert _quotes(rows, {}) == [None] * len(rows)

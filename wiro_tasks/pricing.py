@@ -26,6 +26,13 @@ from .types import MAX_CPS, MAX_TASK_COST, finite_decimal
 PIXEL_TIER = 1024 * 1024  # cp-pixel: each started 1,048,576 pixels of output is one tier
 
 
+PRICED_BY = {  # the inputs each method's cost reads (`PriceTier.cost`); a fixed price reads none
+    "cp-outputVideoLength": ("numFrames", "fps"),
+    "cp-promptlength": ("prompt",),
+    "cp-pixel": ("size", "width", "height", "inputImageUrl"),
+}
+
+
 @dataclass(frozen=True)
 class PriceTier:
     """One entry of `dynamicprice`: a price for runs with these inputs (all runs when empty)."""
@@ -35,6 +42,11 @@ class PriceTier:
     method: str
     extra: Decimal = Decimal(0)  # cp-pixel: each pixel tier past the first
     per_input: Decimal = Decimal(0)  # cp-pixel: per input image
+
+    @property
+    def reads(self) -> frozenset[str]:
+        """The inputs this tier's price depends on: its own, and what its method prices by."""
+        return frozenset(self.inputs).union(PRICED_BY.get(self.method, ()))
 
     def matches(self, inputs: Mapping[str, object]) -> bool:
         return all(k in inputs and _same(inputs[k], v) for k, v in self.inputs.items())
@@ -85,6 +97,12 @@ class ToolPrice:
     @property
     def known(self) -> bool:
         return bool(self.tiers) or self.cps is not None
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """Every input a `quote` depends on (none for a price per second or per run): runs that
+        agree on these get the same quote."""
+        return tuple(sorted(frozenset().union(*(tier.reads for tier in self.tiers))))
 
     @classmethod
     def from_api(cls, tool: Mapping[str, Any]) -> ToolPrice:

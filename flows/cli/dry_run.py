@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -14,7 +15,7 @@ from flows.engine.budget import Budget, work_units
 from flows.engine.rows import needs_work, quote_inputs, records
 from flows.engine.settings import SweepParams
 from flows.store.shards import recorded_states
-from wiro_tasks import ToolPrice
+from wiro_tasks import Quote, ToolPrice
 
 
 def dry_run_report(
@@ -34,7 +35,7 @@ def dry_run_report(
     spent = sum((s.cost for s in states.values()), Decimal(0))
     budget = Budget(None, estimate_usd=estimate_usd, observed_rates=rates)
     prices = prices or {}
-    quotes = [prices[r["model"]].quote(quote_inputs(r)) if r["model"] in prices else None for r in left]
+    quotes = _quotes(left, prices)
     typical = [q.typical if q is not None else budget.estimate(work_units(r)) for q, r in
                zip(quotes, left, strict=True)]  # fmt: skip
     lines = [f"{len(frame)} combination{'' if len(frame) == 1 else 's'}; {len(frame) - len(left)} already done"
@@ -66,3 +67,28 @@ def dry_run_report(
                          "Kill lands; the rest would be skipped.")  # fmt: skip
     lines.append("Nothing was submitted (--dry-run).")
     return "\n".join(lines)
+
+
+_ABSENT = object()
+
+
+def _quotes(rows: list[dict[str, Any]], prices: Mapping[str, ToolPrice]) -> list[Quote | None]:
+    """Each row's quote, worked out once per model and values of the inputs its price reads
+    (`ToolPrice.reads`; a price per second reads none): one by one took 0.8 s at 100,000 rows."""
+    reads = {model: price.reads for model, price in prices.items()}
+    known: dict[tuple[Any, ...], Quote | None] = {}
+    quotes: list[Quote | None] = []
+    for row in rows:
+        price = prices.get(row["model"])
+        if price is None:
+            quotes.append(None)
+            continue
+        names = reads[row["model"]]
+        inputs = quote_inputs(row) if names else {}
+        key = (row["model"], *((type(v), v) for v in (inputs.get(name, _ABSENT) for name in names)))
+        try:
+            quote = known[key] if key in known else known.setdefault(key, price.quote(inputs))
+        except TypeError:  # a value that cannot be a key
+            quote = price.quote(inputs)
+        quotes.append(quote)
+    return quotes
