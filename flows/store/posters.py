@@ -15,10 +15,10 @@ import io
 import logging
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import av
 from PIL import Image
@@ -30,6 +30,7 @@ MAX_WIDTH = 512  # the widest a report cell gets (its zoom goes to 520 px)
 WORKERS = min(4, os.cpu_count() or 1)
 
 logger = logging.getLogger("flows.store.posters")
+Listed = TypeVar("Listed")
 
 
 def poster_path(video: Path) -> Path:
@@ -103,12 +104,7 @@ def ensure_posters(videos: Iterable[str | Path]) -> Posters:
     wanted: list[str] = []
     shown: set[str] = set()
     listed: dict[str, dict[str, tuple[int, bool]]] = {}  # folder -> its entries
-    for given in videos:
-        video = os.fspath(given)
-        folder, name = os.path.split(video)
-        entries = listed.get(folder)
-        if entries is None:
-            entries = listed[folder] = _entries(folder or ".")
+    for video, name, entries in _in_folders(videos, _entries, listed):
         made, poster = entries.get(name), entries.get(_poster_name(name))
         if poster is not None and poster[1]:
             shown.add(video)
@@ -128,17 +124,22 @@ def listed_posters(videos: Iterable[str | Path]) -> tuple[set[str], str]:
     file: 0.1 s where `ensure_posters` takes 1.9 at 100,000 rows), and a mark of those folders as
     they are: the same mark later means no entry was added, removed or renamed in them since, so
     no poster was made, lost, or left older than a video saved again (saves are renames)."""
-    names: dict[str, set[str]] = {}
-    shown: set[str] = set()
+    names: dict[str, set[str]] = {}  # folder -> its files' names
+    shown = {video for video, name, listed in _in_folders(videos, _names, names) if _poster_name(name) in listed}
+    return shown, folders_mark(names)
+
+
+def _in_folders(
+    videos: Iterable[str | Path], listing: Callable[[str], Listed], listed: dict[str, Listed]
+) -> Iterator[tuple[str, str, Listed]]:
+    """Each video (as text), its name and its folder's `listing`, each folder listed once into `listed`."""
     for given in videos:
         video = os.fspath(given)
         folder, name = os.path.split(video)
-        listed = names.get(folder)
-        if listed is None:
-            listed = names[folder] = _names(folder or ".")
-        if _poster_name(name) in listed:
-            shown.add(video)
-    return shown, folders_mark(names)
+        entries = listed.get(folder)
+        if entries is None:
+            entries = listed[folder] = listing(folder or ".")
+        yield video, name, entries
 
 
 def folders_mark(folders: Iterable[str]) -> str:
