@@ -132,11 +132,11 @@ def test_a_quote_depends_on_the_inputs_its_price_reads_and_no_other(method: str)
     assert "steps" in price.reads, "a tier's own inputs are read"
 
 
-def test_the_dry_run_quotes_each_row_as_its_price_does(tmp_path: Any) -> None:
+def test_rows_are_quoted_each_as_its_price_does(tmp_path: Any) -> None:
+    """`quote_rows`, which the dry run and the budget guard price rows with."""
     import pandas as pd
 
-    from flows.cli.dry_run import _quotes
-    from flows.engine.rows import quote_inputs, records
+    from flows.engine.rows import quote_inputs, quote_rows, records
     from flows.grid import expand_grid
 
     grid = pd.DataFrame({"prompt": [f"a fox number {n}" for n in range(40)], "seed": [str(n % 3) for n in range(40)],
@@ -145,5 +145,5 @@ def test_the_dry_run_quotes_each_row_as_its_price_does(tmp_path: Any) -> None:
     for tiers in (TIERS, [{"inputs": {}, "price": 0.0001, "priceMethod": "cp-promptlength"}], []):
         price = ToolPrice.from_api({"dynamicprice": tiers, "cps": "0.001", "approximatelycost": "0.05"})
         expected = [price.quote(quote_inputs(r)) for r in rows]
-        assert _quotes(rows, {rows[0]["model"]: price}) == expected
-    assert _quotes(rows, {}) == [None] * len(rows)
+        assert quote_rows(rows, {rows[0]["model"]: price}) == expected
+    assert quote_rows(rows, {}) == quote_rows(rows, {rows[0]["model"]: None}) == [None] * len(rows)

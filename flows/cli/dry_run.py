@@ -7,15 +7,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from flows.engine.budget import Budget, work_units
-from flows.engine.rows import needs_work, quote_inputs, records
+from flows.engine.budget import Budget, work_by_row
+from flows.engine.rows import needs_work, quote_rows, records
 from flows.engine.settings import SweepParams
 from flows.store.shards import recorded_states
-from wiro_tasks import Quote, ToolPrice
+from wiro_tasks import ToolPrice
 
 
 def dry_run_report(
@@ -29,14 +28,15 @@ def dry_run_report(
     out, estimate_usd, limit = Path(params.out), params.estimate_usd, params.budget
     states = recorded_states(out)
     rows = records(frame)
+    work = work_by_row(rows)
     left = [r for r in rows if needs_work(states.get(r["row_id"]), retry_failed=params.retry_failed)]
-    rates = [s.cost / work_units(r) for r in rows
+    rates = [s.cost / work[r["row_id"]] for r in rows
              if (s := states.get(r["row_id"])) is not None and s.cost > 0]  # fmt: skip
     spent = sum((s.cost for s in states.values()), Decimal(0))
     budget = Budget(None, estimate_usd=estimate_usd, observed_rates=rates)
     prices = prices or {}
-    quotes = _quotes(left, prices)
-    typical = [q.typical if q is not None else budget.estimate(work_units(r)) for q, r in
+    quotes = quote_rows(left, prices)
+    typical = [q.typical if q is not None else budget.estimate(work[r["row_id"]]) for q, r in
                zip(quotes, left, strict=True)]  # fmt: skip
     lines = [f"{len(frame)} combination{'' if len(frame) == 1 else 's'}; {len(frame) - len(left)} already done"
              f" in {out}, {len(left)} to submit."]  # fmt: skip
@@ -56,7 +56,7 @@ def dry_run_report(
     if limit is not None:
         running, fits = spent, 0
         for quote, row, cost in zip(quotes, left, typical, strict=True):
-            if running + budget.plan(quote, work_units(row)) > limit:
+            if running + budget.plan(quote, work[row["row_id"]]) > limit:
                 break
             running, fits = running + cost, fits + 1
         head = f"Budget ${limit} (${spent:.4f} billed in OUT so far): "
@@ -67,28 +67,3 @@ def dry_run_report(
                          "Kill lands; the rest would be skipped.")  # fmt: skip
     lines.append("Nothing was submitted (--dry-run).")
     return "\n".join(lines)
-
-
-_ABSENT = object()
-
-
-def _quotes(rows: list[dict[str, Any]], prices: Mapping[str, ToolPrice]) -> list[Quote | None]:
-    """Each row's quote, worked out once per model and values of the inputs its price reads
-    (`ToolPrice.reads`; a price per second reads none): one by one took 0.8 s at 100,000 rows."""
-    reads = {model: price.reads for model, price in prices.items()}
-    known: dict[tuple[Any, ...], Quote | None] = {}
-    quotes: list[Quote | None] = []
-    for row in rows:
-        price = prices.get(row["model"])
-        if price is None:
-            quotes.append(None)
-            continue
-        names = reads[row["model"]]
-        inputs = quote_inputs(row) if names else {}
-        key = (row["model"], *((type(v), v) for v in (inputs.get(name, _ABSENT) for name in names)))
-        try:
-            quote = known[key] if key in known else known.setdefault(key, price.quote(inputs))
-        except TypeError:  # a value that cannot be a key
-            quote = price.quote(inputs)
-        quotes.append(quote)
-    return quotes

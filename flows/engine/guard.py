@@ -17,7 +17,7 @@ from typing import Any
 
 from flows.engine.budget import UNANSWERED_SECONDS, Budget, least_bill, work_by_row
 from flows.engine.ledger import Ledger
-from flows.engine.rows import maybe_live, quote_inputs
+from flows.engine.rows import maybe_live, quote_rows
 from flows.engine.settings import Settings
 from flows.grid import MODEL
 from flows.store.rowstate import RowState
@@ -67,9 +67,8 @@ class BudgetGuard:
         """Each row's quote, from its model's Tool/Detail (asked once per model)."""
         rows = list(rows)
         prices = {model: await self._price(model) for model in dict.fromkeys(r[MODEL] for r in rows)}
-        for r in rows:
-            price = prices[r[MODEL]]
-            self.quotes[r["row_id"]] = price.quote(quote_inputs(r)) if price else None
+        for r, quote in zip(rows, quote_rows(rows, prices), strict=True):
+            self.quotes[r["row_id"]] = quote
 
     async def _price(self, model: str) -> ToolPrice | None:
         """A model's price from Tool/Detail; None (with a warning) when the API gives none."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +14,7 @@ import pandas as pd
 
 from flows.grid import IMAGE, IMAGE_SHA, IMAGE_URL, MODEL, PLACEHOLDER_URL, is_missing
 from flows.store.rowstate import RowState
+from wiro_tasks import Quote, ToolPrice
 from wiro_tasks.inputs import Value, model_spec
 
 VIDEOS = "videos"
@@ -93,6 +94,33 @@ def quote_inputs(row: Mapping[str, Any]) -> dict[str, Value]:
     """The inputs a row is priced by: its Run inputs, a local image standing in for its URL (a
     price tier may charge per input image; the URL is known only after the upload)."""
     return run_inputs(row, PLACEHOLDER_URL if given(row.get(IMAGE_SHA)) is not None else None)
+
+
+_ABSENT = object()
+
+
+def quote_rows(rows: Sequence[Mapping[str, Any]], prices: Mapping[str, ToolPrice | None]) -> list[Quote | None]:
+    """Each row's quote by its model's price (None without one), worked out once per model and
+    values of the inputs that price reads (`ToolPrice.reads`; a price per second reads none): one
+    by one took 0.8 s at 100,000 rows, for the dry run and for the budget guard alike."""
+    reads = {model: price.reads for model, price in prices.items() if price is not None}
+    known: dict[tuple[Any, ...], Quote | None] = {}
+    quotes: list[Quote | None] = []
+    for row in rows:
+        price = prices.get(row["model"])
+        if price is None:
+            quotes.append(None)
+            continue
+        names = reads[row["model"]]
+        inputs = quote_inputs(row) if names else {}
+        key = (row["model"], *((type(v), v) for v in (inputs.get(name, _ABSENT) for name in names)))
+        try:
+            if key not in known:
+                known[key] = price.quote(inputs)
+            quotes.append(known[key])
+        except TypeError:  # a value that cannot be a key
+            quotes.append(price.quote(inputs))
+    return quotes
 
 
 def given(value: Any) -> Any:
