@@ -443,6 +443,19 @@ def test_a_poster_is_the_first_frame_in_its_colours_whatever_the_pixel_format(
     assert np.abs(shown[8:40, 40:60] - (20, 180, 60)).max() < 8, shown[24, 50]
 
 
+def out_with_videos(tmp_path: Path) -> tuple[Path, pd.DataFrame]:
+    """An OUT of four succeeded rows, each with a real video and no poster, and its manifest."""
+    (tmp_path / "renders").mkdir()
+    out = tmp_path / "out"
+    manifest = sweep([FOX, BOAT], {"seed": ["1", "2"]})
+    (out / "videos").mkdir(parents=True)
+    video = emulator_video(tmp_path / "renders", records(manifest)[0])
+    for path in manifest["output_path"]:
+        (out / path).write_bytes(video)
+    write_manifest(out, manifest)
+    return out, manifest
+
+
 def test_an_unchanged_out_keeps_its_report_and_any_change_renders_it_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -457,14 +470,7 @@ def test_an_unchanged_out_keeps_its_report_and_any_change_renders_it_again(
         return build(manifest, **options)
 
     monkeypatch.setattr(flows.view.report, "build_report", counted)
-    (tmp_path / "renders").mkdir()
-    out = tmp_path / "out"
-    manifest = sweep([FOX, BOAT], {"seed": ["1", "2"]})
-    (out / "videos").mkdir(parents=True)
-    video = emulator_video(tmp_path / "renders", records(manifest)[0])
-    for path in manifest["output_path"]:
-        (out / path).write_bytes(video)
-    write_manifest(out, manifest)
+    out, manifest = out_with_videos(tmp_path)
 
     def renders(**options: Any) -> bool:
         before = len(built)
@@ -507,14 +513,7 @@ def test_a_reopened_out_keeps_its_report_without_looking_at_each_video_yet_sees_
         return ensure(videos)
 
     monkeypatch.setattr(flows.view.report, "ensure_posters", counted)
-    (tmp_path / "renders").mkdir()
-    out = tmp_path / "out"
-    manifest = sweep([FOX, BOAT], {"seed": ["1", "2"]})
-    (out / "videos").mkdir(parents=True)
-    video = emulator_video(tmp_path / "renders", records(manifest)[0])
-    for path in manifest["output_path"]:
-        (out / path).write_bytes(video)
-    write_manifest(out, manifest)
+    out, manifest = out_with_videos(tmp_path)
 
     def looks() -> bool:
         before = len(looked)
