@@ -8,7 +8,8 @@ shared machine to fail a test. These counts are exact. A row's marginal work, (c
 - Prefect task runs: two (submit, wait), each Pending -> Running -> Completed, sent as events;
   none of its own past `row_task_runs_max` rows (one task run per 1,000 rows shows them);
 - requests to the Prefect API: none of a row's own (artifacts, renames and the cancel watch
-  are per run or per second, not per row);
+  are per run or per second, not per row), the slots of the account's limit a shard's rows
+  share included (taken once, handed from row to row);
 - journal writes: the intent is written (and fsynced) on its own, before its Run; the other
   events of a row ride in the batches written every tenth of a second;
 - manifest rewrites: at most one a second, whatever the number of rows;
@@ -131,8 +132,9 @@ def sweep_rows(tmp_path: Path, rows: int, counts: Callable[[], Counts], **params
     return counted  # events are counted as they are handed to Prefect's events worker
 
 
-@pytest.mark.parametrize(("params", "task_run_events"), [({}, 6), ({"row_task_runs_max": 0}, 0)],
-                         ids=["a task run per step", "past row_task_runs_max"])  # fmt: skip
+@pytest.mark.parametrize(("params", "task_run_events"), [
+    ({}, 6), ({"row_task_runs_max": 0}, 0), ({"row_task_runs_max": 0, "concurrency_limit_name": "per-row-account"}, 0)
+], ids=["a task run per step", "past row_task_runs_max", "a shard's, under the account's limit"])  # fmt: skip
 def test_a_row_costs_the_same_work_at_any_size(
     make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path,
     counting: Callable[[], Counts], params: dict[str, Any], task_run_events: int,
@@ -151,6 +153,7 @@ def test_a_row_costs_the_same_work_at_any_size(
     assert per_row("wiro GET ") == 1, shown  # the video
     assert per_row("event prefect.task-run.") == task_run_events, shown  # two task runs, three states each
     assert per_row("prefect ") <= 0.25, shown  # per run and per second, never per row
+    assert per_row("event prefect.concurrency-limit.") == 0, shown  # the account's slots are held across rows
     assert per_row("journal write") <= 1.5, shown  # the intent alone, the rest in batches
     assert per_row("file manifest.parquet") <= 0.25, shown
     assert per_row("result links") <= 1, shown  # about ten a row if kept for the run's life

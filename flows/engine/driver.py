@@ -24,8 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from prefect.concurrency.asyncio import concurrency
-
+from flows.engine.account import AccountSlots
 from flows.engine.answers import RunAnswers
 from flows.engine.guard import BudgetGuard
 from flows.engine.ledger import Ledger
@@ -60,6 +59,8 @@ class RowDriver:
         self.matcher = matcher
         self.settings = settings
         self.slots = asyncio.Semaphore(settings.max_concurrency)
+        name = settings.concurrency_limit_name
+        self.account = AccountSlots(name) if name else None  # shared by every run on the Wiro account
         self.not_succeeded: set[str] = set()  # rows whose `wait` task run in this flow run ended otherwise
         self.answers = RunAnswers(ledger, guard, matcher, self.steps)
         self.strays = StrayKeeper(ledger, guard, matcher, settings)
@@ -87,10 +88,12 @@ class RowDriver:
 
     def _account_slot(self) -> AbstractAsyncContextManager[object]:
         """A slot of the global concurrency limit shared by every run on this Wiro account."""
-        name = self.settings.concurrency_limit_name
-        if not name:
-            return nullcontext()
-        return concurrency(name, occupy=1, strict=True)
+        return self.account.slot() if self.account else nullcontext()
+
+    async def close(self) -> None:
+        """The rows have ended: the account's slots go back."""
+        if self.account:
+            await self.account.close()
 
     async def _drive(self, row: dict[str, Any]) -> None:
         row_id = row["row_id"]

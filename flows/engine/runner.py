@@ -194,6 +194,7 @@ class SweepRunner:
             for ended in await asyncio.gather(*helpers, watcher, return_exceptions=True):
                 if isinstance(ended, Exception):  # a loop that died early must not go unseen
                     logger.error("a sweep's background loop failed: %r", ended)
+            await driver.close()
             await guard.drain()
             ledger.flush_or_stop()
             if chunks:

@@ -1,0 +1,171 @@
+"""The Wiro account's limit, a Prefect global concurrency limit, held across a run's rows
+(`flows/engine/account.py`), against a real Prefect server: the limit holds across runs, a row
+costs no request once the run holds its slots, slots go back when a run is through with them or
+has held them its share, and a row stopped while it waits leaves nothing held."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+from flows.engine.account import AccountSlots, NoAccountLimit, retry_after
+
+
+@pytest.fixture
+def limit(prefect_api: str) -> tuple[str, int]:
+    """A global concurrency limit of 3 slots of its own."""
+    name, size = f"account-{uuid.uuid4().hex[:8]}", 3
+
+    async def create() -> None:
+        async with get_client() as client:
+            await client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=size))
+
+    asyncio.run(create())
+    return name, size
+
+
+async def active_slots(name: str) -> int:
+    async with get_client() as client:
+        return (await client.read_global_concurrency_limit_by_name(name)).active_slots
+
+
+class Rows:
+    """Rows that each hold a slot for `seconds`, counting how many hold one at once."""
+
+    def __init__(self) -> None:
+        self.inside = self.peak = 0
+
+    async def row(self, slots: AccountSlots, seconds: float) -> None:
+        async with slots.slot():
+            self.inside += 1
+            self.peak = max(self.peak, self.inside)
+            await asyncio.sleep(seconds)
+            self.inside -= 1
+
+
+def test_two_runs_never_hold_more_than_the_limit_and_give_every_slot_back(limit: tuple[str, int]) -> None:
+    name, size = limit
+    rows = Rows()
+
+    async def main() -> int:
+        runs = [AccountSlots(name), AccountSlots(name)]
+        rng = random.Random(7)
+        await asyncio.gather(*(rows.row(runs[n % 2], rng.uniform(0.0, 0.03)) for n in range(60)))
+        for run in runs:
+            await run.close()
+        return await active_slots(name)
+
+    assert asyncio.run(main()) == 0, "every slot back on the server once the runs close"
+    assert rows.peak == size, f"{rows.peak} rows held a slot at once; the limit is {size}"
+
+
+@pytest.mark.parametrize("rows", [20, 80])
+def test_a_row_costs_no_request_once_the_run_holds_its_slots(limit: tuple[str, int], rows: int) -> None:
+    name, size = limit
+
+    async def main() -> AccountSlots:
+        slots = AccountSlots(name)
+        await asyncio.gather(*(Rows().row(slots, 0.005) for _ in range(rows)))
+        await slots.close()
+        return slots
+
+    slots = asyncio.run(main())
+    # Prefect's `concurrency()` took and gave back a slot for every row: 2 requests a row, and a renewal.
+    assert slots.requests["take"] <= 2 * size, dict(slots.requests)  # the rows that asked at first, at most
+    assert slots.requests["give"] == slots.requests["take"], dict(slots.requests)
+
+
+def test_a_busy_run_lets_another_run_on_the_account_in(limit: tuple[str, int]) -> None:
+    """A slot held its share goes back to the server as its row ends, though this run has more
+    rows: another run that waits on the account gets its turn, as it did when each row took and
+    gave back its own."""
+    name, size = limit
+
+    async def main() -> float:
+        busy, other = AccountSlots(name, share_seconds=0.2), AccountSlots(name)
+        loop = asyncio.get_running_loop()
+        started, let_in = loop.time(), asyncio.Event()
+
+        async def rows_one_after_another() -> None:
+            while not let_in.is_set() and loop.time() < started + 20:
+                await Rows().row(busy, 0.01)
+
+        rows = [asyncio.create_task(rows_one_after_another()) for _ in range(size)]
+        while busy.held < size:  # the busy run holds every slot
+            await asyncio.sleep(0.05)
+        async with other.slot():
+            waited = loop.time() - started
+            let_in.set()
+        await asyncio.gather(*rows)
+        await busy.close()
+        await other.close()
+        return waited
+
+    assert asyncio.run(main()) < 15, "the other run waited as long as the busy run had rows"
+
+
+def test_a_row_stopped_while_it_waits_leaves_no_slot_held(limit: tuple[str, int]) -> None:
+    name, size = limit
+
+    async def main() -> tuple[int, int]:
+        slots = AccountSlots(name)
+        holders = [asyncio.create_task(Rows().row(slots, 0.5)) for _ in range(size)]
+        await asyncio.sleep(0.2)
+        waiting = asyncio.create_task(Rows().row(slots, 0.0))  # the limit is full: it waits
+        await asyncio.sleep(0.2)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await asyncio.gather(*holders)
+        held = slots.held
+        await slots.close()
+        await asyncio.sleep(0.1)
+        return held, await active_slots(name)
+
+    held, active = asyncio.run(main())
+    assert held <= size
+    assert active == 0, f"{active} slot(s) still taken on the server"
+
+
+def test_a_limit_that_does_not_exist_fails_the_row(prefect_api: str) -> None:
+    async def main() -> None:
+        slots = AccountSlots(f"missing-{uuid.uuid4().hex[:8]}")
+        try:
+            await Rows().row(slots, 0.0)
+        finally:
+            await slots.close()
+
+    with pytest.raises(NoAccountLimit):
+        asyncio.run(main())
+
+
+@pytest.mark.parametrize(("header", "seconds"), [("2.5", 2.5), (None, 1.0), ("soon", 1.0), ("nan", 1.0),
+                                                 ("-4", 0.1), ("1e9", 30.0), ("inf", 30.0)])  # fmt: skip
+def test_the_server_s_retry_after_is_read_within_reason(header: str | None, seconds: float) -> None:
+    assert retry_after(header) == seconds
+
+
+def test_a_slot_whose_lease_lapsed_serves_no_other_row(limit: tuple[str, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lapsed lease's slot may be another run's by now: the next row asks the server again."""
+    name, _ = limit
+    monkeypatch.setattr("flows.engine.account.RENEW_EVERY", 0.2)
+
+    async def main() -> AccountSlots:
+        slots = AccountSlots(name)
+        holder = asyncio.create_task(Rows().row(slots, 0.8))
+        await asyncio.sleep(0.2)
+        (lease,) = slots._held
+        async with get_client() as client:  # as the server does when a lease is not renewed in time
+            await client.release_concurrency_slots_with_lease(lease_id=lease.id)
+        await holder
+        await Rows().row(slots, 0.0)
+        await slots.close()
+        return slots
+
+    slots = asyncio.run(main())
+    assert slots.requests["take"] == 2, dict(slots.requests)
