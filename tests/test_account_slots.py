@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 import uuid
 
 import pytest
@@ -169,3 +170,42 @@ def test_a_slot_whose_lease_lapsed_serves_no_other_row(limit: tuple[str, int], m
 
     slots = asyncio.run(main())
     assert slots.requests["take"] == 2, dict(slots.requests)
+
+
+def test_a_slot_not_renewed_in_time_serves_no_other_row(limit: tuple[str, int]) -> None:
+    """After a machine slept past a renewal (the wall clock moved on, the event loop's did not),
+    the slot may be another run's: the next row asks the server again."""
+    name, _ = limit
+
+    async def main() -> AccountSlots:
+        slots = AccountSlots(name, handoff_seconds=5.0)
+        await Rows().row(slots, 0.0)
+        (lease,) = slots._held
+        lease.expires = time.time()  # as after a suspend of five minutes
+        await Rows().row(slots, 0.0)
+        await slots.close()
+        return slots
+
+    slots = asyncio.run(main())
+    assert slots.requests["take"] == 2, dict(slots.requests)
+
+
+def test_rows_still_waiting_when_the_run_closes_fail_rather_than_hang(limit: tuple[str, int]) -> None:
+    name, size = limit
+
+    async def main() -> tuple[list[BaseException | None], int]:
+        slots = AccountSlots(name)
+        holders = [asyncio.create_task(Rows().row(slots, 0.6)) for _ in range(size)]
+        while slots.held < size:
+            await asyncio.sleep(0.05)
+        waiting = asyncio.create_task(Rows().row(slots, 0.0))
+        await asyncio.sleep(0.2)
+        closing = asyncio.create_task(slots.close())
+        await asyncio.wait_for(asyncio.gather(*holders, closing), timeout=30)
+        ended = await asyncio.wait_for(asyncio.gather(waiting, return_exceptions=True), timeout=30)
+        await asyncio.sleep(0.2)
+        return ended, await active_slots(name)
+
+    (ended,), active = asyncio.run(main())
+    assert isinstance(ended, RuntimeError), ended
+    assert active == 0, "the slots of rows that ended after the close went back too"

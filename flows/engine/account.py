@@ -4,26 +4,31 @@ concurrency limit, held by this run across its rows.
 Prefect's `concurrency()` costs each use three requests (take, renew at once, give back), a
 thread with a client of its own for the renewals, and two events. Held for one row each, that
 was most of what a shard's row cost the server. Here a slot a row gives back goes to a row of
-this run that asks for one within `HANDOFF_SECONDS`, and only then goes back to the server; a
-slot that has served this run for `SHARE_SECONDS` goes back when its row ends, so other runs
-waiting on the account get their turn. One request at a time asks for slots while rows wait,
-and one task renews every slot held.
+this run that asks for one within `HANDOFF_SECONDS`, and only then goes back to the server. One
+request at a time asks for slots while rows wait, and one task renews every slot held.
+
+Other runs on the account get their turn: a slot that has served this run for `SHARE_SECONDS`
+goes back as its row ends (rows longer than that give theirs back each time, as before). The
+server hands a free slot to whoever asks first, so this run then asks again after a random pause
+of up to `POLL_SECONDS`, and a run the server turned away asks again within as long: each has
+its chance, where an immediate ask would always win.
 
 The limit holds as before: a row sends its Run request only while it holds a slot of a lease
-the server counts, and no slot serves two rows at once. If a renewal fails, the lease may lapse
-and the server may hand its slot to another run: Wiro itself then refuses the extra task (code
-96, "account full"), which the row waits out, so the promise that costs money is not at stake.
+the server counts, and no slot serves two rows at once. A lease not renewed in time (a machine
+suspended for minutes) serves no further row. If the server drops a lease some other way, its
+slot may serve one more row while another run has it: Wiro itself then refuses the extra task
+(code 96, "account full"), which the row waits out, so no promise about money is at stake.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import random
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -33,7 +38,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.responses import ConcurrencyLimitWithLeaseResponse
 
 HANDOFF_SECONDS = 0.5  # a slot no row of this run asked for in this long goes back to the server
-SHARE_SECONDS = 20.0  # a slot held this long goes back as its row ends: the other runs' turn
+SHARE_SECONDS = 20.0  # a slot held this long goes back as its row ends
+POLL_SECONDS = 2.0  # a run turned away asks again within this long, whatever the server's Retry-After
 LEASE_SECONDS = 300.0  # what the server waits for a renewal before it frees a slot (a killed run's)
 RENEW_EVERY = LEASE_SECONDS / 4
 
@@ -48,8 +54,13 @@ class NoAccountLimit(RuntimeError):
 class _Lease:
     id: UUID
     since: float = field(default_factory=time.monotonic)
-    idle_since: float | None = None
+    expires: float = field(default_factory=lambda: time.time() + LEASE_SECONDS)  # wall clock: it runs on in a suspend
+    idle_since: float = 0.0
     lapsed: bool = False  # its renewal was refused: the server counts it no more
+
+    def usable(self) -> bool:
+        """Still counted by the server, with a renewal's margin to spare."""
+        return not self.lapsed and time.time() < self.expires - RENEW_EVERY
 
 
 class AccountSlots:
@@ -61,13 +72,16 @@ class AccountSlots:
         self.name = name
         self.handoff_seconds = handoff_seconds
         self.share_seconds = share_seconds
-        self.requests: Counter[str] = Counter()  # "take", "full" (423), "give", "renew": the Prefect API's answers
+        self.requests: Counter[str] = Counter()  # "take", "full" (423), "give", "renew"
         self._held: set[_Lease] = set()  # every lease this run holds, in use or idle
-        self._idle: deque[_Lease] = deque()  # held, no row on it
+        self._idle: deque[_Lease] = deque()  # held, no row on it, oldest first
         self._waiting: deque[asyncio.Future[_Lease]] = deque()  # rows that asked and have none yet
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()  # slots on their way back
+        self._asking = False  # the loop that asks the server is on (set and cleared without a pause)
         self._renewer: asyncio.Task[None] | None = None
-        self._asking: asyncio.Task[None] | None = None
+        self._shared = False  # a slot went back for others' turn since this run last paused to ask
+        self._paused_at = -POLL_SECONDS
+        self._closed = False
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -82,23 +96,30 @@ class AccountSlots:
         return len(self._held)
 
     async def close(self) -> None:
-        """Give every slot back (the rows have ended) and stop renewing."""
-        for loop in (self._asking, self._renewer):
-            if loop and not loop.done():
-                loop.cancel()
-                await asyncio.gather(loop, return_exceptions=True)
+        """Give every slot back and stop, once the rows have ended: a row that still waits fails, and
+        one that still holds a slot gives it back as it ends, if the event loop lives that long."""
+        self._closed = True
+        self._fail_waiting(RuntimeError(f"the run's slots of {self.name!r} were closed"))
         while self._idle:
             self._release(self._idle.popleft())
-        if self._background:
+        while self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        if self._renewer:
+            self._renewer.cancel()
 
     async def _take(self) -> _Lease:
-        if self._idle:
-            return self._idle.pop()  # the newest: the oldest go back to the server first
+        if self._closed:
+            raise RuntimeError(f"the run's slots of {self.name!r} are closed")
+        while self._idle:
+            lease = self._idle.pop()  # the newest: the oldest go back to the server first
+            if lease.usable():
+                return lease
+            self._release(lease)
         waiter: asyncio.Future[_Lease] = asyncio.get_running_loop().create_future()
         self._waiting.append(waiter)
-        if self._asking is None or self._asking.done():
-            self._asking = asyncio.create_task(self._ask_for_waiters())
+        if not self._asking:
+            self._asking = True
+            self._spawn(self._ask_for_waiters())
         try:
             return await waiter
         except asyncio.CancelledError:
@@ -108,55 +129,11 @@ class AccountSlots:
                 self._give(waiter.result())  # handed over as the row was stopped
             raise
 
-    async def _ask_for_waiters(self) -> None:
-        """One request at a time, as Prefect's own service does, while rows wait for a slot."""
-        async with get_client() as client:
-            while any(not waiter.done() for waiter in self._waiting):
-                try:
-                    lease = await self._ask(client)
-                except Exception as exc:  # every row that waits fails as `concurrency()` failed it
-                    while self._waiting:
-                        waiter = self._waiting.popleft()
-                        if not waiter.done():
-                            waiter.set_exception(exc)
-                    return
-                if lease:
-                    self._give(lease)
-
-    async def _ask(self, client: Any) -> _Lease | None:
-        """A slot of the limit, or None after the wait the server asks for while it is full (423)."""
-        if self._background:  # a slot this run gave back is free on the server before it asks
-            await asyncio.gather(*self._background, return_exceptions=True)
-        request = asyncio.ensure_future(client.increment_concurrency_slots_with_lease(
-            names=[self.name], slots=1, mode="concurrency", lease_duration=LEASE_SECONDS))  # fmt: skip
-        try:
-            response = await asyncio.shield(request)
-        except httpx.HTTPStatusError as exc:
-            if exc.response.status_code != 423:
-                raise
-            self.requests["full"] += 1
-            await asyncio.sleep(retry_after(exc.response.headers.get("Retry-After")))
-            return None
-        except asyncio.CancelledError:  # closed while asking: a slot granted meanwhile goes back
-            with contextlib.suppress(Exception):
-                self._release(self._lease(await request))
-            raise
-        self.requests["take"] += 1
-        return self._lease(response)
-
-    def _lease(self, response: httpx.Response) -> _Lease:
-        answer = ConcurrencyLimitWithLeaseResponse.model_validate(response.json())
-        if not answer.limits:
-            raise NoAccountLimit(f"no global concurrency limit {self.name!r}: create it before a run shares it")
-        lease = _Lease(answer.lease_id)
-        self._held.add(lease)
-        if self._renewer is None:
-            self._renewer = asyncio.create_task(self._renew())
-        return lease
-
     def _give(self, lease: _Lease) -> None:
         """A row is through with `lease`: to a row that waits, kept a moment for the next, or back."""
-        if lease.lapsed or time.monotonic() - lease.since >= self.share_seconds:
+        shared = time.monotonic() - lease.since >= self.share_seconds
+        if shared or self._closed or not lease.usable():
+            self._shared = self._shared or shared
             self._release(lease)
             return
         while self._waiting:
@@ -170,14 +147,77 @@ class AccountSlots:
 
     def _expire(self) -> None:
         now = time.monotonic()
-        while self._idle and now - (self._idle[0].idle_since or now) >= self.handoff_seconds * 0.99:
+        while self._idle and now - self._idle[0].idle_since >= self.handoff_seconds * 0.99:
             self._release(self._idle.popleft())
 
-    def _release(self, lease: _Lease) -> None:
-        self._held.discard(lease)
-        task = asyncio.get_running_loop().create_task(self._send_release(lease))
+    def _fail_waiting(self, exc: BaseException, rows: int | None = None) -> None:
+        while self._waiting and rows != 0:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_exception(exc)
+                rows = None if rows is None else rows - 1
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def _ask_for_waiters(self) -> None:
+        """One request at a time, as Prefect's own service does, while rows wait for a slot."""
+        try:
+            async with get_client() as client:
+                while any(not waiter.done() for waiter in self._waiting) and not self._closed:
+                    try:
+                        lease = await self._ask(client)
+                    except Exception as exc:  # the row it was asked for fails, as `concurrency()` failed it
+                        self._fail_waiting(exc, rows=1)
+                        continue
+                    if lease:
+                        self._give(lease)
+                self._asking = False  # before the client closes: a row that asks from here starts another loop
+        except Exception as exc:  # no client: every row that waits fails rather than waits for nothing
+            self._fail_waiting(exc)
+        finally:
+            self._asking = False
+
+    async def _ask(self, client: Any) -> _Lease | None:
+        """A slot of the limit, or None after a wait while the server is full (423)."""
+        if self._background:  # a slot this run gave back is free on the server before it asks
+            await asyncio.gather(*self._background - {asyncio.current_task()}, return_exceptions=True)
+        if self._shared and time.monotonic() - self._paused_at >= POLL_SECONDS:  # at most once a poll
+            self._shared, self._paused_at = False, time.monotonic()
+            await asyncio.sleep(random.uniform(0.0, POLL_SECONDS))
+        request = asyncio.ensure_future(client.increment_concurrency_slots_with_lease(
+            names=[self.name], slots=1, mode="concurrency", lease_duration=LEASE_SECONDS))  # fmt: skip
+        try:
+            response = await asyncio.shield(request)
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code != 423:
+                raise
+            self.requests["full"] += 1
+            await asyncio.sleep(min(retry_after(exc.response.headers.get("Retry-After")), POLL_SECONDS))
+            return None
+        except asyncio.CancelledError:  # stopped while asking: a slot granted meanwhile goes back
+            with suppress(Exception):
+                self._release(self._lease(await request))
+            raise
+        return self._lease(response)
+
+    def _lease(self, response: httpx.Response) -> _Lease:
+        answer = ConcurrencyLimitWithLeaseResponse.model_validate(response.json())
+        if not answer.limits:
+            raise NoAccountLimit(f"no global concurrency limit {self.name!r}: create it before a run shares it")
+        self.requests["take"] += 1
+        lease = _Lease(answer.lease_id)
+        self._held.add(lease)
+        if not self._closed and (self._renewer is None or self._renewer.done()):
+            self._renewer = asyncio.get_running_loop().create_task(self._renew())
+        return lease
+
+    def _release(self, lease: _Lease) -> None:
+        if lease in self._held:
+            self._held.discard(lease)
+            self._spawn(self._send_release(lease))
 
     async def _send_release(self, lease: _Lease) -> None:
         self.requests["give"] += 1
@@ -189,18 +229,26 @@ class AccountSlots:
                            self.name, exc, LEASE_SECONDS)  # fmt: skip
 
     async def _renew(self) -> None:
-        async with get_client() as client:
-            while True:
-                await asyncio.sleep(RENEW_EVERY)
-                for lease in [lease for lease in self._held if not lease.lapsed]:
-                    self.requests["renew"] += 1
-                    try:
-                        await client.renew_concurrency_lease(lease_id=lease.id, lease_duration=LEASE_SECONDS)
-                    except Exception as exc:  # tried again in RENEW_EVERY, well before it lapses
-                        status = exc.response.status_code if isinstance(exc, httpx.HTTPStatusError) else 0
-                        lease.lapsed = status in (404, 410)  # gone: no row takes it after its own
-                        logger.warning("a slot of %r could not be renewed%s: %s", self.name,
-                                       " and is no longer held" if lease.lapsed else "", exc)  # fmt: skip
+        """Every lease held, renewed every RENEW_EVERY seconds; it ends with the slots (the next lease restarts it)."""
+        try:
+            async with get_client() as client:
+                while self._held and not self._closed:
+                    await asyncio.sleep(RENEW_EVERY)
+                    for lease in [lease for lease in self._held if not lease.lapsed]:
+                        await self._renew_one(client, lease)
+        except Exception as exc:
+            logger.warning("the slots of %r could not be renewed: %s", self.name, exc)
+
+    async def _renew_one(self, client: Any, lease: _Lease) -> None:
+        self.requests["renew"] += 1
+        try:
+            await client.renew_concurrency_lease(lease_id=lease.id, lease_duration=LEASE_SECONDS)
+            lease.expires = time.time() + LEASE_SECONDS
+        except Exception as exc:  # tried again in RENEW_EVERY, well before it lapses
+            status = exc.response.status_code if isinstance(exc, httpx.HTTPStatusError) else 0
+            lease.lapsed = status in (404, 410)  # gone: no row takes it after its own
+            logger.warning("a slot of %r could not be renewed%s: %s", self.name,
+                           " and is no longer held" if lease.lapsed else "", exc)  # fmt: skip
 
 
 def retry_after(header: str | None) -> float:
