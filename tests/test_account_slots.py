@@ -193,7 +193,7 @@ def test_a_slot_not_renewed_in_time_serves_no_other_row(limit: tuple[str, int]) 
 def test_rows_still_waiting_when_the_run_closes_fail_rather_than_hang(limit: tuple[str, int]) -> None:
     name, size = limit
 
-    async def main() -> tuple[list[BaseException | None], int]:
+    async def main() -> tuple[BaseException | None, int]:
         slots = AccountSlots(name)
         holders = [asyncio.create_task(Rows().row(slots, 0.6)) for _ in range(size)]
         while slots.held < size:
@@ -202,10 +202,10 @@ def test_rows_still_waiting_when_the_run_closes_fail_rather_than_hang(limit: tup
         await asyncio.sleep(0.2)
         closing = asyncio.create_task(slots.close())
         await asyncio.wait_for(asyncio.gather(*holders, closing), timeout=30)
-        ended = await asyncio.wait_for(asyncio.gather(waiting, return_exceptions=True), timeout=30)
+        (ended,) = await asyncio.wait_for(asyncio.gather(waiting, return_exceptions=True), timeout=30)
         await asyncio.sleep(0.2)
         return ended, await active_slots(name)
 
-    (ended,), active = asyncio.run(main())
+    ended, active = asyncio.run(main())
     assert isinstance(ended, RuntimeError), ended
     assert active == 0, "the slots of rows that ended after the close went back too"
