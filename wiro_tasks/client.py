@@ -31,6 +31,7 @@ import httpx
 from ._base import (
     _CHUNK,
     DEFAULT_ERROR_GRACE,
+    NONCE_RESIGNS,
     UPLOAD,
     ImageSource,
     Kind,
@@ -100,7 +101,7 @@ class WiroClient(_BaseClient):
         self._files.close()
 
     def _call(self, endpoint: str, body: Mapping[str, Any] | _Form, kind: Kind = "read") -> dict[str, Any]:
-        attempt, resigned = 0, False
+        attempt, resigns = 0, 0
         while True:
             started, sent = time.monotonic(), time.time()
             try:
@@ -113,8 +114,8 @@ class WiroClient(_BaseClient):
                 error = self._transport_error(exc, endpoint, kind)
             except WiroError as exc:
                 error = exc
-            if not resigned and nonce_refused(error, bool(self.credentials.api_secret), kind):
-                resigned = True
+            if resigns < NONCE_RESIGNS and nonce_refused(error, bool(self.credentials.api_secret), kind):
+                resigns += 1
                 self.avoid_nonce_clash()
                 continue
             if kind == "run" or not self.retry.should_retry(error, attempt):
@@ -288,7 +289,7 @@ class AsyncWiroClient(_BaseClient):
         await self._files.aclose()
 
     async def _call(self, endpoint: str, body: Mapping[str, Any] | _Form, kind: Kind = "read") -> dict[str, Any]:
-        attempt, resigned = 0, False
+        attempt, resigns = 0, 0
         while True:
             started, sent = time.monotonic(), time.time()
             try:
@@ -301,8 +302,8 @@ class AsyncWiroClient(_BaseClient):
                 error = self._transport_error(exc, endpoint, kind)
             except WiroError as exc:
                 error = exc
-            if not resigned and nonce_refused(error, bool(self.credentials.api_secret), kind):
-                resigned = True
+            if resigns < NONCE_RESIGNS and nonce_refused(error, bool(self.credentials.api_secret), kind):
+                resigns += 1
                 self.avoid_nonce_clash()
                 continue
             if kind == "run" or not self.retry.should_retry(error, attempt):
