@@ -37,6 +37,8 @@ import httpx
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.responses import ConcurrencyLimitWithLeaseResponse
 
+from flows.errors import InputError
+
 HANDOFF_SECONDS = 0.5  # a slot no row of this run asked for in this long goes back to the server
 SHARE_SECONDS = 20.0  # a slot held this long goes back as its row ends
 POLL_SECONDS = 2.0  # a run turned away asks again within this long, whatever the server's Retry-After
@@ -46,8 +48,9 @@ RENEW_EVERY = LEASE_SECONDS / 4
 logger = logging.getLogger("flows.engine")
 
 
-class NoAccountLimit(RuntimeError):
-    """The global concurrency limit named for the account does not exist on the server."""
+class NoAccountLimit(InputError):
+    """The global concurrency limit named for the account does not exist on the server (deleted
+    during the run: the flow creates a missing one before its rows start); exit code 2."""
 
 
 @dataclass(eq=False)
