@@ -88,6 +88,25 @@ async def test_a_task_past_its_deadline_ends_timed_out_when_kill_answers_without
 
 
 @pytest.mark.anyio
+async def test_a_wait_tried_again_after_its_own_stop_still_ends_timed_out(make_emulator: EmulatorFactory) -> None:
+    """A wait stopped its task at the deadline, then raised (a 429 past the client's retries) and
+    Prefect ran it again: the task now reads cancelled, and the row timed out all the same. It was
+    recorded 'cancelled' (seen in CI's fault matrix)."""
+    emulator = make_emulator(queue_seconds=0.0)
+    async with async_client(emulator) as client:
+        submitted = await client.run(TextToVideoInput(prompt="never ends [emulator:hang]"))
+        await asyncio.sleep(0.3)
+        await client.kill(submitted.task_id)  # the first try's stop
+        passed = soon(-1.0)  # the deadline the retried wait is given: already behind it
+        outcome = await asyncio.wait_for(
+            wait_for_end(client, submitted.task_id, passed, poll_interval=0.05, poll_cap=0.1), 30
+        )
+    assert outcome.status == "timed_out", outcome
+    assert outcome.elapsed, "a killed running task ran, and is billed as it ran"
+    assert outcome.cost == (outcome.elapsed * emulator.config.cps if emulator.config.bill_kills else 0)
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize("answer", ["task", *STOP_ANSWERS])
 async def test_stopping_a_sweeps_tasks_records_each_stop_as_the_task_reads_after_it(
     make_emulator: EmulatorFactory, answer: str

@@ -192,6 +192,9 @@ async def _wait(
             rates[task_id] = max(current.cps, rates.get(task_id, Decimal(0)))
         if current.is_terminal:
             seen = rates.get(task_id, Decimal(0))
+            if not stopped and current.cancelled and datetime.now(deadline.tzinfo) >= deadline:
+                # A wait run again (a Prefect retry) after its first try stopped the task at the deadline.
+                stopped = ("timed_out", f"timed out; stopped (it reads {current.raw_status})")
             if stopped and not (current.succeeded or current.failed):
                 return _outcome(current, *stopped, seen_cps=seen)
             return _finish(current, seen)
