@@ -18,9 +18,10 @@ import httpx
 import pytest
 
 from wiro_tasks import TEXT_TO_VIDEO, AsyncWiroClient, NonceSource, RetryPolicy, model_spec
+from wiro_tasks._base import NONCE_RESIGNS
 from wiro_tasks.emulator import EmulatorServer
 from wiro_tasks.inputs import Value
-from wiro_tasks.prefect_tasks import NONCE_CLASHES, submit_with
+from wiro_tasks.prefect_tasks import submit_with
 from wiro_tasks.scan import FindOutcome, scan_for_task
 
 from .conftest import API_KEY, API_SECRET, EmulatorFactory
@@ -325,5 +326,5 @@ async def test_a_run_under_a_wrong_secret_is_refused_as_auth_after_a_few_tries(m
         c._http.event_hooks["request"].append(count)
         outcome = await submit_with(c, TEXT_TO_VIDEO, INPUTS)
     assert outcome.kind == "auth"
-    assert len(runs) == 1 + NONCE_CLASHES
+    assert len(runs) == 1 + NONCE_RESIGNS
     assert emulator.account.stats()["tasks"] == 0

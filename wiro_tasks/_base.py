@@ -66,9 +66,10 @@ class WaitTimeoutError(WiroError, TimeoutError):
 
 
 NOT_VALID = "project authorization is not valid"  # Wiro's 401 for a bad signature, or a nonce it refused
-# A refused read is signed again under another digit this many times. Once was too few: four
-# shards on one key, each sending 40 signed requests a second, clash again on the digit they
-# move to about one time in six, and three rows of 1,000 lost their wait to it.
+# A request refused "not valid" is signed again under another digit this many times: a read by
+# the client, a Run by `prefect_tasks.submit` (which made no task); a wrong secret then ends in
+# an authentication error. Once was too few: four shards on one key, each sending 40 signed
+# requests a second, clash again on the digit they move to about one time in six.
 NONCE_RESIGNS = 3
 
 

@@ -7,7 +7,7 @@ and nothing of it outlives the run or is shared with another. Retry rules:
 
 - `submit` is never retried by Prefect. Inside, it submits again only when Wiro said no task was
   created (code 96, HTTP 429, a connection that never opened, a nonce another process on the key
-  sent first: HTTP 401 "not valid", up to `NONCE_CLASHES` times). A lost answer comes back as
+  sent first: HTTP 401 "not valid", up to `NONCE_RESIGNS` times). A lost answer comes back as
   `unknown`, for the caller to look for the task before anything else. A connection that keeps
   failing to open comes back as `unreachable` after `CONNECT_WAIT_SECONDS`: a wrong
   `WIRO_BASE_URL` or an outage, which waiting out like code 96 would only hide.
@@ -51,15 +51,13 @@ from . import (
     WiroConnectionError,
     WiroError,
 )
-from ._base import refused_as_not_valid
+from ._base import NONCE_RESIGNS, refused_as_not_valid
 from .downloads import check_mp4
 from .inputs import Value
 from .scan import FindOutcome, scan_for_task
 from .types import TaskOutput
 from .waiting import WaitOutcome
 from .waiting import wait_for_end as wait_on
-
-NONCE_CLASHES = 3  # Runs refused "not valid" sent again under a new nonce digit; a wrong secret: 4 refusals
 
 SubmitKind = Literal["submitted", "unknown", "refused", "auth", "balance", "unreachable", "gave_up"]
 """How `submit` ended: `submitted` (a task id); `unknown` (sent, answer lost: look for the task);
@@ -197,7 +195,7 @@ async def submit_with(
         except InsufficientBalanceError as exc:
             return SubmitOutcome("balance", message=exc.message)
         except AuthenticationError as exc:
-            if not (client.credentials.api_secret and refused_as_not_valid(exc) and clashes < NONCE_CLASHES):
+            if not (client.credentials.api_secret and refused_as_not_valid(exc) and clashes < NONCE_RESIGNS):
                 return SubmitOutcome("auth", message=str(exc))
             clashes += 1  # a nonce another process on the key sent: no task was made, so send it again
             client.avoid_nonce_clash()
