@@ -49,8 +49,9 @@ logger = logging.getLogger("flows.engine")
 
 
 class NoAccountLimit(InputError):
-    """The global concurrency limit named for the account does not exist on the server (deleted
-    during the run: the flow creates a missing one before its rows start); exit code 2."""
+    """The global concurrency limit named for the account does not exist on the server: it was
+    deleted during the run (the flow creates a missing one before its rows start). It fails the
+    row that asked, before its Run request, as any row's error does; a command it ends exits 2."""
 
 
 @dataclass(eq=False)
