@@ -7,6 +7,8 @@ shared machine to fail a test. These counts are exact. A row's marginal work, (c
 - Wiro requests: a Run, a Task/Detail (instant tasks end by the first poll) and the download;
 - Prefect task runs: two (submit, wait), each Pending -> Running -> Completed, sent as events;
   none of its own past `row_task_runs_max` rows (one task run per 1,000 rows shows them);
+- log lines to Prefect's API: none for a row that succeeds (its task runs' "Finished in state
+  Completed()" lines are dropped); a row that fails still logs why;
 - requests to the Prefect API: none of a row's own (artifacts, renames and the cancel watch
   are per run or per second, not per row), the slots of the account's limit a shard's rows
   share included (taken once, handed from row to row);
@@ -55,6 +57,7 @@ class Counts:
     def __init__(self, api: str) -> None:
         self.api = api
         self.seen: Counter[str] = Counter()
+        self.logs: list[dict[str, Any]] = []
 
     def request(self, request: httpx.Request) -> None:
         api = self.api
@@ -71,9 +74,11 @@ def counting(monkeypatch: pytest.MonkeyPatch, prefect_api: str) -> Callable[[], 
     """Each call starts fresh counts of requests, events, journal writes and manifest rewrites."""
     from prefect.context import FlowRunContext
     from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
 
     current = [Counts(prefect_api)]
     send_async, send_sync, enqueue = httpx.AsyncClient.send, httpx.Client.send, EventsWorker.send
+    send_log = APILogWorker.send
     write_whole, atomic = flows.store.journal._write_whole, flows.store.manifest.atomic_write
     final_manifest = Ledger.final_manifest
 
@@ -88,6 +93,12 @@ def counting(monkeypatch: pytest.MonkeyPatch, prefect_api: str) -> Callable[[], 
     def counted_event(self: Any, event: Any) -> None:
         current[0].seen[f"event {event.event}"] += 1
         enqueue(self, event)
+
+    def counted_log(self: Any, log: Any) -> None:
+        if isinstance(log, dict) and log.get("task_run_id"):  # a task run's line (not the flow's)
+            current[0].seen["api log"] += 1
+            current[0].logs.append(log)
+        send_log(self, log)
 
     def counted_write(fd: int, data: bytes) -> None:
         current[0].seen["journal write"] += 1
@@ -111,6 +122,7 @@ def counting(monkeypatch: pytest.MonkeyPatch, prefect_api: str) -> Callable[[], 
     monkeypatch.setattr(httpx.AsyncClient, "send", counted_async)
     monkeypatch.setattr(httpx.Client, "send", counted_sync)
     monkeypatch.setattr(EventsWorker, "send", counted_event)
+    monkeypatch.setattr(APILogWorker, "send", counted_log)
     monkeypatch.setattr(flows.store.journal, "_write_whole", counted_write)
     monkeypatch.setattr(flows.store.manifest, "atomic_write", counted_manifest)
 
@@ -152,11 +164,29 @@ def test_a_row_costs_the_same_work_at_any_size(
     assert per_row("wiro POST /v1/Task/Detail") <= 1.1, shown  # instant tasks: one look, a rare second
     assert per_row("wiro GET ") == 1, shown  # the video
     assert per_row("event prefect.task-run.") == task_run_events, shown  # two task runs, three states each
+    assert per_row("api log") == 0, shown  # a succeeded row's task runs log nothing
     assert per_row("prefect ") <= 0.25, shown  # per run and per second, never per row
     assert per_row("event prefect.concurrency-limit.") == 0, shown  # the account's slots are held across rows
     assert per_row("journal write") <= 1.5, shown  # the intent alone, the rest in batches
     assert per_row("file manifest.parquet") <= 0.25, shown
     assert per_row("result links") <= 1, shown  # about ten a row if kept for the run's life
+
+
+def test_a_row_that_fails_still_logs_why_to_prefect(
+    make_emulator: EmulatorFactory, wiro_env: Callable[[EmulatorServer], None], tmp_path: Path,
+    counting: Callable[[], Counts],
+) -> None:  # fmt: skip
+    """Only a success's line is dropped: the UI still shows, in the failed row's `wait` task run,
+    the engine's ERROR line with the reason."""
+    wiro_env(make_emulator(queue_seconds=0.0, task_seconds=0.0, preview=True, concurrency_limit=1000))
+    grid = tmp_path / "grid.csv"
+    pd.DataFrame({"prompt": ["fine", "broken [emulator:fail]"], "numFrames": 9}).to_csv(grid, index=False)
+    counted = counting()
+    asyncio.run(sweep(grid=[str(grid)], out=str(tmp_path / "out"), poll_interval=0.01, return_state=True))  # type: ignore[arg-type]
+    assert sorted(read_manifest(tmp_path / "out")["status"]) == ["failed", "succeeded"]
+    finished = [log for log in counted.logs if log["message"].startswith("Finished in state")]
+    assert [(log["level"], log["message"].split("(")[0]) for log in finished] == [(40, "Finished in state Failed")]
+    assert "failed:" in finished[0]["message"], finished
 
 
 def test_only_a_window_of_rows_is_alive_at_once(
