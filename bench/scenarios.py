@@ -29,7 +29,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.orchestrate.flow import sweep
 from flows.store.journal import read_events
 from wiro_tasks import TEXT_TO_VIDEO, Credentials
-from wiro_tasks.prefect_tasks import fetch, find_task, submit, wait_for_end, wiro_session
+from wiro_tasks.prefect_tasks import RunRequest, fetch, find_task, submit, wait_for_end, wiro_session
 
 from .harness import Emulator, emulator, in_flight_profile, pointed_at
 
@@ -81,7 +81,7 @@ def timed_plain(grid: Path, out: Path, concurrency: int, poll_interval: float, p
             async with slots:
                 given = {k: row[k] for k in ("prompt", "negativePrompt", "size", "numFrames", "scale", "steps",
                                              "fps", "seed")}  # fmt: skip
-                submitted = await submit.fn(TEXT_TO_VIDEO, given, row["row_id"])
+                submitted = await submit.fn(row["row_id"], RunRequest(TEXT_TO_VIDEO, given))
                 if submitted.kind != "submitted":
                     raise RuntimeError(submitted.message)
                 ended = await wait_for_end(submitted.task_id, deadline, poll_interval, poll_cap)

@@ -25,7 +25,16 @@ from prefect.client.schemas.objects import State
 
 from flows.engine.settings import Settings
 from wiro_tasks.inputs import Value
-from wiro_tasks.prefect_tasks import SubmitOutcome, outcome_of, submit, wait, wait_retrying
+from wiro_tasks.prefect_tasks import (
+    RunRequest,
+    SubmitOutcome,
+    WaitRequest,
+    outcome_of,
+    submit,
+    unwalked,
+    wait,
+    wait_retrying,
+)
 from wiro_tasks.waiting import WaitOutcome
 
 ROW_TASKS = frozenset({submit.name, wait.name})
@@ -64,21 +73,17 @@ class Steps:
     async def submit(self, model: str, inputs: dict[str, Value], label: str, limit_wait: float,
                      sending: Callable[[bool], None]) -> SubmitOutcome:  # fmt: skip
         """The Run request (`wiro_tasks.prefect_tasks.submit`)."""
-        run = submit if self.per_row else submit.fn
-        return await run(model, inputs, label, limit_wait=limit_wait, sending=sending)
+        request = RunRequest(model, inputs, limit_wait=limit_wait, sending=sending)
+        if not self.per_row:
+            return await submit.fn(label, request)
+        return await submit(label, unwalked(request))
 
     async def wait(self, task_id: str, label: str, deadline: datetime) -> WaitOutcome:
         """The task's end (`wiro_tasks.prefect_tasks.wait`); its task run, if it has one, ends as the task did."""
         s = self.settings
         if not self.per_row:
             return await wait_retrying(task_id, deadline, s.poll_interval, s.poll_cap, s.error_grace)
-        ended: State[Any] = await wait(  # type: ignore[misc]  # Prefect types return_state=True as sync
-            task_id,
-            label,
-            deadline,
-            poll_interval=s.poll_interval,
-            poll_cap=s.poll_cap,
-            error_grace=s.error_grace,
-            return_state=True,  # a row that did not succeed ends its task run Failed: still an outcome
-        )
+        request = WaitRequest(task_id, deadline, s.poll_interval, s.poll_cap, s.error_grace)
+        # a row that did not succeed ends its task run Failed: still an outcome, so its state is returned
+        ended: State[Any] = await wait(label, unwalked(request), return_state=True)  # type: ignore[misc]  # Prefect types return_state=True as sync
         return await outcome_of(ended)
