@@ -182,13 +182,13 @@ def main() -> None:
 
 def throughput_section(runs: list[dict[str, float]], plan: Plan) -> str:
     p = plan.throughput
-    ok = statistics.median(r["ratio"] for r in runs) <= 1.2
+    ok = statistics.median(r["ratio"] for r in runs) <= 1.1
     busy = statistics.median(r["near_limit"] for r in runs)
     return "\n".join([
         "", f"## 1. Throughput: {p['rows']} combinations, account limit {p['limit']}, {p['task_seconds']:g} s tasks",
         "", "| | sweep | plain | ratio | target |", "| --- | --- | --- | --- | --- |",
         f"| makespan (s) | {cell(runs, 'sweep_s')} | {cell(runs, 'plain_s')} | {cell(runs, 'ratio')} "
-        f"| ≤ 1.2x: {verdict(ok)} |",
+        f"| ≤ 1.1x: {verdict(ok)} |",
         f"| steady state: share of time with ≥ 90% of the limit in flight | {cell(runs, 'near_limit')} "
         f"| {cell(runs, 'plain_near_limit')} | | most of the time: {verdict(busy >= 0.5)} |",
         f"| steady state: share of time exactly at the limit | {cell(runs, 'at_limit')} "
@@ -205,7 +205,8 @@ def throughput_section(runs: list[dict[str, float]], plan: Plan) -> str:
 
 def overhead_section(runs: list[dict[str, float]], plan: Plan) -> str:
     p = plan.overhead
-    ok = statistics.median(r["ratio"] for r in runs) <= 1.3
+    ok = all(statistics.median(r[k] for r in runs) <= 1.2 for k in ("ratio", "cpu_ratio"))
+    ours_ok = all(statistics.median(r[k] for r in runs) <= 1.0 for k in ("bookkeeping_ms", "bookkeeping_cpu_ms"))
     return "\n".join([
         "", f"## 2. Overhead: {p['rows']} instant combinations, {p['concurrency']} at a time",
         "", "| | wall | process CPU | target |", "| --- | --- | --- | --- |",
@@ -216,13 +217,14 @@ def overhead_section(runs: list[dict[str, float]], plan: Plan) -> str:
         f"| orchestration per combination: (sweep − plain) / n (ms) | {cell(runs, 'ours_ms', digits=1)} "
         f"| {cell(runs, 'ours_cpu_ms', digits=1)} | |",
         f"| of which the sweep's own bookkeeping: (runner − plain) / n (ms) | {cell(runs, 'bookkeeping_ms', digits=1)} "
-        f"| {cell(runs, 'bookkeeping_cpu_ms', digits=1)} | |",
+        f"| {cell(runs, 'bookkeeping_cpu_ms', digits=1)} | ≤ 1 ms: {verdict(ours_ok)} |",
         f"| of which Prefect's two task runs around the calls: (sweep − runner) / n (ms) "
         f"| {cell(runs, 'task_runs_ms', digits=1)} | {cell(runs, 'task_runs_cpu_ms', digits=1)} | |",
         f"| Prefect's two empty task runs per combination (ms) | {cell(runs, 'prefect_ms', digits=1)} "
         f"| {cell(runs, 'prefect_cpu_ms', digits=1)} | |",
-        f"| ratio | {cell(runs, 'ratio')} | {cell(runs, 'cpu_ratio')} | ≤ 1.3x: {verdict(ok)} |",
-        "", "Each repetition runs the four in a rotating order. The wall ratio is the target's; the CPU ratio "
+        f"| ratio to the floor: orchestration / two empty task runs | {cell(runs, 'ratio')} "
+        f"| {cell(runs, 'cpu_ratio')} | ≤ 1.2x, both: {verdict(ok)} |",
+        "", "Each repetition runs the four in a rotating order. The target holds for both medians; the CPU ratio "
         "(this process's CPU seconds) is less moved by the emulator and the Prefect server, which share the "
         "same two cores. The bookkeeping row is the runner with its Prefect tasks replaced by their "
         "bodies: the journal, the manifest, the budget and the progress, with the same calls.",
@@ -230,7 +232,13 @@ def overhead_section(runs: list[dict[str, float]], plan: Plan) -> str:
         "Prefect's task engine: profiled (pyinstrument, cProfile), a sweep makes the same engine calls "
         "per task run as the empty flow (state changes, events, contexts, uuids), each of them slower "
         "when the task runs wrap real HTTP calls and share the process and the two cores with the "
-        "emulator and the Prefect server. `tests/test_per_row_work.py` counts what a row costs in work "
+        "emulator and the Prefect server. Two of its costs follow from how a task is declared: the "
+        "engine binds, walks and records every parameter of every call (the row's six of `submit` and "
+        "six of `wait` cost 0.7 ms of CPU a row; each now takes a label and one request, Prefect told "
+        "not to walk it), and each task run's \"Finished in state Completed()\" log line costs about "
+        "2.5 ms a row in the console and API log handlers (dropped for the rows' task runs; this run, as "
+        "`wiro-sweep run` does, logs at WARNING, so both flows here log nothing per row). "
+        "`tests/test_per_row_work.py` counts what a row costs in work "
         "that does not depend on the machine (requests to Wiro and to Prefect, task-run state events, "
         "journal writes, manifest rewrites) at two sizes, so per-row work that comes back fails CI.",
         "", "The regression between 31ffd66 and 9f2b0d7 (orchestration 8.8 -> 18.3 ms a row) was bisected "
