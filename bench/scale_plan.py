@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -71,18 +72,17 @@ def finished_out(grid: Path, out: Path, rows: int | None = None) -> None:
 
 
 def timed_command(*args: str) -> dict[str, float]:
-    """Wall seconds and peak RSS (MiB) of one `wiro-sweep` process, which must exit 0."""
+    """Wall seconds and peak RSS (MiB) of one `wiro-sweep` process, which must exit 0 (measured
+    by `bench.peak`, so that the peak is the command's own, not this process's at the fork)."""
     command = [sys.executable, "-m", "flows", *args]
     env = {**os.environ, "PREFECT_LOGGING_LEVEL": "WARNING", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    output = process.stdout.read() if process.stdout else b""
-    _, status, usage = os.wait4(process.pid, 0)
-    elapsed = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} exited {process.returncode}: {output.decode()[-2000:]}")
-    return {"s": elapsed, "mib": usage.ru_maxrss / 1024}
+    with tempfile.NamedTemporaryFile(suffix=".json") as figures:
+        done = subprocess.run([sys.executable, "-m", "bench.peak", figures.name, *command], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} exited {done.returncode}: {done.stdout.decode()[-2000:]}")
+        measured: dict[str, float] = json.loads(Path(figures.name).read_text())
+    return measured
 
 
 def measure(rows: int, scratch: Path) -> dict[str, float]:
