@@ -176,7 +176,8 @@ def main() -> None:
         "combination, the floor of any flow with a task per step.",
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(header + sections) + "\n")
+    body = "".join("\n" + section.strip("\n") + "\n" for section in sections)  # one blank line before each
+    args.out.write_text("\n".join(header) + "\n" + body)
     print(f"wrote {args.out}")
 
 
