@@ -21,7 +21,7 @@ from flows.engine.rows import row_label
 from flows.engine.window import Process
 from wiro_tasks import TransientError, WiroConnectionError
 from wiro_tasks.emulator import EmulatorServer
-from wiro_tasks.prefect_tasks import wait_retrying
+from wiro_tasks.prefect_tasks import WaitRequest, wait_retrying
 from wiro_tasks.waiting import WaitOutcome
 
 from .conftest import EmulatorFactory
@@ -161,11 +161,11 @@ def test_a_bare_wait_is_tried_again_as_the_wait_task_is(monkeypatch: pytest.Monk
     monkeypatch.setattr(wiro_tasks.prefect_tasks, "wait_for_end", flaky)
     monkeypatch.setattr(wiro_tasks.prefect_tasks, "WAIT_RETRY_DELAYS", (0.0, 0.0, 0.0))
     deadline = datetime.now(UTC) + timedelta(seconds=5)
-    assert asyncio.run(wait_retrying("7", deadline)) is done
+    assert asyncio.run(wait_retrying(WaitRequest("7", deadline))) is done
     assert calls == ["7", "7", "7"]
 
     calls.clear()
     monkeypatch.setattr(wiro_tasks.prefect_tasks, "WAIT_RETRY_DELAYS", (0.0,))
     with pytest.raises(type(error)):
-        asyncio.run(wait_retrying("7", deadline))
+        asyncio.run(wait_retrying(WaitRequest("7", deadline)))
     assert calls == ["7", "7"], "tried once more than there are delays, then raised"

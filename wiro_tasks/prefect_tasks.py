@@ -294,8 +294,7 @@ WAIT_RETRY_DELAYS = (2.0, 10.0, 30.0)  # `wait` is tried again after these pause
 async def wait(label: str, request: WaitRequest) -> WaitOutcome | State[Any]:
     """`wait_for_end` as a task run that ends as the row's task did (`as_state`); the request is
     passed as `unwalked(request)`, as `submit`'s is."""
-    r = request
-    return as_state(await wait_for_end(r.task_id, r.deadline, r.poll_interval, r.poll_cap, r.error_grace))
+    return as_state(await _ended(request))
 
 
 async def wait_for_end(
@@ -308,18 +307,21 @@ async def wait_for_end(
     )
 
 
-async def wait_retrying(
-    task_id: str, deadline: datetime, poll_interval: float = 3.0, poll_cap: float = 30.0, error_grace: float = 120.0
-) -> WaitOutcome:
+async def _ended(r: WaitRequest) -> WaitOutcome:
+    """`wait_for_end` of one request: the body of `wait`, and each try of `wait_retrying`."""
+    return await wait_for_end(r.task_id, r.deadline, r.poll_interval, r.poll_cap, r.error_grace)
+
+
+async def wait_retrying(request: WaitRequest) -> WaitOutcome:
     """`wait` without a task run: its body, tried again as the task is (after `WAIT_RETRY_DELAYS`,
     for a lost connection or a transient error only)."""
     for delay in WAIT_RETRY_DELAYS:
         try:
-            return await wait_for_end(task_id, deadline, poll_interval, poll_cap, error_grace)
+            return await _ended(request)
         except CURABLE as exc:
-            _logger().warning("waiting for task %s failed (%s); trying again in %.0f s", task_id, exc, delay)
+            _logger().warning("waiting for task %s failed (%s); trying again in %.0f s", request.task_id, exc, delay)
             await asyncio.sleep(delay)
-    return await wait_for_end(task_id, deadline, poll_interval, poll_cap, error_grace)  # its last try raises
+    return await _ended(request)  # its last try raises
 
 
 def as_state(outcome: WaitOutcome) -> WaitOutcome | State[Any]:

@@ -81,9 +81,9 @@ class Steps:
     async def wait(self, task_id: str, label: str, deadline: datetime) -> WaitOutcome:
         """The task's end (`wiro_tasks.prefect_tasks.wait`); its task run, if it has one, ends as the task did."""
         s = self.settings
-        if not self.per_row:
-            return await wait_retrying(task_id, deadline, s.poll_interval, s.poll_cap, s.error_grace)
         request = WaitRequest(task_id, deadline, s.poll_interval, s.poll_cap, s.error_grace)
+        if not self.per_row:
+            return await wait_retrying(request)
         # a row that did not succeed ends its task run Failed: still an outcome, so its state is returned
         ended: State[Any] = await wait(label, unwalked(request), return_state=True)  # type: ignore[misc]  # Prefect types return_state=True as sync
         return await outcome_of(ended)
