@@ -32,6 +32,7 @@ import flows.engine.budget
 import flows.grid
 import flows.orchestrate.artifacts
 import flows.orchestrate.flow
+import flows.store.foldcache
 import flows.store.journal
 import flows.store.manifest
 import flows.view.report
@@ -80,7 +81,7 @@ def dry_run(grid: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> Counter[s
         calls = Calls(patch)
         calls.count(Param, "coerce")
         calls.count(RowState, "__init__")
-        calls.count(flows.store.journal, "iter_events")
+        calls.count(flows.store.journal, "_records")
         result = CliRunner().invoke(main, ["run", str(grid), "--out", str(out), "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "Nothing was submitted (--dry-run)." in result.output
@@ -106,7 +107,7 @@ def test_reopening_a_finished_out_folds_its_journal_once(tmp_path: Path, monkeyp
         )
     small, large = counts
     assert per_row(small, large, "__init__") <= 1.0, (small, large)  # one state a row, not one a line
-    assert small["iter_events"] == large["iter_events"] == 1  # the command's checks and its estimate share it
+    assert small["_records"] == large["_records"] == 1  # the command's checks and its estimate share it
     assert sizes[1] <= sizes[0] * 1.01, sizes  # the journal's bytes per row do not grow with the rows
 
 
@@ -117,7 +118,7 @@ def reopen(grid: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> Counter[st
         calls.count(RowState, "__init__")
         calls.count(flows.store.manifest, "_dynamic")
         calls.count(ToolPrice, "quote")
-        calls.count(flows.store.journal, "iter_events")
+        calls.count(flows.store.journal, "_records")
         calls.count(flows.store.manifest, "atomic_write")
         calls.count(flows.grid, "expand_grid")
         calls.count(flows.engine.budget, "work_units")
@@ -169,7 +170,7 @@ def test_a_finished_out_reopens_with_one_pass_per_row(
     assert small["expand_grid"] == large["expand_grid"] == 0, (small, large)  # the grid OUT keeps, read back
     assert small["work_units"] == large["work_units"] == 1, (small, large)  # once per shape of task, not per row
     assert small["outcome_rows"] == large["outcome_rows"] == 0, (small, large)  # only rows that did not succeed
-    assert small["iter_events"] == large["iter_events"] == 1, (small, large)
+    assert small["_records"] == large["_records"] == 1, (small, large)
     assert small["atomic_write"] == large["atomic_write"] == 0, "nothing new: the manifests and report stay"
     assert small["whole_read"] == large["whole_read"] == 1, "the manifest read back serves the report's check too"
 
@@ -354,11 +355,13 @@ def test_the_code_digest_covers_wiro_tasks_which_reads_the_journal_s_costs(
     assert code_digest.__wrapped__() != same
 
 
-def test_a_journal_is_folded_line_by_line(tmp_path: Path) -> None:
+def test_a_journal_is_folded_line_by_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The fold keeps each row's state, not every line read: what it holds at its peak beyond what
-    it returns does not grow with the rows (it held all four records of every row: 100 MB at 100,000)."""
+    it returns does not grow with the rows (it held all four records of every row: 100 MB at 100,000).
+    Keeping the fold is tests/test_fold_cache.py's."""
     import tracemalloc
 
+    monkeypatch.setattr(flows.store.foldcache, "MIN_BYTES", 1 << 40)
     transient = []
     for rows in SIZES:
         grid, out = write_grid(tmp_path / f"g{rows}.csv", rows), tmp_path / f"o{rows}"

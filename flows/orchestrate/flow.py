@@ -47,7 +47,7 @@ from flows.orchestrate.nightly import compare_with_baseline
 from flows.orchestrate.outcomes import show_row_outcomes
 from flows.store.checks import check_one_sweep, check_out
 from flows.store.gridcache import keep_grid, kept_grid
-from flows.store.journal import Journal
+from flows.store.journal import Journal, keep_fold
 from flows.store.locks import out_lock
 from flows.store.outs import expand_out
 from flows.store.shards import check_out_mode, select_shard, shard_dir
@@ -182,6 +182,7 @@ async def sweep(
                 await shown.flush()
         finally:
             journal.close()
+        await asyncio.to_thread(keep_fold, journal.path)  # the next run folds only the lines after it
         manifest = result.manifest
         if result.out_error is not None:
             message = (f"{result.out_error}; stopped submitting. Free space and rerun the same command"

@@ -29,23 +29,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import hashlib
 import json
+import logging
 import os
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
 from flows.errors import InputError, SweepError
 from flows.memory import many_objects
+from flows.store import foldcache
 from flows.store.files import MAX_JOURNAL_BYTES, open_regular, require_regular
 from flows.store.rowstate import RowState, utcnow
 
 JOURNAL = "journal.jsonl"
+logger = logging.getLogger("flows.store")
 REQUIRED: dict[str, tuple[str, ...]] = {
     "intent": ("at",),
     "submitted": ("task_id",),
@@ -246,18 +250,53 @@ def iter_events(path: Path) -> Iterator[dict[str, Any]]:
     except FileNotFoundError:
         return
     with handle:
-        for number, raw in enumerate(handle, start=1):
+        yield from _records(path, _Lines(handle))
+
+
+class _Lines:
+    """A journal's lines from where `handle` stands (the line after `number`), read a megabyte at
+    a time; `size` and `seen` are the bytes up to the end of the last whole line read, and their
+    SHA-256 (a kept fold's, to go on with). A last line without its newline is given too, but
+    not counted: it may be a write still under way."""
+
+    def __init__(self, handle: BinaryIO, size: int = 0, number: int = 0, seen: Any = None) -> None:
+        self.handle = handle
+        self.size = size
+        self.number = number  # whole lines read so far
+        self.seen = seen if seen is not None else hashlib.sha256()
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        rest = b""
+        while chunk := self.handle.read(foldcache.READ_BYTES):
+            buffer = rest + chunk if rest else chunk
+            cut = buffer.rfind(b"\n") + 1
+            if not cut:
+                rest = buffer
+                continue
+            whole, rest = buffer[:cut], buffer[cut:]
+            self.seen.update(whole)
+            self.size += cut
+            for raw in whole.split(b"\n")[:-1]:
+                self.number += 1
+                yield self.number, raw
+        if rest:
+            yield self.number + 1, rest
+
+
+def _records(path: Path, lines: Iterable[tuple[int, bytes]]) -> Iterator[dict[str, Any]]:
+    """`iter_events` of the numbered `lines`."""
+    for number, raw in lines:
+        try:
+            record = orjson.loads(raw)
+        except orjson.JSONDecodeError:  # orjson is stricter: NaN, a huge number, UTF-16
             try:
-                record = orjson.loads(raw)
-            except orjson.JSONDecodeError:  # orjson is stricter: NaN, a huge number, UTF-16
-                try:
-                    record = json.loads(raw)
-                except ValueError:
-                    continue  # a write cut short (a kill, a full disk): it never counted
-            problem = record_problem(record)
-            if problem:
-                raise JournalError(path, number, problem)
-            yield record
+                record = json.loads(raw)
+            except ValueError:
+                continue  # a write cut short (a kill, a full disk): it never counted
+        problem = record_problem(record)
+        if problem:
+            raise JournalError(path, number, problem)
+        yield record
 
 
 def record_problem(record: object) -> str | None:
@@ -332,24 +371,46 @@ def _folded(path: Path, take: bool = False) -> tuple[dict[str, RowState], dict[s
     return states, uploaded
 
 
+def keep_fold(path: Path) -> None:
+    """Fold a journal a sweep is done writing, so that its fold is kept beside it for the next
+    run (`flows.store.foldcache`), if it is large and its kept fold (if any) is well behind it;
+    nothing is kept in memory."""
+    try:
+        if foldcache.worth_keeping(os.stat(path).st_size, foldcache.kept_size(path)):
+            _fold_file(path)
+    except (OSError, SweepError) as exc:  # the next run folds it, and says what is wrong with it
+        logger.debug("could not fold %s to keep its fold: %s", path, exc)
+
+
 def _fold_file(path: Path) -> tuple[dict[str, RowState], dict[str, Upload]]:
-    """A journal's states and uploads, folded as its lines are read: a line's record is gone once
-    applied (all of them at once were 100 MB at 100,000 rows, and left the heap that much larger)."""
-    added: list[dict[str, Any]] = []
+    """A journal's states and uploads, folded as its lines are read (a line's record is gone once
+    applied: all of them at once were 100 MB at 100,000 rows, and left the heap that much larger),
+    on top of the fold kept beside it when that is of its first lines (`flows.store.foldcache`);
+    a large journal's fold is kept for the next one."""
+    try:
+        handle = open_regular(path, MAX_JOURNAL_BYTES, "journal")
+    except FileNotFoundError:
+        return {}, {}
+    with handle, many_objects():
+        kept = foldcache.start(path, handle)
+        lines = _Lines(handle) if kept is None else _Lines(handle, kept.size, kept.lines, kept.seen)
+        added: list[dict[str, Any]] = [] if kept is None else kept.uploaded
 
-    def noting_uploads() -> Iterator[dict[str, Any]]:
-        for record in iter_events(path):
-            if record["event"] == "uploaded":
-                added.append(record)
-            yield record
+        def noting_uploads() -> Iterator[dict[str, Any]]:
+            for record in _records(path, lines):
+                if record["event"] == "uploaded":
+                    added.append(record)
+                yield record
 
-    with many_objects():
-        states = fold(noting_uploads())
+        states = fold(noting_uploads(), {} if kept is None else kept.states)
+        if foldcache.worth_keeping(lines.size, None if kept is None else kept.size):
+            foldcache.keep(path, states, added, lines.size, lines.number, lines.seen.hexdigest())
     return states, uploads(added)
 
 
-def fold(events: Iterable[dict[str, Any]]) -> dict[str, RowState]:
-    states: dict[str, RowState] = {}
+def fold(events: Iterable[dict[str, Any]], states: dict[str, RowState] | None = None) -> dict[str, RowState]:
+    """Each row's state after `events`, applied in order (to `states`, if given: a kept fold's)."""
+    states = {} if states is None else states
     shared: dict[str, str] = {}
     for record in events:
         row = record["row_id"]
