@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -39,6 +41,21 @@ def test_defaults_fill_missing_columns_and_ids_are_stable() -> None:
         {"prompt": "a fox", "negativePrompt": row["negativePrompt"], "size": "832*480", "numFrames": 121,
          "scale": 5.0, "steps": 25, "fps": 16, "seed": "42"},
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        {"prompt": "a fox", "numFrames": 121, "scale": 5.0, "seed": "42"},
+        {"prompt": '雪の中の狐 🦊 \u2028 "quoted" \\ tab\t', "scale": 0.0, "steps": 10**18},
+        {"prompt": "x", "scale": 1e-07, "fps": 16, "z": 12345678901234567890.5, "w": None, "v": True},
+    ],
+)
+def test_a_row_id_is_the_hash_of_json_dumps_of_its_model_and_inputs(inputs: dict[str, object]) -> None:
+    """Every OUT names its rows by these bytes: another spelling of the same JSON (a faster
+    encoder, ASCII or not, another float format) would name them anew, and pay for them again."""
+    text = json.dumps({"model": "m", "inputs": inputs}, sort_keys=True, separators=(",", ":"))
+    assert row_id("m", inputs) == hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def test_ids_follow_the_inputs_not_the_position() -> None:

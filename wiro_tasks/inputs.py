@@ -8,12 +8,13 @@ rules with Wiro's error messages. `TextToVideoInput` and `ImageToVideoInput` are
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from ._exceptions import InputValidationError
@@ -122,9 +123,13 @@ class ModelSpec:
     slug: str
     params: tuple[Param, ...]
 
-    @property
+    @functools.cached_property
     def names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.params)
+
+    @functools.cached_property
+    def _known(self) -> frozenset[str]:
+        return frozenset((*self.names, "projectid"))
 
     def param(self, name: str) -> Param:
         for p in self.params:
@@ -139,27 +144,32 @@ class ModelSpec:
 
         `memo` (a dict the caller keeps) remembers each value coerced: a grid of 100,000 rows that
         repeats its prompts, seeds and sizes checks each distinct value once."""
-        if not allow_unknown:
-            unknown = sorted(set(raw) - set(self.names) - {"projectid"})
-            if unknown:
-                raise InputValidationError(unknown[0], f"is not an input of {self.slug}", raw[unknown[0]])
+        if not allow_unknown and not raw.keys() <= self._known:
+            unknown = sorted(set(raw) - self._known)
+            raise InputValidationError(unknown[0], f"is not an input of {self.slug}", raw[unknown[0]])
         values: dict[str, Value] = {}
+        slug = self.slug
         for p in self.params:
             given = raw.get(p.name)
-            if _missing(given, p):
+            if given is None or _missing(given, p):
                 if p.required:
                     raise InputValidationError(p.name, "required", None)
                 if p.default is None:
                     continue
                 given = p.default
-            if memo is None or type(given) not in _MEMO_TYPES:
+            kind = type(given)
+            if memo is None or kind not in _MEMO_TYPES:
                 values[p.name] = p.coerce(given)
                 continue
-            key = (self.slug, p.name, type(given), repr(given) if type(given) is float else given)  # -0.0 is not 0.0
-            if key not in memo:
-                memo[key] = p.coerce(given)  # a broken rule raises, and is not remembered
-            values[p.name] = memo[key]
+            key = (slug, p.name, kind, repr(given) if kind is float else given)  # -0.0 is not 0.0
+            value = memo.get(key, _UNSEEN)
+            if value is _UNSEEN:
+                value = memo[key] = p.coerce(given)  # a broken rule raises, and is not remembered
+            values[p.name] = value
         return values
+
+
+_UNSEEN: Any = object()
 
 
 def _missing(value: object, param: Param) -> bool:
