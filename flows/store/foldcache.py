@@ -2,7 +2,8 @@
 
 Folding the 400,000 lines of a 100,000-row journal took 3 s of every reopen. OUT/.journal.fold
 holds the `RowState`s (and the `uploaded` records) that folding the journal's first N bytes gave,
-with the SHA-256 of those bytes, how many lines they are, and this version's code (`code_digest`).
+with the SHA-256 of those bytes, how many lines they are, and this version's code (`code_digest`,
+and the Python and orjson that read dates and amounts).
 A fold that finds it whole, of this code, and of the journal's first N bytes as they are now
 starts from those states and folds only the lines after them. Anything else (another version, a
 journal cut or changed before N, a damaged or cut file) and every line is folded, as without it.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sys
 import threading
 from dataclasses import dataclass, fields
 from decimal import Decimal
@@ -35,6 +37,7 @@ MIN_BYTES = 4 << 20  # ~4,000 rows: a smaller journal folds in a tenth of a seco
 CHUNK_ROWS = 10_000  # states encoded, checked and decoded at a time: one copy of them, not two
 READ_BYTES = 1 << 16  # a journal is read this much at a time: its lines in memory stay few
 _FORMAT = 1
+_RUNTIME = f"python {sys.version} orjson {orjson.__version__}"  # dates and amounts are read by them
 _FIELDS = (
     "row_id", "phase", "task_id", "task_ids", "intent_at", "intent_server_at", "intent_id_floor", "submitted_at",
     "status", "error", "costs", "elapsed_seconds", "output_url", "output_bytes_expected", "finished_at",
@@ -80,8 +83,8 @@ def start(journal: Path, handle: BinaryIO) -> Kept | None:
                 found = _body(kept, head)
                 if found is not None:
                     return Kept(found[0], found[1], head["size"], head["lines"], seen)
-        except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
-            pass
+        except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError):
+            pass  # damaged into other JSON: a part of a line that is no amount, no list, no text
     handle.seek(0)
     return None
 
@@ -89,8 +92,10 @@ def start(journal: Path, handle: BinaryIO) -> Kept | None:
 def _header(line: bytes) -> dict[str, Any]:
     """A kept fold's first line, if it is of this code; else ValueError."""
     head = orjson.loads(line)
-    if head.get("format") != _FORMAT or head.get("code") != code_digest().hex() or not matches():
+    if (head.get("format"), head.get("code"), head.get("runtime")) != (_FORMAT, code_digest().hex(), _RUNTIME):
         raise ValueError("of another version")
+    if not matches():
+        raise ValueError("of other fields")
     if not all(type(head.get(name)) is kind for name, kind in _HEADER.items()):
         raise ValueError("not a header")
     return dict(head)
@@ -164,8 +169,8 @@ def keep(journal: Path, states: dict[str, RowState], uploaded: list[dict[str, An
             if seal is None:  # NaN, a type JSON cannot hold: nothing is kept
                 temporary.unlink()
                 return False
-            head = orjson.dumps({"format": _FORMAT, "code": code_digest().hex(), "size": size, "lines": lines,
-                                 "journal": digest, "body": seal})  # fmt: skip
+            head = orjson.dumps({"format": _FORMAT, "code": code_digest().hex(), "runtime": _RUNTIME, "size": size,
+                                 "lines": lines, "journal": digest, "body": seal})  # fmt: skip
             if len(head) >= _HEAD:
                 raise OSError(f"a header of {len(head)} bytes")
             handle.seek(0)

@@ -254,33 +254,35 @@ def iter_events(path: Path) -> Iterator[dict[str, Any]]:
 
 
 class _Lines:
-    """A journal's lines from where `handle` stands (the line after `number`), read a megabyte at
-    a time; `size` and `seen` are the bytes up to the end of the last whole line read, and their
-    SHA-256 (a kept fold's, to go on with). A last line without its newline is given too, but
-    not counted: it may be a write still under way."""
+    """A journal's lines from where `handle` stands (the line after `number`), read a chunk at a
+    time; `size` and `seen` are the bytes up to the end of the last whole line read, and their
+    SHA-256 (a kept fold's, to go on with). A last line without its newline is given too, but not
+    counted (`torn`): it may be a write still under way, or one a failed write cuts away."""
 
     def __init__(self, handle: BinaryIO, size: int = 0, number: int = 0, seen: Any = None) -> None:
         self.handle = handle
         self.size = size
         self.number = number  # whole lines read so far
         self.seen = seen if seen is not None else hashlib.sha256()
+        self.torn = False  # a last line without its newline was given
 
     def __iter__(self) -> Iterator[tuple[int, bytes]]:
-        rest = b""
+        started: list[bytes] = []  # a line's bytes read before its newline: joined once it comes
         while chunk := self.handle.read(foldcache.READ_BYTES):
-            buffer = rest + chunk if rest else chunk
-            cut = buffer.rfind(b"\n") + 1
+            cut = chunk.rfind(b"\n") + 1  # in this chunk only: a long line is not searched again
             if not cut:
-                rest = buffer
+                started.append(chunk)
                 continue
-            whole, rest = buffer[:cut], buffer[cut:]
+            whole = b"".join((*started, chunk[:cut])) if started else chunk[:cut]
+            started = [chunk[cut:]] if cut < len(chunk) else []
             self.seen.update(whole)
-            self.size += cut
+            self.size += len(whole)
             for raw in whole.split(b"\n")[:-1]:
                 self.number += 1
                 yield self.number, raw
-        if rest:
-            yield self.number + 1, rest
+        if started:
+            self.torn = True
+            yield self.number + 1, b"".join(started)
 
 
 def _records(path: Path, lines: Iterable[tuple[int, bytes]]) -> Iterator[dict[str, Any]]:
@@ -403,7 +405,7 @@ def _fold_file(path: Path) -> tuple[dict[str, RowState], dict[str, Upload]]:
                 yield record
 
         states = fold(noting_uploads(), {} if kept is None else kept.states)
-        if foldcache.worth_keeping(lines.size, None if kept is None else kept.size):
+        if not lines.torn and foldcache.worth_keeping(lines.size, None if kept is None else kept.size):
             foldcache.keep(path, states, added, lines.size, lines.number, lines.seen.hexdigest())
     return states, uploads(added)
 
