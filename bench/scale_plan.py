@@ -7,7 +7,8 @@
 Two commands, each timed as a user runs it (a process of its own, wall seconds and peak RSS):
 `--dry-run` of a grid into an empty OUT, and the same grid again on an OUT where every row has
 finished ("nothing to submit"). The finished OUT is written directly with the real `Journal`
-(intent, submitted, finished, downloaded per row) and small stand-in videos, so no task runs.
+(intent, submitted, finished, downloaded per row) and small stand-in videos, so no task runs;
+its fold is kept beside it (`OUT/.journal.fold`), as a sweep's end keeps it.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def finished_out(grid: Path, out: Path, rows: int | None = None) -> None:
     from flows.engine.rows import VIDEOS, records, run_inputs, video_name
     from flows.grid import DEFAULT_MAX_COMBINATIONS
     from flows.store.gridcache import keep_grid, kept_grid
-    from flows.store.journal import Journal
+    from flows.store.journal import Journal, keep_fold
     from flows.store.manifest import build_manifest, manifest_source, write_manifest
     from flows.view.report import write_report
 
@@ -65,6 +66,7 @@ def finished_out(grid: Path, out: Path, rows: int | None = None) -> None:
         journal.append("downloaded", row_id, at=AT, path=f"{VIDEOS}/{name}", sha256="0" * 64, bytes=len(VIDEO))
     journal.flush(durable=True)
     states, on_disk = journal.load(), journal.on_disk()  # stamped with its source, as a sweep's last write is
+    keep_fold(journal.path)  # as the sweep's end does (`load` kept it already, if it is large enough)
     source = None if on_disk is None else manifest_source(on_disk, frame)
     write_manifest(out, build_manifest(frame, states, final=True), source)
     journal.close()

@@ -250,7 +250,7 @@ def iter_events(path: Path) -> Iterator[dict[str, Any]]:
     except FileNotFoundError:
         return
     with handle:
-        yield from _records(path, _Lines(handle))
+        yield from _records(path, _Lines(handle, hashing=False))
 
 
 class _Lines:
@@ -259,11 +259,13 @@ class _Lines:
     SHA-256 (a kept fold's, to go on with). A last line without its newline is given too, but not
     counted (`torn`): it may be a write still under way, or one a failed write cuts away."""
 
-    def __init__(self, handle: BinaryIO, size: int = 0, number: int = 0, seen: Any = None) -> None:
+    def __init__(
+        self, handle: BinaryIO, size: int = 0, number: int = 0, seen: Any = None, hashing: bool = True
+    ) -> None:
         self.handle = handle
         self.size = size
         self.number = number  # whole lines read so far
-        self.seen = seen if seen is not None else hashlib.sha256()
+        self.seen = seen if seen is not None or not hashing else hashlib.sha256()
         self.torn = False  # a last line without its newline was given
 
     def __iter__(self) -> Iterator[tuple[int, bytes]]:
@@ -275,7 +277,8 @@ class _Lines:
                 continue
             whole = b"".join((*started, chunk[:cut])) if started else chunk[:cut]
             started = [chunk[cut:]] if cut < len(chunk) else []
-            self.seen.update(whole)
+            if self.seen is not None:
+                self.seen.update(whole)
             self.size += len(whole)
             for raw in whole.split(b"\n")[:-1]:
                 self.number += 1
