@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -51,7 +52,7 @@ def test_defaults_fill_missing_columns_and_ids_are_stable() -> None:
         {"prompt": "x", "scale": 1e-07, "fps": 16, "z": 12345678901234567890.5, "w": None, "v": True},
     ],
 )
-def test_a_row_id_is_the_hash_of_json_dumps_of_its_model_and_inputs(inputs: dict[str, object]) -> None:
+def test_a_row_id_is_the_hash_of_json_dumps_of_its_model_and_inputs(inputs: dict[str, Any]) -> None:
     """Every OUT names its rows by these bytes: another spelling of the same JSON (a faster
     encoder, ASCII or not, another float format) would name them anew, and pay for them again."""
     text = json.dumps({"model": "m", "inputs": inputs}, sort_keys=True, separators=(",", ":"))
