@@ -125,7 +125,16 @@ def listed_posters(videos: Iterable[str | Path]) -> tuple[set[str], str]:
     they are: the same mark later means no entry was added, removed or renamed in them since, so
     no poster was made, lost, or left older than a video saved again (saves are renames)."""
     names: dict[str, set[str]] = {}  # folder -> its files' names
-    shown = {video for video, name, listed in _in_folders(videos, _names, names) if _poster_name(name) in listed}
+    shown: set[str] = set()
+    split, stem = os.path.split, os.path.splitext
+    for given in videos:  # `_in_folders` and `_poster_name`, inline: a call each cost 0.4 s at 100,000 rows
+        video = os.fspath(given)
+        folder, name = split(video)
+        listed = names.get(folder)
+        if listed is None:
+            listed = names[folder] = _names(folder or ".")
+        if stem(name)[0] + POSTER_SUFFIX in listed:
+            shown.add(video)
     return shown, folders_mark(names)
 
 
@@ -160,6 +169,11 @@ def folders_mark(folders: Iterable[str]) -> str:
 def _names(folder: str) -> set[str]:
     """The names of a folder's regular files (links followed), from its listing's types."""
     try:
+        with os.scandir(folder) as entries:
+            try:  # no call an entry: a type that must be looked up and fails lists the folder again
+                return {e.name for e in entries if e.is_file()}
+            except OSError:
+                pass
         with os.scandir(folder) as entries:
             return {e.name for e in entries if _is_file(e)}
     except OSError:
