@@ -12,13 +12,10 @@ sha256, not its path.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any, cast
 
@@ -48,6 +45,7 @@ from flows.grid.columns import (
     raise_all,
 )
 from flows.grid.files import already_checked, checked_grid, grid_files, load_key, read_grid_file
+from flows.grid.ids import _id_of, canonical, row_id
 from wiro_tasks import IMAGE_TO_VIDEO, TEXT_TO_VIDEO, InputValidationError, ModelSpec, model_spec
 from wiro_tasks.images import ImageCheckError, ImageInfo, check_image
 from wiro_tasks.inputs import Memo, Value
@@ -307,40 +305,6 @@ def _validated(
 def is_missing(value: object) -> bool:
     """An empty cell: None, NaN, or pandas' NA (a nullable column's gap)."""
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
-
-
-def canonical(values: Mapping[str, Value]) -> dict[str, Value]:
-    """One spelling per value, so equal inputs make one combination: `-0.0` becomes `0.0`
-    (`scale=0,-0.0` was two rows, and two paid tasks, of one input)."""
-    return {k: 0.0 if isinstance(v, float) and v == 0 else v for k, v in values.items()}
-
-
-def row_id(model: str, values: Mapping[str, Value]) -> str:
-    """A stable id from the model and the resolved inputs: reordering a file keeps it, and so
-    does spelling a number another way (`5`, `05`, `5.0`, `-0.0` and `0`)."""
-    return _id_of(model, canonical(values))
-
-
-def _id_of(model: str, values: Mapping[str, Value]) -> str:
-    """`row_id` of values already `canonical`: the SHA-256 of `json.dumps(..., sort_keys=True,
-    separators=(",", ":"))`, whose bytes every OUT's rows are named by."""
-    text = "".join(_ID_JSON({"model": model, "inputs": values}, 0))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _id_encoder() -> Callable[[object, int], Iterable[str]]:
-    """`json.dumps`'s encoder for ids, made once: `JSONEncoder.encode` makes a new one each call
-    (a quarter of a second at 100,000 rows). Python's own encoder where the C one is missing."""
-    plain = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
-    if c_make_encoder is None:
-        return lambda value, _: [plain.encode(value)]
-    made: Callable[[object, int], Iterable[str]] = c_make_encoder(
-        None, plain.default, encode_basestring_ascii, None, ":", ",", True, False, True
-    )  # no markers: an id's values hold no cycle
-    return made
-
-
-_ID_JSON = _id_encoder()
 
 
 def load_grid(
