@@ -127,6 +127,8 @@ class RowState:
     @property
     def every_task_id(self) -> list[str]:
         """The row's own tasks, then its strays: every task this OUT paid for the row."""
+        if not self.strays:
+            return list(self.task_ids)
         return [*self.task_ids, *(t for t in self.strays if t not in self.task_ids)]
 
     @property
