@@ -170,7 +170,7 @@ def _names(folder: str) -> set[str]:
     """The names of a folder's regular files (links followed), from its listing's types."""
     try:
         with os.scandir(folder) as entries:
-            try:  # no call an entry: a type that must be looked up and fails lists the folder again
+            try:  # no function call per entry; an entry whose type cannot be found lists the folder again
                 return {e.name for e in entries if e.is_file()}
             except OSError:
                 pass
