@@ -30,6 +30,7 @@ import orjson
 
 from flows.store.code import code_digest
 from flows.store.files import MAX_JOURNAL_BYTES, UnreadableFileError, open_regular
+from flows.store.manifest import atomic_write
 from flows.store.rowstate import LostRun, RowState, Stray
 
 FOLD_CACHE = ".journal.fold"
@@ -154,30 +155,38 @@ _HEAD = 512  # bytes of the first line, the header, padded: written last, in its
 _WRITING = threading.Lock()
 
 
+class _NotExact(Exception):
+    """A chunk of states would not come back exactly as it is (a NaN, a type JSON cannot hold)."""
+
+
 def keep(journal: Path, states: dict[str, RowState], uploaded: list[dict[str, Any]], size: int, lines: int,
          digest: str) -> bool:  # fmt: skip
     """Keep the fold of the journal's first `size` bytes (`lines` lines, SHA-256 `digest`) beside
     it, if every state comes back exactly as it is; whether it was kept. Written a chunk of states
-    at a time, each checked first: never a second copy of them all."""
+    at a time, each checked first (never a second copy of them all), through `atomic_write`."""
     if not matches():
         return False
-    path = journal.with_name(FOLD_CACHE)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with _WRITING, temporary.open("wb") as handle:
+    head = {"format": _FORMAT, "code": code_digest().hex(), "runtime": _RUNTIME, "size": size, "lines": lines,
+            "journal": digest}  # fmt: skip
+
+    def write(temporary: str) -> None:
+        with open(temporary, "wb") as handle:
             seal = _write_body(handle, states, uploaded)
-            if seal is None:  # NaN, a type JSON cannot hold: nothing is kept
-                temporary.unlink()
-                return False
-            head = orjson.dumps({"format": _FORMAT, "code": code_digest().hex(), "runtime": _RUNTIME, "size": size,
-                                 "lines": lines, "journal": digest, "body": seal})  # fmt: skip
-            if len(head) >= _HEAD:
-                raise OSError(f"a header of {len(head)} bytes")
+            if seal is None:
+                raise _NotExact
+            line = orjson.dumps({**head, "body": seal})
+            if len(line) >= _HEAD:
+                raise OSError(f"a header of {len(line)} bytes")
             handle.seek(0)
-            handle.write(head.ljust(_HEAD - 1) + b"\n")
-        os.replace(temporary, path)  # a cut file is found damaged by its body's digest
+            handle.write(line.ljust(_HEAD - 1) + b"\n")
+
+    path = journal.with_name(FOLD_CACHE)
+    try:
+        with _WRITING:
+            atomic_write(path, write)  # a cut file is found damaged by its body's digest
+    except _NotExact:
+        return False
     except OSError as exc:
-        temporary.unlink(missing_ok=True)
         logger.debug("could not keep the journal's fold in %s: %s", path, exc)
         return False
     return True
@@ -198,7 +207,7 @@ def _write_body(handle: BinaryIO, states: dict[str, RowState], uploaded: list[di
         for at in range(0, len(order), CHUNK_ROWS):
             chunk = order[at : at + CHUNK_ROWS]
             line = orjson.dumps([_encode(s) for s in chunk]) + b"\n"
-            back = [_decoder({})(item) for item in orjson.loads(line)]
+            back = list(map(_decoder({}), orjson.loads(line)))
             if back != chunk or orjson.dumps([_encode(s) for s in back]) + b"\n" != line:
                 return None
             handle.write(line)
