@@ -28,6 +28,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from flows.errors import SweepError
 from flows.store.code import code_digest
 from flows.store.files import MAX_JOURNAL_BYTES, UnreadableFileError, open_regular
 from flows.store.manifest import atomic_write
@@ -155,7 +156,7 @@ _HEAD = 512  # bytes of the first line, the header, padded: written last, in its
 _WRITING = threading.Lock()
 
 
-class _NotExact(Exception):
+class _NotExact(SweepError):
     """A chunk of states would not come back exactly as it is (a NaN, a type JSON cannot hold)."""
 
 
