@@ -38,6 +38,7 @@ from .conftest import API_KEY, API_SECRET, EmulatorFactory
 from .prefect_stack import PREFECT, Stack
 from .test_secrets import Scanner
 
+HAS_AUTOGROUP = Path("/proc/self/autogroup").is_file()  # Linux shares CPU by session first
 SHARDS = 2
 PER_SHARD = 3  # each shard's --max-concurrency
 SHARED_LIMIT = 2  # the global concurrency limit `wiro-account`: below PER_SHARD, so it is what binds
@@ -119,6 +120,8 @@ def test_sharded_sweep_on_two_workers_shares_one_account_limit(
     # The parent is killed once mid-sweep; its children go on; the rerun picks them up.
     first = stack.start("parent-1", command, env)
     wait_until(lambda: emulator.account.stats()["tasks"] >= 3, stack, "parent-1")
+    niced = [(19, 19 if HAS_AUTOGROUP else None)] * SHARDS  # batch work: the server and its UI first
+    wait_until(lambda: shard_priorities(stack) == niced, stack, "worker-a", seconds=30)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     second = stack.start("parent-2", command, env)
@@ -232,6 +235,23 @@ def assert_no_credentials(stack: Stack, out: Path) -> None:
     assert (out / "manifest.parquet") in out.iterdir()
     assert scanner.tree(stack.home) >= 3, "the server's, workers' and parents' logs"
     assert not scanner.found, f"credentials leaked: {sorted(set(scanner.found))}"
+
+
+def shard_priorities(stack: Stack) -> list[tuple[int, int | None]]:
+    """Each running shard's (a worker's flow-run process) nice value and its session's (autogroup)."""
+    workers = {p.pid for p in stack.processes if "worker" in p.args and p.poll() is None}
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid not in workers or b"prefect.engine" not in (entry / "cmdline").read_bytes():
+                continue
+            group = (entry / "autogroup").read_text() if HAS_AUTOGROUP else None
+            found.append((os.getpriority(os.PRIO_PROCESS, int(entry.name)),
+                          None if group is None else int(group.split("nice")[-1])))  # fmt: skip
+        except (OSError, ValueError, IndexError):  # not a process, or one that ended meanwhile
+            continue
+    return found
 
 
 def wait_until(check: Callable[[], bool], stack: Stack, log: str, seconds: float = 120) -> None:

@@ -45,6 +45,7 @@ from flows.orchestrate.fanout import ACCOUNT_LIMIT, ensure_concurrency_limit, ru
 from flows.orchestrate.hooks import kill_on_cancel, stopping_on_signals
 from flows.orchestrate.nightly import compare_with_baseline
 from flows.orchestrate.outcomes import show_row_outcomes
+from flows.orchestrate.priority import yield_cpu_on_a_worker
 from flows.store.checks import check_one_sweep, check_out
 from flows.store.gridcache import keep_grid, kept_grid
 from flows.store.journal import Journal, keep_fold
@@ -149,6 +150,7 @@ async def sweep(
     """
     params = SweepParams.of(locals())  # every parameter, as the child runs and the engine get them
     logger = get_run_logger()
+    yield_cpu_on_a_worker(logger)  # a worker's run is batch work: the server and its UI go first
     out_dir = resolve_out(out)
     check_out(out_dir, grid)  # a grid directory as OUT, or an OUT nobody can write: exit 2 before anything
     frame = kept_grid(out_dir, grid, axes, model=model_name(model), max_combinations=max_combinations)

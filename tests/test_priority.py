@@ -1,0 +1,95 @@
+"""A worker's sweep lowers its own CPU priority, and nobody else's (flows/orchestrate/priority.py).
+
+Each case runs in a process of its own, as a worker's flow run is: started in a session of its
+own (or not), with a thread already running, as Prefect's are by then.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from flows.orchestrate.priority import DEFAULT_NICE, ENV_NICE, wanted_nice
+
+HAS_AUTOGROUP = Path("/proc/self/autogroup").is_file()
+BASE = os.nice(0)  # the suite's own nice value, which its children start from
+
+PROBE = """
+import json, os, sys, threading
+from pathlib import Path
+from flows.orchestrate.priority import yield_cpu, yield_cpu_on_a_worker
+started = threading.Event()
+threading.Thread(target=lambda: (started.set(), threading.Event().wait()), daemon=True).start()
+started.wait()
+if sys.argv[1] == "worker-less":
+    yield_cpu_on_a_worker(None)  # outside a deployment's run: nothing, and no logger asked for
+    lowered = False
+else:
+    lowered = yield_cpu(int(sys.argv[1]))
+group = Path("/proc/self/autogroup")
+threads = [int(t) for t in os.listdir("/proc/self/task")]
+print(json.dumps({"lowered": lowered, "threads": [os.getpriority(os.PRIO_PROCESS, t) for t in threads],
+                  "group": int(group.read_text().split("nice")[-1]) if group.is_file() else None}))
+"""
+
+
+def probe(argument: str, *, own_session: bool, nice: int = 0) -> dict[str, object]:
+    command = [sys.executable, "-c", PROBE, argument]
+    if nice:
+        command = ["nice", "-n", str(nice), *command]
+    done = subprocess.run(command, capture_output=True, text=True, start_new_session=own_session, check=True)
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+def own_group_nice() -> int | None:
+    return int(Path("/proc/self/autogroup").read_text().split("nice")[-1]) if HAS_AUTOGROUP else None
+
+
+def test_a_session_of_its_own_gives_way_in_its_group_and_every_thread() -> None:
+    before = own_group_nice()
+    seen = probe("19", own_session=True)
+    assert seen["lowered"] is True
+    assert seen["threads"] == [19, 19], "the thread started before it lowered too"
+    assert seen["group"] == (19 if HAS_AUTOGROUP else None), "the session's share, where the kernel shares by session"
+    assert own_group_nice() == before, "the caller's session is not moved"
+
+
+def test_a_process_in_someone_elses_session_is_left_as_it_is() -> None:
+    before = own_group_nice()
+    seen = probe("19", own_session=False)
+    assert seen == {"lowered": False, "threads": [BASE, BASE], "group": before}
+    assert own_group_nice() == before, "a terminal's session keeps its priority"
+
+
+def test_priority_is_never_raised() -> None:
+    seen = probe("10", own_session=True, nice=15)
+    assert seen["threads"] == [min(19, BASE + 15)] * 2, "a process already below stays below"
+
+
+def test_outside_a_deployments_run_nothing_moves() -> None:
+    seen = probe("worker-less", own_session=True)
+    assert seen["threads"] == [BASE, BASE]
+    assert seen["group"] == (0 if HAS_AUTOGROUP else None)
+
+
+def test_the_level_comes_from_the_environment_and_a_bad_one_is_named() -> None:
+    assert wanted_nice({}) == (DEFAULT_NICE, None)
+    assert wanted_nice({ENV_NICE: " 7 "}) == (7, None)
+    assert wanted_nice({ENV_NICE: "0"}) == (0, None), "0 leaves the priority"
+    for bad in ("-5", "20", "low", "1.5"):
+        nice, warning = wanted_nice({ENV_NICE: bad})
+        assert nice == DEFAULT_NICE
+        assert warning is not None
+        assert ENV_NICE in warning
+        assert repr(bad) in warning
+        assert "0 to 19" in warning
+
+
+def test_level_zero_leaves_it() -> None:
+    seen = probe("0", own_session=True)
+    assert seen["lowered"] is False
+    assert seen["threads"] == [BASE, BASE]
