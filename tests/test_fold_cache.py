@@ -370,7 +370,7 @@ def test_lines_read_in_chunks_are_the_lines_of_the_file(
     lines = [b'{"a": 1}\n', b"\n", b"\r\n", b"x" * 300 + b"\n", b'{"b": "\xc3\xa9"}\r\n', b"tail without newline"]
     path.write_bytes(b"".join(lines))
     with path.open("rb") as handle:
-        read = journal_module._Lines(handle)
+        read = journal_module.Lines(handle)
         got = [raw for _, raw in read]
     assert got == [line.rstrip(b"\n") for line in lines]
     assert read.size == path.stat().st_size - len(lines[-1])

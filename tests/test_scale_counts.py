@@ -81,7 +81,7 @@ def dry_run(grid: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> Counter[s
         calls = Calls(patch)
         calls.count(Param, "coerce")
         calls.count(RowState, "__init__")
-        calls.count(flows.store.journal, "_records")
+        calls.count(flows.store.journal, "line_records")
         result = CliRunner().invoke(main, ["run", str(grid), "--out", str(out), "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "Nothing was submitted (--dry-run)." in result.output
@@ -107,7 +107,7 @@ def test_reopening_a_finished_out_folds_its_journal_once(tmp_path: Path, monkeyp
         )
     small, large = counts
     assert per_row(small, large, "__init__") <= 1.0, (small, large)  # one state a row, not one a line
-    assert small["_records"] == large["_records"] == 1  # the command's checks and its estimate share it
+    assert small["line_records"] == large["line_records"] == 1  # the command's checks and its estimate share it
     assert sizes[1] <= sizes[0] * 1.01, sizes  # the journal's bytes per row do not grow with the rows
 
 
@@ -118,7 +118,7 @@ def reopen(grid: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> Counter[st
         calls.count(RowState, "__init__")
         calls.count(flows.store.manifest, "_dynamic")
         calls.count(ToolPrice, "quote")
-        calls.count(flows.store.journal, "_records")
+        calls.count(flows.store.journal, "line_records")
         calls.count(flows.store.manifest, "atomic_write")
         calls.count(flows.grid, "expand_grid")
         calls.count(flows.engine.budget, "work_units")
@@ -170,7 +170,7 @@ def test_a_finished_out_reopens_with_one_pass_per_row(
     assert small["expand_grid"] == large["expand_grid"] == 0, (small, large)  # the grid OUT keeps, read back
     assert small["work_units"] == large["work_units"] == 1, (small, large)  # once per shape of task, not per row
     assert small["outcome_rows"] == large["outcome_rows"] == 0, (small, large)  # only rows that did not succeed
-    assert small["_records"] == large["_records"] == 1, (small, large)
+    assert small["line_records"] == large["line_records"] == 1, (small, large)
     assert small["atomic_write"] == large["atomic_write"] == 0, "nothing new: the manifests and report stay"
     assert small["whole_read"] == large["whole_read"] == 1, "the manifest read back serves the report's check too"
 

@@ -250,10 +250,10 @@ def iter_events(path: Path) -> Iterator[dict[str, Any]]:
     except FileNotFoundError:
         return
     with handle:
-        yield from _records(path, _Lines(handle, hashing=False))
+        yield from line_records(path, Lines(handle, hashing=False))
 
 
-class _Lines:
+class Lines:
     """A journal's lines from where `handle` stands (the line after `number`), read a chunk at a
     time; `size` and `seen` are the bytes up to the end of the last whole line read, and their
     SHA-256 (a kept fold's, to go on with). A last line without its newline is given too, but not
@@ -288,7 +288,7 @@ class _Lines:
             yield self.number + 1, b"".join(started)
 
 
-def _records(path: Path, lines: Iterable[tuple[int, bytes]]) -> Iterator[dict[str, Any]]:
+def line_records(path: Path, lines: Iterable[tuple[int, bytes]]) -> Iterator[dict[str, Any]]:
     """`iter_events` of the numbered `lines`."""
     for number, raw in lines:
         try:
@@ -398,11 +398,11 @@ def _fold_file(path: Path) -> tuple[dict[str, RowState], dict[str, Upload]]:
         return {}, {}
     with handle, many_objects():
         kept = foldcache.start(path, handle)
-        lines = _Lines(handle) if kept is None else _Lines(handle, kept.size, kept.lines, kept.seen)
+        lines = Lines(handle) if kept is None else Lines(handle, kept.size, kept.lines, kept.seen)
         added: list[dict[str, Any]] = [] if kept is None else kept.uploaded
 
         def noting_uploads() -> Iterator[dict[str, Any]]:
-            for record in _records(path, lines):
+            for record in line_records(path, lines):
                 if record["event"] == "uploaded":
                     added.append(record)
                 yield record
