@@ -111,6 +111,31 @@ def test_a_busy_run_lets_another_run_on_the_account_in(limit: tuple[str, int]) -
     assert asyncio.run(main()) < 15, "the other run waited as long as the busy run had rows"
 
 
+def test_a_busy_run_gives_one_aged_slot_back_in_each_share_period_at_most(limit: tuple[str, int]) -> None:
+    """Slots that have served their share go back one at a time, not each as it ages: with instant
+    rows every slot in turn was two requests per row past its share (a third of the server's work
+    under four shards)."""
+    name, size = limit
+
+    async def main() -> AccountSlots:
+        slots = AccountSlots(name, share_seconds=0.1, share_every=1.0)
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 3.0
+
+        async def rows_one_after_another() -> None:
+            while loop.time() < until:
+                await Rows().row(slots, 0.005)
+
+        await asyncio.gather(*(rows_one_after_another() for _ in range(size)))
+        given = slots.requests["give"]
+        await slots.close()
+        slots.requests["during"] = given
+        return slots
+
+    slots = asyncio.run(main())
+    assert 1 <= slots.requests["during"] <= 4, dict(slots.requests)  # one a second for 3 s, not one a row
+
+
 def test_a_row_stopped_while_it_waits_leaves_no_slot_held(limit: tuple[str, int]) -> None:
     name, size = limit
 

@@ -8,7 +8,9 @@ this run that asks for one within `HANDOFF_SECONDS`, and only then goes back to 
 request at a time asks for slots while rows wait, and one task renews every slot held.
 
 Other runs on the account get their turn: a slot that has served this run for `SHARE_SECONDS`
-goes back as its row ends (rows longer than that give theirs back each time, as before). The
+goes back as its row ends, one slot in each `SHARE_EVERY` seconds at most. (Every slot in turn,
+as each aged, was 10 requests a second for a shard of 100 slots and instant tasks: a third of
+what the Prefect server did under four shards, docs/benchmarks.md section 16.) The
 server hands a free slot to whoever asks first, so this run then asks again after a random pause
 of up to `POLL_SECONDS`, and a run the server turned away asks again within as long: each has
 its chance, where an immediate ask would always win.
@@ -41,6 +43,7 @@ from flows.errors import InputError
 
 HANDOFF_SECONDS = 0.5  # a slot no row of this run asked for in this long goes back to the server
 SHARE_SECONDS = 20.0  # a slot held this long goes back as its row ends
+SHARE_EVERY = 2.0  # ...one slot in this long at most, per run
 POLL_SECONDS = 2.0  # a run turned away asks again within this long, whatever the server's Retry-After
 LEASE_SECONDS = 300.0  # what the server waits for a renewal before it frees a slot (a killed run's)
 RENEW_EVERY = LEASE_SECONDS / 4
@@ -71,11 +74,17 @@ class AccountSlots:
     """One slot of the limit `name` for each row that holds one, shared out across this run's rows."""
 
     def __init__(
-        self, name: str, handoff_seconds: float = HANDOFF_SECONDS, share_seconds: float = SHARE_SECONDS
+        self,
+        name: str,
+        handoff_seconds: float = HANDOFF_SECONDS,
+        share_seconds: float = SHARE_SECONDS,
+        share_every: float = SHARE_EVERY,
     ) -> None:
         self.name = name
         self.handoff_seconds = handoff_seconds
         self.share_seconds = share_seconds
+        self.share_every = share_every
+        self._last_shared = -share_every
         self.requests: Counter[str] = Counter()  # "take", "full" (423), "give", "renew"
         self._held: set[_Lease] = set()  # every lease this run holds, in use or idle
         self._idle: deque[_Lease] = deque()  # held, no row on it, oldest first
@@ -135,7 +144,10 @@ class AccountSlots:
 
     def _give(self, lease: _Lease) -> None:
         """A row is through with `lease`: to a row that waits, kept a moment for the next, or back."""
-        shared = time.monotonic() - lease.since >= self.share_seconds
+        now = time.monotonic()
+        shared = now - lease.since >= self.share_seconds and now - self._last_shared >= self.share_every
+        if shared:
+            self._last_shared = now
         if shared or self._closed or not lease.usable():
             self._shared = self._shared or shared
             self._release(lease)
