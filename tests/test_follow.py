@@ -19,7 +19,7 @@ from flows.engine.rows import records
 from flows.grid import load_grid
 from flows.orchestrate import fanout
 from flows.store.follow import Follower, ShardsFollower
-from flows.store.journal import JOURNAL, Journal, fold, iter_events
+from flows.store.journal import JOURNAL, Journal, JournalError, fold, iter_events
 from flows.store.manifest import MANIFEST_PARQUET, ManifestBuilder, build_manifest, read_manifest
 from flows.store.shards import merged_states, shard_dir
 
@@ -111,6 +111,25 @@ def test_a_journal_cut_or_replaced_is_read_again_from_its_start(tmp_path: Path, 
     changed = follower.read()
     assert follower.states == fold(iter_events(path)), how
     assert {"row-00000", "row-00001", "row-00002"} <= changed | set(follower.states), how
+
+
+def test_a_line_that_is_no_record_is_named_at_every_look_and_never_half_applied(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    write_rows(journal, 0, 2)
+    journal.close()
+    path = tmp_path / JOURNAL
+    follower = Follower(path)
+    follower.read()
+    with path.open("ab") as handle:
+        handle.write(b'{"event": "intent", "row_id": "row-00000", "at": "%s"}\n[1, 2]\n' % AT.encode())
+    for _ in range(2):
+        with pytest.raises(JournalError, match="line 10"):
+            follower.read()
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:-1]))  # the bad line mended away
+    follower.read()
+    assert follower.states == fold(iter_events(path))
+    assert follower.states["row-00000"].attempts == 2, "the first try and the one line after it, once"
 
 
 def _other_journal(tmp_path: Path) -> Path:

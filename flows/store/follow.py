@@ -58,7 +58,11 @@ class Follower:
                     changed.add(record["row_id"])
                     yield record
 
-            fold(noting(line_records(self.path, whole())), self.states)
+            try:
+                fold(noting(line_records(self.path, whole())), self.states)
+            except BaseException:  # a line that is no record (it names it): not half folded at the next read
+                self._start_again(None)
+                raise
             self._size, self._lines = lines.size, lines.number
         return changed
 
