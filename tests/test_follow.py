@@ -91,14 +91,19 @@ def test_a_line_without_its_newline_waits_and_is_applied_once(tmp_path: Path) ->
     assert path.read_bytes() == whole + line
 
 
+def followed(folder: Path, rows: int) -> tuple[Path, Follower]:
+    """A journal of `rows` finished rows, and a follower that has read it."""
+    journal = Journal(folder)
+    write_rows(journal, 0, rows)
+    journal.close()
+    follower = Follower(folder / JOURNAL)
+    follower.read()
+    return folder / JOURNAL, follower
+
+
 @pytest.mark.parametrize("how", ["cut", "replaced", "removed", "rewritten"])
 def test_a_journal_cut_or_replaced_is_read_again_from_its_start(tmp_path: Path, how: str) -> None:
-    journal = Journal(tmp_path)
-    write_rows(journal, 0, 3)
-    journal.close()
-    path = tmp_path / JOURNAL
-    follower = Follower(path)
-    follower.read()
+    path, follower = followed(tmp_path, 3)
     lines = path.read_bytes().splitlines(keepends=True)
     if how == "cut":
         path.write_bytes(b"".join(lines[:4]))
@@ -114,12 +119,7 @@ def test_a_journal_cut_or_replaced_is_read_again_from_its_start(tmp_path: Path, 
 
 
 def test_a_line_that_is_no_record_is_named_at_every_look_and_never_half_applied(tmp_path: Path) -> None:
-    journal = Journal(tmp_path)
-    write_rows(journal, 0, 2)
-    journal.close()
-    path = tmp_path / JOURNAL
-    follower = Follower(path)
-    follower.read()
+    path, follower = followed(tmp_path, 2)
     with path.open("ab") as handle:
         handle.write(b'{"event": "intent", "row_id": "row-00000", "at": "%s"}\n[1, 2]\n' % AT.encode())
     for _ in range(2):
