@@ -251,7 +251,8 @@ class AccountSlots:
                 while self._held and not self._closed:
                     await asyncio.sleep(RENEW_EVERY)
                     for lease in [lease for lease in self._held if not lease.lapsed]:
-                        await self._renew_one(client, lease)
+                        if lease in self._held:  # not given back while the ones before it were renewed
+                            await self._renew_one(client, lease)
         except Exception as exc:
             logger.warning("the slots of %r could not be renewed: %s", self.name, exc)
 
@@ -263,6 +264,8 @@ class AccountSlots:
         except Exception as exc:  # tried again in RENEW_EVERY, well before it lapses
             status = exc.response.status_code if isinstance(exc, httpx.HTTPStatusError) else 0
             lease.lapsed = status in (404, 410)  # gone: no row takes it after its own
+            if lease.lapsed and lease not in self._held:  # given back while its renewal was on its way
+                return
             logger.warning("a slot of %r could not be renewed%s: %s", self.name,
                            " and is no longer held" if lease.lapsed else "", exc)  # fmt: skip
 
