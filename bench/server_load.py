@@ -32,7 +32,7 @@ from .harness import emulator, markdown_table, prefect_api
 from .report_load import CHROMIUM, CHROMIUM_ARGS
 from .scenarios import scratch, write_grid
 
-IDLE_SECONDS = 10.0
+IDLE_SECONDS = 20.0  # 80 probes: its p95 is the fifth slowest
 PROBE_EVERY = 0.25
 PROBE = {"sort": "EXPECTED_START_TIME_DESC", "limit": 50}
 
