@@ -7,6 +7,7 @@ import asyncio
 import os
 import time
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from flows.grid import load_grid
 from flows.orchestrate import fanout
 from flows.store.follow import Follower, ShardsFollower
 from flows.store.journal import JOURNAL, Journal, JournalError, fold, iter_events
-from flows.store.manifest import MANIFEST_PARQUET, ManifestBuilder, build_manifest, read_manifest
+from flows.store.manifest import FINAL_STATUSES, MANIFEST_PARQUET, build_manifest, read_manifest
 from flows.store.shards import merged_states, shard_dir
 
 AT = "2026-01-02T03:04:05.000Z"
@@ -157,13 +158,28 @@ def test_shards_are_merged_as_a_whole_merge_gives_them(tmp_path: Path) -> None:
         journal.close()
 
 
-def test_the_parents_look_writes_the_manifest_at_most_every_few_seconds(
+def a_grid(tmp_path: Path, rows: int) -> pd.DataFrame:
+    grid = tmp_path / f"grid-{rows}.csv"
+    pd.DataFrame({"prompt": [f"p{n}" for n in range(rows)], "numFrames": 9}).to_csv(grid, index=False)
+    return load_grid([str(grid)])
+
+
+def step(journal: Journal, row_id: str, n: int) -> None:
+    """The row's next line: an intent, a task, its end with a bill."""
+    if n % 3 == 0:
+        journal.append("intent", row_id, at=AT, inputs={"prompt": "p"}, model="m", account="a")
+    elif n % 3 == 1:
+        journal.append("submitted", row_id, at=AT, task_id=str(5000 + n))
+    else:
+        journal.append("finished", row_id, at=AT, task_id=str(5000 + n - 1), status="succeeded" if n % 2 else "failed",
+                       cost=f"0.00{n % 7}1", elapsed="3")  # fmt: skip
+    journal.flush()
+
+
+def test_the_parents_look_tallies_as_a_whole_manifest_says_and_writes_it_now_and_then(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    grid = tmp_path / "grid.csv"
-    pd.DataFrame({"prompt": [f"p{n}" for n in range(40)], "numFrames": 9}).to_csv(grid, index=False)
-    frame = load_grid([str(grid)])
-    out = tmp_path / "out"
+    frame, out = a_grid(tmp_path, 40), tmp_path / "out"
     shard_dir(out, 0).mkdir(parents=True)
     journal = Journal(shard_dir(out, 0))
     watched = fanout._Watched(frame, ShardsFollower([shard_dir(out, 0)], out))
@@ -176,15 +192,44 @@ def test_the_parents_look_writes_the_manifest_at_most_every_few_seconds(
 
     monkeypatch.setattr(fanout, "write_manifest", counted)
     ids = [r["row_id"] for r in records(frame)]
-    for n in range(4):
-        journal.append("intent", ids[n], at=AT, inputs={"prompt": f"p{n}"}, model="m", account="a")
-        journal.flush()
-        table = asyncio.run(asyncio.to_thread(watched.look, out))
-        assert table.num_rows == 40
-    assert len(writes) == 1, "four looks within a second: one write"
+    for n in range(12):
+        step(journal, ids[n // 3 + n % 2], n)  # rows move on, some twice in a look's time
+        shown = asyncio.run(asyncio.to_thread(watched.look, out))
+        whole = build_manifest(frame, merged_states(out, 1))
+        assert shown.total == 40
+        assert shown.by_status == whole["status"].value_counts().to_dict()
+        assert shown.cost == sum(whole["cost_usd"], Decimal(0))
+        assert shown.done == whole["status"].isin(FINAL_STATUSES).sum()
+    assert shown.cost > 0
+    assert len(writes) == 1, "twelve looks within a second: one write"
     assert read_manifest(out).shape[0] == 40
     assert (out / MANIFEST_PARQUET).is_file()
-    states = merged_states(out, 1)
-    assert table.equals(ManifestBuilder(frame).table(states))
-    assert build_manifest(frame, states).shape[0] == 40
     journal.close()
+
+
+def test_a_look_costs_the_rows_that_changed_not_every_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    computed: Counter[str] = Counter()
+    dynamic = flows.store.manifest._dynamic
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        computed["rows"] += 1
+        return dynamic(*args, **kwargs)
+
+    for rows in (1000, 4000):
+        out = tmp_path / f"out-{rows}"
+        shard_dir(out, 0).mkdir(parents=True)
+        journal = Journal(shard_dir(out, 0))
+        frame = a_grid(tmp_path, rows)
+        watched = fanout._Watched(frame, ShardsFollower([shard_dir(out, 0)], out))
+        watched.next_write = float("inf")  # the writes' own cadence is the test above's
+        ids = [r["row_id"] for r in records(frame)]
+        monkeypatch.setattr(flows.store.manifest, "_dynamic", counting)
+        monkeypatch.setattr(watched.builder, "table", lambda *a, **k: computed.update(builds=1))
+        computed.clear()
+        for n in range(30):
+            step(journal, ids[n], n)
+            watched.look(out)
+        monkeypatch.undo()
+        assert computed["rows"] == 30, (rows, computed)  # one a changed row a look, whatever the grid's size
+        assert computed["builds"] == 0, "every row's values, only to write them"
+        journal.close()

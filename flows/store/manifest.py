@@ -221,6 +221,12 @@ def _dynamic(state: RowState | None, *, final: bool) -> tuple[Any, ...]:
     )
 
 
+def status_and_bill(state: RowState | None) -> tuple[str, Decimal]:
+    """A row's status and cost as a manifest built while a sweep runs says them."""
+    values = _dynamic(state, final=False)
+    return values[_DYNAMIC.index("status")], values[_DYNAMIC.index("cost_usd")]
+
+
 def to_table(manifest: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(manifest, schema=SCHEMA, preserve_index=False)
 
