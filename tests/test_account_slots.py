@@ -114,7 +114,7 @@ def test_a_busy_run_lets_another_run_on_the_account_in(limit: tuple[str, int]) -
 
 def test_a_busy_run_gives_one_aged_slot_back_in_each_share_period_at_most(limit: tuple[str, int]) -> None:
     """Slots that have served their share go back one at a time, not each as it ages: with instant
-    rows every slot in turn was two requests per row past its share (a third of the server's work
+    rows every slot in turn was two requests per row past its share (a quarter of the server's work
     under four shards)."""
     name, size = limit
 

@@ -9,8 +9,8 @@ request at a time asks for slots while rows wait, and one task renews every slot
 
 Other runs on the account get their turn: a slot that has served this run for `SHARE_SECONDS`
 goes back as its row ends, one slot in each `SHARE_EVERY` seconds at most. (Every slot in turn,
-as each aged, was 10 requests a second for a shard of 100 slots and instant tasks: a third of
-what the Prefect server did under four shards, docs/benchmarks.md section 16.) The
+as each aged, was 10 requests a second for a shard of 100 slots and instant tasks: a quarter
+of what the Prefect server did under four shards, docs/benchmarks.md section 16.) The
 server hands a free slot to whoever asks first, so this run then asks again after a random pause
 of up to `POLL_SECONDS`, and a run the server turned away asks again within as long: each has
 its chance, where an immediate ask would always win.

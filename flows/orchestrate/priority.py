@@ -2,8 +2,8 @@
 
 On a machine that runs the server, its database and workers side by side, shards and the server
 share the cores. At an equal priority, four shards on two cores made the server's API answer
-9-29 times slower than idle (docs/benchmarks.md, section 16). A sweep waits on Wiro for minutes;
-the UI is what a person waits on.
+44-66 times slower than idle (p95; docs/benchmarks.md, section 16), and 4-5 times at nice 19.
+A sweep waits on Wiro for minutes; the UI is what a person waits on.
 
 Linux shares CPU first between sessions (autogroups), then within each: a process's own nice
 value counts only against the processes of its session. Prefect's process worker starts each
