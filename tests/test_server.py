@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import pytest
@@ -239,7 +239,7 @@ def assert_no_credentials(stack: Stack, out: Path) -> None:
 
 def shard_priorities(stack: Stack) -> list[tuple[int, int | None]]:
     """Each running shard's (a worker's flow-run process) nice value and its session's (autogroup)."""
-    workers = {p.pid for p in stack.processes if "worker" in p.args and p.poll() is None}
+    workers = {p.pid for p in stack.processes if "worker" in cast(list[str], p.args) and p.poll() is None}
     found = []
     for entry in Path("/proc").iterdir():
         try:
