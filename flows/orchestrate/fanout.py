@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
 from decimal import Decimal
@@ -18,9 +19,18 @@ from flows.orchestrate.artifacts import progress_description
 from flows.orchestrate.children import run_children
 from flows.orchestrate.hooks import stop_unattended
 from flows.store.follow import ShardsFollower
-from flows.store.manifest import FINAL_STATUSES, ManifestBuilder, build_manifest, status_and_bill, write_manifest
+from flows.store.manifest import (
+    COST_AT,
+    FINAL_STATUSES,
+    STATUS_AT,
+    ManifestBuilder,
+    build_manifest,
+    row_status,
+    write_manifest,
+)
 from flows.store.shards import ShardBook, merged_states, shard_dir, sweep_key
 
+log = logging.getLogger("flows.engine")  # as the engine's own warnings: shown as the run's
 WRITE_EVERY = 2.0  # seconds between writes of the shards' manifest while they run, at least
 ACCOUNT_LIMIT = "wiro-account"  # the global concurrency limit children share unless one is named
 
@@ -49,28 +59,27 @@ class _Watched:
         self.builder = ManifestBuilder(frame)
         self.shards = shards
         self.next_write = 0.0
-        self.rows = dict.fromkeys(frame["row_id"].tolist(), status_and_bill(None))
-        status, _ = status_and_bill(None)
-        self.counts: Counter[str] = Counter({status: len(self.rows)})
+        self.in_grid = set(frame["row_id"].tolist())
+        self.counts: Counter[str] = Counter({row_status(None)[0]: len(self.in_grid)})
         self.billed = Decimal(0)
 
     def look(self, out: Path) -> Progress:
         for row_id in self.shards.read():
-            self.builder.forget(row_id)
-            if row_id in self.rows:
-                self._count(row_id, status_and_bill(self.shards.states.get(row_id)))
+            if row_id not in self.in_grid:  # never in its manifest
+                continue
+            before, after = self.builder.update(row_id, self.shards.states.get(row_id))
+            self.counts[before[STATUS_AT]] -= 1
+            self.counts[after[STATUS_AT]] += 1
+            self.billed += after[COST_AT] - before[COST_AT]
         if time.monotonic() >= self.next_write:
             started = time.monotonic()
-            write_manifest(out, self.builder.table(self.shards.states))
+            try:
+                write_manifest(out, self.builder.table(self.shards.states))
+            except OSError as exc:  # a full disk: the shards' journals are the record, the final write tries again
+                log.warning("could not write the manifest in %s: %s", out, exc.strerror or exc)
             self.next_write = time.monotonic() + max(WRITE_EVERY, 20 * (time.monotonic() - started))
         done = sum(n for status, n in self.counts.items() if status in FINAL_STATUSES)
-        return Progress(len(self.rows), done, {k: n for k, n in self.counts.items() if n}, self.billed)
-
-    def _count(self, row_id: str, now: tuple[str, Decimal]) -> None:
-        (status, bill), self.rows[row_id] = self.rows[row_id], now
-        self.counts[status] -= 1
-        self.counts[now[0]] += 1
-        self.billed += now[1] - bill
+        return Progress(len(self.in_grid), done, {k: n for k, n in self.counts.items() if n}, self.billed)
 
 
 async def run_shards(

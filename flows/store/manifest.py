@@ -118,6 +118,7 @@ STATIC = (*(c for c in COLUMNS[: COLUMNS.index("task_id")] if c != IMAGE_URL), S
 """The columns from the grid; every other column comes from the journal (`inputImageUrl` too: a
 local image's URL is known once it is uploaded)."""
 _DYNAMIC = tuple(c for c in COLUMNS if c not in STATIC and c != IMAGE_URL)
+STATUS_AT, COST_AT = _DYNAMIC.index("status"), _DYNAMIC.index("cost_usd")  # in `ManifestBuilder.update`'s values
 
 
 def build_manifest(grid: pd.DataFrame, states: Mapping[str, RowState], *, final: bool = False) -> pd.DataFrame:
@@ -146,6 +147,7 @@ class ManifestBuilder:
         self._static = {c: static.column(c).cast(SCHEMA.field(c).type) for c in STATIC}
         self._row_ids: list[str] = grid["row_id"].tolist()
         self._rows: dict[str, tuple[Any, ...]] = {}
+        self._without_state = _dynamic(None, final=False)
         urls = grid[IMAGE_URL] if IMAGE_URL in grid else pd.Series([None] * len(grid), dtype=object)
         self._urls: list[str | None] = [None if pd.isna(u) else str(u) for u in urls]
         self._uploading = [bool(s) for s in (grid[IMAGE_SHA] if IMAGE_SHA in grid else [None] * len(grid))]
@@ -153,6 +155,13 @@ class ManifestBuilder:
     def forget(self, row_id: str) -> None:
         """The row's state changed: compute its values anew at the next build."""
         self._rows.pop(row_id, None)
+
+    def update(self, row_id: str, state: RowState | None) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        """The row's state changed to `state`: its values (`_DYNAMIC` order, `STATUS_AT`, `COST_AT`)
+        as the last build or update had them (a row without state's, if none), and now."""
+        before = self._rows.get(row_id) or self._without_state
+        after = self._rows[row_id] = _dynamic(state, final=False)
+        return before, after
 
     def table(self, states: Mapping[str, RowState], *, final: bool = False) -> pa.Table:
         cache, values = self._rows, []
@@ -219,12 +228,6 @@ def _dynamic(state: RowState | None, *, final: bool) -> tuple[Any, ...]:
         state.attempts,
         " ".join(state.every_task_id),  # its strays too: every task paid for the row
     )
-
-
-def status_and_bill(state: RowState | None) -> tuple[str, Decimal]:
-    """A row's status and cost as a manifest built while a sweep runs says them."""
-    values = _dynamic(state, final=False)
-    return values[_DYNAMIC.index("status")], values[_DYNAMIC.index("cost_usd")]
 
 
 def to_table(manifest: pd.DataFrame) -> pa.Table:
