@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ def yield_cpu_on_a_worker(logger: logging.Logger | logging.LoggerAdapter[Any]) -
         logger.info("CPU priority lowered to nice %d: the Prefect server and its UI go first (%s)", nice, ENV_NICE)
 
 
-def wanted_nice(environ: dict[str, str] | os._Environ[str] = os.environ) -> tuple[int, str | None]:
+def wanted_nice(environ: Mapping[str, str] = os.environ) -> tuple[int, str | None]:
     """The nice value `WIRO_SWEEP_NICE` asks for, and a warning if it is not one (then the default)."""
     text = environ.get(ENV_NICE, "").strip()
     if not text:
