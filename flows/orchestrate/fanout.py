@@ -60,7 +60,8 @@ class _Watched:
         self.shards = shards
         self.next_write = 0.0
         self.in_grid = set(frame["row_id"].tolist())
-        self.counts: Counter[str] = Counter({row_status(None)[0]: len(self.in_grid)})
+        self.pending = row_status(None)[0]  # a row without state's status
+        self.counts: Counter[str] = Counter({self.pending: len(self.in_grid)})
         self.billed = Decimal(0)
 
     def look(self, out: Path) -> Progress:
@@ -68,9 +69,9 @@ class _Watched:
             if row_id not in self.in_grid:  # never in its manifest
                 continue
             before, after = self.builder.update(row_id, self.shards.states.get(row_id))
-            self.counts[before[STATUS_AT]] -= 1
+            self.counts[before[STATUS_AT] if before else self.pending] -= 1
             self.counts[after[STATUS_AT]] += 1
-            self.billed += after[COST_AT] - before[COST_AT]
+            self.billed += after[COST_AT] - (before[COST_AT] if before else 0)
         if time.monotonic() >= self.next_write:
             started = time.monotonic()
             try:

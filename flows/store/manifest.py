@@ -147,7 +147,6 @@ class ManifestBuilder:
         self._static = {c: static.column(c).cast(SCHEMA.field(c).type) for c in STATIC}
         self._row_ids: list[str] = grid["row_id"].tolist()
         self._rows: dict[str, tuple[Any, ...]] = {}
-        self._without_state = _dynamic(None, final=False)
         urls = grid[IMAGE_URL] if IMAGE_URL in grid else pd.Series([None] * len(grid), dtype=object)
         self._urls: list[str | None] = [None if pd.isna(u) else str(u) for u in urls]
         self._uploading = [bool(s) for s in (grid[IMAGE_SHA] if IMAGE_SHA in grid else [None] * len(grid))]
@@ -156,10 +155,10 @@ class ManifestBuilder:
         """The row's state changed: compute its values anew at the next build."""
         self._rows.pop(row_id, None)
 
-    def update(self, row_id: str, state: RowState | None) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    def update(self, row_id: str, state: RowState | None) -> tuple[tuple[Any, ...] | None, tuple[Any, ...]]:
         """The row's state changed to `state`: its values (`_DYNAMIC` order, `STATUS_AT`, `COST_AT`)
-        as the last build or update had them (a row without state's, if none), and now."""
-        before = self._rows.get(row_id) or self._without_state
+        as the last build or update had them (None if neither did: a row without state), and now."""
+        before = self._rows.get(row_id)
         after = self._rows[row_id] = _dynamic(state, final=False)
         return before, after
 
