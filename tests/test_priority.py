@@ -12,15 +12,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from flows.orchestrate.priority import DEFAULT_NICE, ENV_NICE, wanted_nice
+from flows.orchestrate.priority import DEFAULT_NICE, ENV_NICE, autogroup_nice, wanted_nice
 
 HAS_AUTOGROUP = Path("/proc/self/autogroup").is_file()
 BASE = os.nice(0)  # the suite's own nice value, which its children start from
 
 PROBE = """
 import json, os, sys, threading
-from pathlib import Path
-from flows.orchestrate.priority import yield_cpu, yield_cpu_on_a_worker
+from flows.orchestrate.priority import autogroup_nice, yield_cpu, yield_cpu_on_a_worker
 started = threading.Event()
 threading.Thread(target=lambda: (started.set(), threading.Event().wait()), daemon=True).start()
 started.wait()
@@ -29,10 +28,9 @@ if sys.argv[1] == "worker-less":
     lowered = False
 else:
     lowered = yield_cpu(int(sys.argv[1]))
-group = Path("/proc/self/autogroup")
 threads = [int(t) for t in os.listdir("/proc/self/task")]
 print(json.dumps({"lowered": lowered, "threads": [os.getpriority(os.PRIO_PROCESS, t) for t in threads],
-                  "group": int(group.read_text().split("nice")[-1]) if group.is_file() else None}))
+                  "group": autogroup_nice()}))
 """
 
 
@@ -46,7 +44,8 @@ def probe(argument: str, *, own_session: bool, nice: int = 0) -> dict[str, objec
 
 
 def own_group_nice() -> int | None:
-    return int(Path("/proc/self/autogroup").read_text().split("nice")[-1]) if HAS_AUTOGROUP else None
+    """None where the kernel has no autogroups, or this suite runs in the boot session's group."""
+    return autogroup_nice()
 
 
 def test_a_session_of_its_own_gives_way_in_its_group_and_every_thread() -> None:
@@ -93,3 +92,13 @@ def test_level_zero_leaves_it() -> None:
     seen = probe("0", own_session=True)
     assert seen["lowered"] is False
     assert seen["threads"] == [BASE, BASE]
+
+
+def test_a_group_that_reads_empty_is_no_group(tmp_path: Path) -> None:
+    """A process never set apart from the boot session (a container's CI job) reads its autogroup
+    file empty; the sweep then leaves the group alone, and says nothing is wrong."""
+    (tmp_path / "empty").write_text("")
+    (tmp_path / "set").write_text("/autogroup-85 nice 7\n")
+    assert autogroup_nice(tmp_path / "empty") is None
+    assert autogroup_nice(tmp_path / "missing") is None
+    assert autogroup_nice(tmp_path / "set") == 7

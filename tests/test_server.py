@@ -30,6 +30,7 @@ import pytest
 
 from flows.engine.rows import records
 from flows.grid import load_grid
+from flows.orchestrate.priority import autogroup_nice
 from flows.store.manifest import read_manifest
 from flows.store.shards import SHARDS_FILE, shard_of
 from wiro_tasks.emulator import EmulatorServer
@@ -246,9 +247,8 @@ def shard_priorities(stack: Stack) -> list[tuple[int, int | None]]:
             ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
             if ppid not in workers or b"prefect.engine" not in (entry / "cmdline").read_bytes():
                 continue
-            group = (entry / "autogroup").read_text() if HAS_AUTOGROUP else None
-            found.append((os.getpriority(os.PRIO_PROCESS, int(entry.name)),
-                          None if group is None else int(group.split("nice")[-1])))  # fmt: skip
+            group = autogroup_nice(entry / "autogroup") if HAS_AUTOGROUP else None
+            found.append((os.getpriority(os.PRIO_PROCESS, int(entry.name)), group))
         except (OSError, ValueError, IndexError):  # not a process, or one that ended meanwhile
             continue
     return found

@@ -74,14 +74,23 @@ def yield_cpu(nice: int) -> bool:
     return lowered
 
 
+def autogroup_nice(path: Path = AUTOGROUP) -> int | None:
+    """A session's autogroup nice ("/autogroup-85 nice 0"), or None: no autogroups, or a process
+    still in the boot session's group, which reads empty (in a container, one never set apart)."""
+    try:
+        return int(path.read_text().split("nice")[-1])
+    except (OSError, ValueError):
+        return None
+
+
 def _lower_autogroup(nice: int) -> bool:
     """Set this session's autogroup nice to `nice` if it is below it (Linux with autogroups)."""
+    current = autogroup_nice()
+    if current is None or current >= nice:
+        return False
     try:
-        current = int(AUTOGROUP.read_text().split("nice")[-1])
-        if current >= nice:
-            return False
         AUTOGROUP.write_text(str(nice))
-    except (OSError, ValueError):
+    except OSError:
         return False
     return True
 
