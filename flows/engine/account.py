@@ -5,15 +5,23 @@ Prefect's `concurrency()` costs each use three requests (take, renew at once, gi
 thread with a client of its own for the renewals, and two events. Held for one row each, that
 was most of what a shard's row cost the server. Here a slot a row gives back goes to a row of
 this run that asks for one within `HANDOFF_SECONDS`, and only then goes back to the server. One
-request at a time asks for slots while rows wait, and one task renews every slot held.
+request at a time asks for slots while rows wait, and one task renews every lease held.
 
-Other runs on the account get their turn: a slot that has served this run for `SHARE_SECONDS`
-goes back as its row ends, one slot in each `SHARE_EVERY` seconds at most. (Every slot in turn,
-as each aged, was 10 requests a second for a shard of 100 slots and instant tasks: a quarter
-of what the Prefect server did under four shards, docs/benchmarks.md section 16.) The
-server hands a free slot to whoever asks first, so this run then asks again after a random pause
-of up to `POLL_SECONDS`, and a run the server turned away asks again within as long: each has
-its chance, where an immediate ask would always win.
+Slots come in leases of up to `BATCH`, one request each to take, renew and give back: a lease is
+what the server renews and frees, so 100 slots held a sweep long were 100 renewals every
+`RENEW_EVERY` (80 requests a minute, an eighth of Prefect Cloud's free tier) and are now 10 or
+so. A lease goes back whole: rows pack into the fullest lease with a slot free, so the others fall
+idle. A run asks for as many slots as rows wait, up to `BATCH`; refused (the server has fewer
+free), it asks for one, and doubles back up as asks succeed.
+
+Other runs on the account get their turn: a lease that has served this run for `SHARE_SECONDS`
+takes no new row and goes back as its rows end, one lease at a time, and one slot's worth in
+each `SHARE_EVERY` seconds at most. (Every slot in turn, as each aged, was 10 requests a second
+for a shard of 100 slots and instant tasks: a quarter of what the Prefect server did under four
+shards, docs/benchmarks.md section 16.) The server hands a free slot to whoever asks first, so
+this run then asks again after a random pause of up to `POLL_SECONDS`, and a run the server
+turned away asks again within as long: each has its chance, where an immediate ask would
+always win.
 
 The limit holds as before: a row sends its Run request only while it holds a slot of a lease
 the server counts, and no slot serves two rows at once. A lease not renewed in time (a machine
@@ -41,6 +49,7 @@ from prefect.client.schemas.responses import ConcurrencyLimitWithLeaseResponse
 
 from flows.errors import InputError
 
+BATCH = 10  # slots asked for in one lease at most: taken, renewed and given back in one request each
 HANDOFF_SECONDS = 0.5  # a slot no row of this run asked for in this long goes back to the server
 SHARE_SECONDS = 20.0  # a slot held this long goes back as its row ends
 SHARE_EVERY = 2.0  # ...one slot in this long at most, per run
@@ -59,15 +68,24 @@ class NoAccountLimit(InputError):
 
 @dataclass(eq=False)
 class _Lease:
+    """`size` slots of the limit, taken, renewed and given back together; `rows` of them in use."""
+
     id: UUID
+    size: int = 1
+    rows: int = 0
     since: float = field(default_factory=time.monotonic)
     expires: float = field(default_factory=lambda: time.time() + LEASE_SECONDS)  # wall clock: it runs on in a suspend
     idle_since: float = 0.0
     lapsed: bool = False  # its renewal was refused: the server counts it no more
+    draining: bool = False  # it has served its share: no new row, and back to the server as its rows end
 
     def usable(self) -> bool:
         """Still counted by the server, with a renewal's margin to spare."""
         return not self.lapsed and time.time() < self.expires - RENEW_EVERY
+
+    def open(self) -> bool:
+        """A slot of it may serve one more row."""
+        return self.rows < self.size and not self.draining and self.usable()
 
 
 class AccountSlots:
@@ -79,15 +97,17 @@ class AccountSlots:
         handoff_seconds: float = HANDOFF_SECONDS,
         share_seconds: float = SHARE_SECONDS,
         share_every: float = SHARE_EVERY,
+        batch: int = BATCH,
     ) -> None:
         self.name = name
         self.handoff_seconds = handoff_seconds
         self.share_seconds = share_seconds
         self.share_every = share_every
-        self._last_shared = -share_every
-        self.requests: Counter[str] = Counter()  # "take", "full" (423), "give", "renew"
+        self.batch = max(1, batch)
+        self._ask_size = self.batch  # one slot after a refusal, doubling back up to `batch` as asks succeed
+        self._last_shared = -share_every * self.batch
+        self.requests: Counter[str] = Counter()  # "take", "full" (423), "too many" (422), "give", "renew"
         self._held: set[_Lease] = set()  # every lease this run holds, in use or idle
-        self._idle: deque[_Lease] = deque()  # held, no row on it, oldest first
         self._waiting: deque[asyncio.Future[_Lease]] = deque()  # rows that asked and have none yet
         self._background: set[asyncio.Task[None]] = set()  # slots on their way back
         self._asking = False  # the loop that asks the server is on (set and cleared without a pause)
@@ -106,15 +126,16 @@ class AccountSlots:
 
     @property
     def held(self) -> int:
-        return len(self._held)
+        """Slots this run holds on the server, in use or not."""
+        return sum(lease.size for lease in self._held)
 
     async def close(self) -> None:
         """Give every slot back and stop, once the rows have ended: a row that still waits fails, and
         one that still holds a slot gives it back as it ends, if the event loop lives that long."""
         self._closed = True
         self._fail_waiting(RuntimeError(f"the run's slots of {self.name!r} were closed"))
-        while self._idle:
-            self._release(self._idle.popleft())
+        for lease in [lease for lease in self._held if lease.rows == 0]:
+            self._release(lease)
         while self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         if self._renewer:
@@ -123,11 +144,10 @@ class AccountSlots:
     async def _take(self) -> _Lease:
         if self._closed:
             raise RuntimeError(f"the run's slots of {self.name!r} are closed")
-        while self._idle:
-            lease = self._idle.pop()  # the newest: the oldest go back to the server first
-            if lease.usable():
-                return lease
-            self._release(lease)
+        lease = self._open_lease()
+        if lease is not None:
+            lease.rows += 1
+            return lease
         waiter: asyncio.Future[_Lease] = asyncio.get_running_loop().create_future()
         self._waiting.append(waiter)
         if not self._asking:
@@ -142,29 +162,55 @@ class AccountSlots:
                 self._give(waiter.result())  # handed over as the row was stopped
             raise
 
+    def _open_lease(self) -> _Lease | None:
+        """The fullest lease with a slot free: rows pack into few leases, so the others fall idle
+        and go back. A lease past use with no row on it goes back on the way."""
+        best = None
+        for lease in list(self._held):
+            if not lease.usable() and lease.rows == 0:
+                self._release(lease)
+            elif lease.open() and (best is None or lease.rows > best.rows):
+                best = lease
+        return best
+
     def _give(self, lease: _Lease) -> None:
-        """A row is through with `lease`: to a row that waits, kept a moment for the next, or back."""
-        now = time.monotonic()
-        shared = now - lease.since >= self.share_seconds and now - self._last_shared >= self.share_every
-        if shared:
-            self._last_shared = now
-        if shared or self._closed or not lease.usable():
-            self._shared = self._shared or shared
-            self._release(lease)
+        """A row is through with its slot of `lease`: to a row that waits, kept a moment, or back."""
+        lease.rows -= 1
+        if not lease.draining and self._share_due(lease):
+            lease.draining = self._shared = True
+        if self._closed or lease.draining or not lease.usable():
+            if lease.rows == 0:
+                self._release(lease)
             return
-        while self._waiting:
+        self._hand_out(lease)
+
+    def _share_due(self, lease: _Lease) -> bool:
+        """Whether `lease` goes back for others' turn: it has served this run `share_seconds`, no
+        other lease of this run is on its way back, and `share_every` a slot has passed."""
+        now = time.monotonic()
+        if now - lease.since < self.share_seconds or now - self._last_shared < self.share_every * lease.size:
+            return False
+        if any(other.draining for other in self._held):
+            return False
+        self._last_shared = now
+        return True
+
+    def _hand_out(self, lease: _Lease) -> None:
+        """`lease`'s free slots to the rows that wait; if no row is on it then, it idles a moment."""
+        while self._waiting and lease.open():
             waiter = self._waiting.popleft()
             if not waiter.done():
+                lease.rows += 1
                 waiter.set_result(lease)
-                return
-        lease.idle_since = time.monotonic()
-        self._idle.append(lease)
-        asyncio.get_running_loop().call_later(self.handoff_seconds, self._expire)
+        if lease.rows == 0:
+            lease.idle_since = time.monotonic()
+            asyncio.get_running_loop().call_later(self.handoff_seconds, self._expire)
 
     def _expire(self) -> None:
         now = time.monotonic()
-        while self._idle and now - self._idle[0].idle_since >= self.handoff_seconds * 0.99:
-            self._release(self._idle.popleft())
+        for lease in [lease for lease in self._held if lease.rows == 0]:
+            if now - lease.idle_since >= self.handoff_seconds * 0.99:
+                self._release(lease)
 
     def _fail_waiting(self, exc: BaseException, rows: int | None = None) -> None:
         while self._waiting and rows != 0:
@@ -182,49 +228,57 @@ class AccountSlots:
         """One request at a time, as Prefect's own service does, while rows wait for a slot."""
         try:
             async with get_client() as client:
-                while any(not waiter.done() for waiter in self._waiting) and not self._closed:
+                while (wanted := sum(not waiter.done() for waiter in self._waiting)) and not self._closed:
                     try:
-                        lease = await self._ask(client)
+                        lease = await self._ask(client, min(wanted, self._ask_size, self.batch))
                     except Exception as exc:  # the row it was asked for fails, as `concurrency()` failed it
                         self._fail_waiting(exc, rows=1)
                         continue
                     if lease:
-                        self._give(lease)
+                        self._hand_out(lease)
                 self._asking = False  # before the client closes: a row that asks from here starts another loop
         except Exception as exc:  # no client: every row that waits fails rather than waits for nothing
             self._fail_waiting(exc)
         finally:
             self._asking = False
 
-    async def _ask(self, client: Any) -> _Lease | None:
-        """A slot of the limit, or None after a wait while the server is full (423)."""
+    async def _ask(self, client: Any, slots: int) -> _Lease | None:
+        """A lease of `slots` slots of the limit, or None after a wait while the server has not as
+        many free (423): the next ask is for one slot, and asks double back up as they succeed."""
         if self._background:  # a slot this run gave back is free on the server before it asks
             await asyncio.gather(*self._background - {asyncio.current_task()}, return_exceptions=True)
         if self._shared and time.monotonic() - self._paused_at >= POLL_SECONDS:  # at most once a poll
             self._shared, self._paused_at = False, time.monotonic()
             await asyncio.sleep(random.uniform(0.0, POLL_SECONDS))
         request = asyncio.ensure_future(client.increment_concurrency_slots_with_lease(
-            names=[self.name], slots=1, mode="concurrency", lease_duration=LEASE_SECONDS))  # fmt: skip
+            names=[self.name], slots=slots, mode="concurrency", lease_duration=LEASE_SECONDS))  # fmt: skip
         try:
             response = await asyncio.shield(request)
         except httpx.HTTPStatusError as exc:
+            if exc.response.status_code == 422 and slots > 1:  # more than the limit's size: ask again for one
+                self.requests["too many"] += 1
+                self._ask_size = 1
+                return None
             if exc.response.status_code != 423:
                 raise
             self.requests["full"] += 1
+            self._ask_size = 1
             await asyncio.sleep(min(retry_after(exc.response.headers.get("Retry-After")), POLL_SECONDS))
             return None
         except asyncio.CancelledError:  # stopped while asking: a slot granted meanwhile goes back
             with suppress(Exception):
-                self._release(self._lease(await request))
+                self._release(self._lease(await request, slots))
             raise
-        return self._lease(response)
+        self._ask_size = min(self.batch, 2 * self._ask_size)
+        return self._lease(response, slots)
 
-    def _lease(self, response: httpx.Response) -> _Lease:
+    def _lease(self, response: httpx.Response, slots: int) -> _Lease:
         answer = ConcurrencyLimitWithLeaseResponse.model_validate(response.json())
         if not answer.limits:
             raise NoAccountLimit(f"no global concurrency limit {self.name!r}: create it before a run shares it")
         self.requests["take"] += 1
-        lease = _Lease(answer.lease_id)
+        self.batch = min([self.batch, *(limit.limit for limit in answer.limits if limit.limit > 0)])
+        lease = _Lease(answer.lease_id, size=slots)
         self._held.add(lease)
         if not self._closed and (self._renewer is None or self._renewer.done()):
             self._renewer = asyncio.get_running_loop().create_task(self._renew())
