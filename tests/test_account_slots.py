@@ -89,13 +89,14 @@ def test_a_row_costs_no_request_once_the_run_holds_its_slots(limit: tuple[str, i
     assert slots.requests["too many"] <= 1, "a batch bigger than the limit is asked for once, then never"
 
 
-def test_a_busy_run_lets_another_run_on_the_account_in(limit: tuple[str, int]) -> None:
-    """A slot held its share goes back to the server as its row ends, though this run has more
-    rows: another run that waits on the account gets its turn, as it did when each row took and
-    gave back its own."""
-    name, size = limit
+@pytest.mark.parametrize("size", [3, 30])  # leases of 1 slot, and of 3
+def test_a_busy_run_lets_another_run_on_the_account_in(prefect_api: str, size: int) -> None:
+    """A lease held its share goes back to the server once the rows fit in the others, though
+    this run has more rows: another run that waits on the account gets its turn, as it did when
+    each row took and gave back its own."""
+    name, _ = new_limit(size)
 
-    async def main() -> float:
+    async def main() -> tuple[float, set[int]]:
         busy, other = AccountSlots(name, share_seconds=0.2), AccountSlots(name)
         loop = asyncio.get_running_loop()
         started, let_in = loop.time(), asyncio.Event()
@@ -107,15 +108,18 @@ def test_a_busy_run_lets_another_run_on_the_account_in(limit: tuple[str, int]) -
         rows = [asyncio.create_task(rows_one_after_another()) for _ in range(size)]
         while busy.held < size:  # the busy run holds every slot
             await asyncio.sleep(0.05)
+        sizes = {lease.size for lease in busy._held}
         async with other.slot():
             waited = loop.time() - started
             let_in.set()
         await asyncio.gather(*rows)
         await busy.close()
         await other.close()
-        return waited
+        return waited, sizes
 
-    assert asyncio.run(main()) < 15, "the other run waited as long as the busy run had rows"
+    waited, sizes = asyncio.run(main())
+    assert sizes == {size // 10 or 1}
+    assert waited < 15, "the other run waited as long as the busy run had rows"
 
 
 def test_a_busy_run_gives_one_aged_slot_back_in_each_share_period_at_most(limit: tuple[str, int]) -> None:
@@ -144,40 +148,51 @@ def test_a_busy_run_gives_one_aged_slot_back_in_each_share_period_at_most(limit:
     assert 1 <= slots.requests["during"] <= 4, dict(slots.requests)
 
 
+async def rows_in_flight(slots: AccountSlots, count: int, name: str) -> tuple[list[int], int]:
+    """`count` rows that hold their slots at once: the run's lease sizes and the server's count
+    meanwhile, and one renewal round (what the renewer sends every 75 s)."""
+    inside, go = asyncio.Event(), asyncio.Event()
+    rows = Rows()
+
+    async def row() -> None:
+        async with slots.slot():
+            rows.inside += 1
+            if rows.inside == count:
+                inside.set()
+            await go.wait()
+
+    running = [asyncio.create_task(row()) for _ in range(count)]
+    await asyncio.wait_for(inside.wait(), timeout=30)
+    sizes = sorted(lease.size for lease in slots._held)
+    on_server = await active_slots(name)
+    async with get_client() as client:
+        for lease in list(slots._held):
+            await slots._renew_one(client, lease)
+    go.set()
+    await asyncio.gather(*running)
+    await slots.close()
+    return sizes, on_server
+
+
 def test_slots_come_in_leases_of_a_batch(prefect_api: str) -> None:
-    """25 rows at once take their slots in 3 leases (10, 10, 5), and those 3 are what is renewed
-    and given back: a slot a lease, 25 requests each, was 80 a minute for a shard of 100 slots
-    in renewals alone."""
-    name, _ = new_limit(30)
+    """100 rows at once take their slots in 10 leases, and those 10 are what is renewed and given
+    back: a lease a slot, 100 requests each, was 80 a minute for a shard in renewals alone."""
+    name, _ = new_limit(100)
+    slots = AccountSlots(name, batch=10)
+    sizes, on_server = asyncio.run(rows_in_flight(slots, 100, name))
+    assert sizes == [10] * 10
+    assert on_server == 100
+    assert dict(slots.requests) == {"take": 10, "renew": 10, "give": 10}
 
-    async def main() -> tuple[AccountSlots, list[int], int]:
-        slots = AccountSlots(name, batch=10)
-        inside, go = asyncio.Event(), asyncio.Event()
-        rows = Rows()
 
-        async def row() -> None:
-            async with slots.slot():
-                rows.inside += 1
-                if rows.inside == 25:
-                    inside.set()
-                await go.wait()
-
-        running = [asyncio.create_task(row()) for _ in range(25)]
-        await asyncio.wait_for(inside.wait(), timeout=30)
-        sizes = sorted(lease.size for lease in slots._held)
-        on_server = await active_slots(name)
-        async with get_client() as client:
-            for lease in list(slots._held):
-                await slots._renew_one(client, lease)
-        go.set()
-        await asyncio.gather(*running)
-        await slots.close()
-        return slots, sizes, on_server
-
-    slots, sizes, on_server = asyncio.run(main())
-    assert sizes == [5, 10, 10]
-    assert on_server == 25
-    assert dict(slots.requests) == {"take": 3, "renew": 3, "give": 3}
+def test_a_small_run_takes_its_slots_one_lease_each(prefect_api: str) -> None:
+    """A lease is at most a tenth of what the run holds: the lease that goes back for another
+    run's turn leaves the rest of a run of 10 going, not all of it stopped until it drains."""
+    name, _ = new_limit(10)
+    slots = AccountSlots(name, batch=10)
+    sizes, on_server = asyncio.run(rows_in_flight(slots, 10, name))
+    assert sizes == [1] * 10
+    assert on_server == 10
 
 
 def test_a_batch_the_server_has_no_room_for_becomes_one_slot(prefect_api: str) -> None:

@@ -10,18 +10,20 @@ request at a time asks for slots while rows wait, and one task renews every leas
 Slots come in leases of up to `BATCH`, one request each to take, renew and give back: a lease is
 what the server renews and frees, so 100 slots held a sweep long were 100 renewals every
 `RENEW_EVERY` (80 requests a minute, an eighth of Prefect Cloud's free tier) and are now 10 or
-so. A lease goes back whole: rows pack into the fullest lease with a slot free, so the others fall
-idle. A run asks for as many slots as rows wait, up to `BATCH`; refused (the server has fewer
-free), it asks for one, and doubles back up as asks succeed.
+so. A run asks for as many slots as rows wait, up to `BATCH` and a `LEASE_SHARE`th of what it
+will hold (a run of 10 takes them one by one, as before); refused (the server has fewer free,
+423, or its limit is smaller, 422), it asks for one, and doubles back up as asks succeed. A row
+holds a slot of the run, not of one lease, so a lease goes back whole as soon as the rows left
+fit in the others.
 
-Other runs on the account get their turn: a lease that has served this run for `SHARE_SECONDS`
-takes no new row and goes back as its rows end, one lease at a time, and one slot's worth in
-each `SHARE_EVERY` seconds at most. (Every slot in turn, as each aged, was 10 requests a second
-for a shard of 100 slots and instant tasks: a quarter of what the Prefect server did under four
-shards, docs/benchmarks.md section 16.) The server hands a free slot to whoever asks first, so
-this run then asks again after a random pause of up to `POLL_SECONDS`, and a run the server
-turned away asks again within as long: each has its chance, where an immediate ask would
-always win.
+Other runs on the account get their turn: the oldest lease, once it has served this run for
+`SHARE_SECONDS`, takes no new row and goes back as soon as the rows fit without it, one lease at
+a time and one slot's worth in each `SHARE_EVERY` seconds at most; this run asks for more only
+once it has gone. (Every slot in turn, as each aged, was 10 requests a second for a shard of
+100 slots and instant tasks: a quarter of what the Prefect server did under four shards,
+docs/benchmarks.md section 16.) The server hands a free slot to whoever asks first, so this run
+then asks again after a random pause of up to `POLL_SECONDS`, and a run the server turned away
+asks again within as long: each has its chance, where an immediate ask would always win.
 
 The limit holds as before: a row sends its Run request only while it holds a slot of a lease
 the server counts, and no slot serves two rows at once. A lease not renewed in time (a machine
@@ -50,9 +52,11 @@ from prefect.client.schemas.responses import ConcurrencyLimitWithLeaseResponse
 from flows.errors import InputError
 
 BATCH = 10  # slots asked for in one lease at most: taken, renewed and given back in one request each
+LEASE_SHARE = 10  # ...and at most a tenth of the run's slots: a lease going back drains that many
 HANDOFF_SECONDS = 0.5  # a slot no row of this run asked for in this long goes back to the server
 SHARE_SECONDS = 20.0  # a slot held this long goes back as its row ends
 SHARE_EVERY = 2.0  # ...one slot in this long at most, per run
+LEAVING_POLL_SECONDS = 0.05  # how often an ask looks whether the lease going back has gone
 POLL_SECONDS = 2.0  # a run turned away asks again within this long, whatever the server's Retry-After
 LEASE_SECONDS = 300.0  # what the server waits for a renewal before it frees a slot (a killed run's)
 RENEW_EVERY = LEASE_SECONDS / 4
@@ -68,28 +72,25 @@ class NoAccountLimit(InputError):
 
 @dataclass(eq=False)
 class _Lease:
-    """`size` slots of the limit, taken, renewed and given back together; `rows` of them in use."""
+    """`size` slots of the limit, taken, renewed and given back together."""
 
     id: UUID
     size: int = 1
-    rows: int = 0
     since: float = field(default_factory=time.monotonic)
     expires: float = field(default_factory=lambda: time.time() + LEASE_SECONDS)  # wall clock: it runs on in a suspend
-    idle_since: float = 0.0
     lapsed: bool = False  # its renewal was refused: the server counts it no more
-    draining: bool = False  # it has served its share: no new row, and back to the server as its rows end
 
     def usable(self) -> bool:
         """Still counted by the server, with a renewal's margin to spare."""
         return not self.lapsed and time.time() < self.expires - RENEW_EVERY
 
-    def open(self) -> bool:
-        """A slot of it may serve one more row."""
-        return self.rows < self.size and not self.draining and self.usable()
-
 
 class AccountSlots:
-    """One slot of the limit `name` for each row that holds one, shared out across this run's rows."""
+    """One slot of the limit `name` for each row that holds one, shared out across this run's rows.
+
+    A row holds a slot of the run, not of one lease: the leases are what the server counts, and
+    the rows in flight never outnumber the slots of the usable ones, bar a lease going back,
+    that rows started on before it lapsed or was chosen to go."""
 
     def __init__(
         self,
@@ -107,8 +108,11 @@ class AccountSlots:
         self._ask_size = self.batch  # one slot after a refusal, doubling back up to `batch` as asks succeed
         self._last_shared = -share_every * self.batch
         self.requests: Counter[str] = Counter()  # "take", "full" (423), "too many" (422), "give", "renew"
-        self._held: set[_Lease] = set()  # every lease this run holds, in use or idle
-        self._waiting: deque[asyncio.Future[_Lease]] = deque()  # rows that asked and have none yet
+        self._held: set[_Lease] = set()  # every lease this run holds
+        self._in_use = 0  # rows that hold a slot
+        self._leaving: _Lease | None = None  # the lease going back for others' turn, once its rows fit the rest
+        self._idle_since: float | None = None  # since when a slot has been free with no row waiting
+        self._waiting: deque[asyncio.Future[None]] = deque()  # rows that asked and have none yet
         self._background: set[asyncio.Task[None]] = set()  # slots on their way back
         self._asking = False  # the loop that asks the server is on (set and cleared without a pause)
         self._renewer: asyncio.Task[None] | None = None
@@ -118,11 +122,11 @@ class AccountSlots:
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        lease = await self._take()
+        await self._take()
         try:
             yield
         finally:
-            self._give(lease)
+            self._give()
 
     @property
     def held(self) -> int:
@@ -134,83 +138,88 @@ class AccountSlots:
         one that still holds a slot gives it back as it ends, if the event loop lives that long."""
         self._closed = True
         self._fail_waiting(RuntimeError(f"the run's slots of {self.name!r} were closed"))
-        for lease in [lease for lease in self._held if lease.rows == 0]:
-            self._release(lease)
+        self._settle()
         while self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         if self._renewer:
             self._renewer.cancel()
 
-    async def _take(self) -> _Lease:
+    def _capacity(self) -> int:
+        """Slots a new row may use: those of every usable lease but the one going back."""
+        return sum(lease.size for lease in self._held if lease is not self._leaving and lease.usable())
+
+    async def _take(self) -> None:
         if self._closed:
             raise RuntimeError(f"the run's slots of {self.name!r} are closed")
-        lease = self._open_lease()
-        if lease is not None:
-            lease.rows += 1
-            return lease
-        waiter: asyncio.Future[_Lease] = asyncio.get_running_loop().create_future()
+        if not self._waiting and self._in_use < self._capacity():
+            self._in_use += 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append(waiter)
         if not self._asking:
             self._asking = True
             self._spawn(self._ask_for_waiters())
         try:
-            return await waiter
+            await waiter
         except asyncio.CancelledError:
             if waiter in self._waiting:
                 self._waiting.remove(waiter)
             elif waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self._give(waiter.result())  # handed over as the row was stopped
+                self._give()  # handed over as the row was stopped
             raise
 
-    def _open_lease(self) -> _Lease | None:
-        """The fullest lease with a slot free: rows pack into few leases, so the others fall idle
-        and go back. A lease past use with no row on it goes back on the way."""
-        best = None
-        for lease in list(self._held):
-            if not lease.usable() and lease.rows == 0:
-                self._release(lease)
-            elif lease.open() and (best is None or lease.rows > best.rows):
-                best = lease
-        return best
+    def _give(self) -> None:
+        """A row is through with its slot: to a row that waits, kept a moment, or back."""
+        self._in_use -= 1
+        if self._leaving is None and not self._closed:
+            self._leaving = self._share_due()
+        self._settle()
 
-    def _give(self, lease: _Lease) -> None:
-        """A row is through with its slot of `lease`: to a row that waits, kept a moment, or back."""
-        lease.rows -= 1
-        if not lease.draining and self._share_due(lease):
-            lease.draining = self._shared = True
-        if self._closed or lease.draining or not lease.usable():
-            if lease.rows == 0:
-                self._release(lease)
-            return
-        self._hand_out(lease)
-
-    def _share_due(self, lease: _Lease) -> bool:
-        """Whether `lease` goes back for others' turn: it has served this run `share_seconds`, no
-        other lease of this run is on its way back, and `share_every` a slot has passed."""
+    def _share_due(self) -> _Lease | None:
+        """The lease that goes back for others' turn, if one is due: the oldest, once it has served
+        this run `share_seconds`, and `share_every` a slot after the last one."""
         now = time.monotonic()
-        if now - lease.since < self.share_seconds or now - self._last_shared < self.share_every * lease.size:
-            return False
-        if any(other.draining for other in self._held):
-            return False
-        self._last_shared = now
-        return True
+        if now - self._last_shared < self.share_every:
+            return None
+        aged = [lease for lease in self._held if lease.usable() and now - lease.since >= self.share_seconds]
+        oldest = min(aged, key=lambda lease: lease.since, default=None)
+        if oldest is None or now - self._last_shared < self.share_every * oldest.size:
+            return None
+        self._last_shared, self._shared = now, True
+        return oldest
 
-    def _hand_out(self, lease: _Lease) -> None:
-        """`lease`'s free slots to the rows that wait; if no row is on it then, it idles a moment."""
-        while self._waiting and lease.open():
+    def _settle(self) -> None:
+        """Leases the rows no longer need go back (the one leaving, one past use, every spare one
+        once closed); free slots go to the rows that wait; spare ones are watched a moment."""
+        capacity = self._capacity()
+        for lease in sorted(self._held, key=lambda lease: lease.since):
+            counted = lease is not self._leaving and lease.usable()
+            if not counted and (self._in_use <= capacity or lease.lapsed):
+                self._release(lease)
+            elif counted and self._closed and capacity - lease.size >= self._in_use:
+                self._release(lease)
+                capacity -= lease.size
+        while self._waiting and self._in_use < capacity:
             waiter = self._waiting.popleft()
             if not waiter.done():
-                lease.rows += 1
-                waiter.set_result(lease)
-        if lease.rows == 0:
-            lease.idle_since = time.monotonic()
+                self._in_use += 1
+                waiter.set_result(None)
+        if self._in_use >= capacity or self._waiting or self._closed:
+            self._idle_since = None
+        elif self._idle_since is None:
+            self._idle_since = time.monotonic()
             asyncio.get_running_loop().call_later(self.handoff_seconds, self._expire)
 
     def _expire(self) -> None:
-        now = time.monotonic()
-        for lease in [lease for lease in self._held if lease.rows == 0]:
-            if now - lease.idle_since >= self.handoff_seconds * 0.99:
+        """Slots free since `handoff_seconds` with no row asking: the leases they add up to go back."""
+        if self._idle_since is None or time.monotonic() - self._idle_since < self.handoff_seconds * 0.99:
+            return
+        spare = self._capacity() - self._in_use
+        for lease in sorted(self._held, key=lambda lease: lease.since):
+            if lease is not self._leaving and lease.usable() and lease.size <= spare:
                 self._release(lease)
+                spare -= lease.size
+        self._idle_since = None  # the next row's end watches what is still spare
 
     def _fail_waiting(self, exc: BaseException, rows: int | None = None) -> None:
         while self._waiting and rows != 0:
@@ -230,21 +239,28 @@ class AccountSlots:
             async with get_client() as client:
                 while (wanted := sum(not waiter.done() for waiter in self._waiting)) and not self._closed:
                     try:
-                        lease = await self._ask(client, min(wanted, self._ask_size, self.batch))
+                        lease = await self._ask(client, self._ask_for(wanted))
                     except Exception as exc:  # the row it was asked for fails, as `concurrency()` failed it
                         self._fail_waiting(exc, rows=1)
                         continue
                     if lease:
-                        self._hand_out(lease)
+                        self._settle()
                 self._asking = False  # before the client closes: a row that asks from here starts another loop
         except Exception as exc:  # no client: every row that waits fails rather than waits for nothing
             self._fail_waiting(exc)
         finally:
             self._asking = False
 
+    def _ask_for(self, wanted: int) -> int:
+        """How many slots the next lease has: as many as rows wait, up to `batch`, and at most a
+        `LEASE_SHARE`th of what the run will hold, so a lease going back leaves most of its slots."""
+        return max(1, min(wanted, self._ask_size, self.batch, (self.held + wanted) // LEASE_SHARE))
+
     async def _ask(self, client: Any, slots: int) -> _Lease | None:
         """A lease of `slots` slots of the limit, or None after a wait while the server has not as
         many free (423): the next ask is for one slot, and asks double back up as they succeed."""
+        while self._leaving is not None and not self._closed:  # its slots go to others first, then to this run
+            await asyncio.sleep(LEAVING_POLL_SECONDS)
         if self._background:  # a slot this run gave back is free on the server before it asks
             await asyncio.gather(*self._background - {asyncio.current_task()}, return_exceptions=True)
         if self._shared and time.monotonic() - self._paused_at >= POLL_SECONDS:  # at most once a poll
@@ -285,9 +301,12 @@ class AccountSlots:
         return lease
 
     def _release(self, lease: _Lease) -> None:
+        if lease is self._leaving:
+            self._leaving = None
         if lease in self._held:
             self._held.discard(lease)
-            self._spawn(self._send_release(lease))
+            if not lease.lapsed:  # a lapsed one the server has freed already
+                self._spawn(self._send_release(lease))
 
     async def _send_release(self, lease: _Lease) -> None:
         self.requests["give"] += 1
