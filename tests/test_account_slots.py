@@ -195,6 +195,38 @@ def test_a_small_run_takes_its_slots_one_lease_each(prefect_api: str) -> None:
     assert on_server == 10
 
 
+def test_rows_that_come_and_go_keep_their_leases(prefect_api: str) -> None:
+    """20 rows in step: each does 100 ms of other work (a download), then holds its slot 50 ms.
+    Half a second never passes without every slot in use, so no lease goes back: leases given back
+    whenever their slots happened to be free at the half second's end came back at the next row."""
+    name, _ = new_limit(20)
+
+    async def main() -> tuple[int, AccountSlots]:
+        slots = AccountSlots(name, batch=10)
+        first, everyone = Rows(), asyncio.Event()
+
+        async def row_after_row() -> None:
+            async with slots.slot():
+                first.inside += 1
+                if first.inside == 20:
+                    everyone.set()
+                await everyone.wait()  # every slot taken: from here on, the rows go in step
+            until = asyncio.get_running_loop().time() + 3.0
+            while asyncio.get_running_loop().time() < until:
+                await asyncio.sleep(0.1)
+                await Rows().row(slots, 0.05)
+
+        rows = [asyncio.create_task(row_after_row()) for _ in range(20)]
+        await asyncio.wait_for(everyone.wait(), timeout=30)
+        at_start = slots.requests["take"]
+        await asyncio.gather(*rows)
+        await slots.close()
+        return at_start, slots
+
+    at_start, slots = asyncio.run(main())
+    assert slots.requests["take"] == at_start, dict(slots.requests)
+
+
 def test_a_batch_the_server_has_no_room_for_becomes_one_slot(prefect_api: str) -> None:
     """Another run holds 2 of 3 slots: asking for 5 at once would be refused as long as it holds
     them. This run asks for one slot instead, and its 5 rows go through it in turn."""

@@ -112,6 +112,7 @@ class AccountSlots:
         self._in_use = 0  # rows that hold a slot
         self._leaving: _Lease | None = None  # the lease going back for others' turn, once its rows fit the rest
         self._idle_since: float | None = None  # since when a slot has been free with no row waiting
+        self._unasked = 0  # ...and how many have been free all along since then
         self._waiting: deque[asyncio.Future[None]] = deque()  # rows that asked and have none yet
         self._background: set[asyncio.Task[None]] = set()  # slots on their way back
         self._asking = False  # the loop that asks the server is on (set and cleared without a pause)
@@ -151,8 +152,10 @@ class AccountSlots:
     async def _take(self) -> None:
         if self._closed:
             raise RuntimeError(f"the run's slots of {self.name!r} are closed")
-        if not self._waiting and self._in_use < self._capacity():
+        capacity = self._capacity()
+        if not self._waiting and self._in_use < capacity:
             self._in_use += 1
+            self._unasked = min(self._unasked, capacity - self._in_use)
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append(waiter)
@@ -207,19 +210,22 @@ class AccountSlots:
         if self._in_use >= capacity or self._waiting or self._closed:
             self._idle_since = None
         elif self._idle_since is None:
-            self._idle_since = time.monotonic()
+            self._idle_since, self._unasked = time.monotonic(), capacity - self._in_use
             asyncio.get_running_loop().call_later(self.handoff_seconds, self._expire)
 
     def _expire(self) -> None:
-        """Slots free since `handoff_seconds` with no row asking: the leases they add up to go back."""
+        """Slots free all along for `handoff_seconds`, no row asking: the leases they add up to go back,
+        and what is still spare is watched anew. (Slots spare only now and then are not: rows that
+        come and go would take a lease back and forth.)"""
         if self._idle_since is None or time.monotonic() - self._idle_since < self.handoff_seconds * 0.99:
             return
-        spare = self._capacity() - self._in_use
+        self._idle_since = None
+        spare = min(self._unasked, self._capacity() - self._in_use)
         for lease in sorted(self._held, key=lambda lease: lease.since):
             if lease is not self._leaving and lease.usable() and lease.size <= spare:
                 self._release(lease)
                 spare -= lease.size
-        self._idle_since = None  # the next row's end watches what is still spare
+        self._settle()  # a smaller lease may fit what is spare by the next look
 
     def _fail_waiting(self, exc: BaseException, rows: int | None = None) -> None:
         while self._waiting and rows != 0:
