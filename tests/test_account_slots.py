@@ -167,7 +167,7 @@ async def rows_in_flight(slots: AccountSlots, count: int, name: str) -> tuple[li
     on_server = await active_slots(name)
     async with get_client() as client:
         for lease in list(slots._held):
-            await slots._renew_one(client, lease)
+            await slots._renewals.renew_one(client, lease)
     go.set()
     await asyncio.gather(*running)
     await slots.close()
@@ -275,7 +275,7 @@ def test_a_slot_given_back_as_its_renewal_is_sent_is_not_reported_lost(
         slots._release(lease)  # as a share or a handoff's end gives it back
         await asyncio.gather(*slots._background)
         async with get_client() as client:
-            await slots._renew_one(client, lease)
+            await slots._renewals.renew_one(client, lease)
         await slots.close()
 
     with caplog.at_level(logging.WARNING, logger="flows.engine"):

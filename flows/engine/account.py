@@ -85,6 +85,47 @@ class _Lease:
         return not self.lapsed and time.time() < self.expires - RENEW_EVERY
 
 
+class _Renewals:
+    """Renews every lease in `held` every RENEW_EVERY seconds, one request each, while there are
+    any; `start` again once a lease comes after it ended."""
+
+    def __init__(self, name: str, held: set[_Lease], requests: Counter[str]) -> None:
+        self.name, self.held, self.requests = name, held, requests
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._renew())
+
+    def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+
+    async def _renew(self) -> None:
+        try:
+            async with get_client() as client:
+                while self.held:
+                    await asyncio.sleep(RENEW_EVERY)
+                    for lease in [lease for lease in self.held if not lease.lapsed]:
+                        if lease in self.held:  # not given back while the ones before it were renewed
+                            await self.renew_one(client, lease)
+        except Exception as exc:
+            logger.warning("the slots of %r could not be renewed: %s", self.name, exc)
+
+    async def renew_one(self, client: Any, lease: _Lease) -> None:
+        self.requests["renew"] += 1
+        try:
+            await client.renew_concurrency_lease(lease_id=lease.id, lease_duration=LEASE_SECONDS)
+            lease.expires = time.time() + LEASE_SECONDS
+        except Exception as exc:  # tried again in RENEW_EVERY, well before it lapses
+            status = exc.response.status_code if isinstance(exc, httpx.HTTPStatusError) else 0
+            lease.lapsed = status in (404, 410)  # gone: no row takes it after its own
+            if lease.lapsed and lease not in self.held:  # given back while its renewal was on its way
+                return
+            logger.warning("a slot of %r could not be renewed%s: %s", self.name,
+                           " and is no longer held" if lease.lapsed else "", exc)  # fmt: skip
+
+
 class AccountSlots:
     """One slot of the limit `name` for each row that holds one, shared out across this run's rows.
 
@@ -116,7 +157,7 @@ class AccountSlots:
         self._waiting: deque[asyncio.Future[None]] = deque()  # rows that asked and have none yet
         self._background: set[asyncio.Task[None]] = set()  # slots on their way back
         self._asking = False  # the loop that asks the server is on (set and cleared without a pause)
-        self._renewer: asyncio.Task[None] | None = None
+        self._renewals = _Renewals(name, self._held, self.requests)
         self._shared = False  # a slot went back for others' turn since this run last paused to ask
         self._paused_at = -POLL_SECONDS
         self._closed = False
@@ -142,8 +183,7 @@ class AccountSlots:
         self._settle()
         while self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
-        if self._renewer:
-            self._renewer.cancel()
+        self._renewals.stop()
 
     def _capacity(self) -> int:
         """Slots a new row may use: those of every usable lease but the one going back."""
@@ -302,8 +342,8 @@ class AccountSlots:
         self.batch = min([self.batch, *(limit.limit for limit in answer.limits if limit.limit > 0)])
         lease = _Lease(answer.lease_id, size=slots)
         self._held.add(lease)
-        if not self._closed and (self._renewer is None or self._renewer.done()):
-            self._renewer = asyncio.get_running_loop().create_task(self._renew())
+        if not self._closed:
+            self._renewals.start()
         return lease
 
     def _release(self, lease: _Lease) -> None:
@@ -322,31 +362,6 @@ class AccountSlots:
         except Exception as exc:  # the server frees it when its lease lapses
             logger.warning("a slot of %r could not be given back (%s); it is free in %.0f s at the latest",
                            self.name, exc, LEASE_SECONDS)  # fmt: skip
-
-    async def _renew(self) -> None:
-        """Every lease held, renewed every RENEW_EVERY seconds; it ends with the slots (the next lease restarts it)."""
-        try:
-            async with get_client() as client:
-                while self._held and not self._closed:
-                    await asyncio.sleep(RENEW_EVERY)
-                    for lease in [lease for lease in self._held if not lease.lapsed]:
-                        if lease in self._held:  # not given back while the ones before it were renewed
-                            await self._renew_one(client, lease)
-        except Exception as exc:
-            logger.warning("the slots of %r could not be renewed: %s", self.name, exc)
-
-    async def _renew_one(self, client: Any, lease: _Lease) -> None:
-        self.requests["renew"] += 1
-        try:
-            await client.renew_concurrency_lease(lease_id=lease.id, lease_duration=LEASE_SECONDS)
-            lease.expires = time.time() + LEASE_SECONDS
-        except Exception as exc:  # tried again in RENEW_EVERY, well before it lapses
-            status = exc.response.status_code if isinstance(exc, httpx.HTTPStatusError) else 0
-            lease.lapsed = status in (404, 410)  # gone: no row takes it after its own
-            if lease.lapsed and lease not in self._held:  # given back while its renewal was on its way
-                return
-            logger.warning("a slot of %r could not be renewed%s: %s", self.name,
-                           " and is no longer held" if lease.lapsed else "", exc)  # fmt: skip
 
 
 def retry_after(header: str | None) -> float:
