@@ -43,7 +43,7 @@ from tests.prefect_stack import PREFECT, ROOT, Stack
 
 from .harness import emulator, markdown_table, new_database, pointed_at
 from .scenarios import scratch, write_grid
-from .server_load import IDLE_SECONDS, Probe, database_mib, open_seconds
+from .server_load import IDLE_SECONDS, Probe, database_mib, open_seconds, requests_by_path
 
 OPTIONS = ["--concurrency-limit", "100000", "--task-seconds", "0", "--queue-seconds", "0", "--preview"]
 PER_SHARD = 100
@@ -100,12 +100,14 @@ def workers_up(stack: Stack, count: int, seconds: float = 120) -> None:
     time.sleep(3)
 
 
-def stack_sweep(work: Path, rows: int, shards: int, design: str = "step") -> dict[str, Any]:
+def stack_sweep(work: Path, rows: int, shards: int, design: str = "step", count: bool = False) -> dict[str, Any]:
     """One sweep of `rows` (on `shards` shards, if more than 1) on its own stack, its task runs as
-    `design` says (`DESIGNS`), and what it cost."""
+    `design` says (`DESIGNS`), and what it cost; with `count`, the server's requests a second
+    during the sweep by path (its access log costs the server some time of its own)."""
     home = Path(tempfile.mkdtemp(prefix="wiro-bench-stack-"))
     database, _ = new_database(home)
-    stack = Stack(home, database, PREFECT_UI_ENABLED="true", PREFECT_LOGGING_LEVEL="WARNING")
+    loud = {"PREFECT_SERVER_LOGGING_LEVEL": "INFO"} if count else {}
+    stack = Stack(home, database, PREFECT_UI_ENABLED="true", PREFECT_LOGGING_LEVEL="WARNING", **loud)
     try:
         stack.serve()
         stack.deploy(account_limit=shards * PER_SHARD)
@@ -124,6 +126,7 @@ def stack_sweep(work: Path, rows: int, shards: int, design: str = "step") -> dic
                        "--max-concurrency", str(PER_SHARD), "--poll-interval", "0.2",
                        "--row-task-runs-max", str(DESIGNS[design])]  # fmt: skip
             command += ["--shards", str(shards)] if shards > 1 else []
+            log_from = (home / "server.log").stat().st_size
             with Probe(api) as busy:
                 started = time.perf_counter()
                 # in a session of its own, as a terminal's is; the probe stands for a browser's
@@ -133,6 +136,7 @@ def stack_sweep(work: Path, rows: int, shards: int, design: str = "step") -> dic
                     output = sweep.stdout.read() if sweep.stdout else b""
                     _, status, usage = os.wait4(sweep.pid, 0)  # its own peak, to the last byte
                 wall = time.perf_counter() - started
+            counted = requests_by_path((home / "server.log").read_bytes()[log_from:])
             if os.waitstatus_to_exitcode(status) != 0:
                 raise RuntimeError(f"the sweep exited {status}: {output.decode()[-2000:]}")
             tasks = emu.stats()["tasks"]
@@ -148,6 +152,7 @@ def stack_sweep(work: Path, rows: int, shards: int, design: str = "step") -> dic
         "peak_rss_mib": max(peaks or [0.0]),
         "idle_p95_ms": idle.p(0.95), "busy_p95_ms": busy.p(0.95), "p95_ratio": busy.p(0.95) / idle.p(0.95),
         "db_growth_mib": growth, **pages,
+        **({"requests_per_s": {path: n / wall for path, n in counted.most_common(12)}} if count else {}),
     }  # fmt: skip
 
 
@@ -170,9 +175,9 @@ SIZES = {"full": (1000, 10_000, 100_000), "quick": (1000, 10_000), "smoke": (200
 
 
 def sweeps(sizes: Sequence[int], shards: Sequence[int] = (1, 4),
-           designs: Sequence[str] = tuple(DESIGNS)) -> list[dict[str, Any]]:  # fmt: skip
+           designs: Sequence[str] = tuple(DESIGNS), count: bool = False) -> list[dict[str, Any]]:  # fmt: skip
     """Every combination of size, shards and design, each on a stack of its own."""
-    return [stack_sweep(scratch(), rows, k, d) for rows in sizes for k in shards for d in designs]
+    return [stack_sweep(scratch(), rows, k, d, count) for rows in sizes for k in shards for d in designs]
 
 
 def run(size: str) -> list[dict[str, Any]]:
@@ -207,10 +212,15 @@ def main() -> None:
     parser.add_argument("--shards", default="1,4", help="comma-separated: 1 is one process, more are shards")
     parser.add_argument("--designs", default=",".join(DESIGNS), help=f"comma-separated, of {', '.join(DESIGNS)}")
     parser.add_argument("--out", type=Path, help="also write the table here")
+    parser.add_argument("--count-requests", action="store_true",
+                        help="log the server's requests and count them by path (costs the server time)")  # fmt: skip
     args = parser.parse_args()
     sizes, shards = ([int(n) for n in given.split(",")] for given in (args.rows, args.shards))
-    runs = sweeps(sizes, shards, args.designs.split(","))
+    runs = sweeps(sizes, shards, args.designs.split(","), args.count_requests)
     text = table(runs) + "\n"
+    for one in runs:
+        for path, rate in one.get("requests_per_s", {}).items():
+            text += f"\n{one['rows']} rows, {one['shards']} process(es): {rate:6.2f}/s {path}"
     print(text)
     if args.out:
         args.out.write_text(text)

@@ -18,11 +18,13 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,19 @@ class Probe:
         """The latency below which `share` of the probes fell, in ms."""
         ordered = sorted(self.seconds)
         return 1000 * ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+ACCESS_LINE = re.compile(rb'"(GET|POST|PATCH|PUT|DELETE) /api/([^ ?"]*)')
+AN_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def requests_by_path(log: bytes) -> Counter[str]:
+    """The API requests in a server log with uvicorn's access lines (`PREFECT_SERVER_LOGGING_LEVEL=
+    INFO`), counted by method and path, ids as `{id}`."""
+    return Counter(
+        f"{match[1].decode()} /{AN_ID.sub('{id}', match[2].decode(errors='replace'))}"
+        for match in ACCESS_LINE.finditer(log)
+    )
 
 
 def database_mib() -> float:

@@ -32,3 +32,20 @@ def test_benchmark_script_runs_every_scenario_and_writes_the_report(prefect_api:
     rss = re.search(r"\| 5 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| (\d+) \|", text)
     assert rss is not None
     assert 50 < int(rss.group(1)) < 4096
+
+
+def test_the_server_s_requests_are_counted_by_path_from_its_access_log() -> None:
+    """`--count-requests` reads uvicorn's access lines: each run's id is one `{id}`, a query
+    string is no part of the path, and lines that are no request are not counted."""
+    from bench.server_load import requests_by_path
+
+    run = "0b5f7a3e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
+    log = (
+        '20:09:04.662 | INFO    | uvicorn.access - 127.0.0.1:47450 - "GET /api/health HTTP/1.1" 200\n'
+        f'20:09:05.101 | INFO    | uvicorn.access - 127.0.0.1:47460 - "GET /api/flow_runs/{run} HTTP/1.1" 200\n'
+        f'20:09:05.202 | INFO    | uvicorn.access - 127.0.0.1:47461 - "GET /api/flow_runs/{run[::-1]} HTTP/1.1" 200\n'
+        '20:09:05.303 | INFO    | uvicorn.access - 127.0.0.1:47462 - "POST /api/task_runs/filter?x=1 HTTP/1.1" 200\n'
+        "20:09:05.404 | WARNING | prefect.server - a line that is no request\n"
+    ).encode()
+    assert requests_by_path(log) == {"GET /health": 1, "GET /flow_runs/{id}": 1,
+                                     f"GET /flow_runs/{run[::-1]}": 1, "POST /task_runs/filter": 1}  # fmt: skip
