@@ -136,7 +136,7 @@ def stack_sweep(work: Path, rows: int, shards: int, design: str = "step", count:
                     output = sweep.stdout.read() if sweep.stdout else b""
                     _, status, usage = os.wait4(sweep.pid, 0)  # its own peak, to the last byte
                 wall = time.perf_counter() - started
-            counted = requests_by_path((home / "server.log").read_bytes()[log_from:])
+            counted = requests_by_path((home / "server.log").read_bytes()[log_from:]) if count else None
             if os.waitstatus_to_exitcode(status) != 0:
                 raise RuntimeError(f"the sweep exited {status}: {output.decode()[-2000:]}")
             tasks = emu.stats()["tasks"]
@@ -152,7 +152,7 @@ def stack_sweep(work: Path, rows: int, shards: int, design: str = "step", count:
         "peak_rss_mib": max(peaks or [0.0]),
         "idle_p95_ms": idle.p(0.95), "busy_p95_ms": busy.p(0.95), "p95_ratio": busy.p(0.95) / idle.p(0.95),
         "db_growth_mib": growth, **pages,
-        **({"requests_per_s": {path: n / wall for path, n in counted.most_common(12)}} if count else {}),
+        **({"requests_per_s": {path: n / wall for path, n in counted.most_common(12)}} if counted else {}),
     }  # fmt: skip
 
 

@@ -54,8 +54,8 @@ from flows.errors import InputError
 BATCH = 10  # slots asked for in one lease at most: taken, renewed and given back in one request each
 LEASE_SHARE = 10  # ...and at most a tenth of the run's slots: a lease going back drains that many
 HANDOFF_SECONDS = 0.5  # a slot no row of this run asked for in this long goes back to the server
-SHARE_SECONDS = 20.0  # a slot held this long goes back as its row ends
-SHARE_EVERY = 2.0  # ...one slot in this long at most, per run
+SHARE_SECONDS = 20.0  # a lease held this long goes back for others' turn once the rows fit the rest
+SHARE_EVERY = 2.0  # ...a slot's worth in this long at most, per run (a lease of 10: every 20 s)
 LEAVING_POLL_SECONDS = 0.05  # how often an ask looks whether the lease going back has gone
 POLL_SECONDS = 2.0  # a run turned away asks again within this long, whatever the server's Retry-After
 LEASE_SECONDS = 300.0  # what the server waits for a renewal before it frees a slot (a killed run's)
@@ -235,13 +235,14 @@ class AccountSlots:
         """Leases the rows no longer need go back (the one leaving, one past use, every spare one
         once closed); free slots go to the rows that wait; spare ones are watched a moment."""
         capacity = self._capacity()
-        for lease in sorted(self._held, key=lambda lease: lease.since):
-            counted = lease is not self._leaving and lease.usable()
-            if not counted and (self._in_use <= capacity or lease.lapsed):
+        for lease in [lease for lease in self._held if lease is self._leaving or not lease.usable()]:
+            if self._in_use <= capacity or lease.lapsed:
                 self._release(lease)
-            elif counted and self._closed and capacity - lease.size >= self._in_use:
-                self._release(lease)
-                capacity -= lease.size
+        if self._closed:  # every lease the rows still in flight do not need
+            for lease in [lease for lease in self._held if lease is not self._leaving and lease.usable()]:
+                if capacity - lease.size >= self._in_use:
+                    self._release(lease)
+                    capacity -= lease.size
         while self._waiting and self._in_use < capacity:
             waiter = self._waiting.popleft()
             if not waiter.done():
