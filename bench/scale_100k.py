@@ -15,12 +15,15 @@ Each sweep is `wiro-sweep run GRID` (`--shards 4`: four child runs on the worker
 emulator tasks and preview videos, 100 at a time a process. Measured: wall time a row, the peak
 RSS of the process that runs the rows (the command's own, or each shard's flow-run process, from
 /proc five times a second), the API's p95 during the sweep against the same server idle
-(`bench.server_load.Probe`), the database's growth, and a run page with its task runs in Chromium.
+(`bench.probe.Probe`), the database's growth, and a run page with its task runs in Chromium.
 
-The probe stands for a person's browser: the sweep command runs in a session of its own, as a
-terminal's does, and the emulator in one of its own, as Wiro runs on other machines. (Linux
-shares CPU between sessions first; sharing the probe's, the emulator's 40% of a core was counted
-as the server's latency.)
+The probe (`bench.probe`) stands for a person's browser, in a process of its own. The sweep
+command runs in a session of its own, as a terminal's does. The emulator stands for Wiro, which
+runs on other machines: in a session of its own at the lowest CPU priority
+(`bench.harness.emulator`), its 40% of a core is not counted as the server's latency, and it
+slows the rows instead (it shares the CPU with the shards, at nice 19 too). The workers look
+for runs every second, ten times as often as Prefect's default that `prefect-stack.sh` keeps:
+the shards start at once, and the server bears more polls than in production.
 """
 
 from __future__ import annotations
@@ -42,8 +45,9 @@ import httpx
 from tests.prefect_stack import PREFECT, ROOT, Stack
 
 from .harness import emulator, markdown_table, new_database, pointed_at
+from .probe import Probe
 from .scenarios import scratch, write_grid
-from .server_load import IDLE_SECONDS, Probe, database_mib, open_seconds, requests_by_path
+from .server_load import IDLE_SECONDS, database_mib, open_seconds, requests_by_path
 
 OPTIONS = ["--concurrency-limit", "100000", "--task-seconds", "0", "--queue-seconds", "0", "--preview"]
 PER_SHARD = 100

@@ -6,7 +6,10 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,3 +52,36 @@ def test_the_server_s_requests_are_counted_by_path_from_its_access_log() -> None
     ).encode()
     assert requests_by_path(log) == {"GET /health": 1, "GET /flow_runs/{id}": 1,
                                      f"GET /flow_runs/{run[::-1]}": 1, "POST /task_runs/filter": 1}  # fmt: skip
+
+
+def test_an_emulator_apart_runs_last_in_line_for_the_cpu_as_if_on_another_machine() -> None:
+    """Where the server's latency is measured, the emulator stands for Wiro on other machines: its
+    session and every thread it starts are at nice 19, so it takes no CPU the server wants."""
+    from bench.harness import emulator
+    from flows.orchestrate.priority import autogroup_nice
+
+    with emulator("--task-seconds", "0", apart=True) as emu:
+        pid = emu.process.pid
+        assert os.getsid(pid) == pid, "a session of its own"
+        threads = list(Path(f"/proc/{pid}/task").iterdir())
+        assert threads
+        assert {os.getpriority(os.PRIO_PROCESS, int(t.name)) for t in threads} == {19}
+        enabled = Path("/proc/sys/kernel/sched_autogroup_enabled")
+        if enabled.is_file() and enabled.read_text().strip() == "1":
+            assert autogroup_nice(Path(f"/proc/{pid}/autogroup")) == 19
+        assert emu.stats()["tasks"] == 0, "and it answers"
+
+
+def test_the_probe_times_the_api_from_a_process_of_its_own_and_says_when_it_cannot(prefect_api: str) -> None:
+    from bench.probe import Probe
+
+    with Probe(prefect_api) as probe:
+        time.sleep(1.5)
+        assert probe._process.pid != os.getpid()
+    assert len(probe.seconds) >= 3, "four a second"
+    assert 0 < probe.p(0.5) <= probe.p(0.95) < 60_000
+    with (
+        pytest.raises(RuntimeError, match=re.escape("the probe of http://127.0.0.1:9/api stopped")),
+        Probe("http://127.0.0.1:9/api"),
+    ):
+        time.sleep(1.0)
