@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +31,6 @@ from prefect.states import Cancelled, Cancelling, Completed, Crashed, Pending, R
 
 import flows.orchestrate.children as children
 from flows.cli import main
-from flows.engine.runner import cancel_requested
 from flows.orchestrate.children import run_children
 from flows.orchestrate.flow import sweep
 from flows.orchestrate.hooks import kill_on_cancel
@@ -331,20 +331,20 @@ def test_a_parent_whose_children_end_cancelled_before_it_sees_its_own_cancel_end
     """Prefect cancels a cancelled parent's children itself: they may read Cancelled at a poll
     whose look at the parent came a moment too early. The parent still ends cancelled, with why."""
     book = ShardBook.open(tmp_path / "out", 2, "children-first")
-    real = cancel_requested
+    real = children.look
     lagged: list[Any] = []
 
     async def scenario() -> children.ShardOutcome:
         armed, go = asyncio.Event(), asyncio.Event()
 
-        async def a_moment_late(client: PrefectClient, run_id: Any) -> str:
-            if armed.is_set() and not lagged:  # this look at the parent was sent before the cancel
+        async def a_moment_late(client: PrefectClient, run_id: Any, *rest: Any) -> tuple[str, dict[str, Any]]:
+            if armed.is_set() and not lagged and run_id is not None:
                 await go.wait()
                 lagged.append(run_id)
-                return ""
-            return await real(client, run_id)
+                return "", (await real(client, run_id, *rest))[1]  # the parent as it was before the cancel
+            return await real(client, run_id, *rest)
 
-        monkeypatch.setattr(children, "cancel_requested", a_moment_late)
+        monkeypatch.setattr(children, "look", a_moment_late)
         async with get_client() as client:
             parent_run = await client.create_flow_run(fake_parent, state=Running())
             parent = Parent(book, parent_run.id)
@@ -360,6 +360,46 @@ def test_a_parent_whose_children_end_cancelled_before_it_sees_its_own_cancel_end
     assert lagged, "the race was played"
     assert outcome.states == {0: "Cancelled", 1: "Cancelled"}
     assert outcome.cancelled == "cancelled in the UI"
+
+
+@pytest.mark.usefixtures("deployment", "fast")
+def test_a_parent_reads_itself_and_all_its_children_in_one_request_a_look(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four shards used to cost five flow-run reads every 2 s (each child, and the parent for a
+    cancel); the Prefect server answers a person's browser too."""
+    book = ShardBook.open(tmp_path / "out", 4, "one-read")
+    reads: Counter[str] = Counter()
+    for name in ("read_flow_run", "read_flow_runs"):
+        real = getattr(PrefectClient, name)
+
+        async def counted(self: PrefectClient, *args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
+            reads[_name] += 1
+            return await _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(PrefectClient, name, counted)
+
+    async def scenario() -> children.ShardOutcome:
+        async with get_client() as client:
+            parent_run = await client.create_flow_run(fake_parent, state=Running())
+            parent = Parent(book, parent_run.id)
+            started = await parent.children()
+            polls, before = parent.polls, reads.copy()
+
+            async def looked() -> bool:
+                return parent.polls >= polls + 10
+
+            await until(looked)
+            looks, read = parent.polls - polls, reads - before
+            assert read["read_flow_run"] == 0, "no run is read alone"
+            assert looks <= read["read_flow_runs"] <= looks + 1, "one read a look (one may be under way)"
+            for child in started:
+                await client.set_flow_run_state(child, Completed(), force=True)
+            return await parent.task
+
+    outcome = asyncio.run(scenario())
+    assert outcome.states == dict.fromkeys(range(4), "Completed")
+    assert not outcome.cancelled
 
 
 @pytest.mark.usefixtures("deployment", "fast")

@@ -27,7 +27,7 @@ from uuid import UUID
 
 import pandas as pd
 from prefect.client.orchestration import PrefectClient
-from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.objects import FlowRun, StateType
 
 from flows.engine.chunks import CHUNK_ROWS, Chunks
 from flows.engine.driver import RowDriver
@@ -257,6 +257,11 @@ async def cancel_requested(client: PrefectClient, run_id: UUID | str) -> str:
         run = await client.read_flow_run(UUID(str(run_id)))
     except Exception:  # the API may blink; a cancel can wait a poll
         return ""
+    return cancel_reason(run)
+
+
+def cancel_reason(run: FlowRun) -> str:
+    """Why `run` was cancelled, if it is Cancelling or Cancelled; empty otherwise."""
     if run.state is not None and run.state.type in (StateType.CANCELLING, StateType.CANCELLED):
         return run.state.message or "cancelled in Prefect"
     return ""

@@ -37,11 +37,12 @@ from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import arun_deployment
 from prefect.states import Cancelling, Crashed
 
-from flows.engine.runner import cancel_requested
+from flows.engine.runner import cancel_reason, cancel_requested
 from flows.store.files import MAX_SMALL_JSON_BYTES, UnreadableFileError, read_json
 from flows.store.locks import lock_is_held
 from flows.store.shards import SHARDS_FILE, ShardBook, shard_dir
@@ -54,6 +55,7 @@ STALE_LOCK_POLLS = 3  # ...and seen free at this many polls in a row
 STALE_START_SECONDS = 600.0  # the same, for a shard whose first child never took its lock
 LOCK_SETTLE_SECONDS = 15.0  # a child's lock is not probed until it has been RUNNING this long
 STOP_WAIT_SECONDS = 120.0  # how long a cancelled parent waits for its children to stop
+LOOK_MAX_RUNS = 200  # runs a look reads a request (the API's own cap on a page)
 FINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED}
 RELAUNCH = {StateType.CRASHED}
 CANCELLED_BY_PARENT = "parent sweep stopped"
@@ -122,13 +124,12 @@ async def run_children(
     async with get_client() as client:
         pending = set(range(book.count))
         while pending:
-            if parent_run_id is not None and not outcome.cancelled:
-                reason = await cancel_requested(client, parent_run_id)
-                if reason:
-                    outcome.cancelled = reason
-                    book.save()
-                    outcome.stopped = await asyncio.to_thread(_stop_runs, book.runs)
-                    stop_by = time.monotonic() + STOP_WAIT_SECONDS
+            reason, runs = await look(client, parent_run_id if not outcome.cancelled else None, book, pending)
+            if reason:  # asked only until the first answer says so
+                outcome.cancelled = reason
+                book.save()
+                outcome.stopped = await asyncio.to_thread(_stop_runs, book.runs)
+                stop_by = time.monotonic() + STOP_WAIT_SECONDS
             if outcome.cancelled and time.monotonic() > stop_by:
                 for index in pending:
                     outcome.states[index] = "still stopping"
@@ -152,7 +153,8 @@ async def run_children(
                     )
                     entry["flow_run_id"] = str(run.id)
                     book.save()
-                child = await client.read_flow_run(entry["flow_run_id"])
+                    runs[str(run.id)] = run
+                child = runs.get(entry["flow_run_id"]) or await client.read_flow_run(entry["flow_run_id"])
                 kind = child.state.type if child.state else None
                 # A child still CANCELLING when this parent started was stopped by the last one.
                 restart = entry.pop("relaunch_if_final", False)  # asked once, at this parent's first look
@@ -181,6 +183,27 @@ async def run_children(
             # Prefect cancels a cancelled parent's children itself: they can end before a look saw the parent's own
             outcome.cancelled = await cancel_requested(client, parent_run_id)
         return outcome
+
+
+async def look(
+    client: PrefectClient, parent_run_id: UUID | str | None, book: ShardBook, pending: set[int]
+) -> tuple[str, dict[str, FlowRun]]:
+    """One read of the parent run and the pending children that have one: why the parent was
+    cancelled (empty if it was not, or is not asked about) and the children by id. One request a
+    look, whatever the number of shards; a child missing from it is read alone."""
+    ids = [str(book.entry(k)["flow_run_id"]) for k in pending if book.entry(k)["flow_run_id"]]
+    ids += [str(parent_run_id)] if parent_run_id is not None else []
+    runs: dict[str, FlowRun] = {}
+    for start in range(0, len(ids), LOOK_MAX_RUNS):
+        found = FlowRunFilter(id=FlowRunFilterId(any_=[UUID(i) for i in ids[start : start + LOOK_MAX_RUNS]]))
+        try:
+            runs.update(
+                (str(run.id), run) for run in await client.read_flow_runs(flow_run_filter=found, limit=LOOK_MAX_RUNS)
+            )
+        except Exception:  # the API may blink: the parent's cancel can wait a look, and each child is read alone
+            continue
+    parent = runs.pop(str(parent_run_id), None)
+    return (cancel_reason(parent) if parent is not None else ""), runs
 
 
 def _relaunch(entry: dict[str, Any]) -> None:
