@@ -124,16 +124,16 @@ async def run_children(
     async with get_client() as client:
         pending = set(range(book.count))
         while pending:
+            if outcome.cancelled and time.monotonic() > stop_by:
+                for index in pending:
+                    outcome.states[index] = "still stopping"
+                break
             reason, runs = await look(client, parent_run_id if not outcome.cancelled else None, book, pending)
             if reason:  # asked only until the first answer says so
                 outcome.cancelled = reason
                 book.save()
                 outcome.stopped = await asyncio.to_thread(_stop_runs, book.runs)
                 stop_by = time.monotonic() + STOP_WAIT_SECONDS
-            if outcome.cancelled and time.monotonic() > stop_by:
-                for index in pending:
-                    outcome.states[index] = "still stopping"
-                break
             for index in sorted(pending):
                 entry = book.entry(index)
                 if entry["flow_run_id"] is None:
