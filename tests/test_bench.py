@@ -58,7 +58,7 @@ def test_an_emulator_apart_runs_last_in_line_for_the_cpu_as_if_on_another_machin
     """Where the server's latency is measured, the emulator stands for Wiro on other machines: its
     session and every thread it starts are at nice 19, so it takes no CPU the server wants."""
     from bench.harness import emulator
-    from flows.orchestrate.priority import autogroup_nice
+    from flows.priority import autogroup_nice
 
     with emulator("--task-seconds", "0", apart=True) as emu:
         pid = emu.process.pid

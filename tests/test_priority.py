@@ -1,4 +1,4 @@
-"""A worker's sweep lowers its own CPU priority, and nobody else's (flows/orchestrate/priority.py).
+"""A worker's sweep lowers its own CPU priority, and nobody else's (flows/priority.py).
 
 Each case runs in a process of its own, as a worker's flow run is: started in a session of its
 own (or not), with a thread already running, as Prefect's are by then.
@@ -12,14 +12,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from flows.orchestrate.priority import DEFAULT_NICE, ENV_NICE, autogroup_nice, wanted_nice
+from flows.priority import DEFAULT_NICE, ENV_NICE, FLOW_RUN, autogroup_nice, wanted_nice
 
 HAS_AUTOGROUP = Path("/proc/self/autogroup").is_file()
 BASE = os.nice(0)  # the suite's own nice value, which its children start from
 
 PROBE = """
 import json, os, sys, threading
-from flows.orchestrate.priority import autogroup_nice, yield_cpu, yield_cpu_on_a_worker
+from flows.orchestrate.priority import yield_cpu_on_a_worker
+from flows.priority import autogroup_nice, yield_cpu
 started = threading.Event()
 threading.Thread(target=lambda: (started.set(), threading.Event().wait()), daemon=True).start()
 started.wait()
@@ -102,3 +103,37 @@ def test_a_group_that_reads_empty_is_no_group(tmp_path: Path) -> None:
     assert autogroup_nice(tmp_path / "empty") is None
     assert autogroup_nice(tmp_path / "missing") is None
     assert autogroup_nice(tmp_path / "set") == 7
+
+
+IMPORT = """
+import json, os
+import flows  # what Prefect's engine does first with the sweep's entrypoint
+from flows.priority import autogroup_nice
+print(json.dumps({"nice": os.getpriority(os.PRIO_PROCESS, 0), "group": autogroup_nice()}))
+"""
+
+
+def imported(env: dict[str, str], *, own_session: bool = True) -> dict[str, object]:
+    """Import `flows` in a process started as a worker starts a flow run's (or not)."""
+    clean = {k: v for k, v in os.environ.items() if k not in (FLOW_RUN, ENV_NICE)}
+    done = subprocess.run([sys.executable, "-c", IMPORT], capture_output=True, text=True, check=True,
+                          env={**clean, **env}, start_new_session=own_session)  # fmt: skip
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+def test_a_flow_runs_process_gives_way_as_soon_as_it_imports_the_sweep() -> None:
+    """Four shards starting at once set up for 10 s at the server's priority before the flow
+    itself gave way: importing `flows` in a flow run's process does it first."""
+    run = {FLOW_RUN: "0b5e8a4c-9f57-4a8e-a1a8-3c3d0e6f7b21"}
+    assert imported(run) == {"nice": 19, "group": 19 if HAS_AUTOGROUP else None}
+    assert imported({**run, ENV_NICE: "7"})["nice"] == 7
+    assert imported({**run, ENV_NICE: "0"})["nice"] == BASE, "0 leaves it"
+    assert imported({**run, ENV_NICE: "high"})["nice"] == 19, "a bad level gets the default (the flow names it)"
+
+
+def test_importing_the_sweep_elsewhere_moves_nothing() -> None:
+    before = own_group_nice()
+    assert imported({}) == {"nice": BASE, "group": 0 if HAS_AUTOGROUP else None}, "a terminal's command, a test"
+    assert imported({FLOW_RUN: "0b5e8a4c-9f57-4a8e-a1a8-3c3d0e6f7b21"}, own_session=False)["nice"] == BASE
+    assert own_group_nice() == before

@@ -30,7 +30,7 @@ import pytest
 
 from flows.engine.rows import records
 from flows.grid import load_grid
-from flows.orchestrate.priority import autogroup_nice
+from flows.priority import autogroup_nice
 from flows.store.manifest import read_manifest
 from flows.store.shards import SHARDS_FILE, shard_of
 from wiro_tasks.emulator import EmulatorServer
