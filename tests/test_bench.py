@@ -85,3 +85,19 @@ def test_the_probe_times_the_api_from_a_process_of_its_own_and_says_when_it_cann
         Probe("http://127.0.0.1:9/api"),
     ):
         time.sleep(1.0)
+
+
+def test_the_scale_bench_seeds_earlier_work_so_the_probe_s_answer_is_full_idle_and_busy(prefect_api: str) -> None:
+    """A new server's probe answered an empty list, in half the time of a full one; the sweep's
+    probes answered up to 50 task runs. Seeded, the idle probe's answer is as full as theirs."""
+    import httpx
+
+    from bench.probe import PROBE
+    from bench.scale_100k import SEEDED, seed
+
+    seed({**os.environ, "PREFECT_API_URL": prefect_api, "PREFECT_LOGGING_LEVEL": "WARNING"})
+    mine = {"flows": {"name": {"any_": ["bench-earlier-work"]}}}
+    runs = httpx.post(f"{prefect_api}/task_runs/filter", json={**mine, "limit": 200}, timeout=30).json()
+    assert len(runs) >= SEEDED
+    assert {run["state"]["type"] for run in runs} == {"COMPLETED"}
+    assert len(httpx.post(f"{prefect_api}/task_runs/filter", json=PROBE, timeout=30).json()) == PROBE["limit"] == SEEDED
