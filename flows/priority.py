@@ -23,6 +23,7 @@ gives way again when it begins (flows/orchestrate/priority.py), and says so in i
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,12 +35,11 @@ AUTOGROUP = Path("/proc/self/autogroup")
 THREADS = Path("/proc/self/task")
 
 
-def yield_cpu_at_start(environ: Mapping[str, str] = os.environ) -> bool:
+def yield_cpu_at_start(environ: Mapping[str, str] = os.environ) -> None:
     """In a process started for a flow run, lower its CPU priority now (a bad `WIRO_SWEEP_NICE`
-    gets the default; the flow names it in its log). True if it did."""
-    if not environ.get(FLOW_RUN):
-        return False
-    return yield_cpu(wanted_nice(environ)[0])
+    gets the default; the flow names it in its log)."""
+    if environ.get(FLOW_RUN):
+        yield_cpu(wanted_nice(environ)[0])
 
 
 def wanted_nice(environ: Mapping[str, str] = os.environ) -> tuple[int, str | None]:
@@ -85,16 +85,12 @@ def autogroup_nice(path: Path = AUTOGROUP) -> int | None:
         return None
 
 
-def _lower_autogroup(nice: int) -> bool:
+def _lower_autogroup(nice: int) -> None:
     """Set this session's autogroup nice to `nice` if it is below it (Linux with autogroups)."""
     current = autogroup_nice()
-    if current is None or current >= nice:
-        return False
-    try:
-        AUTOGROUP.write_text(str(nice))
-    except OSError:
-        return False
-    return True
+    if current is not None and current < nice:
+        with contextlib.suppress(OSError):  # a kernel that refuses leaves it as it was
+            AUTOGROUP.write_text(str(nice))
 
 
 def _threads() -> list[int]:

@@ -8,6 +8,7 @@ only, and names the level, or a bad `WIRO_SWEEP_NICE`, in the run's log.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from prefect.context import FlowRunContext
@@ -24,4 +25,5 @@ def yield_cpu_on_a_worker(logger: logging.Logger | logging.LoggerAdapter[Any]) -
     if warning:
         logger.warning(warning)
     if yield_cpu(nice):
-        logger.info("CPU priority at nice %d: the Prefect server and its UI go first (%s)", nice, ENV_NICE)
+        at = os.getpriority(os.PRIO_PROCESS, 0)  # `nice`, or lower where it started lower
+        logger.info("CPU priority at nice %d: the Prefect server and its UI go first (%s)", at, ENV_NICE)
